@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what gkd needs on Debian 12 (as root, or with sudo available): the compiler, CMake, Lua 5.4,
+# SQLite, OpenBLAS and OpenMP from Debian's packages, and (best effort) the Python packages the tests use
+# as independent references. Safe to run again: it installs only what is missing.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-dev python3 python3-pip xz-utils)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+# Reference libraries for the tests' fixtures checks; tests that need them skip with a message if absent.
+py_missing=$(python3 - <<'PY'
+import importlib.util
+mods = {"numpy": "numpy", "safetensors": "safetensors", "tokenizers": "tokenizers",
+        "rouge_score": "rouge-score", "sacrebleu": "sacrebleu", "gguf": "gguf"}
+print(" ".join(pkg for mod, pkg in mods.items() if importlib.util.find_spec(mod) is None))
+PY
+)
+if [ -n "$py_missing" ]; then
+  python3 -m pip install -q $py_missing 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages $py_missing 2>/dev/null ||
+    echo "note: could not pip-install $py_missing; the tests that compare against them will be skipped"
+fi
