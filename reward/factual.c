@@ -1,0 +1,308 @@
+/* Factual-consistency reward for a summary against its source (Debian package descriptions: long
+ * description + package name). It rewards summaries that say only what the source supports: the
+ * share of the summary's content words found in the source, and the share of its entity-like tokens
+ * (names, versions, identifiers, numbers) found there, since an invented name or number is the
+ * error that matters most in a package summary.
+ * Words: maximal runs of letters and digits (any non-ASCII character that is not punctuation or a
+ * symbol counts as a letter), joined across an inner '.', '-', '_' or apostrophe ("v1.2",
+ * "libfoo-dev", "x86_64", "don't"), plus a trailing run of '+' or '#' ("c++", "C#"). A sentence
+ * starts at the beginning of the text and after '.', '!' or '?' between words.
+ * Matching: lowercase ASCII, a trailing "'s" dropped, a plural folded ("libraries" -> "library",
+ * "tools" -> "tool", but not "class" or "status"); a source word with inner joiners also counts
+ * each of its parts, and a summary word with inner '-' or '_' is supported when all its parts are.
+ * Rules: stopwords (the list below) are neither content words nor entities; entities are a subset of
+ * content words, so an unsupported entity lowers both precisions. */
+#include "reward/metrics.h"
+#include "reward/text.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Function words and contractions that carry no claim a source could contradict. */
+static const char *const stopwords[] = {
+    "a",       "about",      "above",     "after",   "again",   "against",   "all",       "also",
+    "am",      "an",         "and",       "any",     "are",     "aren't",    "as",        "at",
+    "be",      "because",    "been",      "before",  "being",   "below",     "between",   "both",
+    "but",     "by",         "can",       "can't",   "cannot",  "could",     "couldn't",  "did",
+    "didn't",  "do",         "does",      "doesn't", "doing",   "don't",     "down",      "during",
+    "e.g",     "each",       "either",    "etc",     "few",     "for",       "from",      "further",
+    "had",     "hadn't",     "has",       "hasn't",  "have",    "haven't",   "having",    "he",
+    "her",     "here",       "hers",      "herself", "him",     "himself",   "his",       "how",
+    "however", "i",          "i.e",       "if",      "in",      "into",      "is",        "isn't",
+    "it",      "it's",       "its",       "itself",  "just",    "let's",     "may",       "me",
+    "might",   "more",       "most",      "must",    "my",      "myself",    "neither",   "no",
+    "nor",     "not",        "now",       "of",      "off",     "on",        "once",      "only",
+    "or",      "other",      "otherwise", "our",     "ours",    "ourselves", "out",       "over",
+    "own",     "per",        "same",      "shall",   "she",     "should",    "shouldn't", "so",
+    "some",    "such",       "than",      "that",    "that's",  "the",       "their",     "theirs",
+    "them",    "themselves", "then",      "there",   "there's", "these",     "they",      "this",
+    "those",   "through",    "thus",      "to",      "too",     "under",     "until",     "up",
+    "upon",    "us",         "very",      "via",     "was",     "wasn't",    "we",        "were",
+    "weren't", "what",       "when",      "where",   "whether", "which",     "while",     "who",
+    "whom",    "whose",      "why",       "will",    "with",    "within",    "without",   "won't",
+    "would",   "wouldn't",   "yet",       "you",     "your",    "yours",     "yourself",  "yourselves",
+};
+
+static int is_stopword(const char *lower, size_t len) {
+    for (size_t k = 0; k < sizeof stopwords / sizeof stopwords[0]; k++)
+        if (strlen(stopwords[k]) == len && memcmp(stopwords[k], lower, len) == 0) return 1;
+    return 0;
+}
+
+/* Decodes one UTF-8 character; a malformed byte decodes as U+FFFD of length 1. */
+static uint32_t utf8_decode(const unsigned char *s, size_t n, int *len) {
+    *len = 1;
+    if (s[0] < 0x80) return s[0];
+    int k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (k == 0 || (size_t)k > n) return 0xfffd;
+    uint32_t cp = s[0] & (0x7f >> k);
+    for (int i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    *len = k;
+    return cp;
+}
+
+static int is_ascii_alnum(uint32_t c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Letters and digits; outside ASCII, everything but the punctuation and symbol blocks a package
+ * description is likely to contain (Latin-1 signs, general punctuation, arrows to dingbats, CJK
+ * punctuation, fullwidth ASCII punctuation). */
+static int is_word_char(uint32_t c) {
+    if (c < 0x80) return is_ascii_alnum(c);
+    if (c <= 0xbf || c == 0xd7 || c == 0xf7) return 0;
+    if (c >= 0x2000 && c <= 0x2bff) return 0;
+    if (c >= 0x3000 && c <= 0x303f) return 0;
+    if (c >= 0xfe30 && c <= 0xfe6f) return 0;
+    if (c >= 0xff00 && c <= 0xff20) return 0;
+    return c != 0xfffd;
+}
+
+static int is_joiner(char c) {
+    return c == '.' || c == '-' || c == '_' || c == '\'';
+}
+
+typedef struct {
+    size_t start, len;
+    int sentence_start;
+} word;
+
+typedef struct {
+    word *v;
+    int n, cap;
+} word_list;
+
+static gkd_status word_list_push(word_list *w, word x) {
+    if (w->n == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 32;
+        word *v = realloc(w->v, (size_t)cap * sizeof *v);
+        if (!v) return gkd_error_set(GKD_ERR_NOMEM, "factual: word list of %d words", cap);
+        w->v = v;
+        w->cap = cap;
+    }
+    w->v[w->n++] = x;
+    return GKD_OK;
+}
+
+static int word_char_at(const char *text, size_t n, size_t i, int *len) {
+    if (i >= n) return 0;
+    return is_word_char(utf8_decode((const unsigned char *)text + i, n - i, len));
+}
+
+static gkd_status split_words(const char *text, word_list *out) {
+    size_t n = strlen(text), i = 0;
+    int at_start = 1, len;
+    while (i < n) {
+        if (!word_char_at(text, n, i, &len)) {
+            if (text[i] == '.' || text[i] == '!' || text[i] == '?') at_start = 1;
+            i += (size_t)len;
+            continue;
+        }
+        size_t start = i;
+        i += (size_t)len;
+        for (;;) {
+            if (word_char_at(text, n, i, &len))
+                i += (size_t)len;
+            else if (i < n && is_joiner(text[i]) && word_char_at(text, n, i + 1, &len))
+                i += 1 + (size_t)len;
+            else
+                break;
+        }
+        size_t j = i;
+        while (j < n && (text[j] == '+' || text[j] == '#')) j++;
+        if (j > i && !word_char_at(text, n, j, &len)) i = j;
+        gkd_status st = word_list_push(out, (word){start, i - start, at_start});
+        if (st != GKD_OK) return st;
+        at_start = 0;
+    }
+    return GKD_OK;
+}
+
+static int is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* Lowercases ASCII into `out` (len bytes); returns the length. */
+static size_t lower_copy(const char *s, size_t len, char *out) {
+    for (size_t i = 0; i < len; i++) out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    return len;
+}
+
+/* The matching key of a lowercased word, in place: drops "'s" and folds a plural. */
+static size_t fold_key(char *w, size_t len) {
+    if (len > 2 && w[len - 2] == '\'' && w[len - 1] == 's') len -= 2;
+    if (len > 4 && memcmp(w + len - 3, "ies", 3) == 0 && is_letter(w[len - 4])) {
+        w[len - 3] = 'y';
+        return len - 2;
+    }
+    if (len > 3 && w[len - 1] == 's' && is_letter(w[len - 2]) && w[len - 2] != 's' && w[len - 2] != 'u' &&
+        w[len - 2] != 'i')
+        return len - 1;
+    return len;
+}
+
+/* A key in the sorted table of source keys. */
+typedef struct {
+    const char *s;
+    int len;
+} key_view;
+
+static int key_view_cmp(const void *pa, const void *pb) {
+    const key_view *a = pa, *b = pb;
+    int n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->s, b->s, (size_t)n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Grows the buffer that holds one word's key. */
+static gkd_status reserve_scratch(char **scratch, size_t *cap, size_t len) {
+    if (len + 1 <= *cap) return GKD_OK;
+    char *p = realloc(*scratch, len + 1);
+    if (!p) return gkd_error_set(GKD_ERR_NOMEM, "factual: word of %zu bytes", len);
+    *scratch = p;
+    *cap = len + 1;
+    return GKD_OK;
+}
+
+static gkd_status add_key(gkd_toklist *keys, const char *s, size_t len, char *scratch) {
+    size_t k = fold_key(scratch, lower_copy(s, len, scratch));
+    return k ? gkd_toklist_push(keys, scratch, k) : GKD_OK;
+}
+
+/* Adds every word of `text`, and every joiner-separated part of a word that has joiners. */
+static gkd_status add_source_words(gkd_toklist *keys, const char *text, char **scratch, size_t *scratch_cap) {
+    word_list words = {0};
+    gkd_status st = split_words(text, &words);
+    for (int w = 0; w < words.n && st == GKD_OK; w++) {
+        const char *s = text + words.v[w].start;
+        size_t len = words.v[w].len;
+        st = reserve_scratch(scratch, scratch_cap, len);
+        if (st == GKD_OK) st = add_key(keys, s, len, *scratch);
+        size_t part = 0;
+        int has_joiner = 0;
+        for (size_t i = 0; i < len; i++) has_joiner |= is_joiner(s[i]);
+        for (size_t i = 0; has_joiner && i <= len && st == GKD_OK; i++) {
+            if (i == len || is_joiner(s[i])) {
+                if (i > part) st = add_key(keys, s + part, i - part, *scratch);
+                part = i + 1;
+            }
+        }
+    }
+    free(words.v);
+    return st;
+}
+
+static int key_set_has(const key_view *set, int n, const char *s, size_t len) {
+    key_view k = {s, (int)len};
+    return bsearch(&k, set, (size_t)n, sizeof *set, key_view_cmp) != NULL;
+}
+
+/* A summary word is supported when its key is a source key, or, for a word joined by '-' or '_',
+ * when every part's key is. */
+static int word_supported(const key_view *set, int n, const char *s, size_t len, char *scratch) {
+    size_t k = fold_key(scratch, lower_copy(s, len, scratch));
+    if (key_set_has(set, n, scratch, k)) return 1;
+    int compound = 0;
+    for (size_t i = 0; i < len; i++) compound |= s[i] == '-' || s[i] == '_';
+    if (!compound) return 0;
+    size_t part = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '-' || s[i] == '_') {
+            if (i > part) {
+                size_t pk = fold_key(scratch, lower_copy(s + part, i - part, scratch));
+                if (!key_set_has(set, n, scratch, pk)) return 0;
+            }
+            part = i + 1;
+        }
+    }
+    return 1;
+}
+
+static int is_entity(const char *s, size_t len, int sentence_start) {
+    int uppers = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if ((c >= '0' && c <= '9') || c == '+' || c == '#') return 1;
+        if ((c == '.' || c == '-' || c == '_') && i > 0 && i + 1 < len) return 1;
+        uppers += c >= 'A' && c <= 'Z';
+    }
+    return uppers >= 2 || (!sentence_start && s[0] >= 'A' && s[0] <= 'Z');
+}
+
+gkd_status gkd_factual_score(const char *summary, const char *document, const char *package,
+                             gkd_factual_parts *out) {
+    memset(out, 0, sizeof *out);
+    if (!summary || !document)
+        return gkd_error_set(GKD_ERR_ARG, "factual score: NULL %s", summary ? "document" : "summary");
+    gkd_toklist keys = {0};
+    key_view *set = NULL;
+    word_list words = {0};
+    char *scratch = NULL;
+    size_t scratch_cap = 0;
+    gkd_status st = add_source_words(&keys, document, &scratch, &scratch_cap);
+    if (st == GKD_OK && package) st = add_source_words(&keys, package, &scratch, &scratch_cap);
+    if (st == GKD_OK) {
+        set = malloc((size_t)(keys.n + 1) * sizeof *set);
+        if (!set) st = gkd_error_set(GKD_ERR_NOMEM, "factual: %d source words", keys.n);
+    }
+    if (st == GKD_OK) {
+        for (int i = 0; i < keys.n; i++) set[i] = (key_view){keys.text.data + keys.start[i], keys.len[i]};
+        qsort(set, (size_t)keys.n, sizeof *set, key_view_cmp);
+        st = split_words(summary, &words);
+    }
+    gkd_factual_parts p = {0};
+    for (int w = 0; w < words.n && st == GKD_OK; w++) {
+        const char *s = summary + words.v[w].start;
+        size_t len = words.v[w].len;
+        st = reserve_scratch(&scratch, &scratch_cap, len);
+        if (st != GKD_OK) break;
+        if (is_stopword(scratch, lower_copy(s, len, scratch))) continue;
+        int supported = word_supported(set, keys.n, s, len, scratch);
+        p.n_content++;
+        p.n_content_supported += supported;
+        if (is_entity(s, len, words.v[w].sentence_start)) {
+            p.n_entities++;
+            p.n_entities_supported += supported;
+        }
+    }
+    free(words.v);
+    free(set);
+    free(scratch);
+    gkd_toklist_free(&keys);
+    if (st != GKD_OK) return st;
+    p.content_precision = p.n_content ? (double)p.n_content_supported / p.n_content : 1.0;
+    p.entity_precision = p.n_entities ? (double)p.n_entities_supported / p.n_entities : 1.0;
+    if (p.n_content == 0)
+        p.score = 0.0;
+    else if (p.n_entities == 0)
+        p.score = p.content_precision;
+    else
+        p.score = (1 - GKD_FACTUAL_ENTITY_WEIGHT) * p.content_precision +
+                  GKD_FACTUAL_ENTITY_WEIGHT * p.entity_precision;
+    *out = p;
+    return GKD_OK;
+}

@@ -1,0 +1,63 @@
+/* Text plumbing shared by the metrics in reward/: a growable byte buffer, token lists, dense token
+ * ids shared across several sequences, and n-gram ids built order by order. Private to reward/.
+ * Rules: tokens are compared as bytes (the tokenisers decide case and normalisation); an n-gram never
+ * crosses the end of its sequence; ids are dense from 0 so they index arrays; every free accepts NULL
+ * and leaves the object empty. Nothing here uses hashing, so results never depend on collisions. */
+#ifndef GKD_REWARD_TEXT_H
+#define GKD_REWARD_TEXT_H
+
+#include "core/error.h"
+
+#include <stddef.h>
+
+/* Byte length of the Unicode whitespace character at s[0..n) (the characters Python's str.split()
+ * and str.rstrip() treat as whitespace), or 0 when s does not start with one. */
+int gkd_utf8_space_len(const char *s, size_t n);
+
+typedef struct {
+    char *data; /* owned, NUL-terminated once anything was appended */
+    size_t len, cap;
+} gkd_textbuf;
+
+gkd_status gkd_textbuf_append(gkd_textbuf *b, const char *s, size_t n);
+gkd_status gkd_textbuf_putc(gkd_textbuf *b, char c);
+void gkd_textbuf_free(gkd_textbuf *b);
+
+typedef struct {
+    gkd_textbuf text; /* token bytes back to back */
+    size_t *start;    /* (n) offset of each token in text */
+    int *len;         /* (n) byte length of each token */
+    int n, cap;
+} gkd_toklist;
+
+/* Appends a copy of s[0..len) as the next token. */
+gkd_status gkd_toklist_push(gkd_toklist *t, const char *s, size_t len);
+/* Splits s on Unicode whitespace and appends every piece. */
+gkd_status gkd_toklist_split(gkd_toklist *t, const char *s, size_t n);
+/* The tokens joined by single spaces, as a new string the caller frees with free(). */
+gkd_status gkd_toklist_join(const gkd_toklist *t, char **joined);
+void gkd_toklist_free(gkd_toklist *t);
+
+/* Several token sequences laid end to end, each token replaced by an id shared across all of them:
+ * equal tokens get equal ids. */
+typedef struct {
+    int nseq;
+    int *offset; /* (nseq+1) sequence s is ids[offset[s] .. offset[s+1]) */
+    int *ids;    /* (offset[nseq]) in [0, vocab) */
+    int vocab;
+} gkd_seqset;
+
+gkd_status gkd_seqset_build(const gkd_toklist *const *lists, int nlists, gkd_seqset *out);
+void gkd_seqset_free(gkd_seqset *s);
+
+/* Ids of the n-grams of order `order` >= 2 from those of order - 1:
+ * grams[i] is the id of the n-gram starting at position i, -1 where it would run past its
+ * sequence's end; prev: (offset[nseq]) ids of order - 1 (s->ids for order 2), -1 where invalid.
+ * Equal n-grams get equal ids across all sequences; *n_ids receives how many distinct ones exist. */
+gkd_status gkd_ngram_extend(const gkd_seqset *s, const int *prev, int order, int *grams, int *n_ids);
+
+/* Clipped overlap of two bags of n-gram ids (entries < 0 are skipped):
+ * sum over ids of min(count in a, count in b). */
+gkd_status gkd_ngram_overlap(const int *a, int na, const int *b, int nb, long *matched);
+
+#endif
