@@ -41,6 +41,13 @@ gkd_schedule gkd_schedule_warmup(double value, int64_t steps) {
     return s;
 }
 
+gkd_schedule gkd_schedule_warmup_cosine(double peak, double min, int64_t warmup, int64_t total) {
+    gkd_schedule s = gkd_schedule_linear(peak, min, total);
+    s.kind = GKD_SCHEDULE_WARMUP_COSINE;
+    s.warmup = warmup;
+    return s;
+}
+
 gkd_status gkd_schedule_piecewise(const int64_t *points, const double *values, int n, gkd_schedule *out) {
     if (n < 1 || n > GKD_SCHEDULE_MAX_POINTS)
         return gkd_error_set(GKD_ERR_ARG, "piecewise schedule: %d points (allowed 1..%d)", n, GKD_SCHEDULE_MAX_POINTS);
@@ -67,6 +74,17 @@ gkd_status gkd_schedule_value(const gkd_schedule *s, int64_t step, double *value
         *value = s->start * pow(s->factor, s->steps > 0 ? (double)(step / s->steps) : 0.0);
         break;
     case GKD_SCHEDULE_WARMUP: *value = s->start * frac; break;
+    case GKD_SCHEDULE_WARMUP_COSINE:
+        if (step < s->warmup) {
+            *value = s->start * (double)(step + 1) / (double)s->warmup;
+        } else if (s->steps <= s->warmup) {
+            *value = s->start;
+        } else {
+            double p = (double)(step - s->warmup) / (double)(s->steps - s->warmup);
+            if (p > 1.0) p = 1.0;
+            *value = s->end + (s->start - s->end) * 0.5 * (1.0 + cos(M_PI * p));
+        }
+        break;
     case GKD_SCHEDULE_PIECEWISE: {
         int n = s->n_points;
         if (step <= s->points[0]) {

@@ -17,6 +17,7 @@ typedef enum {
     GKD_SCHEDULE_STEP,      /* start * factor^(floor(step / steps)) */
     GKD_SCHEDULE_PIECEWISE, /* linear between (points[i], values[i]); constant outside */
     GKD_SCHEDULE_WARMUP,    /* 0 -> start linearly over [0, steps], then start */
+    GKD_SCHEDULE_WARMUP_COSINE, /* start * (step+1)/warmup during warmup, then cosine start -> end by `steps` */
     GKD_SCHEDULE_CALLBACK,  /* fn(ctx, step) */
 } gkd_schedule_kind;
 
@@ -29,6 +30,7 @@ typedef struct {
     gkd_schedule_kind kind;
     double start, end, factor;
     int64_t steps;
+    int64_t warmup;
     int n_points;
     int64_t points[GKD_SCHEDULE_MAX_POINTS];
     double values[GKD_SCHEDULE_MAX_POINTS];
@@ -41,6 +43,9 @@ gkd_schedule gkd_schedule_linear(double start, double end, int64_t steps);
 gkd_schedule gkd_schedule_cosine(double start, double end, int64_t steps);
 gkd_schedule gkd_schedule_step(double start, double factor, int64_t every);
 gkd_schedule gkd_schedule_warmup(double value, int64_t steps);
+/* The usual learning-rate shape: linear warmup to `peak` over `warmup` steps, then half a cosine down to
+ * `min` at step `total` (the same curve as gkd_optim_lr_at). */
+gkd_schedule gkd_schedule_warmup_cosine(double peak, double min, int64_t warmup, int64_t total);
 /* Points must increase; n in [1, GKD_SCHEDULE_MAX_POINTS]. */
 gkd_status gkd_schedule_piecewise(const int64_t *points, const double *values, int n, gkd_schedule *out);
 

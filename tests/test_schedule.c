@@ -38,6 +38,9 @@ int main(void) {
     gkd_schedule w = gkd_schedule_warmup(2.0, 4);
     CHECK(at(&w, 0) == 0.0 && at(&w, 1) == 0.5 && at(&w, 4) == 2.0 && at(&w, 99) == 2.0);
 
+    gkd_schedule wc = gkd_schedule_warmup_cosine(1e-3, 1e-4, 10, 110);
+    CHECK(fabs(at(&wc, 0) - 1e-4) < 1e-15 && fabs(at(&wc, 9) - 1e-3) < 1e-15);
+    CHECK(fabs(at(&wc, 60) - 5.5e-4) < 1e-15 && fabs(at(&wc, 110) - 1e-4) < 1e-15 && fabs(at(&wc, 500) - 1e-4) < 1e-15);
     gkd_schedule pw;
     int64_t pts[] = {10, 20, 40};
     double vals[] = {0.0, 1.0, 0.5};
