@@ -23,8 +23,12 @@ gkd_status gkd_error_prefix(gkd_status status, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof last_error)
-        snprintf(last_error + n, sizeof last_error - (size_t)n, ": %s", old);
+    /* Append ": old", truncated to what fits (copied by hand: snprintf would warn of the truncation). */
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof last_error ? (size_t)n : sizeof last_error - 1;
+    const char *sep = ": ";
+    for (const char *p = sep; *p && used + 1 < sizeof last_error; p++) last_error[used++] = *p;
+    for (const char *p = old; *p && used + 1 < sizeof last_error; p++) last_error[used++] = *p;
+    last_error[used] = '\0';
     return status;
 }
 
