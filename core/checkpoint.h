@@ -1,0 +1,29 @@
+/* Model checkpoints in Hugging Face's layout: a safetensors file of the model's tensors under their
+ * Hugging Face names, with the model configuration in its metadata ("gkd_config", JSON) and, when saving to
+ * a directory, a config.json that transformers' LlamaForCausalLM reads. Loading accepts either a gkd
+ * safetensors file or a Hugging Face model directory (config.json + model.safetensors).
+ * Rules: a load checks every tensor's name, shape and dtype against the configuration before the model is
+ * returned; errors name the file and the tensor or field. */
+#ifndef GKD_CHECKPOINT_H
+#define GKD_CHECKPOINT_H
+
+#include "core/json.h"
+#include "core/model.h"
+
+/* Writes m's parameters to `path` (a .safetensors file); extra metadata pairs are added (may be 0). */
+gkd_status gkd_checkpoint_save_model(gkd_model *m, const char *path, const char *const *meta_keys,
+                                     const char *const *meta_values, int n_meta);
+/* Writes dir/model.safetensors and dir/config.json (Hugging Face LlamaConfig fields); creates dir. */
+gkd_status gkd_checkpoint_save_hf_dir(gkd_model *m, const char *dir);
+/* Reads the configuration of a checkpoint (a gkd .safetensors file or a Hugging Face directory). */
+gkd_status gkd_checkpoint_read_config(const char *path, gkd_model_config *cfg);
+/* Creates a model on backend `be` from a checkpoint; the caller owns *out. */
+gkd_status gkd_checkpoint_load_model(const char *path, const gkd_backend *be, gkd_model **out);
+/* Loads a checkpoint's tensors into an existing model whose configuration must match. */
+gkd_status gkd_checkpoint_load_into(gkd_model *m, const char *path);
+
+/* Configuration <-> JSON (gkd's own field names, the ones gkd_model_config uses). */
+void gkd_model_config_to_json(const gkd_model_config *cfg, gkd_buf *out);
+gkd_status gkd_model_config_from_json(const char *json, const char *where, gkd_model_config *cfg);
+
+#endif

@@ -1,0 +1,122 @@
+/* The transformer: a decoder-only model of the Llama family (RMSNorm, rotary positions with Hugging Face's
+ * rotate_half pairing, grouped-query attention, SwiGLU MLP, tied or untied output projection), trained
+ * and run through a backend table (core/backend.h).
+ * Rules:
+ * - Weights use Hugging Face's names and layout: (out_features, in_features) row-major, y = x W^T.
+ * - All parameters live in one contiguous block and their gradients in another of the same layout (so
+ *   one all-reduce or one file write covers them); gkd_model_tensor() describes each tensor's slice.
+ * - Parameter gradients accumulate (+=) until gkd_model_zero_grad().
+ * - Token rows are right-padded: a row shorter than T is padded at its end, and causal attention keeps
+ *   padding from touching earlier positions. Every token, padding included, must be a valid id.
+ * - Buffers returned by the model (hidden states, params, grads) are device memory of its backend (host
+ *   memory on the CPU), owned by the model. */
+#ifndef GKD_MODEL_H
+#define GKD_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+
+typedef struct {
+    int vocab_size, dim, n_layers, n_heads, n_kv_heads, hidden_dim, max_seq_len;
+    float rope_theta, norm_eps;
+    int tied_embeddings; /* 1: the output projection is model.embed_tokens.weight; no lm_head.weight */
+} gkd_model_config;
+
+typedef struct {
+    const char *name; /* Hugging Face name, e.g. "model.layers.3.mlp.up_proj.weight" */
+    int ndim;
+    int64_t shape[2];
+    size_t offset; /* in floats, into gkd_model_params() and gkd_model_grads() */
+    size_t numel;
+    int is_norm; /* RMSNorm weight: initialised to 1, no weight decay */
+} gkd_tensor_info;
+
+/* How gkd_model_ce_loss averages: over all masked tokens of the batch, or per sequence first (the mean
+ * over sequences with at least one masked token of each one's mean). */
+typedef enum {
+    GKD_NORM_TOKEN = 0,
+    GKD_NORM_SEQUENCE = 1,
+} gkd_loss_norm;
+
+typedef struct gkd_model gkd_model;
+typedef struct gkd_kv_cache gkd_kv_cache;
+
+/* GKD_OK, or GKD_ERR_ARG with a message naming the first bad field. */
+gkd_status gkd_model_config_check(const gkd_model_config *cfg);
+
+/* Allocates the parameter and gradient blocks (zeroed; see gkd_model_init_weights) on backend `be`.
+ * Activations are allocated on first use and grown when a bigger batch arrives. The caller owns *out
+ * and frees it with gkd_model_free. */
+gkd_status gkd_model_create(const gkd_model_config *cfg, const gkd_backend *be, gkd_model **out);
+void gkd_model_free(gkd_model *m);
+
+/* Deterministic init from (seed, GKD_RNG_STREAM_INIT): element i of the parameter block takes the normal
+ * drawn from words 2i, 2i+1 of that stream, times 0.02, and times 1/sqrt(2 n_layers) more for the
+ * projections that write into the residual stream (o_proj, down_proj); norm weights are 1. */
+void gkd_model_init_weights(gkd_model *m, uint64_t seed);
+
+size_t gkd_model_num_params(const gkd_model *m);
+float *gkd_model_params(gkd_model *m);
+float *gkd_model_grads(gkd_model *m);
+void gkd_model_zero_grad(gkd_model *m);
+int gkd_model_num_tensors(const gkd_model *m);
+/* Tensor i in block order, or NULL when i is out of range. */
+const gkd_tensor_info *gkd_model_tensor(const gkd_model *m, int i);
+/* Index of the tensor with Hugging Face name `name`, or -1. */
+int gkd_model_tensor_find(const gkd_model *m, const char *name);
+const gkd_model_config *gkd_model_get_config(const gkd_model *m);
+const gkd_backend *gkd_model_backend(const gkd_model *m);
+
+/* Training forward over tokens (B,T), host memory. Keeps the activations the backward needs, and sets
+ * *hidden to the final-norm output (B,T,C), valid until the next gkd_model_forward. */
+gkd_status gkd_model_forward(gkd_model *m, const int *tokens, int B, int T, const float **hidden);
+/* Backward of the last gkd_model_forward from dhidden: (B,T,C) device; parameter grads +=. */
+gkd_status gkd_model_backward(gkd_model *m, const float *dhidden);
+
+/* The output projection (V,C): lm_head.weight, or model.embed_tokens.weight when tied; and its gradient. */
+const float *gkd_model_output_weight(const gkd_model *m);
+float *gkd_model_output_weight_grad(gkd_model *m);
+
+/* Inference forward: no activations kept for a backward, no gradients. *hidden: (B,T,C), valid until the
+ * next gkd_model_forward_nograd. Does not disturb a pending gkd_model_forward/backward pair. */
+gkd_status gkd_model_forward_nograd(gkd_model *m, const int *tokens, int B, int T, const float **hidden);
+
+/* Cross-entropy of the output projection on hidden: (B,T,C) device, against targets: (B,T) host, weighted
+ * by mask: (B,T) host in {0,1} (other non-negative values act as weights; targets under 0 are not read)
+ * and normalised by `norm`
+ * (gkd_loss_norm). Logits are formed a chunk of rows at a time, never (B*T,V) at once. Writes *loss;
+ * if dhidden: (B,T,C) device is not NULL (and not hidden itself), writes dL/dhidden there and accumulates
+ * dL/dW_out. A mask with no token gives loss 0 and zero gradients. */
+gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targets, const float *mask, int B,
+                             int T, int norm, float *loss, float *dhidden);
+
+/* Rows of logits gkd_model_ce_loss forms at once (memory rows x vocab_size floats); 0 restores the
+ * default, about 8 MB of logits. */
+gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows);
+
+/* KV cache for B rows of up to max_T positions (max_T <= max_seq_len). The caller owns *out. */
+gkd_status gkd_kv_cache_create(const gkd_model *m, int B, int max_T, gkd_kv_cache **out);
+void gkd_kv_cache_free(gkd_kv_cache *c);
+int gkd_kv_cache_batch(const gkd_kv_cache *c);
+int gkd_kv_cache_max_len(const gkd_kv_cache *c);
+
+/* Feeds tokens (B,T) host, row b at positions pos0[b] .. pos0[b]+T-1 (pos0: (B) host), writes their keys
+ * and values into the cache and returns logits (B,T,V) host. Attention sees the row's cached positions
+ * < pos0[b] plus the new ones, causally; B must equal the cache's batch. Right-padded prompts are fed
+ * with pos0 = 0, after which each row continues at its own length, overwriting the padding's entries. */
+gkd_status gkd_model_forward_cached(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
+                                    int T, float *logits);
+/* As gkd_model_forward_cached, but returns only the logits of position at[b] (0 <= at[b] < T) of each
+ * row: logits (B,V) host. Saves the output projection on every other position (prefill). */
+gkd_status gkd_model_forward_cached_at(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0,
+                                       int B, int T, const int *at, float *logits);
+
+/* FLOPs of the matrix products of one forward over B rows of T tokens, the output projection on every
+ * position included: 2 x (weights multiplied) x tokens + 4 B n_heads T^2 head_dim per layer for QK^T and
+ * AV (the full T x T products, as computed); with_backward: x3 for forward + backward. */
+double gkd_model_flops(const gkd_model *m, int B, int T, int with_backward);
+
+#endif
