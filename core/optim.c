@@ -93,18 +93,25 @@ void gkd_optim_free(gkd_optim *o) {
 }
 
 gkd_status gkd_optim_step_lr(gkd_optim *o, float lr, gkd_optim_stats *stats) {
+    return gkd_optim_step_scaled(o, lr, 1.0f, stats);
+}
+
+gkd_status gkd_optim_step_scaled(gkd_optim *o, float lr, float grad_multiplier, gkd_optim_stats *stats) {
     if (!o) return gkd_error_set(GKD_ERR_ARG, "gkd_optim_step: optimizer is NULL");
     if (!isfinite(lr) || lr < 0.0f)
         return gkd_error_set(GKD_ERR_ARG, "gkd_optim_step: lr = %g must be >= 0", lr);
     gkd_model *mod = o->model;
     float *params = gkd_model_params(mod);
     const float *grads = gkd_model_grads(mod);
-    double norm = sqrt(o->be->sumsq(grads, o->n));
+    if (!(grad_multiplier > 0.0f) || !isfinite(grad_multiplier))
+        return gkd_error_set(GKD_ERR_ARG, "gkd_optim_step: gradient multiplier %g must be > 0", grad_multiplier);
+    double norm = sqrt(o->be->sumsq(grads, o->n)) * grad_multiplier;
     if (!isfinite(norm))
         return gkd_error_set(GKD_ERR_ARG, "gkd_optim_step: gradient norm is not finite; update skipped");
     /* PyTorch's clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is below 1. */
     float scale = 1.0f;
     if (o->cfg.grad_clip > 0.0f && norm > o->cfg.grad_clip) scale = (float)(o->cfg.grad_clip / (norm + 1e-6));
+    scale *= grad_multiplier;
     int64_t t = o->t + 1;
     /* Runs of consecutive tensors that share a decay go through one call each. */
     int nt = gkd_model_num_tensors(mod);

@@ -54,6 +54,9 @@ void gkd_optim_free(gkd_optim *o);
 gkd_status gkd_optim_step(gkd_optim *o, gkd_optim_stats *stats);
 gkd_status gkd_optim_step_lr(gkd_optim *o, float lr, gkd_optim_stats *stats);
 
+/* As gkd_optim_step_lr, but the update uses grad * grad_multiplier (e.g. 1 / micro-batches when the
+ * gradients were summed over them), and clipping sees the multiplied norm. */
+gkd_status gkd_optim_step_scaled(gkd_optim *o, float lr, float grad_multiplier, gkd_optim_stats *stats);
 const gkd_optim_config *gkd_optim_get_config(const gkd_optim *o);
 int64_t gkd_optim_step_count(const gkd_optim *o);
 gkd_status gkd_optim_set_step_count(gkd_optim *o, int64_t t);

@@ -1,0 +1,202 @@
+/* Chunked distillation loss (see distill.h). */
+#include "rl/distill.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gkd_distill_workspace {
+    const gkd_backend *be;
+    int chunk, V, Cs, Ct;
+    float *hs_rows;   /* (chunk, Cs) gathered student hidden rows */
+    float *ht_rows;   /* (chunk, Ct) */
+    float *ls;        /* (chunk, V) student logits */
+    float *lt;        /* (chunk, V) teacher logits */
+    float *grad;      /* (chunk, V) d loss / d student logits */
+    float *dhs_rows;  /* (chunk, Cs) */
+    double *values;   /* (chunk) host */
+    gkd_token_metrics *metrics; /* (chunk) host */
+    float *weights;   /* (chunk) host */
+    int *positions;   /* (B*T) host, grown */
+    double *pos_weight; /* (B*T) host: the normalisation weight of each listed position */
+    int cap_positions;
+};
+
+void gkd_distill_workspace_free(gkd_distill_workspace *ws) {
+    if (!ws) return;
+    const gkd_backend *be = ws->be;
+    be->free(ws->hs_rows);
+    be->free(ws->ht_rows);
+    be->free(ws->ls);
+    be->free(ws->lt);
+    be->free(ws->grad);
+    be->free(ws->dhs_rows);
+    free(ws->values);
+    free(ws->metrics);
+    free(ws->weights);
+    free(ws->positions);
+    free(ws->pos_weight);
+    free(ws);
+}
+
+gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V, int Cs, int Ct,
+                                        gkd_distill_workspace **out) {
+    if (chunk < 1 || V < 1 || Cs < 1 || Ct < 1)
+        return gkd_error_set(GKD_ERR_ARG, "distillation workspace: chunk, V and widths must be positive");
+    gkd_distill_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    ws->be = be;
+    ws->chunk = chunk;
+    ws->V = V;
+    ws->Cs = Cs;
+    ws->Ct = Ct;
+    size_t cv = (size_t)chunk * (size_t)V * sizeof(float);
+    ws->hs_rows = be->alloc((size_t)chunk * Cs * sizeof(float));
+    ws->ht_rows = be->alloc((size_t)chunk * Ct * sizeof(float));
+    ws->dhs_rows = be->alloc((size_t)chunk * Cs * sizeof(float));
+    ws->ls = be->alloc(cv);
+    ws->lt = be->alloc(cv);
+    ws->grad = be->alloc(cv);
+    ws->values = malloc((size_t)chunk * sizeof(double));
+    ws->metrics = malloc((size_t)chunk * sizeof *ws->metrics);
+    ws->weights = malloc((size_t)chunk * sizeof(float));
+    if (!ws->hs_rows || !ws->ht_rows || !ws->dhs_rows || !ws->ls || !ws->lt || !ws->grad || !ws->values || !ws->metrics ||
+        !ws->weights) {
+        gkd_distill_workspace_free(ws);
+        return gkd_error_set(GKD_ERR_NOMEM, "out of memory: distillation workspace of %d x %d logits", chunk, V);
+    }
+    *out = ws;
+    return GKD_OK;
+}
+
+size_t gkd_distill_workspace_bytes(const gkd_distill_workspace *ws) {
+    size_t f = sizeof(float);
+    return (size_t)ws->chunk * ((size_t)3 * ws->V * f + (size_t)(2 * ws->Cs + ws->Ct) * f + sizeof(double) +
+                                sizeof(gkd_token_metrics) + f) +
+           (size_t)ws->cap_positions * (sizeof(int) + sizeof(double));
+}
+
+/* Lists the masked positions and their normalisation weights. */
+static gkd_status collect_positions(gkd_distill_workspace *ws, const float *mask, int B, int T, gkd_loss_norm norm,
+                                    int *count) {
+    int N = B * T;
+    if (N > ws->cap_positions) {
+        int *p = realloc(ws->positions, (size_t)N * sizeof *p);
+        if (p) ws->positions = p;
+        double *w = realloc(ws->pos_weight, (size_t)N * sizeof *w);
+        if (w) ws->pos_weight = w;
+        if (!p || !w) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        ws->cap_positions = N;
+    }
+    int n = 0, rows_with_outputs = 0, total = 0;
+    for (int b = 0; b < B; b++) {
+        int in_row = 0;
+        for (int t = 0; t < T; t++) in_row += mask[b * T + t] != 0.0f;
+        rows_with_outputs += in_row > 0;
+        total += in_row;
+    }
+    for (int b = 0; b < B; b++) {
+        int in_row = 0;
+        for (int t = 0; t < T; t++) in_row += mask[b * T + t] != 0.0f;
+        for (int t = 0; t < T; t++) {
+            if (mask[b * T + t] == 0.0f) continue;
+            ws->positions[n] = b * T + t;
+            ws->pos_weight[n] = norm == GKD_NORM_SEQUENCE ? 1.0 / ((double)in_row * rows_with_outputs) : 1.0 / (double)total;
+            n++;
+        }
+    }
+    *count = n;
+    return GKD_OK;
+}
+
+/* Adds w * (softmax(z) - onehot(y)) to the gradient row g and returns -log softmax(z)[y]. */
+static double pg_row(const float *z, int V, int y, float w, float *g) {
+    double mx = -INFINITY;
+    for (int v = 0; v < V; v++)
+        if (z[v] > mx) mx = z[v];
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)z[v] - mx);
+    double lse = mx + log(sum);
+    if (g && w != 0.0f) {
+        for (int v = 0; v < V; v++) g[v] += (float)(w * exp((double)z[v] - lse));
+        g[y] -= w;
+    }
+    return lse - (double)z[y];
+}
+
+gkd_status gkd_distill_loss(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm, const float *hs,
+                            const float *Ws, const float *ht, const float *Wt, const float *mask, int B, int T,
+                            float scale, float *dhs, float *dWs, gkd_distill_stats *stats) {
+    return gkd_distill_loss_ex(ws, div, norm, hs, Ws, ht, Wt, mask, B, T, scale, NULL, dhs, dWs, stats);
+}
+
+gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm,
+                               const float *hs, const float *Ws, const float *ht, const float *Wt, const float *mask,
+                               int B, int T, float scale, const gkd_distill_extra *extra, float *dhs, float *dWs,
+                               gkd_distill_stats *stats) {
+    const gkd_backend *be = ws->be;
+    int V = ws->V, Cs = ws->Cs, Ct = ws->Ct;
+    float div_scale = extra ? extra->div_scale : 1.0f;
+    const float *pg_weight = extra ? extra->pg_weight : NULL;
+    double *row_values = extra ? extra->row_values : NULL;
+    memset(stats, 0, sizeof *stats);
+    int n_pos = 0;
+    gkd_status st = collect_positions(ws, mask, B, T, norm, &n_pos);
+    if (st != GKD_OK) return st;
+    stats->positions = n_pos;
+    if (row_values)
+        for (int b = 0; b < B; b++) row_values[b] = 0.0;
+    if (dhs) be->zero(dhs, (size_t)B * T * Cs * sizeof(float));
+    double sums[5] = {0}, pg_loss = 0;
+    for (int start = 0; start < n_pos; start += ws->chunk) {
+        int n = n_pos - start < ws->chunk ? n_pos - start : ws->chunk;
+        const int *pos = ws->positions + start;
+        for (int i = 0; i < n; i++) {
+            be->copy(ws->hs_rows + (size_t)i * Cs, hs + (size_t)pos[i] * Cs, (size_t)Cs * sizeof(float));
+            be->copy(ws->ht_rows + (size_t)i * Ct, ht + (size_t)pos[i] * Ct, (size_t)Ct * sizeof(float));
+        }
+        /* logits (n,V) = rows (n,C) x W^T, W: (V,C) */
+        be->matmul(0, 1, n, V, Cs, 1.0f, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
+        be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
+        for (int i = 0; i < n; i++) ws->weights[i] = (float)(ws->pos_weight[start + i] * scale * div_scale);
+        st = gkd_divergence_metrics(ws->lt, ws->ls, n, V, div->teacher_temperature, ws->metrics);
+        if (st == GKD_OK)
+            st = gkd_divergence_rows(div, ws->lt, ws->ls, n, V, ws->values, dhs ? ws->grad : NULL, ws->weights);
+        if (st != GKD_OK) return st;
+        for (int i = 0; i < n; i++) {
+            double w = ws->pos_weight[start + i];
+            const gkd_token_metrics *m = &ws->metrics[i];
+            stats->divergence += w * ws->values[i];
+            sums[0] += w * m->forward_kl;
+            sums[1] += w * m->reverse_kl;
+            sums[2] += w * m->jsd;
+            sums[3] += w * m->teacher_entropy;
+            sums[4] += w * m->student_entropy;
+            if (row_values) row_values[pos[i] / T] += ws->values[i];
+        }
+        if (pg_weight)
+            for (int i = 0; i < n; i++)
+                pg_loss += pg_weight[pos[i]] * pg_row(ws->ls + (size_t)i * V, V, extra->targets[pos[i]],
+                                                      pg_weight[pos[i]] * scale, dhs ? ws->grad + (size_t)i * V : NULL);
+        if (!dhs) continue;
+        /* grad holds d loss / d logits (n,V): back to the hidden rows and the output matrix. */
+        be->matmul(0, 0, n, Cs, V, 1.0f, ws->grad, V, Ws, Cs, 0.0f, ws->dhs_rows, Cs);
+        if (dWs) be->matmul(1, 0, V, Cs, n, 1.0f, ws->grad, V, ws->hs_rows, Cs, 1.0f, dWs, Cs);
+        for (int i = 0; i < n; i++)
+            be->copy(dhs + (size_t)pos[i] * Cs, ws->dhs_rows + (size_t)i * Cs, (size_t)Cs * sizeof(float));
+    }
+    if (row_values) {
+        for (int b = 0; b < B; b++) {
+            int in_row = 0;
+            for (int t = 0; t < T; t++) in_row += mask[b * T + t] != 0.0f;
+            if (in_row) row_values[b] /= in_row;
+        }
+    }
+    stats->loss = div_scale * stats->divergence + pg_loss;
+    stats->forward_kl = sums[0];
+    stats->reverse_kl = sums[1];
+    stats->jsd_half = sums[2];
+    stats->teacher_entropy = sums[3];
+    stats->student_entropy = sums[4];
+    return GKD_OK;
+}

@@ -1,0 +1,65 @@
+/* The distillation loss of the GKD trainer, computed in chunks of output positions from hidden states
+ * and output matrices, so that neither model's (B*T, V) logits exist at once: per chunk of at most
+ * `chunk` masked positions, the student and teacher logits (chunk, V) are formed by one matrix product
+ * each, the divergence and its gradient w.r.t. the student logits are taken row by row, and the gradient
+ * flows back to the student's hidden states and output matrix.
+ * Rules: only positions with mask = 1 are computed; the per-position weight implements the sequence
+ * normalisation (GKD_NORM_SEQUENCE: 1 / (outputs-in-row * rows-with-outputs), the paper's; GKD_NORM_TOKEN:
+ * 1 / masked-positions, TRL's); dhidden is overwritten (zero on unmasked positions), dW accumulates (+=).
+ * The monitoring metrics (forward KL, reverse KL, JSD(0.5), entropies) are computed from the same logits
+ * with the same weights, whatever the training divergence. */
+#ifndef GKD_DISTILL_H
+#define GKD_DISTILL_H
+
+#include "core/backend.h"
+#include "core/model.h"
+#include "rl/divergence.h"
+
+
+
+typedef struct {
+    double loss;            /* the training divergence, normalised (times div_scale), plus the PG surrogate */
+    double divergence;      /* the training divergence alone, normalised */
+    double forward_kl;      /* monitoring, same normalisation */
+    double reverse_kl;
+    double jsd_half;
+    double teacher_entropy;
+    double student_entropy;
+    int positions;          /* masked positions */
+} gkd_distill_stats;
+
+typedef struct gkd_distill_workspace gkd_distill_workspace;
+
+/* Scratch for chunks of `chunk` positions over vocabulary V (3 * chunk * V floats plus gathers);
+ * caller frees with gkd_distill_workspace_free. */
+gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V, int C_student, int C_teacher,
+                                        gkd_distill_workspace **out);
+void gkd_distill_workspace_free(gkd_distill_workspace *ws);
+/* Peak bytes of scratch the workspace holds (for the memory benchmark). */
+size_t gkd_distill_workspace_bytes(const gkd_distill_workspace *ws);
+
+/* Optional terms of the loss for GKD + RL (rl/policy_gradient.h). */
+typedef struct {
+    float div_scale;        /* multiplies the divergence term and its gradient (alpha); 1 for plain GKD */
+    const int *targets;     /* (B*T) host: the token at each position's next step (the sampled token) */
+    const float *pg_weight; /* (B*T) host or NULL: adds pg_weight[n] * (-log q(targets[n])) to the loss, i.e.
+                               the REINFORCE surrogate with pg_weight = -advantage / sequences */
+    double *row_values;     /* (B) host or NULL, out: each row's mean divergence over its masked positions */
+} gkd_distill_extra;
+
+/* Computes the loss over rows of B x T positions.
+ * hs: (B*T, Cs) student hidden states (after final norm); Ws: (V, Cs) student output matrix.
+ * ht: (B*T, Ct) teacher hidden states; Wt: (V, Ct) teacher output matrix.
+ * mask: (B*T) 1 on output positions whose next token is an output token, else 0.
+ * dhs: (B*T, Cs) or NULL (no gradient): d loss / d hs, scaled by `scale` (e.g. 1 / grad_accum).
+ * dWs: (V, Cs) or NULL: += d loss / d Ws, scaled by `scale`. */
+gkd_status gkd_distill_loss(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm, const float *hs,
+                            const float *Ws, const float *ht, const float *Wt, const float *mask, int B, int T,
+                            float scale, float *dhs, float *dWs, gkd_distill_stats *stats);
+/* The same with the optional terms of `extra` (may be NULL: then identical to gkd_distill_loss). */
+gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm,
+                               const float *hs, const float *Ws, const float *ht, const float *Wt, const float *mask,
+                               int B, int T, float scale, const gkd_distill_extra *extra, float *dhs, float *dWs,
+                               gkd_distill_stats *stats);
+
+#endif

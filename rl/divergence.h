@@ -1,0 +1,89 @@
+/* Token-level divergences between the teacher distribution P and the student distribution Q at one
+ * output position, over rows of many positions: the value and its analytic gradient with respect to
+ * the student logits. The math, the JSD endpoint conventions and the numerics are in
+ * docs/divergences.md; DESIGN.md section 2 fixes the conventions.
+ * Rules:
+ * - P = softmax(teacher / teacher_temperature), Q = softmax(student): the student side is always at
+ *   temperature 1 (a student temperature is the caller's scaling of its own logits).
+ * - A logit of -inf masks its entry (probability 0, 0 log 0 = 0). A divergence that is infinite
+ *   (forward KL where P > 0 = Q, reverse KL where Q > 0 = P) has value +inf. The gradient at a masked
+ *   student logit is 0. NaN and +inf logits are errors, as is a row whose logits are all -inf.
+ * - Values and gradients are accumulated in double per row; dstudent is overwritten, not accumulated,
+ *   and holds grad_scale[n] * dD(row n)/dstudent. Values are never scaled.
+ * - Rows are independent and computed in parallel (OpenMP); results do not depend on the thread
+ *   count. */
+#ifndef GKD_DIVERGENCE_H
+#define GKD_DIVERGENCE_H
+
+#include "core/error.h"
+
+typedef enum {
+    GKD_DIV_FORWARD_KL,      /* KL(P||Q) */
+    GKD_DIV_REVERSE_KL,      /* KL(Q||P) */
+    GKD_DIV_JSD,             /* beta KL(P||M) + (1-beta) KL(Q||M), M = beta P + (1-beta) Q */
+    GKD_DIV_TV,              /* 0.5 sum |P - Q| */
+    GKD_DIV_SKEW_KL,         /* KL(P || skew P + (1-skew) Q) */
+    GKD_DIV_SKEW_REVERSE_KL, /* KL(Q || skew Q + (1-skew) P) */
+} gkd_divergence_kind;
+
+/* What GKD_DIV_JSD means at beta = 0 and beta = 1 (docs/divergences.md). */
+typedef enum {
+    GKD_JSD_PAPER,  /* the formula as is: 0 at both ends */
+    GKD_JSD_TRL,    /* forward KL at beta = 0, reverse KL at beta = 1, the formula in between */
+    GKD_JSD_SCALED, /* JSD(beta) / (beta (1-beta)): continuous, forward KL at 0, reverse KL at 1 */
+} gkd_jsd_convention;
+
+typedef struct {
+    gkd_divergence_kind kind;
+    double beta;                   /* JSD only, in [0, 1] */
+    gkd_jsd_convention convention; /* JSD only */
+    double skew;                   /* skew KL and skew reverse KL only, in [0, 1] */
+    double teacher_temperature;    /* > 0 */
+    /* 0: exact. k > 0: the divergence between the distributions coarsened to the top-k entries (the
+     * teacher's for forward and skew KL, the student's for reverse and skew reverse KL, the union of
+     * both for JSD and TV) plus one tail bucket holding the rest of each distribution's mass. A k of
+     * V or more keeps every entry. */
+    int top_k;
+} gkd_divergence;
+
+/* Per-position numbers logged whatever the training divergence (exact, no top-k). */
+typedef struct {
+    double forward_kl;      /* KL(P||Q) */
+    double reverse_kl;      /* KL(Q||P) */
+    double jsd;             /* the paper's JSD(0.5) */
+    double teacher_entropy; /* H(P), P at the teacher temperature */
+    double student_entropy; /* H(Q) */
+} gkd_token_metrics;
+
+/* Fills *out from a name: "forward_kl", "reverse_kl", "jsd" (= "jsd_paper"), "jsd_trl", "jsd_scaled",
+ * "tv", "skew_kl", "skew_reverse_kl". Defaults: beta 0.5, skew 0.1 (DistiLLM's), teacher temperature
+ * 1, top_k 0. An unknown name is GKD_ERR_ARG with a message listing the valid ones. */
+gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out);
+
+/* The canonical name parse() accepts for d's kind and convention (a static string). */
+const char *gkd_divergence_name(const gkd_divergence *d);
+
+/* GKD_ERR_ARG, naming the field, unless kind and convention are known, beta and skew lie in [0, 1],
+ * the teacher temperature is finite and > 0, and top_k >= 0. */
+gkd_status gkd_divergence_check(const gkd_divergence *d);
+
+/* N positions of V logits each. value[n] = D(P_n || Q_n) (value may be NULL). dstudent (may be NULL)
+ * receives grad_scale[n] * dD/dstudent[n, :] (grad_scale NULL means 1). Fails with GKD_ERR_ARG on a bad
+ * setting or logit, and when a gradient that is asked for (grad_scale[n] != 0) is infinite (reverse-KL
+ * kinds where Q > 0 = P); GKD_ERR_NOMEM if per-thread scratch cannot be allocated. Outputs of other rows
+ * are still written when a row fails. */
+gkd_status gkd_divergence_rows(const gkd_divergence *d,
+                               const float *teacher, /* (N,V) */
+                               const float *student, /* (N,V) */
+                               int N, int V,
+                               double *value,          /* (N) or NULL */
+                               float *dstudent,        /* (N,V) or NULL */
+                               const float *grad_scale /* (N) or NULL */);
+
+/* The logged metrics of N positions, exact, with P at teacher_temperature. */
+gkd_status gkd_divergence_metrics(const float *teacher, /* (N,V) */
+                                  const float *student, /* (N,V) */
+                                  int N, int V, double teacher_temperature,
+                                  gkd_token_metrics *out /* (N) */);
+
+#endif

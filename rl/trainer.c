@@ -1,0 +1,706 @@
+/* The GKD trainer (see trainer.h). */
+#include "rl/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/checkpoint.h"
+#include "core/optim.h"
+#include "core/safetensors.h"
+#include "core/sample.h"
+#include "core/tokenizer.h"
+
+/* Stream offsets are functions of the micro-step, so runs repeat and resume exactly. */
+enum { EVAL_STREAM = GKD_RNG_STREAM_USER + 1 };
+
+struct gkd_trainer {
+    gkd_train_config cfg;
+    gkd_model *student, *teacher;
+    const gkd_backend *be;
+    const gkd_tokenizer *tok;
+    const gkd_dataset *train_text, *held_text;
+    const gkd_token_dataset *train, *held;
+    gkd_token_dataset teacher_data; /* SeqKD: same prompts, teacher-generated outputs */
+    int eos_id, pad_id;
+    gkd_optim *opt;
+    gkd_distill_workspace *ws;
+    gkd_data_order order;
+    gkd_batch batch;
+    float *dhidden; /* (B*T, C) device */
+    size_t dhidden_cap;
+    int *idx;                /* (B) */
+    int *prompts;            /* (B, max_prompt) */
+    int *prompt_lens;        /* (B) */
+    int *gen_tokens;         /* (B, max_new) */
+    float *gen_logprobs;     /* (B, max_new) */
+    int *gen_lens;           /* (B) */
+    int *out_tokens;         /* (B, max_out) the outputs a batch trains on */
+    int *out_lens;
+    int max_prompt, max_out;
+    int64_t step;
+};
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void gkd_train_config_default(gkd_train_config *c) {
+    memset(c, 0, sizeof *c);
+    c->method = "supervised_kd";
+    c->divergence.kind = GKD_DIV_FORWARD_KL;
+    c->divergence.beta = 0.5;
+    c->divergence.convention = GKD_JSD_PAPER;
+    c->divergence.skew = 0.1;
+    c->divergence.teacher_temperature = 1.0;
+    c->lambda = gkd_schedule_constant(0.0);
+    c->beta = gkd_schedule_constant(0.5);
+    c->teacher_temperature = gkd_schedule_constant(1.0);
+    c->sample_temperature = gkd_schedule_constant(1.0);
+    c->lr = gkd_schedule_warmup_cosine(3e-4, 3e-5, 10, 100);
+    c->norm = GKD_NORM_SEQUENCE;
+    c->fixed = GKD_FIXED_GROUND_TRUTH;
+    c->max_new_tokens = 64;
+    c->top_p = 1.0f;
+    c->steps = 100;
+    c->batch_size = 8;
+    c->grad_accum = 1;
+    c->weight_decay = 0.01f;
+    c->beta1 = 0.9f;
+    c->beta2 = 0.95f;
+    c->adam_eps = 1e-8f;
+    c->grad_clip = 1.0f;
+    c->seed = 1;
+    c->loss_chunk = 128;
+    c->eval_examples = 64;
+}
+
+gkd_status gkd_train_config_preset(gkd_train_config *c, const char *method) {
+    if (strcmp(method, "sft") == 0) {
+        c->use_ce = 1;
+        c->lambda = gkd_schedule_constant(0.0);
+        c->fixed = GKD_FIXED_GROUND_TRUTH;
+    } else if (strcmp(method, "supervised_kd") == 0) {
+        c->use_ce = 0;
+        c->lambda = gkd_schedule_constant(0.0);
+        c->fixed = GKD_FIXED_GROUND_TRUTH;
+        c->divergence.kind = GKD_DIV_FORWARD_KL;
+    } else if (strcmp(method, "seqkd") == 0) {
+        c->use_ce = 1;
+        c->lambda = gkd_schedule_constant(0.0);
+        c->fixed = GKD_FIXED_TEACHER;
+    } else if (strcmp(method, "imitkd") == 0) {
+        /* ImitKD: a mix that moves from the fixed data to the student's own samples. */
+        c->use_ce = 0;
+        c->lambda = gkd_schedule_linear(0.0, 1.0, c->steps > 0 ? c->steps : 1);
+        c->per_sample_coin = 1;
+        c->divergence.kind = GKD_DIV_FORWARD_KL;
+    } else if (strcmp(method, "gkd") == 0 || strcmp(method, "on_policy") == 0) {
+        c->use_ce = 0;
+        c->lambda = gkd_schedule_constant(1.0);
+    } else {
+        return gkd_error_set(GKD_ERR_ARG,
+                             "unknown method \"%s\" (valid: sft, supervised_kd, seqkd, imitkd, gkd)", method);
+    }
+    c->method = method;
+    return GKD_OK;
+}
+
+void gkd_trainer_free(gkd_trainer *t) {
+    if (!t) return;
+    gkd_optim_free(t->opt);
+    gkd_distill_workspace_free(t->ws);
+    gkd_data_order_free(&t->order);
+    gkd_batch_free(&t->batch);
+    gkd_token_dataset_free(&t->teacher_data);
+    if (t->be) t->be->free(t->dhidden);
+    free(t->idx);
+    free(t->prompts);
+    free(t->prompt_lens);
+    free(t->gen_tokens);
+    free(t->gen_logprobs);
+    free(t->gen_lens);
+    free(t->out_tokens);
+    free(t->out_lens);
+    free(t);
+}
+
+static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gkd_model *teacher,
+                               const gkd_token_dataset *train) {
+    gkd_status st;
+    if (c->steps < 0) return gkd_error_set(GKD_ERR_ARG, "steps must be >= 0, got %d", c->steps);
+    if (c->batch_size < 1) return gkd_error_set(GKD_ERR_ARG, "batch must be >= 1, got %d", c->batch_size);
+    if (c->grad_accum < 1) return gkd_error_set(GKD_ERR_ARG, "grad_accum must be >= 1, got %d", c->grad_accum);
+    if (c->max_new_tokens < 1)
+        return gkd_error_set(GKD_ERR_ARG, "max_new_tokens must be >= 1, got %d", c->max_new_tokens);
+    if (c->loss_chunk < 1) return gkd_error_set(GKD_ERR_ARG, "loss_chunk must be >= 1");
+    if (!(c->top_p > 0.0f && c->top_p <= 1.0f)) return gkd_error_set(GKD_ERR_ARG, "top_p must be in (0, 1]");
+    if (c->top_k < 0) return gkd_error_set(GKD_ERR_ARG, "top_k must be >= 0");
+    if ((st = gkd_schedule_check_range(&c->lambda, "lambda", 0.0, 1.0)) != GKD_OK) return st;
+    if ((st = gkd_schedule_check_range(&c->beta, "beta", 0.0, 1.0)) != GKD_OK) return st;
+    if ((st = gkd_schedule_check_range(&c->teacher_temperature, "teacher_temperature", 1e-6, 1e6)) != GKD_OK)
+        return st;
+    if ((st = gkd_schedule_check_range(&c->sample_temperature, "temperature", 0.0, 1e6)) != GKD_OK) return st;
+    if ((st = gkd_schedule_check_range(&c->lr, "lr", 0.0, 10.0)) != GKD_OK) return st;
+    if (!c->use_ce && (st = gkd_divergence_check(&c->divergence)) != GKD_OK) return st;
+    if (!(c->weight_decay >= 0)) return gkd_error_set(GKD_ERR_ARG, "weight_decay must be >= 0");
+    if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
+        return gkd_error_set(GKD_ERR_ARG, "adam betas must be in [0, 1)");
+    if (!(c->grad_clip >= 0)) return gkd_error_set(GKD_ERR_ARG, "grad_clip must be >= 0 (0 = off)");
+    int needs_teacher = !c->use_ce || c->fixed == GKD_FIXED_TEACHER;
+    if (needs_teacher && !teacher)
+        return gkd_error_set(GKD_ERR_ARG, "method \"%s\" needs a teacher", c->method ? c->method : "?");
+    if (teacher) {
+        int vs = gkd_model_get_config(student)->vocab_size, vt = gkd_model_get_config(teacher)->vocab_size;
+        if (vs != vt)
+            return gkd_error_set(GKD_ERR_ARG, "teacher and student vocabularies differ (teacher %d, student %d tokens)",
+                                 vt, vs);
+        if (gkd_model_backend(teacher) != gkd_model_backend(student))
+            return gkd_error_set(GKD_ERR_ARG, "teacher and student are on different devices");
+    }
+    if (!train || train->n < 1) return gkd_error_set(GKD_ERR_ARG, "the training set is empty");
+    return GKD_OK;
+}
+
+static gkd_status alloc_buffers(gkd_trainer *t) {
+    int B = t->cfg.batch_size;
+    int max_prompt = 1, max_target = 1;
+    for (int i = 0; i < t->train->n; i++) {
+        const gkd_tokenized *r = &t->train->rows[i];
+        if (r->prompt_len > max_prompt) max_prompt = r->prompt_len;
+        if (r->len - r->prompt_len > max_target) max_target = r->len - r->prompt_len;
+    }
+    if (t->held)
+        for (int i = 0; i < t->held->n; i++) {
+            const gkd_tokenized *r = &t->held->rows[i];
+            if (r->prompt_len > max_prompt) max_prompt = r->prompt_len;
+            if (r->len - r->prompt_len > max_target) max_target = r->len - r->prompt_len;
+        }
+    t->max_prompt = max_prompt;
+    t->max_out = max_target > t->cfg.max_new_tokens ? max_target : t->cfg.max_new_tokens;
+    int seq = gkd_model_get_config(t->student)->max_seq_len;
+    if (max_prompt + t->max_out > seq + 1)
+        return gkd_error_set(GKD_ERR_ARG,
+                             "prompt (%d tokens) + output (%d tokens) exceed the student's max_seq_len %d: "
+                             "shorten max_prompt / max_new_tokens or use a longer context",
+                             max_prompt, t->max_out, seq);
+    if (t->teacher && max_prompt + t->max_out > gkd_model_get_config(t->teacher)->max_seq_len + 1)
+        return gkd_error_set(GKD_ERR_ARG, "prompt + output exceed the teacher's max_seq_len %d",
+                             gkd_model_get_config(t->teacher)->max_seq_len);
+    t->idx = calloc((size_t)B, sizeof *t->idx);
+    t->prompts = calloc((size_t)B * max_prompt, sizeof *t->prompts);
+    t->prompt_lens = calloc((size_t)B, sizeof *t->prompt_lens);
+    t->gen_tokens = calloc((size_t)B * t->max_out, sizeof *t->gen_tokens);
+    t->gen_logprobs = calloc((size_t)B * t->max_out, sizeof *t->gen_logprobs);
+    t->gen_lens = calloc((size_t)B, sizeof *t->gen_lens);
+    t->out_tokens = calloc((size_t)B * t->max_out, sizeof *t->out_tokens);
+    t->out_lens = calloc((size_t)B, sizeof *t->out_lens);
+    if (!t->idx || !t->prompts || !t->prompt_lens || !t->gen_tokens || !t->gen_logprobs || !t->gen_lens ||
+        !t->out_tokens || !t->out_lens)
+        return gkd_error_set(GKD_ERR_NOMEM, "out of memory (trainer buffers)");
+    return GKD_OK;
+}
+
+static gkd_status ensure_dhidden(gkd_trainer *t, int B, int T) {
+    size_t need = (size_t)B * T * gkd_model_get_config(t->student)->dim * sizeof(float);
+    if (need <= t->dhidden_cap) return GKD_OK;
+    t->be->free(t->dhidden);
+    t->dhidden = t->be->alloc(need);
+    t->dhidden_cap = t->dhidden ? need : 0;
+    return t->dhidden ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "out of memory (%zu bytes of gradients)", need);
+}
+
+/* Samples continuations of the prompts of rows idx[0..n) from `m`; fills gen_tokens/gen_lens. */
+static gkd_status generate(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx, int n,
+                           float temperature, int max_new, uint64_t stream, uint64_t offset) {
+    for (int b = 0; b < n; b++) {
+        const gkd_tokenized *r = &d->rows[idx[b]];
+        memcpy(t->prompts + (size_t)b * t->max_prompt, r->ids, (size_t)r->prompt_len * sizeof(int));
+        for (int i = r->prompt_len; i < t->max_prompt; i++) t->prompts[(size_t)b * t->max_prompt + i] = t->pad_id;
+        t->prompt_lens[b] = r->prompt_len;
+    }
+    gkd_sample_config sc = {.temperature = temperature, .top_k = t->cfg.top_k, .top_p = t->cfg.top_p,
+                            .max_new_tokens = max_new, .eos_id = t->eos_id};
+    gkd_rng rng = {t->cfg.seed, stream, offset};
+    gkd_status st = gkd_sample_generate(m, t->prompts, t->prompt_lens, n, t->max_prompt, &sc, &rng, t->gen_tokens,
+                                        t->gen_lens, t->gen_logprobs);
+    if (st != GKD_OK || max_new == t->max_out) return st;
+    /* The sampler packs rows max_new apart; spread them to max_out, last row first so nothing is overwritten. */
+    for (int b = n - 1; b > 0; b--) {
+        memmove(t->gen_tokens + (size_t)b * t->max_out, t->gen_tokens + (size_t)b * max_new, (size_t)max_new * sizeof(int));
+        memmove(t->gen_logprobs + (size_t)b * t->max_out, t->gen_logprobs + (size_t)b * max_new,
+                (size_t)max_new * sizeof(float));
+    }
+    return GKD_OK;
+}
+
+/* SeqKD: the teacher's greedy outputs for every training prompt, generated once. */
+static gkd_status build_teacher_data(gkd_trainer *t) {
+    const gkd_token_dataset *d = t->train;
+    gkd_token_dataset *out = &t->teacher_data;
+    out->rows = calloc((size_t)d->n, sizeof *out->rows);
+    if (!out->rows) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    int B = t->cfg.batch_size;
+    int *idx = malloc((size_t)B * sizeof *idx);
+    if (!idx) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    gkd_status st = GKD_OK;
+    for (int start = 0; start < d->n && st == GKD_OK; start += B) {
+        int n = d->n - start < B ? d->n - start : B;
+        for (int b = 0; b < n; b++) idx[b] = start + b;
+        st = generate(t, t->teacher, d, idx, n, 0.0f, t->cfg.max_new_tokens, EVAL_STREAM, 0);
+        for (int b = 0; st == GKD_OK && b < n; b++) {
+            const gkd_tokenized *r = &d->rows[start + b];
+            gkd_tokenized *o = &out->rows[start + b];
+            o->prompt_len = r->prompt_len;
+            o->len = r->prompt_len + t->gen_lens[b];
+            o->ids = malloc((size_t)o->len * sizeof *o->ids);
+            if (!o->ids) {
+                st = gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+                break;
+            }
+            memcpy(o->ids, r->ids, (size_t)r->prompt_len * sizeof *o->ids);
+            memcpy(o->ids + r->prompt_len, t->gen_tokens + (size_t)b * t->max_out, (size_t)t->gen_lens[b] * sizeof(int));
+            out->n = start + b + 1;
+        }
+    }
+    free(idx);
+    return st;
+}
+
+gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, gkd_model *teacher,
+                              const gkd_tokenizer *tok, const gkd_dataset *train_text,
+                              const gkd_token_dataset *train, const gkd_dataset *held_out_text,
+                              const gkd_token_dataset *held_out, gkd_trainer **out) {
+    gkd_status st = check_config(cfg, student, teacher, train);
+    if (st != GKD_OK) return st;
+    gkd_trainer *t = calloc(1, sizeof *t);
+    if (!t) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    t->cfg = *cfg;
+    t->student = student;
+    t->teacher = teacher;
+    t->be = gkd_model_backend(student);
+    t->tok = tok;
+    t->train_text = train_text;
+    t->held_text = held_out_text;
+    t->train = train;
+    t->held = held_out;
+    t->eos_id = tok ? gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS) : -1;
+    t->pad_id = tok ? gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_PAD) : -1;
+    if (t->pad_id < 0) t->pad_id = t->eos_id >= 0 ? t->eos_id : 0;
+    if ((st = alloc_buffers(t)) != GKD_OK) goto fail;
+    gkd_optim_config oc = gkd_optim_config_default();
+    oc.beta1 = cfg->beta1;
+    oc.beta2 = cfg->beta2;
+    oc.eps = cfg->adam_eps;
+    oc.weight_decay = cfg->weight_decay;
+    oc.grad_clip = cfg->grad_clip;
+    if ((st = gkd_optim_create(&oc, student, &t->opt)) != GKD_OK) goto fail;
+    if (teacher) {
+        const gkd_model_config *sc = gkd_model_get_config(student), *tc = gkd_model_get_config(teacher);
+        if ((st = gkd_distill_workspace_create(t->be, cfg->loss_chunk, sc->vocab_size, sc->dim, tc->dim, &t->ws)) !=
+            GKD_OK)
+            goto fail;
+    }
+    if ((st = gkd_data_order_init(&t->order, train->n, cfg->seed)) != GKD_OK) goto fail;
+    if (cfg->fixed == GKD_FIXED_TEACHER && (st = build_teacher_data(t)) != GKD_OK) goto fail;
+    *out = t;
+    return GKD_OK;
+fail:
+    gkd_trainer_free(t);
+    return st;
+}
+
+int64_t gkd_trainer_current_step(const gkd_trainer *t) {
+    return t->step;
+}
+
+static gkd_status emit(gkd_trainer *t, const char *split, const char *name, double value) {
+    if (!t->cfg.on_metric) return GKD_OK;
+    if (t->cfg.on_metric(t->cfg.metric_ctx, split, t->step, name, value) != 0)
+        return gkd_error_prefix(GKD_ERR_SCRIPT, "metric sink (%s)", name);
+    return GKD_OK;
+}
+
+static gkd_status schedule_at(const gkd_schedule *s, int64_t step, const char *name, double lo, double hi,
+                              double *out) {
+    gkd_status st = gkd_schedule_value(s, step, out);
+    if (st != GKD_OK) return gkd_error_prefix(st, "schedule %s at step %lld", name, (long long)step);
+    if (!(*out >= lo && *out <= hi))
+        return gkd_error_set(GKD_ERR_ARG, "schedule %s gave %g at step %lld, outside [%g, %g]", name, *out,
+                             (long long)step, lo, hi);
+    return GKD_OK;
+}
+
+/* The divergence of this step, with its scheduled beta / skew and teacher temperature. */
+static gkd_status step_divergence(gkd_trainer *t, gkd_divergence *div) {
+    *div = t->cfg.divergence;
+    double beta, tau;
+    gkd_status st = schedule_at(&t->cfg.beta, t->step, "beta", 0.0, 1.0, &beta);
+    if (st == GKD_OK) st = schedule_at(&t->cfg.teacher_temperature, t->step, "teacher_temperature", 1e-6, 1e6, &tau);
+    if (st != GKD_OK) return st;
+    if (div->kind == GKD_DIV_JSD) div->beta = beta;
+    if (div->kind == GKD_DIV_SKEW_KL || div->kind == GKD_DIV_SKEW_REVERSE_KL) div->skew = beta;
+    div->teacher_temperature = tau;
+    return GKD_OK;
+}
+
+gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size;
+    memset(stats, 0, sizeof *stats);
+    double t_start = now_seconds();
+    double lambda, temperature, lr;
+    gkd_divergence div;
+    gkd_status st = schedule_at(&c->lambda, t->step, "lambda", 0.0, 1.0, &lambda);
+    if (st == GKD_OK) st = schedule_at(&c->sample_temperature, t->step, "temperature", 0.0, 1e6, &temperature);
+    if (st == GKD_OK) st = schedule_at(&c->lr, t->step, "lr", 0.0, 10.0, &lr);
+    if (st == GKD_OK) st = step_divergence(t, &div);
+    if (st != GKD_OK) return st;
+    const gkd_token_dataset *fixed = c->fixed == GKD_FIXED_TEACHER ? &t->teacher_data : t->train;
+    gkd_model_zero_grad(t->student);
+    long tokens = 0;
+    int on_rows = 0, out_tokens_total = 0;
+    for (int micro = 0; micro < c->grad_accum; micro++) {
+        uint64_t micro_step = (uint64_t)t->step * (uint64_t)c->grad_accum + (uint64_t)micro;
+        gkd_data_order_next(&t->order, t->idx, B);
+        /* The coin: one per batch (the paper) or one per row. */
+        int on[4096];
+        int n_on = 0, on_idx[4096];
+        if (B > 4096) return gkd_error_set(GKD_ERR_ARG, "batch larger than 4096");
+        double batch_u = gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1)));
+        for (int b = 0; b < B; b++) {
+            double u = c->per_sample_coin
+                           ? gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1) + 1 + b))
+                           : batch_u;
+            on[b] = u <= lambda && lambda > 0.0;
+            if (on[b]) on_idx[n_on++] = t->idx[b];
+        }
+        double t0 = now_seconds();
+        if (n_on > 0) {
+            st = generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
+                          GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+            if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
+        }
+        stats->t_generate += now_seconds() - t0;
+        for (int b = 0, k = 0; b < B; b++) {
+            int *dst = t->out_tokens + (size_t)b * t->max_out;
+            if (on[b]) {
+                t->out_lens[b] = t->gen_lens[k];
+                memcpy(dst, t->gen_tokens + (size_t)k * t->max_out, (size_t)t->gen_lens[k] * sizeof(int));
+                k++;
+            } else {
+                const gkd_tokenized *r = &fixed->rows[t->idx[b]];
+                int n = r->len - r->prompt_len;
+                if (n > t->max_out) n = t->max_out;
+                t->out_lens[b] = n;
+                memcpy(dst, r->ids + r->prompt_len, (size_t)n * sizeof(int));
+            }
+            out_tokens_total += t->out_lens[b];
+        }
+        on_rows += n_on;
+        st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
+                                      t->pad_id);
+        if (st != GKD_OK) return st;
+        int T = t->batch.T;
+        tokens += (long)B * T;
+        if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
+        const float *ht = NULL, *hs = NULL;
+        t0 = now_seconds();
+        if (t->teacher && (st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
+            return gkd_error_prefix(st, "teacher forward");
+        double t1 = now_seconds();
+        stats->t_teacher += t1 - t0;
+        if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
+            return gkd_error_prefix(st, "student forward");
+        gkd_distill_stats ds;
+        if (c->use_ce) {
+            float ce;
+            st = gkd_model_ce_loss(t->student, hs, t->batch.targets, t->batch.mask, B, T, (int)c->norm, &ce, t->dhidden);
+            if (st != GKD_OK) return st;
+            stats->loss += ce / c->grad_accum;
+            if (t->teacher) {
+                st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                                      gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, NULL, NULL, &ds);
+                if (st != GKD_OK) return st;
+            } else {
+                memset(&ds, 0, sizeof ds);
+            }
+        } else {
+            st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                                  gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, t->dhidden,
+                                  gkd_model_output_weight_grad(t->student), &ds);
+            if (st != GKD_OK) return st;
+            stats->loss += ds.loss / c->grad_accum;
+        }
+        stats->div.forward_kl += ds.forward_kl / c->grad_accum;
+        stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
+        stats->div.jsd_half += ds.jsd_half / c->grad_accum;
+        stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
+        stats->div.student_entropy += ds.student_entropy / c->grad_accum;
+        stats->div.positions += ds.positions;
+        if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
+        stats->t_student += now_seconds() - t1;
+    }
+    double t2 = now_seconds();
+    gkd_optim_stats ostats;
+    st = gkd_optim_step_scaled(t->opt, (float)lr, 1.0f / (float)c->grad_accum, &ostats);
+    if (st != GKD_OK) return gkd_error_prefix(st, "optimizer step %lld", (long long)t->step);
+    double grad_norm = ostats.grad_norm;
+    stats->t_optimizer = now_seconds() - t2;
+    if (!isfinite(stats->loss))
+        return gkd_error_set(GKD_ERR_ARG, "loss is %g at step %lld (diverged: lower lr or check the data)", stats->loss,
+                             (long long)t->step);
+    stats->lr = lr;
+    stats->lambda = lambda;
+    stats->grad_norm = grad_norm;
+    stats->on_policy_fraction = (double)on_rows / ((double)B * c->grad_accum);
+    stats->output_length = (double)out_tokens_total / ((double)B * c->grad_accum);
+    double elapsed = now_seconds() - t_start;
+    stats->tokens_per_s = elapsed > 0 ? (double)tokens / elapsed : 0.0;
+    struct {
+        const char *name;
+        double v;
+    } m[] = {{"loss", stats->loss},
+             {"lr", lr},
+             {"lambda", lambda},
+             {"beta", div.kind == GKD_DIV_JSD ? div.beta : div.skew},
+             {"grad_norm", grad_norm},
+             {"on_policy_fraction", stats->on_policy_fraction},
+             {"output_length", stats->output_length},
+             {"forward_kl", stats->div.forward_kl},
+             {"reverse_kl", stats->div.reverse_kl},
+             {"jsd_0.5", stats->div.jsd_half},
+             {"teacher_entropy", stats->div.teacher_entropy},
+             {"student_entropy", stats->div.student_entropy},
+             {"tokens_per_s", stats->tokens_per_s},
+             {"time_generate", stats->t_generate},
+             {"time_teacher", stats->t_teacher},
+             {"time_student", stats->t_student},
+             {"time_optimizer", stats->t_optimizer}};
+    t->step++;
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
+        if (!t->teacher && (strstr(m[i].name, "kl") || strstr(m[i].name, "jsd") || strstr(m[i].name, "entropy") ||
+                            strcmp(m[i].name, "time_teacher") == 0))
+            continue;
+        if ((st = emit(t, "train", m[i].name, m[i].v)) != GKD_OK) return st;
+    }
+    return GKD_OK;
+}
+
+gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!t->held || t->held->n == 0) return gkd_error_set(GKD_ERR_ARG, "no held-out split to evaluate on");
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size;
+    int n_total = c->eval_examples > 0 && c->eval_examples < t->held->n ? c->eval_examples : t->held->n;
+    gkd_divergence div;
+    gkd_status st = step_divergence(t, &div);
+    if (st != GKD_OK) return st;
+    int batches = 0;
+    for (int start = 0; start < n_total; start += B) {
+        int n = n_total - start < B ? n_total - start : B;
+        for (int b = 0; b < n; b++) t->idx[b] = start + b;
+        /* Teacher-forced on the references. */
+        if ((st = gkd_batch_make(&t->batch, t->held, t->idx, n, t->pad_id)) != GKD_OK) return st;
+        int T = t->batch.T;
+        const float *hs, *ht = NULL;
+        if ((st = gkd_model_forward_nograd(t->student, t->batch.tokens, n, T, &hs)) != GKD_OK) return st;
+        float ce;
+        if ((st = gkd_model_ce_loss(t->student, hs, t->batch.targets, t->batch.mask, n, T, (int)c->norm, &ce, NULL)) !=
+            GKD_OK)
+            return st;
+        out->ce_loss += ce;
+        gkd_distill_stats ds;
+        if (t->teacher) {
+            if ((st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, n, T, &ht)) != GKD_OK) return st;
+            if ((st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                                       gkd_model_output_weight(t->teacher), t->batch.mask, n, T, 1.0f, NULL, NULL,
+                                       &ds)) != GKD_OK)
+                return st;
+            out->forward_kl += ds.forward_kl;
+            out->reverse_kl += ds.reverse_kl;
+            out->jsd_half += ds.jsd_half;
+        }
+        /* The student's own samples. */
+        st = generate(t, t->student, t->held, t->idx, n, c->eval_temperature, c->max_new_tokens, EVAL_STREAM,
+                      (uint64_t)start * (uint64_t)c->max_new_tokens);
+        if (st != GKD_OK) return gkd_error_prefix(st, "sampling at evaluation");
+        for (int b = 0; b < n; b++) {
+            t->out_lens[b] = t->gen_lens[b];
+            memcpy(t->out_tokens + (size_t)b * t->max_out, t->gen_tokens + (size_t)b * t->max_out,
+                   (size_t)t->gen_lens[b] * sizeof(int));
+            out->own_length += t->gen_lens[b];
+        }
+        if (t->teacher) {
+            if ((st = gkd_batch_make_generated(&t->batch, t->held, t->idx, n, t->out_tokens, t->out_lens, t->max_out,
+                                               t->pad_id)) != GKD_OK)
+                return st;
+            T = t->batch.T;
+            if ((st = gkd_model_forward_nograd(t->student, t->batch.tokens, n, T, &hs)) != GKD_OK) return st;
+            if ((st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, n, T, &ht)) != GKD_OK) return st;
+            if ((st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                                       gkd_model_output_weight(t->teacher), t->batch.mask, n, T, 1.0f, NULL, NULL,
+                                       &ds)) != GKD_OK)
+                return st;
+            out->own_forward_kl += ds.forward_kl;
+            out->own_reverse_kl += ds.reverse_kl;
+            out->own_jsd_half += ds.jsd_half;
+        }
+        if (t->tok && t->held_text && c->n_text_metrics > 0) {
+            for (int b = 0; b < n; b++) {
+                int len = t->gen_lens[b];
+                const int *ids = t->gen_tokens + (size_t)b * t->max_out;
+                if (len > 0 && ids[len - 1] == t->eos_id) len--;
+                char *text = NULL;
+                size_t text_len;
+                if ((st = gkd_tokenizer_decode(t->tok, ids, len, &text, &text_len)) != GKD_OK) return st;
+                for (int k = 0; k < c->n_text_metrics; k++) {
+                    int failed = 0;
+                    double v = c->text_metrics[k].fn(c->text_metrics[k].ctx, text, &t->held_text->items[start + b],
+                                                     &failed);
+                    if (failed) {
+                        free(text);
+                        return gkd_error_prefix(GKD_ERR_SCRIPT, "metric %s", c->text_metrics[k].name);
+                    }
+                    out->text[k] += v;
+                }
+                free(text);
+            }
+        }
+        batches++;
+    }
+    /* Batch means are weighted by batch; the text metrics and lengths by example. */
+    double nb = batches > 0 ? batches : 1;
+    out->ce_loss /= nb;
+    out->forward_kl /= nb;
+    out->reverse_kl /= nb;
+    out->jsd_half /= nb;
+    out->own_forward_kl /= nb;
+    out->own_reverse_kl /= nb;
+    out->own_jsd_half /= nb;
+    out->own_length /= n_total;
+    for (int k = 0; k < c->n_text_metrics; k++) out->text[k] /= n_total;
+    out->examples = n_total;
+    if ((st = emit(t, "held_out", "ce_loss", out->ce_loss)) != GKD_OK) return st;
+    if ((st = emit(t, "held_out", "own_length", out->own_length)) != GKD_OK) return st;
+    if (t->teacher) {
+        const char *names[] = {"forward_kl", "reverse_kl", "jsd_0.5", "own_forward_kl", "own_reverse_kl", "own_jsd_0.5"};
+        double vals[] = {out->forward_kl, out->reverse_kl, out->jsd_half, out->own_forward_kl, out->own_reverse_kl,
+                         out->own_jsd_half};
+        for (int i = 0; i < 6; i++)
+            if ((st = emit(t, "held_out", names[i], vals[i])) != GKD_OK) return st;
+    }
+    for (int k = 0; k < c->n_text_metrics; k++)
+        if ((st = emit(t, "held_out", c->text_metrics[k].name, out->text[k])) != GKD_OK) return st;
+    return GKD_OK;
+}
+
+static gkd_status make_dir(const char *dir) {
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
+    return GKD_OK;
+}
+
+gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir) {
+    gkd_status st = make_dir(dir);
+    if (st != GKD_OK) return st;
+    char path[4096], step[32], position[32], seed[32];
+    snprintf(step, sizeof step, "%lld", (long long)t->step);
+    snprintf(position, sizeof position, "%lld", (long long)t->order.position);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->cfg.seed);
+    const char *keys[] = {"gkd_step"}, *values[] = {step};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if ((st = gkd_checkpoint_save_model(t->student, path, keys, values, 1)) != GKD_OK) return st;
+    size_t n = gkd_model_num_params(t->student);
+    float *m = malloc(n * sizeof *m), *v = malloc(n * sizeof *v);
+    if (!m || !v) {
+        free(m);
+        free(v);
+        return gkd_error_set(GKD_ERR_NOMEM, "out of memory saving optimizer state");
+    }
+    t->be->copy_out(m, gkd_optim_m(t->opt), n * sizeof *m);
+    t->be->copy_out(v, gkd_optim_v(t->opt), n * sizeof *v);
+    int64_t shape[1] = {(int64_t)n};
+    gkd_st_tensor tensors[2] = {{"adamw.m", GKD_ST_F32, 1, shape, m}, {"adamw.v", GKD_ST_F32, 1, shape, v}};
+    const char *skeys[] = {"gkd_step", "gkd_data_position", "gkd_seed", "gkd_state_version"};
+    const char *svalues[] = {step, position, seed, "1"};
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    st = gkd_safetensors_write(path, tensors, 2, skeys, svalues, 4);
+    free(m);
+    free(v);
+    return st;
+}
+
+static gkd_status meta_int(const gkd_safetensors *sf, const char *key, const char *path, long long *out) {
+    const char *s = gkd_safetensors_metadata(sf, key);
+    char *end;
+    if (!s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is missing", path, key);
+    errno = 0;
+    *out = strtoll(s, &end, 10);
+    if (errno || *end || end == s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is not an integer", path, key);
+    return GKD_OK;
+}
+
+gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    gkd_safetensors *sf = NULL;
+    gkd_status st = gkd_safetensors_open(path, &sf);
+    if (st != GKD_OK) return st;
+    long long step = 0, position = 0, seed = 0;
+    if ((st = meta_int(sf, "gkd_step", path, &step)) == GKD_OK && (st = meta_int(sf, "gkd_data_position", path, &position)) == GKD_OK)
+        st = meta_int(sf, "gkd_seed", path, &seed);
+    if (st == GKD_OK && (uint64_t)seed != t->cfg.seed)
+        st = gkd_error_set(GKD_ERR_ARG, "%s: checkpoint was made with seed %lld, this run has seed %llu", path, seed,
+                           (unsigned long long)t->cfg.seed);
+    size_t n = gkd_model_num_params(t->student);
+    float *m = NULL, *v = NULL;
+    if (st == GKD_OK) {
+        m = malloc(n * sizeof *m);
+        v = malloc(n * sizeof *v);
+        if (!m || !v) st = gkd_error_set(GKD_ERR_NOMEM, "out of memory loading optimizer state");
+    }
+    int64_t shape[1] = {(int64_t)n};
+    if (st == GKD_OK) st = gkd_safetensors_read_f32(sf, "adamw.m", m, 1, shape);
+    if (st == GKD_OK) st = gkd_safetensors_read_f32(sf, "adamw.v", v, 1, shape);
+    gkd_safetensors_close(sf);
+    if (st == GKD_OK) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        st = gkd_checkpoint_load_into(t->student, path);
+    }
+    if (st == GKD_OK) {
+        t->be->copy_in(gkd_optim_m(t->opt), m, n * sizeof *m);
+        t->be->copy_in(gkd_optim_v(t->opt), v, n * sizeof *v);
+        st = gkd_optim_set_step_count(t->opt, step);
+    }
+    if (st == GKD_OK) {
+        t->step = step;
+        gkd_data_order_seek(&t->order, position);
+    }
+    free(m);
+    free(v);
+    return st;
+}
+
+gkd_status gkd_trainer_run(gkd_trainer *t) {
+    const gkd_train_config *c = &t->cfg;
+    gkd_status st = GKD_OK;
+    while (t->step < c->steps) {
+        gkd_step_stats stats;
+        if ((st = gkd_trainer_step(t, &stats)) != GKD_OK) return st;
+        int last = t->step == c->steps;
+        if (t->held && ((c->eval_every > 0 && t->step % c->eval_every == 0) || last)) {
+            gkd_eval_stats es;
+            if ((st = gkd_trainer_evaluate(t, &es)) != GKD_OK) return st;
+        }
+        if (c->checkpoint_dir && ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || last))
+            if ((st = gkd_trainer_save(t, c->checkpoint_dir)) != GKD_OK) return st;
+    }
+    return st;
+}

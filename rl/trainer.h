@@ -1,0 +1,126 @@
+/* The GKD trainer (the paper's Algorithm 1) and its special cases as settings of one loop: each step,
+ * with probability lambda the batch's outputs are the student's own samples (on-policy), otherwise the
+ * fixed data (ground truth, or teacher-generated outputs cached once: sequence-level KD); the loss is a
+ * token-level divergence between teacher and student on those outputs (or cross-entropy, for SFT), with
+ * no gradient through the sampling.
+ * Rules: every random draw is a pure function of (seed, stream, step), so a run repeated or resumed
+ * from a checkpoint is bit-identical; all numeric settings that may change over steps are schedules;
+ * settings are checked by gkd_trainer_create before any work starts. The trainer borrows the models,
+ * datasets and tokenizer: they must outlive it. */
+#ifndef GKD_TRAINER_H
+#define GKD_TRAINER_H
+
+#include <stdint.h>
+
+#include "core/data.h"
+#include "core/model.h"
+#include "rl/distill.h"
+#include "rl/schedule.h"
+
+typedef enum {
+    GKD_FIXED_GROUND_TRUTH = 0, /* the dataset's reference outputs */
+    GKD_FIXED_TEACHER = 1,      /* teacher-generated outputs (SeqKD), generated once at the start */
+} gkd_fixed_source;
+
+/* Receives every number the trainer produces. `split` is "train" for per-step metrics, else the
+ * evaluation split name; return non-zero to stop training with an error (the sink sets the last error). */
+typedef int (*gkd_metric_fn)(void *ctx, const char *split, int64_t step, const char *name, double value);
+
+/* A text metric for evaluation, on detokenised outputs: returns the score of one output. */
+typedef struct {
+    const char *name;
+    double (*fn)(void *ctx, const char *output, const gkd_example *example, int *failed);
+    void *ctx;
+} gkd_text_metric;
+
+enum { GKD_MAX_TEXT_METRICS = 8 };
+
+typedef struct {
+    const char *method;       /* a label recorded with the run; presets: see gkd_train_config_preset */
+    int use_ce;               /* 1: cross-entropy on the batch outputs (SFT/SeqKD-CE), no teacher needed */
+    gkd_divergence divergence;
+    gkd_schedule lambda;      /* probability of an on-policy batch (or row, with per_sample_coin) */
+    gkd_schedule beta;        /* JSD beta / skew alpha, per step (overrides divergence.beta) */
+    gkd_schedule teacher_temperature;
+    gkd_schedule sample_temperature;
+    gkd_schedule lr;
+    int per_sample_coin;
+    gkd_fixed_source fixed;
+    gkd_loss_norm norm;
+    int max_new_tokens;
+    int top_k;
+    float top_p;
+
+    int steps;
+    int batch_size;
+    int grad_accum;
+    float weight_decay, beta1, beta2, adam_eps, grad_clip;
+    uint64_t seed;
+    int loss_chunk;           /* positions per chunk of the distillation loss */
+
+    int eval_every;           /* 0: only at the end */
+    int eval_examples;        /* held-out examples per evaluation (0: all) */
+    float eval_temperature;   /* for the student's own samples at evaluation; 0 = greedy */
+    gkd_text_metric text_metrics[GKD_MAX_TEXT_METRICS];
+    int n_text_metrics;
+
+    int checkpoint_every;     /* 0: only at the end (if checkpoint_dir) */
+    const char *checkpoint_dir;
+
+    gkd_metric_fn on_metric;
+    void *metric_ctx;
+} gkd_train_config;
+
+/* Defaults: supervised KD (lambda 0, forward KL), per-sequence normalisation, teacher temperature 1,
+ * sampling temperature 1, lr 3e-4 with 10 warmup steps then cosine to 3e-5 at step 100 (set lr with the steps), batch 8, AdamW (0.9, 0.95, 1e-8, wd 0.01),
+ * clip 1.0, 64 new tokens, seed 1. */
+void gkd_train_config_default(gkd_train_config *cfg);
+/* Applies a named method: "sft", "supervised_kd", "seqkd", "imitkd", "gkd" (on-policy, lambda 1),
+ * keeping the divergence for the KD ones unless it is a method's defining choice. */
+gkd_status gkd_train_config_preset(gkd_train_config *cfg, const char *method);
+
+typedef struct gkd_trainer gkd_trainer;
+
+/* Checks every setting (beta and lambda in [0,1], vocabularies equal, ...) and allocates. The teacher
+ * may be NULL only with use_ce and fixed = ground truth. Caller frees with gkd_trainer_free. */
+gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, gkd_model *teacher,
+                              const gkd_tokenizer *tok, const gkd_dataset *train_text,
+                              const gkd_token_dataset *train, const gkd_dataset *held_out_text,
+                              const gkd_token_dataset *held_out, gkd_trainer **out);
+void gkd_trainer_free(gkd_trainer *t);
+
+typedef struct {
+    double loss;
+    double lr;
+    double lambda;
+    double grad_norm;
+    double on_policy_fraction;
+    double output_length;
+    gkd_distill_stats div;
+    double tokens_per_s;
+    double t_generate, t_teacher, t_student, t_optimizer; /* seconds */
+} gkd_step_stats;
+
+/* One optimizer step (grad_accum micro-batches). */
+gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats);
+int64_t gkd_trainer_current_step(const gkd_trainer *t);
+/* Runs steps until cfg.steps, evaluating and checkpointing as configured. */
+gkd_status gkd_trainer_run(gkd_trainer *t);
+
+typedef struct {
+    double ce_loss;           /* teacher-forced on the reference outputs */
+    double forward_kl, reverse_kl, jsd_half; /* teacher-forced on the reference outputs */
+    double own_forward_kl, own_reverse_kl, own_jsd_half; /* on the student's own samples */
+    double own_length;
+    double text[GKD_MAX_TEXT_METRICS];
+    int examples;
+} gkd_eval_stats;
+
+gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out);
+
+/* Writes dir/model.safetensors (the student, Hugging Face names) and dir/state.safetensors (optimizer
+ * moments, step, data position) so that gkd_trainer_load continues bit-identically. */
+gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir);
+gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir);
+
+#endif
