@@ -43,7 +43,8 @@ typedef struct {
     float div_scale;        /* multiplies the divergence term and its gradient (alpha); 1 for plain GKD */
     const int *targets;     /* (B*T) host: the token at each position's next step (the sampled token) */
     const float *pg_weight; /* (B*T) host or NULL: adds pg_weight[n] * (-log q(targets[n])) to the loss, i.e.
-                               the REINFORCE surrogate with pg_weight = -advantage / sequences */
+                               the REINFORCE surrogate with pg_weight = advantage / sequences, whose
+                               gradient is -(advantage / sequences) grad log q */
     double *row_values;     /* (B) host or NULL, out: each row's mean divergence over its masked positions */
 } gkd_distill_extra;
 

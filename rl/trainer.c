@@ -42,7 +42,20 @@ struct gkd_trainer {
     int *out_tokens;         /* (B, max_out) the outputs a batch trains on */
     int *out_lens;
     int max_prompt, max_out;
+    /* RL */
+    gkd_baseline baseline;
+    int *rl_prompts;     /* (B / K) */
+    double *rewards, *returns, *advantages, *row_div; /* (B) */
+    float *pg_weight;    /* (B*T) grown */
+    size_t pg_cap;
+    gkd_reward_sample *samples; /* (B) */
+    char **texts;        /* (B) decoded outputs */
+    gkd_model *reference; /* frozen initial student, for the KL penalty */
+    gkd_distill_workspace *ws_ref;
+    float *dhidden_ref;
     int64_t step;
+    gkd_eval_stats last_eval;
+    int has_eval;
 };
 
 static double now_seconds(void) {
@@ -79,6 +92,11 @@ void gkd_train_config_default(gkd_train_config *c) {
     c->seed = 1;
     c->loss_chunk = 128;
     c->eval_examples = 64;
+    c->alpha = gkd_schedule_constant(0.5);
+    c->group_size = 4;
+    c->baseline = GKD_BASELINE_GROUP;
+    c->baseline_decay = 0.9;
+    c->divergence_score_function = 1;
 }
 
 gkd_status gkd_train_config_preset(gkd_train_config *c, const char *method) {
@@ -128,6 +146,19 @@ void gkd_trainer_free(gkd_trainer *t) {
     free(t->gen_lens);
     free(t->out_tokens);
     free(t->out_lens);
+    free(t->rl_prompts);
+    free(t->rewards);
+    free(t->returns);
+    free(t->advantages);
+    free(t->row_div);
+    free(t->pg_weight);
+    free(t->samples);
+    if (t->texts)
+        for (int i = 0; i < t->cfg.batch_size; i++) free(t->texts[i]);
+    free(t->texts);
+    gkd_distill_workspace_free(t->ws_ref);
+    if (t->be) t->be->free(t->dhidden_ref);
+    gkd_model_free(t->reference);
     free(t);
 }
 
@@ -165,6 +196,18 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
             return gkd_error_set(GKD_ERR_ARG, "teacher and student are on different devices");
     }
     if (!train || train->n < 1) return gkd_error_set(GKD_ERR_ARG, "the training set is empty");
+    if (c->reward) {
+        if ((st = gkd_schedule_check_range(&c->alpha, "alpha", 0.0, 1.0)) != GKD_OK) return st;
+        if (c->group_size < 1 || c->batch_size % c->group_size != 0)
+            return gkd_error_set(GKD_ERR_ARG, "group_size (%d) must divide batch (%d)", c->group_size, c->batch_size);
+        if (c->baseline == GKD_BASELINE_GROUP && c->group_size < 2)
+            return gkd_error_set(GKD_ERR_ARG, "the group baseline needs group_size >= 2");
+        if (!(c->baseline_decay >= 0 && c->baseline_decay < 1))
+            return gkd_error_set(GKD_ERR_ARG, "baseline_decay must be in [0, 1)");
+        if (!(c->kl_coef >= 0)) return gkd_error_set(GKD_ERR_ARG, "kl_coef must be >= 0");
+        if (!teacher) return gkd_error_set(GKD_ERR_ARG, "RL with a distillation term needs a teacher");
+        if (c->use_ce) return gkd_error_set(GKD_ERR_ARG, "RL uses the divergence, not cross-entropy (use_ce)");
+    }
     return GKD_OK;
 }
 
@@ -273,6 +316,33 @@ static gkd_status build_teacher_data(gkd_trainer *t) {
     return st;
 }
 
+static gkd_status rl_create(gkd_trainer *t) {
+    int B = t->cfg.batch_size;
+    if (!t->tok || !t->train_text || t->train_text->n != t->train->n)
+        return gkd_error_set(GKD_ERR_ARG, "RL needs the tokenizer and the training texts (to score outputs)");
+    t->baseline = (gkd_baseline){.kind = t->cfg.baseline, .decay = t->cfg.baseline_decay};
+    t->rl_prompts = calloc((size_t)B, sizeof *t->rl_prompts);
+    t->rewards = calloc((size_t)B, sizeof *t->rewards);
+    t->returns = calloc((size_t)B, sizeof *t->returns);
+    t->advantages = calloc((size_t)B, sizeof *t->advantages);
+    t->row_div = calloc((size_t)B, sizeof *t->row_div);
+    t->samples = calloc((size_t)B, sizeof *t->samples);
+    t->texts = calloc((size_t)B, sizeof *t->texts);
+    if (!t->rl_prompts || !t->rewards || !t->returns || !t->advantages || !t->row_div || !t->samples || !t->texts)
+        return gkd_error_set(GKD_ERR_NOMEM, "out of memory (RL buffers)");
+    if (t->cfg.kl_coef > 0) {
+        const gkd_model_config *sc = gkd_model_get_config(t->student);
+        gkd_status st = gkd_model_create(sc, t->be, &t->reference);
+        if (st != GKD_OK) return st;
+        t->be->copy(gkd_model_params(t->reference), gkd_model_params(t->student),
+                    gkd_model_num_params(t->student) * sizeof(float));
+        if ((st = gkd_distill_workspace_create(t->be, t->cfg.loss_chunk, sc->vocab_size, sc->dim, sc->dim,
+                                               &t->ws_ref)) != GKD_OK)
+            return st;
+    }
+    return GKD_OK;
+}
+
 gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, gkd_model *teacher,
                               const gkd_tokenizer *tok, const gkd_dataset *train_text,
                               const gkd_token_dataset *train, const gkd_dataset *held_out_text,
@@ -308,12 +378,17 @@ gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, g
             goto fail;
     }
     if ((st = gkd_data_order_init(&t->order, train->n, cfg->seed)) != GKD_OK) goto fail;
+    if (cfg->reward && (st = rl_create(t)) != GKD_OK) goto fail;
     if (cfg->fixed == GKD_FIXED_TEACHER && (st = build_teacher_data(t)) != GKD_OK) goto fail;
     *out = t;
     return GKD_OK;
 fail:
     gkd_trainer_free(t);
     return st;
+}
+
+const gkd_eval_stats *gkd_trainer_last_eval(const gkd_trainer *t) {
+    return t->has_eval ? &t->last_eval : NULL;
 }
 
 int64_t gkd_trainer_current_step(const gkd_trainer *t) {
@@ -350,6 +425,119 @@ static gkd_status step_divergence(gkd_trainer *t, gkd_divergence *div) {
     return GKD_OK;
 }
 
+/* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
+ * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
+static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
+                                double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size, K = c->group_size, G = B / K;
+    gkd_data_order_next(&t->order, t->rl_prompts, G);
+    for (int g = 0; g < G; g++)
+        for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
+    double t0 = now_seconds();
+    gkd_status st = generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
+                             GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+    if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
+    stats->t_generate += now_seconds() - t0;
+    for (int b = 0; b < B; b++) {
+        t->out_lens[b] = t->gen_lens[b];
+        memcpy(t->out_tokens + (size_t)b * t->max_out, t->gen_tokens + (size_t)b * t->max_out,
+               (size_t)t->gen_lens[b] * sizeof(int));
+        *out_total += t->gen_lens[b];
+        /* The reward sees the text without the end-of-sequence token. */
+        int len = t->gen_lens[b];
+        const int *ids = t->gen_tokens + (size_t)b * t->max_out;
+        if (len > 0 && ids[len - 1] == t->eos_id) len--;
+        size_t text_len;
+        free(t->texts[b]);
+        t->texts[b] = NULL;
+        if ((st = gkd_tokenizer_decode(t->tok, ids, len, &t->texts[b], &text_len)) != GKD_OK) return st;
+        const gkd_example *ex = &t->train_text->items[t->idx[b]];
+        t->samples[b] = (gkd_reward_sample){ex->source, ex->prompt, t->texts[b], ex->target};
+    }
+    if ((st = gkd_reward_score(c->reward, t->samples, B, t->rewards)) != GKD_OK) return st;
+    if ((st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
+                                       t->pad_id)) != GKD_OK)
+        return st;
+    int T = t->batch.T;
+    *tokens += (long)B * T;
+    if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
+    if ((size_t)B * T > t->pg_cap) {
+        float *p = realloc(t->pg_weight, (size_t)B * T * sizeof *p);
+        if (!p) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        t->pg_weight = p;
+        t->pg_cap = (size_t)B * T;
+    }
+    const float *ht, *hs;
+    t0 = now_seconds();
+    if ((st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
+        return gkd_error_prefix(st, "teacher forward");
+    double t1 = now_seconds();
+    stats->t_teacher += t1 - t0;
+    if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
+        return gkd_error_prefix(st, "student forward");
+    const float *Ws = gkd_model_output_weight(t->student), *Wt = gkd_model_output_weight(t->teacher);
+    gkd_distill_stats ds;
+    gkd_distill_extra probe = {.div_scale = 1.0f, .row_values = t->row_div};
+    if ((st = gkd_distill_loss_ex(t->ws, div, GKD_NORM_SEQUENCE, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &probe,
+                                  NULL, NULL, &ds)) != GKD_OK)
+        return st;
+    double mean_r = 0, mean_ret = 0;
+    for (int b = 0; b < B; b++) {
+        t->returns[b] = (1.0 - alpha) * t->rewards[b] - (c->divergence_score_function ? alpha * t->row_div[b] : 0.0);
+        mean_r += t->rewards[b] / B;
+        mean_ret += t->returns[b] / B;
+    }
+    if ((st = gkd_pg_advantages(&t->baseline, t->returns, G, K, c->normalize_advantages, t->advantages)) != GKD_OK)
+        return st;
+    double var = 0;
+    for (int b = 0; b < B; b++) var += t->advantages[b] * t->advantages[b] / B;
+    for (int b = 0; b < B; b++)
+        for (int p = 0; p < T; p++)
+            t->pg_weight[b * T + p] = t->batch.mask[b * T + p] != 0.0f ? (float)(t->advantages[b] / B) : 0.0f;
+    gkd_distill_extra ex = {.div_scale = (float)alpha, .targets = t->batch.targets, .pg_weight = t->pg_weight};
+    if ((st = gkd_distill_loss_ex(t->ws, div, GKD_NORM_SEQUENCE, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &ex,
+                                  t->dhidden, gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
+        return st;
+    double loss = ds.loss;
+    if (t->reference) { /* kl_coef * KL(student || initial student), per token, on the same samples */
+        const float *hr;
+        size_t n = (size_t)B * T * gkd_model_get_config(t->student)->dim;
+        if (!t->dhidden_ref || t->dhidden_cap > 0) {
+            t->be->free(t->dhidden_ref);
+            t->dhidden_ref = t->be->alloc(t->dhidden_cap);
+            if (!t->dhidden_ref) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        }
+        gkd_divergence rkl = {.kind = GKD_DIV_REVERSE_KL, .teacher_temperature = 1.0};
+        gkd_distill_extra kx = {.div_scale = c->kl_coef};
+        gkd_distill_stats ks;
+        if ((st = gkd_model_forward_nograd(t->reference, t->batch.tokens, B, T, &hr)) != GKD_OK) return st;
+        if ((st = gkd_distill_loss_ex(t->ws_ref, &rkl, GKD_NORM_TOKEN, hs, Ws, hr, gkd_model_output_weight(t->reference),
+                                      t->batch.mask, B, T, 1.0f, &kx, t->dhidden_ref,
+                                      gkd_model_output_weight_grad(t->student), &ks)) != GKD_OK)
+            return st;
+        float *dh = t->dhidden;
+        const float *dr = t->dhidden_ref;
+        for (size_t i = 0; i < n; i++) dh[i] += dr[i];
+        loss += ks.loss;
+        stats->kl_reference += ks.divergence / c->grad_accum;
+    }
+    if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
+    stats->t_student += now_seconds() - t1;
+    stats->loss += loss / c->grad_accum;
+    stats->reward += mean_r / c->grad_accum;
+    stats->ret += mean_ret / c->grad_accum;
+    stats->advantage_std += sqrt(var) / c->grad_accum;
+    stats->div.forward_kl += ds.forward_kl / c->grad_accum;
+    stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
+    stats->div.jsd_half += ds.jsd_half / c->grad_accum;
+    stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
+    stats->div.student_entropy += ds.student_entropy / c->grad_accum;
+    stats->div.divergence += ds.divergence / c->grad_accum;
+    stats->div.positions += ds.positions;
+    return GKD_OK;
+}
+
 gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     const gkd_train_config *c = &t->cfg;
     int B = c->batch_size;
@@ -366,8 +554,16 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     gkd_model_zero_grad(t->student);
     long tokens = 0;
     int on_rows = 0, out_tokens_total = 0;
+    double alpha = 0.0;
+    if (c->reward && (st = schedule_at(&c->alpha, t->step, "alpha", 0.0, 1.0, &alpha)) != GKD_OK) return st;
     for (int micro = 0; micro < c->grad_accum; micro++) {
         uint64_t micro_step = (uint64_t)t->step * (uint64_t)c->grad_accum + (uint64_t)micro;
+        if (c->reward) {
+            if ((st = rl_micro_step(t, micro_step, temperature, &div, alpha, stats, &tokens, &out_tokens_total)) != GKD_OK)
+                return st;
+            on_rows += B;
+            continue;
+        }
         gkd_data_order_next(&t->order, t->idx, B);
         /* The coin: one per batch (the paper) or one per row. */
         int on[4096];
@@ -587,6 +783,8 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
     out->own_length /= n_total;
     for (int k = 0; k < c->n_text_metrics; k++) out->text[k] /= n_total;
     out->examples = n_total;
+    t->last_eval = *out;
+    t->has_eval = 1;
     if ((st = emit(t, "held_out", "ce_loss", out->ce_loss)) != GKD_OK) return st;
     if ((st = emit(t, "held_out", "own_length", out->own_length)) != GKD_OK) return st;
     if (t->teacher) {

@@ -14,7 +14,9 @@
 
 #include "core/data.h"
 #include "core/model.h"
+#include "reward/reward.h"
 #include "rl/distill.h"
+#include "rl/policy_gradient.h"
 #include "rl/schedule.h"
 
 typedef enum {
@@ -64,6 +66,19 @@ typedef struct {
     gkd_text_metric text_metrics[GKD_MAX_TEXT_METRICS];
     int n_text_metrics;
 
+    /* GKD + RL (the paper's section 3.2; rl/policy_gradient.h): with a reward, every batch is the student's
+     * own samples, group_size per prompt, and the loss is the REINFORCE surrogate weighted by 1 - alpha
+     * plus alpha times the divergence on the same samples. */
+    gkd_reward *reward;       /* borrowed; NULL: no RL */
+    gkd_schedule alpha;       /* in [0, 1]; 1 = pure distillation on the student's samples */
+    int group_size;           /* samples per prompt (K); batch_size must be a multiple of it */
+    gkd_baseline_kind baseline;
+    double baseline_decay;    /* moving-average baseline */
+    int normalize_advantages;
+    int divergence_score_function; /* 1 (default): the return includes -alpha D(y): unbiased for the whole
+                                      objective; 0: the divergence is only differentiated, GKD-style */
+    float kl_coef;            /* > 0: adds kl_coef * KL(student || frozen initial student) per token */
+
     int checkpoint_every;     /* 0: only at the end (if checkpoint_dir) */
     const char *checkpoint_dir;
 
@@ -99,6 +114,8 @@ typedef struct {
     gkd_distill_stats div;
     double tokens_per_s;
     double t_generate, t_teacher, t_student, t_optimizer; /* seconds */
+    double reward, ret, advantage_std, alpha; /* RL: mean reward and return of the batch */
+    double kl_reference; /* RL with kl_coef: KL(student || initial student) per token */
 } gkd_step_stats;
 
 /* One optimizer step (grad_accum micro-batches). */
@@ -117,6 +134,8 @@ typedef struct {
 } gkd_eval_stats;
 
 gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out);
+/* The latest evaluation's numbers (owned by the trainer), or NULL before the first. */
+const gkd_eval_stats *gkd_trainer_last_eval(const gkd_trainer *t);
 
 /* Writes dir/model.safetensors (the student, Hugging Face names) and dir/state.safetensors (optimizer
  * moments, step, data position) so that gkd_trainer_load continues bit-identically. */

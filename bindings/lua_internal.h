@@ -1,0 +1,127 @@
+/* Shared helpers of the binding files: userdata types, option tables, key checking, error returns.
+ * Rules: misuse (a wrong type, an unknown key, a value out of range) raises with luaL_error/luaL_argerror;
+ * an environmental failure (a missing file, a malformed dataset, a database error) returns nil, message.
+ * Userdata are created before the resource they hold, so an error never leaks it; __gc is safe twice. */
+#ifndef GKD_BINDINGS_INTERNAL_H
+#define GKD_BINDINGS_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "core/data.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/model.h"
+#include "core/store.h"
+#include "core/tokenizer.h"
+#include "rl/divergence.h"
+#include "rl/schedule.h"
+
+#define GKD_LUA_TASK "gkd.Task"
+#define GKD_LUA_TOKENIZER "gkd.Tokenizer"
+#define GKD_LUA_MODEL "gkd.Model"
+#define GKD_LUA_SCHEDULE "gkd.Schedule"
+#define GKD_LUA_DIVERGENCE "gkd.Divergence"
+#define GKD_LUA_STORE "gkd.Store"
+
+typedef struct {
+    gkd_dataset ds;
+    char *kind; /* "summarize", "translate", "arithmetic", "jsonl" */
+    char *path; /* NULL for arithmetic */
+    char *prompt, *target, *source;
+    uint64_t seed;
+} gkd_lua_task;
+
+typedef struct {
+    gkd_tokenizer *tok;
+    char *path; /* where it was loaded from or saved to, or NULL */
+} gkd_lua_tokenizer;
+
+/* A model's uservalue 1 holds its tokenizer (a gkd.Tokenizer) or nil. */
+typedef struct {
+    gkd_model *m;
+    char *path; /* checkpoint it was loaded from, or NULL */
+    uint64_t seed;
+} gkd_lua_model;
+
+typedef struct {
+    gkd_schedule s;
+} gkd_lua_schedule;
+
+typedef struct {
+    gkd_store *store;
+    char *path;
+} gkd_lua_store;
+
+/* Returns nil, "<gkd_error_message()>" (2 results) for an environmental failure. */
+int gkd_lua_fail(lua_State *L);
+/* Raises the last gkd error, prefixed with `what` (misuse). */
+int gkd_lua_raise(lua_State *L, const char *what);
+
+/* Raises "<fname>: unknown key 'k' (did you mean 'x'?)" when the table at idx has a string key outside
+ * valid (NULL-terminated); non-string keys are errors too. */
+void gkd_lua_check_keys(lua_State *L, int idx, const char *fname, const char *const *valid);
+/* The valid name closest to `name` by edit distance, or NULL when none is close (distance > 1/2 length). */
+const char *gkd_lua_closest(const char *name, const char *const *valid);
+int gkd_lua_edit_distance(const char *a, const char *b);
+
+/* Option readers for the table at idx: the fallback when the key is absent (nil); a value of the wrong
+ * type raises "<fname>: option 'key' must be a <type>, got <type>". */
+lua_Integer gkd_lua_opt_int(lua_State *L, int idx, const char *fname, const char *key, lua_Integer fallback);
+double gkd_lua_opt_number(lua_State *L, int idx, const char *fname, const char *key, double fallback);
+const char *gkd_lua_opt_string(lua_State *L, int idx, const char *fname, const char *key, const char *fallback);
+int gkd_lua_opt_bool(lua_State *L, int idx, const char *fname, const char *key, int fallback);
+/* Raises "<fname>: option 'key' must be in [lo, hi], got v". */
+void gkd_lua_check_range(lua_State *L, const char *fname, const char *key, double v, double lo, double hi);
+
+char *gkd_lua_strdup(const char *s);
+
+/* Checkers that raise "<type> expected". */
+gkd_lua_task *gkd_lua_check_task(lua_State *L, int idx);
+gkd_lua_tokenizer *gkd_lua_check_tokenizer(lua_State *L, int idx);
+gkd_lua_model *gkd_lua_check_model(lua_State *L, int idx);
+gkd_lua_store *gkd_lua_check_store(lua_State *L, int idx);
+const gkd_divergence *gkd_lua_check_divergence(lua_State *L, int idx);
+/* The schedule a setting's value stands for: a number (constant) or a gkd.Schedule. Lua functions are
+ * handled by the trainer binding. Raises naming `key` otherwise. */
+gkd_schedule gkd_lua_to_schedule(lua_State *L, int idx, const char *key);
+
+/* Push the submodule tables (each also registers its metatables). */
+void gkd_lua_open_task(lua_State *L);
+void gkd_lua_open_tokenizer(lua_State *L);
+void gkd_lua_open_model(lua_State *L);
+void gkd_lua_open_schedule(lua_State *L);
+void gkd_lua_open_reward(lua_State *L);
+void gkd_lua_open_store(lua_State *L);
+void gkd_lua_open_sys(lua_State *L);
+void gkd_lua_open_json(lua_State *L);
+/* Add their functions to the module table at the top of the stack. */
+void gkd_lua_add_divergence(lua_State *L);
+void gkd_lua_add_train(lua_State *L);
+
+/* JSON of the Lua value at idx (tables with keys 1..n become arrays, others objects with sorted keys;
+ * userdata and functions become their tostring). Appends to b. */
+void gkd_lua_json_encode(lua_State *L, int idx, gkd_buf *b);
+/* A gkd_buf inside a new userdata on the stack, freed by its __gc (so a Lua error never leaks it). */
+gkd_buf *gkd_lua_newbuf(lua_State *L);
+/* Pushes a userdata whose __gc frees p (malloc'd), so raising after it never leaks p; returns p. */
+void *gkd_lua_hold(lua_State *L, void *p);
+/* The integer list at idx as ids in a userdata buffer pushed on the stack; returns the count. */
+int gkd_lua_check_ids(lua_State *L, int idx, int **out);
+/* The texts of a task's examples (prompts and targets) as a list, pushed. */
+int gkd_lua_task_texts(lua_State *L, int idx);
+
+/* The embedded prelude sources (bindings/prelude_data.c). */
+typedef struct {
+    const char *name; /* module name, e.g. "gkd.prelude" */
+    const char *file; /* file name in scripts-lua/ */
+    const char *source;
+} gkd_lua_prelude_file;
+extern const gkd_lua_prelude_file gkd_lua_prelude_files[];
+extern const int gkd_lua_prelude_count;
+
+/* Accumulated seconds spent in Lua called from the trainer (for gkd_lua_bench_overhead). */
+extern double gkd_lua_seconds_in_lua;
+double gkd_lua_now(void);
+
+#endif

@@ -1,0 +1,445 @@
+/* gkd.model: transformers (core/model.h) as gkd.Model userdata; checkpoints (core/checkpoint.h) and
+ * sampling (core/sample.h). A model may carry a tokenizer (its uservalue 1), used to turn text prompts
+ * into ids and samples back into text. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "bindings/lua_internal.h"
+#include "core/checkpoint.h"
+#include "core/sample.h"
+
+static int model_gc(lua_State *L) {
+    gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
+    gkd_model_free(m->m);
+    free(m->path);
+    m->m = NULL;
+    m->path = NULL;
+    return 0;
+}
+
+static gkd_lua_model *new_model(lua_State *L) {
+    gkd_lua_model *m = lua_newuserdatauv(L, sizeof *m, 1);
+    memset(m, 0, sizeof *m);
+    luaL_setmetatable(L, GKD_LUA_MODEL);
+    return m;
+}
+
+static const gkd_backend *device_backend(lua_State *L, const char *fname, const char *device) {
+    if (strcmp(device, "cpu") == 0) return gkd_backend_cpu();
+    luaL_error(L, "%s: device '%s' is not available in this build (valid: cpu)", fname, device);
+    return NULL;
+}
+
+static const char *const new_keys[] = {"layers", "dim",  "heads",      "kv_heads",   "hidden",   "vocab",
+                                       "max_seq_len", "tied", "seed", "rope_theta", "norm_eps", "tokenizer",
+                                       "device", NULL};
+
+static int l_new(lua_State *L) {
+    const char *fname = "gkd.model.new";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    gkd_lua_check_keys(L, 1, fname, new_keys);
+    lua_getfield(L, 1, "tokenizer");
+    gkd_lua_tokenizer *tok = NULL;
+    if (!lua_isnil(L, -1)) tok = gkd_lua_check_tokenizer(L, -1);
+    int tok_idx = lua_gettop(L);
+    gkd_model_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layers = (int)gkd_lua_opt_int(L, 1, fname, "layers", 2);
+    c.dim = (int)gkd_lua_opt_int(L, 1, fname, "dim", 64);
+    c.n_heads = (int)gkd_lua_opt_int(L, 1, fname, "heads", 4);
+    c.n_kv_heads = (int)gkd_lua_opt_int(L, 1, fname, "kv_heads", c.n_heads);
+    int def_hidden = ((8 * c.dim / 3 + 15) / 16) * 16;
+    c.hidden_dim = (int)gkd_lua_opt_int(L, 1, fname, "hidden", def_hidden);
+    c.vocab_size = (int)gkd_lua_opt_int(L, 1, fname, "vocab", tok ? gkd_tokenizer_vocab_size(tok->tok) : 0);
+    if (c.vocab_size == 0) return luaL_error(L, "%s: give 'vocab' or 'tokenizer'", fname);
+    if (tok && c.vocab_size < gkd_tokenizer_vocab_size(tok->tok))
+        return luaL_error(L, "%s: vocab %d is smaller than the tokenizer's %d", fname, c.vocab_size,
+                          gkd_tokenizer_vocab_size(tok->tok));
+    c.max_seq_len = (int)gkd_lua_opt_int(L, 1, fname, "max_seq_len", 256);
+    c.tied_embeddings = gkd_lua_opt_bool(L, 1, fname, "tied", 1);
+    c.rope_theta = (float)gkd_lua_opt_number(L, 1, fname, "rope_theta", 10000.0);
+    c.norm_eps = (float)gkd_lua_opt_number(L, 1, fname, "norm_eps", 1e-5);
+    lua_Integer seed = gkd_lua_opt_int(L, 1, fname, "seed", 1);
+    if (seed < 0) return luaL_error(L, "%s: option 'seed' must be >= 0", fname);
+    const gkd_backend *be = device_backend(L, fname, gkd_lua_opt_string(L, 1, fname, "device", "cpu"));
+    if (gkd_model_config_check(&c) != GKD_OK) return gkd_lua_raise(L, fname);
+    gkd_lua_model *m = new_model(L);
+    if (gkd_model_create(&c, be, &m->m) != GKD_OK) return gkd_lua_fail(L);
+    gkd_model_init_weights(m->m, (uint64_t)seed);
+    m->seed = (uint64_t)seed;
+    if (tok) {
+        lua_pushvalue(L, tok_idx);
+        lua_setiuservalue(L, -2, 1);
+    }
+    return 1;
+}
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* gkd.model.load(path [, {tokenizer = tok, device = "cpu"}]) -> model | nil, message */
+static int l_load(lua_State *L) {
+    static const char *const keys[] = {"tokenizer", "device", NULL};
+    const char *fname = "gkd.model.load";
+    const char *path = luaL_checkstring(L, 1);
+    int has_opts = !lua_isnoneornil(L, 2);
+    if (has_opts) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        gkd_lua_check_keys(L, 2, fname, keys);
+    }
+    const gkd_backend *be =
+        device_backend(L, fname, has_opts ? gkd_lua_opt_string(L, 2, fname, "device", "cpu") : "cpu");
+    int tok_idx = 0;
+    if (has_opts) {
+        lua_getfield(L, 2, "tokenizer");
+        if (!lua_isnil(L, -1)) {
+            gkd_lua_check_tokenizer(L, -1);
+            tok_idx = lua_gettop(L);
+        }
+    }
+    gkd_lua_model *m = new_model(L);
+    int mi = lua_gettop(L);
+    if (gkd_checkpoint_load_model(path, be, &m->m) != GKD_OK) return gkd_lua_fail(L);
+    m->path = gkd_lua_strdup(path);
+    if (tok_idx) {
+        lua_pushvalue(L, tok_idx);
+        lua_setiuservalue(L, mi, 1);
+    } else if (is_dir(path)) {
+        /* A Hugging Face directory brings its tokenizer along when it has one. */
+        lua_pushfstring(L, "%s/tokenizer.json", path);
+        struct stat st;
+        if (stat(lua_tostring(L, -1), &st) == 0) {
+            gkd_lua_tokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
+            memset(t, 0, sizeof *t);
+            luaL_setmetatable(L, GKD_LUA_TOKENIZER);
+            if (gkd_tokenizer_load(lua_tostring(L, -2), &t->tok) != GKD_OK) return gkd_lua_fail(L);
+            t->path = gkd_lua_strdup(lua_tostring(L, -2));
+            lua_setiuservalue(L, mi, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_settop(L, mi);
+    return 1;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* m:save(path): a .safetensors file, or else a Hugging Face directory (config.json + model.safetensors,
+ * plus tokenizer.json when the model carries a tokenizer). true | nil, message. */
+static int model_save(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    gkd_status st;
+    if (ends_with(path, ".safetensors")) {
+        st = gkd_checkpoint_save_model(m->m, path, NULL, NULL, 0);
+    } else {
+        st = gkd_checkpoint_save_hf_dir(m->m, path);
+        if (st == GKD_OK && lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) {
+            gkd_lua_tokenizer *t = gkd_lua_check_tokenizer(L, -1);
+            const char *tp = lua_pushfstring(L, "%s/tokenizer.json", path);
+            st = gkd_tokenizer_save(t->tok, tp);
+        }
+    }
+    if (st != GKD_OK) return gkd_lua_fail(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* m:load_weights(path): loads a checkpoint's tensors (same configuration) into the model. */
+static int model_load_weights(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    if (gkd_checkpoint_load_into(m->m, luaL_checkstring(L, 2)) != GKD_OK) return gkd_lua_fail(L);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void push_config(lua_State *L, const gkd_model_config *c) {
+    lua_createtable(L, 0, 10);
+    lua_pushinteger(L, c->n_layers), lua_setfield(L, -2, "layers");
+    lua_pushinteger(L, c->dim), lua_setfield(L, -2, "dim");
+    lua_pushinteger(L, c->n_heads), lua_setfield(L, -2, "heads");
+    lua_pushinteger(L, c->n_kv_heads), lua_setfield(L, -2, "kv_heads");
+    lua_pushinteger(L, c->hidden_dim), lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, c->vocab_size), lua_setfield(L, -2, "vocab");
+    lua_pushinteger(L, c->max_seq_len), lua_setfield(L, -2, "max_seq_len");
+    lua_pushboolean(L, c->tied_embeddings), lua_setfield(L, -2, "tied");
+    lua_pushnumber(L, c->rope_theta), lua_setfield(L, -2, "rope_theta");
+    lua_pushnumber(L, c->norm_eps), lua_setfield(L, -2, "norm_eps");
+}
+
+static int model_config(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    push_config(L, gkd_model_get_config(m->m));
+    return 1;
+}
+
+static int model_describe(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    push_config(L, gkd_model_get_config(m->m));
+    lua_pushinteger(L, (lua_Integer)gkd_model_num_params(m->m));
+    lua_setfield(L, -2, "params");
+    if (m->path) {
+        lua_pushstring(L, m->path);
+        lua_setfield(L, -2, "path");
+    } else {
+        lua_pushinteger(L, (lua_Integer)m->seed);
+        lua_setfield(L, -2, "init_seed");
+    }
+    return 1;
+}
+
+/* The prompts argument as rows of ids: a string, a list of strings, one id list, or a list of id lists.
+ * Pushes a userdata holding the ids; sets *text when the prompts were text. */
+typedef struct {
+    int B, P;
+    int *ids;  /* (B,P) */
+    int *lens; /* (B) */
+} prompt_rows;
+
+static gkd_lua_tokenizer *model_tokenizer(lua_State *L, int model_idx, int opts_idx) {
+    gkd_lua_tokenizer *t = NULL;
+    if (opts_idx) {
+        lua_getfield(L, opts_idx, "tokenizer");
+        if (!lua_isnil(L, -1)) t = gkd_lua_check_tokenizer(L, -1);
+        lua_pop(L, 1); /* referenced by the options table */
+    }
+    if (!t) {
+        if (lua_getiuservalue(L, model_idx, 1) == LUA_TUSERDATA) t = gkd_lua_check_tokenizer(L, -1);
+        lua_pop(L, 1); /* referenced by the model */
+    }
+    return t;
+}
+
+static void read_prompts(lua_State *L, int idx, gkd_lua_tokenizer *tok, prompt_rows *r, int *text, int *single) {
+    /* Normalise to a list at a fresh stack slot. */
+    *single = 0;
+    *text = 0;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, idx);
+        lua_rawseti(L, -2, 1);
+        *single = 1;
+    } else {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_rawgeti(L, idx, 1);
+        int t = lua_type(L, -1);
+        lua_pop(L, 1);
+        if (t == LUA_TNUMBER) {
+            lua_createtable(L, 1, 0);
+            lua_pushvalue(L, idx);
+            lua_rawseti(L, -2, 1);
+            *single = 1;
+        } else {
+            lua_pushvalue(L, idx);
+        }
+    }
+    int list = lua_gettop(L);
+    lua_Integer B = luaL_len(L, list);
+    if (B < 1) luaL_error(L, "model:sample: no prompts");
+    /* Encode each row into a table of ids first. */
+    lua_createtable(L, (int)B, 0);
+    int rows = lua_gettop(L);
+    int P = 1;
+    for (lua_Integer b = 1; b <= B; b++) {
+        lua_rawgeti(L, list, b);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            if (!tok) luaL_error(L, "model:sample: text prompts need a tokenizer (the model's, or opts.tokenizer)");
+            *text = 1;
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            int *ids = NULL, n = 0;
+            if (gkd_tokenizer_encode(tok->tok, s, len, &ids, &n) != GKD_OK) gkd_lua_raise(L, "model:sample");
+            gkd_lua_hold(L, ids);
+            lua_createtable(L, n, 0);
+            for (int i = 0; i < n; i++) lua_pushinteger(L, ids[i]), lua_rawseti(L, -2, i + 1);
+            lua_remove(L, -2);
+        } else if (!lua_istable(L, -1)) {
+            luaL_error(L, "model:sample: prompt %I is a %s (a string or a list of ids expected)", b,
+                       luaL_typename(L, -1));
+        }
+        lua_Integer n = luaL_len(L, -1);
+        if (n < 1) luaL_error(L, "model:sample: prompt %I is empty", b);
+        if (n > P) P = (int)n;
+        lua_rawseti(L, rows, b);
+        lua_pop(L, 1);
+    }
+    r->B = (int)B;
+    r->P = P;
+    r->ids = lua_newuserdatauv(L, sizeof(int) * (size_t)B * (size_t)P + sizeof(int) * (size_t)B, 0);
+    r->lens = r->ids + (size_t)B * P;
+    for (int b = 0; b < r->B; b++) {
+        lua_rawgeti(L, rows, b + 1);
+        int n = (int)luaL_len(L, -1);
+        for (int i = 0; i < P; i++) {
+            int v = 0;
+            if (i < n) {
+                lua_rawgeti(L, -1, i + 1);
+                int isint;
+                lua_Integer x = lua_tointegerx(L, -1, &isint);
+                if (!isint || x < 0 || x > 0x7fffffff) luaL_error(L, "model:sample: prompt %d, id %d is not a token id", b + 1, i + 1);
+                v = (int)x;
+                lua_pop(L, 1);
+            }
+            r->ids[(size_t)b * P + i] = v;
+        }
+        r->lens[b] = n;
+        lua_pop(L, 1);
+    }
+}
+
+static const char *const sample_keys[] = {"temperature", "top_k", "top_p", "max_new_tokens", "seed", "tokenizer", NULL};
+
+/* m:sample(prompts [, opts]) -> outputs, details */
+static int model_sample(lua_State *L) {
+    const char *fname = "model:sample";
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    int opts = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        gkd_lua_check_keys(L, 3, fname, sample_keys);
+        opts = 3;
+    } else {
+        lua_settop(L, 2);
+        lua_newtable(L);
+        opts = 3;
+    }
+    gkd_lua_tokenizer *tok = model_tokenizer(L, 1, opts);
+    gkd_sample_config sc;
+    sc.temperature = (float)gkd_lua_opt_number(L, opts, fname, "temperature", 1.0);
+    sc.top_k = (int)gkd_lua_opt_int(L, opts, fname, "top_k", 0);
+    sc.top_p = (float)gkd_lua_opt_number(L, opts, fname, "top_p", 1.0);
+    sc.max_new_tokens = (int)gkd_lua_opt_int(L, opts, fname, "max_new_tokens", 32);
+    lua_Integer seed = gkd_lua_opt_int(L, opts, fname, "seed", 1);
+    sc.eos_id = tok ? gkd_tokenizer_role_id(tok->tok, GKD_TOKEN_ROLE_EOS) : -1;
+    const gkd_model_config *mc = gkd_model_get_config(m->m);
+    if (gkd_sample_config_check(&sc, mc->vocab_size) != GKD_OK) return gkd_lua_raise(L, fname);
+    prompt_rows r;
+    int text, single;
+    read_prompts(L, 2, tok, &r, &text, &single);
+    for (int i = 0; i < r.B * r.P; i++)
+        if (r.ids[i] >= mc->vocab_size) return luaL_error(L, "%s: token id %d is outside the vocabulary", fname, r.ids[i]);
+    if (r.P + sc.max_new_tokens - 1 > mc->max_seq_len)
+        return luaL_error(L, "%s: prompt (%d tokens) + max_new_tokens (%d) exceed max_seq_len %d", fname, r.P,
+                          sc.max_new_tokens, mc->max_seq_len);
+    size_t N = (size_t)r.B * (size_t)sc.max_new_tokens;
+    int *out = lua_newuserdatauv(L, N * sizeof(int) + (size_t)r.B * sizeof(int) + N * sizeof(float), 0);
+    int *out_lens = out + N;
+    float *logprobs = (float *)(out_lens + r.B);
+    gkd_rng rng;
+    gkd_rng_init(&rng, (uint64_t)seed, GKD_RNG_STREAM_SAMPLE);
+    if (gkd_sample_generate(m->m, r.ids, r.lens, r.B, r.P, &sc, &rng, out, out_lens, logprobs) != GKD_OK)
+        return gkd_lua_raise(L, fname);
+    lua_createtable(L, r.B, 0);
+    int outputs = lua_gettop(L);
+    lua_createtable(L, r.B, 0);
+    int details = lua_gettop(L);
+    for (int b = 0; b < r.B; b++) {
+        const int *ids = out + (size_t)b * sc.max_new_tokens;
+        int n = out_lens[b];
+        lua_createtable(L, 0, 3);
+        lua_createtable(L, n, 0);
+        for (int i = 0; i < n; i++) lua_pushinteger(L, ids[i]), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, "ids");
+        lua_createtable(L, n, 0);
+        for (int i = 0; i < n; i++)
+            lua_pushnumber(L, logprobs[(size_t)b * sc.max_new_tokens + i]), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, "logprobs");
+        int text_n = n;
+        if (text_n > 0 && ids[text_n - 1] == sc.eos_id) text_n--;
+        if (tok) {
+            char *s = NULL;
+            size_t len = 0;
+            if (gkd_tokenizer_decode(tok->tok, ids, text_n, &s, &len) != GKD_OK) return gkd_lua_raise(L, fname);
+            gkd_lua_hold(L, s);
+            lua_pushlstring(L, s, len);
+            lua_remove(L, -2);
+            lua_setfield(L, -2, "text");
+        }
+        if (text) {
+            lua_getfield(L, -1, "text");
+        } else {
+            lua_getfield(L, -1, "ids");
+        }
+        lua_rawseti(L, outputs, b + 1);
+        lua_rawseti(L, details, b + 1);
+    }
+    if (single) {
+        lua_rawgeti(L, outputs, 1);
+        lua_rawgeti(L, details, 1);
+        return 2;
+    }
+    lua_pushvalue(L, outputs);
+    lua_pushvalue(L, details);
+    return 2;
+}
+
+static int model_index(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    const gkd_model_config *c = gkd_model_get_config(m->m);
+    if (strcmp(k, "vocab") == 0) return lua_pushinteger(L, c->vocab_size), 1;
+    if (strcmp(k, "params") == 0) return lua_pushinteger(L, (lua_Integer)gkd_model_num_params(m->m)), 1;
+    if (strcmp(k, "dim") == 0) return lua_pushinteger(L, c->dim), 1;
+    if (strcmp(k, "layers") == 0) return lua_pushinteger(L, c->n_layers), 1;
+    if (strcmp(k, "max_seq_len") == 0) return lua_pushinteger(L, c->max_seq_len), 1;
+    if (strcmp(k, "path") == 0) return lua_pushstring(L, m->path), 1;
+    if (strcmp(k, "tokenizer") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    luaL_getmetatable(L, GKD_LUA_MODEL);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+/* Only the tokenizer may be set: m.tokenizer = tok (or nil). */
+static int model_newindex(lua_State *L) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "tokenizer") != 0) return luaL_error(L, "gkd.Model: field '%s' is read-only", k);
+    if (!lua_isnil(L, 3)) {
+        gkd_lua_tokenizer *t = gkd_lua_check_tokenizer(L, 3);
+        if (gkd_tokenizer_vocab_size(t->tok) > gkd_model_get_config(m->m)->vocab_size)
+            return luaL_error(L, "gkd.Model: the tokenizer's vocabulary (%d) is larger than the model's (%d)",
+                              gkd_tokenizer_vocab_size(t->tok), gkd_model_get_config(m->m)->vocab_size);
+    }
+    lua_settop(L, 3);
+    lua_setiuservalue(L, 1, 1);
+    return 0;
+}
+
+static int model_tostring(lua_State *L) {
+    gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
+    if (!m->m) {
+        lua_pushstring(L, "gkd.Model (closed)");
+        return 1;
+    }
+    const gkd_model_config *c = gkd_model_get_config(m->m);
+    lua_pushfstring(L, "gkd.Model(%d layers, dim %d, %d heads, vocab %d, %I params)", c->n_layers, c->dim, c->n_heads,
+                    c->vocab_size, (lua_Integer)gkd_model_num_params(m->m));
+    return 1;
+}
+
+void gkd_lua_open_model(lua_State *L) {
+    static const luaL_Reg meta[] = {{"__gc", model_gc},         {"__close", model_gc},
+                                    {"__tostring", model_tostring}, {"__index", model_index},
+                                    {"__newindex", model_newindex}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"save", model_save},     {"sample", model_sample},
+                                       {"config", model_config}, {"describe", model_describe},
+                                       {"load_weights", model_load_weights},
+                                       {"close", model_gc},      {NULL, NULL}};
+    luaL_newmetatable(L, GKD_LUA_MODEL);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+}

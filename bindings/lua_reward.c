@@ -1,0 +1,172 @@
+/* gkd.reward: the text metrics and rewards of reward/metrics.h on Lua strings. Argument order follows
+ * the Lua API (docs/lua-api.md): hypothesis first, except factual(source, output) as the design sketch
+ * writes it. */
+#include <stdlib.h>
+
+#include "bindings/lua_internal.h"
+#include "reward/metrics.h"
+
+static void push_prf(lua_State *L, const gkd_prf *p) {
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, p->precision), lua_setfield(L, -2, "precision");
+    lua_pushnumber(L, p->recall), lua_setfield(L, -2, "recall");
+    lua_pushnumber(L, p->f), lua_setfield(L, -2, "f");
+}
+
+/* rouge(hyp, ref [, stem]) -> {rouge1 = f, rouge2 = f, rougeL = f, detail = {rouge1 = {precision, recall, f}, ...}} */
+static int l_rouge(lua_State *L) {
+    const char *hyp = luaL_checkstring(L, 1), *ref = luaL_checkstring(L, 2);
+    int stem = lua_toboolean(L, 3);
+    gkd_rouge_scores s;
+    if (gkd_rouge_all(hyp, ref, stem, &s) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.rouge");
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, s.rouge1.f), lua_setfield(L, -2, "rouge1");
+    lua_pushnumber(L, s.rouge2.f), lua_setfield(L, -2, "rouge2");
+    lua_pushnumber(L, s.rougeL.f), lua_setfield(L, -2, "rougeL");
+    lua_createtable(L, 0, 3);
+    push_prf(L, &s.rouge1), lua_setfield(L, -2, "rouge1");
+    push_prf(L, &s.rouge2), lua_setfield(L, -2, "rouge2");
+    push_prf(L, &s.rougeL), lua_setfield(L, -2, "rougeL");
+    lua_setfield(L, -2, "detail");
+    return 1;
+}
+
+static int l_rougeL(lua_State *L) {
+    const char *hyp = luaL_checkstring(L, 1), *ref = luaL_checkstring(L, 2);
+    gkd_prf p;
+    if (gkd_rouge_l(hyp, ref, lua_toboolean(L, 3), &p) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.rougeL");
+    lua_pushnumber(L, p.f);
+    return 1;
+}
+
+static int l_bleu(lua_State *L) {
+    const char *hyp = luaL_checkstring(L, 1), *ref = luaL_checkstring(L, 2);
+    gkd_bleu_result r;
+    if (gkd_bleu_sentence(hyp, ref, NULL, &r) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.bleu");
+    lua_pushnumber(L, r.score);
+    return 1;
+}
+
+/* Reads two equally long string lists at 1 and 2 into userdata arrays (pushed). */
+static int check_pairs(lua_State *L, const char ***hyps, const char ***refs, const char *fname) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (luaL_len(L, 2) != n) luaL_error(L, "%s: %I hypotheses but %I references", fname, n, luaL_len(L, 2));
+    const char **a = lua_newuserdatauv(L, sizeof(char *) * (size_t)(2 * n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        lua_rawgeti(L, 2, i);
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: item %I is not a pair of strings", fname, i);
+        a[i - 1] = lua_tostring(L, -2);
+        a[n + i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 2); /* the strings stay referenced by the argument tables */
+    }
+    *hyps = a;
+    *refs = a + n;
+    return (int)n;
+}
+
+static int l_corpus_bleu(lua_State *L) {
+    const char **hyps, **refs;
+    int n = check_pairs(L, &hyps, &refs, "gkd.reward.corpus_bleu");
+    gkd_bleu_result r;
+    if (gkd_bleu_corpus(hyps, refs, n, NULL, &r) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.corpus_bleu");
+    lua_pushnumber(L, r.score);
+    return 1;
+}
+
+static int l_corpus_rouge(lua_State *L) {
+    const char **hyps, **refs;
+    int n = check_pairs(L, &hyps, &refs, "gkd.reward.corpus_rouge");
+    gkd_rouge_scores s;
+    if (gkd_rouge_corpus_mean(hyps, refs, n, lua_toboolean(L, 3), &s) != GKD_OK)
+        return gkd_lua_raise(L, "gkd.reward.corpus_rouge");
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, s.rouge1.f), lua_setfield(L, -2, "rouge1");
+    lua_pushnumber(L, s.rouge2.f), lua_setfield(L, -2, "rouge2");
+    lua_pushnumber(L, s.rougeL.f), lua_setfield(L, -2, "rougeL");
+    return 1;
+}
+
+/* factual(source, output [, package]) -> score, parts */
+static int l_factual(lua_State *L) {
+    const char *source = luaL_checkstring(L, 1), *output = luaL_checkstring(L, 2);
+    const char *package = luaL_optstring(L, 3, NULL);
+    gkd_factual_parts p;
+    if (gkd_factual_score(output, source, package, &p) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.factual");
+    lua_pushnumber(L, p.score);
+    lua_createtable(L, 0, 6);
+    lua_pushnumber(L, p.content_precision), lua_setfield(L, -2, "content_precision");
+    lua_pushnumber(L, p.entity_precision), lua_setfield(L, -2, "entity_precision");
+    lua_pushinteger(L, p.n_content), lua_setfield(L, -2, "content_words");
+    lua_pushinteger(L, p.n_content_supported), lua_setfield(L, -2, "content_supported");
+    lua_pushinteger(L, p.n_entities), lua_setfield(L, -2, "entities");
+    lua_pushinteger(L, p.n_entities_supported), lua_setfield(L, -2, "entities_supported");
+    return 2;
+}
+
+static int l_exact_match(lua_State *L) {
+    lua_pushnumber(L, gkd_exact_match_number(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+    return 1;
+}
+
+static int l_number(lua_State *L) {
+    double v;
+    if (gkd_number_last(luaL_checkstring(L, 1), &v))
+        lua_pushnumber(L, v);
+    else
+        luaL_pushfail(L);
+    return 1;
+}
+
+static int l_words(lua_State *L) {
+    lua_pushinteger(L, gkd_word_count(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+static int l_length_penalty(lua_State *L) {
+    lua_Integer len = luaL_checkinteger(L, 1), lo = luaL_checkinteger(L, 2), hi = luaL_checkinteger(L, 3);
+    double scale = luaL_optnumber(L, 4, 1.0);
+    double pen;
+    if (gkd_length_penalty((int)len, (int)lo, (int)hi, scale, &pen) != GKD_OK)
+        return gkd_lua_raise(L, "gkd.reward.length_penalty");
+    lua_pushnumber(L, pen);
+    return 1;
+}
+
+/* distinct(outputs, n) -> distinct-n over the list */
+static int l_distinct(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer order = luaL_optinteger(L, 2, 2);
+    luaL_argcheck(L, order >= 1, 2, "order must be >= 1");
+    lua_Integer n = luaL_len(L, 1);
+    const char **outs = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "gkd.reward.distinct: item %I is not a string", i);
+        outs[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    double d;
+    if (gkd_distinct_n(outs, (int)n, (int)order, &d) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.distinct");
+    lua_pushnumber(L, d);
+    return 1;
+}
+
+void gkd_lua_open_reward(lua_State *L) {
+    static const luaL_Reg fns[] = {{"rouge", l_rouge},
+                                   {"rougeL", l_rougeL},
+                                   {"corpus_rouge", l_corpus_rouge},
+                                   {"bleu", l_bleu},
+                                   {"corpus_bleu", l_corpus_bleu},
+                                   {"factual", l_factual},
+                                   {"exact_match", l_exact_match},
+                                   {"number", l_number},
+                                   {"words", l_words},
+                                   {"length_penalty", l_length_penalty},
+                                   {"distinct", l_distinct},
+                                   {NULL, NULL}};
+    luaL_newlib(L, fns);
+}

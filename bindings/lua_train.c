@@ -1,0 +1,947 @@
+/* gkd._resolve and gkd._train: the C half of gkd.run (scripts-lua/run.lua holds the other half: checks,
+ * the run's row in the store, resume). A gkd.run table becomes a gkd_train_config (rl/trainer.h); Lua
+ * functions given as schedules, evaluation metrics and callbacks are called from the trainer through
+ * protected calls with a traceback; every metric goes to the run store as it is produced.
+ * Rules:
+ * - Everything _train allocates belongs to one userdata (a "train state") created first, whose __gc
+ *   frees it, so a Lua error at any point leaks nothing.
+ * - The trainer's callbacks never raise: a Lua error inside them becomes the trainer's failure
+ *   (GKD_ERR_SCRIPT, message "schedule 'lambda': <error and traceback>"), and _train raises it after the
+ *   trainer has returned.
+ * - The per-call context (the train state) is reachable from the registry while _train runs
+ *   (REGISTRY_KEY) and cleared after.
+ * - Lua time is measured around every call into Lua (gkd_lua_seconds_in_lua; result.lua_seconds). */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bindings/gkd_lua.h"
+#include "bindings/lua_internal.h"
+#include "reward/metrics.h"
+#include "rl/trainer.h"
+
+#define TRAIN_STATE "gkd.TrainState"
+#define REGISTRY_KEY "gkd.train.current"
+
+enum { MAX_METRICS = 96, N_SCHEDULES = 5 };
+
+typedef struct train_state train_state;
+
+/* A Lua function standing for a schedule. */
+typedef struct {
+    train_state *s;
+    int ref;
+    const char *name;
+} lua_schedule;
+
+typedef enum {
+    TM_ROUGE1, TM_ROUGE2, TM_ROUGEL, TM_FACTUAL, TM_EXACT, TM_LENGTH, TM_BLEU, TM_DISTINCT, TM_LUA,
+} text_metric_kind;
+
+typedef struct {
+    train_state *s;
+    text_metric_kind kind;
+    int order;      /* distinct-n */
+    int ref;        /* TM_LUA */
+    char name[64];
+    /* corpus metrics: the outputs (and references) of the evaluation in progress */
+    char **hyps, **refs;
+    int n, cap;
+    int records;    /* this metric also records the evaluation's samples */
+} text_metric;
+
+typedef struct {
+    const char *name; /* static strings of the trainer or of text_metric.name */
+    double value;
+} metric_slot;
+
+struct train_state {
+    lua_State *L;
+    gkd_train_config cfg;
+    gkd_trainer *trainer;
+    gkd_dataset train_copy, held_copy; /* owned when the task was split here */
+    const gkd_dataset *train_text, *held_text;
+    gkd_token_dataset train_tok, held_tok;
+    int has_held;
+    lua_schedule schedules[N_SCHEDULES];
+    int n_schedules;
+    text_metric metrics[GKD_MAX_TEXT_METRICS];
+    int n_metrics;
+    int on_step_ref, on_eval_ref, metrics_ref;
+    /* last values, synced into the Lua metrics table before each call into Lua */
+    metric_slot train_slots[MAX_METRICS], eval_slots[MAX_METRICS];
+    int n_train, n_eval;
+    int64_t eval_step;
+    int eval_dirty;
+    gkd_store *store; /* borrowed from the gkd.Store in ctx */
+    int64_t run_id;
+    int samples_per_eval, samples_recorded;
+    double lua_seconds;
+    char *checkpoint_dir;
+    int checkpoint_keep;
+};
+
+/* ---- state lifetime ---- */
+
+static void free_corpus(text_metric *m) {
+    for (int i = 0; i < m->n; i++) {
+        free(m->hyps[i]);
+        if (m->refs) free(m->refs[i]);
+    }
+    m->n = 0;
+}
+
+static int state_gc(lua_State *L) {
+    train_state *s = luaL_checkudata(L, 1, TRAIN_STATE);
+    gkd_trainer_free(s->trainer);
+    s->trainer = NULL;
+    gkd_token_dataset_free(&s->train_tok);
+    gkd_token_dataset_free(&s->held_tok);
+    gkd_dataset_free(&s->train_copy);
+    gkd_dataset_free(&s->held_copy);
+    for (int i = 0; i < s->n_metrics; i++) {
+        free_corpus(&s->metrics[i]);
+        free(s->metrics[i].hyps);
+        free(s->metrics[i].refs);
+        s->metrics[i].hyps = s->metrics[i].refs = NULL;
+        s->metrics[i].cap = 0;
+    }
+    free(s->checkpoint_dir);
+    s->checkpoint_dir = NULL;
+    s->n_metrics = 0;
+    /* Lua references are kept by the state's uservalue table, collected with it. */
+    return 0;
+}
+
+/* The state's uservalue 1 is a table that keeps every Lua value it refers to (functions, tables, the
+ * gkd.run config); refs index it. */
+static int keep(lua_State *L, int state_idx, int value_idx) {
+    value_idx = lua_absindex(L, value_idx);
+    lua_getiuservalue(L, state_idx, 1);
+    lua_pushvalue(L, value_idx);
+    int ref = luaL_ref(L, -2);
+    lua_pop(L, 1);
+    return ref;
+}
+
+static void push_kept(lua_State *L, train_state *s, int ref) {
+    lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    lua_getiuservalue(L, -1, 1);
+    lua_rawgeti(L, -1, ref);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    (void)s;
+}
+
+/* ---- metrics seen by Lua ---- */
+
+static void slot_set(metric_slot *slots, int *n, const char *name, double value) {
+    for (int i = 0; i < *n; i++)
+        if (slots[i].name == name || strcmp(slots[i].name, name) == 0) {
+            slots[i].value = value;
+            return;
+        }
+    if (*n < MAX_METRICS) {
+        slots[*n].name = name;
+        slots[*n].value = value;
+        (*n)++;
+    }
+}
+
+/* Pushes the metrics table (fields: the last training metrics; eval: the last evaluation; eval_step),
+ * brought up to date. Runs inside a protected call. */
+static void push_metrics(lua_State *L, train_state *s) {
+    push_kept(L, s, s->metrics_ref);
+    for (int i = 0; i < s->n_train; i++) {
+        lua_pushnumber(L, s->train_slots[i].value);
+        lua_setfield(L, -2, s->train_slots[i].name);
+    }
+    if (s->eval_dirty) {
+        lua_createtable(L, 0, s->n_eval);
+        for (int i = 0; i < s->n_eval; i++) {
+            lua_pushnumber(L, s->eval_slots[i].value);
+            lua_setfield(L, -2, s->eval_slots[i].name);
+        }
+        lua_setfield(L, -2, "eval");
+        lua_pushinteger(L, s->eval_step);
+        lua_setfield(L, -2, "eval_step");
+        s->eval_dirty = 0;
+    }
+}
+
+/* ---- calls into Lua from the trainer ---- */
+
+static int call_schedule(lua_State *L) {
+    lua_schedule *cb = lua_touserdata(L, 1);
+    lua_Integer step = lua_tointeger(L, 2);
+    push_kept(L, cb->s, cb->ref);
+    lua_pushinteger(L, step);
+    push_metrics(L, cb->s);
+    lua_call(L, 2, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaL_error(L, "schedule '%s' returned %s at step %I (a number expected)", cb->name, luaL_typename(L, -1),
+                          step);
+    return 1;
+}
+
+/* Runs fn (a C function taking 2 light arguments) in a protected call; on failure records
+ * "<what>: <message with traceback>" as the last error. */
+static int protected_number(lua_State *L, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
+    double t0 = gkd_lua_now();
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, a);
+    lua_pushinteger(L, b);
+    int status = gkd_lua_pcall(L, 2, 1);
+    int ok = status == LUA_OK;
+    if (ok)
+        *out = lua_tonumber(L, -1);
+    else
+        gkd_error_set(GKD_ERR_SCRIPT, "%s: %s", what, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    train_state *s;
+    lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    double dt = gkd_lua_now() - t0;
+    if (s) s->lua_seconds += dt;
+    gkd_lua_seconds_in_lua += dt;
+    return ok;
+}
+
+static double schedule_fn(void *ctx, int64_t step, int *failed) {
+    lua_schedule *cb = ctx;
+    char what[96];
+    snprintf(what, sizeof what, "schedule '%s'", cb->name);
+    double v = NAN;
+    if (!protected_number(cb->s->L, call_schedule, cb, step, what, &v)) *failed = 1;
+    return v;
+}
+
+/* ---- evaluation text metrics ---- */
+
+static int push_corpus(text_metric *m, const char *hyp, const char *ref) {
+    if (m->n == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 64;
+        char **h = realloc(m->hyps, (size_t)cap * sizeof *h);
+        if (!h) return 0;
+        m->hyps = h;
+        if (m->kind == TM_BLEU) {
+            char **r = realloc(m->refs, (size_t)cap * sizeof *r);
+            if (!r) return 0;
+            m->refs = r;
+        }
+        m->cap = cap;
+    }
+    m->hyps[m->n] = gkd_lua_strdup(hyp);
+    if (m->kind == TM_BLEU) m->refs[m->n] = gkd_lua_strdup(ref);
+    if (!m->hyps[m->n] || (m->kind == TM_BLEU && !m->refs[m->n])) {
+        free(m->hyps[m->n]);
+        if (m->kind == TM_BLEU) free(m->refs[m->n]);
+        return 0;
+    }
+    m->n++;
+    return 1;
+}
+
+typedef struct {
+    text_metric *m;
+    const char *output;
+    const gkd_example *example;
+} lua_metric_call;
+
+static int call_metric(lua_State *L) {
+    lua_metric_call *c = lua_touserdata(L, 1);
+    push_kept(L, c->m->s, c->m->ref);
+    lua_pushstring(L, c->output);
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, c->example->source ? c->example->source : ""), lua_setfield(L, -2, "source");
+    lua_pushstring(L, c->example->prompt ? c->example->prompt : ""), lua_setfield(L, -2, "prompt");
+    lua_pushstring(L, c->example->target ? c->example->target : ""), lua_setfield(L, -2, "target");
+    lua_call(L, 2, 1);
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaL_error(L, "metric '%s' returned %s (a number expected)", c->m->name, luaL_typename(L, -1));
+    return 1;
+}
+
+static void record_sample(train_state *s, const char *output, const gkd_example *ex) {
+    if (s->samples_recorded >= s->samples_per_eval || !s->store) return;
+    gkd_store_sample_row row;
+    memset(&row, 0, sizeof row);
+    row.run_id = s->run_id;
+    row.step = gkd_trainer_current_step(s->trainer);
+    row.split = "held_out";
+    row.prompt = ex->prompt;
+    row.output = output;
+    row.reward = NAN;
+    if (gkd_store_sample(s->store, &row) == GKD_OK) s->samples_recorded++;
+}
+
+static double text_metric_fn(void *ctx, const char *output, const gkd_example *ex, int *failed) {
+    text_metric *m = ctx;
+    train_state *s = m->s;
+    if (m->records) record_sample(s, output, ex);
+    const char *ref = ex->target ? ex->target : "";
+    switch (m->kind) {
+    case TM_ROUGE1:
+    case TM_ROUGE2:
+    case TM_ROUGEL: {
+        gkd_rouge_scores r;
+        if (gkd_rouge_all(output, ref, 0, &r) != GKD_OK) break;
+        return m->kind == TM_ROUGE1 ? r.rouge1.f : m->kind == TM_ROUGE2 ? r.rouge2.f : r.rougeL.f;
+    }
+    case TM_FACTUAL: {
+        gkd_factual_parts p;
+        if (gkd_factual_score(output, ex->source ? ex->source : "", NULL, &p) != GKD_OK) break;
+        return p.score;
+    }
+    case TM_EXACT: return gkd_exact_match_number(output, ref);
+    case TM_LENGTH: return gkd_word_count(output);
+    case TM_BLEU:
+    case TM_DISTINCT:
+        if (push_corpus(m, output, ref)) return 0.0; /* the corpus value replaces the mean at emit time */
+        gkd_error_set(GKD_ERR_NOMEM, "out of memory (metric %s)", m->name);
+        break;
+    case TM_LUA: {
+        lua_metric_call c = {m, output, ex};
+        char what[96];
+        snprintf(what, sizeof what, "metric '%s'", m->name);
+        double v = NAN;
+        if (protected_number(s->L, call_metric, &c, 0, what, &v)) return v;
+        break;
+    }
+    }
+    *failed = 1;
+    return NAN;
+}
+
+/* The corpus value of a corpus metric whose per-output calls just ended; clears its outputs. */
+static double corpus_value(text_metric *m) {
+    double v = NAN;
+    if (m->kind == TM_BLEU) {
+        gkd_bleu_result r;
+        if (gkd_bleu_corpus((const char *const *)m->hyps, (const char *const *)m->refs, m->n, NULL, &r) == GKD_OK)
+            v = r.score;
+    } else {
+        double d;
+        if (gkd_distinct_n((const char *const *)m->hyps, m->n, m->order, &d) == GKD_OK) v = d;
+    }
+    free_corpus(m);
+    return v;
+}
+
+/* ---- the metric sink ---- */
+
+static int metric_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
+    train_state *s = ctx;
+    gkd_status st = GKD_OK;
+    if (strcmp(split, "train") == 0) {
+        slot_set(s->train_slots, &s->n_train, name, value);
+        if (s->store) st = gkd_store_metric(s->store, s->run_id, step, name, value);
+    } else {
+        for (int i = 0; i < s->n_metrics; i++)
+            if ((s->metrics[i].kind == TM_BLEU || s->metrics[i].kind == TM_DISTINCT) &&
+                strcmp(s->metrics[i].name, name) == 0)
+                value = corpus_value(&s->metrics[i]);
+        slot_set(s->eval_slots, &s->n_eval, name, value);
+        s->eval_step = step;
+        s->eval_dirty = 1;
+        if (s->store) st = gkd_store_eval(s->store, s->run_id, step, split, name, value);
+    }
+    return st != GKD_OK;
+}
+
+/* ---- building the configuration ---- */
+
+static const char *const METRIC_NAMES[] = {"rouge1", "rouge2", "rougeL", "factual", "exact_match", "length",
+                                           "bleu",   "distinct1", "distinct2", "distinct3", "divergence", NULL};
+
+/* A schedule-valued setting at cfg[key] (absent: leave *out). Lua functions are kept by the state. */
+static void read_schedule(lua_State *L, int cfg, int state_idx, train_state *s, const char *key, gkd_schedule *out) {
+    lua_getfield(L, cfg, key);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (lua_isfunction(L, -1)) {
+        if (!s) {
+            /* _resolve: a function is described, not called */
+            *out = gkd_schedule_constant(NAN);
+            out->kind = GKD_SCHEDULE_CALLBACK;
+        } else {
+            lua_schedule *cb = &s->schedules[s->n_schedules++];
+            cb->s = s;
+            cb->ref = keep(L, state_idx, -1);
+            cb->name = key;
+            memset(out, 0, sizeof *out);
+            out->kind = GKD_SCHEDULE_CALLBACK;
+            out->fn = schedule_fn;
+            out->ctx = cb;
+        }
+    } else {
+        *out = gkd_lua_to_schedule(L, -1, key);
+    }
+    lua_pop(L, 1);
+}
+
+static int field_is(lua_State *L, int cfg, const char *key, int type) {
+    int t = lua_getfield(L, cfg, key);
+    lua_pop(L, 1);
+    return t == type;
+}
+
+/* Fills c from the gkd.run table at cfg. s may be NULL (resolve only: functions are not kept). */
+static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, gkd_train_config *c) {
+    const char *f = "gkd.run";
+    gkd_train_config_default(c);
+    c->steps = (int)gkd_lua_opt_int(L, cfg, f, "steps", 100);
+    int warm = c->steps / 10 < 10 ? c->steps / 10 : 10;
+    c->lr = gkd_schedule_warmup_cosine(3e-4, 3e-5, warm, c->steps);
+    const char *method = gkd_lua_opt_string(L, cfg, f, "method", "supervised_kd");
+    if (gkd_train_config_preset(c, method) != GKD_OK) gkd_lua_raise(L, f);
+    lua_getfield(L, cfg, "divergence");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        if (gkd_divergence_parse(lua_tostring(L, -1), &c->divergence) != GKD_OK) gkd_lua_raise(L, "gkd.run: divergence");
+    } else if (!lua_isnil(L, -1)) {
+        c->divergence = *gkd_lua_check_divergence(L, -1);
+    }
+    lua_pop(L, 1);
+    /* beta and the teacher temperature default to the divergence's own. */
+    double div_beta = c->divergence.kind == GKD_DIV_JSD ? c->divergence.beta : c->divergence.skew;
+    c->beta = gkd_schedule_constant(div_beta);
+    c->teacher_temperature = gkd_schedule_constant(c->divergence.teacher_temperature);
+    read_schedule(L, cfg, state_idx, s, "lambda", &c->lambda);
+    read_schedule(L, cfg, state_idx, s, "beta", &c->beta);
+    read_schedule(L, cfg, state_idx, s, "teacher_temperature", &c->teacher_temperature);
+    read_schedule(L, cfg, state_idx, s, "temperature", &c->sample_temperature);
+    read_schedule(L, cfg, state_idx, s, "lr", &c->lr);
+    c->per_sample_coin = gkd_lua_opt_bool(L, cfg, f, "per_sample", c->per_sample_coin);
+    const char *fixed = gkd_lua_opt_string(L, cfg, f, "fixed", NULL);
+    if (fixed) c->fixed = strcmp(fixed, "teacher") == 0 ? GKD_FIXED_TEACHER : GKD_FIXED_GROUND_TRUTH;
+    const char *norm = gkd_lua_opt_string(L, cfg, f, "norm", NULL);
+    if (norm) c->norm = strcmp(norm, "token") == 0 ? GKD_NORM_TOKEN : GKD_NORM_SEQUENCE;
+    c->max_new_tokens = (int)gkd_lua_opt_int(L, cfg, f, "max_new_tokens", c->max_new_tokens);
+    c->top_k = (int)gkd_lua_opt_int(L, cfg, f, "top_k", c->top_k);
+    c->top_p = (float)gkd_lua_opt_number(L, cfg, f, "top_p", c->top_p);
+    c->batch_size = (int)gkd_lua_opt_int(L, cfg, f, "batch", c->batch_size);
+    c->grad_accum = (int)gkd_lua_opt_int(L, cfg, f, "grad_accum", c->grad_accum);
+    c->weight_decay = (float)gkd_lua_opt_number(L, cfg, f, "weight_decay", c->weight_decay);
+    c->grad_clip = (float)gkd_lua_opt_number(L, cfg, f, "clip", c->grad_clip);
+    c->loss_chunk = (int)gkd_lua_opt_int(L, cfg, f, "loss_chunk", c->loss_chunk);
+    lua_Integer seed = gkd_lua_opt_int(L, cfg, f, "seed", (lua_Integer)c->seed);
+    if (seed < 0) luaL_error(L, "gkd.run: 'seed' must be >= 0");
+    c->seed = (uint64_t)seed;
+    lua_getfield(L, cfg, "adam_betas");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (!lua_isnumber(L, -2) || !lua_isnumber(L, -1)) luaL_error(L, "gkd.run: 'adam_betas' must be {beta1, beta2}");
+        c->beta1 = (float)lua_tonumber(L, -2);
+        c->beta2 = (float)lua_tonumber(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    /* evaluation */
+    c->eval_examples = 16;
+    lua_getfield(L, cfg, "eval");
+    if (lua_istable(L, -1)) {
+        int e = lua_gettop(L);
+        c->eval_every = (int)gkd_lua_opt_int(L, e, "gkd.run: eval", "every", 0);
+        c->eval_examples = (int)gkd_lua_opt_int(L, e, "gkd.run: eval", "examples", c->eval_examples);
+        c->eval_temperature = (float)gkd_lua_opt_number(L, e, "gkd.run: eval", "temperature", 0.0);
+    }
+    lua_pop(L, 1);
+}
+
+static text_metric *add_metric(lua_State *L, train_state *s, const char *name, text_metric_kind kind) {
+    if (s->n_metrics == GKD_MAX_TEXT_METRICS)
+        luaL_error(L, "gkd.run: at most %d evaluation text metrics", GKD_MAX_TEXT_METRICS);
+    text_metric *m = &s->metrics[s->n_metrics++];
+    memset(m, 0, sizeof *m);
+    m->s = s;
+    m->kind = kind;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    return m;
+}
+
+/* The eval.metrics list: names, and name = function(output, example) entries. */
+static void read_metrics(lua_State *L, int cfg, int state_idx, train_state *s) {
+    lua_getfield(L, cfg, "eval");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_getfield(L, -1, "metrics");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 2);
+        return;
+    }
+    int list = lua_gettop(L);
+    lua_Integer n = luaL_len(L, list);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, list, i);
+        const char *name = luaL_checkstring(L, -1);
+        int k = 0;
+        while (METRIC_NAMES[k] && strcmp(METRIC_NAMES[k], name) != 0) k++;
+        if (!METRIC_NAMES[k]) {
+            const char *near = gkd_lua_closest(name, METRIC_NAMES);
+            luaL_error(L, "gkd.run: unknown eval metric '%s'%s%s%s", name, near ? " (did you mean '" : "",
+                       near ? near : "", near ? "'?)" : "");
+        }
+        if (strcmp(name, "divergence") != 0) { /* the trainer reports divergences by itself */
+            text_metric_kind kind = TM_ROUGEL;
+            int order = 0;
+            if (strcmp(name, "rouge1") == 0) kind = TM_ROUGE1;
+            else if (strcmp(name, "rouge2") == 0) kind = TM_ROUGE2;
+            else if (strcmp(name, "factual") == 0) kind = TM_FACTUAL;
+            else if (strcmp(name, "exact_match") == 0) kind = TM_EXACT;
+            else if (strcmp(name, "length") == 0) kind = TM_LENGTH;
+            else if (strcmp(name, "bleu") == 0) kind = TM_BLEU;
+            else if (strncmp(name, "distinct", 8) == 0) kind = TM_DISTINCT, order = name[8] - '0';
+            add_metric(L, s, name, kind)->order = order;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, list)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            if (!lua_isfunction(L, -1))
+                luaL_error(L, "gkd.run: eval.metrics.%s must be a function(output, example)", lua_tostring(L, -2));
+            text_metric *m = add_metric(L, s, lua_tostring(L, -2), TM_LUA);
+            m->ref = keep(L, state_idx, -1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+}
+
+/* ---- _resolve ---- */
+
+static void push_schedule_desc(lua_State *L, const gkd_schedule *sc, int cfg, const char *key) {
+    int t = lua_getfield(L, cfg, key);
+    if (t == LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "<lua function>");
+        return;
+    }
+    lua_pop(L, 1);
+    if (sc->kind == GKD_SCHEDULE_CONSTANT) {
+        lua_pushnumber(L, sc->start);
+        return;
+    }
+    gkd_lua_schedule *u = lua_newuserdatauv(L, sizeof *u, 0);
+    u->s = *sc;
+    luaL_setmetatable(L, GKD_LUA_SCHEDULE);
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+}
+
+/* gkd._resolve(cfg) -> the trainer settings the run will use (defaults and the method's preset applied). */
+static int l_resolve(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    gkd_train_config c;
+    build_config(L, 1, 0, NULL, &c);
+    lua_newtable(L);
+    lua_pushstring(L, c.method), lua_setfield(L, -2, "method");
+    lua_pushboolean(L, c.use_ce), lua_setfield(L, -2, "cross_entropy");
+    if (!c.use_ce) lua_pushstring(L, gkd_divergence_name(&c.divergence)), lua_setfield(L, -2, "divergence");
+    push_schedule_desc(L, &c.lambda, 1, "lambda"), lua_setfield(L, -2, "lambda");
+    push_schedule_desc(L, &c.beta, 1, "beta"), lua_setfield(L, -2, "beta");
+    push_schedule_desc(L, &c.teacher_temperature, 1, "teacher_temperature"), lua_setfield(L, -2, "teacher_temperature");
+    push_schedule_desc(L, &c.sample_temperature, 1, "temperature"), lua_setfield(L, -2, "temperature");
+    push_schedule_desc(L, &c.lr, 1, "lr"), lua_setfield(L, -2, "lr");
+    lua_pushboolean(L, c.per_sample_coin), lua_setfield(L, -2, "per_sample");
+    lua_pushstring(L, c.fixed == GKD_FIXED_TEACHER ? "teacher" : "ground_truth"), lua_setfield(L, -2, "fixed");
+    lua_pushstring(L, c.norm == GKD_NORM_TOKEN ? "token" : "sequence"), lua_setfield(L, -2, "norm");
+    lua_pushinteger(L, c.max_new_tokens), lua_setfield(L, -2, "max_new_tokens");
+    lua_pushinteger(L, c.top_k), lua_setfield(L, -2, "top_k");
+    lua_pushnumber(L, c.top_p), lua_setfield(L, -2, "top_p");
+    lua_pushinteger(L, c.steps), lua_setfield(L, -2, "steps");
+    lua_pushinteger(L, c.batch_size), lua_setfield(L, -2, "batch");
+    lua_pushinteger(L, c.grad_accum), lua_setfield(L, -2, "grad_accum");
+    lua_pushnumber(L, c.weight_decay), lua_setfield(L, -2, "weight_decay");
+    lua_pushnumber(L, c.grad_clip), lua_setfield(L, -2, "clip");
+    lua_createtable(L, 2, 0);
+    lua_pushnumber(L, c.beta1), lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, c.beta2), lua_rawseti(L, -2, 2);
+    lua_setfield(L, -2, "adam_betas");
+    lua_pushinteger(L, c.loss_chunk), lua_setfield(L, -2, "loss_chunk");
+    lua_pushinteger(L, (lua_Integer)c.seed), lua_setfield(L, -2, "seed");
+    lua_pushinteger(L, c.eval_every), lua_setfield(L, -2, "eval_every");
+    lua_pushinteger(L, c.eval_examples), lua_setfield(L, -2, "eval_examples");
+    return 1;
+}
+
+/* ---- checkpoints ---- */
+
+static void remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static gkd_status make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return GKD_OK;
+}
+
+/* Saves into dir/step-N (written as .tmp, then renamed, so a crash never leaves a half checkpoint that
+ * looks whole), records it, and removes checkpoints older than the last `keep`. */
+static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_steps, int *n_prev) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/step-%08lld", s->checkpoint_dir, (long long)step);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    gkd_status st = make_dirs(s->checkpoint_dir);
+    if (st != GKD_OK) return st;
+    remove_dir(tmp);
+    if ((st = gkd_trainer_save(s->trainer, tmp)) != GKD_OK) return st;
+    remove_dir(path);
+    if (rename(tmp, path) != 0) return gkd_error_set(GKD_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (s->store && (st = gkd_store_checkpoint(s->store, s->run_id, step, path, NULL)) != GKD_OK) return st;
+    if (s->checkpoint_keep > 0) {
+        prev_steps[(*n_prev)++] = step;
+        while (*n_prev > s->checkpoint_keep) {
+            char old[4096];
+            snprintf(old, sizeof old, "%s/step-%08lld", s->checkpoint_dir, (long long)prev_steps[0]);
+            if (prev_steps[0] != step) remove_dir(old);
+            memmove(prev_steps, prev_steps + 1, (size_t)(*n_prev - 1) * sizeof *prev_steps);
+            (*n_prev)--;
+        }
+    }
+    return GKD_OK;
+}
+
+/* ---- _train ---- */
+
+static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
+    double loss = NAN, lambda = NAN, lr = NAN;
+    for (int i = 0; i < s->n_train; i++) {
+        if (strcmp(s->train_slots[i].name, "loss") == 0) loss = s->train_slots[i].value;
+        if (strcmp(s->train_slots[i].name, "lambda") == 0) lambda = s->train_slots[i].value;
+        if (strcmp(s->train_slots[i].name, "lr") == 0) lr = s->train_slots[i].value;
+    }
+    double per_step = step > 0 ? elapsed / (double)step : 0;
+    char line[512];
+    int n = snprintf(line, sizeof line, "%s step %lld/%d loss %.4f lambda %.2f lr %.2e %.2f s/step", name,
+                     (long long)step, s->cfg.steps, loss, lambda, lr, per_step);
+    /* the held-out cross-entropy and the text metrics; the divergences are in the store */
+    static const char *const hidden[] = {"forward_kl", "reverse_kl", "jsd_0.5", "own_forward_kl", "own_reverse_kl",
+                                         "own_jsd_0.5", "own_length", NULL};
+    for (int i = 0; i < s->n_eval && n < (int)sizeof line - 40; i++) {
+        int skip = 0;
+        for (int h = 0; hidden[h] && !skip; h++) skip = strcmp(hidden[h], s->eval_slots[i].name) == 0;
+        if (!skip) n += snprintf(line + n, sizeof line - (size_t)n, " | %s %.4g", s->eval_slots[i].name, s->eval_slots[i].value);
+    }
+    fprintf(stderr, tty && !final ? "\r%s\033[K" : "%s\n", line);
+    fflush(stderr);
+}
+
+static const char *const train_ctx_keys[] = {"store", "run_id", "name", "resume_dir", "quiet", NULL};
+
+/* gkd._train(cfg, ctx) -> final metrics, "finished" | "interrupted"
+ * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool} */
+static int l_train(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    gkd_lua_check_keys(L, 2, "gkd._train", train_ctx_keys);
+    lua_settop(L, 2);
+    /* The state first: everything below belongs to it. */
+    train_state *s = lua_newuserdatauv(L, sizeof *s, 1);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, TRAIN_STATE);
+    int si = lua_gettop(L); /* 3 */
+    lua_newtable(L);
+    lua_setiuservalue(L, si, 1);
+    s->L = L;
+    s->on_step_ref = s->on_eval_ref = LUA_NOREF;
+    lua_newtable(L);
+    s->metrics_ref = keep(L, si, -1);
+    lua_pop(L, 1);
+
+    lua_getfield(L, 2, "store");
+    gkd_lua_store *store = lua_isnil(L, -1) ? NULL : gkd_lua_check_store(L, -1);
+    lua_pop(L, 1);
+    s->store = store ? store->store : NULL;
+    s->run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
+    const char *name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
+    const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
+    int quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
+
+    build_config(L, 1, si, s, &s->cfg);
+    read_metrics(L, 1, si, s);
+    gkd_train_config *c = &s->cfg;
+    c->on_metric = metric_sink;
+    c->metric_ctx = s;
+
+    lua_getfield(L, 1, "on_step");
+    if (lua_isfunction(L, -1)) s->on_step_ref = keep(L, si, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "on_eval");
+    if (lua_isfunction(L, -1)) s->on_eval_ref = keep(L, si, -1);
+    lua_pop(L, 1);
+
+    /* models, tokenizer, data: all kept alive by the cfg table */
+    lua_getfield(L, 1, "student");
+    gkd_lua_model *student = gkd_lua_check_model(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "teacher");
+    gkd_lua_model *teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "tokenizer");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "student");
+        lua_getiuservalue(L, -1, 1); /* the student's own tokenizer */
+        lua_remove(L, -2);
+    }
+    gkd_lua_tokenizer *tok = gkd_lua_check_tokenizer(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "task");
+    gkd_lua_task *task = gkd_lua_check_task(L, -1);
+    lua_pop(L, 1);
+
+    int eval_on = !field_is(L, 1, "eval", LUA_TBOOLEAN);
+    lua_getfield(L, 1, "eval");
+    if (lua_isboolean(L, -1)) eval_on = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "held_out");
+    if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
+        gkd_lua_task *held = gkd_lua_check_task(L, -1);
+        s->train_text = &task->ds;
+        s->held_text = &held->ds;
+    } else {
+        double frac = lua_isnil(L, -1) ? 0.1 : luaL_checknumber(L, -1);
+        gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0};
+        if (!copy.items) return luaL_error(L, "out of memory");
+        for (int i = 0; i < task->ds.n; i++) {
+            gkd_example *d = &copy.items[i];
+            const gkd_example *e = &task->ds.items[i];
+            copy.n = i + 1;
+            d->source = gkd_lua_strdup(e->source);
+            d->prompt = gkd_lua_strdup(e->prompt);
+            d->target = gkd_lua_strdup(e->target);
+            d->cue_len = e->cue_len;
+        }
+        /* One split for every seed, so the runs of a sweep evaluate on the same examples. */
+        gkd_status st = frac > 0 ? gkd_dataset_split(&copy, frac, 1, &s->train_copy, &s->held_copy) : GKD_OK;
+        if (frac <= 0) {
+            s->train_copy = copy;
+            copy.items = NULL;
+            copy.n = 0;
+        }
+        gkd_dataset_free(&copy);
+        if (st != GKD_OK) return gkd_lua_raise(L, "gkd.run: held_out");
+        s->train_text = &s->train_copy;
+        s->held_text = frac > 0 ? &s->held_copy : NULL;
+    }
+    lua_pop(L, 1);
+    if (!eval_on) s->held_text = NULL;
+
+    const gkd_model_config *sc = gkd_model_get_config(student->m);
+    int seq = sc->max_seq_len;
+    if (teacher && gkd_model_get_config(teacher->m)->max_seq_len < seq) seq = gkd_model_get_config(teacher->m)->max_seq_len;
+    int max_target = (int)gkd_lua_opt_int(L, 1, "gkd.run", "max_target", c->max_new_tokens);
+    int longest = max_target > c->max_new_tokens ? max_target : c->max_new_tokens;
+    int max_prompt = (int)gkd_lua_opt_int(L, 1, "gkd.run", "max_prompt", seq + 1 - longest);
+    if (max_prompt < 2)
+        return luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d",
+                          longest, seq);
+    if (gkd_dataset_tokenize(s->train_text, tok->tok, max_prompt, max_target, &s->train_tok) != GKD_OK)
+        return gkd_lua_raise(L, "gkd.run: tokenizing the training data");
+    if (s->held_text && s->held_text->n > 0) {
+        if (gkd_dataset_tokenize(s->held_text, tok->tok, max_prompt, max_target, &s->held_tok) != GKD_OK)
+            return gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
+        s->has_held = 1;
+    }
+    if (s->has_held && s->n_metrics == 0) add_metric(L, s, "length", TM_LENGTH);
+    if (s->n_metrics > 0) s->metrics[0].records = 1;
+    s->samples_per_eval = 8;
+    for (int i = 0; i < s->n_metrics; i++) {
+        c->text_metrics[i].name = s->metrics[i].name;
+        c->text_metrics[i].fn = text_metric_fn;
+        c->text_metrics[i].ctx = &s->metrics[i];
+    }
+    c->n_text_metrics = s->has_held ? s->n_metrics : 0;
+
+    /* checkpoints: default on, at the end only, in checkpoints/<name> */
+    lua_getfield(L, 1, "checkpoint");
+    int ck_on = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+    const char *ck_dir = NULL;
+    s->checkpoint_keep = 2;
+    if (lua_istable(L, -1)) {
+        int ck = lua_gettop(L);
+        c->checkpoint_every = (int)gkd_lua_opt_int(L, ck, "gkd.run: checkpoint", "every", 0);
+        ck_dir = gkd_lua_opt_string(L, ck, "gkd.run: checkpoint", "dir", NULL);
+        s->checkpoint_keep = (int)gkd_lua_opt_int(L, ck, "gkd.run: checkpoint", "keep", 2);
+    }
+    if (ck_on) {
+        if (ck_dir) {
+            s->checkpoint_dir = gkd_lua_strdup(ck_dir);
+        } else {
+            /* checkpoints/<name> with characters outside [A-Za-z0-9._=,-] replaced */
+            size_t n = strlen(name);
+            s->checkpoint_dir = malloc(n + 16);
+            if (s->checkpoint_dir) {
+                strcpy(s->checkpoint_dir, "checkpoints/");
+                char *p = s->checkpoint_dir + strlen(s->checkpoint_dir);
+                for (size_t i = 0; i < n; i++) {
+                    char ch = name[i];
+                    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                             strchr("._=,-", ch) != NULL;
+                    *p++ = ch == '/' ? '/' : ok ? ch : '_';
+                }
+                *p = '\0';
+            }
+        }
+        if (!s->checkpoint_dir) return luaL_error(L, "out of memory");
+    }
+    lua_pop(L, 1);
+
+    if (gkd_trainer_create(c, student->m, teacher ? teacher->m : NULL, tok->tok, s->train_text, &s->train_tok,
+                           s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL, &s->trainer) != GKD_OK)
+        return gkd_lua_raise(L, "gkd.run");
+
+    /* From here on the trainer may call into Lua: publish the context. */
+    lua_pushvalue(L, si);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    gkd_status st = GKD_OK;
+    if (resume_dir && (st = gkd_trainer_load(s->trainer, resume_dir)) != GKD_OK) {
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+        return gkd_lua_raise(L, "gkd.run: resuming");
+    }
+    int tty = !quiet && isatty(2);
+    double t0 = gkd_lua_now(), last_print = 0;
+    int64_t prev_ck[64];
+    int n_prev = 0;
+    const char *status = "finished";
+    int64_t first_step = gkd_trainer_current_step(s->trainer);
+    char *lua_error_msg = NULL;
+    while (gkd_trainer_current_step(s->trainer) < c->steps) {
+        if (gkd_lua_stop_requested()) {
+            status = "interrupted";
+            if (s->checkpoint_dir)
+                st = save_checkpoint(s, gkd_trainer_current_step(s->trainer), prev_ck, &n_prev);
+            break;
+        }
+        gkd_step_stats stats;
+        if ((st = gkd_trainer_step(s->trainer, &stats)) != GKD_OK) break;
+        int64_t step = gkd_trainer_current_step(s->trainer);
+        int last = step == c->steps;
+        if (s->on_step_ref != LUA_NOREF) {
+            double tl = gkd_lua_now();
+            push_kept(L, s, s->on_step_ref);
+            push_metrics(L, s);
+            lua_pushinteger(L, step);
+            lua_setfield(L, -2, "step");
+            int ok = gkd_lua_pcall(L, 1, 0) == LUA_OK;
+            double dt = gkd_lua_now() - tl;
+            s->lua_seconds += dt;
+            gkd_lua_seconds_in_lua += dt;
+            if (!ok) {
+                lua_error_msg = gkd_lua_strdup(lua_tostring(L, -1));
+                lua_pop(L, 1);
+                st = gkd_error_set(GKD_ERR_SCRIPT, "on_step: %s", lua_error_msg ? lua_error_msg : "error");
+                break;
+            }
+        }
+        if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
+            gkd_eval_stats es;
+            s->samples_recorded = 0;
+            if ((st = gkd_trainer_evaluate(s->trainer, &es)) != GKD_OK) break;
+            if (s->on_eval_ref != LUA_NOREF) {
+                double tl = gkd_lua_now();
+                push_kept(L, s, s->on_eval_ref);
+                push_metrics(L, s);
+                lua_getfield(L, -1, "eval");
+                lua_remove(L, -2);
+                int ok = gkd_lua_pcall(L, 1, 0) == LUA_OK;
+                double dt = gkd_lua_now() - tl;
+                s->lua_seconds += dt;
+                gkd_lua_seconds_in_lua += dt;
+                if (!ok) {
+                    lua_error_msg = gkd_lua_strdup(lua_tostring(L, -1));
+                    lua_pop(L, 1);
+                    st = gkd_error_set(GKD_ERR_SCRIPT, "on_eval: %s", lua_error_msg ? lua_error_msg : "error");
+                    break;
+                }
+            }
+        }
+        if (s->checkpoint_dir && ((c->checkpoint_every > 0 && step % c->checkpoint_every == 0) || last))
+            if ((st = save_checkpoint(s, step, prev_ck, &n_prev)) != GKD_OK) break;
+        double now = gkd_lua_now();
+        if (!quiet && ((tty && now - last_print > 0.1) || last)) {
+            print_progress(s, name, step, now - t0, last, tty);
+            last_print = now;
+        }
+    }
+    free(lua_error_msg);
+    double elapsed = gkd_lua_now() - t0;
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    if (s->store && st == GKD_OK) st = gkd_store_flush(s->store);
+    if (st != GKD_OK) {
+        if (tty) fputc('\n', stderr);
+        return luaL_error(L, "%s", gkd_error_message());
+    }
+    /* the result: last training metrics, eval = last evaluation */
+    lua_newtable(L);
+    int steps_run = (int)(gkd_trainer_current_step(s->trainer) - first_step);
+    if (steps_run > 0) {
+        for (int i = 0; i < s->n_train; i++) {
+            lua_pushnumber(L, s->train_slots[i].value);
+            lua_setfield(L, -2, s->train_slots[i].name);
+        }
+        lua_pushinteger(L, gkd_trainer_current_step(s->trainer));
+        lua_setfield(L, -2, "step");
+    }
+    lua_createtable(L, 0, s->n_eval);
+    for (int i = 0; i < s->n_eval; i++) {
+        lua_pushnumber(L, s->eval_slots[i].value);
+        lua_setfield(L, -2, s->eval_slots[i].name);
+    }
+    lua_setfield(L, -2, "eval");
+    lua_pushinteger(L, steps_run), lua_setfield(L, -2, "steps_run");
+    lua_pushnumber(L, elapsed), lua_setfield(L, -2, "seconds");
+    lua_pushnumber(L, s->lua_seconds), lua_setfield(L, -2, "lua_seconds");
+    if (s->checkpoint_dir) lua_pushstring(L, s->checkpoint_dir), lua_setfield(L, -2, "checkpoint_dir");
+    lua_pushstring(L, status);
+    return 2;
+}
+
+void gkd_lua_add_train(lua_State *L) {
+    luaL_newmetatable(L, TRAIN_STATE);
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    static const luaL_Reg fns[] = {{"_train", l_train}, {"_resolve", l_resolve}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
+    lua_newtable(L);
+    lua_pushboolean(L, 0); /* GKD + RL: the trainer has no reward hook yet */
+    lua_setfield(L, -2, "rl");
+    lua_setfield(L, -2, "_features");
+}

@@ -1,0 +1,299 @@
+/* gkd bench: speed and memory figures, printed as JSON (--json) or as a table.
+ * Sections: sgemm (the machine's matrix-product rate, measured in the same run as the reference for the
+ * others), train (one training step of the issue's benchmark shape), generate (batched sampling with the
+ * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
+ * models' logits), gkd_step (a whole GKD step split by phase). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/backend_select.h"
+#include "core/json.h"
+#include "core/model.h"
+#include "core/optim.h"
+#include "core/rng.h"
+#include "core/sample.h"
+#include "rl/distill.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static long max_rss_kib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static void cpu_name(char *out, size_t cap) {
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) == 0) {
+            char *colon = strchr(line, ':');
+            if (colon) {
+                snprintf(out, cap, "%s", colon + 2);
+                out[strcspn(out, "\n")] = '\0';
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static float *device_random(const gkd_backend *be, size_t n, uint64_t seed, float scale) {
+    float *host = malloc(n * sizeof *host);
+    float *dev = be->alloc(n * sizeof *dev);
+    if (!host || !dev) {
+        free(host);
+        be->free(dev);
+        return NULL;
+    }
+    gkd_rng rng;
+    gkd_rng_init(&rng, seed, GKD_RNG_STREAM_USER);
+    for (size_t i = 0; i < n; i++) host[i] = scale * (2.0f * gkd_rng_uniform(&rng) - 1.0f);
+    be->copy_in(dev, host, n * sizeof *dev);
+    free(host);
+    return dev;
+}
+
+/* Best of `reps` runs of a square sgemm of size n. */
+static double bench_sgemm(const gkd_backend *be, int n, int reps) {
+    float *a = device_random(be, (size_t)n * n, 1, 1.0f), *b = device_random(be, (size_t)n * n, 2, 1.0f);
+    float *c = be->alloc((size_t)n * n * sizeof(float));
+    double best = 1e30;
+    if (a && b && c) {
+        be->matmul(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up */
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            be->matmul(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            float probe;
+            be->copy_out(&probe, c, sizeof probe); /* waits for an asynchronous device */
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+        }
+    }
+    be->free(a);
+    be->free(b);
+    be->free(c);
+    return 2.0 * n * (double)n * n / best / 1e9;
+}
+
+typedef struct {
+    double tokens_per_s, gflops, step_s;
+    size_t params;
+} train_result;
+
+static gkd_status bench_train(const gkd_backend *be, const gkd_model_config *cfg, int B, int T, int reps,
+                              train_result *out) {
+    gkd_model *m = NULL;
+    gkd_status st = gkd_model_create(cfg, be, &m);
+    if (st != GKD_OK) return st;
+    gkd_model_init_weights(m, 1);
+    gkd_optim_config oc = gkd_optim_config_default();
+    gkd_optim *opt = NULL;
+    if ((st = gkd_optim_create(&oc, m, &opt)) != GKD_OK) {
+        gkd_model_free(m);
+        return st;
+    }
+    int *tokens = malloc((size_t)B * T * sizeof *tokens), *targets = malloc((size_t)B * T * sizeof *targets);
+    float *mask = malloc((size_t)B * T * sizeof *mask);
+    float *dh = be->alloc((size_t)B * T * cfg->dim * sizeof(float));
+    gkd_rng rng;
+    gkd_rng_init(&rng, 3, GKD_RNG_STREAM_USER);
+    for (int i = 0; i < B * T; i++) {
+        tokens[i] = (int)gkd_rng_below(&rng, (uint32_t)cfg->vocab_size);
+        targets[i] = (int)gkd_rng_below(&rng, (uint32_t)cfg->vocab_size);
+        mask[i] = 1.0f;
+    }
+    double best = 1e30;
+    for (int r = 0; r <= reps && st == GKD_OK; r++) {
+        double t0 = now();
+        const float *h;
+        float loss;
+        gkd_model_zero_grad(m);
+        st = gkd_model_forward(m, tokens, B, T, &h);
+        if (st == GKD_OK) st = gkd_model_ce_loss(m, h, targets, mask, B, T, GKD_NORM_TOKEN, &loss, dh);
+        if (st == GKD_OK) st = gkd_model_backward(m, dh);
+        if (st == GKD_OK) st = gkd_optim_step(opt, NULL);
+        float probe;
+        be->copy_out(&probe, gkd_model_params(m), sizeof probe);
+        double dt = now() - t0;
+        if (r > 0 && dt < best) best = dt; /* the first step warms up allocations */
+    }
+    out->step_s = best;
+    out->tokens_per_s = B * T / best;
+    out->gflops = gkd_model_flops(m, B, T, 1) / best / 1e9;
+    out->params = gkd_model_num_params(m);
+    free(tokens);
+    free(targets);
+    free(mask);
+    be->free(dh);
+    gkd_optim_free(opt);
+    gkd_model_free(m);
+    return st;
+}
+
+static gkd_status bench_generate(const gkd_backend *be, const gkd_model_config *cfg, int B, int prompt_len,
+                                 int max_new, double *tokens_per_s) {
+    gkd_model *m = NULL;
+    gkd_status st = gkd_model_create(cfg, be, &m);
+    if (st != GKD_OK) return st;
+    gkd_model_init_weights(m, 1);
+    int *prompts = malloc((size_t)B * prompt_len * sizeof *prompts), *lens = malloc((size_t)B * sizeof *lens);
+    int *out = malloc((size_t)B * max_new * sizeof *out), *out_lens = malloc((size_t)B * sizeof *out_lens);
+    float *lp = malloc((size_t)B * max_new * sizeof *lp);
+    gkd_rng rng;
+    gkd_rng_init(&rng, 4, GKD_RNG_STREAM_USER);
+    for (int i = 0; i < B * prompt_len; i++) prompts[i] = (int)gkd_rng_below(&rng, (uint32_t)cfg->vocab_size);
+    for (int b = 0; b < B; b++) lens[b] = prompt_len - (b % 4);
+    gkd_sample_config sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = max_new, .eos_id = -1};
+    gkd_rng srng;
+    gkd_rng_init(&srng, 5, GKD_RNG_STREAM_SAMPLE);
+    double t0 = now();
+    st = gkd_sample_generate(m, prompts, lens, B, prompt_len, &sc, &srng, out, out_lens, lp);
+    double dt = now() - t0;
+    long total = 0;
+    for (int b = 0; b < B; b++) total += out_lens[b];
+    *tokens_per_s = total / dt;
+    free(prompts);
+    free(lens);
+    free(out);
+    free(out_lens);
+    free(lp);
+    gkd_model_free(m);
+    return st;
+}
+
+typedef struct {
+    double seconds, max_abs_diff;
+    size_t workspace_bytes, both_logits_bytes;
+    long rss_increase_kib;
+} distill_result;
+
+/* The chunked loss at V=49152 over N positions, and its peak extra memory. Run first, while the process's
+ * peak resident size is still that of the inputs, so the increase is the loss's own. */
+static gkd_status bench_distill(const gkd_backend *be, int N, int V, int Cs, int Ct, int chunk,
+                                distill_result *out) {
+    float *hs = device_random(be, (size_t)N * Cs, 11, 1.0f), *ht = device_random(be, (size_t)N * Ct, 12, 1.0f);
+    float *Ws = device_random(be, (size_t)V * Cs, 13, 0.05f), *Wt = device_random(be, (size_t)V * Ct, 14, 0.05f);
+    float *dhs = be->alloc((size_t)N * Cs * sizeof(float)), *dWs = be->alloc((size_t)V * Cs * sizeof(float));
+    float *mask = malloc((size_t)N * sizeof *mask);
+    if (!hs || !ht || !Ws || !Wt || !dhs || !dWs || !mask) return gkd_error_set(GKD_ERR_NOMEM, "bench: out of memory");
+    for (int i = 0; i < N; i++) mask[i] = 1.0f;
+    be->zero(dWs, (size_t)V * Cs * sizeof(float));
+    be->zero(dhs, (size_t)N * Cs * sizeof(float));
+    long rss_before = max_rss_kib();
+    gkd_distill_workspace *ws = NULL;
+    gkd_status st = gkd_distill_workspace_create(be, chunk, V, Cs, Ct, &ws);
+    gkd_divergence div;
+    gkd_divergence_parse("jsd", &div);
+    div.beta = 0.5;
+    gkd_distill_stats stats;
+    double t0 = now();
+    if (st == GKD_OK)
+        st = gkd_distill_loss(ws, &div, GKD_NORM_TOKEN, hs, Ws, ht, Wt, mask, 1, N, 1.0f, dhs, dWs, &stats);
+    out->seconds = now() - t0;
+    out->rss_increase_kib = max_rss_kib() - rss_before;
+    out->workspace_bytes = ws ? gkd_distill_workspace_bytes(ws) : 0;
+    out->both_logits_bytes = (size_t)2 * N * V * sizeof(float);
+    gkd_distill_workspace_free(ws);
+    be->free(hs);
+    be->free(ht);
+    be->free(Ws);
+    be->free(Wt);
+    be->free(dhs);
+    be->free(dWs);
+    free(mask);
+    return st;
+}
+
+int gkd_cmd_bench(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "bench", argc, argv, 2, "json,quick") != 0) return 2;
+    int json = gkd_cli_flag(&a, "json"), quick = gkd_cli_flag(&a, "quick"), bad = 0;
+    const char *device = gkd_cli_str(&a, "device", "cpu");
+    const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate");
+    int reps = (int)gkd_cli_int(&a, "reps", quick ? 1 : 3, &bad);
+    if (bad || gkd_cli_check_unused(&a)) return 2;
+    const gkd_backend *be = gkd_backend_by_name(device);
+    if (!be) {
+        gkd_cli_error("bench", "%s", gkd_error_message());
+        return 2;
+    }
+    char cpu[256], host[256] = "unknown";
+    cpu_name(cpu, sizeof cpu);
+    gethostname(host, sizeof host);
+    gkd_buf out = {0};
+    gkd_buf_printf(&out, "{\n  \"device\": \"%s\",\n  \"cpu\": ", be->name);
+    gkd_buf_json_string(&out, cpu, strlen(cpu));
+    gkd_buf_printf(&out, ",\n  \"cores\": %ld", sysconf(_SC_NPROCESSORS_ONLN));
+    int rc = 0;
+    double sgemm = 0;
+    if (strstr(only, "distill")) {
+        distill_result d = {0};
+        int N = quick ? 512 : 4096;
+        if (bench_distill(be, N, 49152, 64, 128, 128, &d) != GKD_OK) {
+            gkd_cli_error("bench", "distill: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out,
+                           ",\n  \"distill\": {\"positions\": %d, \"vocab\": 49152, \"chunk\": 128, \"seconds\": %.4f, "
+                           "\"workspace_bytes\": %zu, \"both_logits_bytes\": %zu, \"workspace_fraction\": %.5f, "
+                           "\"peak_rss_increase_bytes\": %ld, \"peak_rss_fraction\": %.5f}",
+                           N, d.seconds, d.workspace_bytes, d.both_logits_bytes,
+                           (double)d.workspace_bytes / (double)d.both_logits_bytes, d.rss_increase_kib * 1024L,
+                           (double)d.rss_increase_kib * 1024.0 / (double)d.both_logits_bytes);
+        }
+    }
+    if (strstr(only, "sgemm")) {
+        sgemm = bench_sgemm(be, quick ? 512 : 2048, reps + 2);
+        gkd_buf_printf(&out, ",\n  \"sgemm\": {\"n\": %d, \"gflops\": %.2f}", quick ? 512 : 2048, sgemm);
+    }
+    gkd_model_config cfg = {.vocab_size = 8192, .dim = 384, .n_layers = 6, .n_heads = 6, .n_kv_heads = 2,
+                            .hidden_dim = 1024, .max_seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+                            .tied_embeddings = 0};
+    if (strstr(only, "train")) {
+        train_result tr;
+        int T = quick ? 64 : 256;
+        if (bench_train(be, &cfg, 4, T, reps, &tr) != GKD_OK) {
+            gkd_cli_error("bench", "train: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out,
+                           ",\n  \"train\": {\"shape\": \"L=6 C=384 H=6 KV=2 F=1024 V=8192 B=4 T=%d\", \"params\": %zu, "
+                           "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops\": %.2f",
+                           T, tr.params, tr.step_s, tr.tokens_per_s, tr.gflops);
+            if (sgemm > 0) gkd_buf_printf(&out, ", \"fraction_of_sgemm\": %.3f", tr.gflops / sgemm);
+            gkd_buf_puts(&out, "}");
+        }
+    }
+    if (strstr(only, "generate")) {
+        double tps;
+        int B = quick ? 4 : 32, max_new = quick ? 8 : 64;
+        if (bench_generate(be, &cfg, B, 16, max_new, &tps) != GKD_OK) {
+            gkd_cli_error("bench", "generate: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f}", B,
+                           max_new, tps);
+        }
+    }
+    gkd_buf_puts(&out, "\n}\n");
+    if (json) {
+        fputs(out.data, stdout);
+    } else {
+        printf("gkd bench on %s (%s)\n%s", be->name, cpu, out.data);
+    }
+    gkd_buf_free(&out);
+    return rc;
+}

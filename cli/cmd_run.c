@@ -1,0 +1,264 @@
+/* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
+ * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
+ * message and its traceback and exits 1. Options given to the command reach the prelude through
+ * gkd.options (db, workers, resume, script, args). SIGINT/SIGTERM ask running trainings to stop at the
+ * next step (checkpoint saved, run marked interrupted); a second signal kills. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "bindings/gkd_lua.h"
+#include "cli/cli.h"
+#include "core/json.h"
+#include "core/store.h"
+
+typedef struct {
+    const char *db;
+    long long workers; /* 0: the script's choice */
+    int resume;
+    int quiet;
+    int retry_failed;
+    const char *script; /* NULL with -e */
+    const char *code;
+    int argc;
+    char **argv;
+} run_options;
+
+/* Loads the gkd module and sets gkd.options from o, before the script runs. */
+static int set_options(lua_State *L, const run_options *o) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "gkd");
+    if (gkd_lua_pcall(L, 1, 1) != LUA_OK) return 0;
+    lua_getfield(L, -1, "options");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "options");
+    }
+    if (o->db) lua_pushstring(L, o->db), lua_setfield(L, -2, "db");
+    if (o->workers > 0) lua_pushinteger(L, o->workers), lua_setfield(L, -2, "workers");
+    if (o->resume) lua_pushboolean(L, 1), lua_setfield(L, -2, "resume");
+    if (o->quiet) lua_pushboolean(L, 1), lua_setfield(L, -2, "quiet");
+    if (o->retry_failed) lua_pushboolean(L, 1), lua_setfield(L, -2, "retry_failed");
+    if (o->script) {
+        char resolved[PATH_MAX];
+        lua_pushstring(L, realpath(o->script, resolved) ? resolved : o->script);
+        lua_setfield(L, -2, "script");
+        lua_createtable(L, o->argc, 0);
+        for (int i = 0; i < o->argc; i++) lua_pushstring(L, o->argv[i]), lua_rawseti(L, -2, i + 1);
+        lua_setfield(L, -2, "args");
+    }
+    lua_pop(L, 2);
+    return 1;
+}
+
+/* Runs the script; for a sweep, a returned table that no gkd.sweep call consumed is run as one. */
+static int run_script(const char *command, const run_options *o, int is_sweep) {
+    lua_State *L = gkd_lua_state_new();
+    if (!L) {
+        gkd_cli_error(command, "out of memory");
+        return 1;
+    }
+    gkd_lua_install_signal_handlers();
+    if (!set_options(L, o)) {
+        gkd_cli_error(command, "%s", lua_tostring(L, -1));
+        lua_close(L);
+        return 1;
+    }
+    char *error = NULL;
+    int top = lua_gettop(L);
+    int rc = gkd_lua_run_script(L, o->script, o->code, "=(command line)", o->argc, o->argv, is_sweep ? 1 : 0,
+                                &error);
+    if (rc == 0 && is_sweep && lua_istable(L, -1)) {
+        lua_getglobal(L, "gkd");
+        lua_getfield(L, -1, "options");
+        lua_getfield(L, -1, "sweeps_run");
+        int already = !lua_isnil(L, -1);
+        lua_pop(L, 2);
+        if (!already) {
+            lua_getfield(L, -1, "sweep");
+            lua_pushvalue(L, top + 1);
+            if (gkd_lua_pcall(L, 1, 0) != LUA_OK) {
+                error = strdup(lua_tostring(L, -1));
+                rc = 1;
+            }
+        }
+    } else if (rc == 0 && is_sweep) {
+        lua_getglobal(L, "gkd");
+        lua_getfield(L, -1, "options");
+        lua_getfield(L, -1, "sweeps_run");
+        if (lua_isnil(L, -1)) {
+            gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
+            rc = 2;
+        }
+    }
+    if (rc != 0 && error) gkd_cli_error(command, "%s", error);
+    free(error);
+    lua_close(L);
+    return rc;
+}
+
+static void usage_run(void) {
+    fprintf(stderr, "usage: gkd run [--db FILE] [--quiet] SCRIPT.lua [args...]\n"
+                    "       gkd run [--db FILE] [--quiet] -e 'CODE' [args...]\n");
+}
+
+/* Options come before the script; everything after it is the script's (lua.c's convention). */
+int gkd_cmd_run(int argc, char **argv) {
+    run_options o;
+    memset(&o, 0, sizeof o);
+    int i = 2;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+            o.db = argv[++i];
+        } else if (strncmp(argv[i], "--db=", 5) == 0) {
+            o.db = argv[i] + 5;
+        } else if (strcmp(argv[i], "--quiet") == 0) {
+            o.quiet = 1;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            o.resume = 1;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage_run();
+            return 0;
+        } else if (strcmp(argv[i], "-e") == 0) {
+            if (i + 1 >= argc) {
+                gkd_cli_error("run", "-e needs the code to run");
+                return 2;
+            }
+            o.code = argv[++i];
+            i++;
+            break;
+        } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
+            gkd_cli_error("run", "unknown option %s", argv[i]);
+            usage_run();
+            return 2;
+        } else {
+            o.script = argv[i++];
+            break;
+        }
+    }
+    if (!o.script && !o.code) {
+        usage_run();
+        return 2;
+    }
+    o.argc = argc - i;
+    o.argv = argv + i;
+    return run_script("run", &o, 0);
+}
+
+int gkd_cmd_sweep(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help") != 0) return 2;
+    if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
+        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--retry-failed] [--quiet] [args...]\n");
+        return a.n_positional < 1 ? 2 : 0;
+    }
+    run_options o;
+    memset(&o, 0, sizeof o);
+    int bad = 0;
+    o.db = gkd_cli_str(&a, "db", NULL);
+    o.workers = gkd_cli_int(&a, "workers", 0, &bad);
+    o.quiet = gkd_cli_flag(&a, "quiet");
+    o.retry_failed = gkd_cli_flag(&a, "retry-failed");
+    o.resume = 1;
+    if (bad) return 2;
+    if (o.workers < 0 || o.workers > 1024) {
+        gkd_cli_error("sweep", "--workers must be in [1, 1024]");
+        return 2;
+    }
+    int rc = gkd_cli_check_unused(&a);
+    if (rc) return rc;
+    o.script = a.positional[0];
+    o.argc = a.n_positional - 1;
+    o.argv = (char **)(a.positional + 1);
+    return run_script("sweep", &o, 1);
+}
+
+typedef struct {
+    char *config;
+    char *status;
+    int found;
+} run_row;
+
+static int read_run(const gkd_store_row *row, void *ctx) {
+    run_row *r = ctx;
+    const char *c = gkd_store_row_text(row, 0), *s = gkd_store_row_text(row, 1);
+    r->config = strdup(c ? c : "{}");
+    r->status = strdup(s ? s : "");
+    r->found = 1;
+    return 1;
+}
+
+int gkd_cmd_resume(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help") != 0) return 2;
+    if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--quiet]\n");
+        return a.n_positional != 1 ? 2 : 0;
+    }
+    run_options o;
+    memset(&o, 0, sizeof o);
+    o.db = gkd_cli_str(&a, "db", "runs.db");
+    o.quiet = gkd_cli_flag(&a, "quiet");
+    o.resume = 1;
+    int rc = gkd_cli_check_unused(&a);
+    if (rc) return rc;
+    const char *name = a.positional[0];
+    gkd_store *store = NULL;
+    if (gkd_store_open_readonly(o.db, &store) != GKD_OK) {
+        gkd_cli_error("resume", "%s", gkd_error_message());
+        return 1;
+    }
+    run_row r = {0};
+    gkd_status st = gkd_store_query(store, read_run, &r,
+                                    "SELECT config, status FROM runs WHERE name = ? ORDER BY id DESC LIMIT 1", "s", name);
+    gkd_store_close(store);
+    if (st != GKD_OK) {
+        gkd_cli_error("resume", "%s", gkd_error_message());
+        return 1;
+    }
+    if (!r.found) {
+        gkd_cli_error("resume", "no run named '%s' in %s", name, o.db);
+        return 1;
+    }
+    if (strcmp(r.status, "finished") == 0) {
+        printf("run '%s' already finished\n", name);
+        free(r.config);
+        free(r.status);
+        return 0;
+    }
+    gkd_json *cfg = NULL;
+    rc = 0;
+    if (gkd_json_parse(r.config, strlen(r.config), "run config", &cfg) != GKD_OK) {
+        gkd_cli_error("resume", "%s", gkd_error_message());
+        rc = 1;
+    }
+    const gkd_json *script = rc ? NULL : gkd_json_get(cfg, "script");
+    const char *path = script ? gkd_json_get_string(script, "path", NULL) : NULL;
+    if (!rc && !path) {
+        gkd_cli_error("resume", "run '%s' was not started from a script file (gkd run -e?), so it cannot be resumed", name);
+        rc = 1;
+    }
+    char *args[64];
+    int n_args = 0;
+    if (!rc) {
+        const gkd_json *jargs = gkd_json_get(script, "args");
+        for (size_t i = 0; jargs && jargs->type == GKD_JSON_ARRAY && i < jargs->len && n_args < 64; i++)
+            if (jargs->items[i]->type == GKD_JSON_STRING) args[n_args++] = jargs->items[i]->string;
+        o.script = path;
+        o.argc = n_args;
+        o.argv = args;
+        fprintf(stderr, "gkd resume: running %s again; finished runs are skipped, '%s' continues from its last checkpoint\n",
+                path, name);
+        rc = run_script("resume", &o, gkd_json_get(cfg, "sweep") != NULL);
+    }
+    gkd_json_free(cfg);
+    free(r.config);
+    free(r.status);
+    return rc;
+}

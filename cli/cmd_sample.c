@@ -1,0 +1,106 @@
+/* gkd sample: generates continuations of a prompt from a checkpoint. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/backend_select.h"
+#include "core/checkpoint.h"
+#include "core/sample.h"
+#include "core/tokenizer.h"
+
+int gkd_cmd_sample(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "sample", argc, argv, 2, "") != 0) return 2;
+    int bad = 0;
+    const char *model_path = gkd_cli_str(&a, "model", NULL);
+    const char *tok_path = gkd_cli_str(&a, "tokenizer", NULL);
+    const char *prompt = gkd_cli_str(&a, "prompt", "");
+    const char *device = gkd_cli_str(&a, "device", "cpu");
+    gkd_sample_config sc = {.temperature = (float)gkd_cli_double(&a, "temperature", 1.0, &bad),
+                            .top_k = (int)gkd_cli_int(&a, "top-k", 0, &bad),
+                            .top_p = (float)gkd_cli_double(&a, "top-p", 1.0, &bad),
+                            .max_new_tokens = (int)gkd_cli_int(&a, "max-new-tokens", 64, &bad)};
+    int n = (int)gkd_cli_int(&a, "n", 1, &bad);
+    unsigned long long seed = (unsigned long long)gkd_cli_int(&a, "seed", 1, &bad);
+    if (bad || gkd_cli_check_unused(&a)) return 2;
+    if (!model_path || !tok_path) {
+        gkd_cli_error("sample", "--model CHECKPOINT and --tokenizer tokenizer.json are required "
+                                "(options: --prompt TEXT --n N --temperature T --top-k K --top-p P --max-new-tokens N --seed S)");
+        return 2;
+    }
+    if (n < 1 || n > 1024) {
+        gkd_cli_error("sample", "--n must be in [1, 1024]");
+        return 2;
+    }
+    const gkd_backend *be = gkd_backend_by_name(device);
+    gkd_tokenizer *tok = NULL;
+    gkd_model *m = NULL;
+    int *ids = NULL, n_ids = 0, rc = 1;
+    int *prompts = NULL, *lens = NULL, *out = NULL, *out_lens = NULL;
+    float *lp = NULL;
+    if (!be || gkd_tokenizer_load(tok_path, &tok) != GKD_OK || gkd_checkpoint_load_model(model_path, be, &m) != GKD_OK ||
+        gkd_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n_ids) != GKD_OK) {
+        gkd_cli_error("sample", "%s", gkd_error_message());
+        rc = 2;
+        goto done;
+    }
+    if (gkd_tokenizer_vocab_size(tok) > gkd_model_get_config(m)->vocab_size) {
+        gkd_cli_error("sample", "tokenizer has %d tokens but the model only %d", gkd_tokenizer_vocab_size(tok),
+                      gkd_model_get_config(m)->vocab_size);
+        rc = 2;
+        goto done;
+    }
+    if (n_ids == 0) { /* an empty prompt starts from the end-of-text token */
+        free(ids);
+        ids = malloc(sizeof *ids);
+        ids[0] = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
+        n_ids = 1;
+    }
+    sc.eos_id = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
+    prompts = malloc((size_t)n * n_ids * sizeof *prompts);
+    lens = malloc((size_t)n * sizeof *lens);
+    out = malloc((size_t)n * sc.max_new_tokens * sizeof *out);
+    out_lens = malloc((size_t)n * sizeof *out_lens);
+    lp = malloc((size_t)n * sc.max_new_tokens * sizeof *lp);
+    if (!prompts || !lens || !out || !out_lens || !lp) goto done;
+    for (int b = 0; b < n; b++) {
+        memcpy(prompts + (size_t)b * n_ids, ids, (size_t)n_ids * sizeof *ids);
+        lens[b] = n_ids;
+    }
+    gkd_rng rng;
+    gkd_rng_init(&rng, seed, GKD_RNG_STREAM_SAMPLE);
+    if (gkd_sample_config_check(&sc, gkd_model_get_config(m)->vocab_size) != GKD_OK ||
+        gkd_sample_generate(m, prompts, lens, n, n_ids, &sc, &rng, out, out_lens, lp) != GKD_OK) {
+        gkd_cli_error("sample", "%s", gkd_error_message());
+        rc = 2;
+        goto done;
+    }
+    for (int b = 0; b < n; b++) {
+        int len = out_lens[b];
+        const int *row = out + (size_t)b * sc.max_new_tokens;
+        double sum_lp = 0;
+        for (int i = 0; i < len; i++) sum_lp += lp[(size_t)b * sc.max_new_tokens + i];
+        if (len > 0 && row[len - 1] == sc.eos_id) len--;
+        char *text = NULL;
+        size_t text_len = 0;
+        if (gkd_tokenizer_decode(tok, row, len, &text, &text_len) != GKD_OK) {
+            gkd_cli_error("sample", "%s", gkd_error_message());
+            goto done;
+        }
+        printf("[%d] (%d tokens, mean log-prob %.3f) %s%s\n", b + 1, out_lens[b],
+               out_lens[b] ? sum_lp / out_lens[b] : 0.0, prompt, text);
+        free(text);
+    }
+    rc = 0;
+done:
+    free(ids);
+    free(prompts);
+    free(lens);
+    free(out);
+    free(out_lens);
+    free(lp);
+    gkd_model_free(m);
+    gkd_tokenizer_free(tok);
+    return rc;
+}

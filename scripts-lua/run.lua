@@ -1,0 +1,244 @@
+-- gkd prelude, part 2: gkd.run, one training run recorded in the run store.
+-- The configuration is checked here (unknown keys, types, ranges) before anything starts; gkd._resolve
+-- (C) turns it into the trainer's settings, which are recorded with the run; gkd._train (C) trains.
+-- Resume rule (gkd.run{resume = true}, and every run of a sweep or of `gkd resume`): a run of the same
+-- name (and sweep) that finished is skipped (its final weights are loaded into the student); one that
+-- stopped or failed continues from its last checkpoint, or starts again in the same row.
+local gkd = ...
+local util = gkd.util
+
+-- Options the command line sets (gkd run / sweep / resume): db, workers, resume, script, args, quiet.
+gkd.options = gkd.options or {}
+
+local SCHED = { "number", "gkd.Schedule", "function" }
+
+local EVAL_SCHEMA = {
+  every = { type = "integer", min = 0 },
+  examples = { type = "integer", min = 0 },
+  temperature = { type = "number", min = 0 },
+  metrics = { type = "table" },
+}
+
+local CHECKPOINT_SCHEMA = {
+  every = { type = "integer", min = 0 },
+  dir = { type = "string" },
+  keep = { type = "integer", min = 0 },
+}
+
+gkd.RUN_SCHEMA = {
+  name = { type = "string" },
+  db = { type = "string" },
+  sweep = { type = "string" },
+  task = { type = "gkd.Task" },
+  held_out = { type = { "gkd.Task", "number" }, min = 0, max = 0.9 },
+  tokenizer = { type = "gkd.Tokenizer" },
+  teacher = { type = "gkd.Model" },
+  student = { type = "gkd.Model" },
+  method = { type = "string", values = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd", "on_policy" } },
+  divergence = { type = { "gkd.Divergence", "string" } },
+  lambda = { type = SCHED },
+  beta = { type = SCHED },
+  teacher_temperature = { type = SCHED },
+  temperature = { type = SCHED },
+  lr = { type = SCHED },
+  per_sample = { type = "boolean" },
+  fixed = { type = "string", values = { "ground_truth", "teacher" } },
+  norm = { type = "string", values = { "sequence", "token" } },
+  max_new_tokens = { type = "integer", min = 1 },
+  max_prompt = { type = "integer", min = 1 },
+  max_target = { type = "integer", min = 1 },
+  top_k = { type = "integer", min = 0 },
+  top_p = { type = "number", min = 0, max = 1 },
+  steps = { type = "integer", min = 0 },
+  batch = { type = "integer", min = 1 },
+  grad_accum = { type = "integer", min = 1 },
+  weight_decay = { type = "number", min = 0 },
+  clip = { type = "number", min = 0 },
+  adam_betas = { type = "table" },
+  loss_chunk = { type = "integer", min = 1 },
+  seed = { type = "integer", min = 0 },
+  eval = { type = { "table", "boolean" }, fields = EVAL_SCHEMA },
+  checkpoint = { type = { "table", "boolean" }, fields = CHECKPOINT_SCHEMA },
+  on_step = { type = "function" },
+  on_eval = { type = "function" },
+  reward = { type = "function" },
+  alpha = { type = SCHED },
+  resume = { type = "boolean" },
+  quiet = { type = "boolean" },
+}
+
+-- Ranges of schedule settings, checked on built-in schedules before training (functions are checked
+-- at each use by the trainer).
+local SCHED_RANGES = {
+  lambda = { 0, 1 }, beta = { 0, 1 }, alpha = { 0, 1 },
+  teacher_temperature = { 1e-6, 1e6 }, temperature = { 0, 1e6 }, lr = { 0, 10 },
+}
+
+local function check_config(cfg)
+  util.check("gkd.run", cfg, gkd.RUN_SCHEMA, 3)
+  if not cfg.task then error("gkd.run: 'task' is required (e.g. gkd.task.summarize{})", 3) end
+  if not cfg.student then error("gkd.run: 'student' is required (a gkd.Model)", 3) end
+  local method = cfg.method or "supervised_kd"
+  if not cfg.teacher and method ~= "sft" then
+    error("gkd.run: method '" .. method .. "' needs a 'teacher' (only 'sft' trains without one)", 3)
+  end
+  for key, range in pairs(SCHED_RANGES) do
+    local v = cfg[key]
+    if type(v) == "number" and (v < range[1] or v > range[2]) then
+      error(string.format("gkd.run: '%s' must be in [%g, %g], got %g", key, range[1], range[2], v), 3)
+    elseif util.kind_of(v) == "gkd.Schedule" then
+      local ok, msg = pcall(v.check, v, key, range[1], range[2])
+      if not ok then error("gkd.run: " .. tostring(msg), 3) end
+    end
+  end
+  if (cfg.reward ~= nil or cfg.alpha ~= nil) and not gkd._features.rl then
+    error("gkd.run: 'reward' and 'alpha' (GKD + RL) are not supported yet by this build's trainer", 3)
+  end
+  if cfg.reward ~= nil and cfg.alpha == nil then
+    error("gkd.run: 'reward' needs 'alpha' (the weight of the divergence term, in [0, 1])", 3)
+  end
+  if type(cfg.eval) == "table" and cfg.eval.metrics then
+    local n = 0
+    for k, m in pairs(cfg.eval.metrics) do
+      n = n + 1
+      if type(k) == "number" then
+        if type(m) ~= "string" then error("gkd.run: eval.metrics[" .. k .. "] must be a metric name", 3) end
+        if not gkd.METRICS[m] then error(util.unknown_key("gkd.run: eval.metrics", m, gkd.METRICS), 3) end
+      elseif type(m) ~= "function" then
+        error("gkd.run: eval.metrics." .. tostring(k) .. " must be a function(output, example)", 3)
+      end
+    end
+  end
+  if cfg.student and cfg.teacher and cfg.student.vocab ~= cfg.teacher.vocab then
+    error(string.format("gkd.run: teacher and student vocabularies differ (teacher %d, student %d)",
+      cfg.teacher.vocab, cfg.student.vocab), 3)
+  end
+  if not (cfg.tokenizer or cfg.student.tokenizer) then
+    error("gkd.run: no tokenizer: give 'tokenizer' or create the student with gkd.model.new{tokenizer = ...}", 3)
+  end
+end
+
+-- Evaluation metrics by name: text metrics of the student's samples on held-out examples. The
+-- trainer's own (ce_loss, forward_kl, reverse_kl, jsd_0.5, own_*) are always recorded.
+gkd.METRICS = {
+  rouge1 = true, rouge2 = true, rougeL = true, bleu = true, factual = true, exact_match = true,
+  distinct1 = true, distinct2 = true, distinct3 = true, length = true, divergence = true,
+}
+
+-- A JSON-able description of a configuration: handles and functions become descriptions.
+local function describe(v, depth)
+  depth = depth or 0
+  local k = util.kind_of(v)
+  if k == "function" then return "<lua function>" end
+  if type(v) == "userdata" then
+    if v.describe then return v:describe() end
+    return tostring(v)
+  end
+  if type(v) == "table" and depth < 8 then
+    local out = {}
+    for key, x in pairs(v) do out[key] = describe(x, depth + 1) end
+    return out
+  end
+  return v
+end
+gkd.util.describe = describe
+
+local function final_metrics_from_store(store, run_id)
+  local out = { eval = {} }
+  local rows = store:query([[SELECT m.name, m.value, m.step FROM metrics m
+    WHERE m.run_id = ? AND m.step = (SELECT max(step) FROM metrics WHERE run_id = ? AND name = m.name)]], run_id, run_id)
+  for _, r in ipairs(rows or {}) do out[r.name] = r.value; out.step = r.step end
+  rows = store:query([[SELECT e.metric, e.value FROM evals e
+    WHERE e.run_id = ? AND e.step = (SELECT max(step) FROM evals WHERE run_id = ? AND metric = e.metric)]], run_id, run_id)
+  for _, r in ipairs(rows or {}) do out.eval[r.metric] = r.value end
+  return out
+end
+gkd.util.final_metrics_from_store = final_metrics_from_store
+
+-- A run left 'running' by a process that still exists on this host (or on another host: unknown, so
+-- taken as alive).
+local function running_elsewhere(store, run_id)
+  local rows = store:query("SELECT host, pid FROM runs WHERE id = ?", run_id)
+  local r = rows and rows[1]
+  if not r or not r.pid then return false end
+  if r.host ~= gkd.sys.hostname() then return true, r.host, r.pid end
+  if r.pid == gkd.sys.pid() then return false end
+  return gkd.sys.alive(r.pid), r.host, r.pid
+end
+gkd.util.running_elsewhere = running_elsewhere
+
+local function default_name(cfg)
+  local parts = { cfg.method or "supervised_kd" }
+  if cfg.divergence then parts[#parts + 1] = tostring(cfg.divergence) end
+  if type(cfg.lambda) == "number" then parts[#parts + 1] = "lambda=" .. util.format_value(cfg.lambda) end
+  return table.concat(parts, "-")
+end
+
+function gkd.run(cfg)
+  check_config(cfg)
+  local resolved = gkd._resolve(cfg)
+  local name = cfg.name or default_name(cfg)
+  local db = cfg.db or gkd.options.db or "runs.db"
+  local resume = cfg.resume
+  if resume == nil then resume = gkd.options.resume or false end
+  local record = describe(cfg)
+  record.db, record.resume, record.on_step, record.on_eval = nil, nil, nil, nil
+  record.name = name
+  record.resolved = resolved
+  if gkd.options.script then record.script = { path = gkd.options.script, args = gkd.options.args } end
+
+  local store <close> = assert(gkd.store.open(db))
+  local sweep_id = cfg.sweep and assert(store:sweep(cfg.sweep)) or 0
+  local run_id, resume_dir, resumed_from
+  if resume then
+    local info = store:run_find(name, sweep_id)
+    if info then
+      local step, path = store:checkpoint_latest(info.id)
+      if info.status == "finished" and info.last_step >= resolved.steps then
+        if step and gkd.sys.exists(path .. "/model.safetensors") then
+          assert(cfg.student:load_weights(path .. "/model.safetensors"))
+        end
+        local out = final_metrics_from_store(store, info.id)
+        out.run_id, out.name, out.skipped = info.id, name, true
+        return out
+      end
+      local busy, host, pid = running_elsewhere(store, info.id)
+      if info.status == "running" and busy then
+        error(string.format("gkd.run: run '%s' is running in process %s on %s", name, tostring(pid), tostring(host)), 2)
+      end
+      run_id = info.id
+      if step and gkd.sys.exists(path .. "/state.safetensors") then
+        resume_dir, resumed_from = path, step
+      else
+        resumed_from = -1
+      end
+      assert(store:run_resume(run_id))
+      assert(store:truncate_after(run_id, resumed_from))
+    end
+  end
+  if not run_id then
+    run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed }))
+  end
+  local quiet = cfg.quiet
+  if quiet == nil then quiet = gkd.options.quiet or false end
+  local ok, result, status = pcall(gkd._train, cfg, {
+    store = store, run_id = run_id, name = name, resume_dir = resume_dir, quiet = quiet,
+  })
+  if not ok then
+    local msg = tostring(result)
+    store:run_finish(run_id, "failed", msg)
+    error(msg, 0)
+  end
+  if status == "interrupted" then
+    store:run_finish(run_id, "interrupted", "stopped by a signal; continue with gkd resume")
+    error(string.format("run '%s' interrupted (checkpoint saved; continue with: gkd resume '%s')", name, name), 0)
+  end
+  assert(store:run_finish(run_id, "finished"))
+  if result.step == nil then -- resumed at its last step: nothing ran, the store has the numbers
+    local stored = final_metrics_from_store(store, run_id)
+    for k, v in pairs(stored) do if result[k] == nil then result[k] = v end end
+  end
+  result.run_id, result.name = run_id, name
+  if resumed_from then result.resumed_from = resumed_from end
+  return result
+end

@@ -1,0 +1,430 @@
+-- gkd prelude, part 3: gkd.sweep, many runs from a grid or a random search, in worker processes,
+-- resumable, with a summary over seeds and optional successive halving.
+-- Rules: a point's run name is a function of its settings ("sweep/lambda=0.5,beta=0.9,seed=1"), so a
+-- sweep started again finds its runs in the store: finished ones are skipped, stopped ones continue from
+-- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true.
+-- Workers are forked children, one run each; the parent opens the store only while no child runs.
+local gkd = ...
+local util = gkd.util
+
+local SWEEP_SCHEMA = {
+  name = { type = "string" },
+  grid = { type = "table" },
+  random = { type = "table" },
+  trials = { type = "integer", min = 1 },
+  seeds = { type = "table" },
+  run = { type = "function" },
+  base = { type = "table" },
+  workers = { type = "integer", min = 1 },
+  db = { type = "string" },
+  retry_failed = { type = "boolean" },
+  summary = { type = "table" },
+  halving = { type = "table", fields = {
+    metric = { type = "string" }, mode = { type = "string", values = { "min", "max" } },
+    eta = { type = "integer", min = 2 }, min_steps = { type = "integer", min = 1 },
+  } },
+  seed = { type = "integer", min = 0 },
+  quiet = { type = "boolean" },
+}
+
+-- Axis order in names: the usual knobs first, then the others alphabetically, the seed last.
+local ORDER = { "method", "divergence", "lambda", "beta", "alpha", "temperature", "teacher_temperature", "lr",
+  "batch", "steps" }
+local RANK = {}
+for i, k in ipairs(ORDER) do RANK[k] = i end
+
+local function axis_sort(keys)
+  table.sort(keys, function(a, b)
+    local ra, rb = RANK[a] or 1000, RANK[b] or 1000
+    if ra ~= rb then return ra < rb end
+    return a < b
+  end)
+  return keys
+end
+
+local function label(settings, axes)
+  local parts = {}
+  for _, k in ipairs(axes) do parts[#parts + 1] = k .. "=" .. util.format_value(settings[k]) end
+  return table.concat(parts, ",")
+end
+
+-- Deterministic uniforms for random search (splitmix64 over integers), independent of math.random.
+local function uniform_stream(seed)
+  local state = seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019
+  return function()
+    state = state + 0x9E3779B97F4A7C15
+    local z = state
+    z = (z ~ (z >> 30)) * 0xBF58476D1CE4E5B9
+    z = (z ~ (z >> 27)) * 0x94D049BB133111EB
+    z = z ~ (z >> 31)
+    return ((z >> 11) & 0x1FFFFFFFFFFFFF) / 9007199254740992.0
+  end
+end
+
+-- The points of a sweep: {settings = {...}, name = "sweep/...", group = "..." (without the seed)}.
+function gkd.sweep_points(spec)
+  local seeds = spec.seeds or { 1 }
+  local points = {}
+  if spec.grid then
+    local axes = axis_sort(util.keys(spec.grid))
+    for _, k in ipairs(axes) do
+      local vals = spec.grid[k]
+      if type(vals) ~= "table" or #vals == 0 then
+        error(string.format("gkd.sweep: grid.%s must be a non-empty list of values", k), 3)
+      end
+    end
+    local combos = { {} }
+    for _, k in ipairs(axes) do
+      local next_combos = {}
+      for _, c in ipairs(combos) do
+        for _, v in ipairs(spec.grid[k]) do
+          local n = util.copy(c)
+          n[k] = v
+          next_combos[#next_combos + 1] = n
+        end
+      end
+      combos = next_combos
+    end
+    for _, c in ipairs(combos) do
+      local group = label(c, axes)
+      for _, seed in ipairs(seeds) do
+        local s = util.copy(c)
+        s.seed = seed
+        local lbl = group == "" and ("seed=" .. seed) or (group .. ",seed=" .. seed)
+        points[#points + 1] = { settings = s, group = group, name = spec.name .. "/" .. lbl }
+      end
+    end
+  elseif spec.random then
+    local trials = spec.trials or error("gkd.sweep: 'random' needs 'trials'", 3)
+    local axes = axis_sort(util.keys(spec.random))
+    local u = uniform_stream(spec.seed or 1)
+    for t = 1, trials do
+      local c = {}
+      for _, k in ipairs(axes) do
+        local r = spec.random[k]
+        if type(r) ~= "table" then error("gkd.sweep: random." .. k .. " must be {lo, hi} or {values = {...}}", 3) end
+        if r.values then
+          c[k] = r.values[1 + math.floor(u() * #r.values) % #r.values]
+        else
+          local lo, hi = r[1], r[2]
+          if type(lo) ~= "number" or type(hi) ~= "number" or hi < lo then
+            error("gkd.sweep: random." .. k .. " must be {lo, hi} with lo <= hi", 3)
+          end
+          local x = u()
+          if r.log then
+            if lo <= 0 then error("gkd.sweep: random." .. k .. " with log = true needs lo > 0", 3) end
+            c[k] = math.exp(math.log(lo) + x * (math.log(hi) - math.log(lo)))
+          elseif r.integer then
+            c[k] = math.tointeger(lo + math.floor(x * (hi - lo + 1)))
+          else
+            c[k] = lo + x * (hi - lo)
+          end
+        end
+      end
+      local group = "trial=" .. t .. (#axes > 0 and ("," .. label(c, axes)) or "")
+      for _, seed in ipairs(seeds) do
+        local s = util.copy(c)
+        s.seed = seed
+        points[#points + 1] = { settings = s, group = group, name = spec.name .. "/" .. group .. ",seed=" .. seed }
+      end
+    end
+  else
+    error("gkd.sweep: give 'grid' (lists of values) or 'random' (ranges) with 'trials'", 3)
+  end
+  return points
+end
+
+-- The gkd.run configuration of one point.
+local function point_config(spec, p, db, steps)
+  local settings = util.copy(p.settings)
+  settings.name = p.name
+  local cfg
+  if spec.run then
+    cfg = spec.run(settings)
+    if type(cfg) ~= "table" then error("gkd.sweep: run(settings) must return a gkd.run configuration table", 2) end
+    cfg = util.copy(cfg)
+  else
+    cfg = util.copy(spec.base or error("gkd.sweep: give 'run' (a function returning a config) or 'base'", 2))
+  end
+  -- Settings the function did not place are applied when gkd.run knows them.
+  for k, v in pairs(p.settings) do
+    if cfg[k] == nil and gkd.RUN_SCHEMA[k] then cfg[k] = v end
+  end
+  cfg.name, cfg.sweep, cfg.db, cfg.resume = p.name, spec.name, db, true
+  if steps then cfg.steps = steps end
+  if spec.quiet ~= nil and cfg.quiet == nil then cfg.quiet = spec.quiet end
+  return cfg
+end
+
+local function run_point(spec, p, db, steps)
+  return gkd.run(point_config(spec, p, db, steps))
+end
+
+local function say(fmt, ...)
+  io.stderr:write(string.format(fmt, ...), "\n")
+  io.stderr:flush()
+end
+
+-- Runs the points, `workers` at a time, returning {[name] = "ok" | error message}.
+local function execute(spec, points, db, workers, steps_of)
+  local outcome = {}
+  local total = #points
+  local done = 0
+  if workers <= 1 then
+    for _, p in ipairs(points) do
+      if gkd.stop_requested() then break end
+      local ok, err = xpcall(run_point, debug.traceback, spec, p, db, steps_of and steps_of[p.name])
+      done = done + 1
+      outcome[p.name] = ok and "ok" or tostring(err)
+      say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or ("failed: " .. tostring(err)))
+    end
+    return outcome
+  end
+  local active, n_active, i = {}, 0, 1
+  while i <= total or n_active > 0 do
+    while i <= total and n_active < workers and not gkd.stop_requested() do
+      local p = points[i]
+      i = i + 1
+      local pid, err = gkd.sys.fork()
+      if not pid then error("gkd.sweep: " .. err, 2) end
+      if pid == 0 then
+        local ok, msg = xpcall(run_point, debug.traceback, spec, p, db, steps_of and steps_of[p.name])
+        if not ok then say("%s: %s", p.name, tostring(msg)) end
+        gkd.sys.exit(ok and 0 or 1)
+      end
+      active[pid] = p
+      n_active = n_active + 1
+    end
+    if n_active == 0 then break end
+    local pid, how, code = gkd.sys.wait()
+    if not pid then break end
+    local p = active[pid]
+    if p then
+      active[pid] = nil
+      n_active = n_active - 1
+      done = done + 1
+      local ok = how == "exit" and code == 0
+      outcome[p.name] = ok and "ok" or (how == "signal" and ("killed by signal " .. code) or "failed")
+      say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or outcome[p.name])
+    end
+  end
+  return outcome
+end
+
+-- Looks up a metric in a final-metrics table: "loss" or "eval.rougeL".
+local function metric_of(m, key)
+  if not m then return nil end
+  local sub = key:match("^eval%.(.+)$")
+  if sub then return m.eval and m.eval[sub] end
+  return m[key]
+end
+
+local function summarize(spec, points, results)
+  local keys = spec.summary
+  if not keys then
+    keys = { "loss" }
+    local seen = {}
+    for _, p in ipairs(points) do
+      local m = results[p.name] and results[p.name].metrics
+      if m and m.eval then
+        for k in pairs(m.eval) do
+          if not seen[k] then seen[k] = true end
+        end
+      end
+    end
+    for _, k in ipairs(util.keys(seen)) do keys[#keys + 1] = "eval." .. k end
+  end
+  local groups, order = {}, {}
+  for _, p in ipairs(points) do
+    local g = groups[p.group]
+    if not g then
+      g = { group = p.group, runs = 0, values = {} }
+      groups[p.group] = g
+      order[#order + 1] = g
+    end
+    local r = results[p.name]
+    if r and r.status == "finished" then
+      g.runs = g.runs + 1
+      for _, k in ipairs(keys) do
+        local v = metric_of(r.metrics, k)
+        if type(v) == "number" then
+          g.values[k] = g.values[k] or {}
+          table.insert(g.values[k], v)
+        end
+      end
+    end
+  end
+  local rows = {}
+  for _, g in ipairs(order) do
+    local row = { setting = g.group, runs = g.runs }
+    for _, k in ipairs(keys) do
+      local mean, std = util.mean_std(g.values[k] or {})
+      row[k] = { mean = mean, std = std, n = #(g.values[k] or {}) }
+    end
+    rows[#rows + 1] = row
+  end
+  return rows, keys
+end
+
+local function print_summary(name, rows, keys, counts)
+  local out = {}
+  out[#out + 1] = string.format("sweep '%s': %d runs: %d finished, %d failed, %d not finished", name,
+    counts.total, counts.finished, counts.failed, counts.total - counts.finished - counts.failed)
+  local w = 7
+  for _, r in ipairs(rows) do w = math.max(w, #r.setting) end
+  local header = { string.format("%-" .. w .. "s %4s", "setting", "runs") }
+  for _, k in ipairs(keys) do header[#header + 1] = string.format("%22s", k) end
+  out[#out + 1] = table.concat(header, " ")
+  for _, r in ipairs(rows) do
+    local line = { string.format("%-" .. w .. "s %4d", r.setting, r.runs) }
+    for _, k in ipairs(keys) do
+      local c = r[k]
+      if c.n == 0 then
+        line[#line + 1] = string.format("%22s", "-")
+      else
+        line[#line + 1] = string.format("%22s", string.format("%.4g +- %.2g", c.mean, c.std))
+      end
+    end
+    out[#out + 1] = table.concat(line, " ")
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
+  io.stdout:flush()
+end
+
+-- The state of every point in the store: {[name] = {status, metrics, id}}.
+local function collect(store, sweep_id, points)
+  local results = {}
+  for _, p in ipairs(points) do
+    local info = store:run_find(p.name, sweep_id)
+    if info then
+      local r = { id = info.id, status = info.status, last_step = info.last_step }
+      if info.status == "finished" then r.metrics = util.final_metrics_from_store(store, info.id) end
+      results[p.name] = r
+    end
+  end
+  return results
+end
+
+-- Points still to run: not finished (with at least `steps` steps when given), not failed (unless
+-- retry_failed), not running in a live process.
+local function pending(store, sweep_id, points, retry_failed, steps_of)
+  local todo, busy, failed = {}, 0, 0
+  for _, p in ipairs(points) do
+    local info = store:run_find(p.name, sweep_id)
+    local need = steps_of and steps_of[p.name]
+    if not info then
+      todo[#todo + 1] = p
+    elseif info.status == "finished" and (not need or info.last_step >= need) then
+      -- done
+    elseif info.status == "failed" and not retry_failed then
+      failed = failed + 1
+    elseif info.status == "running" and util.running_elsewhere(store, info.id) then
+      busy = busy + 1
+    else
+      todo[#todo + 1] = p
+    end
+  end
+  return todo, busy, failed
+end
+
+function gkd.sweep(spec)
+  util.check("gkd.sweep", spec, SWEEP_SCHEMA, 2)
+  gkd.options.sweeps_run = (gkd.options.sweeps_run or 0) + 1
+  local retry_failed = spec.retry_failed
+  if retry_failed == nil then retry_failed = gkd.options.retry_failed end
+  if not spec.name then error("gkd.sweep: 'name' is required", 2) end
+  if not spec.run and not spec.base then error("gkd.sweep: give 'run' (function(settings) -> config) or 'base'", 2) end
+  local points = gkd.sweep_points(spec)
+  local db = gkd.options.db or spec.db or "runs.db"
+  local workers = gkd.options.workers or spec.workers or 1
+  local store = assert(gkd.store.open(db))
+  local sweep_id = assert(store:sweep(spec.name, gkd.json.encode(util.describe({
+    grid = spec.grid, random = spec.random, trials = spec.trials, seeds = spec.seeds or { 1 },
+    workers = workers, halving = spec.halving, points = #points,
+  }))))
+  local full_steps
+  if spec.halving then
+    local probe = point_config(spec, points[1], db)
+    full_steps = probe.steps or 100
+  end
+  store:close()
+
+  local survivors = points
+  local rung_steps = { full_steps }
+  if spec.halving then
+    local h = spec.halving
+    local eta, s = h.eta or 3, h.min_steps or math.max(1, full_steps // 9)
+    rung_steps = {}
+    while s < full_steps do rung_steps[#rung_steps + 1] = s; s = s * eta end
+    rung_steps[#rung_steps + 1] = full_steps
+  end
+  for rung, steps in ipairs(rung_steps) do
+    local steps_of
+    if spec.halving then
+      steps_of = {}
+      for _, p in ipairs(survivors) do steps_of[p.name] = steps end
+    end
+    store = assert(gkd.store.open(db))
+    local todo, busy, failed = pending(store, sweep_id, survivors, retry_failed, steps_of)
+    store:close()
+    local skipped = #survivors - #todo - busy - failed
+    say("sweep '%s'%s: %d runs, %d to run, %d already finished%s%s, %d worker%s", spec.name,
+      spec.halving and string.format(" (rung %d, %d steps)", rung, steps) or "", #survivors, #todo, skipped,
+      busy > 0 and string.format(", %d running elsewhere", busy) or "",
+      failed > 0 and string.format(", %d failed (retry_failed = true to run them again)", failed) or "",
+      workers, workers == 1 and "" or "s")
+    execute(spec, todo, db, workers, steps_of)
+    if gkd.stop_requested() then break end
+    if spec.halving and rung < #rung_steps then
+      store = assert(gkd.store.open(db))
+      local results = collect(store, sweep_id, survivors)
+      store:close()
+      local h = spec.halving
+      local key, mode = h.metric or "loss", h.mode or "min"
+      local by_group, groups = {}, {}
+      for _, p in ipairs(survivors) do
+        local v = metric_of(results[p.name] and results[p.name].metrics, key)
+        local g = by_group[p.group]
+        if not g then g = { name = p.group, values = {}, points = {} }; by_group[p.group] = g; groups[#groups + 1] = g end
+        g.points[#g.points + 1] = p
+        if type(v) == "number" then g.values[#g.values + 1] = v end
+      end
+      for _, g in ipairs(groups) do
+        g.score = #g.values > 0 and (util.mean_std(g.values)) or nil
+      end
+      table.sort(groups, function(a, b)
+        if a.score == nil then return false end
+        if b.score == nil then return true end
+        if a.score ~= b.score then
+          if mode == "max" then return a.score > b.score end
+          return a.score < b.score
+        end
+        return a.name < b.name
+      end)
+      local keep = math.max(1, math.ceil(#groups / (h.eta or 3)))
+      survivors = {}
+      for gi = 1, keep do
+        for _, p in ipairs(groups[gi].points) do survivors[#survivors + 1] = p end
+      end
+      say("sweep '%s': rung %d kept %d of %d settings by %s (%s)", spec.name, rung, keep, #groups, key, mode)
+    end
+  end
+
+  store = assert(gkd.store.open(db))
+  local results = collect(store, sweep_id, points)
+  store:close()
+  local counts = { total = #points, finished = 0, failed = 0 }
+  for _, p in ipairs(points) do
+    local r = results[p.name]
+    if r and r.status == "finished" then counts.finished = counts.finished + 1 end
+    if r and r.status == "failed" then counts.failed = counts.failed + 1 end
+  end
+  local rows, keys = summarize(spec, points, results)
+  print_summary(spec.name, rows, keys, counts)
+  local runs = {}
+  for _, p in ipairs(points) do
+    local r = results[p.name] or { status = "missing" }
+    runs[#runs + 1] = { name = p.name, settings = p.settings, status = r.status, metrics = r.metrics, id = r.id }
+  end
+  return { name = spec.name, sweep_id = sweep_id, runs = runs, summary = rows, counts = counts }
+end
