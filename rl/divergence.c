@@ -303,23 +303,34 @@ typedef enum {
     FAULT_NOMEM,
 } row_fault;
 
-/* log-softmax of x / temperature into out (n), in double. */
+/* log-softmax of x / temperature into out (n), in double; *top receives the index of the largest entry.
+ * The largest entry adds exactly 1 to the normaliser, so its log is log1p of the rest: a peaked row's
+ * top log-probability, -log1p(rest), then keeps its digits where log(1 + rest) would round rest away. */
 static row_fault log_softmax(const float *x, int n, double temperature, double *out, row_fault bad_logit,
-                             row_fault all_masked, int *bad_entry) {
+                             row_fault all_masked, int *bad_entry, int *top) {
     double max = -INFINITY;
+    int arg = 0;
     for (int v = 0; v < n; v++) {
         if (isnan(x[v]) || x[v] == INFINITY) {
             *bad_entry = v;
             return bad_logit;
         }
         out[v] = (double)x[v] / temperature;
-        if (out[v] > max) max = out[v];
+        if (out[v] > max) {
+            max = out[v];
+            arg = v;
+        }
     }
     if (max == -INFINITY) return all_masked;
-    double sum = 0.0;
-    for (int v = 0; v < n; v++) sum += exp(out[v] - max);
-    double lse = max + log(sum);
-    for (int v = 0; v < n; v++) out[v] -= lse;
+    double rest = 0.0;
+    for (int v = 0; v < n; v++) {
+        out[v] -= max;
+        if (v != arg) rest += exp(out[v]);
+    }
+    /* Subtracting max and log1p(rest) one after the other: their sum, rounded, would bury rest. */
+    double log_norm = log1p(rest);
+    for (int v = 0; v < n; v++) out[v] -= log_norm;
+    *top = arg;
     return FAULT_NONE;
 }
 
@@ -441,10 +452,11 @@ static double tail_log_mass(const double *l, int V, const int *kept, int n_kept)
 static row_fault divergence_row(const resolved *r, int k, const float *t, const float *s, int V,
                                 double temperature, scratch *w, double *value, float *dst, double scale,
                                 int *bad_entry) {
+    int t_top, s_top;
     row_fault fault = log_softmax(t, V, temperature, w->lp, FAULT_TEACHER_LOGIT, FAULT_TEACHER_MASKED,
-                                  bad_entry);
+                                  bad_entry, &t_top);
     if (fault == FAULT_NONE)
-        fault = log_softmax(s, V, 1.0, w->lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, bad_entry);
+        fault = log_softmax(s, V, 1.0, w->lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, bad_entry, &s_top);
     if (fault != FAULT_NONE) {
         *value = NAN;
         if (dst) memset(dst, 0, (size_t)V * sizeof(float));
@@ -484,11 +496,18 @@ static row_fault divergence_row(const resolved *r, int k, const float *t, const 
         memset(dst, 0, (size_t)V * sizeof(float));
         return FAULT_INFINITE_GRADIENT;
     }
+    double qg_rest = 0.0; /* sum of QG_v over v != s_top */
     for (int v = 0; v < V; v++) {
         /* A masked student logit is a constant, not a free variable: no gradient. */
         double lq = w->lq[v];
         dst[v] = lq == -INFINITY ? 0.0f : (float)(scale * (w->qg[v] - exp(lq) * gbar));
+        if (v != s_top) qg_rest += w->qg[v];
     }
+    /* At the student's top entry Q_u (G_u - Gbar) cancels when Q saturates (Q_u -> 1, G_u -> Gbar).
+     * Written as QG_u (1 - Q_u) - Q_u sum_{v != u} QG_v, with 1 - Q_u = -expm1(log Q_u), it keeps its
+     * relative accuracy. */
+    double lq_top = w->lq[s_top];
+    dst[s_top] = (float)(scale * (w->qg[s_top] * -expm1(lq_top) - exp(lq_top) * qg_rest));
     return FAULT_NONE;
 }
 
@@ -579,10 +598,12 @@ gkd_status gkd_divergence_metrics(const float *teacher, const float *student, in
             gkd_token_metrics m = {NAN, NAN, NAN, NAN, NAN};
             int entry = -1;
             row_fault f = FAULT_NOMEM;
+            int top;
             if (ok) f = log_softmax(teacher + off, V, teacher_temperature, w.lp, FAULT_TEACHER_LOGIT,
-                                    FAULT_TEACHER_MASKED, &entry);
+                                    FAULT_TEACHER_MASKED, &entry, &top);
             if (f == FAULT_NONE)
-                f = log_softmax(student + off, V, 1.0, w.lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, &entry);
+                f = log_softmax(student + off, V, 1.0, w.lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, &entry,
+                                &top);
             if (f == FAULT_NONE) {
                 m = (gkd_token_metrics){0};
                 for (int v = 0; v < V; v++) {

@@ -654,6 +654,7 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
                              (long long)t->step);
     stats->lr = lr;
     stats->lambda = lambda;
+    stats->alpha = alpha;
     stats->grad_norm = grad_norm;
     stats->on_policy_fraction = (double)on_rows / ((double)B * c->grad_accum);
     stats->output_length = (double)out_tokens_total / ((double)B * c->grad_accum);
@@ -678,12 +679,19 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
              {"time_generate", stats->t_generate},
              {"time_teacher", stats->t_teacher},
              {"time_student", stats->t_student},
-             {"time_optimizer", stats->t_optimizer}};
+             {"time_optimizer", stats->t_optimizer},
+             {"reward", stats->reward},
+             {"return", stats->ret},
+             {"advantage_std", stats->advantage_std},
+             {"alpha", alpha},
+             {"kl_reference", stats->kl_reference}};
     t->step++;
     for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
         if (!t->teacher && (strstr(m[i].name, "kl") || strstr(m[i].name, "jsd") || strstr(m[i].name, "entropy") ||
                             strcmp(m[i].name, "time_teacher") == 0))
             continue;
+        int rl_metric = i >= sizeof m / sizeof *m - 5;
+        if (rl_metric && (!c->reward || (strcmp(m[i].name, "kl_reference") == 0 && c->kl_coef <= 0))) continue;
         if ((st = emit(t, "train", m[i].name, m[i].v)) != GKD_OK) return st;
     }
     return GKD_OK;

@@ -170,6 +170,41 @@ int main(void) {
         gkd_model_free(s);
     }
 
+    /* GKD + RL: a reward, K = 2 samples per prompt, alpha 0.5 and a KL penalty to the initial student;
+     * repeatable, and the reward's numbers reach the metric sink. */
+    {
+        gkd_reward *reward = NULL;
+        CHECK(gkd_reward_builtin("exact_match", &reward) == GKD_OK);
+        loss_log l1 = {0}, l2 = {0};
+        for (int rep = 0; rep < 2; rep++) {
+            gkd_model *s = tiny_model(16, 1, V, 12);
+            gkd_config(&c, rep ? &l2 : &l1);
+            c.reward = reward;
+            c.alpha = gkd_schedule_constant(0.5);
+            c.group_size = 2;
+            c.kl_coef = 0.1f;
+            c.steps = 3;
+            gkd_trainer *tr = NULL;
+            CHECKF(gkd_trainer_create(&c, s, teacher, tok, &train_text, &train, &held_text, &held, &tr) == GKD_OK, "%s",
+                   gkd_error_message());
+            CHECKF(tr && gkd_trainer_run(tr) == GKD_OK, "%s", gkd_error_message());
+            gkd_trainer_free(tr);
+            gkd_model_free(s);
+        }
+        CHECK(l1.n == 3 && memcmp(l1.losses, l2.losses, sizeof l1.losses) == 0);
+        gkd_config(&c, &l1);
+        c.reward = reward;
+        c.group_size = 3;
+        gkd_trainer *tr = NULL;
+        CHECK(gkd_trainer_create(&c, student, teacher, tok, &train_text, &train, &held_text, &held, &tr) == GKD_ERR_ARG);
+        CHECKF(strstr(gkd_error_message(), "group_size") != NULL, "%s", gkd_error_message());
+        c.group_size = 2;
+        c.alpha = gkd_schedule_constant(-0.5);
+        CHECK(gkd_trainer_create(&c, student, teacher, tok, &train_text, &train, &held_text, &held, &tr) == GKD_ERR_ARG);
+        CHECKF(strstr(gkd_error_message(), "alpha") != NULL, "%s", gkd_error_message());
+        gkd_reward_free(reward);
+    }
+
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
