@@ -44,8 +44,8 @@ struct alloc_entry {
 };
 
 struct cuda_state {
-    int ok;               /* initialised and usable */
-    char reason[512];     /* why gkd_backend_cuda() returns NULL */
+    int ok;           /* initialised and usable */
+    char reason[512]; /* why gkd_backend_cuda() returns NULL */
     cublasHandle_t blas;
     int tf32;
     int sync_each_op; /* GKD_CUDA_SYNC=1 */
@@ -265,8 +265,8 @@ void cuda_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows
  * column-major is its transpose: so cuBLAS gets B first, A second, with their own transpose flags and
  * the dimensions (N, M, K). */
 void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
-                         size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc,
-                         size_t stride_c, int batch) {
+                         size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                         int ldc, size_t stride_c, int batch) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -274,8 +274,8 @@ void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float al
     if (batch == 1)
         st = cublasSgemm(S.blas, op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, c, ldc);
     else
-        st = cublasSgemmStridedBatched(S.blas, op_b, op_a, N, M, K, &alpha, b, ldb, (long long)stride_b, a, lda,
-                                       (long long)stride_a, &beta, c, ldc, (long long)stride_c, batch);
+        st = cublasSgemmStridedBatched(S.blas, op_b, op_a, N, M, K, &alpha, b, ldb, (long long)stride_b, a,
+                                       lda, (long long)stride_a, &beta, c, ldc, (long long)stride_c, batch);
     if (blas_ok(st, "cublasSgemm%s ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d",
                 batch == 1 ? "" : "StridedBatched", trans_a, trans_b, M, N, K, lda, ldb, ldc, batch))
         launched("cublasSgemm M=%d N=%d K=%d batch=%d", M, N, K, batch);
@@ -290,7 +290,8 @@ void cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, con
 
 __global__ void embedding_forward_kernel(float *out, const int *tokens, const float *wte, int N, int C) {
     size_t total = (size_t)N * C;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
         size_t n = i / C, c = i % C;
         out[i] = wte[(size_t)tokens[n] * C + c];
     }
@@ -360,7 +361,8 @@ __global__ void rmsnorm_backward_dweight_kernel(float *dweight, const float *dou
     int c = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.0f;
     if (c < C)
-        for (int n = threadIdx.y; n < N; n += 32) acc += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
+        for (int n = threadIdx.y; n < N; n += 32)
+            acc += dout[(size_t)n * C + c] * inp[(size_t)n * C + c] * rstd[n];
     part[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && c < C) {
@@ -377,8 +379,8 @@ void cuda_rmsnorm_forward(float *out, float *rstd, const float *inp, const float
     launched("rmsnorm_forward N=%d C=%d", N, C);
 }
 
-void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                           const float *rstd, int N, int C) {
+void cuda_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int N, int C) {
     if (N <= 0 || C <= 0) return;
     rmsnorm_backward_dinp_kernel<<<N, THREADS>>>(dinp, dout, inp, weight, rstd, C);
     launched("rmsnorm_backward (dinp) N=%d C=%d", N, C);
@@ -418,12 +420,12 @@ void rope_launch(float *x, const int *pos, const float *cos_tab, const float *si
     size_t total = (size_t)N * n_heads * (head_dim / 2);
     if (N <= 0 || total == 0) return;
     rope_kernel<<<grid_for(total), THREADS>>>(x, pos, cos_tab, sin_tab, N, n_heads, head_dim, ld, inverse);
-    launched("rope_%s N=%d n_heads=%d head_dim=%d ld=%d", inverse ? "backward" : "forward", N, n_heads, head_dim,
-             ld);
+    launched("rope_%s N=%d n_heads=%d head_dim=%d ld=%d", inverse ? "backward" : "forward", N, n_heads,
+             head_dim, ld);
 }
 
-void cuda_rope_forward(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N, int n_heads,
-                       int head_dim, int ld) {
+void cuda_rope_forward(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                       int n_heads, int head_dim, int ld) {
     rope_launch(x, pos, cos_tab, sin_tab, N, n_heads, head_dim, ld, 0);
 }
 
@@ -553,8 +555,8 @@ void attn_rows_launch(attn_row_op op, float *att, float *datt, float *out, const
             launched("attention softmax backward B=%d H=%d T=%d Tk=%d", d->B, d->n_heads, d->T, d->Tk);
             break;
         case ROW_ATTENTION:
-            attention_row_kernel<<<(unsigned)n_rows, 128, (size_t)d->head_dim * sizeof(float)>>>(out, att, q, k, v,
-                                                                                                  rows, *d);
+            attention_row_kernel<<<(unsigned)n_rows, 128, (size_t)d->head_dim * sizeof(float)>>>(
+                out, att, q, k, v, rows, *d);
             launched("attention (row kernel) B=%d H=%d T=%d Tk=%d head_dim=%d", d->B, d->n_heads, d->T, d->Tk,
                      d->head_dim);
             break;
@@ -590,16 +592,16 @@ void cuda_attention_forward(float *out, float *att, const float *q, const float 
     for (int b = 0; b < d->B; b++) {
         int n_keys = seq_pos0(pos0, b) + T;
         for (int r = 0; r < group; r++)
-            cuda_matmul_batched(0, 0, T, D, n_keys, 1.0f, att + ((size_t)b * H + r) * head_att, Tk, group * head_att,
-                                v + b * d->bs_kv, d->ld_kv, (size_t)D, 0.0f, out + b * d->bs_out + (size_t)r * D,
-                                d->ld_out, (size_t)group * D, KV);
+            cuda_matmul_batched(0, 0, T, D, n_keys, 1.0f, att + ((size_t)b * H + r) * head_att, Tk,
+                                group * head_att, v + b * d->bs_kv, d->ld_kv, (size_t)D, 0.0f,
+                                out + b * d->bs_out + (size_t)r * D, d->ld_out, (size_t)group * D, KV);
     }
 }
 
 /* The heads r of a group add into the same dk, dv: their products are separate calls, run in order. */
-void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout, const float *att,
-                             const float *q, const float *k, const float *v, const int *pos0,
-                             const gkd_attn_dims *d) {
+void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                             const float *att, const float *q, const float *k, const float *v,
+                             const int *pos0, const gkd_attn_dims *d) {
     const int H = d->n_heads, KV = d->n_kv_heads, D = d->head_dim, T = d->T, Tk = d->Tk, group = H / KV;
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
     const float scale = 1.0f / sqrtf((float)D);
@@ -624,8 +626,8 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const
             const float *dah = datt + ((size_t)b * H + r) * head_att;
             size_t q_off = b * d->bs_q + (size_t)r * D;
             /* dq += scale datt k; dk += scale datt^T q */
-            cuda_matmul_batched(0, 0, T, D, n_keys, scale, dah, Tk, group * head_att, k + b * d->bs_kv, d->ld_kv,
-                                (size_t)D, 1.0f, dq + q_off, d->ld_q, (size_t)group * D, KV);
+            cuda_matmul_batched(0, 0, T, D, n_keys, scale, dah, Tk, group * head_att, k + b * d->bs_kv,
+                                d->ld_kv, (size_t)D, 1.0f, dq + q_off, d->ld_q, (size_t)group * D, KV);
             cuda_matmul_batched(1, 0, n_keys, D, T, scale, dah, Tk, group * head_att, q + q_off, d->ld_q,
                                 (size_t)group * D, 1.0f, dk + b * d->bs_kv, d->ld_kv, (size_t)D, KV);
         }
@@ -634,9 +636,11 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const
 
 /* ---------- swiglu, residual ---------- */
 
-__global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, int N, int F, int ld_in) {
+__global__ void swiglu_forward_kernel(float *out, const float *gate, const float *up, int N, int F,
+                                      int ld_in) {
     size_t total = (size_t)N * F;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
         size_t in = (i / F) * ld_in + i % F;
         float g = gate[in];
         out[i] = g / (1.0f + expf(-g)) * up[in];
@@ -647,7 +651,8 @@ __global__ void swiglu_forward_kernel(float *out, const float *gate, const float
 __global__ void swiglu_backward_kernel(float *dgate, float *dup, const float *dout, const float *gate,
                                        const float *up, int N, int F, int ld_in) {
     size_t total = (size_t)N * F;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
         size_t in = (i / F) * ld_in + i % F;
         float g = gate[in], u = up[in], dy = dout[i];
         float s = 1.0f / (1.0f + expf(-g));
@@ -662,8 +667,8 @@ void cuda_swiglu_forward(float *out, const float *gate, const float *up, int N, 
     launched("swiglu_forward N=%d F=%d", N, F);
 }
 
-void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int N,
-                          int F, int ld_in) {
+void cuda_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                          int N, int F, int ld_in) {
     if (N <= 0 || F <= 0) return;
     swiglu_backward_kernel<<<grid_for((size_t)N * F), THREADS>>>(dgate, dup, dout, gate, up, N, F, ld_in);
     launched("swiglu_backward N=%d F=%d", N, F);
@@ -675,7 +680,8 @@ __global__ void residual_forward_kernel(float *out, const float *a, const float 
 }
 
 __global__ void residual_backward_kernel(float *da, float *db, const float *dout, size_t n) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
         da[i] += dout[i];
         db[i] += dout[i];
     }
@@ -754,9 +760,11 @@ void cuda_crossentropy_backward(float *dlogits, const float *logits, const float
 
 /* ---------- optimizer, norms ---------- */
 
-__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
-                             float beta2, float eps, float weight_decay, float grad_scale, float bc1, float bc2) {
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                             float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                             float bc1, float bc2) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
         float g = grad[i] * grad_scale;
         float mi = beta1 * m[i] + (1.0f - beta1) * g;
         float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
@@ -773,8 +781,8 @@ void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size
     /* bias corrections on the host in double, as the CPU backend computes them */
     float bc1 = (float)(1.0 - pow(beta1, (double)t));
     float bc2 = (float)(1.0 - pow(beta2, (double)t));
-    adamw_kernel<<<grid_for(n), THREADS>>>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale,
-                                           bc1, bc2);
+    adamw_kernel<<<grid_for(n), THREADS>>>(param, grad, m, v, n, lr, beta1, beta2, eps, weight_decay,
+                                           grad_scale, bc1, bc2);
     launched("adamw_update n=%zu", n);
 }
 
@@ -876,7 +884,8 @@ void init_once(void) {
     }
     S.sumsq_ws = (double *)cuda_alloc((SUMSQ_BLOCKS + 1) * sizeof(double));
     if (!S.sumsq_ws) {
-        snprintf(S.reason, sizeof S.reason, "cannot allocate the backend's workspace: %s", gkd_error_message());
+        snprintf(S.reason, sizeof S.reason, "cannot allocate the backend's workspace: %s",
+                 gkd_error_message());
         cublasDestroy(S.blas);
         return;
     }

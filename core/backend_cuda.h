@@ -32,16 +32,16 @@ const gkd_backend *gkd_backend_cuda(void);
 int gkd_backend_cuda_device_count(void);
 
 typedef struct {
-    char name[256];           /* e.g. "NVIDIA H100 80GB HBM3" */
-    int device;               /* ordinal */
-    int cc_major, cc_minor;   /* compute capability */
+    char name[256];         /* e.g. "NVIDIA H100 80GB HBM3" */
+    int device;             /* ordinal */
+    int cc_major, cc_minor; /* compute capability */
     int multiprocessors;
-    size_t total_bytes;       /* device memory, as cudaMemGetInfo reports */
+    size_t total_bytes; /* device memory, as cudaMemGetInfo reports */
     size_t free_bytes;
-    size_t in_use_bytes;      /* allocated through the backend table (alloc minus free), workspace included */
-    size_t peak_bytes;        /* the largest in_use_bytes so far */
+    size_t in_use_bytes; /* allocated through the backend table (alloc minus free), workspace included */
+    size_t peak_bytes;   /* the largest in_use_bytes so far */
     int runtime_version, driver_version; /* e.g. 13000 */
-    int tf32;                 /* 1 when matrix products use TF32 tensor cores */
+    int tf32;                            /* 1 when matrix products use TF32 tensor cores */
 } gkd_cuda_info;
 
 /* Fills *out; GKD_ERR_DEVICE (message set) when the backend is unusable. */

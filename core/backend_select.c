@@ -22,7 +22,8 @@ const gkd_backend *gkd_backend_by_name(const char *name) {
         if (gkd_backend_cuda_device_count() > 0) {
             const gkd_backend *be = gkd_backend_cuda();
             /* a GPU that is present but fails to initialise is an error, not a reason to run slowly */
-            if (!be) gkd_error_prefix(GKD_ERR_DEVICE, "backend \"auto\": a CUDA device is present but unusable");
+            if (!be)
+                gkd_error_prefix(GKD_ERR_DEVICE, "backend \"auto\": a CUDA device is present but unusable");
             return be;
         }
 #endif
