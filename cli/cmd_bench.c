@@ -2,7 +2,8 @@
  * Sections: sgemm (the machine's matrix-product rate, measured in the same run as the reference for the
  * others), train (one training step of the issue's benchmark shape), generate (batched sampling with the
  * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
- * models' logits), gkd_step (a whole GKD step split by phase). */
+ * models' logits), gkd_step (a whole on-policy GKD step split by phase, and the share of the step spent
+ * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,12 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "core/sample.h"
+#include "bindings/gkd_lua.h"
+#include "core/data.h"
+#include "core/store.h"
+#include "core/tokenizer.h"
 #include "rl/distill.h"
+#include "rl/trainer.h"
 
 static double now(void) {
     struct timespec ts;
@@ -217,13 +223,138 @@ static gkd_status bench_distill(const gkd_backend *be, int N, int V, int Cs, int
     return st;
 }
 
+/* Weak until the binding layer defines it (bindings/gkd_lua.h). */
+extern gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out) __attribute__((weak));
+
+typedef struct {
+    gkd_store *store;
+    int64_t run_id;
+    double seconds; /* spent in the sink, i.e. logging */
+} logging_ctx;
+
+static int logging_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
+    logging_ctx *l = ctx;
+    double t0 = now();
+    gkd_status st = strcmp(split, "train") == 0 ? gkd_store_metric(l->store, l->run_id, step, name, value)
+                                                : gkd_store_eval(l->store, l->run_id, step, split, name, value);
+    l->seconds += now() - t0;
+    return st == GKD_OK ? 0 : 1;
+}
+
+typedef struct {
+    int steps;
+    double step_s, generate_s, teacher_s, student_s, optimizer_s, tokens_per_s, logging_fraction;
+} gkd_step_result;
+
+/* On-policy GKD (lambda 1, JSD(0.9)) of a small student from a larger teacher on the built-in arithmetic
+ * task, metrics written to a run store in a temporary file. */
+static gkd_status bench_gkd_step(const gkd_backend *be, int steps, gkd_step_result *out) {
+    gkd_dataset train_text = {0};
+    gkd_token_dataset train = {0};
+    gkd_tokenizer *tok = NULL;
+    gkd_model *teacher = NULL, *student = NULL;
+    gkd_trainer *t = NULL;
+    gkd_store *store = NULL;
+    char db[64];
+    snprintf(db, sizeof db, "/tmp/gkd-bench-%d.db", (int)getpid());
+    gkd_status st = gkd_dataset_arithmetic(1, 256, &train_text);
+    const char **texts = malloc(256 * sizeof *texts);
+    for (int i = 0; st == GKD_OK && i < 256; i++) texts[i] = train_text.items[i].prompt;
+    const char *specials[] = {"<|endoftext|>", "<|pad|>"};
+    if (st == GKD_OK) st = gkd_tokenizer_train(texts, 256, 512, specials, 2, &tok);
+    free(texts);
+    if (st == GKD_OK) st = gkd_dataset_tokenize(&train_text, tok, 64, 32, &train);
+    gkd_model_config tc = {.vocab_size = tok ? gkd_tokenizer_vocab_size(tok) : 1, .dim = 256, .n_layers = 4,
+                           .n_heads = 8, .n_kv_heads = 4, .hidden_dim = 768, .max_seq_len = 128,
+                           .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    gkd_model_config sc = tc;
+    sc.dim = 128;
+    sc.n_layers = 2;
+    sc.n_heads = 4;
+    sc.n_kv_heads = 2;
+    sc.hidden_dim = 384;
+    if (st == GKD_OK) st = gkd_model_create(&tc, be, &teacher);
+    if (st == GKD_OK) st = gkd_model_create(&sc, be, &student);
+    if (st == GKD_OK) st = gkd_store_open(db, &store);
+    logging_ctx log = {store, 0, 0.0};
+    if (st == GKD_OK) st = gkd_store_run_begin(store, "bench/gkd_step", 0, "{}", 1, &log.run_id);
+    if (st == GKD_OK) {
+        gkd_model_init_weights(teacher, 1);
+        gkd_model_init_weights(student, 2);
+        gkd_train_config c;
+        gkd_train_config_default(&c);
+        gkd_train_config_preset(&c, "gkd");
+        c.divergence.kind = GKD_DIV_JSD;
+        c.beta = gkd_schedule_constant(0.9);
+        c.batch_size = 8;
+        c.max_new_tokens = 32;
+        c.steps = steps + 1;
+        c.on_metric = logging_sink;
+        c.metric_ctx = &log;
+        st = gkd_trainer_create(&c, student, teacher, tok, &train_text, &train, NULL, NULL, &t);
+    }
+    memset(out, 0, sizeof *out);
+    gkd_step_stats s;
+    if (st == GKD_OK) st = gkd_trainer_step(t, &s); /* warm-up */
+    log.seconds = 0;
+    double total = 0;
+    for (int i = 0; st == GKD_OK && i < steps; i++) {
+        double t0 = now();
+        st = gkd_trainer_step(t, &s);
+        total += now() - t0;
+        out->generate_s += s.t_generate / steps;
+        out->teacher_s += s.t_teacher / steps;
+        out->student_s += s.t_student / steps;
+        out->optimizer_s += s.t_optimizer / steps;
+        out->tokens_per_s += s.tokens_per_s / steps;
+    }
+    if (st == GKD_OK) { /* the buffered rows are written at the flush: part of the logging cost */
+        double t0 = now();
+        st = gkd_store_flush(store);
+        log.seconds += now() - t0;
+    }
+    out->steps = steps;
+    out->step_s = total / steps;
+    out->logging_fraction = total > 0 ? log.seconds / total : 0;
+    gkd_trainer_free(t);
+    gkd_store_close(store);
+    unlink(db);
+    char wal[80];
+    snprintf(wal, sizeof wal, "%s-wal", db);
+    unlink(wal);
+    snprintf(wal, sizeof wal, "%s-shm", db);
+    unlink(wal);
+    gkd_model_free(teacher);
+    gkd_model_free(student);
+    gkd_tokenizer_free(tok);
+    gkd_token_dataset_free(&train);
+    gkd_dataset_free(&train_text);
+    return st;
+}
+
 int gkd_cmd_bench(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "bench", argc, argv, 2, "json,quick") != 0) return 2;
     int json = gkd_cli_flag(&a, "json"), quick = gkd_cli_flag(&a, "quick"), bad = 0;
     const char *device = gkd_cli_str(&a, "device", "cpu");
-    const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate");
+    const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate,gkd_step,lua");
     int reps = (int)gkd_cli_int(&a, "reps", quick ? 1 : 3, &bad);
+    gkd_model_config cfg = {.vocab_size = (int)gkd_cli_int(&a, "vocab", 8192, &bad),
+                            .dim = (int)gkd_cli_int(&a, "dim", 384, &bad),
+                            .n_layers = (int)gkd_cli_int(&a, "layers", 6, &bad),
+                            .n_heads = (int)gkd_cli_int(&a, "heads", 6, &bad),
+                            .n_kv_heads = (int)gkd_cli_int(&a, "kv-heads", 2, &bad),
+                            .hidden_dim = (int)gkd_cli_int(&a, "ffn", 1024, &bad),
+                            .max_seq_len = 0,
+                            .rope_theta = 10000.0f,
+                            .norm_eps = 1e-5f,
+                            .tied_embeddings = 0};
+    int train_batch = (int)gkd_cli_int(&a, "batch", 4, &bad);
+    int train_seq = (int)gkd_cli_int(&a, "seq", quick ? 64 : 256, &bad);
+    int gen_batch = (int)gkd_cli_int(&a, "gen-batch", quick ? 4 : 32, &bad);
+    int gen_new = (int)gkd_cli_int(&a, "gen-new", quick ? 8 : 64, &bad);
+    int gen_prompt = 16;
+    cfg.max_seq_len = train_seq > gen_prompt + gen_new ? train_seq : gen_prompt + gen_new;
     if (bad || gkd_cli_check_unused(&a)) return 2;
     const gkd_backend *be = gkd_backend_by_name(device);
     if (!be) {
@@ -259,33 +390,61 @@ int gkd_cmd_bench(int argc, char **argv) {
         sgemm = bench_sgemm(be, quick ? 512 : 2048, reps + 2);
         gkd_buf_printf(&out, ",\n  \"sgemm\": {\"n\": %d, \"gflops\": %.2f}", quick ? 512 : 2048, sgemm);
     }
-    gkd_model_config cfg = {.vocab_size = 8192, .dim = 384, .n_layers = 6, .n_heads = 6, .n_kv_heads = 2,
-                            .hidden_dim = 1024, .max_seq_len = 256, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
-                            .tied_embeddings = 0};
     if (strstr(only, "train")) {
         train_result tr;
-        int T = quick ? 64 : 256;
-        if (bench_train(be, &cfg, 4, T, reps, &tr) != GKD_OK) {
+        int T = train_seq;
+        if (bench_train(be, &cfg, train_batch, T, reps, &tr) != GKD_OK) {
             gkd_cli_error("bench", "train: %s", gkd_error_message());
             rc = 1;
         } else {
             gkd_buf_printf(&out,
-                           ",\n  \"train\": {\"shape\": \"L=6 C=384 H=6 KV=2 F=1024 V=8192 B=4 T=%d\", \"params\": %zu, "
+                           ",\n  \"train\": {\"shape\": \"L=%d C=%d H=%d KV=%d F=%d V=%d B=%d T=%d\", \"params\": %zu, "
                            "\"step_s\": %.4f, \"tokens_per_s\": %.1f, \"gflops\": %.2f",
-                           T, tr.params, tr.step_s, tr.tokens_per_s, tr.gflops);
+                           cfg.n_layers, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.hidden_dim, cfg.vocab_size,
+                           train_batch, T, tr.params, tr.step_s, tr.tokens_per_s, tr.gflops);
             if (sgemm > 0) gkd_buf_printf(&out, ", \"fraction_of_sgemm\": %.3f", tr.gflops / sgemm);
             gkd_buf_puts(&out, "}");
         }
     }
     if (strstr(only, "generate")) {
         double tps;
-        int B = quick ? 4 : 32, max_new = quick ? 8 : 64;
-        if (bench_generate(be, &cfg, B, 16, max_new, &tps) != GKD_OK) {
+        int B = gen_batch, max_new = gen_new;
+        if (bench_generate(be, &cfg, B, gen_prompt, max_new, &tps) != GKD_OK) {
             gkd_cli_error("bench", "generate: %s", gkd_error_message());
             rc = 1;
         } else {
             gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f}", B,
                            max_new, tps);
+        }
+    }
+    if (strstr(only, "gkd_step")) {
+        gkd_step_result g;
+        if (bench_gkd_step(be, quick ? 2 : 5, &g) != GKD_OK) {
+            gkd_cli_error("bench", "gkd_step: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out,
+                           ",\n  \"gkd_step\": {\"setup\": \"on-policy JSD(0.9), teacher L=4 C=256, student L=2 C=128, "
+                           "B=8, 32 new tokens, arithmetic task\", \"steps\": %d, \"step_s\": %.4f, "
+                           "\"generate_s\": %.4f, \"teacher_forward_s\": %.4f, \"student_forward_backward_s\": %.4f, "
+                           "\"optimizer_s\": %.4f, \"tokens_per_s\": %.1f, \"logging_fraction\": %.5f}",
+                           g.steps, g.step_s, g.generate_s, g.teacher_s, g.student_s, g.optimizer_s, g.tokens_per_s,
+                           g.logging_fraction);
+        }
+    }
+    if (strstr(only, "lua")) {
+        gkd_lua_overhead lo;
+        if (!gkd_lua_bench_overhead) {
+            gkd_cli_error("bench", "lua: this build has no Lua overhead benchmark");
+            rc = 1;
+        } else if (gkd_lua_bench_overhead(quick ? 3 : 10, &lo) != GKD_OK) {
+            gkd_cli_error("bench", "lua: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out,
+                           ",\n  \"lua\": {\"steps\": %d, \"lua_s_per_step\": %.6f, \"step_s\": %.5f, "
+                           "\"fraction\": %.5f}",
+                           lo.steps, lo.lua_seconds_per_step, lo.total_seconds_per_step, lo.fraction);
         }
     }
     gkd_buf_puts(&out, "\n}\n");

@@ -13,6 +13,9 @@ struct gkd_distill_workspace {
     float *ls;        /* (chunk, V) student logits */
     float *lt;        /* (chunk, V) teacher logits */
     float *grad;      /* (chunk, V) d loss / d student logits */
+    /* The divergences run on the host: on a device backend the logits of a chunk are copied into these
+     * host rows and the gradient copied back (NULL on the CPU backend, whose buffers are host memory). */
+    float *host_ls, *host_lt, *host_grad;
     float *dhs_rows;  /* (chunk, Cs) */
     double *values;   /* (chunk) host */
     gkd_token_metrics *metrics; /* (chunk) host */
@@ -30,6 +33,9 @@ void gkd_distill_workspace_free(gkd_distill_workspace *ws) {
     be->free(ws->ls);
     be->free(ws->lt);
     be->free(ws->grad);
+    free(ws->host_ls);
+    free(ws->host_lt);
+    free(ws->host_grad);
     be->free(ws->dhs_rows);
     free(ws->values);
     free(ws->metrics);
@@ -57,6 +63,15 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
     ws->ls = be->alloc(cv);
     ws->lt = be->alloc(cv);
     ws->grad = be->alloc(cv);
+    if (be != gkd_backend_cpu()) {
+        ws->host_ls = malloc(cv);
+        ws->host_lt = malloc(cv);
+        ws->host_grad = malloc(cv);
+        if (!ws->host_ls || !ws->host_lt || !ws->host_grad) {
+            gkd_distill_workspace_free(ws);
+            return gkd_error_set(GKD_ERR_NOMEM, "out of memory: host rows for %d x %d logits", chunk, V);
+        }
+    }
     ws->values = malloc((size_t)chunk * sizeof(double));
     ws->metrics = malloc((size_t)chunk * sizeof *ws->metrics);
     ws->weights = malloc((size_t)chunk * sizeof(float));
@@ -159,9 +174,18 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
         be->matmul(0, 1, n, V, Cs, 1.0f, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
         be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
         for (int i = 0; i < n; i++) ws->weights[i] = (float)(ws->pos_weight[start + i] * scale * div_scale);
-        st = gkd_divergence_metrics(ws->lt, ws->ls, n, V, div->teacher_temperature, ws->metrics);
+        const float *ls = ws->ls, *lt = ws->lt;
+        float *grad = ws->grad;
+        if (ws->host_ls) {
+            be->copy_out(ws->host_ls, ws->ls, (size_t)n * V * sizeof(float));
+            be->copy_out(ws->host_lt, ws->lt, (size_t)n * V * sizeof(float));
+            ls = ws->host_ls;
+            lt = ws->host_lt;
+            grad = ws->host_grad;
+        }
+        st = gkd_divergence_metrics(lt, ls, n, V, div->teacher_temperature, ws->metrics);
         if (st == GKD_OK)
-            st = gkd_divergence_rows(div, ws->lt, ws->ls, n, V, ws->values, dhs ? ws->grad : NULL, ws->weights);
+            st = gkd_divergence_rows(div, lt, ls, n, V, ws->values, dhs ? grad : NULL, ws->weights);
         if (st != GKD_OK) return st;
         for (int i = 0; i < n; i++) {
             double w = ws->pos_weight[start + i];
@@ -176,9 +200,10 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
         }
         if (pg_weight)
             for (int i = 0; i < n; i++)
-                pg_loss += pg_weight[pos[i]] * pg_row(ws->ls + (size_t)i * V, V, extra->targets[pos[i]],
-                                                      pg_weight[pos[i]] * scale, dhs ? ws->grad + (size_t)i * V : NULL);
+                pg_loss += pg_weight[pos[i]] * pg_row(ls + (size_t)i * V, V, extra->targets[pos[i]],
+                                                      pg_weight[pos[i]] * scale, dhs ? grad + (size_t)i * V : NULL);
         if (!dhs) continue;
+        if (ws->host_grad) be->copy_in(ws->grad, ws->host_grad, (size_t)n * V * sizeof(float));
         /* grad holds d loss / d logits (n,V): back to the hidden rows and the output matrix. */
         be->matmul(0, 0, n, Cs, V, 1.0f, ws->grad, V, Ws, Cs, 0.0f, ws->dhs_rows, Cs);
         if (dWs) be->matmul(1, 0, V, Cs, n, 1.0f, ws->grad, V, ws->hs_rows, Cs, 1.0f, dWs, Cs);

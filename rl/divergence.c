@@ -1,7 +1,8 @@
 /* Token-level divergences and their gradients with respect to the student logits (divergence.h).
  * Rules:
- * - Each row is turned into log-probabilities in double (log P, log Q) once; everything after works
- *   in log space, so masked (-inf) entries and probabilities below double's range stay exact.
+ * - Each row is turned once into log-probabilities and probabilities in double (log P, log Q, P, Q);
+ *   the formulas take ratios from the logs, so masked (-inf) entries and probabilities below
+ *   double's range stay exact, and the probabilities spare recomputing exp.
  * - Every divergence is summed as per-entry terms that are each >= 0 and computed without internal
  *   cancellation (u - log1p(u) by a series near 0, log1p/expm1 elsewhere). A sum of non-negative terms
  *   keeps the terms' relative accuracy, which is what makes JSD(beta) accurate at beta = 1e-6, where it
@@ -12,6 +13,7 @@
  *   approximation reuses it with the tail bucket's G for every entry outside the kept set. */
 #include "rl/divergence.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,15 +62,20 @@ gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out) {
 
 const char *gkd_divergence_name(const gkd_divergence *d) {
     switch (d->kind) {
-    case GKD_DIV_FORWARD_KL: return "forward_kl";
-    case GKD_DIV_REVERSE_KL: return "reverse_kl";
+    case GKD_DIV_FORWARD_KL:
+        return "forward_kl";
+    case GKD_DIV_REVERSE_KL:
+        return "reverse_kl";
     case GKD_DIV_JSD:
         return d->convention == GKD_JSD_TRL      ? "jsd_trl"
                : d->convention == GKD_JSD_SCALED ? "jsd_scaled"
                                                  : "jsd";
-    case GKD_DIV_TV: return "tv";
-    case GKD_DIV_SKEW_KL: return "skew_kl";
-    case GKD_DIV_SKEW_REVERSE_KL: return "skew_reverse_kl";
+    case GKD_DIV_TV:
+        return "tv";
+    case GKD_DIV_SKEW_KL:
+        return "skew_kl";
+    case GKD_DIV_SKEW_REVERSE_KL:
+        return "skew_reverse_kl";
     }
     return "unknown";
 }
@@ -101,23 +108,22 @@ gkd_status gkd_divergence_check(const gkd_divergence *d) {
  * u - log1p(u) = 2w^2/(1-w) - 2w^3 (1/3 + w^2/5 + w^4/7 + ...), whose two parts do not cancel. */
 static double u_minus_log1p(double u, double log1p_u) {
     if (fabs(u) >= 0.1) return u - log1p_u;
-    double w = u / (2.0 + u), w2 = w * w, series = 0.0, power = 1.0;
-    /* |w| < 0.053, so w^16 < 1e-20 of the leading term: 8 terms reach double precision. */
-    for (int k = 0; k < 8; k++) {
-        series += power / (2 * k + 3);
-        power *= w2;
-    }
+    double w = u / (2.0 + u), w2 = w * w;
+    /* |w| < 0.053, so w^16 < 1e-20 of the leading term: 8 terms reach double precision (Horner). */
+    double series = 1.0 / 17;
+    for (int k = 6; k >= 0; k--) series = 1.0 / (2 * k + 3) + w2 * series;
     return 2.0 * w2 / (1.0 - w) - 2.0 * w * w2 * series;
 }
 
-/* P log(P/Q) - P + Q >= 0: the forward-KL term, plus a zero-sum linear part that makes it non-negative.
- * It is P h(b - a) with h(x) = e^x - 1 - x = u - log1p(u) at u = expm1(x). */
-static double kl_term(double a, double b) {
-    if (a == -INFINITY) return exp(b);
+/* P log(P/Q) - P + Q >= 0 (p = P = e^a, q = Q = e^b): the forward-KL term plus a zero-sum linear part
+ * that makes it non-negative. It is P h(b - a) with h(x) = e^x - 1 - x = u - log1p(u) at u = expm1(x);
+ * away from x = 0 the plain form loses at most a few bits (h(0.5) = 0.15). */
+static double kl_term(double a, double b, double p, double q) {
+    if (a == -INFINITY) return q;
     if (b == -INFINITY) return INFINITY;
     double x = b - a;
-    if (fabs(x) < 0.5) return exp(a) * u_minus_log1p(expm1(x), x);
-    return exp(b) - exp(a) * (1.0 + x);
+    if (fabs(x) < 0.5) return p * u_minus_log1p(expm1(x), x);
+    return q - p * (1.0 + x);
 }
 
 /* For the mixture M = wp P + wq Q (wp, wq > 0): the non-negative terms of KL(P||M) and KL(Q||M),
@@ -127,47 +133,48 @@ typedef struct {
     double kl_pm, kl_qm, lmp, lmq;
 } mix_term;
 
-/* The larger side X (log x >= log y, log x finite) and the smaller Y with M = wx X + wy Y. With
- * rho = Y/X in [0, 1]: M/X - 1 = wy (rho - 1) lies in [-wy, 0], safe for log1p; M/Y - 1 =
- * wx (1/rho - 1) may overflow, and then Y (M/Y - 1) = wx (X - Y) is used instead. */
-static void mix_larger_first(double lx, double ly, double wx, double wy, double *kl_x, double *kl_y,
-                             double *lmx, double *lmy) {
-    double x = exp(lx), d = ly - lx, rho_m1 = expm1(d);
+/* The larger side X (lx >= ly, lx finite; x = e^lx, y = e^ly) and the smaller Y, M = wx X + wy Y. With
+ * rho = Y/X in [0, 1]: M/X - 1 = wy (rho - 1) lies in [-wy, 0], safe for log1p. M/Y - 1 =
+ * uy = wx (1/rho - 1) may be huge; from uy >= 1 on, Y (uy - log1p(uy)) is written as
+ * wx (X - Y) - Y log(M/Y), whose parts cannot cancel (log1p(uy) <= 0.7 uy there) and which needs
+ * neither 1/rho nor Y to be representable. */
+static void mix_larger_first(double lx, double ly, double x, double y, double wx, double wy, double *kl_x,
+                             double *kl_y, double *lmx, double *lmy) {
+    double d = ly - lx, rho_m1 = expm1(d);
+    double rho = y >= DBL_MIN ? y / x : exp(d);
     double ux = wy * rho_m1;
     /* log1p loses accuracy as 1 + ux -> 0, where the sum wx + wy rho has none to lose. */
-    *lmx = ux > -0.5 ? log1p(ux) : log(wx + wy * exp(d));
+    *lmx = ux > -0.5 ? log1p(ux) : log(wx + wy * rho);
     *kl_x = x * u_minus_log1p(ux, *lmx);
     if (ly == -INFINITY) {
         *kl_y = wx * x; /* Y log(Y/M) - Y + M with Y = 0 */
         *lmy = INFINITY;
         return;
     }
-    double y = exp(ly);
-    if (d > -700.0) {
-        double uy = wx * expm1(-d);
+    double uy = wx * (-rho_m1 / rho);
+    if (uy < 1.0) {
         *lmy = log1p(uy);
         *kl_y = y * u_minus_log1p(uy, *lmy);
     } else {
         *lmy = *lmx - d;
-        *kl_y = wx * (-x * rho_m1) - y * *lmy;
+        *kl_y = wx * x * -rho_m1 - y * *lmy;
     }
 }
 
-static mix_term mix_eval(double a, double b, double wp, double wq) {
+static mix_term mix_eval(double a, double b, double p, double q, double wp, double wq) {
     mix_term m = {0.0, 0.0, INFINITY, INFINITY};
     if (a == -INFINITY && b == -INFINITY) return m;
     if (a >= b)
-        mix_larger_first(a, b, wp, wq, &m.kl_pm, &m.kl_qm, &m.lmp, &m.lmq);
+        mix_larger_first(a, b, p, q, wp, wq, &m.kl_pm, &m.kl_qm, &m.lmp, &m.lmq);
     else
-        mix_larger_first(b, a, wq, wp, &m.kl_qm, &m.kl_pm, &m.lmq, &m.lmp);
+        mix_larger_first(b, a, q, p, wq, wp, &m.kl_qm, &m.kl_pm, &m.lmq, &m.lmp);
     return m;
 }
 
-/* |P - Q|, from the larger side so the difference is a product, not a cancellation. */
-static double abs_diff(double a, double b) {
-    double hi = a > b ? a : b, lo = a > b ? b : a;
-    if (hi == -INFINITY) return 0.0;
-    return -exp(hi) * expm1(lo - hi);
+/* |P - Q| as the larger times -expm1(log ratio): a product, not a cancellation. */
+static double abs_diff(double a, double b, double p, double q) {
+    if (a == -INFINITY && b == -INFINITY) return 0.0;
+    return a >= b ? -p * expm1(b - a) : -q * expm1(a - b);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -200,8 +207,10 @@ static resolved resolve(const gkd_divergence *d) {
     case GKD_DIV_JSD: {
         double beta = d->beta;
         if (beta == 0.0 || beta == 1.0) {
-            if (d->convention == GKD_JSD_PAPER) r.form = FORM_ZERO;
-            else r.form = beta == 0.0 ? FORM_FORWARD_KL : FORM_REVERSE_KL;
+            if (d->convention == GKD_JSD_PAPER)
+                r.form = FORM_ZERO;
+            else
+                r.form = beta == 0.0 ? FORM_FORWARD_KL : FORM_REVERSE_KL;
             break;
         }
         r.form = FORM_MIX;
@@ -217,7 +226,9 @@ static resolved resolve(const gkd_divergence *d) {
         r.jsd_gradient = 1;
         break;
     }
-    case GKD_DIV_TV: r.form = FORM_TV; break;
+    case GKD_DIV_TV:
+        r.form = FORM_TV;
+        break;
     case GKD_DIV_SKEW_KL:
         r.select = SELECT_TEACHER;
         if (d->skew == 1.0) break;
@@ -246,27 +257,31 @@ static resolved resolve(const gkd_divergence *d) {
     return r;
 }
 
-/* The divergence over n entries (a distribution each side over the same n buckets). qg (n) or NULL
- * receives QG_j = Q_j dD/dQ_j up to a shared constant; *gbar = sum_j QG_j (+inf when a gradient is
- * infinite). */
-static double eval_entries(const resolved *r, const double *lp, const double *lq, int n, double *qg,
-                           double *gbar) {
+/* Two distributions over the same n entries or buckets: logs and probabilities of each. */
+typedef struct {
+    double *lp, *lq, *p, *q;
+} dists;
+
+/* The divergence between d's two distributions (n entries). qg (n) or NULL receives
+ * QG_j = Q_j dD/dQ_j up to a shared constant; *gbar = sum_j QG_j (+inf when a gradient is infinite). */
+static double eval_entries(const resolved *r, const dists *d, int n, double *qg, double *gbar) {
     double value = 0.0, qg_sum = 0.0;
     for (int j = 0; j < n; j++) {
-        double a = lp[j], b = lq[j], q = exp(b), g = 0.0;
+        double a = d->lp[j], b = d->lq[j], p = d->p[j], q = d->q[j], g = 0.0;
         switch (r->form) {
-        case FORM_ZERO: break;
+        case FORM_ZERO:
+            break;
         case FORM_FORWARD_KL:
-            value += kl_term(a, b);
-            g = -exp(a);
+            value += kl_term(a, b, p, q);
+            g = -p;
             break;
         case FORM_REVERSE_KL:
-            value += kl_term(b, a);
+            value += kl_term(b, a, q, p);
             /* dKL(Q||P)/dQ = log Q - log P + 1; the 1 is a shared constant. */
             if (b != -INFINITY) g = a == -INFINITY ? INFINITY : q * (b - a);
             break;
         case FORM_MIX: {
-            mix_term m = mix_eval(a, b, r->wp, r->wq);
+            mix_term m = mix_eval(a, b, p, q, r->wp, r->wq);
             if (r->ca != 0.0) value += r->ca * m.kl_pm;
             if (r->cb != 0.0) value += r->cb * m.kl_qm;
             if (b == -INFINITY) break;
@@ -278,7 +293,7 @@ static double eval_entries(const resolved *r, const double *lp, const double *lq
             break;
         }
         case FORM_TV: {
-            value += 0.5 * abs_diff(a, b);
+            value += 0.5 * abs_diff(a, b, p, q);
             g = b > a ? 0.5 * q : b < a ? -0.5 * q : 0.0;
             break;
         }
@@ -303,11 +318,12 @@ typedef enum {
     FAULT_NOMEM,
 } row_fault;
 
-/* log-softmax of x / temperature into out (n), in double; *top receives the index of the largest entry.
- * The largest entry adds exactly 1 to the normaliser, so its log is log1p of the rest: a peaked row's
- * top log-probability, -log1p(rest), then keeps its digits where log(1 + rest) would round rest away. */
-static row_fault log_softmax(const float *x, int n, double temperature, double *out, row_fault bad_logit,
-                             row_fault all_masked, int *bad_entry, int *top) {
+/* log-softmax of x / temperature into out (n) and softmax into prob (n), in double; *top receives the
+ * index of the largest entry. The largest entry adds exactly 1 to the normaliser, so its log is log1p of
+ * the rest: a peaked row's top log-probability, -log1p(rest), then keeps its digits where log(1 + rest)
+ * would round rest away. */
+static row_fault log_softmax(const float *x, int n, double temperature, double *out, double *prob,
+                             row_fault bad_logit, row_fault all_masked, int *bad_entry, int *top) {
     double max = -INFINITY;
     int arg = 0;
     for (int v = 0; v < n; v++) {
@@ -325,48 +341,48 @@ static row_fault log_softmax(const float *x, int n, double temperature, double *
     double rest = 0.0;
     for (int v = 0; v < n; v++) {
         out[v] -= max;
-        if (v != arg) rest += exp(out[v]);
+        prob[v] = exp(out[v]);
+        if (v != arg) rest += prob[v];
     }
     /* Subtracting max and log1p(rest) one after the other: their sum, rounded, would bury rest. */
-    double log_norm = log1p(rest);
-    for (int v = 0; v < n; v++) out[v] -= log_norm;
+    double log_norm = log1p(rest), norm = 1.0 + rest;
+    for (int v = 0; v < n; v++) {
+        out[v] -= log_norm;
+        prob[v] /= norm;
+    }
     *top = arg;
     return FAULT_NONE;
 }
 
-/* Per-thread scratch, allocated once per call. */
+/* Per-thread scratch, allocated once per call: one block of doubles, one of ints. */
 typedef struct {
-    double *lp, *lq, *qg; /* (V) */
-    int *heap, *kept;     /* (k), (2k) */
-    double *blp, *blq, *bqg; /* (2k+1): the kept entries and the tail bucket */
+    dists row;     /* (V) each */
+    double *qg;    /* (V) */
+    dists buckets; /* (2k+1) each: the kept entries and the tail bucket */
+    double *bqg;   /* (2k+1) */
+    int *heap;     /* (k) */
+    int *kept;     /* (2k) */
+    double *block;
 } scratch;
 
 static int scratch_init(scratch *w, int V, int k) {
     memset(w, 0, sizeof *w);
-    w->lp = malloc((size_t)V * sizeof(double));
-    w->lq = malloc((size_t)V * sizeof(double));
-    w->qg = malloc((size_t)V * sizeof(double));
-    int ok = w->lp && w->lq && w->qg;
-    if (k > 0) {
-        w->heap = malloc((size_t)k * sizeof(int));
-        w->kept = malloc((size_t)2 * k * sizeof(int));
-        w->blp = malloc((size_t)(2 * k + 1) * sizeof(double));
-        w->blq = malloc((size_t)(2 * k + 1) * sizeof(double));
-        w->bqg = malloc((size_t)(2 * k + 1) * sizeof(double));
-        ok = ok && w->heap && w->kept && w->blp && w->blq && w->bqg;
-    }
-    return ok;
+    size_t nv = (size_t)V, nb = k > 0 ? (size_t)2 * k + 1 : 0;
+    w->block = malloc((5 * nv + 5 * nb) * sizeof(double));
+    w->heap = k > 0 ? malloc((size_t)3 * k * sizeof(int)) : NULL;
+    if (!w->block || (k > 0 && !w->heap)) return 0;
+    double *b = w->block;
+    double **slots[] = {&w->row.lp, &w->row.lq, &w->row.p, &w->row.q, &w->qg};
+    for (int i = 0; i < 5; i++, b += nv) *slots[i] = b;
+    double **bslots[] = {&w->buckets.lp, &w->buckets.lq, &w->buckets.p, &w->buckets.q, &w->bqg};
+    for (int i = 0; i < 5; i++, b += nb) *bslots[i] = b;
+    w->kept = k > 0 ? w->heap + k : NULL;
+    return 1;
 }
 
 static void scratch_free(scratch *w) {
-    free(w->lp);
-    free(w->lq);
-    free(w->qg);
+    free(w->block);
     free(w->heap);
-    free(w->kept);
-    free(w->blp);
-    free(w->blq);
-    free(w->bqg);
 }
 
 /* Entry i ranks above entry j: larger logit, ties to the lower index (so the kept set is a function
@@ -426,8 +442,18 @@ static int select_kept(const resolved *r, const float *t, const float *s, int V,
 }
 
 /* log of the mass outside the kept entries (sorted indices kept[0..n_kept)), summed directly rather
- * than as 1 - kept mass, which would cancel when the tail is small. */
-static double tail_log_mass(const double *l, int V, const int *kept, int n_kept) {
+ * than as 1 - kept mass, which would cancel when the tail is small; in log space only when the tail's
+ * probabilities are below double's range, where a zero sum would read as a masked bucket. */
+static double tail_log_mass(const double *l, const double *prob, int V, const int *kept, int n_kept) {
+    double mass = 0.0;
+    for (int v = 0, j = 0; v < V; v++) {
+        if (j < n_kept && kept[j] == v) {
+            j++;
+            continue;
+        }
+        mass += prob[v];
+    }
+    if (mass >= 1e-290) return log(mass);
     double max = -INFINITY;
     for (int v = 0, j = 0; v < V; v++) {
         if (j < n_kept && kept[j] == v) {
@@ -452,11 +478,13 @@ static double tail_log_mass(const double *l, int V, const int *kept, int n_kept)
 static row_fault divergence_row(const resolved *r, int k, const float *t, const float *s, int V,
                                 double temperature, scratch *w, double *value, float *dst, double scale,
                                 int *bad_entry) {
+    dists *row = &w->row;
     int t_top, s_top;
-    row_fault fault = log_softmax(t, V, temperature, w->lp, FAULT_TEACHER_LOGIT, FAULT_TEACHER_MASKED,
-                                  bad_entry, &t_top);
+    row_fault fault = log_softmax(t, V, temperature, row->lp, row->p, FAULT_TEACHER_LOGIT,
+                                  FAULT_TEACHER_MASKED, bad_entry, &t_top);
     if (fault == FAULT_NONE)
-        fault = log_softmax(s, V, 1.0, w->lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, bad_entry, &s_top);
+        fault = log_softmax(s, V, 1.0, row->lq, row->q, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, bad_entry,
+                            &s_top);
     if (fault != FAULT_NONE) {
         *value = NAN;
         if (dst) memset(dst, 0, (size_t)V * sizeof(float));
@@ -465,25 +493,33 @@ static row_fault divergence_row(const resolved *r, int k, const float *t, const 
     int want_grad = dst && scale != 0.0;
     double gbar;
     if (k == 0) {
-        *value = eval_entries(r, w->lp, w->lq, V, want_grad ? w->qg : NULL, &gbar);
+        *value = eval_entries(r, row, V, want_grad ? w->qg : NULL, &gbar);
     } else {
+        dists *b = &w->buckets;
         int n_kept = select_kept(r, t, s, V, k, w);
         for (int j = 0; j < n_kept; j++) {
-            w->blp[j] = w->lp[w->kept[j]];
-            w->blq[j] = w->lq[w->kept[j]];
+            int v = w->kept[j];
+            b->lp[j] = row->lp[v];
+            b->lq[j] = row->lq[v];
+            b->p[j] = row->p[v];
+            b->q[j] = row->q[v];
         }
-        w->blp[n_kept] = tail_log_mass(w->lp, V, w->kept, n_kept);
-        w->blq[n_kept] = tail_log_mass(w->lq, V, w->kept, n_kept);
-        *value = eval_entries(r, w->blp, w->blq, n_kept + 1, want_grad ? w->bqg : NULL, &gbar);
+        b->lp[n_kept] = tail_log_mass(row->lp, row->p, V, w->kept, n_kept);
+        b->lq[n_kept] = tail_log_mass(row->lq, row->q, V, w->kept, n_kept);
+        b->p[n_kept] = exp(b->lp[n_kept]);
+        b->q[n_kept] = exp(b->lq[n_kept]);
+        *value = eval_entries(r, b, n_kept + 1, want_grad ? w->bqg : NULL, &gbar);
         if (want_grad) {
             /* Entry v's own QG_v where it is kept; outside, its share of the tail bucket's,
              * Q_v G_tail = (Q_v / Q_tail) QG_tail. */
-            double tail_lq = w->blq[n_kept], tail_qg = w->bqg[n_kept];
+            double tail_lq = b->lq[n_kept], tail_q = b->q[n_kept], tail_qg = w->bqg[n_kept];
             for (int v = 0, j = 0; v < V; v++) {
                 if (j < n_kept && w->kept[j] == v)
                     w->qg[v] = w->bqg[j++];
+                else if (row->lq[v] == -INFINITY)
+                    w->qg[v] = 0.0;
                 else
-                    w->qg[v] = w->lq[v] == -INFINITY ? 0.0 : exp(w->lq[v] - tail_lq) * tail_qg;
+                    w->qg[v] = (tail_q >= DBL_MIN ? row->q[v] / tail_q : exp(row->lq[v] - tail_lq)) * tail_qg;
             }
         }
     }
@@ -499,21 +535,21 @@ static row_fault divergence_row(const resolved *r, int k, const float *t, const 
     double qg_rest = 0.0; /* sum of QG_v over v != s_top */
     for (int v = 0; v < V; v++) {
         /* A masked student logit is a constant, not a free variable: no gradient. */
-        double lq = w->lq[v];
-        dst[v] = lq == -INFINITY ? 0.0f : (float)(scale * (w->qg[v] - exp(lq) * gbar));
+        dst[v] = row->lq[v] == -INFINITY ? 0.0f : (float)(scale * (w->qg[v] - row->q[v] * gbar));
         if (v != s_top) qg_rest += w->qg[v];
     }
     /* At the student's top entry Q_u (G_u - Gbar) cancels when Q saturates (Q_u -> 1, G_u -> Gbar).
      * Written as QG_u (1 - Q_u) - Q_u sum_{v != u} QG_v, with 1 - Q_u = -expm1(log Q_u), it keeps its
      * relative accuracy. */
-    double lq_top = w->lq[s_top];
-    dst[s_top] = (float)(scale * (w->qg[s_top] * -expm1(lq_top) - exp(lq_top) * qg_rest));
+    double lq_top = row->lq[s_top];
+    dst[s_top] = (float)(scale * (w->qg[s_top] * -expm1(lq_top) - row->q[s_top] * qg_rest));
     return FAULT_NONE;
 }
 
 static gkd_status report_fault(row_fault fault, int row, int entry, const char *name) {
     switch (fault) {
-    case FAULT_NONE: return GKD_OK;
+    case FAULT_NONE:
+        return GKD_OK;
     case FAULT_TEACHER_LOGIT:
     case FAULT_STUDENT_LOGIT:
         return gkd_error_set(GKD_ERR_ARG, "row %d, entry %d: %s logit is not finite or -inf", row, entry,
@@ -527,7 +563,8 @@ static gkd_status report_fault(row_fault fault, int row, int entry, const char *
                              "row %d: %s has an infinite gradient: the student gives probability to "
                              "entries the teacher masks (-inf)",
                              row, name);
-    case FAULT_NOMEM: return gkd_error_set(GKD_ERR_NOMEM, "divergence scratch for a row");
+    case FAULT_NOMEM:
+        return gkd_error_set(GKD_ERR_NOMEM, "divergence scratch for a row");
     }
     return gkd_error_set(GKD_ERR_ARG, "row %d: unknown fault", row);
 }
@@ -557,7 +594,7 @@ gkd_status gkd_divergence_rows(const gkd_divergence *d, const float *teacher, co
     resolved r = resolve(d);
     int k = d->top_k < V ? d->top_k : V;
     first_fault fault = {N, -1, FAULT_NONE};
-#pragma omp parallel
+#pragma omp parallel if (N > 1) /* one row gains nothing from a thread team */
     {
         scratch w;
         int ok = scratch_init(&w, V, k);
@@ -588,7 +625,7 @@ gkd_status gkd_divergence_metrics(const float *teacher, const float *student, in
         return gkd_error_set(GKD_ERR_ARG, "metrics teacher_temperature = %g: must be finite and > 0",
                              teacher_temperature);
     first_fault fault = {N, -1, FAULT_NONE};
-#pragma omp parallel
+#pragma omp parallel if (N > 1)
     {
         scratch w;
         int ok = scratch_init(&w, V, 0);
@@ -599,21 +636,23 @@ gkd_status gkd_divergence_metrics(const float *teacher, const float *student, in
             int entry = -1;
             row_fault f = FAULT_NOMEM;
             int top;
-            if (ok) f = log_softmax(teacher + off, V, teacher_temperature, w.lp, FAULT_TEACHER_LOGIT,
-                                    FAULT_TEACHER_MASKED, &entry, &top);
+            dists *row = &w.row;
+            if (ok)
+                f = log_softmax(teacher + off, V, teacher_temperature, row->lp, row->p, FAULT_TEACHER_LOGIT,
+                                FAULT_TEACHER_MASKED, &entry, &top);
             if (f == FAULT_NONE)
-                f = log_softmax(student + off, V, 1.0, w.lq, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, &entry,
-                                &top);
+                f = log_softmax(student + off, V, 1.0, row->lq, row->q, FAULT_STUDENT_LOGIT,
+                                FAULT_STUDENT_MASKED, &entry, &top);
             if (f == FAULT_NONE) {
                 m = (gkd_token_metrics){0};
                 for (int v = 0; v < V; v++) {
-                    double a = w.lp[v], b = w.lq[v];
-                    m.forward_kl += kl_term(a, b);
-                    m.reverse_kl += kl_term(b, a);
-                    mix_term t = mix_eval(a, b, 0.5, 0.5);
+                    double a = row->lp[v], b = row->lq[v], p = row->p[v], q = row->q[v];
+                    m.forward_kl += kl_term(a, b, p, q);
+                    m.reverse_kl += kl_term(b, a, q, p);
+                    mix_term t = mix_eval(a, b, p, q, 0.5, 0.5);
                     m.jsd += 0.5 * (t.kl_pm + t.kl_qm);
-                    if (a != -INFINITY) m.teacher_entropy -= exp(a) * a;
-                    if (b != -INFINITY) m.student_entropy -= exp(b) * b;
+                    if (a != -INFINITY) m.teacher_entropy -= p * a;
+                    if (b != -INFINITY) m.student_entropy -= q * b;
                 }
             }
             out[n] = m;

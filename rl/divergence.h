@@ -6,8 +6,9 @@
  * - P = softmax(teacher / teacher_temperature), Q = softmax(student): the student side is always at
  *   temperature 1 (a student temperature is the caller's scaling of its own logits).
  * - A logit of -inf masks its entry (probability 0, 0 log 0 = 0). A divergence that is infinite
- *   (forward KL where P > 0 = Q, reverse KL where Q > 0 = P) has value +inf. The gradient at a masked
- *   student logit is 0. NaN and +inf logits are errors, as is a row whose logits are all -inf.
+ *   (forward KL where P > 0 = Q, reverse KL where Q > 0 = P) has value +inf; forward KL's gradient
+ *   stays finite (Q - P), reverse KL's is infinite and refused. The gradient at a masked student
+ *   logit is 0. NaN and +inf logits are errors, as is a row whose logits are all -inf.
  * - Values and gradients are accumulated in double per row; dstudent is overwritten, not accumulated,
  *   and holds grad_scale[n] * dD(row n)/dstudent. Values are never scaled.
  * - Rows are independent and computed in parallel (OpenMP); results do not depend on the thread
@@ -70,8 +71,9 @@ gkd_status gkd_divergence_check(const gkd_divergence *d);
 /* N positions of V logits each. value[n] = D(P_n || Q_n) (value may be NULL). dstudent (may be NULL)
  * receives grad_scale[n] * dD/dstudent[n, :] (grad_scale NULL means 1). Fails with GKD_ERR_ARG on a bad
  * setting or logit, and when a gradient that is asked for (grad_scale[n] != 0) is infinite (reverse-KL
- * kinds where Q > 0 = P); GKD_ERR_NOMEM if per-thread scratch cannot be allocated. Outputs of other rows
- * are still written when a row fails. */
+ * kinds where Q > 0 = P); GKD_ERR_NOMEM if per-thread scratch (~5V doubles per thread, allocated per
+ * call) cannot be had. The error names the first failing row; the other rows' outputs are still
+ * written, a row with bad logits gets value NaN and a zero gradient. */
 gkd_status gkd_divergence_rows(const gkd_divergence *d,
                                const float *teacher, /* (N,V) */
                                const float *student, /* (N,V) */

@@ -53,6 +53,7 @@ struct gkd_trainer {
     gkd_model *reference; /* frozen initial student, for the KL penalty */
     gkd_distill_workspace *ws_ref;
     float *dhidden_ref;
+    size_t dhidden_ref_cap;
     int64_t step;
     gkd_eval_stats last_eval;
     int has_eval;
@@ -503,9 +504,10 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
     if (t->reference) { /* kl_coef * KL(student || initial student), per token, on the same samples */
         const float *hr;
         size_t n = (size_t)B * T * gkd_model_get_config(t->student)->dim;
-        if (!t->dhidden_ref || t->dhidden_cap > 0) {
+        if (t->dhidden_ref_cap < t->dhidden_cap) {
             t->be->free(t->dhidden_ref);
             t->dhidden_ref = t->be->alloc(t->dhidden_cap);
+            t->dhidden_ref_cap = t->dhidden_ref ? t->dhidden_cap : 0;
             if (!t->dhidden_ref) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
         }
         gkd_divergence rkl = {.kind = GKD_DIV_REVERSE_KL, .teacher_temperature = 1.0};
@@ -516,9 +518,7 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
                                       t->batch.mask, B, T, 1.0f, &kx, t->dhidden_ref,
                                       gkd_model_output_weight_grad(t->student), &ks)) != GKD_OK)
             return st;
-        float *dh = t->dhidden;
-        const float *dr = t->dhidden_ref;
-        for (size_t i = 0; i < n; i++) dh[i] += dr[i];
+        t->be->residual_forward(t->dhidden, t->dhidden, t->dhidden_ref, n);
         loss += ks.loss;
         stats->kl_reference += ks.divergence / c->grad_accum;
     }
