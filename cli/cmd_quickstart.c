@@ -12,6 +12,7 @@
 #include "core/backend_select.h"
 #include "core/checkpoint.h"
 #include "core/data.h"
+#include "core/report.h"
 #include "core/store.h"
 #include "core/tokenizer.h"
 #include "reward/metrics.h"
@@ -21,17 +22,16 @@ typedef struct {
     gkd_store *store;
     int64_t run_id;
     int steps;
-    int quiet;
+    gkd_progress progress;
+    double loss; /* of the current step, shown with its tokens/s */
 } sink_ctx;
 
 static int store_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
     sink_ctx *s = ctx;
     gkd_status st = strcmp(split, "train") == 0 ? gkd_store_metric(s->store, s->run_id, step, name, value)
                                                 : gkd_store_eval(s->store, s->run_id, step, split, name, value);
-    if (!s->quiet && strcmp(split, "train") == 0 && strcmp(name, "loss") == 0 && (step % 25 == 0 || step == 1))
-        fprintf(stderr, "  step %5lld/%d  loss %.4f\n", (long long)step, s->steps, value);
-    if (!s->quiet && strcmp(split, "train") != 0)
-        fprintf(stderr, "  eval step %lld  %-16s %.4f\n", (long long)step, name, value);
+    if (strcmp(split, "train") == 0 && strcmp(name, "loss") == 0) s->loss = value;
+    if (strcmp(split, "train") == 0 && strcmp(name, "tokens_per_s") == 0) gkd_progress_update(&s->progress, step, s->loss, value);
     return st == GKD_OK ? 0 : 1;
 }
 
@@ -68,7 +68,8 @@ static gkd_status train_one(const char *name, gkd_train_config *cfg, gkd_model *
     gkd_buf_printf(&config, "{\"method\":\"%s\",\"lambda\":%g,\"beta\":%g,\"steps\":%d,\"batch\":%d,\"seed\":%llu}",
                    cfg->method, cfg->lambda.start, cfg->beta.start, cfg->steps, cfg->batch_size,
                    (unsigned long long)cfg->seed);
-    sink_ctx ctx = {store, 0, cfg->steps, 0};
+    sink_ctx ctx = {.store = store, .steps = cfg->steps};
+    gkd_progress_init(&ctx.progress, cfg->steps, stderr);
     gkd_status st = gkd_store_run_begin(store, name, 0, config.data, cfg->seed, &ctx.run_id);
     gkd_buf_free(&config);
     if (st != GKD_OK) return st;
@@ -79,6 +80,7 @@ static gkd_status train_one(const char *name, gkd_train_config *cfg, gkd_model *
     st = gkd_trainer_create(cfg, student, teacher, tok, train_text, train, held_text, held, &t);
     if (st == GKD_OK) st = gkd_trainer_run(t);
     if (st == GKD_OK && gkd_trainer_last_eval(t)) out->eval = *gkd_trainer_last_eval(t);
+    gkd_progress_finish(&ctx.progress);
     gkd_trainer_free(t);
     out->name = name;
     gkd_store_run_finish(store, ctx.run_id, st == GKD_OK ? GKD_RUN_STATUS_FINISHED : GKD_RUN_STATUS_FAILED,
