@@ -8,7 +8,9 @@ cd "$(dirname "$0")"
 # Headless Chromium renders the HTML report in its test (which skips itself without it); best effort.
 if ! command -v chromium >/dev/null 2>&1 && [ "${GKD_NO_CHROMIUM:-0}" != 1 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 ||
+  { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 ||
+    { $SUDO apt-get update -qq >/dev/null 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null 2>&1; }; } ||
     echo "note: chromium could not be installed; the HTML rendering test will be skipped"
 fi
 export OMP_WAIT_POLICY=passive

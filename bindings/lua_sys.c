@@ -1,7 +1,7 @@
 /* gkd.sys: the process primitives the sweep runner in the prelude stands on (fork, wait, kill, liveness of
  * a recorded process) and a few file-system helpers. POSIX only.
- * Rules: a forked child must leave through gkd.sys.exit (which skips the parent's atexit handlers and
- * Lua's own shutdown: the child shares the parent's open files and must not close them). */
+ * Rules: workers are new programs (spawn = fork + exec), never bare forks of a process that may hold
+ * thread pools and open databases. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,13 +16,34 @@
 #include "bindings/gkd_lua.h"
 #include "bindings/lua_internal.h"
 
-static int l_fork(lua_State *L) {
+/* spawn(argv [, program]) -> pid: runs `program` (default: this same program, /proc/self/exe; else
+ * argv[1] through PATH) with the arguments argv[1..n] (argv[1] is the name it sees as argv[0]) in a child
+ * process of the same process group. A fresh program rather than a bare fork: the parent may have
+ * started OpenMP or BLAS thread pools, which a forked child cannot use. */
+static int l_spawn(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    luaL_argcheck(L, n >= 1 && n < 256, 1, "1 to 255 arguments expected");
+    char **args = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "spawn: argument %I is not a string", i);
+        args[i - 1] = (char *)lua_tostring(L, -1);
+        lua_pop(L, 1); /* referenced by the argument table */
+    }
+    args[n] = NULL;
+    const char *program = luaL_optstring(L, 2, "/proc/self/exe");
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         luaL_pushfail(L);
         lua_pushfstring(L, "fork: %s", strerror(errno));
         return 2;
+    }
+    if (pid == 0) {
+        execv(program, args);
+        execvp(args[0], args);
+        _exit(127);
     }
     lua_pushinteger(L, pid);
     return 1;
@@ -131,6 +152,19 @@ static int l_mkdir(lua_State *L) {
     return 1;
 }
 
+/* setenv(name, value): for the programs spawned after it (thread counts of workers). */
+static int l_setenv(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1), *value = luaL_checkstring(L, 2);
+    lua_pushboolean(L, setenv(name, value, 1) == 0);
+    return 1;
+}
+
+static int l_cpus(lua_State *L) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    lua_pushinteger(L, n > 0 ? n : 1);
+    return 1;
+}
+
 static int l_exists(lua_State *L) {
     struct stat st;
     lua_pushboolean(L, stat(luaL_checkstring(L, 1), &st) == 0);
@@ -138,10 +172,11 @@ static int l_exists(lua_State *L) {
 }
 
 void gkd_lua_open_sys(lua_State *L) {
-    static const luaL_Reg fns[] = {{"fork", l_fork},         {"wait", l_wait},     {"kill", l_kill},
+    static const luaL_Reg fns[] = {{"spawn", l_spawn},         {"wait", l_wait},     {"kill", l_kill},
                                    {"pid", l_pid},           {"alive", l_alive},   {"hostname", l_hostname},
                                    {"exit", l_exit},         {"clock", l_clock},   {"sleep", l_sleep},
                                    {"isatty", l_isatty},     {"mkdir", l_mkdir},   {"exists", l_exists},
+                                   {"setenv", l_setenv},     {"cpus", l_cpus},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
 }

@@ -22,6 +22,8 @@ typedef struct {
     int resume;
     int quiet;
     int retry_failed;
+    const char *worker_point; /* a sweep worker: the one point to run */
+    long long worker_steps;
     const char *script; /* NULL with -e */
     const char *code;
     int argc;
@@ -45,6 +47,8 @@ static int set_options(lua_State *L, const run_options *o) {
     if (o->resume) lua_pushboolean(L, 1), lua_setfield(L, -2, "resume");
     if (o->quiet) lua_pushboolean(L, 1), lua_setfield(L, -2, "quiet");
     if (o->retry_failed) lua_pushboolean(L, 1), lua_setfield(L, -2, "retry_failed");
+    if (o->worker_point) lua_pushstring(L, o->worker_point), lua_setfield(L, -2, "worker_point");
+    if (o->worker_steps > 0) lua_pushinteger(L, o->worker_steps), lua_setfield(L, -2, "worker_steps");
     if (o->script) {
         char resolved[PATH_MAX];
         lua_pushstring(L, realpath(o->script, resolved) ? resolved : o->script);
@@ -165,6 +169,8 @@ int gkd_cmd_sweep(int argc, char **argv) {
     o.workers = gkd_cli_int(&a, "workers", 0, &bad);
     o.quiet = gkd_cli_flag(&a, "quiet");
     o.retry_failed = gkd_cli_flag(&a, "retry-failed");
+    o.worker_point = gkd_cli_str(&a, "worker-point", NULL); /* internal: set by gkd.sweep for its workers */
+    o.worker_steps = gkd_cli_int(&a, "worker-steps", 0, &bad);
     o.resume = 1;
     if (bad) return 2;
     if (o.workers < 0 || o.workers > 1024) {

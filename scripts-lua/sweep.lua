@@ -3,7 +3,9 @@
 -- Rules: a point's run name is a function of its settings ("sweep/lambda=0.5,beta=0.9,seed=1"), so a
 -- sweep started again finds its runs in the store: finished ones are skipped, stopped ones continue from
 -- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true.
--- Workers are forked children, one run each; the parent opens the store only while no child runs.
+-- Workers are child processes running the same script (`gkd sweep SCRIPT --worker-point NAME`), one
+-- run each, handed out by the parent; each opens the store itself. A script file is needed for that;
+-- code given with -e runs its points one by one in the calling process.
 local gkd = ...
 local util = gkd.util
 
@@ -170,6 +172,10 @@ local function execute(spec, points, db, workers, steps_of)
   local outcome = {}
   local total = #points
   local done = 0
+  if workers > 1 and not gkd.options.script then
+    say("gkd.sweep: workers need a script file (gkd run/sweep SCRIPT.lua); running the points one by one here")
+    workers = 1
+  end
   if workers <= 1 then
     for _, p in ipairs(points) do
       if gkd.stop_requested() then break end
@@ -180,18 +186,24 @@ local function execute(spec, points, db, workers, steps_of)
     end
     return outcome
   end
+  -- Workers share the cores: each gets its part unless the user fixed the thread count.
+  if not os.getenv("OMP_NUM_THREADS") then
+    local threads = tostring(math.max(1, gkd.sys.cpus() // workers))
+    gkd.sys.setenv("OMP_NUM_THREADS", threads)
+    gkd.sys.setenv("OPENBLAS_NUM_THREADS", "1")
+  end
   local active, n_active, i = {}, 0, 1
   while i <= total or n_active > 0 do
     while i <= total and n_active < workers and not gkd.stop_requested() do
       local p = points[i]
       i = i + 1
-      local pid, err = gkd.sys.fork()
+      local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
+      local steps = steps_of and steps_of[p.name]
+      if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
+      if gkd.options.quiet then argv[#argv + 1] = "--quiet" end
+      for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
+      local pid, err = gkd.sys.spawn(argv, gkd.options.exe)
       if not pid then error("gkd.sweep: " .. err, 2) end
-      if pid == 0 then
-        local ok, msg = xpcall(run_point, debug.traceback, spec, p, db, steps_of and steps_of[p.name])
-        if not ok then say("%s: %s", p.name, tostring(msg)) end
-        gkd.sys.exit(ok and 0 or 1)
-      end
       active[pid] = p
       n_active = n_active + 1
     end
@@ -232,7 +244,12 @@ local function summarize(spec, points, results)
         end
       end
     end
-    for _, k in ipairs(util.keys(seen)) do keys[#keys + 1] = "eval." .. k end
+    -- the held-out cross-entropy, the divergence on the student's own samples, and the text metrics
+    local internal = { forward_kl = true, reverse_kl = true, ["jsd_0.5"] = true, own_reverse_kl = true,
+      ["own_jsd_0.5"] = true, own_length = true }
+    for _, k in ipairs(util.keys(seen)) do
+      if not internal[k] then keys[#keys + 1] = "eval." .. k end
+    end
   end
   local groups, order = {}, {}
   for _, p in ipairs(points) do
@@ -336,6 +353,18 @@ function gkd.sweep(spec)
   if not spec.run and not spec.base then error("gkd.sweep: give 'run' (function(settings) -> config) or 'base'", 2) end
   local points = gkd.sweep_points(spec)
   local db = gkd.options.db or spec.db or "runs.db"
+  if gkd.options.worker_point then
+    -- A worker process: run the one point handed out by the parent, then leave.
+    for _, p in ipairs(points) do
+      if p.name == gkd.options.worker_point then
+        local ok, err = xpcall(run_point, debug.traceback, spec, p, db, gkd.options.worker_steps)
+        if not ok then say("%s: %s", p.name, tostring(err)) end
+        io.stdout:flush()
+        os.exit(ok and 0 or 1, true)
+      end
+    end
+    return { name = spec.name, runs = {}, summary = {}, counts = { total = 0, finished = 0, failed = 0 } }
+  end
   local workers = gkd.options.workers or spec.workers or 1
   local store = assert(gkd.store.open(db))
   local sweep_id = assert(store:sweep(spec.name, gkd.json.encode(util.describe({
@@ -350,7 +379,7 @@ function gkd.sweep(spec)
   store:close()
 
   local survivors = points
-  local rung_steps = { full_steps }
+  local rung_steps = { false } -- one pass at the configured steps
   if spec.halving then
     local h = spec.halving
     local eta, s = h.eta or 3, h.min_steps or math.max(1, full_steps // 9)
@@ -369,7 +398,7 @@ function gkd.sweep(spec)
     store:close()
     local skipped = #survivors - #todo - busy - failed
     say("sweep '%s'%s: %d runs, %d to run, %d already finished%s%s, %d worker%s", spec.name,
-      spec.halving and string.format(" (rung %d, %d steps)", rung, steps) or "", #survivors, #todo, skipped,
+      steps and string.format(" (rung %d, %d steps)", rung, steps) or "", #survivors, #todo, skipped,
       busy > 0 and string.format(", %d running elsewhere", busy) or "",
       failed > 0 and string.format(", %d failed (retry_failed = true to run them again)", failed) or "",
       workers, workers == 1 and "" or "s")
