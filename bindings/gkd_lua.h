@@ -50,15 +50,16 @@ int gkd_lua_stop_requested(void);
  * step, from a short run of the tiny test configuration with every schedule a Lua function and a Lua
  * on_step callback. */
 typedef struct {
-    int steps;                     /* steps measured (after one warm-up step) */
+    int steps;                     /* steps measured */
     double lua_seconds_per_step;   /* in Lua functions called by the trainer */
     double total_seconds_per_step; /* wall time of a whole training step */
     double fraction;               /* lua / total */
 } gkd_lua_overhead;
 
-/* Runs `steps` (>= 1) training steps of a tiny model (dim 32, 2 layers, vocab ~300) on the built-in
- * sample data with Lua schedules and callbacks, in a fresh state, writing nothing to disk (an in-memory
- * run store). GKD_ERR_SCRIPT with the Lua message on failure. */
+/* Runs `steps` (>= 1) training steps of a tiny model (dim 32, 2 layers, vocab 300, batch 8, 16 new
+ * tokens) on the built-in sample data, every schedule a Lua function and a Lua on_step callback that
+ * computes a reward, in a fresh state, writing nothing to disk (an in-memory run store); the first step
+ * (allocations) is included. GKD_ERR_SCRIPT with the Lua message on failure. */
 gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out);
 
 #endif

@@ -259,7 +259,9 @@ static void read_prompts(lua_State *L, int idx, gkd_lua_tokenizer *tok, prompt_r
             lua_createtable(L, n, 0);
             for (int i = 0; i < n; i++) lua_pushinteger(L, ids[i]), lua_rawseti(L, -2, i + 1);
             lua_remove(L, -2);
-        } else if (!lua_istable(L, -1)) {
+        } else if (lua_istable(L, -1)) {
+            lua_pushvalue(L, -1); /* both paths leave: the original, then its ids */
+        } else {
             luaL_error(L, "model:sample: prompt %I is a %s (a string or a list of ids expected)", b,
                        luaL_typename(L, -1));
         }
@@ -380,8 +382,14 @@ static int model_sample(lua_State *L) {
 }
 
 static int model_index(lua_State *L) {
-    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
     const char *k = luaL_checkstring(L, 2);
+    if (!m->m) { /* a closed model still has its methods (close again is harmless) */
+        luaL_getmetatable(L, GKD_LUA_MODEL);
+        lua_getfield(L, -1, "methods");
+        lua_getfield(L, -1, k);
+        return 1;
+    }
     const gkd_model_config *c = gkd_model_get_config(m->m);
     if (strcmp(k, "vocab") == 0) return lua_pushinteger(L, c->vocab_size), 1;
     if (strcmp(k, "params") == 0) return lua_pushinteger(L, (lua_Integer)gkd_model_num_params(m->m)), 1;

@@ -104,13 +104,6 @@ static int l_hostname(lua_State *L) {
     return 1;
 }
 
-static int l_exit(lua_State *L) {
-    int code = (int)luaL_optinteger(L, 1, 0);
-    fflush(NULL);
-    _exit(code);
-    return 0;
-}
-
 static int l_clock(lua_State *L) {
     lua_pushnumber(L, gkd_lua_now());
     return 1;
@@ -174,7 +167,7 @@ static int l_exists(lua_State *L) {
 void gkd_lua_open_sys(lua_State *L) {
     static const luaL_Reg fns[] = {{"spawn", l_spawn},         {"wait", l_wait},     {"kill", l_kill},
                                    {"pid", l_pid},           {"alive", l_alive},   {"hostname", l_hostname},
-                                   {"exit", l_exit},         {"clock", l_clock},   {"sleep", l_sleep},
+                                   {"clock", l_clock},   {"sleep", l_sleep},
                                    {"isatty", l_isatty},     {"mkdir", l_mkdir},   {"exists", l_exists},
                                    {"setenv", l_setenv},     {"cpus", l_cpus},
                                    {NULL, NULL}};

@@ -206,12 +206,12 @@ static int task_tostring(lua_State *L) {
 static int task_index(lua_State *L) {
     if (lua_type(L, 2) == LUA_TNUMBER) return task_get(L);
     const char *k = luaL_checkstring(L, 2);
-    gkd_lua_task *t = check_open_task(L, 1);
-    if (strcmp(k, "n") == 0) {
+    gkd_lua_task *t = luaL_checkudata(L, 1, GKD_LUA_TASK);
+    if (t->kind && strcmp(k, "n") == 0) {
         lua_pushinteger(L, t->ds.n);
         return 1;
     }
-    if (strcmp(k, "kind") == 0) {
+    if (t->kind && strcmp(k, "kind") == 0) {
         lua_pushstring(L, t->kind);
         return 1;
     }

@@ -159,8 +159,14 @@ static int tok_describe(lua_State *L) {
 }
 
 static int tok_index(lua_State *L) {
-    gkd_lua_tokenizer *t = gkd_lua_check_tokenizer(L, 1);
+    gkd_lua_tokenizer *t = luaL_checkudata(L, 1, GKD_LUA_TOKENIZER);
     const char *k = luaL_checkstring(L, 2);
+    if (!t->tok) {
+        luaL_getmetatable(L, GKD_LUA_TOKENIZER);
+        lua_getfield(L, -1, "methods");
+        lua_getfield(L, -1, k);
+        return 1;
+    }
     static const char *const roles[] = {"eos", "bos", "pad"};
     if (strcmp(k, "vocab") == 0) {
         lua_pushinteger(L, gkd_tokenizer_vocab_size(t->tok));

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "bindings/lua_internal.h"
@@ -57,6 +58,7 @@ const char *gkd_lua_closest(const char *name, const char *const *valid) {
     const char *best = NULL;
     int best_d = 1 << 30;
     for (int i = 0; valid[i]; i++) {
+        if (strcasecmp(name, valid[i]) == 0) return valid[i]; /* a case slip first */
         int d = gkd_lua_edit_distance(name, valid[i]);
         if (d < best_d) {
             best_d = d;

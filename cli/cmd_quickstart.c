@@ -32,7 +32,7 @@ static int store_sink(void *ctx, const char *split, int64_t step, const char *na
     gkd_status st = strcmp(split, "train") == 0 ? gkd_store_metric(s->store, s->run_id, step, name, value)
                                                 : gkd_store_eval(s->store, s->run_id, step, split, name, value);
     if (strcmp(split, "train") == 0 && strcmp(name, "loss") == 0) s->loss = value;
-    if (strcmp(split, "train") == 0 && strcmp(name, "tokens_per_s") == 0) gkd_progress_update(&s->progress, step, s->loss, value);
+    if (strcmp(split, "train") == 0 && strcmp(name, "tokens_per_s") == 0) gkd_progress_update(&s->progress, step - 1, s->loss, value); /* it counts from 0 */
     return st == GKD_OK ? 0 : 1;
 }
 

@@ -1510,6 +1510,27 @@ static int vocab_id(const gkd_tokenizer *tok, const char *s, size_t len) {
     return id >= 0 && tok->tokens[id].in_vocab ? id : -1;
 }
 
+/* Appends the merge (left, right) at the next rank; `joined` is scratch. Errors name where, field and the
+ * vocabulary (vocab_name). */
+static gkd_status add_merge(gkd_tokenizer *tok, const char *left, size_t left_len, const char *right,
+                            size_t right_len, gkd_buf *joined, const char *where, const char *field,
+                            const char *vocab_name) {
+    int a = vocab_id(tok, left, left_len), b = vocab_id(tok, right, right_len);
+    joined->len = 0;
+    gkd_buf_put(joined, left, left_len);
+    gkd_buf_put(joined, right, right_len);
+    if (joined->failed) return out_of_memory("loading");
+    int c = vocab_id(tok, joined->data, joined->len);
+    if (a < 0 || b < 0 || c < 0) {
+        const char *missing = a < 0 ? left : b < 0 ? right : joined->data;
+        size_t missing_len = a < 0 ? left_len : b < 0 ? right_len : joined->len;
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: %s: \"%.*s\" is not in %s", where, field, (int)missing_len,
+                             missing, vocab_name);
+    }
+    tok->merges[tok->n_merges++] = (merge){a, b, c};
+    return GKD_OK;
+}
+
 static gkd_status read_merges(gkd_tokenizer *tok, const gkd_json *merges, const char *where) {
     if (!merges || merges->type != GKD_JSON_ARRAY)
         return bad(where, "model.merges", "missing or not an array");
@@ -1539,23 +1560,7 @@ static gkd_status read_merges(gkd_tokenizer *tok, const gkd_json *merges, const 
             st = bad(where, field, "neither \"left right\" nor [\"left\", \"right\"]");
             break;
         }
-        int a = vocab_id(tok, left, left_len), b = vocab_id(tok, right, right_len);
-        joined.len = 0;
-        gkd_buf_put(&joined, left, left_len);
-        gkd_buf_put(&joined, right, right_len);
-        if (joined.failed) {
-            st = out_of_memory("loading");
-            break;
-        }
-        int c = vocab_id(tok, joined.data, joined.len);
-        if (a < 0 || b < 0 || c < 0) {
-            const char *missing = a < 0 ? left : b < 0 ? right : joined.data;
-            size_t missing_len = a < 0 ? left_len : b < 0 ? right_len : joined.len;
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s: %s: \"%.*s\" is not in model.vocab", where, field,
-                               (int)missing_len, missing);
-            break;
-        }
-        tok->merges[tok->n_merges++] = (merge){a, b, c};
+        st = add_merge(tok, left, left_len, right, right_len, &joined, where, field, "model.vocab");
     }
     gkd_buf_free(&joined);
     return st;
@@ -1606,6 +1611,115 @@ gkd_status gkd_tokenizer_load(const char *path, gkd_tokenizer **out) {
     if (st == GKD_OK) st = from_tree(root, path, out);
     gkd_json_free(root);
     return st;
+}
+
+/* ---------------------------------------------------------------------------------------------------
+ * A tokenizer from vocabulary and merge arrays (GGUF metadata). The same checks as tokenizer.json:
+ * dense ids, every byte present, merges of known tokens; the pre-tokenizer is a named layout. */
+
+static void set_layout(gkd_tokenizer *tok, gkd_pretokenizer layout) {
+    switch (layout) {
+    case GKD_PRETOKENIZER_GPT2:
+        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 1};
+        break;
+    case GKD_PRETOKENIZER_LLAMA3:
+        tok->steps[tok->n_steps++] = (pre_step){STEP_SPLIT_LLAMA3, 0};
+        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 0};
+        tok->steps_in_sequence = 1;
+        break;
+    case GKD_PRETOKENIZER_QWEN2:
+        tok->steps[tok->n_steps++] = (pre_step){STEP_SPLIT_QWEN2, 0};
+        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 0};
+        tok->steps_in_sequence = 1;
+        break;
+    case GKD_PRETOKENIZER_STARCODER:
+        tok->steps[tok->n_steps++] = (pre_step){STEP_DIGITS, 1};
+        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 1};
+        tok->steps_in_sequence = 1;
+        break;
+    }
+}
+
+/* Fills token `id` from its vocabulary string s[0..len). */
+static gkd_status vocab_token(gkd_tokenizer *tok, int id, const char *s, size_t len, gkd_token_kind kind,
+                              unsigned char *bytes, const char *where, const char *field) {
+    token *t = &tok->tokens[id];
+    long n = str_to_bytes(s, len, bytes);
+    if (kind == GKD_TOKEN_KIND_NORMAL) {
+        if (n < 0)
+            return gkd_error_set(GKD_ERR_FORMAT,
+                                 "%s: %s[%d]: \"%.*s\" has a character outside the byte-level alphabet", where,
+                                 field, id, (int)len, s);
+        if (!set_token(t, (const char *)bytes, (size_t)n, s, len)) return out_of_memory("loading");
+        t->in_vocab = 1;
+        return GKD_OK;
+    }
+    if (len == 0) return gkd_error_set(GKD_ERR_FORMAT, "%s: %s[%d]: an added token is empty", where, field, id);
+    if (!set_token(t, s, len, s, len)) return out_of_memory("loading");
+    /* An added token written in the alphabet's self-standing characters ("<|im_end|>") is also a vocabulary
+     * entry, as in the tokenizer.json files such vocabularies are converted from. */
+    t->in_vocab = n == (long)len && memcmp(bytes, s, len) == 0;
+    t->added = 1;
+    t->special = kind == GKD_TOKEN_KIND_SPECIAL;
+    t->normalized = !t->special;
+    tok->added[tok->n_added++] = id;
+    return GKD_OK;
+}
+
+gkd_status gkd_tokenizer_from_vocab(const gkd_tokenizer_vocab *v, const char *where, gkd_tokenizer **out) {
+    if (!v || !out || v->n_tokens < 0 || v->n_merges < 0 || (!v->tokens && v->n_tokens > 0) ||
+        (!v->merges && v->n_merges > 0) || v->pre_tokenizer < GKD_PRETOKENIZER_GPT2 ||
+        v->pre_tokenizer > GKD_PRETOKENIZER_STARCODER)
+        return gkd_error_set(GKD_ERR_ARG, "tokenizer from_vocab: bad argument");
+    if (!where) where = "vocabulary";
+    const char *tokens_field = v->tokens_field ? v->tokens_field : "tokens";
+    const char *merges_field = v->merges_field ? v->merges_field : "merges";
+    gkd_tokenizer *tok = calloc(1, sizeof *tok);
+    if (!tok) return out_of_memory("loading");
+    set_layout(tok, v->pre_tokenizer);
+    tok->ignore_merges = v->ignore_merges != 0;
+    tok->n_tokens = v->n_tokens;
+    tok->tokens = calloc((size_t)v->n_tokens + 1, sizeof *tok->tokens);
+    tok->added = malloc(((size_t)v->n_tokens + 1) * sizeof *tok->added);
+    tok->merges = malloc(((size_t)v->n_merges + 1) * sizeof *tok->merges);
+    size_t cap_bytes = 64;
+    unsigned char *bytes = malloc(cap_bytes);
+    gkd_buf joined = {0};
+    gkd_status st = GKD_OK;
+    if (!tok->tokens || !tok->added || !tok->merges || !bytes) st = out_of_memory("loading");
+    for (int id = 0; id < v->n_tokens && st == GKD_OK; id++) {
+        size_t len = v->token_lens ? v->token_lens[id] : strlen(v->tokens[id]);
+        gkd_token_kind kind = v->kinds ? v->kinds[id] : GKD_TOKEN_KIND_NORMAL;
+        if (kind < GKD_TOKEN_KIND_NORMAL || kind > GKD_TOKEN_KIND_ADDED)
+            st = gkd_error_set(GKD_ERR_ARG, "%s: %s[%d]: unknown token kind %d", where, tokens_field, id, kind);
+        else if (!reserve((void **)&bytes, &cap_bytes, len + 1, 1))
+            st = out_of_memory("loading");
+        else
+            st = vocab_token(tok, id, v->tokens[id], len, kind, bytes, where, tokens_field);
+    }
+    if (st == GKD_OK) st = index_tokens(tok, where);
+    for (int r = 0; r < v->n_merges && st == GKD_OK; r++) {
+        char field[64];
+        snprintf(field, sizeof field, "%s[%d]", merges_field, r);
+        const char *m = v->merges[r];
+        size_t len = v->merge_lens ? v->merge_lens[r] : strlen(m);
+        const char *space = memchr(m, ' ', len);
+        if (!space || memchr(space + 1, ' ', len - (size_t)(space + 1 - m)))
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: %s: \"%.*s\" is not \"left right\"", where, field, (int)len,
+                               m);
+        else
+            st = add_merge(tok, m, (size_t)(space - m), space + 1, len - (size_t)(space - m) - 1, &joined,
+                           where, field, tokens_field);
+    }
+    if (st == GKD_OK) st = index_merges_and_added(tok);
+    free(bytes);
+    gkd_buf_free(&joined);
+    if (st != GKD_OK) {
+        gkd_tokenizer_free(tok);
+        return st;
+    }
+    *out = tok;
+    return GKD_OK;
 }
 
 static void write_step(gkd_buf *b, const pre_step *s) {

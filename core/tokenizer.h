@@ -40,6 +40,48 @@ gkd_status gkd_tokenizer_train(const char *const *texts, int n, int vocab_size, 
 gkd_status gkd_tokenizer_load(const char *path, gkd_tokenizer **out);
 /* As gkd_tokenizer_load from text[0..len); `where` names the source in errors (may be NULL). */
 gkd_status gkd_tokenizer_from_json(const char *text, size_t len, const char *where, gkd_tokenizer **out);
+/* Pre-tokenizer layouts for a tokenizer built from arrays (gkd_tokenizer_from_vocab), named after the
+ * tokenizer.json pre_tokenizer each one reproduces (docs/tokenizer.md describes the patterns). */
+typedef enum {
+    GKD_PRETOKENIZER_GPT2,      /* ByteLevel with the GPT-2 regex */
+    GKD_PRETOKENIZER_LLAMA3,    /* Split with the Llama-3 regex, then ByteLevel without a regex */
+    GKD_PRETOKENIZER_QWEN2,     /* Split with the Qwen2 regex, then ByteLevel without a regex */
+    GKD_PRETOKENIZER_STARCODER, /* Digits (individual_digits), then ByteLevel with the GPT-2 regex: StarCoder,
+                                   SmolLM */
+} gkd_pretokenizer;
+
+/* What a token of a vocabulary array is: an ordinary vocabulary entry (its byte-level string), or an added
+ * token (its content), special or not. */
+typedef enum {
+    GKD_TOKEN_KIND_NORMAL,
+    GKD_TOKEN_KIND_SPECIAL,
+    GKD_TOKEN_KIND_ADDED,
+} gkd_token_kind;
+
+/* A byte-level BPE vocabulary as arrays, the way GGUF metadata carries it (tokenizer.ggml.tokens, .merges,
+ * .token_type). Nothing is kept after the call. */
+typedef struct {
+    const char *const *tokens;    /* n_tokens strings; token i has id i */
+    const size_t *token_lens;     /* their byte lengths; NULL: NUL-terminated */
+    const gkd_token_kind *kinds;  /* per token; NULL: all GKD_TOKEN_KIND_NORMAL */
+    int n_tokens;
+    const char *const *merges;    /* n_merges "left right" strings (byte-level), highest priority first */
+    const size_t *merge_lens;     /* NULL: NUL-terminated */
+    int n_merges;
+    gkd_pretokenizer pre_tokenizer;
+    int ignore_merges;            /* a piece that is a whole vocabulary token is not merged (Llama-3) */
+    const char *tokens_field, *merges_field; /* names of the arrays in errors; NULL: "tokens", "merges" */
+} gkd_tokenizer_vocab;
+
+/* Builds a tokenizer from arrays. Added tokens are matched by gkd_tokenizer_encode_special, with
+ * tokenizer.json's default "normalized" (false for special tokens, true for the others); one whose content is
+ * written in the byte-level alphabet's self-standing characters ("<|im_end|>") is also a vocabulary entry.
+ * Roles are found by the conventional names (override with gkd_tokenizer_set_role). Errors (GKD_ERR_FORMAT)
+ * name `where` (may be NULL), the array and the index: a string outside the byte-level alphabet, duplicate
+ * strings, a missing byte, a merge of unknown tokens. On success *out is owned by the caller
+ * (gkd_tokenizer_free). */
+gkd_status gkd_tokenizer_from_vocab(const gkd_tokenizer_vocab *vocab, const char *where, gkd_tokenizer **out);
+
 /* Writes tok as tokenizer.json, loadable by Hugging Face `tokenizers` (Tokenizer.from_file). The output is
  * a function of the tokenizer alone, so save -> load -> save reproduces the file byte for byte. */
 gkd_status gkd_tokenizer_save(const gkd_tokenizer *tok, const char *path);

@@ -27,8 +27,10 @@ end
 -- The name in `valid` (a list or a set) closest to `name`, or nil when none is close.
 function util.closest(name, valid)
   local best, best_d
+  local lower = name:lower()
   local function try(v)
     local d = util.distance(name, v)
+    if v:lower() == lower then d = 0.5 end -- a case slip first
     if not best_d or d < best_d or (d == best_d and v < best) then best, best_d = v, d end
   end
   if valid[1] then
