@@ -17,8 +17,8 @@
 /* The `gkd` module: C functions, then the prelude run over them. Raises if the prelude fails to load. */
 int luaopen_gkd(lua_State *L);
 
-/* A new state with the standard libraries open and `gkd` in package.preload (loaded by require "gkd",
- * and also set as the global `gkd`). NULL when out of memory. Close with lua_close. */
+/* A new state with the standard libraries open and `gkd` in package.preload (loaded by require "gkd";
+ * gkd_lua_run_script also sets the global `gkd`). NULL when out of memory. Close with lua_close. */
 lua_State *gkd_lua_state_new(void);
 
 /* The message handler: turns the error object into a string and appends a traceback (as lua.c does). */
@@ -47,8 +47,7 @@ void gkd_lua_install_signal_handlers(void);
 int gkd_lua_stop_requested(void);
 
 /* Time spent in Lua during training (schedules, callbacks, Lua metrics and rewards) against the whole
- * step, from a short run of the tiny test configuration with every schedule a Lua function and a Lua
- * on_step callback. */
+ * step. */
 typedef struct {
     int steps;                     /* steps measured */
     double lua_seconds_per_step;   /* in Lua functions called by the trainer */
@@ -56,10 +55,11 @@ typedef struct {
     double fraction;               /* lua / total */
 } gkd_lua_overhead;
 
-/* Runs `steps` (>= 1) training steps of a tiny model (dim 32, 2 layers, vocab 300, batch 8, 16 new
- * tokens) on the built-in sample data, every schedule a Lua function and a Lua on_step callback that
- * computes a reward, in a fresh state, writing nothing to disk (an in-memory run store); the first step
- * (allocations) is included. GKD_ERR_SCRIPT with the Lua message on failure. */
+/* Runs `steps` (>= 1) GKD + RL training steps of a tiny model (dim 32, 2 layers, vocab 300, batch 8 =
+ * 2 prompts x 4 samples, 16 new tokens) on the built-in sample data, every schedule a Lua function, the
+ * reward a Lua function called on every sample, and a Lua on_step callback, in a fresh state, writing
+ * nothing to disk (an in-memory run store); the first step (allocations) is included. GKD_ERR_SCRIPT with
+ * the Lua message on failure. */
 gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out);
 
 #endif

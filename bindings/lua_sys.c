@@ -89,10 +89,24 @@ static int l_pid(lua_State *L) {
     return 1;
 }
 
-/* alive(pid) -> whether a process with that id exists on this machine */
+/* 1 when /proc says the process is a zombie (dead, not yet reaped: a killed worker whose parent died
+ * too stays so until init reaps it). */
+static int is_zombie(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+    return close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X');
+}
+
+/* alive(pid) -> whether a live process with that id exists on this machine */
 static int l_alive(lua_State *L) {
     pid_t pid = (pid_t)luaL_checkinteger(L, 1);
-    lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM));
+    lua_pushboolean(L, pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) && !is_zombie(pid));
     return 1;
 }
 

@@ -23,6 +23,7 @@
 #include "bindings/gkd_lua.h"
 #include "bindings/lua_internal.h"
 #include "reward/metrics.h"
+#include "reward/reward.h"
 #include "rl/trainer.h"
 
 #define TRAIN_STATE "gkd.TrainState"
@@ -73,6 +74,9 @@ struct train_state {
     text_metric metrics[GKD_MAX_TEXT_METRICS];
     int n_metrics;
     int on_step_ref, on_eval_ref, metrics_ref;
+    gkd_reward *reward; /* owned: the run's reward (a Lua function, a built-in or a weighted sum) */
+    int reward_ref;     /* the Lua reward function, or LUA_NOREF */
+    char reward_name[64];
     /* last values, synced into the Lua metrics table before each call into Lua */
     metric_slot train_slots[MAX_METRICS], eval_slots[MAX_METRICS];
     int n_train, n_eval;
@@ -100,6 +104,8 @@ static int state_gc(lua_State *L) {
     train_state *s = luaL_checkudata(L, 1, TRAIN_STATE);
     gkd_trainer_free(s->trainer);
     s->trainer = NULL;
+    gkd_reward_free(s->reward);
+    s->reward = NULL;
     gkd_token_dataset_free(&s->train_tok);
     gkd_token_dataset_free(&s->held_tok);
     gkd_dataset_free(&s->train_copy);
@@ -220,6 +226,88 @@ static double schedule_fn(void *ctx, int64_t step, int *failed) {
     double v = NAN;
     if (!protected_number(cb->s->L, call_schedule, cb, step, what, &v)) *failed = 1;
     return v;
+}
+
+/* ---- a Lua reward ---- */
+
+typedef struct {
+    train_state *s;
+    const gkd_reward_sample *samples;
+    int n;
+    double *scores;
+} lua_reward_call;
+
+/* Calls the reward function once per sample, inside one protected call for the batch. */
+static int call_reward(lua_State *L) {
+    lua_reward_call *c = lua_touserdata(L, 1);
+    for (int i = 0; i < c->n; i++) {
+        const gkd_reward_sample *x = &c->samples[i];
+        push_kept(L, c->s, c->s->reward_ref);
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, x->source ? x->source : ""), lua_setfield(L, -2, "source");
+        lua_pushstring(L, x->prompt ? x->prompt : ""), lua_setfield(L, -2, "prompt");
+        lua_pushstring(L, x->output ? x->output : ""), lua_setfield(L, -2, "output");
+        lua_pushstring(L, x->reference ? x->reference : ""), lua_setfield(L, -2, "reference");
+        lua_call(L, 1, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            return luaL_error(L, "reward '%s' returned %s (a number expected)", c->s->reward_name, luaL_typename(L, -1));
+        c->scores[i] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pushnumber(L, 0);
+    return 1;
+}
+
+static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *samples, int n, double *scores) {
+    train_state *s = r->ctx;
+    lua_reward_call c = {s, samples, n, scores};
+    char what[96];
+    snprintf(what, sizeof what, "reward '%s'", s->reward_name);
+    double ignored;
+    return protected_number(s->L, call_reward, &c, 0, what, &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
+}
+
+/* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of
+ * built-ins summed. NULL when absent. */
+static void read_reward(lua_State *L, int cfg, int state_idx, train_state *s) {
+    int t = lua_getfield(L, cfg, "reward");
+    gkd_status st = GKD_OK;
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (t == LUA_TFUNCTION) {
+        s->reward_ref = keep(L, state_idx, -1);
+        snprintf(s->reward_name, sizeof s->reward_name, "reward");
+        st = gkd_reward_custom("lua", lua_reward_score, s, NULL, &s->reward);
+    } else if (t == LUA_TSTRING) {
+        snprintf(s->reward_name, sizeof s->reward_name, "%s", lua_tostring(L, -1));
+        st = gkd_reward_builtin(lua_tostring(L, -1), &s->reward);
+    } else if (t == LUA_TTABLE) {
+        int idx = lua_gettop(L);
+        gkd_reward *parts[16];
+        double weights[16];
+        int n = 0;
+        lua_pushnil(L);
+        while (st == GKD_OK && lua_next(L, idx)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER || n == 16) {
+                for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
+                luaL_error(L, "gkd.run: reward as a table is {name = weight, ...} of built-in rewards (at most 16)");
+            }
+            weights[n] = lua_tonumber(L, -1);
+            st = gkd_reward_builtin(lua_tostring(L, -2), &parts[n]);
+            if (st == GKD_OK) n++;
+            lua_pop(L, 1);
+        }
+        if (st == GKD_OK) st = gkd_reward_sum(parts, weights, n, -INFINITY, INFINITY, &s->reward);
+        else
+            for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
+        snprintf(s->reward_name, sizeof s->reward_name, "sum");
+    } else {
+        luaL_error(L, "gkd.run: 'reward' must be a function, a built-in reward name or {name = weight}");
+    }
+    lua_pop(L, 1);
+    if (st != GKD_OK) gkd_lua_raise(L, "gkd.run: reward");
 }
 
 /* ---- evaluation text metrics ---- */
@@ -446,6 +534,18 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
         lua_pop(L, 2);
     }
     lua_pop(L, 1);
+    /* GKD + RL */
+    read_schedule(L, cfg, state_idx, s, "alpha", &c->alpha);
+    c->group_size = (int)gkd_lua_opt_int(L, cfg, f, "group_size", c->group_size);
+    const char *baseline = gkd_lua_opt_string(L, cfg, f, "baseline", NULL);
+    if (baseline)
+        c->baseline = strcmp(baseline, "none") == 0             ? GKD_BASELINE_NONE
+                      : strcmp(baseline, "moving_average") == 0 ? GKD_BASELINE_MOVING_AVERAGE
+                                                                : GKD_BASELINE_GROUP;
+    c->baseline_decay = gkd_lua_opt_number(L, cfg, f, "baseline_decay", c->baseline_decay);
+    c->normalize_advantages = gkd_lua_opt_bool(L, cfg, f, "normalize_advantages", c->normalize_advantages);
+    c->divergence_score_function = gkd_lua_opt_bool(L, cfg, f, "score_function", c->divergence_score_function);
+    c->kl_coef = (float)gkd_lua_opt_number(L, cfg, f, "kl_coef", c->kl_coef);
     /* evaluation */
     c->eval_examples = 16;
     lua_getfield(L, cfg, "eval");
@@ -573,6 +673,18 @@ static int l_resolve(lua_State *L) {
     lua_pushinteger(L, c.loss_chunk), lua_setfield(L, -2, "loss_chunk");
     lua_pushinteger(L, (lua_Integer)c.seed), lua_setfield(L, -2, "seed");
     lua_pushinteger(L, c.eval_every), lua_setfield(L, -2, "eval_every");
+    int rt = lua_getfield(L, 1, "reward");
+    lua_pop(L, 1);
+    if (rt != LUA_TNIL) {
+        push_schedule_desc(L, &c.alpha, 1, "alpha"), lua_setfield(L, -2, "alpha");
+        lua_pushinteger(L, c.group_size), lua_setfield(L, -2, "group_size");
+        static const char *const baselines[] = {"none", "moving_average", "group"};
+        lua_pushstring(L, baselines[c.baseline]), lua_setfield(L, -2, "baseline");
+        lua_pushnumber(L, c.baseline_decay), lua_setfield(L, -2, "baseline_decay");
+        lua_pushboolean(L, c.normalize_advantages), lua_setfield(L, -2, "normalize_advantages");
+        lua_pushboolean(L, c.divergence_score_function), lua_setfield(L, -2, "score_function");
+        lua_pushnumber(L, c.kl_coef), lua_setfield(L, -2, "kl_coef");
+    }
     lua_pushinteger(L, c.eval_examples), lua_setfield(L, -2, "eval_examples");
     return 1;
 }
@@ -621,6 +733,9 @@ static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_st
     if ((st = gkd_trainer_save(s->trainer, tmp)) != GKD_OK) return st;
     remove_dir(path);
     if (rename(tmp, path) != 0) return gkd_error_set(GKD_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    /* The metrics up to the checkpoint reach the disk before the checkpoint is recorded, so a run resumed
+     * from it has every row before it. */
+    if (s->store && (st = gkd_store_flush(s->store)) != GKD_OK) return st;
     if (s->store && (st = gkd_store_checkpoint(s->store, s->run_id, step, path, NULL)) != GKD_OK) return st;
     if (s->checkpoint_keep > 0) {
         prev_steps[(*n_prev)++] = step;
@@ -638,8 +753,9 @@ static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_st
 /* ---- _train ---- */
 
 static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
-    double loss = NAN, lambda = NAN, lr = NAN;
+    double loss = NAN, lambda = NAN, lr = NAN, reward = NAN;
     for (int i = 0; i < s->n_train; i++) {
+        if (strcmp(s->train_slots[i].name, "reward") == 0) reward = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "loss") == 0) loss = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "lambda") == 0) lambda = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "lr") == 0) lr = s->train_slots[i].value;
@@ -648,6 +764,7 @@ static void print_progress(train_state *s, const char *name, int64_t step, doubl
     char line[512];
     int n = snprintf(line, sizeof line, "%s step %lld/%d loss %.4f lambda %.2f lr %.2e %.2f s/step", name,
                      (long long)step, s->cfg.steps, loss, lambda, lr, per_step);
+    if (s->reward) n += snprintf(line + n, sizeof line - (size_t)n, " reward %.4f", reward);
     /* the held-out cross-entropy and the text metrics; the divergences are in the store */
     static const char *const hidden[] = {"forward_kl", "reverse_kl", "jsd_0.5", "own_forward_kl", "own_reverse_kl",
                                          "own_jsd_0.5", "own_length", NULL};
@@ -691,9 +808,12 @@ static int l_train(lua_State *L) {
     const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
     int quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
 
+    s->reward_ref = LUA_NOREF;
     build_config(L, 1, si, s, &s->cfg);
     read_metrics(L, 1, si, s);
+    read_reward(L, 1, si, s);
     gkd_train_config *c = &s->cfg;
+    c->reward = s->reward;
     c->on_metric = metric_sink;
     c->metric_ctx = s;
 
@@ -941,7 +1061,7 @@ void gkd_lua_add_train(lua_State *L) {
     static const luaL_Reg fns[] = {{"_train", l_train}, {"_resolve", l_resolve}, {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
     lua_newtable(L);
-    lua_pushboolean(L, 0); /* GKD + RL: the trainer has no reward hook yet */
+    lua_pushboolean(L, 1); /* GKD + RL: reward and alpha are supported */
     lua_setfield(L, -2, "rl");
     lua_setfield(L, -2, "_features");
 }

@@ -61,7 +61,7 @@ static int set_options(lua_State *L, const run_options *o) {
     return 1;
 }
 
-/* Runs the script; for a sweep, a returned table that no gkd.sweep call consumed is run as one. */
+/* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep. */
 static int run_script(const char *command, const run_options *o, int is_sweep) {
     lua_State *L = gkd_lua_state_new();
     if (!L) {
@@ -76,9 +76,15 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
     }
     char *error = NULL;
     int top = lua_gettop(L);
-    int rc = gkd_lua_run_script(L, o->script, o->code, "=(command line)", o->argc, o->argv, is_sweep ? 1 : 0,
-                                &error);
-    if (rc == 0 && is_sweep && lua_istable(L, -1)) {
+    int rc = gkd_lua_run_script(L, o->script, o->code, "=(command line)", o->argc, o->argv, 1, &error);
+    int returned_sweep = 0;
+    if (rc == 0 && lua_istable(L, -1)) { /* a returned table with a grid or a random search is a sweep */
+        lua_getfield(L, -1, "grid");
+        lua_getfield(L, -2, "random");
+        returned_sweep = !lua_isnil(L, -1) || !lua_isnil(L, -2);
+        lua_pop(L, 2);
+    }
+    if (rc == 0 && (is_sweep || returned_sweep) && lua_istable(L, -1)) {
         lua_getglobal(L, "gkd");
         lua_getfield(L, -1, "options");
         lua_getfield(L, -1, "sweeps_run");
@@ -99,6 +105,21 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
         if (lua_isnil(L, -1)) {
             gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
             rc = 2;
+        }
+    }
+    if (rc == 0) { /* a sweep that went on past failed runs still reports them in its exit status */
+        lua_getglobal(L, "gkd");
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "options");
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, "sweep_failures");
+                lua_Integer failed = lua_tointeger(L, -1);
+                if (failed > 0) {
+                    gkd_cli_error(command, "%lld run%s failed (their errors are in the run store)", (long long)failed,
+                                  failed == 1 ? "" : "s");
+                    rc = 1;
+                }
+            }
         }
     }
     if (rc != 0 && error) gkd_cli_error(command, "%s", error);

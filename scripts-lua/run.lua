@@ -61,8 +61,14 @@ gkd.RUN_SCHEMA = {
   checkpoint = { type = { "table", "boolean" }, fields = CHECKPOINT_SCHEMA },
   on_step = { type = "function" },
   on_eval = { type = "function" },
-  reward = { type = "function" },
+  reward = { type = { "function", "string", "table" } },
   alpha = { type = SCHED },
+  group_size = { type = "integer", min = 1 },
+  baseline = { type = "string", values = { "none", "moving_average", "group" } },
+  baseline_decay = { type = "number", min = 0, max = 0.999999 },
+  normalize_advantages = { type = "boolean" },
+  score_function = { type = "boolean" },
+  kl_coef = { type = "number", min = 0 },
   resume = { type = "boolean" },
   quiet = { type = "boolean" },
 }
@@ -91,11 +97,13 @@ local function check_config(cfg)
       if not ok then error("gkd.run: " .. tostring(msg), 3) end
     end
   end
-  if (cfg.reward ~= nil or cfg.alpha ~= nil) and not gkd._features.rl then
-    error("gkd.run: 'reward' and 'alpha' (GKD + RL) are not supported yet by this build's trainer", 3)
+  if cfg.reward ~= nil and not gkd._features.rl then
+    error("gkd.run: 'reward' (GKD + RL) is not supported by this build's trainer", 3)
   end
-  if cfg.reward ~= nil and cfg.alpha == nil then
-    error("gkd.run: 'reward' needs 'alpha' (the weight of the divergence term, in [0, 1])", 3)
+  if cfg.reward == nil then
+    for _, k in ipairs({ "alpha", "group_size", "baseline", "baseline_decay", "normalize_advantages", "score_function", "kl_coef" }) do
+      if cfg[k] ~= nil then error("gkd.run: '" .. k .. "' applies to GKD + RL runs only: give 'reward' too", 3) end
+    end
   end
   if type(cfg.eval) == "table" and cfg.eval.metrics then
     local n = 0
@@ -209,6 +217,7 @@ function gkd.run(cfg)
       run_id = info.id
       if step and gkd.sys.exists(path .. "/state.safetensors") then
         resume_dir, resumed_from = path, step
+        io.stderr:write(string.format("%s: continuing from step %d (%s)\n", name, step, path))
       else
         resumed_from = -1
       end

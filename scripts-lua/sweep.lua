@@ -200,7 +200,7 @@ local function execute(spec, points, db, workers, steps_of)
       local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
-      if gkd.options.quiet then argv[#argv + 1] = "--quiet" end
+      argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
       for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
       local pid, err = gkd.sys.spawn(argv, gkd.options.exe)
       if not pid then error("gkd.sweep: " .. err, 2) end
@@ -448,6 +448,7 @@ function gkd.sweep(spec)
     if r and r.status == "finished" then counts.finished = counts.finished + 1 end
     if r and r.status == "failed" then counts.failed = counts.failed + 1 end
   end
+  if counts.failed > 0 then gkd.options.sweep_failures = (gkd.options.sweep_failures or 0) + counts.failed end
   local rows, keys = summarize(spec, points, results)
   print_summary(spec.name, rows, keys, counts)
   local runs = {}
