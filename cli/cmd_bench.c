@@ -223,8 +223,6 @@ static gkd_status bench_distill(const gkd_backend *be, int N, int V, int Cs, int
     return st;
 }
 
-/* Weak until the binding layer defines it (bindings/gkd_lua.h). */
-extern gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out) __attribute__((weak));
 
 typedef struct {
     gkd_store *store;
@@ -434,10 +432,7 @@ int gkd_cmd_bench(int argc, char **argv) {
     }
     if (strstr(only, "lua")) {
         gkd_lua_overhead lo;
-        if (!gkd_lua_bench_overhead) {
-            gkd_cli_error("bench", "lua: this build has no Lua overhead benchmark");
-            rc = 1;
-        } else if (gkd_lua_bench_overhead(quick ? 3 : 10, &lo) != GKD_OK) {
+        if (gkd_lua_bench_overhead(quick ? 3 : 10, &lo) != GKD_OK) {
             gkd_cli_error("bench", "lua: %s", gkd_error_message());
             rc = 1;
         } else {

@@ -727,10 +727,17 @@ static gkd_status bpe_piece(const gkd_tokenizer *tok, const unsigned char *s, si
     if (!reserve((void **)&sc->sym, &sc->cap_sym, len, sizeof *sc->sym) ||
         !reserve((void **)&sc->heap, &sc->cap_heap, 3 * len, sizeof *sc->heap))
         return out_of_memory("encoding");
-    for (size_t k = 0; k < len; k++)
-        sc->sym[k] = (bpe_sym){tok->byte_id[s[k]], (int)k - 1, k + 1 < len ? (int)k + 1 : -1};
+    /* A byte the vocabulary has no token for is dropped and its neighbours become adjacent, as Hugging
+     * Face's BPE does with a character outside its vocabulary when it has no unk_token. */
+    size_t n = 0;
+    for (size_t k = 0; k < len; k++) {
+        if (tok->byte_id[s[k]] < 0) continue;
+        sc->sym[n] = (bpe_sym){tok->byte_id[s[k]], (int)n - 1, -1};
+        if (n) sc->sym[n - 1].next = (int)n;
+        n++;
+    }
     sc->n_heap = 0;
-    for (size_t k = 0; k + 1 < len; k++) push_candidate(tok, sc, (int)k);
+    for (size_t k = 0; k + 1 < n; k++) push_candidate(tok, sc, (int)k);
     while (sc->n_heap) {
         bpe_cand c = heap_pop(sc);
         bpe_sym *a = &sc->sym[c.pos];
@@ -743,7 +750,7 @@ static gkd_status bpe_piece(const gkd_tokenizer *tok, const unsigned char *s, si
         if (a->prev >= 0) push_candidate(tok, sc, a->prev);
         push_candidate(tok, sc, c.pos);
     }
-    for (int k = len ? 0 : -1; k >= 0; k = sc->sym[k].next)
+    for (int k = n ? 0 : -1; k >= 0; k = sc->sym[k].next)
         if (!push_id(sc, sc->sym[k].id)) return out_of_memory("encoding");
     return GKD_OK;
 }
@@ -877,10 +884,11 @@ static gkd_status index_tokens(gkd_tokenizer *tok, const char *where) {
         unsigned char byte = (unsigned char)b;
         bytes_to_str(&byte, 1, &s);
         if (s.failed) return out_of_memory("indexing the vocabulary");
-        tok->byte_id[b] = str_map_get(&tok->by_str, s.data, s.len);
+        int id = str_map_get(&tok->by_str, s.data, s.len);
         gkd_buf_free(&s);
-        if (tok->byte_id[b] < 0 || !tok->tokens[tok->byte_id[b]].in_vocab)
-            return gkd_error_set(GKD_ERR_FORMAT, "%s: model.vocab: no token for byte 0x%02x", where, b);
+        /* Real vocabularies may lack bytes no training text had (SmolLM2 lacks 0xC0, 0xC1, 0xF5-0xFF and a
+         * few controls); bpe_piece drops such bytes. */
+        tok->byte_id[b] = id >= 0 && tok->tokens[id].in_vocab ? id : -1;
     }
     return GKD_OK;
 }
@@ -1648,13 +1656,14 @@ static gkd_status vocab_token(gkd_tokenizer *tok, int id, const char *s, size_t 
     if (kind == GKD_TOKEN_KIND_NORMAL) {
         if (n < 0)
             return gkd_error_set(GKD_ERR_FORMAT,
-                                 "%s: %s[%d]: \"%.*s\" has a character outside the byte-level alphabet", where,
-                                 field, id, (int)len, s);
+                                 "%s: %s[%d]: \"%.*s\" has a character outside the byte-level alphabet",
+                                 where, field, id, (int)len, s);
         if (!set_token(t, (const char *)bytes, (size_t)n, s, len)) return out_of_memory("loading");
         t->in_vocab = 1;
         return GKD_OK;
     }
-    if (len == 0) return gkd_error_set(GKD_ERR_FORMAT, "%s: %s[%d]: an added token is empty", where, field, id);
+    if (len == 0)
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: %s[%d]: an added token is empty", where, field, id);
     if (!set_token(t, s, len, s, len)) return out_of_memory("loading");
     /* An added token written in the alphabet's self-standing characters ("<|im_end|>") is also a vocabulary
      * entry, as in the tokenizer.json files such vocabularies are converted from. */
@@ -1691,7 +1700,8 @@ gkd_status gkd_tokenizer_from_vocab(const gkd_tokenizer_vocab *v, const char *wh
         size_t len = v->token_lens ? v->token_lens[id] : strlen(v->tokens[id]);
         gkd_token_kind kind = v->kinds ? v->kinds[id] : GKD_TOKEN_KIND_NORMAL;
         if (kind < GKD_TOKEN_KIND_NORMAL || kind > GKD_TOKEN_KIND_ADDED)
-            st = gkd_error_set(GKD_ERR_ARG, "%s: %s[%d]: unknown token kind %d", where, tokens_field, id, kind);
+            st = gkd_error_set(GKD_ERR_ARG, "%s: %s[%d]: unknown token kind %d", where, tokens_field, id,
+                               kind);
         else if (!reserve((void **)&bytes, &cap_bytes, len + 1, 1))
             st = out_of_memory("loading");
         else
@@ -1705,8 +1715,8 @@ gkd_status gkd_tokenizer_from_vocab(const gkd_tokenizer_vocab *v, const char *wh
         size_t len = v->merge_lens ? v->merge_lens[r] : strlen(m);
         const char *space = memchr(m, ' ', len);
         if (!space || memchr(space + 1, ' ', len - (size_t)(space + 1 - m)))
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s: %s: \"%.*s\" is not \"left right\"", where, field, (int)len,
-                               m);
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: %s: \"%.*s\" is not \"left right\"", where, field,
+                               (int)len, m);
         else
             st = add_merge(tok, m, (size_t)(space - m), space + 1, len - (size_t)(space - m) - 1, &joined,
                            where, field, tokens_field);

@@ -1,6 +1,9 @@
 /* Byte-level BPE tokenizer as GPT-2, Llama-3 and SmolLM2 use it: training on a corpus, encoding,
  * decoding, and the Hugging Face tokenizer.json format (the BPE model subset).
- * Rules: text is bytes, never required to be valid UTF-8: decode(encode(x)) == x for every byte string.
+ * Rules: text is bytes, never required to be valid UTF-8: decode(encode(x)) == x for every byte string when
+ * the vocabulary has a token for every byte. A loaded vocabulary may lack some (SmolLM2's lacks the bytes
+ * no UTF-8 text has, and a few controls): encoding drops those bytes, as Hugging Face's BPE without an
+ * unk_token drops characters outside its vocabulary, and the neighbours of a dropped byte may merge.
  * Ids are dense in [0, vocab size). A trained tokenizer has ids 0..255 = the raw bytes, then one id per
  * merge in rank order, then the special tokens in the order given; a loaded one keeps the file's ids.
  * Special (added) tokens are matched in the text only by gkd_tokenizer_encode_special(). A tokenizer is
@@ -61,15 +64,15 @@ typedef enum {
 /* A byte-level BPE vocabulary as arrays, the way GGUF metadata carries it (tokenizer.ggml.tokens, .merges,
  * .token_type). Nothing is kept after the call. */
 typedef struct {
-    const char *const *tokens;    /* n_tokens strings; token i has id i */
-    const size_t *token_lens;     /* their byte lengths; NULL: NUL-terminated */
-    const gkd_token_kind *kinds;  /* per token; NULL: all GKD_TOKEN_KIND_NORMAL */
+    const char *const *tokens;   /* n_tokens strings; token i has id i */
+    const size_t *token_lens;    /* their byte lengths; NULL: NUL-terminated */
+    const gkd_token_kind *kinds; /* per token; NULL: all GKD_TOKEN_KIND_NORMAL */
     int n_tokens;
-    const char *const *merges;    /* n_merges "left right" strings (byte-level), highest priority first */
-    const size_t *merge_lens;     /* NULL: NUL-terminated */
+    const char *const *merges; /* n_merges "left right" strings (byte-level), highest priority first */
+    const size_t *merge_lens;  /* NULL: NUL-terminated */
     int n_merges;
     gkd_pretokenizer pre_tokenizer;
-    int ignore_merges;            /* a piece that is a whole vocabulary token is not merged (Llama-3) */
+    int ignore_merges; /* a piece that is a whole vocabulary token is not merged (Llama-3) */
     const char *tokens_field, *merges_field; /* names of the arrays in errors; NULL: "tokens", "merges" */
 } gkd_tokenizer_vocab;
 
