@@ -7,6 +7,7 @@
 
 #include "bindings/lua_internal.h"
 #include "core/checkpoint.h"
+#include "core/gguf_model.h"
 #include "core/sample.h"
 
 static int model_gc(lua_State *L) {
@@ -102,6 +103,24 @@ static int l_load(lua_State *L) {
     }
     gkd_lua_model *m = new_model(L);
     int mi = lua_gettop(L);
+    if (gkd_gguf_file_is_gguf(path)) {
+        /* A GGUF file (llama.cpp's format, e.g. SmolLM2) carries its tokenizer. */
+        gkd_lua_tokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
+        memset(t, 0, sizeof *t);
+        luaL_setmetatable(L, GKD_LUA_TOKENIZER);
+        if (gkd_gguf_model_load(path, be, &m->m, tok_idx ? NULL : &t->tok) != GKD_OK) return gkd_lua_fail(L);
+        m->path = gkd_lua_strdup(path);
+        if (!tok_idx) {
+            t->path = gkd_lua_strdup(path);
+            lua_setiuservalue(L, mi, 1);
+        } else {
+            lua_pop(L, 1);
+            lua_pushvalue(L, tok_idx);
+            lua_setiuservalue(L, mi, 1);
+        }
+        lua_settop(L, mi);
+        return 1;
+    }
     if (gkd_checkpoint_load_model(path, be, &m->m) != GKD_OK) return gkd_lua_fail(L);
     m->path = gkd_lua_strdup(path);
     if (tok_idx) {

@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "core/backend_select.h"
 #include "core/checkpoint.h"
+#include "core/gguf_model.h"
 #include "core/sample.h"
 #include "core/tokenizer.h"
 
@@ -24,9 +25,10 @@ int gkd_cmd_sample(int argc, char **argv) {
     int n = (int)gkd_cli_int(&a, "n", 1, &bad);
     unsigned long long seed = (unsigned long long)gkd_cli_int(&a, "seed", 1, &bad);
     if (bad || gkd_cli_check_unused(&a)) return 2;
-    if (!model_path || !tok_path) {
-        gkd_cli_error("sample", "--model CHECKPOINT and --tokenizer tokenizer.json are required "
-                                "(options: --prompt TEXT --n N --temperature T --top-k K --top-p P --max-new-tokens N --seed S)");
+    if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
+        gkd_cli_error("sample", "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
+                                "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
+                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S)");
         return 2;
     }
     if (n < 1 || n > 1024) {
@@ -39,8 +41,19 @@ int gkd_cmd_sample(int argc, char **argv) {
     int *ids = NULL, n_ids = 0, rc = 1;
     int *prompts = NULL, *lens = NULL, *out = NULL, *out_lens = NULL;
     float *lp = NULL;
-    if (!be || gkd_tokenizer_load(tok_path, &tok) != GKD_OK || gkd_checkpoint_load_model(model_path, be, &m) != GKD_OK ||
-        gkd_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n_ids) != GKD_OK) {
+    gkd_status st = be ? GKD_OK : GKD_ERR_ARG;
+    if (st == GKD_OK && gkd_gguf_file_is_gguf(model_path)) {
+        /* A GGUF file carries its tokenizer; --tokenizer overrides it. Special tokens in the prompt (chat
+         * templates such as <|im_start|>) are recognised. */
+        st = gkd_gguf_model_load(model_path, be, &m, tok_path ? NULL : &tok);
+        if (st == GKD_OK && tok_path) st = gkd_tokenizer_load(tok_path, &tok);
+        if (st == GKD_OK) st = gkd_tokenizer_encode_special(tok, prompt, strlen(prompt), &ids, &n_ids);
+    } else if (st == GKD_OK) {
+        st = gkd_tokenizer_load(tok_path, &tok);
+        if (st == GKD_OK) st = gkd_checkpoint_load_model(model_path, be, &m);
+        if (st == GKD_OK) st = gkd_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n_ids);
+    }
+    if (st != GKD_OK) {
         gkd_cli_error("sample", "%s", gkd_error_message());
         rc = 2;
         goto done;
