@@ -250,7 +250,7 @@ static int call_reward(lua_State *L) {
         lua_pushstring(L, x->reference ? x->reference : ""), lua_setfield(L, -2, "reference");
         lua_call(L, 1, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
         if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "reward '%s' returned %s (a number expected)", c->s->reward_name, luaL_typename(L, -1));
+            return luaL_error(L, "returned %s for sample %d (a number expected)", luaL_typename(L, -1), i + 1);
         c->scores[i] = lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
@@ -261,10 +261,9 @@ static int call_reward(lua_State *L) {
 static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *samples, int n, double *scores) {
     train_state *s = r->ctx;
     lua_reward_call c = {s, samples, n, scores};
-    char what[96];
-    snprintf(what, sizeof what, "reward '%s'", s->reward_name);
     double ignored;
-    return protected_number(s->L, call_reward, &c, 0, what, &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
+    /* gkd_reward_score prefixes the reward's name ("reward 'reward'") to what fails here. */
+    return protected_number(s->L, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
 }
 
 /* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of
@@ -279,7 +278,7 @@ static void read_reward(lua_State *L, int cfg, int state_idx, train_state *s) {
     if (t == LUA_TFUNCTION) {
         s->reward_ref = keep(L, state_idx, -1);
         snprintf(s->reward_name, sizeof s->reward_name, "reward");
-        st = gkd_reward_custom("lua", lua_reward_score, s, NULL, &s->reward);
+        st = gkd_reward_custom("'reward'", lua_reward_score, s, NULL, &s->reward);
     } else if (t == LUA_TSTRING) {
         snprintf(s->reward_name, sizeof s->reward_name, "%s", lua_tostring(L, -1));
         st = gkd_reward_builtin(lua_tostring(L, -1), &s->reward);
