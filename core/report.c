@@ -944,9 +944,9 @@ static void table_runs(const gkd_report *r, report_table *t) {
         table_cell(t, row, 3, "%s", run->status);
         table_cell(t, row, 4, "%lld", (long long)run->seed);
         if (run->total_steps >= 0)
-            table_cell(t, row, 5, "%lld/%lld", (long long)(run->last_step + 1), (long long)run->total_steps);
+            table_cell(t, row, 5, "%lld/%lld", (long long)run->last_step, (long long)run->total_steps);
         else
-            table_cell(t, row, 5, "%lld", (long long)(run->last_step + 1));
+            table_cell(t, row, 5, "%lld", (long long)run->last_step);
         table_cell(t, row, 6, "%s", fmt_num(a, sizeof a, run->last_loss));
         table_cell(t, row, 7, "%s", fmt_time(a, sizeof a, run->started_at));
         table_cell(t, row, 8, "%s", fmt_time(b, sizeof b, run->finished_at));
