@@ -27,8 +27,11 @@ static gkd_status parse_error(parser *ps, const char *what) {
             col++;
         }
     }
-    return gkd_error_set(GKD_ERR_FORMAT, "%s: offset %zu (line %zu, column %zu): %s", ps->where ? ps->where : "json",
-                         (size_t)(ps->p - ps->start), line, col, what);
+    const char *where = ps->where ? ps->where : "json";
+    size_t offset = (size_t)(ps->p - ps->start);
+    if (line == 1) /* one-line texts (a JSONL record, a safetensors header): the column says it all */
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: offset %zu (column %zu): %s", where, offset, col, what);
+    return gkd_error_set(GKD_ERR_FORMAT, "%s: offset %zu (line %zu, column %zu): %s", where, offset, line, col, what);
 }
 
 static void skip_ws(parser *ps) {
