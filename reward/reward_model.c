@@ -1,0 +1,1236 @@
+/* A learned factual-consistency reward: pair generation (real summaries and one-word corruptions), the
+ * model's text normalisation, training of the transformer with its head, scoring, files, and the reward
+ * wrapper (see reward_model.h).
+ * Rules: words are split as reward/factual.c splits them, so "a word absent from the source" means the
+ * same thing here and in gkd_factual_score; the head's gradient enters the model as dL/dhidden at the
+ * positions it reads and as += on the output-matrix rows it uses (the two head rows and the tokens'). */
+#include "reward/reward_model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/checkpoint.h"
+#include "core/json.h"
+#include "core/model.h"
+#include "core/optim.h"
+#include "core/rng.h"
+#include "core/safetensors.h"
+#include "core/tokenizer.h"
+#include "reward/metrics.h"
+
+/* ---------- words ---------- */
+
+/* Decodes one UTF-8 character; a malformed byte decodes as U+FFFD of length 1. */
+static uint32_t utf8_decode(const unsigned char *s, size_t n, int *len) {
+    *len = 1;
+    if (s[0] < 0x80) return s[0];
+    int k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (k == 0 || (size_t)k > n) return 0xfffd;
+    uint32_t cp = s[0] & (0x7f >> k);
+    for (int i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    *len = k;
+    return cp;
+}
+
+/* The letters and digits of reward/factual.c: outside ASCII, everything but the punctuation and symbol
+ * blocks a package description is likely to contain. */
+static int is_word_char(uint32_t c) {
+    if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (c <= 0xbf || c == 0xd7 || c == 0xf7) return 0;
+    if (c >= 0x2000 && c <= 0x2bff) return 0;
+    if (c >= 0x3000 && c <= 0x303f) return 0;
+    if (c >= 0xfe30 && c <= 0xfe6f) return 0;
+    if (c >= 0xff00 && c <= 0xff20) return 0;
+    return c != 0xfffd;
+}
+
+static int is_joiner(char c) {
+    return c == '.' || c == '-' || c == '_' || c == '\'';
+}
+
+static int word_char_at(const char *text, size_t n, size_t i, int *len) {
+    if (i >= n) return 0;
+    return is_word_char(utf8_decode((const unsigned char *)text + i, n - i, len));
+}
+
+typedef struct {
+    size_t start, len;
+} span;
+
+typedef struct {
+    span *v;
+    int n, cap;
+} span_list;
+
+static gkd_status span_push(span_list *l, span s) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 32;
+        span *v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) return gkd_error_set(GKD_ERR_NOMEM, "reward model: word list of %d words", cap);
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = s;
+    return GKD_OK;
+}
+
+/* Words of text[0..n): runs of word characters joined across an inner joiner, plus a trailing run of '+'
+ * or '#' ("c++"), exactly as gkd_factual_score splits a text. */
+static gkd_status split_words(const char *text, size_t n, span_list *out) {
+    size_t i = 0;
+    int len;
+    out->n = 0;
+    while (i < n) {
+        if (!word_char_at(text, n, i, &len)) {
+            i += (size_t)len;
+            continue;
+        }
+        size_t start = i;
+        i += (size_t)len;
+        for (;;) {
+            if (word_char_at(text, n, i, &len))
+                i += (size_t)len;
+            else if (i < n && is_joiner(text[i]) && word_char_at(text, n, i + 1, &len))
+                i += 1 + (size_t)len;
+            else
+                break;
+        }
+        size_t j = i;
+        while (j < n && (text[j] == '+' || text[j] == '#')) j++;
+        if (j > i && !word_char_at(text, n, j, &len)) i = j;
+        gkd_status st = span_push(out, (span){start, i - start});
+        if (st != GKD_OK) return st;
+    }
+    return GKD_OK;
+}
+
+static int is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* The matching key of a word, written to out (len + 1 bytes, NUL-terminated): lowercase ASCII, a trailing
+ * "'s" dropped and a plural folded, as gkd_factual_score matches words. Returns the key's length. */
+static size_t word_key(const char *s, size_t len, char *out) {
+    for (size_t i = 0; i < len; i++) out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    if (len > 2 && out[len - 2] == '\'' && out[len - 1] == 's') len -= 2;
+    if (len > 4 && memcmp(out + len - 3, "ies", 3) == 0 && is_letter(out[len - 4])) {
+        out[len - 3] = 'y';
+        len -= 2;
+    } else if (len > 3 && out[len - 1] == 's' && is_letter(out[len - 2]) && out[len - 2] != 's' &&
+               out[len - 2] != 'u' && out[len - 2] != 'i') {
+        len -= 1;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+gkd_status gkd_reward_model_normalize(const char *text, char **out, int *n_words) {
+    *out = NULL;
+    if (!text) return gkd_error_set(GKD_ERR_ARG, "reward model normalize: NULL text");
+    size_t n = strlen(text);
+    span_list words = {0};
+    gkd_status st = split_words(text, n, &words);
+    char *s = st == GKD_OK ? malloc(2 * n + 1) : NULL;
+    if (st == GKD_OK && !s) st = gkd_error_set(GKD_ERR_NOMEM, "reward model normalize: %zu bytes", n);
+    if (st != GKD_OK) {
+        free(words.v);
+        return st;
+    }
+    size_t used = 0;
+    for (int w = 0; w < words.n; w++) {
+        s[used++] = ' ';
+        used += word_key(text + words.v[w].start, words.v[w].len, s + used);
+    }
+    s[used] = '\0';
+    if (n_words) *n_words = words.n;
+    free(words.v);
+    *out = s;
+    return GKD_OK;
+}
+
+/* ---------- key sets: the normalised words of a text, sorted for lookup ---------- */
+
+typedef struct {
+    const char *s;
+    int len;
+} key_view;
+
+static int key_view_cmp(const void *pa, const void *pb) {
+    const key_view *a = pa, *b = pb;
+    int n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->s, b->s, (size_t)n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+typedef struct {
+    char *text; /* the normalised text the views point into */
+    key_view *keys;
+    int n;
+} key_set;
+
+static void key_set_free(key_set *k) {
+    free(k->text);
+    free(k->keys);
+    *k = (key_set){0};
+}
+
+/* The keys of text's words; with_parts adds each joiner-separated part of a word that has joiners. */
+static gkd_status key_set_build(const char *text, int with_parts, key_set *out) {
+    *out = (key_set){0};
+    gkd_status st = gkd_reward_model_normalize(text, &out->text, NULL);
+    if (st != GKD_OK) return st;
+    size_t len = strlen(out->text);
+    out->keys = malloc((len + 1) * sizeof *out->keys);
+    if (!out->keys) {
+        key_set_free(out);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model: key set of %zu bytes", len);
+    }
+    const char *t = out->text;
+    for (size_t i = 0; i < len;) {
+        size_t j = ++i; /* every word follows one space */
+        while (j < len && t[j] != ' ') j++;
+        out->keys[out->n++] = (key_view){t + i, (int)(j - i)};
+        int has_joiner = 0;
+        for (size_t k = i; k < j; k++) has_joiner |= is_joiner(t[k]);
+        for (size_t k = i, part = i; with_parts && has_joiner && k <= j; k++) {
+            if (k == j || is_joiner(t[k])) {
+                if (k > part) out->keys[out->n++] = (key_view){t + part, (int)(k - part)};
+                part = k + 1;
+            }
+        }
+        i = j;
+    }
+    qsort(out->keys, (size_t)out->n, sizeof *out->keys, key_view_cmp);
+    return GKD_OK;
+}
+
+static int key_set_has(const key_set *k, const char *s, size_t len) {
+    key_view v = {s, (int)len};
+    return k->n && bsearch(&v, k->keys, (size_t)k->n, sizeof *k->keys, key_view_cmp) != NULL;
+}
+
+/* ---------- pairs ---------- */
+
+gkd_reward_model_pair_config gkd_reward_model_pair_config_default(void) {
+    return (gkd_reward_model_pair_config){
+        .seed = 1, .rounds = 1, .max_source_words = 64, .require_grounded = 1};
+}
+
+void gkd_reward_model_pairs_free(gkd_reward_model_pairs *p) {
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) {
+        free(p->items[i].source);
+        free(p->items[i].summary);
+        free(p->items[i].original);
+        free(p->items[i].replacement);
+    }
+    free(p->items);
+    p->items = NULL;
+    p->n = 0;
+}
+
+typedef enum { KIND_WORD, KIND_NAME, KIND_NUMBER, KIND_COUNT } word_kind;
+
+static word_kind kind_of(const char *s, size_t len, int first_in_text) {
+    for (size_t i = 0; i < len; i++)
+        if (s[i] >= '0' && s[i] <= '9') return KIND_NUMBER;
+    for (size_t i = first_in_text ? 1 : 0; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z') return KIND_NAME;
+    return KIND_WORD;
+}
+
+/* A content word in gkd_factual_score's sense: a word that is not one of its stopwords. */
+static gkd_status is_content_word(const char *s, size_t len, int *content) {
+    *content = 0;
+    char *w = strndup(s, len);
+    if (!w) return gkd_error_set(GKD_ERR_NOMEM, "reward model: word of %zu bytes", len);
+    gkd_factual_parts p;
+    gkd_status st = gkd_factual_score(w, "", NULL, &p);
+    *content = p.n_content > 0;
+    free(w);
+    return st;
+}
+
+/* Content words of all summaries, by kind; an entry is drawn as often as its word occurs. */
+typedef struct {
+    char **surface; /* (n) the word as written */
+    char **key;     /* (n) its normalised key */
+    int *example;   /* (n) the example it comes from */
+    int n, cap;
+    int *by_kind[KIND_COUNT];
+    int n_kind[KIND_COUNT];
+} word_pool;
+
+static void word_pool_free(word_pool *p) {
+    for (int i = 0; i < p->n; i++) {
+        free(p->surface[i]);
+        free(p->key[i]);
+    }
+    free(p->surface);
+    free(p->key);
+    free(p->example);
+    for (int k = 0; k < KIND_COUNT; k++) free(p->by_kind[k]);
+    *p = (word_pool){0};
+}
+
+static gkd_status word_pool_add(word_pool *p, const char *s, size_t len, int example, word_kind kind) {
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 1024, ok = 1;
+        char **surface = realloc(p->surface, (size_t)cap * sizeof *surface);
+        ok &= surface != NULL;
+        if (surface) p->surface = surface;
+        char **key = realloc(p->key, (size_t)cap * sizeof *key);
+        ok &= key != NULL;
+        if (key) p->key = key;
+        int *ex = realloc(p->example, (size_t)cap * sizeof *ex);
+        ok &= ex != NULL;
+        if (ex) p->example = ex;
+        for (int k = 0; k < KIND_COUNT; k++) {
+            int *v = realloc(p->by_kind[k], (size_t)cap * sizeof *v);
+            ok &= v != NULL;
+            if (v) p->by_kind[k] = v;
+        }
+        if (!ok) return gkd_error_set(GKD_ERR_NOMEM, "reward model: word pool of %d", cap);
+        p->cap = cap;
+    }
+    char *w = strndup(s, len), *k = malloc(len + 1);
+    if (!w || !k) {
+        free(w);
+        free(k);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model: word of %zu bytes", len);
+    }
+    word_key(s, len, k);
+    p->surface[p->n] = w;
+    p->key[p->n] = k;
+    p->example[p->n] = example;
+    p->by_kind[kind][p->n_kind[kind]++] = p->n;
+    p->n++;
+    return GKD_OK;
+}
+
+static gkd_status word_pool_build(const gkd_dataset *d, word_pool *p) {
+    span_list words = {0};
+    gkd_status st = GKD_OK;
+    for (int e = 0; e < d->n && st == GKD_OK; e++) {
+        const char *sum = d->items[e].target;
+        st = split_words(sum, strlen(sum), &words);
+        for (int w = 0; w < words.n && st == GKD_OK; w++) {
+            const char *s = sum + words.v[w].start;
+            size_t len = words.v[w].len;
+            int content;
+            st = is_content_word(s, len, &content);
+            if (st == GKD_OK && content) st = word_pool_add(p, s, len, e, kind_of(s, len, w == 0));
+        }
+    }
+    free(words.v);
+    return st;
+}
+
+/* The byte length of text up to the first space after its first max_words words (max_words 0: all). */
+static size_t cut_after_words(const char *text, int max_words, span_list *scratch, gkd_status *st) {
+    size_t n = strlen(text);
+    *st = GKD_OK;
+    if (max_words <= 0) return n;
+    *st = split_words(text, n, scratch);
+    if (*st != GKD_OK || scratch->n <= max_words) return n;
+    size_t end = scratch->v[max_words - 1].start + scratch->v[max_words - 1].len;
+    while (end < n && text[end] != ' ') end++;
+    return end;
+}
+
+/* Draws a replacement for word `orig_key` in source `src` from pool entries of `kind`: not from example
+ * `example`, a different key, absent from the source's words and word parts, and unsupported in
+ * gkd_factual_score's sense. Returns the pool index or -1 after `tries` failed draws. */
+static int draw_replacement(const word_pool *pool, word_kind kind, int example, const char *orig_key,
+                            const char *src, const key_set *parts, gkd_rng *rng, int tries, gkd_status *st) {
+    *st = GKD_OK;
+    if (pool->n_kind[kind] == 0) return -1;
+    for (int t = 0; t < tries; t++) {
+        int j = pool->by_kind[kind][gkd_rng_below(rng, (uint32_t)pool->n_kind[kind])];
+        const char *key = pool->key[j];
+        if (pool->example[j] == example || strcmp(key, orig_key) == 0 || key_set_has(parts, key, strlen(key)))
+            continue;
+        gkd_factual_parts fp;
+        *st = gkd_factual_score(pool->surface[j], src, NULL, &fp);
+        if (*st != GKD_OK) return -1;
+        if (fp.n_content > 0 && fp.n_content_supported == 0) return j;
+    }
+    return -1;
+}
+
+typedef struct {
+    gkd_reward_model_pair *items;
+    int n, cap;
+} pair_vec;
+
+static gkd_status pair_push(pair_vec *v, const char *src, size_t src_len, char *summary, int label,
+                            const char *original, const char *replacement, int example) {
+    if (v->n == v->cap) {
+        int cap = v->cap ? 2 * v->cap : 256;
+        gkd_reward_model_pair *items = realloc(v->items, (size_t)cap * sizeof *items);
+        if (!items) {
+            free(summary);
+            return gkd_error_set(GKD_ERR_NOMEM, "reward model: %d pairs", cap);
+        }
+        v->items = items;
+        v->cap = cap;
+    }
+    gkd_reward_model_pair p = {strndup(src, src_len),
+                               summary,
+                               label,
+                               original ? strdup(original) : NULL,
+                               replacement ? strdup(replacement) : NULL,
+                               example};
+    v->items[v->n++] = p;
+    if (!p.source || !p.summary || (original && !p.original) || (replacement && !p.replacement))
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model: pair %d", v->n - 1);
+    return GKD_OK;
+}
+
+/* c in the case of `like` when both are ASCII letters, so that a plain word taken from the start of a
+ * summary reads naturally elsewhere, and the other way round. */
+static char case_like(char c, char like) {
+    if (like >= 'A' && like <= 'Z' && c >= 'a' && c <= 'z') return (char)(c - 'a' + 'A');
+    if (like >= 'a' && like <= 'z' && c >= 'A' && c <= 'Z') return (char)(c - 'A' + 'a');
+    return c;
+}
+
+/* The summary with bytes [at, at + len) replaced by `word`, as a new string. */
+static char *splice(const char *summary, size_t at, size_t len, const char *word) {
+    size_t n = strlen(summary), wl = strlen(word);
+    char *s = malloc(n - len + wl + 1);
+    if (!s) return NULL;
+    memcpy(s, summary, at);
+    memcpy(s + at, word, wl);
+    memcpy(s + at + wl, summary + at + len, n - at - len + 1);
+    return s;
+}
+
+/* Adds the rounds of pairs of example e; leaves them out when the example has no usable summary. */
+static gkd_status example_pairs(const gkd_dataset *d, int e, const gkd_reward_model_pair_config *cfg,
+                                const word_pool *pool, gkd_rng *rng, span_list *words, pair_vec *out) {
+    const char *summary = d->items[e].target, *source = d->items[e].source ? d->items[e].source : "";
+    gkd_status st;
+    size_t src_len = cut_after_words(source, cfg->max_source_words, words, &st);
+    char *src = st == GKD_OK ? strndup(source, src_len) : NULL;
+    if (st == GKD_OK && !src) st = gkd_error_set(GKD_ERR_NOMEM, "reward model: source of %zu bytes", src_len);
+    key_set exact = {0}, parts = {0};
+    if (st == GKD_OK) st = key_set_build(src, 0, &exact);
+    if (st == GKD_OK) st = key_set_build(src, 1, &parts);
+    if (st == GKD_OK) st = split_words(summary, strlen(summary), words);
+    int *content = st == GKD_OK ? calloc((size_t)words->n + 1, sizeof *content) : NULL;
+    if (st == GKD_OK && !content)
+        st = gkd_error_set(GKD_ERR_NOMEM, "reward model: %d summary words", words->n);
+    char key[256];
+    int n_content = 0, grounded = 1;
+    for (int w = 0; w < words->n && st == GKD_OK; w++) {
+        const char *s = summary + words->v[w].start;
+        size_t len = words->v[w].len;
+        st = is_content_word(s, len, &content[w]);
+        if (st != GKD_OK || !content[w]) continue;
+        if (len >= sizeof key) { /* no word to swap, and no word of a package description either */
+            content[w] = 0;
+            grounded = 0;
+            continue;
+        }
+        n_content++;
+        grounded &= key_set_has(&exact, key, word_key(s, len, key));
+    }
+    int usable = st == GKD_OK && n_content > 0 && (grounded || !cfg->require_grounded);
+    for (int r = 0; usable && r < cfg->rounds && st == GKD_OK; r++) {
+        int pick = (int)gkd_rng_below(rng, (uint32_t)n_content), w = 0;
+        for (;; w++)
+            if (content[w] && pick-- == 0) break;
+        const char *s = summary + words->v[w].start;
+        size_t len = words->v[w].len;
+        word_key(s, len, key);
+        word_kind kind = kind_of(s, len, w == 0);
+        int j = draw_replacement(pool, kind, e, key, src, &parts, rng, 64, &st);
+        if (j < 0 && st == GKD_OK && kind != KIND_WORD)
+            j = draw_replacement(pool, KIND_WORD, e, key, src, &parts, rng, 64, &st);
+        if (j < 0) continue;
+        char *orig = strndup(s, len), *kept = strdup(summary), *repl = strdup(pool->surface[j]);
+        if (repl && kind_of(repl, strlen(repl), 1) == KIND_WORD) repl[0] = case_like(repl[0], s[0]);
+        char *corrupted = repl ? splice(summary, words->v[w].start, len, repl) : NULL;
+        if (!orig || !kept || !repl || !corrupted) {
+            free(orig);
+            free(kept);
+            free(repl);
+            free(corrupted);
+            st = gkd_error_set(GKD_ERR_NOMEM, "reward model: pairs of example %d", e);
+            break;
+        }
+        st = pair_push(out, src, src_len, kept, 1, NULL, NULL, e);
+        if (st == GKD_OK)
+            st = pair_push(out, src, src_len, corrupted, 0, orig, repl, e);
+        else
+            free(corrupted);
+        free(orig);
+        free(repl);
+    }
+    free(content);
+    free(src);
+    key_set_free(&exact);
+    key_set_free(&parts);
+    return st;
+}
+
+gkd_status gkd_reward_model_make_pairs(const gkd_dataset *d, const gkd_reward_model_pair_config *cfg,
+                                       gkd_reward_model_pairs *out) {
+    *out = (gkd_reward_model_pairs){0};
+    if (!d || !cfg) return gkd_error_set(GKD_ERR_ARG, "reward model pairs: NULL argument");
+    if (cfg->rounds < 1 || cfg->max_source_words < 0)
+        return gkd_error_set(GKD_ERR_ARG, "reward model pairs: need rounds >= 1 and max_source_words >= 0");
+    for (int e = 0; e < d->n; e++)
+        if (!d->items[e].target)
+            return gkd_error_set(GKD_ERR_ARG, "reward model pairs: example %d has no target", e);
+    word_pool pool = {0};
+    gkd_status st = word_pool_build(d, &pool);
+    gkd_rng rng;
+    gkd_rng_init(&rng, cfg->seed, GKD_RNG_STREAM_USER);
+    span_list words = {0};
+    pair_vec v = {0};
+    for (int e = 0; e < d->n && st == GKD_OK; e++) st = example_pairs(d, e, cfg, &pool, &rng, &words, &v);
+    free(words.v);
+    word_pool_free(&pool);
+    out->items = v.items;
+    out->n = v.n;
+    if (st != GKD_OK) gkd_reward_model_pairs_free(out);
+    return st;
+}
+
+/* ---------- the model ---------- */
+
+static const char *const specials[] = {"<|endoftext|>", "<|pad|>",        "<|startoftext|>", "<|sep|>",
+                                       "<|cls|>",       "<|consistent|>", "<|corrupted|>"};
+enum { SPECIAL_EOS, SPECIAL_PAD, SPECIAL_BOS, SPECIAL_SEP, SPECIAL_CLS, SPECIAL_YES, SPECIAL_NO, N_SPECIALS };
+
+struct gkd_reward_model {
+    gkd_reward_model_config cfg;
+    gkd_tokenizer *tok;
+    gkd_model *m;
+    int id[N_SPECIALS];
+    int max_len;    /* bos + source + sep + summary + cls */
+    int max_pool;   /* summary + cls: the positions the head reads in one row */
+    float *dhidden; /* device, (cap_dhidden) */
+    size_t cap_dhidden;
+    float *h;  /* host (cap_rows, C): hidden states of the positions the head reads */
+    float *dh; /* host (cap_rows, C): their gradients */
+    float *e;  /* host (cap_rows, C): output-matrix rows of the tokens the head reads */
+    double *s; /* host (cap_rows): their head logits */
+    int cap_rows;
+};
+
+gkd_reward_model_config gkd_reward_model_config_default(void) {
+    return (gkd_reward_model_config){.vocab_size = 8192,
+                                     .dim = 64,
+                                     .n_layers = 2,
+                                     .n_heads = 4,
+                                     .hidden_dim = 172,
+                                     .max_source_tokens = 96,
+                                     .max_summary_tokens = 32,
+                                     .seed = 1};
+}
+
+const gkd_reward_model_config *gkd_reward_model_get_config(const gkd_reward_model *rm) {
+    return &rm->cfg;
+}
+
+void gkd_reward_model_free(gkd_reward_model *rm) {
+    if (!rm) return;
+    if (rm->m && rm->dhidden) gkd_model_backend(rm->m)->free(rm->dhidden);
+    gkd_model_free(rm->m);
+    gkd_tokenizer_free(rm->tok);
+    free(rm->h);
+    free(rm->dh);
+    free(rm->s);
+    free(rm->e);
+    free(rm);
+}
+
+static gkd_status find_specials(gkd_reward_model *rm) {
+    for (int i = 0; i < N_SPECIALS; i++) {
+        rm->id[i] = gkd_tokenizer_token_id(rm->tok, specials[i]);
+        if (rm->id[i] < 0)
+            return gkd_error_set(GKD_ERR_FORMAT, "reward model: tokenizer lacks \"%s\"", specials[i]);
+    }
+    return GKD_OK;
+}
+
+static void set_lengths(gkd_reward_model *rm) {
+    rm->max_pool = rm->cfg.max_summary_tokens + 1;
+    rm->max_len = rm->cfg.max_source_tokens + rm->max_pool + 2;
+}
+
+static gkd_model_config model_config(const gkd_reward_model_config *c, int vocab) {
+    return (gkd_model_config){.vocab_size = vocab,
+                              .dim = c->dim,
+                              .n_layers = c->n_layers,
+                              .n_heads = c->n_heads,
+                              .n_kv_heads = c->n_heads,
+                              .hidden_dim = c->hidden_dim,
+                              .max_seq_len = c->max_source_tokens + c->max_summary_tokens + 3,
+                              .rope_theta = 10000.0f,
+                              .norm_eps = 1e-5f,
+                              .tied_embeddings = 1};
+}
+
+static gkd_status check_config(const gkd_reward_model_config *c) {
+    if (c->max_source_tokens < 1 || c->max_summary_tokens < 1)
+        return gkd_error_set(GKD_ERR_ARG,
+                             "reward model: max_source_tokens and max_summary_tokens must be >= 1");
+    if (c->vocab_size < 256 + N_SPECIALS)
+        return gkd_error_set(GKD_ERR_ARG, "reward model: vocab_size = %d must be >= %d", c->vocab_size,
+                             256 + N_SPECIALS);
+    return GKD_OK;
+}
+
+gkd_status gkd_reward_model_create(const gkd_reward_model_config *cfg, const gkd_reward_model_pairs *corpus,
+                                   const gkd_backend *be, gkd_reward_model **out) {
+    *out = NULL;
+    if (!cfg || !corpus || !be) return gkd_error_set(GKD_ERR_ARG, "reward model create: NULL argument");
+    gkd_status st = check_config(cfg);
+    if (st != GKD_OK) return st;
+    gkd_reward_model *rm = calloc(1, sizeof *rm);
+    char **texts = calloc((size_t)2 * corpus->n + 1, sizeof *texts);
+    if (!rm || !texts) {
+        free(rm);
+        free(texts);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model create: out of memory");
+    }
+    rm->cfg = *cfg;
+    int n_texts = 0;
+    for (int i = 0; i < corpus->n && st == GKD_OK; i++) {
+        const gkd_reward_model_pair *p = &corpus->items[i];
+        if (i == 0 || p->example != corpus->items[i - 1].example ||
+            strcmp(p->source, corpus->items[i - 1].source))
+            st = gkd_reward_model_normalize(p->source, &texts[n_texts++], NULL);
+        if (st == GKD_OK) st = gkd_reward_model_normalize(p->summary, &texts[n_texts++], NULL);
+    }
+    if (st == GKD_OK)
+        st = gkd_tokenizer_train((const char *const *)texts, n_texts, cfg->vocab_size, specials, N_SPECIALS,
+                                 &rm->tok);
+    for (int i = 0; i < n_texts; i++) free(texts[i]);
+    free(texts);
+    if (st == GKD_OK) st = find_specials(rm);
+    gkd_model_config mc = model_config(cfg, rm->tok ? gkd_tokenizer_vocab_size(rm->tok) : 0);
+    if (st == GKD_OK) st = gkd_model_create(&mc, be, &rm->m);
+    if (st != GKD_OK) {
+        gkd_reward_model_free(rm);
+        return gkd_error_prefix(st, "reward model create");
+    }
+    rm->cfg.vocab_size = mc.vocab_size;
+    set_lengths(rm);
+    gkd_model_init_weights(rm->m, cfg->seed);
+    *out = rm;
+    return GKD_OK;
+}
+
+/* Rows "<bos> source <sep> summary <cls>" tokenised once: row i is ids[off[i] .. off[i+1]); the head reads
+ * its positions from start[i] on (the summary's and <cls>), whose labels are in label (laid out like ids):
+ * 1 supported, 0 the swapped-in word (or the whole row at <cls>), -1 unknown or not read. */
+typedef struct {
+    int *ids;
+    signed char *label;
+    int *off;
+    int *start;
+    int n;
+} row_set;
+
+static void row_set_free(row_set *r) {
+    free(r->ids);
+    free(r->label);
+    free(r->off);
+    free(r->start);
+    *r = (row_set){0};
+}
+
+/* Appends the row of (source, summary) at ids/label (max_len slots). pair_label: 1, 0 or -1 (scoring);
+ * bad_key: the normalised swapped-in word of a corrupted pair, or NULL when unknown. The summary is
+ * encoded one word at a time, which gives the same ids as encoding it whole (every normalised word starts
+ * with a space, where the pre-tokenizer always splits) and tells which tokens belong to which word. */
+static gkd_status encode_row(const gkd_reward_model *rm, const char *source, const char *summary,
+                             int pair_label, const char *bad_key, int *ids, signed char *label, int *len,
+                             int *start) {
+    char *ns = NULL, *nm = NULL;
+    int *src = NULL, n_src = 0;
+    gkd_status st = gkd_reward_model_normalize(source, &ns, NULL);
+    if (st == GKD_OK) st = gkd_reward_model_normalize(summary, &nm, NULL);
+    if (st == GKD_OK) st = gkd_tokenizer_encode(rm->tok, ns, strlen(ns), &src, &n_src);
+    if (st != GKD_OK) goto done;
+    if (n_src > rm->cfg.max_source_tokens) n_src = rm->cfg.max_source_tokens;
+    int k = 0;
+    ids[k++] = rm->id[SPECIAL_BOS];
+    memcpy(ids + k, src, (size_t)n_src * sizeof *ids);
+    k += n_src;
+    ids[k++] = rm->id[SPECIAL_SEP];
+    for (int i = 0; i < k; i++) label[i] = -1;
+    *start = k;
+    const int end = k + rm->cfg.max_summary_tokens;
+    size_t n = strlen(nm);
+    for (size_t i = 0; i < n && k < end && st == GKD_OK;) {
+        size_t j = i + 1;
+        while (j < n && nm[j] != ' ') j++;
+        int *w = NULL, nw = 0;
+        st = gkd_tokenizer_encode(rm->tok, nm + i, j - i, &w, &nw);
+        int bad = bad_key && strlen(bad_key) == j - i - 1 && memcmp(bad_key, nm + i + 1, j - i - 1) == 0;
+        signed char lab = pair_label < 0 || (pair_label == 0 && !bad_key) ? -1 : bad ? 0 : 1;
+        for (int t = 0; st == GKD_OK && t < nw && k < end; t++, k++) {
+            ids[k] = w[t];
+            label[k] = lab;
+        }
+        free(w);
+        i = j;
+    }
+    ids[k] = rm->id[SPECIAL_CLS];
+    label[k++] = (signed char)pair_label;
+    *len = k;
+done:
+    free(ns);
+    free(nm);
+    free(src);
+    return st;
+}
+
+static gkd_status row_set_build(const gkd_reward_model *rm, const char *const *sources,
+                                const char *const *summaries, const gkd_reward_model_pair *pairs, int n,
+                                row_set *out) {
+    *out = (row_set){0};
+    size_t cap = (size_t)n * rm->max_len + 1;
+    out->ids = malloc(cap * sizeof *out->ids);
+    out->label = malloc(cap * sizeof *out->label);
+    out->off = malloc(((size_t)n + 1) * sizeof *out->off);
+    out->start = malloc(((size_t)n + 1) * sizeof *out->start);
+    if (!out->ids || !out->label || !out->off || !out->start) {
+        row_set_free(out);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model: rows for %d pairs", n);
+    }
+    out->off[0] = 0;
+    gkd_status st = GKD_OK;
+    for (int i = 0; i < n && st == GKD_OK; i++) {
+        int len = 0, label = -1;
+        char bad_key[256];
+        const char *src = sources ? sources[i] : pairs[i].source,
+                   *sum = summaries ? summaries[i] : pairs[i].summary;
+        if (pairs) {
+            label = pairs[i].label ? 1 : 0;
+            const char *r = pairs[i].replacement;
+            if (!pairs[i].label && r && strlen(r) < sizeof bad_key)
+                word_key(r, strlen(r), bad_key);
+            else
+                bad_key[0] = '\0';
+        }
+        st = encode_row(rm, src, sum, label, pairs && bad_key[0] ? bad_key : NULL, out->ids + out->off[i],
+                        out->label + out->off[i], &len, &out->start[i]);
+        if (st != GKD_OK) st = gkd_error_prefix(st, "reward model: pair %d", i);
+        out->off[i + 1] = out->off[i] + len;
+    }
+    out->n = n;
+    if (st != GKD_OK) row_set_free(out);
+    return st;
+}
+
+/* Lays rows sel[0..B) out as tokens (B,T) right-padded with <pad>; returns T. */
+static int fill_batch(const gkd_reward_model *rm, const row_set *rows, const int *sel, int B, int *tokens) {
+    int T = 0;
+    for (int b = 0; b < B; b++) {
+        int len = rows->off[sel[b] + 1] - rows->off[sel[b]];
+        if (len > T) T = len;
+    }
+    for (int b = 0; b < B; b++) {
+        const int *ids = rows->ids + rows->off[sel[b]];
+        int len = rows->off[sel[b] + 1] - rows->off[sel[b]];
+        for (int t = 0; t < T; t++) tokens[b * T + t] = t < len ? ids[t] : rm->id[SPECIAL_PAD];
+    }
+    return T;
+}
+
+static gkd_status ensure_host_rows(gkd_reward_model *rm, int rows) {
+    if (rows <= rm->cap_rows) return GKD_OK;
+    const size_t C = (size_t)rm->cfg.dim;
+    float *h = realloc(rm->h, (size_t)rows * C * sizeof *h);
+    if (h) rm->h = h;
+    float *dh = realloc(rm->dh, (size_t)rows * C * sizeof *dh);
+    if (dh) rm->dh = dh;
+    double *s = realloc(rm->s, (size_t)rows * sizeof *s);
+    if (s) rm->s = s;
+    float *e = realloc(rm->e, (size_t)rows * C * sizeof *e);
+    if (e) rm->e = e;
+    if (!h || !dh || !s || !e) return gkd_error_set(GKD_ERR_NOMEM, "reward model: %d hidden rows", rows);
+    rm->cap_rows = rows;
+    return GKD_OK;
+}
+
+/* The head's vector w = W[consistent] - W[corrupted] (C floats, host); tmp: C floats. */
+static void head_vector(const gkd_reward_model *rm, float *w, float *tmp) {
+    const gkd_backend *be = gkd_model_backend(rm->m);
+    const float *W = gkd_model_output_weight(rm->m);
+    const int C = rm->cfg.dim;
+    be->copy_out(w, W + (size_t)rm->id[SPECIAL_YES] * C, (size_t)C * sizeof *w);
+    be->copy_out(tmp, W + (size_t)rm->id[SPECIAL_NO] * C, (size_t)C * sizeof *w);
+    for (int c = 0; c < C; c++) w[c] -= tmp[c];
+}
+
+/* The head over rows sel[0..B) of a forward: hidden (B,T,C) device. Row b reads its positions start .. len-1
+ * (pos[b+1] - pos[b] of them; pos: (B+1)); position t scores
+ *     s_t = h_t . (w + E[x_t]),
+ * the scalar head plus the model's own output logit for the token it reads (large when the token's
+ * occurrences in the source dominate what h_t attended to), and the row's logit is the log-mean-exp soft
+ * minimum z_b = -log(mean_t exp(-s_t)). Keeps h_t in rm->h, E[x_t] in rm->e and s_t in rm->s from row
+ * pos[b]. */
+static void head_forward(gkd_reward_model *rm, const float *hidden, int B, int T, const row_set *rows,
+                         const int *sel, const float *w, int *pos, double *z) {
+    const gkd_backend *be = gkd_model_backend(rm->m);
+    const float *W = gkd_model_output_weight(rm->m);
+    const int C = rm->cfg.dim;
+    pos[0] = 0;
+    for (int b = 0; b < B; b++) {
+        int i = sel[b], start = rows->start[i], n = rows->off[i + 1] - rows->off[i] - start;
+        const int *ids = rows->ids + rows->off[i] + start;
+        float *h = rm->h + (size_t)pos[b] * C, *e = rm->e + (size_t)pos[b] * C;
+        be->copy_out(h, hidden + ((size_t)b * T + start) * C, (size_t)n * C * sizeof *h);
+        double lo = INFINITY;
+        for (int t = 0; t < n; t++) {
+            float *ht = h + (size_t)t * C, *et = e + (size_t)t * C;
+            be->copy_out(et, W + (size_t)ids[t] * C, (size_t)C * sizeof *et);
+            double s = 0.0;
+            for (int c = 0; c < C; c++) s += (double)ht[c] * (w[c] + et[c]);
+            rm->s[pos[b] + t] = s;
+            if (s < lo) lo = s;
+        }
+        double sum = 0.0;
+        for (int t = 0; t < n; t++) sum += exp(lo - rm->s[pos[b] + t]);
+        z[b] = lo - log(sum / n);
+        pos[b + 1] = pos[b] + n;
+    }
+}
+
+/* -log sigmoid(s) for label 1, -log(1 - sigmoid(s)) for label 0, without overflow. */
+static double logistic_loss(double s, int label) {
+    double x = label ? -s : s;
+    return (x > 0 ? x : 0) + log1p(exp(-fabs(x)));
+}
+
+static double sigmoid(double s) {
+    return s >= 0 ? 1.0 / (1.0 + exp(-s)) : exp(s) / (1.0 + exp(s));
+}
+
+enum { SCORE_BATCH = 64 };
+
+/* Row logits of rows[0..n) into z (n). */
+static gkd_status rows_logits(gkd_reward_model *rm, const row_set *rows, double *z) {
+    const int C = rm->cfg.dim;
+    int *tokens = malloc((size_t)SCORE_BATCH * rm->max_len * sizeof *tokens);
+    int sel[SCORE_BATCH], pos[SCORE_BATCH + 1];
+    float *w = malloc(2 * (size_t)C * sizeof *w);
+    gkd_status st = ensure_host_rows(rm, SCORE_BATCH * rm->max_pool);
+    if (st == GKD_OK && (!tokens || !w)) st = gkd_error_set(GKD_ERR_NOMEM, "reward model: score buffers");
+    if (st == GKD_OK) head_vector(rm, w, w + C);
+    for (int i0 = 0; i0 < rows->n && st == GKD_OK; i0 += SCORE_BATCH) {
+        int B = rows->n - i0 < SCORE_BATCH ? rows->n - i0 : SCORE_BATCH;
+        for (int b = 0; b < B; b++) sel[b] = i0 + b;
+        int T = fill_batch(rm, rows, sel, B, tokens);
+        const float *hidden;
+        st = gkd_model_forward_nograd(rm->m, tokens, B, T, &hidden);
+        if (st == GKD_OK) head_forward(rm, hidden, B, T, rows, sel, w, pos, z + i0);
+    }
+    free(tokens);
+    free(w);
+    return st;
+}
+
+gkd_status gkd_reward_model_score(gkd_reward_model *rm, const char *const *sources,
+                                  const char *const *summaries, int n, double *probs) {
+    if (!rm || (n > 0 && (!sources || !summaries || !probs)))
+        return gkd_error_set(GKD_ERR_ARG, "reward model score: NULL argument");
+    for (int i = 0; i < n; i++)
+        if (!sources[i] || !summaries[i])
+            return gkd_error_set(GKD_ERR_ARG, "reward model score: sample %d has no %s", i,
+                                 sources[i] ? "summary" : "source");
+    if (n <= 0) return GKD_OK;
+    row_set rows;
+    gkd_status st = row_set_build(rm, sources, summaries, NULL, n, &rows);
+    if (st == GKD_OK) st = rows_logits(rm, &rows, probs);
+    for (int i = 0; st == GKD_OK && i < n; i++) probs[i] = sigmoid(probs[i]);
+    row_set_free(&rows);
+    return st;
+}
+
+static gkd_status evaluate_rows(gkd_reward_model *rm, const row_set *rows,
+                                const gkd_reward_model_pairs *pairs, double *accuracy, double *loss) {
+    double *z = malloc(((size_t)rows->n + 1) * sizeof *z);
+    if (!z) return gkd_error_set(GKD_ERR_NOMEM, "reward model: logits of %d pairs", rows->n);
+    gkd_status st = rows_logits(rm, rows, z);
+    double correct = 0, sum = 0;
+    for (int i = 0; st == GKD_OK && i < rows->n; i++) {
+        correct += (z[i] >= 0) == (pairs->items[i].label != 0);
+        sum += logistic_loss(z[i], pairs->items[i].label != 0);
+    }
+    if (accuracy) *accuracy = rows->n ? correct / rows->n : NAN;
+    if (loss) *loss = rows->n ? sum / rows->n : NAN;
+    free(z);
+    return st;
+}
+
+gkd_status gkd_reward_model_evaluate(gkd_reward_model *rm, const gkd_reward_model_pairs *pairs,
+                                     double *accuracy, double *loss) {
+    if (!rm || !pairs) return gkd_error_set(GKD_ERR_ARG, "reward model evaluate: NULL argument");
+    row_set rows;
+    gkd_status st = row_set_build(rm, NULL, NULL, pairs->items, pairs->n, &rows);
+    if (st == GKD_OK) st = evaluate_rows(rm, &rows, pairs, accuracy, loss);
+    row_set_free(&rows);
+    return st;
+}
+
+/* ---------- training ---------- */
+
+gkd_reward_model_train_config gkd_reward_model_train_config_default(void) {
+    return (gkd_reward_model_train_config){.steps = 6000,
+                                           .batch = 32,
+                                           .lr = 2e-3f,
+                                           .min_lr = 1e-4f,
+                                           .warmup_steps = 100,
+                                           .weight_decay = 0.01f,
+                                           .grad_clip = 1.0f,
+                                           .token_loss_weight = 4.0f,
+                                           .seed = 1,
+                                           .report_every = 100};
+}
+
+typedef struct {
+    int *sel, *tokens, *pos;
+    float *w; /* 3 C: the head vector, scratch, its gradient */
+    double *z;
+    double loss_sum, correct;
+} train_scratch;
+
+static void train_scratch_free(train_scratch *sc) {
+    free(sc->sel);
+    free(sc->tokens);
+    free(sc->pos);
+    free(sc->w);
+    free(sc->z);
+    *sc = (train_scratch){0};
+}
+
+static gkd_status train_scratch_init(gkd_reward_model *rm, int B, train_scratch *sc) {
+    const size_t C = (size_t)rm->cfg.dim;
+    *sc = (train_scratch){.sel = malloc((size_t)B * sizeof(int)),
+                          .tokens = malloc((size_t)B * rm->max_len * sizeof(int)),
+                          .pos = malloc(((size_t)B + 1) * sizeof(int)),
+                          .w = malloc(3 * C * sizeof(float)),
+                          .z = malloc((size_t)B * sizeof(double))};
+    if (!sc->sel || !sc->tokens || !sc->pos || !sc->w || !sc->z) {
+        train_scratch_free(sc);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model: buffers for batches of %d", B);
+    }
+    return ensure_host_rows(rm, (B + 1) * rm->max_pool);
+}
+
+/* Forward and backward of the rows sel[0..B): parameter gradients += those of the row loss (logistic on
+ * z_b, averaged over rows) plus token_loss_weight times the token loss (logistic on each labelled s_t,
+ * averaged over them). Adds the rows' summed row loss and correct count to sc. *objective (may be NULL)
+ * receives the whole loss the gradients are of. */
+static gkd_status batch_gradients(gkd_reward_model *rm, float token_loss_weight, const row_set *rows,
+                                  const gkd_reward_model_pairs *pairs, int B, train_scratch *sc,
+                                  double *objective) {
+    const gkd_backend *be = gkd_model_backend(rm->m);
+    const int C = rm->cfg.dim;
+    int T = fill_batch(rm, rows, sc->sel, B, sc->tokens);
+    size_t need = (size_t)B * T * C;
+    if (need > rm->cap_dhidden) {
+        be->free(rm->dhidden);
+        rm->dhidden = be->alloc(need * sizeof(float));
+        rm->cap_dhidden = rm->dhidden ? need : 0;
+        if (!rm->dhidden) return gkd_error_set(GKD_ERR_NOMEM, "reward model: dhidden of %zu floats", need);
+    }
+    const float *hidden;
+    gkd_status st = gkd_model_forward(rm->m, sc->tokens, B, T, &hidden);
+    if (st != GKD_OK) return st;
+    float *w = sc->w, *gw = sc->w + 2 * C, *dW = gkd_model_output_weight_grad(rm->m);
+    head_vector(rm, w, sc->w + C);
+    head_forward(rm, hidden, B, T, rows, sc->sel, w, sc->pos, sc->z);
+
+    int n_labelled = 0;
+    for (int b = 0; b < B; b++) {
+        const signed char *lab = rows->label + rows->off[sc->sel[b]] + rows->start[sc->sel[b]];
+        for (int t = 0; t < sc->pos[b + 1] - sc->pos[b]; t++) n_labelled += lab[t] >= 0;
+    }
+    double row_loss = 0, token_loss = 0;
+    memset(gw, 0, (size_t)C * sizeof *gw);
+    be->zero(rm->dhidden, need * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        int i = sc->sel[b], y = pairs->items[i].label != 0, n = sc->pos[b + 1] - sc->pos[b];
+        const signed char *lab = rows->label + rows->off[i] + rows->start[i];
+        const double *s = rm->s + sc->pos[b];
+        double l = logistic_loss(sc->z[b], y);
+        row_loss += l;
+        sc->loss_sum += l;
+        sc->correct += (sc->z[b] >= 0) == y;
+        /* dz_b/ds_t = softmax(-s)_t over the row's positions */
+        double gz = (sigmoid(sc->z[b]) - y) / B, lo = INFINITY, sum = 0.0;
+        for (int t = 0; t < n; t++) lo = s[t] < lo ? s[t] : lo;
+        for (int t = 0; t < n; t++) sum += exp(lo - s[t]);
+        float *dh = rm->dh, *acc = rm->dh + (size_t)n * C;
+        const float *h = rm->h + (size_t)sc->pos[b] * C, *e = rm->e + (size_t)sc->pos[b] * C;
+        const int *ids = rows->ids + rows->off[i] + rows->start[i];
+        for (int t = 0; t < n; t++) {
+            double g = gz * exp(lo - s[t]) / sum;
+            if (lab[t] >= 0 && token_loss_weight > 0) {
+                token_loss += logistic_loss(s[t], lab[t]) / n_labelled;
+                g += token_loss_weight * (sigmoid(s[t]) - lab[t]) / n_labelled;
+            }
+            /* s_t = h_t . (w + E[x_t]): dh_t = g (w + E[x_t]), dw += g h_t, dE[x_t] += g h_t */
+            const float *ht = h + (size_t)t * C, *et = e + (size_t)t * C;
+            float *dht = dh + (size_t)t * C, *dE = dW + (size_t)ids[t] * C;
+            for (int c = 0; c < C; c++) {
+                dht[c] = (float)g * (w[c] + et[c]);
+                gw[c] += (float)g * ht[c];
+            }
+            be->copy_out(acc, dE, (size_t)C * sizeof *acc);
+            for (int c = 0; c < C; c++) acc[c] += (float)g * ht[c];
+            be->copy_in(dE, acc, (size_t)C * sizeof *acc);
+        }
+        be->copy_in(rm->dhidden + ((size_t)b * T + rows->start[i]) * C, dh, (size_t)n * C * sizeof *dh);
+    }
+    if (objective) *objective = row_loss / B + token_loss_weight * token_loss;
+    /* w = W[yes] - W[no]: dW[yes] += dw, dW[no] -= dw. */
+    float *tmp = sc->w + C;
+    const int head_rows[2] = {rm->id[SPECIAL_YES], rm->id[SPECIAL_NO]};
+    for (int k = 0; k < 2; k++) {
+        float *dst = dW + (size_t)head_rows[k] * C;
+        be->copy_out(tmp, dst, (size_t)C * sizeof *tmp);
+        for (int c = 0; c < C; c++) tmp[c] += k == 0 ? gw[c] : -gw[c];
+        be->copy_in(dst, tmp, (size_t)C * sizeof *tmp);
+    }
+    return gkd_model_backward(rm->m, rm->dhidden);
+}
+
+gkd_model *gkd_reward_model_transformer(gkd_reward_model *rm) {
+    return rm ? rm->m : NULL;
+}
+
+gkd_status gkd_reward_model_gradients(gkd_reward_model *rm, const gkd_reward_model_pairs *pairs,
+                                      const int *idx, int B, float token_loss_weight, double *objective) {
+    if (!rm || !pairs || !idx || B < 1 || !(token_loss_weight >= 0))
+        return gkd_error_set(GKD_ERR_ARG, "reward model gradients: need a model, pairs, B >= 1 indices and "
+                                          "token_loss_weight >= 0");
+    gkd_reward_model_pairs batch = {malloc((size_t)B * sizeof *batch.items), B};
+    if (!batch.items) return gkd_error_set(GKD_ERR_NOMEM, "reward model gradients: %d pairs", B);
+    gkd_status st = GKD_OK;
+    for (int b = 0; b < B && st == GKD_OK; b++) {
+        if (idx[b] < 0 || idx[b] >= pairs->n)
+            st = gkd_error_set(GKD_ERR_ARG, "reward model gradients: index %d outside [0, %d)", idx[b],
+                               pairs->n);
+        else
+            batch.items[b] = pairs->items[idx[b]];
+    }
+    train_scratch sc = {0};
+    row_set rows = {0};
+    if (st == GKD_OK) st = train_scratch_init(rm, B, &sc);
+    if (st == GKD_OK) st = row_set_build(rm, NULL, NULL, batch.items, B, &rows);
+    for (int b = 0; st == GKD_OK && b < B; b++) sc.sel[b] = b;
+    if (st == GKD_OK) st = batch_gradients(rm, token_loss_weight, &rows, &batch, B, &sc, objective);
+    row_set_free(&rows);
+    train_scratch_free(&sc);
+    free(batch.items);
+    return st;
+}
+
+gkd_status gkd_reward_model_train(gkd_reward_model *rm, const gkd_reward_model_train_config *cfg,
+                                  const gkd_reward_model_pairs *train,
+                                  gkd_reward_model_progress *last_report) {
+    if (!rm || !cfg || !train) return gkd_error_set(GKD_ERR_ARG, "reward model train: NULL argument");
+    if (train->n < 1 || cfg->batch < 1 || cfg->steps < 0 || cfg->report_every < 1 ||
+        !(cfg->token_loss_weight >= 0))
+        return gkd_error_set(GKD_ERR_ARG, "reward model train: need pairs, batch >= 1, steps >= 0, "
+                                          "report_every >= 1, token_loss_weight >= 0");
+    const int B = cfg->batch;
+    gkd_optim_config oc = gkd_optim_config_default();
+    oc.lr = cfg->lr;
+    oc.min_lr = cfg->min_lr;
+    oc.warmup_steps = cfg->warmup_steps;
+    oc.total_steps = cfg->steps;
+    oc.weight_decay = cfg->weight_decay;
+    oc.grad_clip = cfg->grad_clip;
+    row_set rows = {0}, eval_rows = {0};
+    gkd_data_order order = {0};
+    gkd_optim *opt = NULL;
+    train_scratch sc;
+    gkd_status st = train_scratch_init(rm, B, &sc);
+    if (st == GKD_OK) st = gkd_optim_create(&oc, rm->m, &opt);
+    if (st == GKD_OK) st = row_set_build(rm, NULL, NULL, train->items, train->n, &rows);
+    if (st == GKD_OK && cfg->eval)
+        st = row_set_build(rm, NULL, NULL, cfg->eval->items, cfg->eval->n, &eval_rows);
+    if (st == GKD_OK) st = gkd_data_order_init(&order, train->n, cfg->seed);
+    gkd_reward_model_progress rep = {.loss = NAN, .accuracy = NAN, .eval_loss = NAN, .eval_accuracy = NAN};
+    int64_t seen = 0;
+    for (int64_t step = 0; step < cfg->steps && st == GKD_OK; step++) {
+        gkd_data_order_next(&order, sc.sel, B);
+        gkd_optim_stats os;
+        gkd_model_zero_grad(rm->m);
+        st = batch_gradients(rm, cfg->token_loss_weight, &rows, train, B, &sc, NULL);
+        if (st == GKD_OK) st = gkd_optim_step(opt, &os);
+        if (st != GKD_OK) break;
+        seen += B;
+        int end = step + 1 == cfg->steps;
+        if ((step + 1) % cfg->report_every != 0 && !end) continue;
+        rep = (gkd_reward_model_progress){step + 1, os.lr, sc.loss_sum / seen, sc.correct / seen, NAN, NAN};
+        sc.loss_sum = sc.correct = 0;
+        seen = 0;
+        int eval_due = cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0;
+        if (cfg->eval && (eval_due || end))
+            st = evaluate_rows(rm, &eval_rows, cfg->eval, &rep.eval_accuracy, &rep.eval_loss);
+        if (st == GKD_OK && cfg->progress) cfg->progress(cfg->user, &rep);
+    }
+    if (st == GKD_OK && last_report) *last_report = rep;
+    gkd_optim_free(opt);
+    gkd_data_order_free(&order);
+    row_set_free(&rows);
+    row_set_free(&eval_rows);
+    train_scratch_free(&sc);
+    return st == GKD_OK ? st : gkd_error_prefix(st, "reward model train");
+}
+
+/* ---------- files ---------- */
+
+enum { PATH_CAP = 4096 };
+
+static gkd_status join_path(char *out, const char *dir, const char *name) {
+    if (snprintf(out, PATH_CAP, "%s/%s", dir, name) >= PATH_CAP)
+        return gkd_error_set(GKD_ERR_ARG, "reward model: path too long: %s/%s", dir, name);
+    return GKD_OK;
+}
+
+gkd_status gkd_reward_model_save(gkd_reward_model *rm, const char *dir) {
+    if (!rm || !dir) return gkd_error_set(GKD_ERR_ARG, "reward model save: NULL argument");
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        return gkd_error_set(GKD_ERR_IO, "reward model save: cannot create %s: %s", dir, strerror(errno));
+    char model_path[PATH_CAP], tok_path[PATH_CAP];
+    gkd_status st = join_path(model_path, dir, "model.safetensors");
+    if (st == GKD_OK) st = join_path(tok_path, dir, "tokenizer.json");
+    if (st != GKD_OK) return st;
+    gkd_buf meta = {0};
+    gkd_buf_printf(&meta,
+                   "{\"format\":\"gkd-reward-model\",\"version\":1,\"max_source_tokens\":%d,"
+                   "\"max_summary_tokens\":%d,\"seed\":%llu,\"tokenizer\":\"tokenizer.json\"}",
+                   rm->cfg.max_source_tokens, rm->cfg.max_summary_tokens, (unsigned long long)rm->cfg.seed);
+    if (meta.failed) st = gkd_error_set(GKD_ERR_NOMEM, "reward model save: metadata");
+    const char *key = "gkd_reward_model", *value = meta.data;
+    if (st == GKD_OK) st = gkd_checkpoint_save_model(rm->m, model_path, &key, &value, 1);
+    if (st == GKD_OK) st = gkd_tokenizer_save(rm->tok, tok_path);
+    gkd_buf_free(&meta);
+    return st == GKD_OK ? st : gkd_error_prefix(st, "reward model save to %s", dir);
+}
+
+static gkd_status read_settings(const char *model_path, gkd_reward_model_config *cfg) {
+    gkd_safetensors *sf = NULL;
+    gkd_status st = gkd_safetensors_open(model_path, &sf);
+    if (st != GKD_OK) return st;
+    const char *meta = gkd_safetensors_metadata(sf, "gkd_reward_model");
+    gkd_json *j = NULL;
+    if (!meta)
+        st = gkd_error_set(GKD_ERR_FORMAT, "%s: no \"gkd_reward_model\" metadata: not a reward model",
+                           model_path);
+    if (st == GKD_OK) st = gkd_json_parse(meta, strlen(meta), model_path, &j);
+    if (st == GKD_OK) {
+        const char *format = gkd_json_get_string(j, "format", "");
+        double version = gkd_json_get_number(j, "version", 0);
+        cfg->max_source_tokens = (int)gkd_json_get_number(j, "max_source_tokens", 0);
+        cfg->max_summary_tokens = (int)gkd_json_get_number(j, "max_summary_tokens", 0);
+        cfg->seed = (uint64_t)gkd_json_get_number(j, "seed", 0);
+        if (strcmp(format, "gkd-reward-model") != 0 || version != 1)
+            st = gkd_error_set(GKD_ERR_FORMAT,
+                               "%s: reward model format \"%s\" version %g (need gkd-reward-model 1)",
+                               model_path, format, version);
+        else if (cfg->max_source_tokens < 1 || cfg->max_summary_tokens < 1)
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: bad max_source_tokens or max_summary_tokens", model_path);
+    }
+    gkd_json_free(j);
+    gkd_safetensors_close(sf);
+    return st;
+}
+
+gkd_status gkd_reward_model_load(const char *dir, const gkd_backend *be, gkd_reward_model **out) {
+    *out = NULL;
+    if (!dir || !be) return gkd_error_set(GKD_ERR_ARG, "reward model load: NULL argument");
+    char model_path[PATH_CAP], tok_path[PATH_CAP];
+    gkd_status st = join_path(model_path, dir, "model.safetensors");
+    if (st == GKD_OK) st = join_path(tok_path, dir, "tokenizer.json");
+    if (st != GKD_OK) return st;
+    gkd_reward_model *rm = calloc(1, sizeof *rm);
+    if (!rm) return gkd_error_set(GKD_ERR_NOMEM, "reward model load: out of memory");
+    st = read_settings(model_path, &rm->cfg);
+    if (st == GKD_OK) st = gkd_checkpoint_load_model(model_path, be, &rm->m);
+    if (st == GKD_OK) st = gkd_tokenizer_load(tok_path, &rm->tok);
+    if (st == GKD_OK) st = find_specials(rm);
+    if (st == GKD_OK) {
+        const gkd_model_config *mc = gkd_model_get_config(rm->m);
+        rm->cfg.vocab_size = mc->vocab_size;
+        rm->cfg.dim = mc->dim;
+        rm->cfg.n_layers = mc->n_layers;
+        rm->cfg.n_heads = mc->n_heads;
+        rm->cfg.hidden_dim = mc->hidden_dim;
+        set_lengths(rm);
+        if (gkd_tokenizer_vocab_size(rm->tok) != mc->vocab_size)
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: tokenizer has %d tokens, the model %d", tok_path,
+                               gkd_tokenizer_vocab_size(rm->tok), mc->vocab_size);
+        else if (!mc->tied_embeddings || mc->max_seq_len < rm->max_len)
+            st = gkd_error_set(GKD_ERR_FORMAT,
+                               "%s: the model is not a reward model's (tied output, %d positions)",
+                               model_path, rm->max_len);
+    }
+    if (st != GKD_OK) {
+        gkd_reward_model_free(rm);
+        return gkd_error_prefix(st, "reward model load from %s", dir);
+    }
+    *out = rm;
+    return GKD_OK;
+}
+
+/* ---------- the reward ---------- */
+
+typedef struct {
+    gkd_reward_model *rm;
+    int own;
+} reward_ctx;
+
+static void reward_ctx_free(void *p) {
+    reward_ctx *c = p;
+    if (c && c->own) gkd_reward_model_free(c->rm);
+    free(c);
+}
+
+static gkd_status reward_score(gkd_reward *r, const gkd_reward_sample *s, int n, double *scores) {
+    reward_ctx *c = r->ctx;
+    const char **src = malloc(((size_t)n + 1) * sizeof *src), **out = malloc(((size_t)n + 1) * sizeof *out);
+    gkd_status st = (src && out) ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "reward %s: %d samples", r->name, n);
+    for (int i = 0; i < n && st == GKD_OK; i++) {
+        if (!s[i].source) st = gkd_error_set(GKD_ERR_ARG, "reward %s: sample %d has no source", r->name, i);
+        src[i] = s[i].source;
+        out[i] = s[i].output ? s[i].output : "";
+    }
+    if (st == GKD_OK) st = gkd_reward_model_score(c->rm, src, out, n, scores);
+    free(src);
+    free(out);
+    return st;
+}
+
+gkd_status gkd_reward_model_as_reward(gkd_reward_model *rm, int take_ownership, gkd_reward **out) {
+    *out = NULL;
+    if (!rm) return gkd_error_set(GKD_ERR_ARG, "reward model as reward: NULL model");
+    reward_ctx *c = malloc(sizeof *c);
+    if (!c) {
+        if (take_ownership) gkd_reward_model_free(rm);
+        return gkd_error_set(GKD_ERR_NOMEM, "reward model as reward: out of memory");
+    }
+    *c = (reward_ctx){rm, take_ownership};
+    return gkd_reward_custom("reward_model", reward_score, c, reward_ctx_free, out);
+}
