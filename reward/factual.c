@@ -50,98 +50,6 @@ static int is_stopword(const char *lower, size_t len) {
     return 0;
 }
 
-/* Decodes one UTF-8 character; a malformed byte decodes as U+FFFD of length 1. */
-static uint32_t utf8_decode(const unsigned char *s, size_t n, int *len) {
-    *len = 1;
-    if (s[0] < 0x80) return s[0];
-    int k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (k == 0 || (size_t)k > n) return 0xfffd;
-    uint32_t cp = s[0] & (0x7f >> k);
-    for (int i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    *len = k;
-    return cp;
-}
-
-static int is_ascii_alnum(uint32_t c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/* Letters and digits; outside ASCII, everything but the punctuation and symbol blocks a package
- * description is likely to contain (Latin-1 signs, general punctuation, arrows to dingbats, CJK
- * punctuation, fullwidth ASCII punctuation). */
-static int is_word_char(uint32_t c) {
-    if (c < 0x80) return is_ascii_alnum(c);
-    if (c <= 0xbf || c == 0xd7 || c == 0xf7) return 0;
-    if (c >= 0x2000 && c <= 0x2bff) return 0;
-    if (c >= 0x3000 && c <= 0x303f) return 0;
-    if (c >= 0xfe30 && c <= 0xfe6f) return 0;
-    if (c >= 0xff00 && c <= 0xff20) return 0;
-    return c != 0xfffd;
-}
-
-static int is_joiner(char c) {
-    return c == '.' || c == '-' || c == '_' || c == '\'';
-}
-
-typedef struct {
-    size_t start, len;
-    int sentence_start;
-} word;
-
-typedef struct {
-    word *v;
-    int n, cap;
-} word_list;
-
-static gkd_status word_list_push(word_list *w, word x) {
-    if (w->n == w->cap) {
-        int cap = w->cap ? 2 * w->cap : 32;
-        word *v = realloc(w->v, (size_t)cap * sizeof *v);
-        if (!v) return gkd_error_set(GKD_ERR_NOMEM, "factual: word list of %d words", cap);
-        w->v = v;
-        w->cap = cap;
-    }
-    w->v[w->n++] = x;
-    return GKD_OK;
-}
-
-static int word_char_at(const char *text, size_t n, size_t i, int *len) {
-    if (i >= n) return 0;
-    return is_word_char(utf8_decode((const unsigned char *)text + i, n - i, len));
-}
-
-static gkd_status split_words(const char *text, word_list *out) {
-    size_t n = strlen(text), i = 0;
-    int at_start = 1, len;
-    while (i < n) {
-        if (!word_char_at(text, n, i, &len)) {
-            if (text[i] == '.' || text[i] == '!' || text[i] == '?') at_start = 1;
-            i += (size_t)len;
-            continue;
-        }
-        size_t start = i;
-        i += (size_t)len;
-        for (;;) {
-            if (word_char_at(text, n, i, &len))
-                i += (size_t)len;
-            else if (i < n && is_joiner(text[i]) && word_char_at(text, n, i + 1, &len))
-                i += 1 + (size_t)len;
-            else
-                break;
-        }
-        size_t j = i;
-        while (j < n && (text[j] == '+' || text[j] == '#')) j++;
-        if (j > i && !word_char_at(text, n, j, &len)) i = j;
-        gkd_status st = word_list_push(out, (word){start, i - start, at_start});
-        if (st != GKD_OK) return st;
-        at_start = 0;
-    }
-    return GKD_OK;
-}
-
 static int is_letter(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
@@ -195,8 +103,8 @@ static gkd_status add_key(gkd_toklist *keys, const char *s, size_t len, char *sc
 
 /* Adds every word of `text`, and every joiner-separated part of a word that has joiners. */
 static gkd_status add_source_words(gkd_toklist *keys, const char *text, char **scratch, size_t *scratch_cap) {
-    word_list words = {0};
-    gkd_status st = split_words(text, &words);
+    gkd_word_list words = {0};
+    gkd_status st = gkd_words_split(text, strlen(text), &words);
     for (int w = 0; w < words.n && st == GKD_OK; w++) {
         const char *s = text + words.v[w].start;
         size_t len = words.v[w].len;
@@ -204,9 +112,9 @@ static gkd_status add_source_words(gkd_toklist *keys, const char *text, char **s
         if (st == GKD_OK) st = add_key(keys, s, len, *scratch);
         size_t part = 0;
         int has_joiner = 0;
-        for (size_t i = 0; i < len; i++) has_joiner |= is_joiner(s[i]);
+        for (size_t i = 0; i < len; i++) has_joiner |= gkd_word_is_joiner(s[i]);
         for (size_t i = 0; has_joiner && i <= len && st == GKD_OK; i++) {
-            if (i == len || is_joiner(s[i])) {
+            if (i == len || gkd_word_is_joiner(s[i])) {
                 if (i > part) st = add_key(keys, s + part, i - part, *scratch);
                 part = i + 1;
             }
@@ -260,7 +168,7 @@ gkd_status gkd_factual_score(const char *summary, const char *document, const ch
         return gkd_error_set(GKD_ERR_ARG, "factual score: NULL %s", summary ? "document" : "summary");
     gkd_toklist keys = {0};
     key_view *set = NULL;
-    word_list words = {0};
+    gkd_word_list words = {0};
     char *scratch = NULL;
     size_t scratch_cap = 0;
     gkd_status st = add_source_words(&keys, document, &scratch, &scratch_cap);
@@ -272,7 +180,7 @@ gkd_status gkd_factual_score(const char *summary, const char *document, const ch
     if (st == GKD_OK) {
         for (int i = 0; i < keys.n; i++) set[i] = (key_view){keys.text.data + keys.start[i], keys.len[i]};
         qsort(set, (size_t)keys.n, sizeof *set, key_view_cmp);
-        st = split_words(summary, &words);
+        st = gkd_words_split(summary, strlen(summary), &words);
     }
     gkd_factual_parts p = {0};
     for (int w = 0; w < words.n && st == GKD_OK; w++) {

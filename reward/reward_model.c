@@ -21,95 +21,11 @@
 #include "core/safetensors.h"
 #include "core/tokenizer.h"
 #include "reward/metrics.h"
+#include "reward/text.h"
 
 /* ---------- words ---------- */
 
-/* Decodes one UTF-8 character; a malformed byte decodes as U+FFFD of length 1. */
-static uint32_t utf8_decode(const unsigned char *s, size_t n, int *len) {
-    *len = 1;
-    if (s[0] < 0x80) return s[0];
-    int k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (k == 0 || (size_t)k > n) return 0xfffd;
-    uint32_t cp = s[0] & (0x7f >> k);
-    for (int i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    *len = k;
-    return cp;
-}
-
-/* The letters and digits of reward/factual.c: outside ASCII, everything but the punctuation and symbol
- * blocks a package description is likely to contain. */
-static int is_word_char(uint32_t c) {
-    if (c < 0x80) return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (c <= 0xbf || c == 0xd7 || c == 0xf7) return 0;
-    if (c >= 0x2000 && c <= 0x2bff) return 0;
-    if (c >= 0x3000 && c <= 0x303f) return 0;
-    if (c >= 0xfe30 && c <= 0xfe6f) return 0;
-    if (c >= 0xff00 && c <= 0xff20) return 0;
-    return c != 0xfffd;
-}
-
-static int is_joiner(char c) {
-    return c == '.' || c == '-' || c == '_' || c == '\'';
-}
-
-static int word_char_at(const char *text, size_t n, size_t i, int *len) {
-    if (i >= n) return 0;
-    return is_word_char(utf8_decode((const unsigned char *)text + i, n - i, len));
-}
-
-typedef struct {
-    size_t start, len;
-} span;
-
-typedef struct {
-    span *v;
-    int n, cap;
-} span_list;
-
-static gkd_status span_push(span_list *l, span s) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 32;
-        span *v = realloc(l->v, (size_t)cap * sizeof *v);
-        if (!v) return gkd_error_set(GKD_ERR_NOMEM, "reward model: word list of %d words", cap);
-        l->v = v;
-        l->cap = cap;
-    }
-    l->v[l->n++] = s;
-    return GKD_OK;
-}
-
-/* Words of text[0..n): runs of word characters joined across an inner joiner, plus a trailing run of '+'
- * or '#' ("c++"), exactly as gkd_factual_score splits a text. */
-static gkd_status split_words(const char *text, size_t n, span_list *out) {
-    size_t i = 0;
-    int len;
-    out->n = 0;
-    while (i < n) {
-        if (!word_char_at(text, n, i, &len)) {
-            i += (size_t)len;
-            continue;
-        }
-        size_t start = i;
-        i += (size_t)len;
-        for (;;) {
-            if (word_char_at(text, n, i, &len))
-                i += (size_t)len;
-            else if (i < n && is_joiner(text[i]) && word_char_at(text, n, i + 1, &len))
-                i += 1 + (size_t)len;
-            else
-                break;
-        }
-        size_t j = i;
-        while (j < n && (text[j] == '+' || text[j] == '#')) j++;
-        if (j > i && !word_char_at(text, n, j, &len)) i = j;
-        gkd_status st = span_push(out, (span){start, i - start});
-        if (st != GKD_OK) return st;
-    }
-    return GKD_OK;
-}
+/* Words are split as gkd_factual_score splits them: gkd_words_split (reward/words.c). */
 
 static int is_letter(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -135,8 +51,8 @@ gkd_status gkd_reward_model_normalize(const char *text, char **out, int *n_words
     *out = NULL;
     if (!text) return gkd_error_set(GKD_ERR_ARG, "reward model normalize: NULL text");
     size_t n = strlen(text);
-    span_list words = {0};
-    gkd_status st = split_words(text, n, &words);
+    gkd_word_list words = {0};
+    gkd_status st = gkd_words_split(text, n, &words);
     char *s = st == GKD_OK ? malloc(2 * n + 1) : NULL;
     if (st == GKD_OK && !s) st = gkd_error_set(GKD_ERR_NOMEM, "reward model normalize: %zu bytes", n);
     if (st != GKD_OK) {
@@ -198,9 +114,9 @@ static gkd_status key_set_build(const char *text, int with_parts, key_set *out) 
         while (j < len && t[j] != ' ') j++;
         out->keys[out->n++] = (key_view){t + i, (int)(j - i)};
         int has_joiner = 0;
-        for (size_t k = i; k < j; k++) has_joiner |= is_joiner(t[k]);
+        for (size_t k = i; k < j; k++) has_joiner |= gkd_word_is_joiner(t[k]);
         for (size_t k = i, part = i; with_parts && has_joiner && k <= j; k++) {
-            if (k == j || is_joiner(t[k])) {
+            if (k == j || gkd_word_is_joiner(t[k])) {
                 if (k > part) out->keys[out->n++] = (key_view){t + part, (int)(k - part)};
                 part = k + 1;
             }
@@ -316,11 +232,11 @@ static gkd_status word_pool_add(word_pool *p, const char *s, size_t len, int exa
 }
 
 static gkd_status word_pool_build(const gkd_dataset *d, word_pool *p) {
-    span_list words = {0};
+    gkd_word_list words = {0};
     gkd_status st = GKD_OK;
     for (int e = 0; e < d->n && st == GKD_OK; e++) {
         const char *sum = d->items[e].target;
-        st = split_words(sum, strlen(sum), &words);
+        st = gkd_words_split(sum, strlen(sum), &words);
         for (int w = 0; w < words.n && st == GKD_OK; w++) {
             const char *s = sum + words.v[w].start;
             size_t len = words.v[w].len;
@@ -334,11 +250,11 @@ static gkd_status word_pool_build(const gkd_dataset *d, word_pool *p) {
 }
 
 /* The byte length of text up to the first space after its first max_words words (max_words 0: all). */
-static size_t cut_after_words(const char *text, int max_words, span_list *scratch, gkd_status *st) {
+static size_t cut_after_words(const char *text, int max_words, gkd_word_list *scratch, gkd_status *st) {
     size_t n = strlen(text);
     *st = GKD_OK;
     if (max_words <= 0) return n;
-    *st = split_words(text, n, scratch);
+    *st = gkd_words_split(text, n, scratch);
     if (*st != GKD_OK || scratch->n <= max_words) return n;
     size_t end = scratch->v[max_words - 1].start + scratch->v[max_words - 1].len;
     while (end < n && text[end] != ' ') end++;
@@ -415,7 +331,7 @@ static char *splice(const char *summary, size_t at, size_t len, const char *word
 
 /* Adds the rounds of pairs of example e; leaves them out when the example has no usable summary. */
 static gkd_status example_pairs(const gkd_dataset *d, int e, const gkd_reward_model_pair_config *cfg,
-                                const word_pool *pool, gkd_rng *rng, span_list *words, pair_vec *out) {
+                                const word_pool *pool, gkd_rng *rng, gkd_word_list *words, pair_vec *out) {
     const char *summary = d->items[e].target, *source = d->items[e].source ? d->items[e].source : "";
     gkd_status st;
     size_t src_len = cut_after_words(source, cfg->max_source_words, words, &st);
@@ -424,7 +340,7 @@ static gkd_status example_pairs(const gkd_dataset *d, int e, const gkd_reward_mo
     key_set exact = {0}, parts = {0};
     if (st == GKD_OK) st = key_set_build(src, 0, &exact);
     if (st == GKD_OK) st = key_set_build(src, 1, &parts);
-    if (st == GKD_OK) st = split_words(summary, strlen(summary), words);
+    if (st == GKD_OK) st = gkd_words_split(summary, strlen(summary), words);
     int *content = st == GKD_OK ? calloc((size_t)words->n + 1, sizeof *content) : NULL;
     if (st == GKD_OK && !content)
         st = gkd_error_set(GKD_ERR_NOMEM, "reward model: %d summary words", words->n);
@@ -495,7 +411,7 @@ gkd_status gkd_reward_model_make_pairs(const gkd_dataset *d, const gkd_reward_mo
     gkd_status st = word_pool_build(d, &pool);
     gkd_rng rng;
     gkd_rng_init(&rng, cfg->seed, GKD_RNG_STREAM_USER);
-    span_list words = {0};
+    gkd_word_list words = {0};
     pair_vec v = {0};
     for (int e = 0; e < d->n && st == GKD_OK; e++) st = example_pairs(d, e, cfg, &pool, &rng, &words, &v);
     free(words.v);

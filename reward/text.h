@@ -60,4 +60,23 @@ gkd_status gkd_ngram_extend(const gkd_seqset *s, const int *prev, int order, int
  * sum over ids of min(count in a, count in b). */
 gkd_status gkd_ngram_overlap(const int *a, int na, const int *b, int nb, long *matched);
 
+/* A word as the factual-consistency metric splits a text: a run of letters and digits (outside ASCII,
+ * everything but punctuation and symbol blocks), joined across an inner '.', '-', '_' or apostrophe,
+ * plus a trailing run of '+' or '#' ("c++"). sentence_start marks the first word after . ! ? or the
+ * start. */
+typedef struct {
+    size_t start, len;
+    int sentence_start;
+} gkd_word;
+
+typedef struct {
+    gkd_word *v;
+    int n, cap;
+} gkd_word_list;
+
+/* Replaces out's words with those of text[0..n). */
+gkd_status gkd_words_split(const char *text, size_t n, gkd_word_list *out);
+void gkd_word_list_free(gkd_word_list *w);
+int gkd_word_is_joiner(char c);
+
 #endif
