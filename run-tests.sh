@@ -18,7 +18,8 @@ jobs=$(nproc)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs" -LE slow
-ctest --test-dir build --output-on-failure -L slow
+# `experiment` tests (the learned reward model on the full data set, minutes) run from experiments/.
+ctest --test-dir build --output-on-failure -L slow -LE experiment
 if [ "${GKD_SKIP_SANITIZE:-0}" != 1 ]; then
   # CUDA code is compiled (and its tests skipped without a GPU) by the first build already.
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGKD_SANITIZE=ON -DGKD_CUDA=OFF >/dev/null

@@ -7,7 +7,7 @@
  * Everything is a function of the seeds, so a rerun gives the same numbers (on the same BLAS). $GKD_RM_SEED
  * (default 1) reseeds the training pairs, the initial weights and the data order; the split and the held-out
  * pairs stay the same. */
-// ctest-labels: cpu;slow
+// ctest-labels: cpu;slow;experiment
 #include "reward/reward_model.h"
 
 #include <stdio.h>
