@@ -23,6 +23,7 @@
 #include "bindings/gkd_lua.h"
 #include "bindings/lua_internal.h"
 #include "reward/metrics.h"
+#include "reward/reward_model.h"
 #include "reward/reward.h"
 #include "rl/trainer.h"
 
@@ -280,8 +281,17 @@ static void read_reward(lua_State *L, int cfg, int state_idx, train_state *s) {
         snprintf(s->reward_name, sizeof s->reward_name, "reward");
         st = gkd_reward_custom("'reward'", lua_reward_score, s, NULL, &s->reward);
     } else if (t == LUA_TSTRING) {
-        snprintf(s->reward_name, sizeof s->reward_name, "%s", lua_tostring(L, -1));
-        st = gkd_reward_builtin(lua_tostring(L, -1), &s->reward);
+        const char *name = lua_tostring(L, -1);
+        snprintf(s->reward_name, sizeof s->reward_name, "%s", name);
+        if (strncmp(name, "model:", 6) == 0) {
+            /* A learned reward model saved by gkd_reward_model_save (reward/reward_model.h): P(consistent). */
+            gkd_reward_model *rm = NULL;
+            st = gkd_reward_model_load(name + 6, gkd_backend_cpu(), &rm);
+            if (st == GKD_OK) st = gkd_reward_model_as_reward(rm, 1, &s->reward);
+            else gkd_reward_model_free(rm);
+        } else {
+            st = gkd_reward_builtin(name, &s->reward);
+        }
     } else if (t == LUA_TTABLE) {
         int idx = lua_gettop(L);
         gkd_reward *parts[16];
