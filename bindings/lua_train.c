@@ -762,8 +762,9 @@ static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_st
 /* ---- _train ---- */
 
 static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
-    double loss = NAN, lambda = NAN, lr = NAN, reward = NAN;
+    double loss = NAN, lambda = NAN, lr = NAN, reward = NAN, alpha = NAN;
     for (int i = 0; i < s->n_train; i++) {
+        if (strcmp(s->train_slots[i].name, "alpha") == 0) alpha = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "reward") == 0) reward = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "loss") == 0) loss = s->train_slots[i].value;
         if (strcmp(s->train_slots[i].name, "lambda") == 0) lambda = s->train_slots[i].value;
@@ -771,8 +772,10 @@ static void print_progress(train_state *s, const char *name, int64_t step, doubl
     }
     double per_step = step > 0 ? elapsed / (double)step : 0;
     char line[512];
-    int n = snprintf(line, sizeof line, "%s step %lld/%d loss %.4f lambda %.2f lr %.2e %.2f s/step", name,
-                     (long long)step, s->cfg.steps, loss, lambda, lr, per_step);
+    /* GKD + RL trains on the student's samples only: alpha, not lambda, is the setting worth showing. */
+    int n = snprintf(line, sizeof line, "%s step %lld/%d loss %.4f %s %.2f lr %.2e %.2f s/step", name,
+                     (long long)step, s->cfg.steps, loss, s->reward ? "alpha" : "lambda", s->reward ? alpha : lambda,
+                     lr, per_step);
     if (s->reward) n += snprintf(line + n, sizeof line - (size_t)n, " reward %.4f", reward);
     /* the held-out cross-entropy and the text metrics; the divergences are in the store */
     static const char *const hidden[] = {"forward_kl", "reverse_kl", "jsd_0.5", "own_forward_kl", "own_reverse_kl",
