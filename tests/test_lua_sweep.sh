@@ -71,8 +71,9 @@ check "second sweep exits 0" test "$rc" -eq 0
 check "second sweep has nothing to run" grep -q "18 runs, 0 to run, 18 already finished" err2.txt
 check "still 18 rows" test "$(count all full.db)" -eq 18
 
-# 3. killed mid-way: longer runs, SIGKILL to the whole process group once a few runs have finished
-setsid "$bin" sweep sweep.lua --db killed.db 24 >out3.txt 2>err3.txt &
+# 3. killed mid-way: longer runs (80 steps, so that a run is still going with a checkpoint when the kill
+#    lands), SIGKILL to the whole process group once a few runs have finished
+setsid "$bin" sweep sweep.lua --db killed.db 80 >out3.txt 2>err3.txt &
 leader=$!
 # resumable DB: runs left running with at least one checkpoint
 resumable() {
@@ -101,7 +102,7 @@ check "killed while a run had a checkpoint" test "$resumable" -ge 1
   end
   f:close()' killed.db
 missing=$((18 - before))
-"$bin" sweep sweep.lua --db killed.db 24 >out4.txt 2>err4.txt; rc=$?
+"$bin" sweep sweep.lua --db killed.db 80 >out4.txt 2>err4.txt; rc=$?
 check "resumed sweep exits 0 (got $rc)" test "$rc" -eq 0
 check "resumed sweep runs only the $missing missing runs" grep -q "18 runs, $missing to run, $before already finished" err4.txt
 check "all 18 finished after the restart" test "$(count finished killed.db)" -eq 18
@@ -114,15 +115,15 @@ check "no duplicate rows: 18" test "$(count all killed.db)" -eq 18
     local r = s:query("SELECT id, started_at FROM runs WHERE name = ?", name)
     ok = ok and #r == 1 and r[1].id == tonumber(id) and r[1].started_at == started
   end
-  -- every run has exactly one loss per step 1..24
+  -- every run has exactly one loss per step 1..80
   for _, r in ipairs(s:query("SELECT run_id, count(*) AS n, min(step) AS lo, max(step) AS hi FROM metrics WHERE name = ? GROUP BY run_id", "loss")) do
-    ok = ok and r.n == 24 and r.lo == 1 and r.hi == 24
+    ok = ok and r.n == 80 and r.lo == 1 and r.hi == 80
   end
   os.exit(ok and 0 or 1)' killed.db
 check "finished runs untouched; resumed runs have one loss per step" test $? -eq 0
 check "$resumable killed runs continued from their checkpoints" \
   test "$(grep -c 'continuing from step' err4.txt)" -eq "$resumable"
-"$bin" sweep sweep.lua --db killed.db 24 >out5.txt 2>err5.txt
+"$bin" sweep sweep.lua --db killed.db 80 >out5.txt 2>err5.txt
 check "third time: nothing to run" grep -q "18 runs, 0 to run, 18 already finished" err5.txt
 
 echo "$pass passed, $fails failed"
