@@ -10,7 +10,7 @@ if(CMAKE_CUDA_COMPILER)
 else()
   set(GKD_CUDA_DEFAULT OFF)
 endif()
-option(GKD_CUDA "Build the CUDA backend (core/*.cu)" ${GKD_CUDA_DEFAULT})
+option(GKD_CUDA "Build the CUDA backend (core/*.cu, rl/*.cu)" ${GKD_CUDA_DEFAULT})
 if(NOT GKD_CUDA)
   return()
 endif()
@@ -54,8 +54,13 @@ if(gkd_core_options)
   set_target_properties(gkd_core PROPERTIES COMPILE_OPTIONS "${gkd_core_options}")
 endif()
 
-file(GLOB GKD_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/core/*.cu)
+file(GLOB GKD_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/core/*.cu ${CMAKE_SOURCE_DIR}/rl/*.cu)
 target_sources(gkd_core PRIVATE ${GKD_CUDA_SOURCES})
+# The divergence kernels evaluate the CPU's formulas (rl/divergence_terms.h) and recompute some of them in
+# a later pass: without contraction they round like the CPU's (gcc does not contract in ISO C mode) and
+# every copy of a formula gives the same bits.
+file(GLOB GKD_CUDA_RL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/rl/*.cu)
+set_source_files_properties(${GKD_CUDA_RL_SOURCES} PROPERTIES COMPILE_OPTIONS "--fmad=false")
 # gkd_core was created before the architectures were set, so it did not pick them up by itself.
 set_target_properties(gkd_core PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 target_compile_definitions(gkd_core PUBLIC GKD_HAVE_CUDA=1)

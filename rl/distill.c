@@ -1,27 +1,44 @@
-/* Chunked distillation loss (see distill.h). */
+/* Chunked distillation loss (see distill.h).
+ * Rules:
+ * - On the CPU backend the divergence rows run in place on the chunk's logits. On the CUDA backend they
+ *   run on the device (divergence_cuda.h): only per-row numbers cross to the host, never (chunk, V)
+ *   logits. Another device backend would get host copies of the logits (host_ls, host_lt, host_grad).
+ * - Hidden rows are gathered and scattered one copy per run of consecutive positions (an output span
+ *   of a sequence is one run). */
 #include "rl/distill.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef GKD_HAVE_CUDA
+#include "core/backend_cuda.h"
+#include "rl/divergence_cuda.h"
+#endif
+
 struct gkd_distill_workspace {
     const gkd_backend *be;
     int chunk, V, Cs, Ct;
-    float *hs_rows;   /* (chunk, Cs) gathered student hidden rows */
-    float *ht_rows;   /* (chunk, Ct) */
-    float *ls;        /* (chunk, V) student logits */
-    float *lt;        /* (chunk, V) teacher logits */
-    float *grad;      /* (chunk, V) d loss / d student logits */
-    /* The divergences run on the host: on a device backend the logits of a chunk are copied into these
+    float *hs_rows; /* (chunk, Cs) gathered student hidden rows */
+    float *ht_rows; /* (chunk, Ct) */
+    float *ls;      /* (chunk, V) student logits */
+    float *lt;      /* (chunk, V) teacher logits */
+    float *grad;    /* (chunk, V) d loss / d student logits */
+    /* On a device backend without device divergence rows, the logits of a chunk are copied into these
      * host rows and the gradient copied back (NULL on the CPU backend, whose buffers are host memory). */
     float *host_ls, *host_lt, *host_grad;
-    float *dhs_rows;  /* (chunk, Cs) */
-    double *values;   /* (chunk) host */
+#ifdef GKD_HAVE_CUDA
+    gkd_divergence_cuda *dev; /* the device divergence rows (CUDA backend), else NULL */
+    int *targets;             /* (chunk) host: the policy-gradient rows' targets */
+    float *pg_w;              /* (chunk) host: their weights */
+    double *nll;              /* (chunk) host: their -log q(target) */
+#endif
+    float *dhs_rows;            /* (chunk, Cs) */
+    double *values;             /* (chunk) host */
     gkd_token_metrics *metrics; /* (chunk) host */
-    float *weights;   /* (chunk) host */
-    int *positions;   /* (B*T) host, grown */
-    double *pos_weight; /* (B*T) host: the normalisation weight of each listed position */
+    float *weights;             /* (chunk) host */
+    int *positions;             /* (B*T) host, grown */
+    double *pos_weight;         /* (B*T) host: the normalisation weight of each listed position */
     int cap_positions;
 };
 
@@ -36,6 +53,12 @@ void gkd_distill_workspace_free(gkd_distill_workspace *ws) {
     free(ws->host_ls);
     free(ws->host_lt);
     free(ws->host_grad);
+#ifdef GKD_HAVE_CUDA
+    gkd_divergence_cuda_free(ws->dev);
+    free(ws->targets);
+    free(ws->pg_w);
+    free(ws->nll);
+#endif
     be->free(ws->dhs_rows);
     free(ws->values);
     free(ws->metrics);
@@ -63,7 +86,22 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
     ws->ls = be->alloc(cv);
     ws->lt = be->alloc(cv);
     ws->grad = be->alloc(cv);
-    if (be != gkd_backend_cpu()) {
+    int rows_on_host = be != gkd_backend_cpu();
+#ifdef GKD_HAVE_CUDA
+    /* a backend other than the CPU one is CUDA's when CUDA is built, and then already initialised */
+    if (rows_on_host && be == gkd_backend_cuda()) {
+        gkd_status st = gkd_divergence_cuda_create(chunk, &ws->dev);
+        ws->targets = malloc((size_t)chunk * sizeof(int));
+        ws->pg_w = malloc((size_t)chunk * sizeof(float));
+        ws->nll = malloc((size_t)chunk * sizeof(double));
+        if (st != GKD_OK || !ws->targets || !ws->pg_w || !ws->nll) {
+            gkd_distill_workspace_free(ws);
+            return st != GKD_OK ? st : gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        }
+        rows_on_host = 0;
+    }
+#endif
+    if (rows_on_host) {
         ws->host_ls = malloc(cv);
         ws->host_lt = malloc(cv);
         ws->host_grad = malloc(cv);
@@ -75,10 +113,11 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
     ws->values = malloc((size_t)chunk * sizeof(double));
     ws->metrics = malloc((size_t)chunk * sizeof *ws->metrics);
     ws->weights = malloc((size_t)chunk * sizeof(float));
-    if (!ws->hs_rows || !ws->ht_rows || !ws->dhs_rows || !ws->ls || !ws->lt || !ws->grad || !ws->values || !ws->metrics ||
-        !ws->weights) {
+    if (!ws->hs_rows || !ws->ht_rows || !ws->dhs_rows || !ws->ls || !ws->lt || !ws->grad || !ws->values ||
+        !ws->metrics || !ws->weights) {
         gkd_distill_workspace_free(ws);
-        return gkd_error_set(GKD_ERR_NOMEM, "out of memory: distillation workspace of %d x %d logits", chunk, V);
+        return gkd_error_set(GKD_ERR_NOMEM, "out of memory: distillation workspace of %d x %d logits", chunk,
+                             V);
     }
     *out = ws;
     return GKD_OK;
@@ -92,8 +131,8 @@ size_t gkd_distill_workspace_bytes(const gkd_distill_workspace *ws) {
 }
 
 /* Lists the masked positions and their normalisation weights. */
-static gkd_status collect_positions(gkd_distill_workspace *ws, const float *mask, int B, int T, gkd_loss_norm norm,
-                                    int *count) {
+static gkd_status collect_positions(gkd_distill_workspace *ws, const float *mask, int B, int T,
+                                    gkd_loss_norm norm, int *count) {
     int N = B * T;
     if (N > ws->cap_positions) {
         int *p = realloc(ws->positions, (size_t)N * sizeof *p);
@@ -116,12 +155,31 @@ static gkd_status collect_positions(gkd_distill_workspace *ws, const float *mask
         for (int t = 0; t < T; t++) {
             if (mask[b * T + t] == 0.0f) continue;
             ws->positions[n] = b * T + t;
-            ws->pos_weight[n] = norm == GKD_NORM_SEQUENCE ? 1.0 / ((double)in_row * rows_with_outputs) : 1.0 / (double)total;
+            ws->pos_weight[n] =
+                norm == GKD_NORM_SEQUENCE ? 1.0 / ((double)in_row * rows_with_outputs) : 1.0 / (double)total;
             n++;
         }
     }
     *count = n;
     return GKD_OK;
+}
+
+/* dst: (n, C) <- the rows pos[0..n) of src: (*, C); one copy per run of consecutive positions. */
+static void gather_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pos[j] == pos[j - 1] + 1; j++) {
+        }
+        be->copy(dst + (size_t)i * C, src + (size_t)pos[i] * C, (size_t)(j - i) * C * sizeof(float));
+    }
+}
+
+/* The rows pos[0..n) of dst: (*, C) <- src: (n, C); one copy per run of consecutive positions. */
+static void scatter_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
+    for (int i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && pos[j] == pos[j - 1] + 1; j++) {
+        }
+        be->copy(dst + (size_t)pos[i] * C, src + (size_t)i * C, (size_t)(j - i) * C * sizeof(float));
+    }
 }
 
 /* Adds w * (softmax(z) - onehot(y)) to the gradient row g and returns -log softmax(z)[y]. */
@@ -139,16 +197,54 @@ static double pg_row(const float *z, int V, int y, float w, float *g) {
     return lse - (double)z[y];
 }
 
-gkd_status gkd_distill_loss(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm, const float *hs,
-                            const float *Ws, const float *ht, const float *Wt, const float *mask, int B, int T,
-                            float scale, float *dhs, float *dWs, gkd_distill_stats *stats) {
+/* The divergence rows of a chunk: values, metrics, and the gradient into grad (or NULL), on the device
+ * where the workspace has device rows. */
+static gkd_status chunk_divergence(gkd_distill_workspace *ws, const gkd_divergence *div, const float *lt,
+                                   const float *ls, int n, float *grad) {
+#ifdef GKD_HAVE_CUDA
+    if (ws->dev)
+        return gkd_divergence_cuda_rows(ws->dev, div, lt, ls, n, ws->V, ws->values, grad, ws->weights,
+                                        ws->metrics);
+#endif
+    return gkd_divergence_rows_ex(div, lt, ls, n, ws->V, ws->values, grad, ws->weights, ws->metrics);
+}
+
+/* The policy-gradient rows of a chunk: *pg_loss += sum_i pg_weight * (-log q(target)), and their
+ * gradient added into grad (or NULL). */
+static gkd_status chunk_policy_gradient(gkd_distill_workspace *ws, const float *ls, int n, const int *pos,
+                                        const gkd_distill_extra *extra, float scale, float *grad,
+                                        double *pg_loss) {
+    int V = ws->V;
+    const float *pg_weight = extra->pg_weight;
+#ifdef GKD_HAVE_CUDA
+    if (ws->dev) {
+        for (int i = 0; i < n; i++) {
+            ws->targets[i] = extra->targets[pos[i]];
+            ws->pg_w[i] = pg_weight[pos[i]] * scale;
+        }
+        gkd_status st = gkd_divergence_cuda_pg_rows(ws->dev, ls, n, V, ws->targets, ws->pg_w, grad, ws->nll);
+        if (st != GKD_OK) return st;
+        for (int i = 0; i < n; i++) *pg_loss += pg_weight[pos[i]] * ws->nll[i];
+        return GKD_OK;
+    }
+#endif
+    for (int i = 0; i < n; i++)
+        *pg_loss += pg_weight[pos[i]] * pg_row(ls + (size_t)i * V, V, extra->targets[pos[i]],
+                                               pg_weight[pos[i]] * scale, grad ? grad + (size_t)i * V : NULL);
+    return GKD_OK;
+}
+
+gkd_status gkd_distill_loss(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm,
+                            const float *hs, const float *Ws, const float *ht, const float *Wt,
+                            const float *mask, int B, int T, float scale, float *dhs, float *dWs,
+                            gkd_distill_stats *stats) {
     return gkd_distill_loss_ex(ws, div, norm, hs, Ws, ht, Wt, mask, B, T, scale, NULL, dhs, dWs, stats);
 }
 
 gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm,
-                               const float *hs, const float *Ws, const float *ht, const float *Wt, const float *mask,
-                               int B, int T, float scale, const gkd_distill_extra *extra, float *dhs, float *dWs,
-                               gkd_distill_stats *stats) {
+                               const float *hs, const float *Ws, const float *ht, const float *Wt,
+                               const float *mask, int B, int T, float scale, const gkd_distill_extra *extra,
+                               float *dhs, float *dWs, gkd_distill_stats *stats) {
     const gkd_backend *be = ws->be;
     int V = ws->V, Cs = ws->Cs, Ct = ws->Ct;
     float div_scale = extra ? extra->div_scale : 1.0f;
@@ -166,10 +262,8 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
     for (int start = 0; start < n_pos; start += ws->chunk) {
         int n = n_pos - start < ws->chunk ? n_pos - start : ws->chunk;
         const int *pos = ws->positions + start;
-        for (int i = 0; i < n; i++) {
-            be->copy(ws->hs_rows + (size_t)i * Cs, hs + (size_t)pos[i] * Cs, (size_t)Cs * sizeof(float));
-            be->copy(ws->ht_rows + (size_t)i * Ct, ht + (size_t)pos[i] * Ct, (size_t)Ct * sizeof(float));
-        }
+        gather_rows(be, ws->hs_rows, hs, pos, n, Cs);
+        gather_rows(be, ws->ht_rows, ht, pos, n, Ct);
         /* logits (n,V) = rows (n,C) x W^T, W: (V,C) */
         be->matmul(0, 1, n, V, Cs, 1.0f, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
         be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
@@ -183,9 +277,7 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
             lt = ws->host_lt;
             grad = ws->host_grad;
         }
-        st = gkd_divergence_metrics(lt, ls, n, V, div->teacher_temperature, ws->metrics);
-        if (st == GKD_OK)
-            st = gkd_divergence_rows(div, lt, ls, n, V, ws->values, dhs ? grad : NULL, ws->weights);
+        st = chunk_divergence(ws, div, lt, ls, n, dhs ? grad : NULL);
         if (st != GKD_OK) return st;
         for (int i = 0; i < n; i++) {
             double w = ws->pos_weight[start + i];
@@ -198,17 +290,16 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
             sums[4] += w * m->student_entropy;
             if (row_values) row_values[pos[i] / T] += ws->values[i];
         }
-        if (pg_weight)
-            for (int i = 0; i < n; i++)
-                pg_loss += pg_weight[pos[i]] * pg_row(ls + (size_t)i * V, V, extra->targets[pos[i]],
-                                                      pg_weight[pos[i]] * scale, dhs ? grad + (size_t)i * V : NULL);
+        if (pg_weight) {
+            st = chunk_policy_gradient(ws, ls, n, pos, extra, scale, dhs ? grad : NULL, &pg_loss);
+            if (st != GKD_OK) return st;
+        }
         if (!dhs) continue;
         if (ws->host_grad) be->copy_in(ws->grad, ws->host_grad, (size_t)n * V * sizeof(float));
         /* grad holds d loss / d logits (n,V): back to the hidden rows and the output matrix. */
         be->matmul(0, 0, n, Cs, V, 1.0f, ws->grad, V, Ws, Cs, 0.0f, ws->dhs_rows, Cs);
         if (dWs) be->matmul(1, 0, V, Cs, n, 1.0f, ws->grad, V, ws->hs_rows, Cs, 1.0f, dWs, Cs);
-        for (int i = 0; i < n; i++)
-            be->copy(dhs + (size_t)pos[i] * Cs, ws->dhs_rows + (size_t)i * Cs, (size_t)Cs * sizeof(float));
+        scatter_rows(be, dhs, ws->dhs_rows, pos, n, Cs);
     }
     if (row_values) {
         for (int b = 0; b < B; b++) {

@@ -7,7 +7,9 @@
  * normalisation (GKD_NORM_SEQUENCE: 1 / (outputs-in-row * rows-with-outputs), the paper's; GKD_NORM_TOKEN:
  * 1 / masked-positions, TRL's); dhidden is overwritten (zero on unmasked positions), dW accumulates (+=).
  * The monitoring metrics (forward KL, reverse KL, JSD(0.5), entropies) are computed from the same logits
- * with the same weights, whatever the training divergence. */
+ * with the same weights, whatever the training divergence, in the same pass (gkd_divergence_rows_ex).
+ * On the CUDA backend the rows and the policy-gradient term run on the device (rl/divergence_cuda.h): no
+ * (chunk, V) logits are copied to the host. */
 #ifndef GKD_DISTILL_H
 #define GKD_DISTILL_H
 

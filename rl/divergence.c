@@ -10,8 +10,13 @@
  * - Gradients go through one formula: with Q = softmax(s) and G_j = dD/dQ_j,
  *   dD/ds_u = Q_u (G_u - sum_j Q_j G_j). Each divergence only supplies QG_j = Q_j G_j (finite where G_j
  *   is not: forward KL's G = -P/Q), up to a constant added to every G_j, which cancels. The top-k
- *   approximation reuses it with the tail bucket's G for every entry outside the kept set. */
+ *   approximation reuses it with the tail bucket's G for every entry outside the kept set.
+ * - The per-entry formulas live in divergence_terms.h, shared with the CUDA kernels; this file owns the
+ *   rows: log-softmax, top-k, the gradient assembly, threads and fault reporting. The fused pass
+ *   (gkd_divergence_rows_ex) evaluates the metrics' terms and the divergence's in the same loop over
+ *   entries, sharing the terms they have in common. */
 #include "rl/divergence.h"
+#include "rl/divergence_terms.h"
 
 #include <float.h>
 #include <math.h>
@@ -99,204 +104,27 @@ gkd_status gkd_divergence_check(const gkd_divergence *d) {
     return GKD_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------- */
-/* Per-entry terms. a = log P_j, b = log Q_j; both <= 0 or -inf. */
-
-/* u - log1p(u) >= 0 for u > -1, given log1p(u) computed by the caller (often from a better-conditioned
- * expression than log1p of the rounded u). Near 0 both parts are ~u and their difference ~u^2/2, so
- * there it is a series in w = u/(2+u): log1p(u) = 2 atanh(w) and u = 2w/(1-w) give
- * u - log1p(u) = 2w^2/(1-w) - 2w^3 (1/3 + w^2/5 + w^4/7 + ...), whose two parts do not cancel. */
-static double u_minus_log1p(double u, double log1p_u) {
-    if (fabs(u) >= 0.1) return u - log1p_u;
-    double w = u / (2.0 + u), w2 = w * w;
-    /* |w| < 0.053, so w^16 < 1e-20 of the leading term: 8 terms reach double precision (Horner). */
-    double series = 1.0 / 17;
-    for (int k = 6; k >= 0; k--) series = 1.0 / (2 * k + 3) + w2 * series;
-    return 2.0 * w2 / (1.0 - w) - 2.0 * w * w2 * series;
-}
-
-/* P log(P/Q) - P + Q >= 0 (p = P = e^a, q = Q = e^b): the forward-KL term plus a zero-sum linear part
- * that makes it non-negative. It is P h(b - a) with h(x) = e^x - 1 - x = u - log1p(u) at u = expm1(x);
- * away from x = 0 the plain form loses at most a few bits (h(0.5) = 0.15). */
-static double kl_term(double a, double b, double p, double q) {
-    if (a == -INFINITY) return q;
-    if (b == -INFINITY) return INFINITY;
-    double x = b - a;
-    if (fabs(x) < 0.5) return p * u_minus_log1p(expm1(x), x);
-    return q - p * (1.0 + x);
-}
-
-/* For the mixture M = wp P + wq Q (wp, wq > 0): the non-negative terms of KL(P||M) and KL(Q||M),
- * kl_pm = P log(P/M) - P + M and kl_qm = Q log(Q/M) - Q + M, and lmp = log(M/P), lmq = log(M/Q)
- * (+inf where P or Q is 0) for the gradients. */
-typedef struct {
-    double kl_pm, kl_qm, lmp, lmq;
-} mix_term;
-
-/* The larger side X (lx >= ly, lx finite; x = e^lx, y = e^ly) and the smaller Y, M = wx X + wy Y. With
- * rho = Y/X in [0, 1]: M/X - 1 = wy (rho - 1) lies in [-wy, 0], safe for log1p. M/Y - 1 =
- * uy = wx (1/rho - 1) may be huge; from uy >= 1 on, Y (uy - log1p(uy)) is written as
- * wx (X - Y) - Y log(M/Y), whose parts cannot cancel (log1p(uy) <= 0.7 uy there) and which needs
- * neither 1/rho nor Y to be representable. */
-static void mix_larger_first(double lx, double ly, double x, double y, double wx, double wy, double *kl_x,
-                             double *kl_y, double *lmx, double *lmy) {
-    double d = ly - lx, rho_m1 = expm1(d);
-    double rho = y >= DBL_MIN ? y / x : exp(d);
-    double ux = wy * rho_m1;
-    /* log1p loses accuracy as 1 + ux -> 0, where the sum wx + wy rho has none to lose. */
-    *lmx = ux > -0.5 ? log1p(ux) : log(wx + wy * rho);
-    *kl_x = x * u_minus_log1p(ux, *lmx);
-    if (ly == -INFINITY) {
-        *kl_y = wx * x; /* Y log(Y/M) - Y + M with Y = 0 */
-        *lmy = INFINITY;
-        return;
-    }
-    double uy = wx * (-rho_m1 / rho);
-    if (uy < 1.0) {
-        *lmy = log1p(uy);
-        *kl_y = y * u_minus_log1p(uy, *lmy);
-    } else {
-        *lmy = *lmx - d;
-        *kl_y = wx * x * -rho_m1 - y * *lmy;
-    }
-}
-
-static mix_term mix_eval(double a, double b, double p, double q, double wp, double wq) {
-    mix_term m = {0.0, 0.0, INFINITY, INFINITY};
-    if (a == -INFINITY && b == -INFINITY) return m;
-    if (a >= b)
-        mix_larger_first(a, b, p, q, wp, wq, &m.kl_pm, &m.kl_qm, &m.lmp, &m.lmq);
-    else
-        mix_larger_first(b, a, q, p, wq, wp, &m.kl_qm, &m.kl_pm, &m.lmq, &m.lmp);
-    return m;
-}
-
-/* |P - Q| as the larger times -expm1(log ratio): a product, not a cancellation. */
-static double abs_diff(double a, double b, double p, double q) {
-    if (a == -INFINITY && b == -INFINITY) return 0.0;
-    return a >= b ? -p * expm1(b - a) : -q * expm1(a - b);
-}
-
-/* ---------------------------------------------------------------------------------------------- */
-/* A divergence setting resolved to the computation it needs: endpoints routed to their limits. */
-
-typedef enum { FORM_ZERO, FORM_FORWARD_KL, FORM_REVERSE_KL, FORM_MIX, FORM_TV } form_kind;
-typedef enum { SELECT_TEACHER, SELECT_STUDENT, SELECT_UNION } select_kind;
-
-typedef struct {
-    form_kind form;
-    select_kind select; /* which top-k entries the approximation keeps */
-    /* FORM_MIX: M = wp P + wq Q, value = ca KL(P||M) + cb KL(Q||M). */
-    double wp, wq, ca, cb;
-    /* FORM_MIX: when ca/cb = wp/wq (a JSD) dD/dQ_j reduces to cb log(Q_j/M_j), which avoids summing
-     * O(1) parts into an O(beta) gradient. */
-    int jsd_gradient;
-} resolved;
-
-static resolved resolve(const gkd_divergence *d) {
-    resolved r = {.form = FORM_ZERO, .select = SELECT_UNION};
-    switch (d->kind) {
-    case GKD_DIV_FORWARD_KL:
-        r.form = FORM_FORWARD_KL;
-        r.select = SELECT_TEACHER;
-        break;
-    case GKD_DIV_REVERSE_KL:
-        r.form = FORM_REVERSE_KL;
-        r.select = SELECT_STUDENT;
-        break;
-    case GKD_DIV_JSD: {
-        double beta = d->beta;
-        if (beta == 0.0 || beta == 1.0) {
-            if (d->convention == GKD_JSD_PAPER)
-                r.form = FORM_ZERO;
-            else
-                r.form = beta == 0.0 ? FORM_FORWARD_KL : FORM_REVERSE_KL;
-            break;
-        }
-        r.form = FORM_MIX;
-        r.wp = beta;
-        r.wq = 1.0 - beta;
-        if (d->convention == GKD_JSD_SCALED) {
-            r.ca = 1.0 / (1.0 - beta);
-            r.cb = 1.0 / beta;
-        } else {
-            r.ca = beta;
-            r.cb = 1.0 - beta;
-        }
-        r.jsd_gradient = 1;
-        break;
-    }
-    case GKD_DIV_TV:
-        r.form = FORM_TV;
-        break;
-    case GKD_DIV_SKEW_KL:
-        r.select = SELECT_TEACHER;
-        if (d->skew == 1.0) break;
-        if (d->skew == 0.0) {
-            r.form = FORM_FORWARD_KL;
-            break;
-        }
-        r.form = FORM_MIX;
-        r.wp = d->skew;
-        r.wq = 1.0 - d->skew;
-        r.ca = 1.0;
-        break;
-    case GKD_DIV_SKEW_REVERSE_KL:
-        r.select = SELECT_STUDENT;
-        if (d->skew == 1.0) break;
-        if (d->skew == 0.0) {
-            r.form = FORM_REVERSE_KL;
-            break;
-        }
-        r.form = FORM_MIX;
-        r.wp = 1.0 - d->skew;
-        r.wq = d->skew;
-        r.cb = 1.0;
-        break;
-    }
-    return r;
-}
-
 /* Two distributions over the same n entries or buckets: logs and probabilities of each. */
 typedef struct {
     double *lp, *lq, *p, *q;
 } dists;
 
 /* The divergence between d's two distributions (n entries). qg (n) or NULL receives
- * QG_j = Q_j dD/dQ_j up to a shared constant; *gbar = sum_j QG_j (+inf when a gradient is infinite). */
-static double eval_entries(const resolved *r, const dists *d, int n, double *qg, double *gbar) {
+ * QG_j = Q_j dD/dQ_j up to a shared constant; *gbar = sum_j QG_j (+inf when a gradient is infinite).
+ * metrics (or NULL) receives the logged metrics of the same entries, their shared terms computed once. */
+static double eval_entries(const gkd_div_resolved *r, const dists *d, int n, double *qg, double *gbar,
+                           gkd_token_metrics *metrics) {
     double value = 0.0, qg_sum = 0.0;
+    int need = gkd_div_mix_need(r, qg != NULL);
+    if (metrics) *metrics = (gkd_token_metrics){0};
     for (int j = 0; j < n; j++) {
-        double a = d->lp[j], b = d->lq[j], p = d->p[j], q = d->q[j], g = 0.0;
-        switch (r->form) {
-        case FORM_ZERO:
-            break;
-        case FORM_FORWARD_KL:
-            value += kl_term(a, b, p, q);
-            g = -p;
-            break;
-        case FORM_REVERSE_KL:
-            value += kl_term(b, a, q, p);
-            /* dKL(Q||P)/dQ = log Q - log P + 1; the 1 is a shared constant. */
-            if (b != -INFINITY) g = a == -INFINITY ? INFINITY : q * (b - a);
-            break;
-        case FORM_MIX: {
-            mix_term m = mix_eval(a, b, p, q, r->wp, r->wq);
-            if (r->ca != 0.0) value += r->ca * m.kl_pm;
-            if (r->cb != 0.0) value += r->cb * m.kl_qm;
-            if (b == -INFINITY) break;
-            /* d/dQ [ca KL(P||M) + cb KL(Q||M)] = -ca wq P/M + cb (log(Q/M) + 1 - wq Q/M). */
-            if (r->jsd_gradient)
-                g = -r->cb * q * m.lmq;
-            else
-                g = q * (-r->ca * r->wq * exp(-m.lmp) - r->cb * (m.lmq + r->wq * exp(-m.lmq)));
-            break;
-        }
-        case FORM_TV: {
-            value += 0.5 * abs_diff(a, b, p, q);
-            g = b > a ? 0.5 * q : b < a ? -0.5 * q : 0.0;
-            break;
-        }
+        double a = d->lp[j], b = d->lq[j], p = d->p[j], q = d->q[j], g;
+        if (metrics) {
+            gkd_div_shared s = gkd_div_shared_eval(a, b, p, q, gkd_div_uses_half(r) ? need : 0);
+            gkd_div_metrics_add(&s, a, b, p, q, metrics);
+            g = gkd_div_entry_add(r, need, &s, a, b, p, q, &value);
+        } else {
+            g = gkd_div_entry_add(r, need, NULL, a, b, p, q, &value);
         }
         if (qg) qg[j] = g;
         qg_sum += g;
@@ -308,22 +136,13 @@ static double eval_entries(const resolved *r, const dists *d, int n, double *qg,
 /* ---------------------------------------------------------------------------------------------- */
 /* Rows */
 
-typedef enum {
-    FAULT_NONE,
-    FAULT_TEACHER_LOGIT, /* NaN or +inf */
-    FAULT_STUDENT_LOGIT,
-    FAULT_TEACHER_MASKED, /* every logit -inf */
-    FAULT_STUDENT_MASKED,
-    FAULT_INFINITE_GRADIENT,
-    FAULT_NOMEM,
-} row_fault;
-
 /* log-softmax of x / temperature into out (n) and softmax into prob (n), in double; *top receives the
  * index of the largest entry. The largest entry adds exactly 1 to the normaliser, so its log is log1p of
  * the rest: a peaked row's top log-probability, -log1p(rest), then keeps its digits where log(1 + rest)
  * would round rest away. */
-static row_fault log_softmax(const float *x, int n, double temperature, double *out, double *prob,
-                             row_fault bad_logit, row_fault all_masked, int *bad_entry, int *top) {
+static gkd_div_fault log_softmax(const float *x, int n, double temperature, double *out, double *prob,
+                                 gkd_div_fault bad_logit, gkd_div_fault all_masked, int *bad_entry,
+                                 int *top) {
     double max = -INFINITY;
     int arg = 0;
     for (int v = 0; v < n; v++) {
@@ -351,7 +170,7 @@ static row_fault log_softmax(const float *x, int n, double temperature, double *
         prob[v] /= norm;
     }
     *top = arg;
-    return FAULT_NONE;
+    return GKD_DIV_FAULT_NONE;
 }
 
 /* Per-thread scratch, allocated once per call: one block of doubles, one of ints. */
@@ -422,14 +241,14 @@ static int compare_int(const void *a, const void *b) {
 }
 
 /* The kept entries for the top-k approximation, sorted by index, without repeats; returns their count. */
-static int select_kept(const resolved *r, const float *t, const float *s, int V, int k, scratch *w) {
+static int select_kept(const gkd_div_resolved *r, const float *t, const float *s, int V, int k, scratch *w) {
     int n = 0;
-    if (r->select != SELECT_STUDENT) {
+    if (r->select != GKD_DIV_SELECT_STUDENT) {
         select_top_k(t, V, k, w->heap);
         memcpy(w->kept, w->heap, (size_t)k * sizeof(int));
         n = k;
     }
-    if (r->select != SELECT_TEACHER) {
+    if (r->select != GKD_DIV_SELECT_TEACHER) {
         select_top_k(s, V, k, w->heap);
         memcpy(w->kept + n, w->heap, (size_t)k * sizeof(int));
         n += k;
@@ -474,27 +293,33 @@ static double tail_log_mass(const double *l, const double *prob, int V, const in
     return max + log(sum);
 }
 
-/* One row: value, and when dst is given, scale * dD/ds into dst (V). */
-static row_fault divergence_row(const resolved *r, int k, const float *t, const float *s, int V,
-                                double temperature, scratch *w, double *value, float *dst, double scale,
-                                int *bad_entry) {
+/* One row: value, and when dst is given, scale * dD/ds into dst (V); when metrics is given, the logged
+ * metrics (exact whatever k) from the same log-probabilities. */
+static gkd_div_fault divergence_row(const gkd_div_resolved *r, int k, const float *t, const float *s, int V,
+                                    double temperature, scratch *w, double *value, float *dst, double scale,
+                                    gkd_token_metrics *metrics, int *bad_entry) {
     dists *row = &w->row;
     int t_top, s_top;
-    row_fault fault = log_softmax(t, V, temperature, row->lp, row->p, FAULT_TEACHER_LOGIT,
-                                  FAULT_TEACHER_MASKED, bad_entry, &t_top);
-    if (fault == FAULT_NONE)
-        fault = log_softmax(s, V, 1.0, row->lq, row->q, FAULT_STUDENT_LOGIT, FAULT_STUDENT_MASKED, bad_entry,
-                            &s_top);
-    if (fault != FAULT_NONE) {
+    gkd_div_fault fault = log_softmax(t, V, temperature, row->lp, row->p, GKD_DIV_FAULT_TEACHER_LOGIT,
+                                      GKD_DIV_FAULT_TEACHER_MASKED, bad_entry, &t_top);
+    if (fault == GKD_DIV_FAULT_NONE)
+        fault = log_softmax(s, V, 1.0, row->lq, row->q, GKD_DIV_FAULT_STUDENT_LOGIT,
+                            GKD_DIV_FAULT_STUDENT_MASKED, bad_entry, &s_top);
+    if (fault != GKD_DIV_FAULT_NONE) {
         *value = NAN;
+        if (metrics) *metrics = (gkd_token_metrics){NAN, NAN, NAN, NAN, NAN};
         if (dst) memset(dst, 0, (size_t)V * sizeof(float));
         return fault;
     }
     int want_grad = dst && scale != 0.0;
     double gbar;
     if (k == 0) {
-        *value = eval_entries(r, row, V, want_grad ? w->qg : NULL, &gbar);
+        *value = eval_entries(r, row, V, want_grad ? w->qg : NULL, &gbar, metrics);
     } else {
+        if (metrics) {
+            gkd_div_resolved none = {.form = GKD_DIV_FORM_ZERO};
+            eval_entries(&none, row, V, NULL, &gbar, metrics);
+        }
         dists *b = &w->buckets;
         int n_kept = select_kept(r, t, s, V, k, w);
         for (int j = 0; j < n_kept; j++) {
@@ -508,7 +333,7 @@ static row_fault divergence_row(const resolved *r, int k, const float *t, const 
         b->lq[n_kept] = tail_log_mass(row->lq, row->q, V, w->kept, n_kept);
         b->p[n_kept] = exp(b->lp[n_kept]);
         b->q[n_kept] = exp(b->lq[n_kept]);
-        *value = eval_entries(r, b, n_kept + 1, want_grad ? w->bqg : NULL, &gbar);
+        *value = eval_entries(r, b, n_kept + 1, want_grad ? w->bqg : NULL, &gbar, NULL);
         if (want_grad) {
             /* Entry v's own QG_v where it is kept; outside, its share of the tail bucket's,
              * Q_v G_tail = (Q_v / Q_tail) QG_tail. */
@@ -523,47 +348,42 @@ static row_fault divergence_row(const resolved *r, int k, const float *t, const 
             }
         }
     }
-    if (!dst) return FAULT_NONE;
+    if (!dst) return GKD_DIV_FAULT_NONE;
     if (!want_grad) {
         memset(dst, 0, (size_t)V * sizeof(float));
-        return FAULT_NONE;
+        return GKD_DIV_FAULT_NONE;
     }
     if (!isfinite(gbar)) {
         memset(dst, 0, (size_t)V * sizeof(float));
-        return FAULT_INFINITE_GRADIENT;
+        return GKD_DIV_FAULT_INFINITE_GRADIENT;
     }
     double qg_rest = 0.0; /* sum of QG_v over v != s_top */
     for (int v = 0; v < V; v++) {
-        /* A masked student logit is a constant, not a free variable: no gradient. */
-        dst[v] = row->lq[v] == -INFINITY ? 0.0f : (float)(scale * (w->qg[v] - row->q[v] * gbar));
+        dst[v] = gkd_div_grad_entry(scale, w->qg[v], row->lq[v], row->q[v], gbar);
         if (v != s_top) qg_rest += w->qg[v];
     }
-    /* At the student's top entry Q_u (G_u - Gbar) cancels when Q saturates (Q_u -> 1, G_u -> Gbar).
-     * Written as QG_u (1 - Q_u) - Q_u sum_{v != u} QG_v, with 1 - Q_u = -expm1(log Q_u), it keeps its
-     * relative accuracy. */
-    double lq_top = row->lq[s_top];
-    dst[s_top] = (float)(scale * (w->qg[s_top] * -expm1(lq_top) - row->q[s_top] * qg_rest));
-    return FAULT_NONE;
+    dst[s_top] = gkd_div_grad_top(scale, w->qg[s_top], row->lq[s_top], row->q[s_top], qg_rest);
+    return GKD_DIV_FAULT_NONE;
 }
 
-static gkd_status report_fault(row_fault fault, int row, int entry, const char *name) {
+gkd_status gkd_div_report_fault(gkd_div_fault fault, int row, int entry, const char *name) {
     switch (fault) {
-    case FAULT_NONE:
+    case GKD_DIV_FAULT_NONE:
         return GKD_OK;
-    case FAULT_TEACHER_LOGIT:
-    case FAULT_STUDENT_LOGIT:
+    case GKD_DIV_FAULT_TEACHER_LOGIT:
+    case GKD_DIV_FAULT_STUDENT_LOGIT:
         return gkd_error_set(GKD_ERR_ARG, "row %d, entry %d: %s logit is not finite or -inf", row, entry,
-                             fault == FAULT_TEACHER_LOGIT ? "teacher" : "student");
-    case FAULT_TEACHER_MASKED:
-    case FAULT_STUDENT_MASKED:
+                             fault == GKD_DIV_FAULT_TEACHER_LOGIT ? "teacher" : "student");
+    case GKD_DIV_FAULT_TEACHER_MASKED:
+    case GKD_DIV_FAULT_STUDENT_MASKED:
         return gkd_error_set(GKD_ERR_ARG, "row %d: every %s logit is -inf", row,
-                             fault == FAULT_TEACHER_MASKED ? "teacher" : "student");
-    case FAULT_INFINITE_GRADIENT:
+                             fault == GKD_DIV_FAULT_TEACHER_MASKED ? "teacher" : "student");
+    case GKD_DIV_FAULT_INFINITE_GRADIENT:
         return gkd_error_set(GKD_ERR_ARG,
                              "row %d: %s has an infinite gradient: the student gives probability to "
                              "entries the teacher masks (-inf)",
                              row, name);
-    case FAULT_NOMEM:
+    case GKD_DIV_FAULT_NOMEM:
         return gkd_error_set(GKD_ERR_NOMEM, "divergence scratch for a row");
     }
     return gkd_error_set(GKD_ERR_ARG, "row %d: unknown fault", row);
@@ -578,22 +398,20 @@ static gkd_status check_rows(const float *teacher, const float *student, int N, 
 /* The first failing row (lowest index), whatever the thread schedule, so the message is reproducible. */
 typedef struct {
     int row, entry;
-    row_fault fault;
+    gkd_div_fault fault;
 } first_fault;
 
-static void note_fault(first_fault *f, int row, int entry, row_fault fault) {
+static void note_fault(first_fault *f, int row, int entry, gkd_div_fault fault) {
 #pragma omp critical(gkd_divergence_fault)
     if (row < f->row) *f = (first_fault){row, entry, fault};
 }
 
-gkd_status gkd_divergence_rows(const gkd_divergence *d, const float *teacher, const float *student, int N,
-                               int V, double *value, float *dstudent, const float *grad_scale) {
-    gkd_status st = gkd_divergence_check(d);
-    if (st == GKD_OK) st = check_rows(teacher, student, N, V);
-    if (st != GKD_OK) return st;
-    resolved r = resolve(d);
-    int k = d->top_k < V ? d->top_k : V;
-    first_fault fault = {N, -1, FAULT_NONE};
+/* The rows of r (k kept entries, 0: exact) with optional value, gradient and metrics; faults are reported
+ * under `name`. */
+static gkd_status run_rows(const gkd_div_resolved *r, int k, double temperature, const char *name,
+                           const float *teacher, const float *student, int N, int V, double *value,
+                           float *dstudent, const float *grad_scale, gkd_token_metrics *metrics) {
+    first_fault fault = {N, -1, GKD_DIV_FAULT_NONE};
 #pragma omp parallel if (N > 1) /* one row gains nothing from a thread team */
     {
         scratch w;
@@ -603,18 +421,37 @@ gkd_status gkd_divergence_rows(const gkd_divergence *d, const float *teacher, co
             size_t off = (size_t)n * V;
             double row_value, scale = grad_scale ? grad_scale[n] : 1.0;
             float *dst = dstudent ? dstudent + off : NULL;
+            gkd_token_metrics *m = metrics ? metrics + n : NULL;
             int entry = -1;
-            row_fault f = ok ? divergence_row(&r, k, teacher + off, student + off, V, d->teacher_temperature,
-                                              &w, &row_value, dst, scale, &entry)
-                             : FAULT_NOMEM;
+            gkd_div_fault f = GKD_DIV_FAULT_NOMEM;
+            if (ok)
+                f = divergence_row(r, k, teacher + off, student + off, V, temperature, &w, &row_value, dst,
+                                   scale, m, &entry);
+            else if (m)
+                *m = (gkd_token_metrics){NAN, NAN, NAN, NAN, NAN};
             if (value) value[n] = ok ? row_value : NAN;
-            if (f != FAULT_NONE) note_fault(&fault, n, entry, f);
+            if (f != GKD_DIV_FAULT_NONE) note_fault(&fault, n, entry, f);
         }
         scratch_free(&w);
     }
-    if (fault.fault != FAULT_NONE)
-        return report_fault(fault.fault, fault.row, fault.entry, gkd_divergence_name(d));
-    return GKD_OK;
+    return gkd_div_report_fault(fault.fault, fault.row, fault.entry, name);
+}
+
+gkd_status gkd_divergence_rows_ex(const gkd_divergence *d, const float *teacher, const float *student, int N,
+                                  int V, double *value, float *dstudent, const float *grad_scale,
+                                  gkd_token_metrics *metrics) {
+    gkd_status st = gkd_divergence_check(d);
+    if (st == GKD_OK) st = check_rows(teacher, student, N, V);
+    if (st != GKD_OK) return st;
+    gkd_div_resolved r = gkd_div_resolve(d);
+    int k = d->top_k < V ? d->top_k : V;
+    return run_rows(&r, k, d->teacher_temperature, gkd_divergence_name(d), teacher, student, N, V, value,
+                    dstudent, grad_scale, metrics);
+}
+
+gkd_status gkd_divergence_rows(const gkd_divergence *d, const float *teacher, const float *student, int N,
+                               int V, double *value, float *dstudent, const float *grad_scale) {
+    return gkd_divergence_rows_ex(d, teacher, student, N, V, value, dstudent, grad_scale, NULL);
 }
 
 gkd_status gkd_divergence_metrics(const float *teacher, const float *student, int N, int V,
@@ -624,42 +461,6 @@ gkd_status gkd_divergence_metrics(const float *teacher, const float *student, in
     if (!(teacher_temperature > 0.0 && isfinite(teacher_temperature)))
         return gkd_error_set(GKD_ERR_ARG, "metrics teacher_temperature = %g: must be finite and > 0",
                              teacher_temperature);
-    first_fault fault = {N, -1, FAULT_NONE};
-#pragma omp parallel if (N > 1)
-    {
-        scratch w;
-        int ok = scratch_init(&w, V, 0);
-#pragma omp for schedule(static)
-        for (int n = 0; n < N; n++) {
-            size_t off = (size_t)n * V;
-            gkd_token_metrics m = {NAN, NAN, NAN, NAN, NAN};
-            int entry = -1;
-            row_fault f = FAULT_NOMEM;
-            int top;
-            dists *row = &w.row;
-            if (ok)
-                f = log_softmax(teacher + off, V, teacher_temperature, row->lp, row->p, FAULT_TEACHER_LOGIT,
-                                FAULT_TEACHER_MASKED, &entry, &top);
-            if (f == FAULT_NONE)
-                f = log_softmax(student + off, V, 1.0, row->lq, row->q, FAULT_STUDENT_LOGIT,
-                                FAULT_STUDENT_MASKED, &entry, &top);
-            if (f == FAULT_NONE) {
-                m = (gkd_token_metrics){0};
-                for (int v = 0; v < V; v++) {
-                    double a = row->lp[v], b = row->lq[v], p = row->p[v], q = row->q[v];
-                    m.forward_kl += kl_term(a, b, p, q);
-                    m.reverse_kl += kl_term(b, a, q, p);
-                    mix_term t = mix_eval(a, b, p, q, 0.5, 0.5);
-                    m.jsd += 0.5 * (t.kl_pm + t.kl_qm);
-                    if (a != -INFINITY) m.teacher_entropy -= p * a;
-                    if (b != -INFINITY) m.student_entropy -= q * b;
-                }
-            }
-            out[n] = m;
-            if (f != FAULT_NONE) note_fault(&fault, n, entry, f);
-        }
-        scratch_free(&w);
-    }
-    if (fault.fault != FAULT_NONE) return report_fault(fault.fault, fault.row, fault.entry, "metrics");
-    return GKD_OK;
+    gkd_div_resolved none = {.form = GKD_DIV_FORM_ZERO};
+    return run_rows(&none, 0, teacher_temperature, "metrics", teacher, student, N, V, NULL, NULL, NULL, out);
 }

@@ -82,6 +82,19 @@ gkd_status gkd_divergence_rows(const gkd_divergence *d,
                                float *dstudent,        /* (N,V) or NULL */
                                const float *grad_scale /* (N) or NULL */);
 
+/* gkd_divergence_rows plus, when metrics (N) is not NULL, the logged metrics of each row (exact whatever
+ * top_k, P at d's teacher temperature; NaN on a row with bad logits), in one pass: both log-softmaxes are
+ * taken once, and the terms the metrics share with d (forward KL, reverse KL, the mixture at beta 0.5)
+ * are computed once. value, dstudent and metrics are what the separate calls give, bit for bit. */
+gkd_status gkd_divergence_rows_ex(const gkd_divergence *d,
+                                  const float *teacher, /* (N,V) */
+                                  const float *student, /* (N,V) */
+                                  int N, int V,
+                                  double *value,           /* (N) or NULL */
+                                  float *dstudent,         /* (N,V) or NULL */
+                                  const float *grad_scale, /* (N) or NULL */
+                                  gkd_token_metrics *metrics /* (N) or NULL */);
+
 /* The logged metrics of N positions, exact, with P at teacher_temperature. */
 gkd_status gkd_divergence_metrics(const float *teacher, /* (N,V) */
                                   const float *student, /* (N,V) */

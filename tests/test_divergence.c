@@ -1,7 +1,8 @@
 /* Token-level divergences (rl/divergence.c): values, directional derivatives and gradients against
  * tests/ref_divergence.py's 40-digit reference (fixtures in tests/fixtures/divergence/), then the
  * conventions the reference cannot show: JSD endpoints, top-k at k = V, masked rows, bad settings,
- * gradient scaling, and rows computed together against rows computed alone.
+ * gradient scaling, rows computed together against rows computed alone, and the fused pass
+ * (gkd_divergence_rows_ex) against the separate metrics and rows.
  * Tolerances (the acceptance bar): values within 1e-5 relative, JSD for beta within 1e-3 of an end
  * within 1e-3 relative (fp32 inputs, tiny values); gradients are float32, so they are held to
  * 1e-5 relative plus 1e-6 of the row's largest entry, plus 1e-13 (1 + |D|) absolute where a gradient
@@ -425,6 +426,73 @@ static void check_rows(void) {
     }
 }
 
+/* gkd_divergence_rows_ex equals gkd_divergence_metrics plus gkd_divergence_rows, bit for bit, for every
+ * kind, both JSD ends and top-k, on rows with masked entries, a peaked row and a near-equal pair; and a
+ * failing row fails the same way (same status and message, NaN metrics, other rows still written). */
+static void check_fused(void) {
+    enum { N = 5, V = 301 };
+    static float t[N * V], s[N * V], g1[N * V], g2[N * V];
+    fill_logits(t, N * V, 4.0);
+    fill_logits(s, N * V, 4.0);
+    for (int v = 0; v < V; v++) s[2 * V + v] = t[2 * V + v] + (float)(1e-3 * (uniform() - 0.5));
+    t[3 * V + 7] = 60.0f; /* peaked teacher and student */
+    s[3 * V + 9] = 45.0f;
+    t[4 * V + 1] = s[4 * V + 1] = -INFINITY; /* masked on both sides, and on one side */
+    s[4 * V + 2] = -INFINITY;
+    t[4 * V + 3] = -INFINITY;
+    float scale[N] = {1.0f, 0.5f, 0.0f, 2.0f, 1.0f};
+    const char *names[] = {"forward_kl", "reverse_kl", "jsd",     "jsd_trl",
+                           "jsd_scaled", "tv",         "skew_kl", "skew_reverse_kl"};
+    const double betas[] = {0.0, 1e-6, 0.5, 0.9, 1.0};
+    int compared = 0;
+    for (int i = 0; i < 8; i++) {
+        for (int b = 0; b < 5; b++) {
+            for (int k = 0; k <= 12; k += 12) {
+                gkd_divergence d = named(names[i], betas[b]);
+                d.skew = betas[b];
+                d.top_k = k;
+                d.teacher_temperature = 0.6;
+                double v1[N], v2[N];
+                gkd_token_metrics m1[N], m2[N];
+                gkd_status st1 = gkd_divergence_metrics(t, s, N, V, d.teacher_temperature, m1);
+                gkd_status st2 = gkd_divergence_rows(&d, t, s, N, V, v1, g1, scale);
+                char msg[256];
+                snprintf(msg, sizeof msg, "%s", gkd_error_message());
+                gkd_status st3 = gkd_divergence_rows_ex(&d, t, s, N, V, v2, g2, scale, m2);
+                CHECKF(st1 == GKD_OK, "metrics: %s", gkd_error_message());
+                CHECKF(st3 == st2 && (st2 == GKD_OK || strcmp(msg, gkd_error_message()) == 0),
+                       "%s beta %g k %d: fused %d (%s), separate %d (%s)", names[i], betas[b], k, st3,
+                       gkd_error_message(), st2, msg);
+                CHECKF(memcmp(v1, v2, sizeof v1) == 0, "%s beta %g k %d: values differ", names[i], betas[b],
+                       k);
+                CHECKF(memcmp(g1, g2, sizeof g1) == 0, "%s beta %g k %d: gradients differ", names[i],
+                       betas[b], k);
+                CHECKF(memcmp(m1, m2, sizeof m1) == 0, "%s beta %g k %d: metrics differ", names[i], betas[b],
+                       k);
+                compared++;
+            }
+        }
+    }
+    CHECK(compared == 80);
+    /* Row 4 masks an entry on each side alone: both KLs are infinite, reverse KL's gradient too. */
+    gkd_divergence d = named("reverse_kl", 0.5);
+    double v[N];
+    gkd_token_metrics m[N];
+    CHECK(gkd_divergence_rows_ex(&d, t, s, N, V, v, g2, scale, m) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "row 4: reverse_kl has an infinite gradient"), "message: %s",
+           gkd_error_message());
+    CHECK(isinf(v[4]) && isinf(m[4].forward_kl) && isinf(m[4].reverse_kl) && isfinite(m[4].jsd) &&
+          isfinite(v[0]));
+    /* A bad logit: NaN value and metrics for its row, the others computed. */
+    float keep = t[V + 5];
+    t[V + 5] = NAN;
+    CHECK(gkd_divergence_rows_ex(&d, t, s, N, V, v, g2, scale, m) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "row 1, entry 5: teacher logit"), "message: %s", gkd_error_message());
+    CHECK(isnan(v[1]) && isnan(m[1].jsd) && isnan(m[1].student_entropy) && isfinite(m[0].jsd) &&
+          isfinite(v[3]));
+    t[V + 5] = keep;
+}
+
 int main(void) {
     check_fixtures();
     check_jsd_endpoints();
@@ -432,5 +500,6 @@ int main(void) {
     check_masks();
     check_bad_settings();
     check_rows();
+    check_fused();
     return check_exit();
 }
