@@ -31,10 +31,13 @@ enum {
     MAX_GRID = 1 << 20,  /* elementwise kernels stride over the rest */
     SUMSQ_BLOCKS = 1024, /* sumsq's first pass: fixed, so its summation order never changes */
     EMB_BUCKETS = 64,    /* embedding_backward: token ids are split over this many blocks by id mod 64 */
-    POS_CHUNK = 128,     /* attention kernels take up to this many pos0 values by value per launch */
     ROW_ATTN_MAX_T = 8,  /* attention_forward with T up to this (decoding) uses the fused row kernel */
+    ROW_ATTN_THREADS = 128,
     MAX_PRINTED_ERRORS = 20,
 };
+/* block_sum and block_max shuffle with a full-warp mask: every block size must be whole warps. */
+static_assert(THREADS % 32 == 0 && THREADS <= 1024, "THREADS must be whole warps");
+static_assert(ROW_ATTN_THREADS % 32 == 0 && ROW_ATTN_THREADS <= 1024, "ROW_ATTN_THREADS must be whole warps");
 
 /* ---------- state, errors, memory accounting ---------- */
 
@@ -61,15 +64,6 @@ struct cuda_state {
 
 cuda_state S;
 pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER; /* guards S's error and allocation list */
-
-void format_bytes(char *buf, size_t cap, size_t bytes) {
-    if (bytes >= ((size_t)1 << 30))
-        snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)((size_t)1 << 30));
-    else if (bytes >= ((size_t)1 << 20))
-        snprintf(buf, cap, "%.2f MiB", (double)bytes / (double)((size_t)1 << 20));
-    else
-        snprintf(buf, cap, "%zu bytes", bytes);
-}
 
 void record_error_v(const char *fmt, va_list ap) {
     char msg[1024];
@@ -172,7 +166,8 @@ int grid_for(size_t n) {
 
 /* ---------- block reductions (fixed shuffle tree: deterministic) ---------- */
 
-/* Every thread of the block gets the total. blockDim.x must be a multiple of 32; sh: 32 slots. */
+/* Every thread of the block gets the total. blockDim.x must be a multiple of 32 (a partial warp would
+ * shuffle with absent lanes) and at most 1024; sh: 32 slots. */
 template <typename T> __device__ T block_sum(T v, T *sh) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
@@ -207,20 +202,25 @@ void *cuda_alloc(size_t bytes) {
         size_t free_b = 0, total_b = 0;
         cudaMemGetInfo(&free_b, &total_b);
         cudaGetLastError();
-        char want[32], fb[32], tb[32];
-        format_bytes(want, sizeof want, rounded);
-        format_bytes(fb, sizeof fb, free_b);
-        format_bytes(tb, sizeof tb, total_b);
+        char want[32], fb[32], tb[32], held[32];
+        gkd_cuda_format_bytes(want, sizeof want, rounded);
+        gkd_cuda_format_bytes(fb, sizeof fb, free_b);
+        gkd_cuda_format_bytes(tb, sizeof tb, total_b);
+        gkd_cuda_format_bytes(held, sizeof held, gkd_backend_cuda_memory_in_use());
         gkd_error_set(e == cudaErrorMemoryAllocation ? GKD_ERR_NOMEM : GKD_ERR_DEVICE,
-                      "cudaMalloc of %s failed: %s (%s free of %s; gkd holds %zu bytes)", want,
-                      cudaGetErrorString(e), fb, tb, gkd_backend_cuda_memory_in_use());
-        fprintf(stderr, "gkd cuda: %s\n", gkd_error_message());
+                      "cudaMalloc of %s failed: %s (%s free of %s; gkd holds %s)", want,
+                      cudaGetErrorString(e), fb, tb, held);
+        if (e == cudaErrorMemoryAllocation)
+            fprintf(stderr, "gkd cuda: %s\n", gkd_error_message());
+        else /* not a lack of memory but a broken device (often an earlier kernel's fault): sticky */
+            record_error("%s", gkd_error_message());
         return NULL;
     }
     track_alloc(p, rounded);
     return p;
 }
 
+/* cudaFree waits for the device first, so freeing a buffer that queued kernels still use is safe. */
 void cuda_free(void *p) {
     if (!p) return;
     untrack_alloc(p);
@@ -270,15 +270,23 @@ void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float al
     if (M <= 0 || N <= 0 || batch <= 0) return;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasStatus_t st;
-    if (batch == 1)
-        st = cublasSgemm(S.blas, op_b, op_a, N, M, K, &alpha, b, ldb, a, lda, &beta, c, ldc);
-    else
-        st = cublasSgemmStridedBatched(S.blas, op_b, op_a, N, M, K, &alpha, b, ldb, (long long)stride_b, a,
-                                       lda, (long long)stride_a, &beta, c, ldc, (long long)stride_c, batch);
-    if (blas_ok(st, "cublasSgemm%s ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d",
-                batch == 1 ? "" : "StridedBatched", trans_a, trans_b, M, N, K, lda, ldb, ldc, batch))
+    /* batches split at GKD_CUDA_MAX_BATCH: some cuBLAS versions put the batch on gridDim.z (<= 65535) */
+    for (int i0 = 0; i0 < batch; i0 += GKD_CUDA_MAX_BATCH) {
+        int n = batch - i0 < GKD_CUDA_MAX_BATCH ? batch - i0 : GKD_CUDA_MAX_BATCH;
+        const float *ai = a + (size_t)i0 * stride_a, *bi = b + (size_t)i0 * stride_b;
+        float *ci = c + (size_t)i0 * stride_c;
+        cublasStatus_t st;
+        if (n == 1)
+            st = cublasSgemm(S.blas, op_b, op_a, N, M, K, &alpha, bi, ldb, ai, lda, &beta, ci, ldc);
+        else
+            st = cublasSgemmStridedBatched(S.blas, op_b, op_a, N, M, K, &alpha, bi, ldb, (long long)stride_b,
+                                           ai, lda, (long long)stride_a, &beta, ci, ldc, (long long)stride_c,
+                                           n);
+        if (!blas_ok(st, "cublasSgemm%s ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d",
+                     n == 1 ? "" : "StridedBatched", trans_a, trans_b, M, N, K, lda, ldb, ldc, batch))
+            return;
         launched("cublasSgemm M=%d N=%d K=%d batch=%d", M, N, K, batch);
+    }
 }
 
 void cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
@@ -437,11 +445,12 @@ void cuda_rope_backward(float *dx, const int *pos, const float *cos_tab, const f
 /* ---------- attention ---------- */
 
 /* The rows of sequences b0 .. b0+nb-1 with their start positions, passed by value: pos0 is host memory,
- * and a kernel argument needs neither a copy nor a sync. */
+ * and a kernel argument needs neither a copy nor a sync. Uniform: p0[0] is every sequence's start. */
 struct attn_rows {
     int b0, nb;
     int H, T, Tk;
-    int p0[POS_CHUNK]; /* zeros when pos0 is NULL */
+    int uniform;
+    int p0[GKD_CUDA_POS_CHUNK];
 };
 
 /* Row r of a launch is (sequence b0 + r / (H T), head (r / T) % H, query t = r % T). */
@@ -450,6 +459,10 @@ __device__ void row_coords(const attn_rows &rows, size_t r, int *b, int *h, int 
     size_t bh = r / rows.T;
     *h = (int)(bh % rows.H);
     *b = rows.b0 + (int)(bh / rows.H);
+}
+
+__device__ int row_p0(const attn_rows &rows, int b) {
+    return rows.uniform ? rows.p0[0] : rows.p0[b - rows.b0];
 }
 
 /* In place: softmax over a[0, n_seen), zeros over [n_seen, n_keys). Each thread revisits the same j in
@@ -470,30 +483,87 @@ __device__ void softmax_row(float *a, int n_seen, int n_keys, float *sh) {
     for (int j = n_seen + threadIdx.x; j < n_keys; j += blockDim.x) a[j] = 0.0f;
 }
 
-/* One block per row of att (B,H,T,Tk) holding raw scores. */
-__global__ void causal_softmax_kernel(float *att, attn_rows rows) {
-    __shared__ float sh[32];
-    int b, h, t;
-    row_coords(rows, blockIdx.x, &b, &h, &t);
-    int p0 = rows.p0[b - rows.b0];
-    float *a = att + (((size_t)b * rows.H + h) * rows.T + t) * rows.Tk;
-    softmax_row(a, p0 + t + 1, p0 + rows.T, sh);
+/* softmax_row for n_keys <= PER * blockDim.x: the row is read once into registers and written once,
+ * where the loops above make five passes over memory. */
+template <int PER> __device__ void softmax_row_cached(float *a, int n_seen, int n_keys, float *sh) {
+    float x[PER];
+    float mx = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        x[i] = j < n_seen ? a[j] : -INFINITY;
+        mx = fmaxf(mx, x[i]);
+    }
+    mx = block_max(mx, sh);
+    float sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        x[i] = j < n_seen ? expf(x[i] - mx) : 0.0f;
+        sum += x[i];
+    }
+    sum = block_sum(sum, sh);
+    float inv = 1.0f / sum;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        if (j < n_keys) a[j] = x[i] * inv; /* masked: 0 * inv */
+    }
 }
 
-/* ds_j = a_j (da_j - sum_i a_i da_i) in place on datt; masked a_j = 0 gives 0. */
-__global__ void causal_softmax_backward_kernel(float *datt, const float *att, attn_rows rows) {
-    __shared__ float sh[32];
-    int b, h, t;
-    row_coords(rows, blockIdx.x, &b, &h, &t);
-    int p0 = rows.p0[b - rows.b0], n_seen = p0 + t + 1, n_keys = p0 + rows.T;
-    size_t off = (((size_t)b * rows.H + h) * rows.T + t) * rows.Tk;
-    const float *a = att + off;
-    float *da = datt + off;
+/* ds_j = a_j (da_j - sum_i a_i da_i) in place on da; masked a_j = 0 gives 0. */
+__device__ void softmax_backward_row(float *da, const float *a, int n_seen, int n_keys, float *sh) {
     float dot = 0.0f;
     for (int j = threadIdx.x; j < n_seen; j += blockDim.x) dot += a[j] * da[j];
     dot = block_sum(dot, sh);
     for (int j = threadIdx.x; j < n_seen; j += blockDim.x) da[j] = a[j] * (da[j] - dot);
     for (int j = n_seen + threadIdx.x; j < n_keys; j += blockDim.x) da[j] = 0.0f;
+}
+
+template <int PER>
+__device__ void softmax_backward_row_cached(float *da, const float *a, int n_seen, int n_keys, float *sh) {
+    float av[PER], dv[PER], dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        av[i] = j < n_seen ? a[j] : 0.0f;
+        dv[i] = j < n_seen ? da[j] : 0.0f;
+        dot += av[i] * dv[i];
+    }
+    dot = block_sum(dot, sh);
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        int j = threadIdx.x + i * blockDim.x;
+        if (j < n_keys) da[j] = av[i] * (dv[i] - dot); /* masked: 0 * (0 - dot) */
+    }
+}
+
+/* One block per row of att (B,H,T,Tk) holding raw scores; PER > 0 when every row of the launch has at
+ * most PER * blockDim.x keys, 0 for any length. */
+template <int PER> __global__ void causal_softmax_kernel(float *att, attn_rows rows) {
+    __shared__ float sh[32];
+    int b, h, t;
+    row_coords(rows, blockIdx.x, &b, &h, &t);
+    int p0 = row_p0(rows, b), n_seen = p0 + t + 1, n_keys = p0 + rows.T;
+    float *a = att + (((size_t)b * rows.H + h) * rows.T + t) * rows.Tk;
+    if constexpr (PER > 0)
+        softmax_row_cached<PER>(a, n_seen, n_keys, sh);
+    else
+        softmax_row(a, n_seen, n_keys, sh);
+}
+
+/* The softmax backward in place on datt, rows and PER as in the forward. */
+template <int PER>
+__global__ void causal_softmax_backward_kernel(float *datt, const float *att, attn_rows rows) {
+    __shared__ float sh[32];
+    int b, h, t;
+    row_coords(rows, blockIdx.x, &b, &h, &t);
+    int p0 = row_p0(rows, b), n_seen = p0 + t + 1, n_keys = p0 + rows.T;
+    size_t off = (((size_t)b * rows.H + h) * rows.T + t) * rows.Tk;
+    if constexpr (PER > 0)
+        softmax_backward_row_cached<PER>(datt + off, att + off, n_seen, n_keys, sh);
+    else
+        softmax_backward_row(datt + off, att + off, n_seen, n_keys, sh);
 }
 
 /* The whole attention of one query row in one block, for few queries per sequence (decoding): scores
@@ -506,7 +576,7 @@ __global__ void attention_row_kernel(float *out, float *att, const float *q, con
     int b, h, t;
     row_coords(rows, blockIdx.x, &b, &h, &t);
     const int D = d.head_dim, group = d.n_heads / d.n_kv_heads;
-    int p0 = rows.p0[b - rows.b0], n_seen = p0 + t + 1, n_keys = p0 + rows.T;
+    int p0 = row_p0(rows, b), n_seen = p0 + t + 1, n_keys = p0 + rows.T;
     const float scale = 1.0f / sqrtf((float)D);
     const float *qr = q + b * d.bs_q + (size_t)t * d.ld_q + (size_t)h * D;
     size_t kv_off = b * d.bs_kv + (size_t)(h / group) * D;
@@ -532,106 +602,110 @@ __global__ void attention_row_kernel(float *out, float *att, const float *q, con
 
 enum attn_row_op { ROW_SOFTMAX, ROW_SOFTMAX_BACKWARD, ROW_ATTENTION };
 
-/* Launches one row kernel over every row of every sequence, POS_CHUNK sequences per launch. */
-void attn_rows_launch(attn_row_op op, float *att, float *datt, float *out, const float *q, const float *k,
-                      const float *v, const int *pos0, const gkd_attn_dims *d) {
-    for (int b0 = 0; b0 < d->B; b0 += POS_CHUNK) {
+template <int PER>
+void softmax_launch(attn_row_op op, unsigned n_rows, float *att, float *datt, attn_rows rows) {
+    if (op == ROW_SOFTMAX)
+        causal_softmax_kernel<PER><<<n_rows, THREADS>>>(att, rows);
+    else
+        causal_softmax_backward_kernel<PER><<<n_rows, THREADS>>>(datt, att, rows);
+}
+
+/* Launches one row kernel over every row of every sequence, plan.seqs_per_launch sequences per launch. */
+void attn_rows_launch(attn_row_op op, const gkd_cuda_attn_plan &plan, float *att, float *datt, float *out,
+                      const float *q, const float *k, const float *v, const int *pos0,
+                      const gkd_attn_dims *d) {
+    for (int b0 = 0; b0 < d->B; b0 += plan.seqs_per_launch) {
         attn_rows rows;
         memset(&rows, 0, sizeof rows);
         rows.b0 = b0;
-        rows.nb = d->B - b0 < POS_CHUNK ? d->B - b0 : POS_CHUNK;
+        rows.nb = d->B - b0 < plan.seqs_per_launch ? d->B - b0 : plan.seqs_per_launch;
         rows.H = d->n_heads;
         rows.T = d->T;
         rows.Tk = d->Tk;
-        for (int i = 0; i < rows.nb; i++) rows.p0[i] = pos0 ? pos0[b0 + i] : 0;
-        size_t n_rows = (size_t)rows.nb * rows.H * rows.T;
-        switch (op) {
-        case ROW_SOFTMAX:
-            causal_softmax_kernel<<<(unsigned)n_rows, THREADS>>>(att, rows);
-            launched("attention softmax B=%d H=%d T=%d Tk=%d", d->B, d->n_heads, d->T, d->Tk);
-            break;
-        case ROW_SOFTMAX_BACKWARD:
-            causal_softmax_backward_kernel<<<(unsigned)n_rows, THREADS>>>(datt, att, rows);
-            launched("attention softmax backward B=%d H=%d T=%d Tk=%d", d->B, d->n_heads, d->T, d->Tk);
-            break;
-        case ROW_ATTENTION:
-            attention_row_kernel<<<(unsigned)n_rows, 128, (size_t)d->head_dim * sizeof(float)>>>(
+        rows.uniform = plan.uniform;
+        int max_keys = 0;
+        if (plan.uniform) {
+            rows.p0[0] = plan.p0;
+            max_keys = plan.p0 + d->T;
+        } else {
+            for (int i = 0; i < rows.nb; i++) {
+                rows.p0[i] = pos0[b0 + i];
+                if (rows.p0[i] + d->T > max_keys) max_keys = rows.p0[i] + d->T;
+            }
+        }
+        unsigned n_rows = (unsigned)((size_t)rows.nb * rows.H * rows.T);
+        if (op == ROW_ATTENTION) {
+            attention_row_kernel<<<n_rows, ROW_ATTN_THREADS, (size_t)d->head_dim * sizeof(float)>>>(
                 out, att, q, k, v, rows, *d);
             launched("attention (row kernel) B=%d H=%d T=%d Tk=%d head_dim=%d", d->B, d->n_heads, d->T, d->Tk,
                      d->head_dim);
-            break;
+            continue;
         }
+        if (max_keys <= 4 * THREADS)
+            softmax_launch<4>(op, n_rows, att, datt, rows);
+        else if (max_keys <= 16 * THREADS)
+            softmax_launch<16>(op, n_rows, att, datt, rows);
+        else
+            softmax_launch<0>(op, n_rows, att, datt, rows);
+        launched("attention softmax%s B=%d H=%d T=%d Tk=%d", op == ROW_SOFTMAX ? "" : " backward", d->B,
+                 d->n_heads, d->T, d->Tk);
     }
 }
 
-int seq_pos0(const int *pos0, int b) {
-    return pos0 ? pos0[b] : 0;
-}
-
-/* The GEMM path. Query head h = g*group + r reads key/value head g; for a fixed sequence b and r the
- * heads g = 0..n_kv_heads-1 are evenly strided in q, k, v, att and out, so each (b, r) is one strided
- * batched product over g, of exactly the n_keys = pos0[b] + T keys that sequence sees. */
+/* Scores q k^T / sqrt(head_dim) into att (cuBLAS), the causal softmax in place (a row kernel), out = att v
+ * (cuBLAS), each product on exactly the pos0[b] + T keys its sequence sees, batched as
+ * gkd_cuda_attn_plan_make decides (backend_cuda.h). With at most ROW_ATTN_MAX_T
+ * queries per sequence (decoding), one fused row kernel does all three instead. */
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                             const int *pos0, const gkd_attn_dims *d) {
-    const int H = d->n_heads, KV = d->n_kv_heads, D = d->head_dim, T = d->T, Tk = d->Tk, group = H / KV;
+    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
+    const gkd_cuda_attn_plan plan = gkd_cuda_attn_plan_make(d, pos0);
     if (T <= ROW_ATTN_MAX_T) {
-        attn_rows_launch(ROW_ATTENTION, att, NULL, out, q, k, v, pos0, d);
+        attn_rows_launch(ROW_ATTENTION, plan, att, NULL, out, q, k, v, pos0, d);
         return;
     }
     const float scale = 1.0f / sqrtf((float)D);
     const size_t head_att = (size_t)T * Tk;
-    for (int b = 0; b < d->B; b++) {
-        int n_keys = seq_pos0(pos0, b) + T;
-        for (int r = 0; r < group; r++)
-            cuda_matmul_batched(0, 1, T, n_keys, D, scale, q + b * d->bs_q + (size_t)r * D, d->ld_q,
-                                (size_t)group * D, k + b * d->bs_kv, d->ld_kv, (size_t)D, 0.0f,
-                                att + ((size_t)b * H + r) * head_att, Tk, group * head_att, KV);
-    }
-    attn_rows_launch(ROW_SOFTMAX, att, NULL, NULL, NULL, NULL, NULL, pos0, d);
-    for (int b = 0; b < d->B; b++) {
-        int n_keys = seq_pos0(pos0, b) + T;
-        for (int r = 0; r < group; r++)
-            cuda_matmul_batched(0, 0, T, D, n_keys, 1.0f, att + ((size_t)b * H + r) * head_att, Tk,
-                                group * head_att, v + b * d->bs_kv, d->ld_kv, (size_t)D, 0.0f,
-                                out + b * d->bs_out + (size_t)r * D, d->ld_out, (size_t)group * D, KV);
-    }
+    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
+                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
+                                OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0};
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f,
+                          ATT);
+    attn_rows_launch(ROW_SOFTMAX, plan, att, NULL, NULL, NULL, NULL, NULL, pos0, d);
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f,
+                          OUT);
 }
 
-/* The heads r of a group add into the same dk, dv: their products are separate calls, run in order. */
 void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
                              const float *att, const float *q, const float *k, const float *v,
                              const int *pos0, const gkd_attn_dims *d) {
-    const int H = d->n_heads, KV = d->n_kv_heads, D = d->head_dim, T = d->T, Tk = d->Tk, group = H / KV;
+    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
+    const gkd_cuda_attn_plan plan = gkd_cuda_attn_plan_make(d, pos0);
     const float scale = 1.0f / sqrtf((float)D);
     const size_t head_att = (size_t)T * Tk;
-    for (int b = 0; b < d->B; b++) {
-        int n_keys = seq_pos0(pos0, b) + T;
-        for (int r = 0; r < group; r++) {
-            const float *ah = att + ((size_t)b * H + r) * head_att;
-            float *dah = datt + ((size_t)b * H + r) * head_att;
-            const float *doh = dout + b * d->bs_out + (size_t)r * D;
-            /* dv += att^T dout; datt = dout v^T */
-            cuda_matmul_batched(1, 0, n_keys, D, T, 1.0f, ah, Tk, group * head_att, doh, d->ld_out,
-                                (size_t)group * D, 1.0f, dv + b * d->bs_kv, d->ld_kv, (size_t)D, KV);
-            cuda_matmul_batched(0, 1, T, n_keys, D, 1.0f, doh, d->ld_out, (size_t)group * D, v + b * d->bs_kv,
-                                d->ld_kv, (size_t)D, 0.0f, dah, Tk, group * head_att, KV);
-        }
-    }
-    attn_rows_launch(ROW_SOFTMAX_BACKWARD, (float *)att, datt, NULL, NULL, NULL, NULL, pos0, d);
-    for (int b = 0; b < d->B; b++) {
-        int n_keys = seq_pos0(pos0, b) + T;
-        for (int r = 0; r < group; r++) {
-            const float *dah = datt + ((size_t)b * H + r) * head_att;
-            size_t q_off = b * d->bs_q + (size_t)r * D;
-            /* dq += scale datt k; dk += scale datt^T q */
-            cuda_matmul_batched(0, 0, T, D, n_keys, scale, dah, Tk, group * head_att, k + b * d->bs_kv,
-                                d->ld_kv, (size_t)D, 1.0f, dq + q_off, d->ld_q, (size_t)group * D, KV);
-            cuda_matmul_batched(1, 0, n_keys, D, T, scale, dah, Tk, group * head_att, q + q_off, d->ld_q,
-                                (size_t)group * D, 1.0f, dk + b * d->bs_kv, d->ld_kv, (size_t)D, KV);
-        }
-    }
+    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
+                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
+                                DATT = {datt, Tk, (size_t)H * head_att, head_att, 0},
+                                DOUT = {dout, d->ld_out, d->bs_out, (size_t)D, 0},
+                                DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
+                                DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT,
+                          1.0f, DV); /* dv += att^T dout */
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f,
+                          DATT); /* datt = dout v^T */
+    attn_rows_launch(ROW_SOFTMAX_BACKWARD, plan, const_cast<float *>(att), datt, NULL, NULL, NULL, NULL, pos0,
+                     d);
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K,
+                          1.0f, DQ); /* dq += scale datt k */
+    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q,
+                          1.0f, DK); /* dk += scale datt^T q */
 }
 
 /* ---------- swiglu, residual ---------- */

@@ -14,7 +14,9 @@
 #ifndef GKD_BACKEND_CUDA_H
 #define GKD_BACKEND_CUDA_H
 
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +65,113 @@ void gkd_backend_cuda_clear_error(void);
 /* Waits for all queued work; GKD_OK or GKD_ERR_DEVICE with the failure recorded (and set as the
  * thread-local gkd error). */
 gkd_status gkd_backend_cuda_sync(void);
+
+/* ---------- host-side planning (internal) ----------
+ * Pure functions of sizes that shape the backend's launches, inline here so that a CPU test
+ * (tests/test_cuda_plan.c) checks them on machines without a GPU. Not an API for other callers. */
+
+enum {
+    GKD_CUDA_POS_CHUNK = 128,   /* attention row kernels take up to this many distinct pos0 values by value */
+    GKD_CUDA_MAX_BATCH = 32768, /* products per cuBLAS batched call: some cuBLAS versions fail above 65535 */
+};
+
+/* "1.50 GiB", "3.00 MiB", "512 bytes": for messages about memory. */
+static inline void gkd_cuda_format_bytes(char *buf, size_t cap, size_t bytes) {
+    if (bytes >= ((size_t)1 << 30))
+        snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)((size_t)1 << 30));
+    else if (bytes >= ((size_t)1 << 20))
+        snprintf(buf, cap, "%.2f MiB", (double)bytes / (double)((size_t)1 << 20));
+    else
+        snprintf(buf, cap, "%zu bytes", bytes);
+}
+
+/* How attention covers its (sequence, head) products and its rows. */
+typedef struct {
+    int uniform; /* every sequence starts at p0 (pos0 NULL: 0), so every one sees the same p0 + T keys */
+    int p0;
+    /* 1: each product is one cuBLAS call per query head, batched over the sequences (needs uniform);
+     * 0: one call per (sequence, head within its group), batched over the key/value heads. */
+    int per_head;
+    int calls;           /* cuBLAS calls per product, counting batches split at GKD_CUDA_MAX_BATCH */
+    int seqs_per_launch; /* sequences per row-kernel launch: one block per row, at most INT_MAX blocks */
+} gkd_cuda_attn_plan;
+
+static inline int gkd_cuda_batch_calls(int batch) {
+    return (batch + GKD_CUDA_MAX_BATCH - 1) / GKD_CUDA_MAX_BATCH;
+}
+
+/* d's B, T and heads must be >= 1; pos0: (B) host, or NULL. */
+static inline gkd_cuda_attn_plan gkd_cuda_attn_plan_make(const gkd_attn_dims *d, const int *pos0) {
+    gkd_cuda_attn_plan p;
+    int group = d->n_heads / d->n_kv_heads;
+    p.uniform = 1;
+    p.p0 = pos0 ? pos0[0] : 0;
+    for (int b = 1; pos0 && b < d->B; b++)
+        if (pos0[b] != p.p0) p.uniform = 0;
+    long long per_head_calls = (long long)d->n_heads * gkd_cuda_batch_calls(d->B);
+    long long per_seq_calls = (long long)d->B * group * gkd_cuda_batch_calls(d->n_kv_heads);
+    p.per_head = p.uniform && per_head_calls <= per_seq_calls;
+    p.calls = (int)(p.per_head ? per_head_calls : per_seq_calls);
+    long long rows_per_seq = (long long)d->n_heads * d->T;
+    long long seqs = rows_per_seq <= INT_MAX ? INT_MAX / rows_per_seq : 1;
+    if (!p.uniform && seqs > GKD_CUDA_POS_CHUNK) seqs = GKD_CUDA_POS_CHUNK;
+    if (seqs > d->B) seqs = d->B;
+    p.seqs_per_launch = (int)seqs;
+    return p;
+}
+
+/* One operand of an attention product, for sequence b and query head h: the matrix at
+ * base + b*bs + head*hs with rows ld floats apart, where head is h, or h's key/value head when kv. */
+typedef struct {
+    const float *base;
+    int ld;
+    size_t bs, hs;
+    int kv;
+} gkd_cuda_attn_operand;
+
+enum { GKD_CUDA_KEYS = -1 }; /* a product dimension that is the sequence's key count, pos0[b] + T */
+
+typedef void (*gkd_cuda_matmul_batched_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                                           const float *a, int lda, size_t stride_a, const float *b, int ldb,
+                                           size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
+                                           int batch);
+
+/* For every (sequence b, query head h): C = alpha op(A) op(B) + beta C (C's base is written), through mm.
+ * The query heads h = g*group + r of one sequence and one r are evenly strided in every operand (key/value
+ * ones by hs, the others by group*hs), and with a uniform pos0 so are the sequences of one head (by bs):
+ * plan->per_head picks whichever takes fewer calls. Heads of a group that add into the same dk, dv
+ * (beta = 1) are never in one call: they run in order, h ascending, on either path. */
+static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, const gkd_attn_dims *d,
+                                         const int *pos0, const gkd_cuda_attn_plan *plan, int ta, int tb,
+                                         int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
+                                         gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C) {
+    const int H = d->n_heads, KV = d->n_kv_heads, group = H / KV;
+    float *c_base = (float *)C.base;
+    if (plan->per_head) {
+        int keys = plan->p0 + d->T;
+        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
+            k = K == GKD_CUDA_KEYS ? keys : K;
+        for (int h = 0; h < H; h++) {
+            size_t ha = (size_t)(A.kv ? h / group : h) * A.hs, hb = (size_t)(B.kv ? h / group : h) * B.hs;
+            size_t hc = (size_t)(C.kv ? h / group : h) * C.hs;
+            mm(ta, tb, m, n, k, alpha, A.base + ha, A.ld, A.bs, B.base + hb, B.ld, B.bs, beta, c_base + hc,
+               C.ld, C.bs, d->B);
+        }
+        return;
+    }
+    for (int b = 0; b < d->B; b++) {
+        int keys = (pos0 ? pos0[b] : 0) + d->T;
+        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
+            k = K == GKD_CUDA_KEYS ? keys : K;
+        for (int r = 0; r < group; r++) { /* batch entry g is head h = g*group + r */
+            size_t oa = b * A.bs + (A.kv ? 0 : (size_t)r * A.hs), sa = A.kv ? A.hs : (size_t)group * A.hs;
+            size_t ob = b * B.bs + (B.kv ? 0 : (size_t)r * B.hs), sb = B.kv ? B.hs : (size_t)group * B.hs;
+            size_t oc = b * C.bs + (C.kv ? 0 : (size_t)r * C.hs), sc = C.kv ? C.hs : (size_t)group * C.hs;
+            mm(ta, tb, m, n, k, alpha, A.base + oa, A.ld, sa, B.base + ob, B.ld, sb, beta, c_base + oc, C.ld,
+               sc, KV);
+        }
+    }
+}
 
 #ifdef __cplusplus
 }

@@ -4,6 +4,8 @@ rotary positions with Hugging Face's rotate_half pairing, grouped-query attentio
 output projection), in PyTorch eager fp32, timed on
   - a training step: forward, cross-entropy over every position, backward, global-norm clipping to 1.0 and
     AdamW, at L=12, C=768, 12 heads, V=32768, B=16, T=1024 by default;
+  - the machine's fp32 matrix-product rate: the best of a few square torch.mm (cuBLAS sgemm) products, the
+    peak that achieved TFLOP/s are reported against;
   - generation as Hugging Face transformers does it: B=64 prompts, 128 new tokens, KV cache, sampling at
     temperature 1. With transformers installed its LlamaForCausalLM.generate is timed; otherwise (or with
     --own-generate) a plain KV-cache loop over the model below.
@@ -118,6 +120,24 @@ class Llama(nn.Module):
 
 def sync():
     torch.cuda.synchronize()
+
+
+def bench_sgemm(a, dev):
+    n = a.sgemm_n
+    x = torch.randn(n, n, device=dev)
+    y = torch.randn(n, n, device=dev)
+    torch.mm(x, y)
+    sync()
+    best = float("inf")
+    for _ in range(a.sgemm_repeats):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            torch.mm(x, y)
+        sync()
+        best = min(best, (time.perf_counter() - t0) / 5)
+    del x, y
+    torch.cuda.empty_cache()
+    return {"sgemm_n": n, "sgemm_tflops": 2.0 * n ** 3 / best / 1e12}
 
 
 def bench_train(a, dev):
@@ -257,6 +277,9 @@ def main():
     p.add_argument("--gen-repeats", type=int, default=3)
     p.add_argument("--own-generate", action="store_true", help="time the plain KV-cache loop, not transformers")
     p.add_argument("--tf32", action="store_true", help="allow TF32 tensor cores in matmuls (default: exact fp32)")
+    p.add_argument("--sgemm-n", type=int, default=8192, help="size of the square products timed for the peak")
+    p.add_argument("--sgemm-repeats", type=int, default=5)
+    p.add_argument("--skip-sgemm", action="store_true")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-generate", action="store_true")
     p.add_argument("--json-out", help="also write the JSON here")
@@ -276,8 +299,12 @@ def main():
         "config": {k: getattr(a, k) for k in ("layers", "dim", "heads", "kv_heads", "hidden", "vocab", "batch",
                                                "seq", "gen_batch", "prompt_len", "new_tokens")},
     }
+    if not a.skip_sgemm:
+        result.update(bench_sgemm(a, dev))
     if not a.skip_train:
         result.update(bench_train(a, dev))
+        if "sgemm_tflops" in result:
+            result["train_fraction_of_sgemm"] = result["train_tflops"] / result["sgemm_tflops"]
     if not a.skip_generate:
         result.update(bench_generate(a, dev))
     text = json.dumps(result, indent=2)

@@ -403,9 +403,23 @@ static void test_attention_deterministic(void) {
 }
 
 static void test_attention(void) {
-    /* training layout, grouped heads, T above the row kernel's limit: the batched-GEMM path */
-    attention_case("fused B=2 T=24 H=4 KV=2", 2, 24, 4, 2, 8, 24, NULL, 1);
-    attention_case("fused B=3 T=40 H=6 KV=6 D=32", 3, 40, 6, 6, 32, 40, NULL, 1);
+    /* training layout (pos0 NULL), T above the row kernel's limit: the batched-GEMM path, one cuBLAS call
+     * per head batched over the sequences where n_heads <= B * group (gkd_cuda_attn_plan_make), else one
+     * per (sequence, head within group) batched over the key/value heads */
+    attention_case("fused B=2 T=24 H=4 KV=2 (per head)", 2, 24, 4, 2, 8, 24, NULL, 1);
+    attention_case("fused B=3 T=40 H=6 KV=6 D=32 (per sequence)", 3, 40, 6, 6, 32, 40, NULL, 1);
+    attention_case("fused B=8 T=40 H=6 KV=6 D=16 (per head)", 8, 40, 6, 6, 16, 40, NULL, 1);
+    /* the same start for every sequence (a prefill of equal-length prompts): per head with p0 > 0 */
+    int same[4] = {6, 6, 6, 6};
+    attention_case("cached B=4 T=12 Tk=32 pos0 all 6 (per head)", 4, 12, 6, 2, 4, 32, same, 0);
+    /* softmax rows of more than 4 * 256 keys (16 registers per thread) and more than 16 * 256 (loops) */
+    attention_case("fused B=1 T=1100 H=2 KV=1 (softmax 16 per thread)", 1, 1100, 2, 1, 8, 1100, NULL, 1);
+    int long_pos0[2] = {1500, 2}, longer_pos0[2] = {4150, 3};
+    attention_case("cached B=2 T=9 Tk=1600 (softmax 16 per thread)", 2, 9, 2, 1, 8, 1600, long_pos0, 0);
+    attention_case("cached B=2 T=9 Tk=4200 (softmax loops)", 2, 9, 2, 1, 8, 4200, longer_pos0, 0);
+    /* more sequences than one cuBLAS batch takes (GKD_CUDA_MAX_BATCH = 32768): B * heads > 65535 too */
+    attention_case("fused B=32773 T=9 H=2 KV=1 (batches split)", GKD_CUDA_MAX_BATCH + 5, 9, 2, 1, 4, 9, NULL,
+                   1);
     /* few queries (T <= 8): the fused row kernel */
     attention_case("fused B=2 T=5 H=4 KV=1 (row kernel)", 2, 5, 4, 1, 8, 5, NULL, 1);
     /* cached layout with per-sequence start positions, both paths */
@@ -491,6 +505,57 @@ static void test_crossentropy(void) {
     check_no_device_error("crossentropy");
 }
 
+/* More than 2^32 floats in one buffer: row offsets and grid-stride indices past 2^32 must be 64-bit. The
+ * bulk is zeros (its rows are known in closed form: lse = log V), the last rows random and checked
+ * against the CPU; sumsq runs over the whole buffer. Needs ~17 GiB of device memory, else it says so and
+ * checks nothing. */
+static void test_large_rows(void) {
+    enum { V = 32768, TAIL = 3 };
+    const int N = (int)(((size_t)1 << 32) / V) + TAIL;
+    const size_t n = (size_t)N * V, bytes = n * sizeof(float);
+    gkd_cuda_info info;
+    if (gkd_backend_cuda_info(&info) != GKD_OK || info.free_bytes < bytes + ((size_t)2 << 30)) {
+        fprintf(stderr, "test_large_rows: not run (needs %.1f GiB free, device has %.1f GiB)\n",
+                (double)bytes / (1 << 30), (double)info.free_bytes / (1 << 30));
+        return;
+    }
+    float *logits_d = gpu->alloc(bytes);
+    CHECK(logits_d != NULL);
+    if (!logits_d) return;
+    float *tail = frand((size_t)TAIL * V, 3), *weights = ffill(N, 1.0f);
+    int *targets = malloc((size_t)N * sizeof *targets);
+    for (int i = 0; i < N; i++) targets[i] = (int)gkd_rng_below(&rng, V);
+    gpu->zero(logits_d, bytes);
+    gpu->copy_in(logits_d + (size_t)(N - TAIL) * V, tail, (size_t)TAIL * V * sizeof(float));
+    float *w_d = dev_floats(weights, N), *loss_d = gpu->alloc((size_t)N * 4),
+          *lse_d = gpu->alloc((size_t)N * 4);
+    int *t_d = to_dev(targets, (size_t)N * sizeof *targets);
+
+    double want_ss = cpu->sumsq(tail, (size_t)TAIL * V), got_ss = gpu->sumsq(logits_d, n);
+    CHECKF(fabs(got_ss - want_ss) <= 1e-10 * want_ss, "sumsq over %zu floats: gpu %.17g, cpu %.17g", n,
+           got_ss, want_ss);
+
+    gpu->crossentropy_forward(loss_d, lse_d, logits_d, t_d, w_d, N, V);
+    gpu->crossentropy_backward(logits_d, logits_d, lse_d, t_d, w_d, N, V);
+    float loss[TAIL], lse[TAIL], head[2];
+    cpu->crossentropy_forward(loss, lse, tail, targets + N - TAIL, weights, TAIL, V);
+    cpu->crossentropy_backward(tail, tail, lse, targets + N - TAIL, weights, TAIL, V);
+    float *got = malloc((size_t)TAIL * V * sizeof(float));
+    gpu->copy_out(got, lse_d + N - TAIL, sizeof lse);
+    compare("crossentropy lse, rows past 2^32 floats", got, lse, TAIL, FWD_MAX, FWD_NMSE);
+    gpu->copy_out(got, loss_d + N - TAIL, sizeof loss);
+    compare("crossentropy loss, rows past 2^32 floats", got, loss, TAIL, FWD_MAX, FWD_NMSE);
+    gpu->copy_out(got, logits_d + (size_t)(N - TAIL) * V, (size_t)TAIL * V * sizeof(float));
+    compare("crossentropy_backward, rows past 2^32 floats", got, tail, (size_t)TAIL * V, FWD_MAX, FWD_NMSE);
+    /* a zero row in the bulk: lse = log V exactly up to rounding */
+    gpu->copy_out(head, lse_d + N / 2, sizeof head);
+    CHECKF(fabs(head[0] - logf((float)V)) < 1e-5f && fabs(head[1] - logf((float)V)) < 1e-5f,
+           "lse of a zero row: %.9g, want %.9g", head[0], logf((float)V));
+    gpu->free(logits_d), gpu->free(w_d), gpu->free(loss_d), gpu->free(lse_d), gpu->free(t_d);
+    free(tail), free(weights), free(targets), free(got);
+    check_no_device_error("large rows");
+}
+
 /* ---------- adamw, sumsq ---------- */
 
 static void test_adamw(void) {
@@ -553,6 +618,7 @@ int main(void) {
     test_crossentropy();
     test_adamw();
     test_sumsq();
+    test_large_rows();
     /* every test frees what it allocated: the accounting must be back where it started */
     CHECKF(gkd_backend_cuda_memory_in_use() == base, "%zu bytes still allocated",
            gkd_backend_cuda_memory_in_use() - base);
