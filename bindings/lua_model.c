@@ -81,9 +81,10 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* gkd.model.load(path [, {tokenizer = tok, device = "cpu"}]) -> model | nil, message */
+/* gkd.model.load(path [, {tokenizer = tok, device = "cpu", inference = false}]) -> model | nil, message.
+ * inference = true: parameters only, no gradient block (a teacher): it cannot be trained. */
 static int l_load(lua_State *L) {
-    static const char *const keys[] = {"tokenizer", "device", NULL};
+    static const char *const keys[] = {"tokenizer", "device", "inference", NULL};
     const char *fname = "gkd.model.load";
     const char *path = luaL_checkstring(L, 1);
     int has_opts = !lua_isnoneornil(L, 2);
@@ -93,6 +94,7 @@ static int l_load(lua_State *L) {
     }
     const gkd_backend *be =
         device_backend(L, fname, has_opts ? gkd_lua_opt_string(L, 2, fname, "device", "cpu") : "cpu");
+    unsigned flags = has_opts && gkd_lua_opt_bool(L, 2, fname, "inference", 0) ? GKD_MODEL_INFERENCE : 0;
     int tok_idx = 0;
     if (has_opts) {
         lua_getfield(L, 2, "tokenizer");
@@ -108,7 +110,8 @@ static int l_load(lua_State *L) {
         gkd_lua_tokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
         memset(t, 0, sizeof *t);
         luaL_setmetatable(L, GKD_LUA_TOKENIZER);
-        if (gkd_gguf_model_load(path, be, &m->m, tok_idx ? NULL : &t->tok) != GKD_OK) return gkd_lua_fail(L);
+        if (gkd_gguf_model_load_ex(path, be, flags, &m->m, tok_idx ? NULL : &t->tok) != GKD_OK)
+            return gkd_lua_fail(L);
         m->path = gkd_lua_strdup(path);
         if (!tok_idx) {
             t->path = gkd_lua_strdup(path);
@@ -121,7 +124,7 @@ static int l_load(lua_State *L) {
         lua_settop(L, mi);
         return 1;
     }
-    if (gkd_checkpoint_load_model(path, be, &m->m) != GKD_OK) return gkd_lua_fail(L);
+    if (gkd_checkpoint_load_model_ex(path, be, flags, &m->m) != GKD_OK) return gkd_lua_fail(L);
     m->path = gkd_lua_strdup(path);
     if (tok_idx) {
         lua_pushvalue(L, tok_idx);
@@ -416,6 +419,7 @@ static int model_index(lua_State *L) {
     if (strcmp(k, "layers") == 0) return lua_pushinteger(L, c->n_layers), 1;
     if (strcmp(k, "max_seq_len") == 0) return lua_pushinteger(L, c->max_seq_len), 1;
     if (strcmp(k, "path") == 0) return lua_pushstring(L, m->path), 1;
+    if (strcmp(k, "inference") == 0) return lua_pushboolean(L, gkd_model_is_inference(m->m)), 1;
     if (strcmp(k, "tokenizer") == 0) {
         lua_getiuservalue(L, 1, 1);
         return 1;

@@ -152,7 +152,7 @@ static gkd_status bench_train(const gkd_backend *be, const gkd_model_config *cfg
 static gkd_status bench_generate(const gkd_backend *be, const gkd_model_config *cfg, int B, int prompt_len,
                                  int max_new, double *tokens_per_s) {
     gkd_model *m = NULL;
-    gkd_status st = gkd_model_create(cfg, be, &m);
+    gkd_status st = gkd_model_create_ex(cfg, be, GKD_MODEL_INFERENCE, &m);
     if (st != GKD_OK) return st;
     gkd_model_init_weights(m, 1);
     int *prompts = malloc((size_t)B * prompt_len * sizeof *prompts), *lens = malloc((size_t)B * sizeof *lens);
@@ -271,7 +271,7 @@ static gkd_status bench_gkd_step(const gkd_backend *be, int steps, gkd_step_resu
     sc.n_heads = 4;
     sc.n_kv_heads = 2;
     sc.hidden_dim = 384;
-    if (st == GKD_OK) st = gkd_model_create(&tc, be, &teacher);
+    if (st == GKD_OK) st = gkd_model_create_ex(&tc, be, GKD_MODEL_INFERENCE, &teacher);
     if (st == GKD_OK) st = gkd_model_create(&sc, be, &student);
     if (st == GKD_OK) st = gkd_store_open(db, &store);
     logging_ctx log = {store, 0, 0.0};

@@ -45,12 +45,12 @@ int gkd_cmd_sample(int argc, char **argv) {
     if (st == GKD_OK && gkd_gguf_file_is_gguf(model_path)) {
         /* A GGUF file carries its tokenizer; --tokenizer overrides it. Special tokens in the prompt (chat
          * templates such as <|im_start|>) are recognised. */
-        st = gkd_gguf_model_load(model_path, be, &m, tok_path ? NULL : &tok);
+        st = gkd_gguf_model_load_ex(model_path, be, GKD_MODEL_INFERENCE, &m, tok_path ? NULL : &tok);
         if (st == GKD_OK && tok_path) st = gkd_tokenizer_load(tok_path, &tok);
         if (st == GKD_OK) st = gkd_tokenizer_encode_special(tok, prompt, strlen(prompt), &ids, &n_ids);
     } else if (st == GKD_OK) {
         st = gkd_tokenizer_load(tok_path, &tok);
-        if (st == GKD_OK) st = gkd_checkpoint_load_model(model_path, be, &m);
+        if (st == GKD_OK) st = gkd_checkpoint_load_model_ex(model_path, be, GKD_MODEL_INFERENCE, &m);
         if (st == GKD_OK) st = gkd_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n_ids);
     }
     if (st != GKD_OK) {

@@ -219,11 +219,16 @@ gkd_status gkd_checkpoint_load_into(gkd_model *m, const char *path) {
 }
 
 gkd_status gkd_checkpoint_load_model(const char *path, const gkd_backend *be, gkd_model **out) {
+    return gkd_checkpoint_load_model_ex(path, be, GKD_MODEL_TRAINABLE, out);
+}
+
+gkd_status gkd_checkpoint_load_model_ex(const char *path, const gkd_backend *be, unsigned flags,
+                                        gkd_model **out) {
     gkd_model_config cfg;
     gkd_status st = gkd_checkpoint_read_config(path, &cfg);
     if (st != GKD_OK) return st;
     gkd_model *m = NULL;
-    if ((st = gkd_model_create(&cfg, be, &m)) != GKD_OK) return gkd_error_prefix(st, "%s", path);
+    if ((st = gkd_model_create_ex(&cfg, be, flags, &m)) != GKD_OK) return gkd_error_prefix(st, "%s", path);
     if ((st = gkd_checkpoint_load_into(m, path)) != GKD_OK) {
         gkd_model_free(m);
         return st;

@@ -19,6 +19,10 @@ gkd_status gkd_checkpoint_save_hf_dir(gkd_model *m, const char *dir);
 gkd_status gkd_checkpoint_read_config(const char *path, gkd_model_config *cfg);
 /* Creates a model on backend `be` from a checkpoint; the caller owns *out. */
 gkd_status gkd_checkpoint_load_model(const char *path, const gkd_backend *be, gkd_model **out);
+/* As gkd_checkpoint_load_model, the model made with gkd_model_create_ex's `flags` (GKD_MODEL_INFERENCE for
+ * a teacher: no gradient block). */
+gkd_status gkd_checkpoint_load_model_ex(const char *path, const gkd_backend *be, unsigned flags,
+                                        gkd_model **out);
 /* Loads a checkpoint's tensors into an existing model whose configuration must match. */
 gkd_status gkd_checkpoint_load_into(gkd_model *m, const char *path);
 

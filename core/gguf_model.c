@@ -475,6 +475,11 @@ gkd_status gkd_gguf_tokenizer(const gkd_gguf *g, gkd_tokenizer **out) {
 
 gkd_status gkd_gguf_model_load(const char *path, const gkd_backend *be, gkd_model **model,
                                gkd_tokenizer **tokenizer) {
+    return gkd_gguf_model_load_ex(path, be, GKD_MODEL_TRAINABLE, model, tokenizer);
+}
+
+gkd_status gkd_gguf_model_load_ex(const char *path, const gkd_backend *be, unsigned flags, gkd_model **model,
+                                  gkd_tokenizer **tokenizer) {
     if (model) *model = NULL;
     if (tokenizer) *tokenizer = NULL;
     if (!path || (model && !be)) return gkd_error_set(GKD_ERR_ARG, "gguf model load: NULL argument");
@@ -487,7 +492,7 @@ gkd_status gkd_gguf_model_load(const char *path, const gkd_backend *be, gkd_mode
     if (st == GKD_OK && model) {
         gkd_model_config cfg;
         st = gkd_gguf_model_config(g, &cfg);
-        if (st == GKD_OK && (st = gkd_model_create(&cfg, be, &m)) != GKD_OK)
+        if (st == GKD_OK && (st = gkd_model_create_ex(&cfg, be, flags, &m)) != GKD_OK)
             st = gkd_error_prefix(st, "%s", path);
         if (st == GKD_OK) st = gkd_gguf_model_load_into(g, m);
     }

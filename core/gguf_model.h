@@ -47,5 +47,9 @@ gkd_status gkd_gguf_model_load_into(const gkd_gguf *g, gkd_model *m);
  * what was asked for (gkd_model_free, gkd_tokenizer_free); on failure both are set to NULL. */
 gkd_status gkd_gguf_model_load(const char *path, const gkd_backend *be, gkd_model **model,
                                gkd_tokenizer **tokenizer);
+/* As gkd_gguf_model_load, the model made with gkd_model_create_ex's `flags` (GKD_MODEL_INFERENCE for a
+ * teacher or a model only sampled: no gradient block). */
+gkd_status gkd_gguf_model_load_ex(const char *path, const gkd_backend *be, unsigned flags, gkd_model **model,
+                                  gkd_tokenizer **tokenizer);
 
 #endif

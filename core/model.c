@@ -7,7 +7,9 @@
  * - Activations live in preallocated blocks (act_set) sized for (B,T) and grown, never shrunk, when a
  *   bigger batch arrives; no op allocates. The training set keeps every layer's activations for the
  *   backward, the inference set and each KV cache keep one layer's worth, reused layer after layer.
- * - Parameter gradients accumulate (+=); a model is not safe to use from two threads at once. */
+ * - Parameter gradients accumulate (+=); a model is not safe to use from two threads at once.
+ * - An inference model has no gradient block (grads and every dw/dlw pointer are NULL) and never makes the
+ *   training activation set: every path that would write a gradient checks m->inference first. */
 #include "core/model.h"
 
 #include <math.h>
@@ -109,7 +111,8 @@ struct gkd_model {
     const gkd_backend *be;
     int head_dim, q_dim, kv_dim, qkv_dim;
     size_t num_params;
-    float *params, *grads;
+    float *params, *grads; /* grads: NULL for an inference model */
+    int inference;
     int n_tensors;
     gkd_tensor_info *tensors;
     char *names;
@@ -119,7 +122,10 @@ struct gkd_model {
     act_set train, infer;
     int backward_ready; /* the training set holds a forward that gkd_model_backward may differentiate */
     ce_scratch ce;
-    int ce_chunk_rows; /* 0: chosen from the vocabulary size */
+    int ce_chunk_rows;   /* 0: chosen from the vocabulary size */
+    gkd_kv_cache *cache; /* the sampler's, see gkd_model_kv_cache */
+    void *workspace;     /* see gkd_model_workspace */
+    size_t workspace_bytes;
 };
 
 struct gkd_kv_cache {
@@ -190,7 +196,7 @@ static size_t layout_tensors(gkd_model *m, int fill) {
             ti->numel = numel;                                                                               \
             ti->is_norm = norm;                                                                              \
             (wstruct).field = m->params + off;                                                               \
-            (gstruct).field = m->grads + off;                                                                \
+            (gstruct).field = m->grads ? m->grads + off : NULL;                                              \
         }                                                                                                    \
         off += numel;                                                                                        \
         n++;                                                                                                 \
@@ -318,21 +324,30 @@ static gkd_status rope_tables_create(gkd_model *m) {
 }
 
 gkd_status gkd_model_create(const gkd_model_config *cfg, const gkd_backend *be, gkd_model **out) {
+    return gkd_model_create_ex(cfg, be, GKD_MODEL_TRAINABLE, out);
+}
+
+gkd_status gkd_model_create_ex(const gkd_model_config *cfg, const gkd_backend *be, unsigned flags,
+                               gkd_model **out) {
     if (!out) return gkd_error_set(GKD_ERR_ARG, "gkd_model_create: out is NULL");
     *out = NULL;
     if (!be) return gkd_error_set(GKD_ERR_ARG, "gkd_model_create: backend is NULL");
+    if (flags & ~(unsigned)GKD_MODEL_INFERENCE)
+        return gkd_error_set(GKD_ERR_ARG, "gkd_model_create: unknown flags 0x%x",
+                             flags & ~(unsigned)GKD_MODEL_INFERENCE);
     gkd_status st = gkd_model_config_check(cfg);
     if (st) return st;
     gkd_model *m = calloc(1, sizeof *m);
     if (!m) return gkd_error_set(GKD_ERR_NOMEM, "gkd_model_create: out of memory");
     m->cfg = *cfg;
     m->be = be;
+    m->inference = (flags & GKD_MODEL_INFERENCE) != 0;
     m->head_dim = cfg->dim / cfg->n_heads;
     m->q_dim = cfg->n_heads * m->head_dim;
     m->kv_dim = cfg->n_kv_heads * m->head_dim;
     m->qkv_dim = m->q_dim + 2 * m->kv_dim;
     m->lw = calloc((size_t)cfg->n_layers, sizeof *m->lw);
-    m->dlw = calloc((size_t)cfg->n_layers, sizeof *m->dlw);
+    m->dlw = calloc((size_t)cfg->n_layers, sizeof *m->dlw); /* pointers stay NULL without gradients */
     if (!m->lw || !m->dlw) {
         gkd_model_free(m);
         return gkd_error_set(GKD_ERR_NOMEM, "gkd_model_create: out of memory");
@@ -346,7 +361,7 @@ gkd_status gkd_model_create(const gkd_model_config *cfg, const gkd_backend *be, 
     }
     size_t bytes = m->num_params * sizeof(float);
     st = alloc_device(be, (void **)&m->params, bytes, "parameters");
-    if (!st) st = alloc_device(be, (void **)&m->grads, bytes, "gradients");
+    if (!st && !m->inference) st = alloc_device(be, (void **)&m->grads, bytes, "gradients");
     if (!st) st = rope_tables_create(m);
     if (st) {
         gkd_model_free(m);
@@ -354,7 +369,7 @@ gkd_status gkd_model_create(const gkd_model_config *cfg, const gkd_backend *be, 
     }
     layout_tensors(m, 1);
     be->zero(m->params, bytes);
-    be->zero(m->grads, bytes);
+    if (m->grads) be->zero(m->grads, bytes);
     /* The fused projections rely on these adjacencies, which the declaration order guarantees. */
     for (int l = 0; l < cfg->n_layers; l++) {
         const layer_tensors *w = &m->lw[l];
@@ -385,6 +400,8 @@ void gkd_model_free(gkd_model *m) {
     act_set_free(be, &m->train);
     act_set_free(be, &m->infer);
     ce_scratch_free(be, &m->ce);
+    gkd_kv_cache_free(m->cache);
+    be->free(m->workspace);
     free(m->tensors);
     free(m->names);
     free(m->lw);
@@ -426,7 +443,31 @@ float *gkd_model_grads(gkd_model *m) {
 }
 
 void gkd_model_zero_grad(gkd_model *m) {
-    if (m) m->be->zero(m->grads, m->num_params * sizeof(float));
+    if (m && m->grads) m->be->zero(m->grads, m->num_params * sizeof(float));
+}
+
+int gkd_model_is_inference(const gkd_model *m) {
+    return m ? m->inference : 0;
+}
+
+void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out) {
+    memset(out, 0, sizeof *out);
+    if (!m) return;
+    out->params = m->num_params * sizeof(float);
+    out->grads = m->grads ? m->num_params * sizeof(float) : 0;
+    size_t rope = 2 * (size_t)m->cfg.max_seq_len * (size_t)(m->head_dim / 2) * sizeof(float);
+    size_t ce = 0;
+    if (m->ce.block) {
+        size_t R = (size_t)m->ce.rows, C = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size;
+        ce = (2 * R * C + R * V + 4 * R) * sizeof(float);
+    }
+    out->activations = (m->train.cap_floats + m->infer.cap_floats) * sizeof(float) + ce + rope;
+    const gkd_kv_cache *c = m->cache;
+    if (c)
+        out->kv_cache = 2 * (size_t)c->n_layers * c->B * c->max_T * c->kv_dim * sizeof(float) +
+                        (c->acts.cap_floats + c->logits_cap) * sizeof(float);
+    out->kv_cache += m->workspace_bytes;
+    out->total = out->params + out->grads + out->activations + out->kv_cache;
 }
 
 int gkd_model_num_tensors(const gkd_model *m) {
@@ -459,7 +500,7 @@ const float *gkd_model_output_weight(const gkd_model *m) {
 }
 
 float *gkd_model_output_weight_grad(gkd_model *m) {
-    if (!m) return NULL;
+    if (!m || m->inference) return NULL;
     return m->cfg.tied_embeddings ? m->dw.embed : m->dw.lm_head;
 }
 
@@ -593,9 +634,19 @@ static gkd_status check_batch(const gkd_model *m, int B, int T, const char *fn) 
     return GKD_OK;
 }
 
+/* The refusal of every call that would write gradients on an inference model. */
+static gkd_status refuse_inference(const char *fn) {
+    return gkd_error_set(
+        GKD_ERR_ARG,
+        "%s: the model was created for inference (GKD_MODEL_INFERENCE) and has no gradients; "
+        "use gkd_model_forward_nograd, or create it with gkd_model_create to train it",
+        fn);
+}
+
 gkd_status gkd_model_forward(gkd_model *m, const int *tokens, int B, int T, const float **hidden) {
     const char *fn = "gkd_model_forward";
     if (!m || !tokens || !hidden) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    if (m->inference) return refuse_inference(fn);
     gkd_status st = check_batch(m, B, T, fn);
     if (!st) st = check_tokens(m, tokens, B, T, fn);
     if (st) return st;
@@ -661,6 +712,7 @@ static void layer_backward(gkd_model *m, int l, act_set *s) {
 
 gkd_status gkd_model_backward(gkd_model *m, const float *dhidden) {
     if (!m || !dhidden) return gkd_error_set(GKD_ERR_ARG, "gkd_model_backward: NULL argument");
+    if (m->inference) return refuse_inference("gkd_model_backward");
     if (!m->backward_ready)
         return gkd_error_set(GKD_ERR_ARG, "gkd_model_backward: no gkd_model_forward to differentiate");
     const gkd_backend *be = m->be;
@@ -778,6 +830,7 @@ gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targe
                              norm);
     if (dhidden && dhidden == hidden)
         return gkd_error_set(GKD_ERR_ARG, "%s: dhidden must not be the hidden buffer itself", fn);
+    if (dhidden && m->inference) return refuse_inference(fn);
     const gkd_backend *be = m->be;
     const int N = B * T, C = m->cfg.dim, V = m->cfg.vocab_size;
     gkd_status st = ce_scratch_ensure(m, N);
@@ -880,11 +933,51 @@ int gkd_kv_cache_max_len(const gkd_kv_cache *c) {
     return c ? c->max_T : 0;
 }
 
+gkd_status gkd_model_kv_cache(gkd_model *m, int B, int max_T, gkd_kv_cache **out) {
+    const char *fn = "gkd_model_kv_cache";
+    if (!m || !out) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    *out = NULL;
+    if (B <= 0) return gkd_error_set(GKD_ERR_ARG, "%s: B = %d must be > 0", fn, B);
+    if (max_T <= 0 || max_T > m->cfg.max_seq_len)
+        return gkd_error_set(GKD_ERR_ARG, "%s: max_T = %d must be in [1, max_seq_len = %d]", fn, max_T,
+                             m->cfg.max_seq_len);
+    gkd_kv_cache *c = m->cache;
+    if (c && B <= c->B && max_T <= c->max_T) {
+        *out = c;
+        return GKD_OK;
+    }
+    int rows = c && c->B > B ? c->B : B;
+    int len = c && c->max_T > max_T ? c->max_T : max_T;
+    gkd_kv_cache_free(c); /* first, so the old and the new never hold device memory together */
+    m->cache = NULL;
+    gkd_status st = gkd_kv_cache_create(m, rows, len, &m->cache);
+    if (st) return gkd_error_prefix(st, "%s", fn);
+    *out = m->cache;
+    return GKD_OK;
+}
+
+gkd_status gkd_model_workspace(gkd_model *m, size_t bytes, void **out) {
+    if (!m || !out) return gkd_error_set(GKD_ERR_ARG, "gkd_model_workspace: NULL argument");
+    *out = NULL;
+    if (bytes > m->workspace_bytes) {
+        m->be->free(m->workspace);
+        m->workspace = NULL;
+        m->workspace_bytes = 0;
+        gkd_status st = alloc_device(m->be, &m->workspace, bytes, "model workspace");
+        if (st) return st;
+        m->workspace_bytes = bytes;
+    }
+    *out = m->workspace;
+    return GKD_OK;
+}
+
+/* Runs the cached forward and leaves the logits in c->logits: (B,V) device when `at` is given, else
+ * (B,T,V). */
 static gkd_status forward_cached(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
-                                 int T, const int *at, float *logits, const char *fn) {
-    if (!m || !c || !tokens || !pos0 || !logits) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
-    if (B != c->B)
-        return gkd_error_set(GKD_ERR_ARG, "%s: B = %d differs from the cache's %d rows", fn, B, c->B);
+                                 int T, const int *at, const char *fn) {
+    if (!m || !c || !tokens || !pos0) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    if (B <= 0 || B > c->B)
+        return gkd_error_set(GKD_ERR_ARG, "%s: B = %d must be in [1, the cache's %d rows]", fn, B, c->B);
     if (c->kv_dim != m->kv_dim || c->n_layers != m->cfg.n_layers)
         return gkd_error_set(GKD_ERR_ARG, "%s: the cache was made for another model", fn);
     if (T <= 0) return gkd_error_set(GKD_ERR_ARG, "%s: T = %d must be > 0", fn, T);
@@ -913,26 +1006,43 @@ static gkd_status forward_cached(gkd_model *m, gkd_kv_cache *c, const int *token
     act_set *s = &c->acts;
     forward_layers(m, s, tokens, pos0, B, T, 0, c);
     const float *res = s->slots[0].res;
-    if (at) {
+    if (at && T > 1) { /* with T = 1 every at[b] is 0 and the rows are already in place */
         for (int b = 0; b < B; b++)
             be->copy_2d(s->proj + (size_t)b * C, C, res + ((size_t)b * T + at[b]) * C, C, 1, C);
         res = s->proj;
     }
     be->rmsnorm_forward(s->hidden, s->hidden_rstd, res, m->w.final_norm, rows, C, m->cfg.norm_eps);
     be->matmul(0, 1, rows, V, C, 1.0f, s->hidden, C, gkd_model_output_weight(m), C, 0.0f, c->logits, V);
-    be->copy_out(logits, c->logits, (size_t)rows * V * sizeof(float));
     return GKD_OK;
 }
 
 gkd_status gkd_model_forward_cached(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
                                     int T, float *logits) {
-    return forward_cached(m, c, tokens, pos0, B, T, NULL, logits, "gkd_model_forward_cached");
+    const char *fn = "gkd_model_forward_cached";
+    if (!logits) return gkd_error_set(GKD_ERR_ARG, "%s: logits is NULL", fn);
+    gkd_status st = forward_cached(m, c, tokens, pos0, B, T, NULL, fn);
+    if (!st) m->be->copy_out(logits, c->logits, (size_t)B * T * m->cfg.vocab_size * sizeof(float));
+    return st;
 }
 
 gkd_status gkd_model_forward_cached_at(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0,
                                        int B, int T, const int *at, float *logits) {
-    if (!at) return gkd_error_set(GKD_ERR_ARG, "gkd_model_forward_cached_at: at is NULL");
-    return forward_cached(m, c, tokens, pos0, B, T, at, logits, "gkd_model_forward_cached_at");
+    const char *fn = "gkd_model_forward_cached_at";
+    if (!at || !logits) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    gkd_status st = forward_cached(m, c, tokens, pos0, B, T, at, fn);
+    if (!st) m->be->copy_out(logits, c->logits, (size_t)B * m->cfg.vocab_size * sizeof(float));
+    return st;
+}
+
+gkd_status gkd_model_forward_cached_at_device(gkd_model *m, gkd_kv_cache *c, const int *tokens,
+                                              const int *pos0, int B, int T, const int *at,
+                                              const float **logits) {
+    const char *fn = "gkd_model_forward_cached_at_device";
+    if (!at || !logits) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    *logits = NULL;
+    gkd_status st = forward_cached(m, c, tokens, pos0, B, T, at, fn);
+    if (!st) *logits = c->logits;
+    return st;
 }
 
 double gkd_model_flops(const gkd_model *m, int B, int T, int with_backward) {

@@ -5,11 +5,15 @@
  * - Weights use Hugging Face's names and layout: (out_features, in_features) row-major, y = x W^T.
  * - All parameters live in one contiguous block and their gradients in another of the same layout (so
  *   one all-reduce or one file write covers them); gkd_model_tensor() describes each tensor's slice.
+ *   An inference model (GKD_MODEL_INFERENCE: a teacher, a frozen reference, a model only sampled) has no
+ *   gradient block: the calls that would write gradients refuse it.
  * - Parameter gradients accumulate (+=) until gkd_model_zero_grad().
  * - Token rows are right-padded: a row shorter than T is padded at its end, and causal attention keeps
  *   padding from touching earlier positions. Every token, padding included, must be a valid id.
- * - Buffers returned by the model (hidden states, params, grads) are device memory of its backend (host
- *   memory on the CPU), owned by the model. */
+ * - Buffers returned by the model (hidden states, params, grads, device logits) are device memory of its
+ *   backend (host memory on the CPU), owned by the model.
+ * - The model owns one KV cache for the sampler (gkd_model_kv_cache), kept between calls and grown when a
+ *   call needs more rows or positions, so repeated generation allocates nothing once warm. */
 #ifndef GKD_MODEL_H
 #define GKD_MODEL_H
 
@@ -47,11 +51,38 @@ typedef struct gkd_kv_cache gkd_kv_cache;
 /* GKD_OK, or GKD_ERR_ARG with a message naming the first bad field. */
 gkd_status gkd_model_config_check(const gkd_model_config *cfg);
 
+/* Flags of gkd_model_create_ex. */
+typedef enum {
+    GKD_MODEL_TRAINABLE = 0, /* parameters and gradients: what gkd_model_create makes */
+    /* Parameters only, no gradient block: gkd_model_grads() and gkd_model_output_weight_grad() return NULL,
+     * gkd_model_zero_grad() does nothing, and gkd_model_forward, gkd_model_backward and gkd_model_ce_loss
+     * with a dhidden refuse with GKD_ERR_ARG. The inference forward, the cross-entropy's value, the KV-cache
+     * paths and sampling work as on any model, with the same results bit for bit. */
+    GKD_MODEL_INFERENCE = 1,
+} gkd_model_flags;
+
 /* Allocates the parameter and gradient blocks (zeroed; see gkd_model_init_weights) on backend `be`.
  * Activations are allocated on first use and grown when a bigger batch arrives. The caller owns *out
  * and frees it with gkd_model_free. */
 gkd_status gkd_model_create(const gkd_model_config *cfg, const gkd_backend *be, gkd_model **out);
+/* As gkd_model_create, with `flags` a combination of gkd_model_flags (GKD_ERR_ARG for an unknown bit). */
+gkd_status gkd_model_create_ex(const gkd_model_config *cfg, const gkd_backend *be, unsigned flags,
+                               gkd_model **out);
+/* Frees the model with everything it owns (activations, its KV cache, its workspace); accepts NULL. */
 void gkd_model_free(gkd_model *m);
+/* 1 for a model made with GKD_MODEL_INFERENCE. */
+int gkd_model_is_inference(const gkd_model *m);
+
+/* Backend memory held by a model, in bytes: what its own allocations hold now (they grow with the largest
+ * batch seen, never shrink). */
+typedef struct {
+    size_t params;      /* the parameter block */
+    size_t grads;       /* the gradient block: 0 for an inference model */
+    size_t activations; /* training and inference activations, cross-entropy scratch, rotary tables */
+    size_t kv_cache;    /* the model's own KV cache (gkd_model_kv_cache) and the sampler's workspace */
+    size_t total;
+} gkd_model_memory;
+void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out);
 
 /* Deterministic init from (seed, GKD_RNG_STREAM_INIT): element i of the parameter block takes the normal
  * drawn from words 2i, 2i+1 of that stream, times 0.02, and times 1/sqrt(2 n_layers) more for the
@@ -60,7 +91,7 @@ void gkd_model_init_weights(gkd_model *m, uint64_t seed);
 
 size_t gkd_model_num_params(const gkd_model *m);
 float *gkd_model_params(gkd_model *m);
-float *gkd_model_grads(gkd_model *m);
+float *gkd_model_grads(gkd_model *m); /* NULL for an inference model */
 void gkd_model_zero_grad(gkd_model *m);
 int gkd_model_num_tensors(const gkd_model *m);
 /* Tensor i in block order, or NULL when i is out of range. */
@@ -76,7 +107,8 @@ gkd_status gkd_model_forward(gkd_model *m, const int *tokens, int B, int T, cons
 /* Backward of the last gkd_model_forward from dhidden: (B,T,C) device; parameter grads +=. */
 gkd_status gkd_model_backward(gkd_model *m, const float *dhidden);
 
-/* The output projection (V,C): lm_head.weight, or model.embed_tokens.weight when tied; and its gradient. */
+/* The output projection (V,C): lm_head.weight, or model.embed_tokens.weight when tied; and its gradient
+ * (NULL for an inference model). */
 const float *gkd_model_output_weight(const gkd_model *m);
 float *gkd_model_output_weight_grad(gkd_model *m);
 
@@ -97,15 +129,26 @@ gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targe
  * default, about 8 MB of logits. */
 gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows);
 
-/* KV cache for B rows of up to max_T positions (max_T <= max_seq_len). The caller owns *out. */
+/* KV cache for B rows of up to max_T positions (max_T <= max_seq_len). The caller owns *out. A cache
+ * serves any call of at most B rows (rows 0..B-1 are used). */
 gkd_status gkd_kv_cache_create(const gkd_model *m, int B, int max_T, gkd_kv_cache **out);
 void gkd_kv_cache_free(gkd_kv_cache *c);
 int gkd_kv_cache_batch(const gkd_kv_cache *c);
 int gkd_kv_cache_max_len(const gkd_kv_cache *c);
 
+/* The model's own KV cache with room for at least B rows and max_T positions (max_T <= max_seq_len): made
+ * on first use and re-made when a call needs more rows or positions (then with the larger of the old and
+ * the new rows and positions, so alternating shapes do not reallocate; what it held is dropped). Owned by
+ * the model, freed by gkd_model_free: never free it yourself. The sampler decodes through it, so it holds
+ * whatever the last user wrote; each user starts from position 0. */
+gkd_status gkd_model_kv_cache(gkd_model *m, int B, int max_T, gkd_kv_cache **out);
+/* A device buffer of at least `bytes` owned by the model, for work done on its behalf (the CUDA sampler's
+ * scratch): grown on demand (contents dropped), freed by gkd_model_free. */
+gkd_status gkd_model_workspace(gkd_model *m, size_t bytes, void **out);
+
 /* Feeds tokens (B,T) host, row b at positions pos0[b] .. pos0[b]+T-1 (pos0: (B) host), writes their keys
  * and values into the cache and returns logits (B,T,V) host. Attention sees the row's cached positions
- * < pos0[b] plus the new ones, causally; B must equal the cache's batch. Right-padded prompts are fed
+ * < pos0[b] plus the new ones, causally; B must not exceed the cache's batch. Right-padded prompts are fed
  * with pos0 = 0, after which each row continues at its own length, overwriting the padding's entries. */
 gkd_status gkd_model_forward_cached(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
                                     int T, float *logits);
@@ -113,6 +156,12 @@ gkd_status gkd_model_forward_cached(gkd_model *m, gkd_kv_cache *c, const int *to
  * row: logits (B,V) host. Saves the output projection on every other position (prefill). */
 gkd_status gkd_model_forward_cached_at(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0,
                                        int B, int T, const int *at, float *logits);
+/* As gkd_model_forward_cached_at, but leaves the logits on the device: *logits points at (B,V) device
+ * memory in the cache (host memory on the CPU), valid until the cache's next forward. Nothing is copied
+ * to the host, so a device sampler can draw from them there. */
+gkd_status gkd_model_forward_cached_at_device(gkd_model *m, gkd_kv_cache *c, const int *tokens,
+                                              const int *pos0, int B, int T, const int *at,
+                                              const float **logits);
 
 /* FLOPs of the matrix products of one forward over B rows of T tokens, the output projection on every
  * position included: 2 x (weights multiplied) x tokens + 4 B n_heads T^2 head_dim per layer for QK^T and

@@ -63,6 +63,9 @@ gkd_status gkd_optim_create(const gkd_optim_config *cfg, gkd_model *m, gkd_optim
     if (!out) return gkd_error_set(GKD_ERR_ARG, "gkd_optim_create: out is NULL");
     *out = NULL;
     if (!m) return gkd_error_set(GKD_ERR_ARG, "gkd_optim_create: model is NULL");
+    if (!gkd_model_grads(m))
+        return gkd_error_set(GKD_ERR_ARG, "gkd_optim_create: the model was created for inference (no gradients): "
+                                          "it cannot be trained");
     gkd_status st = gkd_optim_config_check(cfg);
     if (st) return st;
     gkd_optim *o = calloc(1, sizeof *o);

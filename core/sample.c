@@ -1,11 +1,50 @@
-/* Batched sampling over a KV cache; see sample.h for the contract on draws. The prefill runs every prompt
- * right-padded in one pass and keeps only the logits at each prompt's last token; each later step feeds one
- * token per row at that row's own position. Rows are drawn in parallel, each from its own scratch. */
+/* Batched sampling over the model's own KV cache (kept between calls, see gkd_model_kv_cache); see
+ * sample.h for the contract on draws. The prefill runs every prompt right-padded in one pass and keeps only
+ * the logits at each prompt's last token; each later step feeds one token per row at that row's own
+ * position. The logits stay where the model computed them: on the CPU rows are drawn in parallel, each
+ * from its own scratch; on the CUDA backend a kernel draws every row on the device (core/sample_cuda.h)
+ * and only the B tokens and log-probabilities of a step come back to the host. */
 #include "core/sample.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef GKD_HAVE_CUDA
+#include "core/sample_cuda.h"
+#endif
+
+/* The CUDA backend is recognised by its table's name, so a CPU model never initialises CUDA to ask. */
+static int on_cuda(const gkd_model *m) {
+#ifdef GKD_HAVE_CUDA
+    return strcmp(gkd_model_backend(m)->name, "cuda") == 0;
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
+static gkd_status device_workspace(gkd_model *m, int B, int V, void **ws) {
+#ifdef GKD_HAVE_CUDA
+    return gkd_model_workspace(m, gkd_sample_cuda_workspace_bytes(B, V), ws);
+#else
+    (void)m, (void)B, (void)V, (void)ws;
+    return gkd_error_set(GKD_ERR_DEVICE, "gkd_sample_generate: this gkd was built without CUDA");
+#endif
+}
+
+static gkd_status device_draw(const float *logits, int B, int V, const gkd_sample_config *cfg,
+                              const gkd_rng *rng, uint64_t step_offset, void *ws, int *tokens,
+                              float *logprobs) {
+#ifdef GKD_HAVE_CUDA
+    return gkd_sample_cuda_draw(logits, B, V, cfg, rng->seed, rng->stream, rng->offset + step_offset, ws,
+                                tokens, logprobs);
+#else
+    (void)logits, (void)B, (void)V, (void)cfg, (void)rng, (void)step_offset, (void)ws, (void)tokens,
+        (void)logprobs;
+    return gkd_error_set(GKD_ERR_DEVICE, "gkd_sample_generate: this gkd was built without CUDA");
+#endif
+}
 
 gkd_status gkd_sample_config_check(const gkd_sample_config *c, int V) {
     if (!c) return gkd_error_set(GKD_ERR_ARG, "gkd_sample_config: NULL");
@@ -25,13 +64,66 @@ gkd_status gkd_sample_config_check(const gkd_sample_config *c, int V) {
     return GKD_OK;
 }
 
-/* Sorting key of the filters: probability descending, then token id ascending. */
-static _Thread_local const float *sort_probs;
+/* Rank order of the filters: a before b when it is more probable, or as probable with a smaller id. */
+static inline int ranks_before(const float *p, int a, int b) {
+    return p[a] > p[b] || (p[a] == p[b] && a < b);
+}
 
-static int by_prob_desc(const void *a, const void *b) {
-    int i = *(const int *)a, j = *(const int *)b;
-    if (sort_probs[i] != sort_probs[j]) return sort_probs[i] > sort_probs[j] ? -1 : 1;
-    return i - j;
+/* Restores the heap property below slot i of heap h: (n) token ids. worst_on_top: the root is the last in
+ * rank order (selecting the k best: a newcomer only has to beat the root), else the first (popping the
+ * best one at a time). */
+static void sift_down(int *h, int n, int i, const float *p, int worst_on_top) {
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, top = i;
+        if (l < n && (worst_on_top ? ranks_before(p, h[top], h[l]) : ranks_before(p, h[l], h[top]))) top = l;
+        if (r < n && (worst_on_top ? ranks_before(p, h[top], h[r]) : ranks_before(p, h[r], h[top]))) top = r;
+        if (top == i) return;
+        int t = h[i];
+        h[i] = h[top];
+        h[top] = t;
+        i = top;
+    }
+}
+
+/* The last token, in rank order, that the filters keep. top-k: the k best by a heap of k (O(V log k) at
+ * worst, O(V) when the row is not adversarial), sorted; top-p alone: a heap over the row, popped best first
+ * only as far as the mass needs. Both sum in double as the full sort did: the kept mass of top-k in rank
+ * order, the whole row's mass in token order. */
+static int filter_last_kept(const float *probs, int V, int keep_k, float top_p, int *order) {
+    if (keep_k < V) {
+        for (int i = 0; i < keep_k; i++) order[i] = i;
+        for (int i = keep_k / 2 - 1; i >= 0; i--) sift_down(order, keep_k, i, probs, 1);
+        for (int v = keep_k; v < V; v++)
+            if (ranks_before(probs, v, order[0])) {
+                order[0] = v;
+                sift_down(order, keep_k, 0, probs, 1);
+            }
+        for (int n = keep_k; n > 1; n--) { /* heapsort: the worst goes last, leaving the best first */
+            int t = order[0];
+            order[0] = order[n - 1];
+            order[n - 1] = t;
+            sift_down(order, n - 1, 0, probs, 1);
+        }
+        double total = 0.0;
+        for (int i = 0; i < keep_k; i++) total += probs[order[i]];
+        /* top-p: the most probable tokens whose mass before them is still below top_p of the kept mass */
+        double mass = 0.0, limit = top_p * total;
+        int kept = 0;
+        while (kept < keep_k && mass < limit) mass += probs[order[kept++]];
+        return order[kept - 1];
+    }
+    double total = 0.0;
+    for (int v = 0; v < V; v++) total += probs[v], order[v] = v;
+    for (int i = V / 2 - 1; i >= 0; i--) sift_down(order, V, i, probs, 0);
+    double mass = 0.0, limit = top_p * total;
+    int n = V, last = order[0];
+    while (n > 0 && mass < limit) {
+        last = order[0];
+        mass += probs[last];
+        order[0] = order[--n];
+        sift_down(order, n, 0, probs, 0);
+    }
+    return last;
 }
 
 int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, float u, float *probs,
@@ -40,27 +132,30 @@ int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, f
     int argmax = 0;
     for (int v = 1; v < V; v++)
         if (logits[v] > mx) mx = logits[v], argmax = v;
+    const int draw = cfg->temperature > 0.0f && cfg->top_k != 1;
+    const double inv_t = draw ? 1.0 / cfg->temperature : 1.0;
     double sum1 = 0.0;
-    for (int v = 0; v < V; v++) sum1 += exp((double)logits[v] - mx);
+    if (draw && inv_t == 1.0) { /* temperature 1: the draw's weights are the log-sum-exp's terms */
+        for (int v = 0; v < V; v++) {
+            double e = exp((double)logits[v] - mx);
+            sum1 += e;
+            probs[v] = logits[v] == mx ? 1.0f : (float)e;
+        }
+    } else {
+        for (int v = 0; v < V; v++) sum1 += exp((double)logits[v] - mx);
+        /* the largest logit gets weight 1 exactly, even when a tiny temperature makes inv_t infinite */
+        if (draw)
+            for (int v = 0; v < V; v++)
+                probs[v] = logits[v] == mx ? 1.0f : (float)exp(((double)logits[v] - mx) * inv_t);
+    }
     double lse = mx + log(sum1);
     int tok = argmax;
-    if (cfg->temperature > 0.0f && cfg->top_k != 1) {
-        double inv_t = 1.0 / cfg->temperature;
-        /* the largest logit gets weight 1 exactly, even when a tiny temperature makes inv_t infinite */
-        for (int v = 0; v < V; v++)
-            probs[v] = logits[v] == mx ? 1.0f : (float)exp(((double)logits[v] - mx) * inv_t);
+    if (draw) {
         int keep_k = cfg->top_k > 0 && cfg->top_k < V ? cfg->top_k : V;
         if (keep_k < V || cfg->top_p < 1.0f) {
-            for (int v = 0; v < V; v++) order[v] = v;
-            sort_probs = probs;
-            qsort(order, (size_t)V, sizeof *order, by_prob_desc);
-            double total = 0.0;
-            for (int i = 0; i < keep_k; i++) total += probs[order[i]];
-            /* top-p: the most probable tokens whose mass before them is still below top_p of the kept mass */
-            double mass = 0.0, limit = cfg->top_p * total;
-            int kept = 0;
-            while (kept < keep_k && mass < limit) mass += probs[order[kept++]];
-            for (int i = kept; i < V; i++) probs[order[i]] = 0.0f;
+            int last = filter_last_kept(probs, V, keep_k, cfg->top_p, order);
+            for (int v = 0; v < V; v++)
+                if (ranks_before(probs, last, v)) probs[v] = 0.0f;
         }
         double total = 0.0;
         for (int v = 0; v < V; v++) total += probs[v];
@@ -102,40 +197,55 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
     for (int b = 0; b < B; b++) out_lens[b] = 0;
     if (max_new == 0) return GKD_OK;
 
+    const int device = on_cuda(m);
     gkd_kv_cache *cache = NULL;
-    float *logits = malloc((size_t)B * V * sizeof(float));
-    float *probs = malloc((size_t)B * V * sizeof(float));
-    int *order = malloc((size_t)B * V * sizeof(int));
-    int *ints = malloc(((size_t)4 * B + (size_t)B * P) * sizeof(int));
-    if (!logits || !probs || !order || !ints) {
+    const float *logits = NULL; /* (B,V) device: host memory on the CPU */
+    void *ws = NULL;
+    float *probs = NULL, *step_lp = malloc((size_t)B * sizeof(float));
+    int *order = NULL, *ints = malloc(((size_t)5 * B + (size_t)B * P) * sizeof(int));
+    if (!device) {
+        probs = malloc((size_t)B * V * sizeof(float));
+        order = malloc((size_t)B * V * sizeof(int));
+    }
+    if (!ints || !step_lp || (!device && (!probs || !order))) {
         st = gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory", fn);
         goto done;
     }
-    int *pos = ints, *at = ints + B, *feed = ints + 2 * B, *done = ints + 3 * B, *prefill = ints + 4 * B;
+    int *pos = ints, *at = ints + B, *feed = ints + 2 * B, *done = ints + 3 * B, *step_tok = ints + 4 * B;
+    int *prefill = ints + 5 * B;
     /* whatever the caller padded with becomes token 0: padding is never attended to, but must be a valid id
      */
     for (int b = 0; b < B; b++)
         for (int t = 0; t < P; t++)
             prefill[(size_t)b * P + t] = t < prompt_lens[b] ? prompts[(size_t)b * P + t] : 0;
-    st = gkd_kv_cache_create(m, B, max_T, &cache);
+    st = gkd_model_kv_cache(m, B, max_T, &cache);
+    if (!st && device) st = device_workspace(m, B, V, &ws);
     if (st) goto done;
     for (int b = 0; b < B; b++) pos[b] = 0, at[b] = prompt_lens[b] - 1, done[b] = 0;
-    st = gkd_model_forward_cached_at(m, cache, prefill, pos, B, P, at, logits);
+    st = gkd_model_forward_cached_at_device(m, cache, prefill, pos, B, P, at, &logits);
+    for (int b = 0; b < B; b++) at[b] = 0; /* decoding feeds one token per row */
+    const int draws = cfg->temperature > 0.0f && cfg->top_k != 1;
     for (int t = 0; !st && t < max_new; t++) {
+        if (device) {
+            st = device_draw(logits, B, V, cfg, rng, (uint64_t)t * B, ws, step_tok, step_lp);
+            if (st) break;
+        } else {
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1 && (size_t)B * V > 4096)
+            for (int b = 0; b < B; b++) {
+                if (done[b]) continue;
+                float u = draws ? gkd_rng_uniform_from_word(
+                                      gkd_rng_word(rng->seed, rng->stream, rng->offset + (uint64_t)t * B + b))
+                                : 1.0f;
+                step_tok[b] = gkd_sample_token(logits + (size_t)b * V, V, cfg, u, probs + (size_t)b * V,
+                                               order + (size_t)b * V, &step_lp[b]);
+            }
+        }
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
-            float u = cfg->temperature > 0.0f && cfg->top_k != 1
-                          ? gkd_rng_uniform_from_word(
-                                gkd_rng_word(rng->seed, rng->stream, rng->offset + (uint64_t)t * B + b))
-                          : 1.0f;
-            float lp;
-            int tok = gkd_sample_token(logits + (size_t)b * V, V, cfg, u, probs + (size_t)b * V,
-                                       order + (size_t)b * V, &lp);
-            out_tokens[(size_t)b * max_new + t] = tok;
-            out_logprobs[(size_t)b * max_new + t] = lp;
+            out_tokens[(size_t)b * max_new + t] = step_tok[b];
+            out_logprobs[(size_t)b * max_new + t] = step_lp[b];
             out_lens[b] = t + 1;
-            done[b] = tok == cfg->eos_id;
+            done[b] = step_tok[b] == cfg->eos_id;
         }
         int live = 0;
         for (int b = 0; b < B; b++) live += !done[b];
@@ -146,11 +256,10 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
             feed[b] = out_tokens[(size_t)b * max_new + (out_lens[b] - 1)];
             pos[b] = prompt_lens[b] + t;
         }
-        st = gkd_model_forward_cached(m, cache, feed, pos, B, 1, logits);
+        st = gkd_model_forward_cached_at_device(m, cache, feed, pos, B, 1, at, &logits);
     }
 done:
     rng->offset += (uint64_t)max_new * B;
-    gkd_kv_cache_free(cache);
-    free(logits), free(probs), free(order), free(ints);
+    free(probs), free(order), free(ints), free(step_lp);
     return st;
 }

@@ -8,7 +8,13 @@
  *   draws nothing.
  * - A token is drawn by inverse CDF over the filtered distribution in increasing token-id order; the
  *   filters rank tokens by probability, ties broken by the smaller token id. Greedy takes the first
- *   largest logit. */
+ *   largest logit. Weights and sums are in double; top-k selects its k tokens without sorting the row,
+ *   top-p ranks only as many tokens as the mass needs.
+ * - Generation decodes through the model's own KV cache (gkd_model_kv_cache): kept between calls, grown
+ *   when a call needs more rows or positions, freed with the model. So a model must not generate from two
+ *   threads at once (as for every model call).
+ * - On the CUDA backend the logits stay on the device and a kernel draws each row (core/sample_cuda.h):
+ *   the same uniforms, the same rules; only B tokens and B log-probabilities per step reach the host. */
 #ifndef GKD_SAMPLE_H
 #define GKD_SAMPLE_H
 
@@ -27,7 +33,8 @@ typedef struct {
 /* GKD_OK, or GKD_ERR_ARG naming the first bad field (eos_id is checked against vocab_size). */
 gkd_status gkd_sample_config_check(const gkd_sample_config *cfg, int vocab_size);
 
-/* One draw from one row of logits (V) with uniform u in (0, 1]. probs: (V) and order: (V) are scratch.
+/* One draw from one row of logits (V) with uniform u in (0, 1] (not read when greedy). probs: (V) and
+ * order: (V) are scratch.
  * Returns the token and writes its log-probability under softmax(logits) (temperature 1) to *logprob. */
 int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, float u, float *probs,
                      int *order, float *logprob);

@@ -333,7 +333,8 @@ static gkd_status rl_create(gkd_trainer *t) {
         return gkd_error_set(GKD_ERR_NOMEM, "out of memory (RL buffers)");
     if (t->cfg.kl_coef > 0) {
         const gkd_model_config *sc = gkd_model_get_config(t->student);
-        gkd_status st = gkd_model_create(sc, t->be, &t->reference);
+        /* frozen: it never needs gradients */
+        gkd_status st = gkd_model_create_ex(sc, t->be, GKD_MODEL_INFERENCE, &t->reference);
         if (st != GKD_OK) return st;
         t->be->copy(gkd_model_params(t->reference), gkd_model_params(t->student),
                     gkd_model_num_params(t->student) * sizeof(float));

@@ -3,7 +3,9 @@
  * a time; at every step the logits must equal those of a full no-cache forward over that row's whole
  * prefix, max abs difference <= 1e-5. Both are fp32 through the same ops and differ only in summation
  * order and blocking: ~1e-6 on logits up to ~3 with the weights below (std 0.2, big enough that attention
- * is far from uniform, so a wrong position or a stale cache entry shows as ~1e-2 or more). */
+ * is far from uniform, so a wrong position or a stale cache entry shows as ~1e-2 or more). Also: the
+ * device-logits variant returns the host variant's logits bit for bit; a cache serves a call of fewer rows;
+ * the model's own cache is reused while it fits and grows to the larger shape when it does not. */
 // ctest-labels: cpu
 #include <math.h>
 #include <stdio.h>
@@ -105,6 +107,21 @@ int main(void) {
             d = fmax(d, fabs(last[b * V + v] - logits[((size_t)b * P + at[b]) * V + v]));
         CHECKF(d <= TOL, "forward_cached_at row %d: max |diff| %g", b, d);
     }
+    /* Left on the device (host memory on the CPU): the same bits, and nothing written to the host. */
+    {
+        gkd_kv_cache *cache3 = NULL;
+        const float *dev = NULL;
+        CHECK(gkd_kv_cache_create(m, B, MAX_T, &cache3) == GKD_OK);
+        CHECK(gkd_model_forward_cached_at_device(m, cache3, prompts, pos0, B, P, at, &dev) == GKD_OK && dev);
+        CHECK(dev && memcmp(dev, last, sizeof last) == 0);
+        /* a call of fewer rows than the cache has uses its first rows */
+        float fewer[(B - 1) * V];
+        CHECK(gkd_model_forward_cached_at(m, cache3, prompts, pos0, B - 1, P, at, fewer) == GKD_OK);
+        double d = 0;
+        for (int i = 0; i < (B - 1) * V; i++) d = fmax(d, fabs(fewer[i] - last[i]));
+        CHECKF(d <= TOL, "a call of %d rows on a cache of %d: max |diff| %g", B - 1, B, d);
+        gkd_kv_cache_free(cache3);
+    }
 
     /* Token by token, each row at its own position, overwriting its padding's cache entries. */
     int fed[B];
@@ -147,11 +164,25 @@ int main(void) {
     CHECK(gkd_model_forward_cached(m, cache, tok2, pos0, B, 2, logits) == GKD_ERR_ARG);
     CHECKF(strstr(gkd_error_message(), "pos0[0]") != NULL, "message: %s", gkd_error_message());
     pos0[0] = 0;
-    CHECK(gkd_model_forward_cached(m, cache, tok2, pos0, B - 1, 2, logits) == GKD_ERR_ARG);
+    int pos_more[B + 1] = {0}, tok_more[(B + 1) * 2] = {0};
+    CHECK(gkd_model_forward_cached(m, cache, tok_more, pos_more, B + 1, 2, logits) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "rows") != NULL, "message: %s", gkd_error_message());
     at[1] = 2;
     CHECK(gkd_model_forward_cached_at(m, cache, tok2, pos0, B, 2, at, logits) == GKD_ERR_ARG);
     gkd_kv_cache *bad = NULL;
     CHECK(gkd_kv_cache_create(m, B, 33, &bad) == GKD_ERR_ARG && bad == NULL);
+
+    /* The model's own cache: kept while it fits, grown to the larger rows and positions when not. */
+    gkd_kv_cache *own = NULL, *again = NULL;
+    CHECK(gkd_model_kv_cache(m, 2, 10, &own) == GKD_OK && gkd_kv_cache_batch(own) == 2 &&
+          gkd_kv_cache_max_len(own) == 10);
+    CHECK(gkd_model_kv_cache(m, 1, 5, &again) == GKD_OK && again == own);
+    CHECK(gkd_model_kv_cache(m, 3, 8, &again) == GKD_OK && gkd_kv_cache_batch(again) == 3 &&
+          gkd_kv_cache_max_len(again) == 10);
+    CHECK(gkd_model_kv_cache(m, 1, 33, &again) == GKD_ERR_ARG && again == NULL);
+    gkd_model_memory mem;
+    gkd_model_memory_usage(m, &mem);
+    CHECKF(mem.kv_cache >= 2 * sizeof(float) * 2 * 3 * 10 * 8, "kv cache bytes %zu", mem.kv_cache);
 
     gkd_kv_cache_free(cache);
     gkd_kv_cache_free(cache2);

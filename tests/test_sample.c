@@ -2,7 +2,10 @@
  * same tokens and moves the offset by max_new_tokens * B; the documented draw (word offset + t*B + b,
  * inverse CDF in token order) is what is used; temperature, top-k and top-p draws follow their target
  * distributions (chi-square); log-probs are log_softmax of the logits at temperature 1; EOS stops a row.
- * References are full no-cache forwards with the output projection in double. */
+ * References are full no-cache forwards with the output projection in double. gkd_sample_token (partial
+ * selection) is compared with a naive full-sort reference on thousands of random rows, ties included: the
+ * same token and the same log-probability, bit for bit. Generation does not depend on what the model's
+ * KV cache held before. */
 // ctest-labels: cpu
 #include <math.h>
 #include <stdio.h>
@@ -283,6 +286,138 @@ static void chi_square(gkd_model *m, gkd_sample_config cfg, const char *label) {
     free(pr), free(plen), free(tok), free(lp);
 }
 
+/* ---------- gkd_sample_token against a full sort ---------- */
+
+static _Thread_local const float *ref_probs;
+
+static int ref_by_rank(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    if (ref_probs[i] != ref_probs[j]) return ref_probs[i] > ref_probs[j] ? -1 : 1;
+    return i - j;
+}
+
+/* The documented draw, plainly: sort the whole row by (probability desc, id asc), keep top_k, then the
+ * most probable tokens while the mass before each is below top_p of the kept mass, then inverse CDF over
+ * the kept tokens in id order. */
+static int ref_sample_token(const float *logits, int n, const gkd_sample_config *cfg, float u,
+                            float *logprob) {
+    float *p = malloc(sizeof(float) * n);
+    int *order = malloc(sizeof(int) * n);
+    float mx = logits[0];
+    int tok = 0;
+    for (int v = 1; v < n; v++)
+        if (logits[v] > mx) mx = logits[v], tok = v;
+    double sum = 0;
+    for (int v = 0; v < n; v++) sum += exp((double)logits[v] - mx);
+    double lse = mx + log(sum);
+    if (cfg->temperature > 0.0f && cfg->top_k != 1) {
+        double inv_t = 1.0 / cfg->temperature;
+        for (int v = 0; v < n; v++)
+            p[v] = logits[v] == mx ? 1.0f : (float)exp(((double)logits[v] - mx) * inv_t);
+        int k = cfg->top_k > 0 && cfg->top_k < n ? cfg->top_k : n;
+        for (int v = 0; v < n; v++) order[v] = v;
+        ref_probs = p;
+        qsort(order, (size_t)n, sizeof *order, ref_by_rank);
+        double kept_mass = 0, mass = 0;
+        for (int i = 0; i < k; i++) kept_mass += p[order[i]];
+        int kept = 0;
+        while (kept < k && mass < cfg->top_p * kept_mass) mass += p[order[kept++]];
+        for (int i = kept; i < n; i++) p[order[i]] = 0.0f;
+        double total = 0, acc = 0;
+        for (int v = 0; v < n; v++) total += p[v];
+        tok = -1;
+        for (int v = 0; v < n; v++) {
+            if (p[v] == 0.0f) continue;
+            acc += p[v];
+            tok = v;
+            if (acc >= u * total) break;
+        }
+    }
+    *logprob = (float)(logits[tok] - lse);
+    free(p), free(order);
+    return tok;
+}
+
+/* Row kinds: continuous logits; heavy ties (four distinct values); ties among continuous values; tokens
+ * far below the rest (weight 0 after rounding); all equal. */
+static void random_row(gkd_rng *rng, int kind, float *x, int n) {
+    for (int v = 0; v < n; v++) {
+        switch (kind) {
+        case 0:
+            x[v] = 3.0f * gkd_rng_normal(rng);
+            break;
+        case 1:
+            x[v] = (float)gkd_rng_below(rng, 4);
+            break;
+        case 2:
+            x[v] = v > 0 && gkd_rng_below(rng, 3) == 0 ? x[gkd_rng_below(rng, (uint32_t)v)]
+                                                       : gkd_rng_normal(rng);
+            break;
+        case 3:
+            x[v] = gkd_rng_below(rng, 5) == 0 ? -200.0f + gkd_rng_normal(rng) : gkd_rng_normal(rng);
+            break;
+        default:
+            x[v] = 0.5f;
+            break;
+        }
+    }
+}
+
+static void test_token_vs_full_sort(void) {
+    enum { N = 301, ROWS = 40, KINDS = 5 };
+    const int top_ks[] = {1, 2, 50, N, 0};
+    const float top_ps[] = {0.1f, 0.9f, 1.0f};
+    const float temps[] = {0.0f, 0.6f, 1.0f, 1.7f};
+    float x[N], probs[N], lp, lp_ref;
+    int order[N], cases = 0, bad = 0;
+    gkd_rng rng;
+    gkd_rng_init(&rng, 31, GKD_RNG_STREAM_USER);
+    for (int ti = 0; ti < 4; ti++)
+        for (int ki = 0; ki < 5; ki++)
+            for (int pi = 0; pi < 3; pi++)
+                for (int kind = 0; kind < KINDS; kind++)
+                    for (int r = 0; r < ROWS; r++) {
+                        gkd_sample_config cfg = {.temperature = temps[ti],
+                                                 .top_k = top_ks[ki],
+                                                 .top_p = top_ps[pi],
+                                                 .max_new_tokens = 1,
+                                                 .eos_id = -1};
+                        random_row(&rng, kind, x, N);
+                        /* the extremes of (0, 1] too: the first and the last kept token */
+                        float u = r == 0   ? 1.0f
+                                  : r == 1 ? gkd_rng_uniform_from_word(0)
+                                           : gkd_rng_uniform(&rng);
+                        int tok = gkd_sample_token(x, N, &cfg, u, probs, order, &lp);
+                        int want = ref_sample_token(x, N, &cfg, u, &lp_ref);
+                        cases++;
+                        if (tok != want || memcmp(&lp, &lp_ref, sizeof lp) != 0) {
+                            if (bad++ < 5)
+                                fprintf(stderr,
+                                        "T %g top_k %d top_p %g kind %d row %d u %.9g: token %d (logp %.9g), "
+                                        "full sort %d (logp %.9g)\n",
+                                        cfg.temperature, cfg.top_k, cfg.top_p, kind, r, u, tok, lp, want,
+                                        lp_ref);
+                        }
+                    }
+    CHECKF(bad == 0, "%d of %d draws differ from the full-sort reference", bad, cases);
+    fprintf(stderr, "gkd_sample_token: %d draws compared with the full-sort reference\n", cases);
+}
+
+/* What the model's own KV cache held before (a bigger batch, longer prompts) does not change a draw. */
+static void test_cache_history(gkd_model *m) {
+    gkd_sample_config cfg = {
+        .temperature = 1.0f, .top_k = 7, .top_p = 0.9f, .max_new_tokens = NEW, .eos_id = -1};
+    gkd_model *fresh = make_model();
+    gkd_rng r1 = {11, GKD_RNG_STREAM_SAMPLE, 0}, r2 = r1;
+    result a, b;
+    CHECK(generate(fresh, cfg, &r1, &a) == GKD_OK);
+    CHECK(generate(m, cfg, &r2, &b) == GKD_OK);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    gkd_kv_cache *c = NULL;
+    CHECK(gkd_model_kv_cache(m, 1, 1, &c) == GKD_OK && gkd_kv_cache_batch(c) > B);
+    gkd_model_free(fresh);
+}
+
 static void test_bad_input(gkd_model *m) {
     gkd_sample_config cfg = {
         .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = NEW, .eos_id = -1};
@@ -323,6 +458,8 @@ int main(void) {
     cfg.top_k = 0;
     cfg.top_p = 0.6f;
     chi_square(m, cfg, "top-p 0.6");
+    test_cache_history(m); /* after the chi-square runs grew the cache to 6000 rows */
+    test_token_vs_full_sort();
     test_bad_input(m);
     gkd_model_free(m);
     return check_exit();

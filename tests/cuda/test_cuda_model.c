@@ -5,7 +5,9 @@
  *   model and a tied multi-head one;
  * - KV-cache decoding: prefill of right-padded prompts, then steps at each row's own position, logits
  *   compared at every step, and the GPU's cached logits against a fresh full-prefix pass on the GPU;
- * - sampling: the same seed draws the same first 16 tokens on both backends, greedy and at temperature 1;
+ * - sampling: the same seed draws the same first 16 tokens on both backends, greedy, at temperature 1 and
+ *   with top-k / top-p; on the GPU the draws go through the device sampler (core/sample_cuda.h), whose
+ *   workspace the model then holds;
  * - memory: 1000 training steps (with generation in between) leave device memory in use unchanged;
  * - errors: an impossible model fails with GKD_ERR_NOMEM and a message naming the size.
  * Weights have std 0.2 (norm weights 1 +- 0.1) so attention, SiLU and the norms work in their non-linear
@@ -24,6 +26,7 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "core/sample.h"
+#include "core/sample_cuda.h"
 #include "tests/check.h"
 
 static const gkd_backend *cpu, *gpu;
@@ -236,14 +239,14 @@ static void test_kv_cache(void) {
 
 /* ---------- sampling ---------- */
 
-static void sampling_case(gkd_model *mc, gkd_model *mg, float temperature) {
+static void sampling_case(gkd_model *mc, gkd_model *mg, float temperature, int top_k, float top_p) {
     enum { B = 4, P = 6, NEW = 16 };
     const int V = gkd_model_get_config(mc)->vocab_size;
     const int lens[B] = {3, 6, 1, 4};
     int prompts[B * P];
     for (int i = 0; i < B * P; i++) prompts[i] = (i * 17 + 5) % V;
     gkd_sample_config sc = {
-        .temperature = temperature, .top_k = 0, .top_p = 1.0f, .max_new_tokens = NEW, .eos_id = -1};
+        .temperature = temperature, .top_k = top_k, .top_p = top_p, .max_new_tokens = NEW, .eos_id = -1};
     int tok_c[B * NEW], tok_g[B * NEW], len_c[B], len_g[B];
     float lp_c[B * NEW], lp_g[B * NEW];
     gkd_rng rc, rg;
@@ -252,6 +255,11 @@ static void sampling_case(gkd_model *mc, gkd_model *mg, float temperature) {
     if (gkd_sample_generate(mc, prompts, lens, B, P, &sc, &rc, tok_c, len_c, lp_c)) die("generate (cpu)");
     if (gkd_sample_generate(mg, prompts, lens, B, P, &sc, &rg, tok_g, len_g, lp_g)) die("generate (cuda)");
     CHECK(rc.offset == rg.offset);
+    /* the device sampler ran: its workspace for (B,V) is the model's */
+    gkd_model_memory mem;
+    gkd_model_memory_usage(mg, &mem);
+    CHECKF(mem.kv_cache >= gkd_sample_cuda_workspace_bytes(B, V),
+           "GPU model holds %zu bytes of cache and workspace", mem.kv_cache);
     for (int b = 0; b < B; b++) {
         CHECKF(len_c[b] == NEW && len_g[b] == NEW, "temperature %g row %d: lengths cpu %d gpu %d",
                temperature, b, len_c[b], len_g[b]);
@@ -274,8 +282,11 @@ static void test_sampling(void) {
     gkd_model_config cfg = small_config(1, 4);
     gkd_model *mc, *mg;
     make_pair(&cfg, 9, &mc, &mg);
-    sampling_case(mc, mg, 0.0f);
-    sampling_case(mc, mg, 1.0f);
+    sampling_case(mc, mg, 0.0f, 0, 1.0f);
+    sampling_case(mc, mg, 1.0f, 0, 1.0f);
+    sampling_case(mc, mg, 1.0f, 5, 1.0f);
+    sampling_case(mc, mg, 0.8f, 0, 0.9f);
+    sampling_case(mc, mg, 1.0f, 10, 0.7f);
     gkd_model_free(mc);
     gkd_model_free(mg);
 }
