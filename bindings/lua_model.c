@@ -6,8 +6,10 @@
 #include <sys/stat.h>
 
 #include "bindings/lua_internal.h"
+#include "core/backend_select.h"
 #include "core/checkpoint.h"
 #include "core/gguf_model.h"
+#include "core/model_derive.h"
 #include "core/sample.h"
 
 static int model_gc(lua_State *L) {
@@ -26,10 +28,25 @@ static gkd_lua_model *new_model(lua_State *L) {
     return m;
 }
 
-static const gkd_backend *device_backend(lua_State *L, const char *fname, const char *device) {
-    if (strcmp(device, "cpu") == 0) return gkd_backend_cpu();
-    luaL_error(L, "%s: device '%s' is not available in this build (valid: cpu)", fname, device);
-    return NULL;
+/* The device a model goes to: the option's value, else gkd.options.device (`gkd run --device`), else "cpu".
+ * "cpu", "cuda" or "auto" (core/backend_select.h); raises naming the function when it is unavailable. */
+static const gkd_backend *device_backend(lua_State *L, const char *fname, int opts, const char *key) {
+    int top = lua_gettop(L);
+    const char *device = NULL;
+    if (opts && lua_istable(L, opts)) {
+        if (lua_getfield(L, opts, key) == LUA_TSTRING) device = lua_tostring(L, -1);
+        else if (!lua_isnil(L, -1)) return luaL_error(L, "%s: option '%s' must be a string", fname, key), NULL;
+    }
+    if (!device) {
+        lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+        if (lua_getfield(L, -1, "gkd") == LUA_TTABLE && lua_getfield(L, -1, "options") == LUA_TTABLE &&
+            lua_getfield(L, -1, "device") == LUA_TSTRING)
+            device = lua_tostring(L, -1);
+    }
+    const gkd_backend *be = gkd_backend_by_name(device ? device : "cpu");
+    if (!be) return luaL_error(L, "%s: %s", fname, gkd_error_message()), NULL;
+    lua_settop(L, top);
+    return be;
 }
 
 static const char *const new_keys[] = {"layers", "dim",  "heads",      "kv_heads",   "hidden",   "vocab",
@@ -63,7 +80,7 @@ static int l_new(lua_State *L) {
     c.norm_eps = (float)gkd_lua_opt_number(L, 1, fname, "norm_eps", 1e-5);
     lua_Integer seed = gkd_lua_opt_int(L, 1, fname, "seed", 1);
     if (seed < 0) return luaL_error(L, "%s: option 'seed' must be >= 0", fname);
-    const gkd_backend *be = device_backend(L, fname, gkd_lua_opt_string(L, 1, fname, "device", "cpu"));
+    const gkd_backend *be = device_backend(L, fname, 1, "device");
     if (gkd_model_config_check(&c) != GKD_OK) return gkd_lua_raise(L, fname);
     gkd_lua_model *m = new_model(L);
     if (gkd_model_create(&c, be, &m->m) != GKD_OK) return gkd_lua_fail(L);
@@ -92,8 +109,7 @@ static int l_load(lua_State *L) {
         luaL_checktype(L, 2, LUA_TTABLE);
         gkd_lua_check_keys(L, 2, fname, keys);
     }
-    const gkd_backend *be =
-        device_backend(L, fname, has_opts ? gkd_lua_opt_string(L, 2, fname, "device", "cpu") : "cpu");
+    const gkd_backend *be = device_backend(L, fname, has_opts ? 2 : 0, "device");
     unsigned flags = has_opts && gkd_lua_opt_bool(L, 2, fname, "inference", 0) ? GKD_MODEL_INFERENCE : 0;
     int tok_idx = 0;
     if (has_opts) {
@@ -144,6 +160,62 @@ static int l_load(lua_State *L) {
         lua_pop(L, 1);
     }
     lua_settop(L, mi);
+    return 1;
+}
+
+/* gkd.model.from_layers(source, {layers = {i, ...} | n = N, device =, inference = false, tokenizer =}) -> model:
+ * a model made of some of source's layers (1-based), every weight copied (core/model_derive.h); n = N
+ * spreads N layers evenly, first and last included. The source's tokenizer travels along. */
+static int l_from_layers(lua_State *L) {
+    static const char *const keys[] = {"layers", "n", "device", "inference", "tokenizer", NULL};
+    const char *fname = "gkd.model.from_layers";
+    gkd_lua_model *src = gkd_lua_check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    gkd_lua_check_keys(L, 2, fname, keys);
+    int n_src = gkd_model_get_config(src->m)->n_layers;
+    int *layers = lua_newuserdatauv(L, (size_t)n_src * 4 * sizeof(int) + sizeof(int), 0); /* freed by the GC */
+    int n = 0;
+    if (lua_getfield(L, 2, "layers") == LUA_TTABLE) {
+        lua_Integer len = luaL_len(L, -1);
+        if (len < 1 || len > 4 * (lua_Integer)n_src)
+            return luaL_error(L, "%s: 'layers' must list 1 to %d layer numbers", fname, 4 * n_src);
+        for (lua_Integer i = 1; i <= len; i++) {
+            int isint = 0;
+            lua_geti(L, -1, i);
+            lua_Integer x = lua_tointegerx(L, -1, &isint);
+            if (!isint || x < 1 || x > n_src)
+                return luaL_error(L, "%s: layers[%I] is not a layer of the source (1..%d)", fname, i, n_src);
+            layers[n++] = (int)x - 1;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (lua_getfield(L, 2, "n") != LUA_TNIL) return luaL_error(L, "%s: give 'layers' or 'n', not both", fname);
+        lua_pop(L, 1);
+    } else {
+        if (!lua_isnil(L, -1)) return luaL_error(L, "%s: 'layers' must be a list of layer numbers", fname);
+        lua_pop(L, 1);
+        lua_Integer want = gkd_lua_opt_int(L, 2, fname, "n", 0);
+        if (want < 1 || want > n_src)
+            return luaL_error(L, "%s: give 'layers' = {...} or 'n' in [1, %d]", fname, n_src);
+        if (gkd_model_spread_layers(n_src, (int)want, layers) != GKD_OK) return gkd_lua_raise(L, fname);
+        n = (int)want;
+    }
+    unsigned flags = gkd_lua_opt_bool(L, 2, fname, "inference", 0) ? GKD_MODEL_INFERENCE : 0;
+    const gkd_backend *be = device_backend(L, fname, 2, "device");
+    lua_getfield(L, 2, "tokenizer");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getiuservalue(L, 1, 1);
+    } else {
+        gkd_lua_check_tokenizer(L, -1);
+    }
+    int tok_idx = lua_gettop(L);
+    gkd_lua_model *m = new_model(L);
+    if (gkd_model_from_layers(src->m, layers, n, be, flags, &m->m) != GKD_OK) return gkd_lua_raise(L, fname);
+    if (!lua_isnil(L, tok_idx)) {
+        lua_pushvalue(L, tok_idx);
+        lua_setiuservalue(L, -2, 1);
+    }
     return 1;
 }
 
@@ -420,6 +492,7 @@ static int model_index(lua_State *L) {
     if (strcmp(k, "max_seq_len") == 0) return lua_pushinteger(L, c->max_seq_len), 1;
     if (strcmp(k, "path") == 0) return lua_pushstring(L, m->path), 1;
     if (strcmp(k, "inference") == 0) return lua_pushboolean(L, gkd_model_is_inference(m->m)), 1;
+    if (strcmp(k, "device") == 0) return lua_pushstring(L, gkd_model_backend(m->m)->name), 1;
     if (strcmp(k, "tokenizer") == 0) {
         lua_getiuservalue(L, 1, 1);
         return 1;
@@ -471,6 +544,6 @@ void gkd_lua_open_model(lua_State *L) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "methods");
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"new", l_new}, {"load", l_load}, {"from_layers", l_from_layers}, {NULL, NULL}};
     luaL_newlib(L, fns);
 }

@@ -1,7 +1,7 @@
 /* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
  * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
  * message and its traceback and exits 1. Options given to the command reach the prelude through
- * gkd.options (db, workers, resume, script, args). SIGINT/SIGTERM ask running trainings to stop at the
+ * gkd.options (db, device, workers, resume, script, args). SIGINT/SIGTERM ask running trainings to stop at the
  * next step (checkpoint saved, run marked interrupted); a second signal kills. */
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +18,7 @@
 
 typedef struct {
     const char *db;
+    const char *device; /* gkd.options.device: the default device of new and loaded models */
     long long workers; /* 0: the script's choice */
     int resume;
     int quiet;
@@ -43,6 +44,7 @@ static int set_options(lua_State *L, const run_options *o) {
         lua_setfield(L, -3, "options");
     }
     if (o->db) lua_pushstring(L, o->db), lua_setfield(L, -2, "db");
+    if (o->device) lua_pushstring(L, o->device), lua_setfield(L, -2, "device");
     if (o->workers > 0) lua_pushinteger(L, o->workers), lua_setfield(L, -2, "workers");
     if (o->resume) lua_pushboolean(L, 1), lua_setfield(L, -2, "resume");
     if (o->quiet) lua_pushboolean(L, 1), lua_setfield(L, -2, "quiet");
@@ -129,8 +131,8 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
 }
 
 static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--quiet] SCRIPT.lua [args...]\n"
-                    "       gkd run [--db FILE] [--quiet] -e 'CODE' [args...]\n");
+    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto] [--quiet] SCRIPT.lua [args...]\n"
+                    "       gkd run [--db FILE] [--device cpu|cuda|auto] [--quiet] -e 'CODE' [args...]\n");
 }
 
 /* Options come before the script; everything after it is the script's (lua.c's convention). */
@@ -143,6 +145,10 @@ int gkd_cmd_run(int argc, char **argv) {
             o.db = argv[++i];
         } else if (strncmp(argv[i], "--db=", 5) == 0) {
             o.db = argv[i] + 5;
+        } else if (strcmp(argv[i], "--device") == 0 && i + 1 < argc) {
+            o.device = argv[++i];
+        } else if (strncmp(argv[i], "--device=", 9) == 0) {
+            o.device = argv[i] + 9;
         } else if (strcmp(argv[i], "--quiet") == 0) {
             o.quiet = 1;
         } else if (strcmp(argv[i], "--resume") == 0) {
@@ -180,13 +186,15 @@ int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
-        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--retry-failed] [--quiet] [args...]\n");
+        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto] [--retry-failed] "
+                        "[--quiet] [args...]\n");
         return a.n_positional < 1 ? 2 : 0;
     }
     run_options o;
     memset(&o, 0, sizeof o);
     int bad = 0;
     o.db = gkd_cli_str(&a, "db", NULL);
+    o.device = gkd_cli_str(&a, "device", NULL);
     o.workers = gkd_cli_int(&a, "workers", 0, &bad);
     o.quiet = gkd_cli_flag(&a, "quiet");
     o.retry_failed = gkd_cli_flag(&a, "retry-failed");
@@ -225,12 +233,13 @@ int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--quiet]\n");
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto] [--quiet]\n");
         return a.n_positional != 1 ? 2 : 0;
     }
     run_options o;
     memset(&o, 0, sizeof o);
     o.db = gkd_cli_str(&a, "db", "runs.db");
+    o.device = gkd_cli_str(&a, "device", NULL);
     o.quiet = gkd_cli_flag(&a, "quiet");
     o.resume = 1;
     int rc = gkd_cli_check_unused(&a);
@@ -278,6 +287,7 @@ int gkd_cmd_resume(int argc, char **argv) {
         for (size_t i = 0; jargs && jargs->type == GKD_JSON_ARRAY && i < jargs->len && n_args < 64; i++)
             if (jargs->items[i]->type == GKD_JSON_STRING) args[n_args++] = jargs->items[i]->string;
         o.script = path;
+        if (!o.device) o.device = gkd_json_get_string(script, "device", NULL); /* the device it ran on */
         o.argc = n_args;
         o.argv = args;
         fprintf(stderr, "gkd resume: running %s again; finished runs are skipped, '%s' continues from its last checkpoint\n",

@@ -193,7 +193,7 @@ function gkd.run(cfg)
   record.db, record.resume, record.on_step, record.on_eval = nil, nil, nil, nil
   record.name = name
   record.resolved = resolved
-  if gkd.options.script then record.script = { path = gkd.options.script, args = gkd.options.args } end
+  if gkd.options.script then record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device } end
 
   local store <close> = assert(gkd.store.open(db))
   local sweep_id = cfg.sweep and assert(store:sweep(cfg.sweep)) or 0

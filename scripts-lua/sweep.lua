@@ -198,6 +198,7 @@ local function execute(spec, points, db, workers, steps_of)
       local p = points[i]
       i = i + 1
       local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
+      if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
