@@ -3,7 +3,9 @@
  * others), train (one training step of the issue's benchmark shape), generate (batched sampling with the
  * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
  * models' logits), gkd_step (a whole on-policy GKD step split by phase, and the share of the step spent
- * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks). */
+ * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks).
+ * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/precision.h) for the whole
+ * run, sgemm included; the JSON names the precision in effect. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "core/json.h"
 #include "core/model.h"
 #include "core/optim.h"
+#include "core/precision.h"
 #include "core/rng.h"
 #include "core/sample.h"
 #include "bindings/gkd_lua.h"
@@ -335,6 +338,7 @@ int gkd_cmd_bench(int argc, char **argv) {
     if (gkd_cli_parse(&a, "bench", argc, argv, 2, "json,quick") != 0) return 2;
     int json = gkd_cli_flag(&a, "json"), quick = gkd_cli_flag(&a, "quick"), bad = 0;
     const char *device = gkd_cli_str(&a, "device", "cpu");
+    const char *precision = gkd_cli_str(&a, "precision", NULL); /* fp32|tf32|bf16; NULL: the backend's */
     const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate,gkd_step,lua");
     int reps = (int)gkd_cli_int(&a, "reps", quick ? 1 : 3, &bad);
     gkd_model_config cfg = {.vocab_size = (int)gkd_cli_int(&a, "vocab", 8192, &bad),
@@ -359,11 +363,18 @@ int gkd_cmd_bench(int argc, char **argv) {
         gkd_cli_error("bench", "%s", gkd_error_message());
         return 2;
     }
+    gkd_precision prec;
+    if (precision && (gkd_precision_parse(precision, &prec) != GKD_OK ||
+                      gkd_backend_set_precision(be, prec, NULL) != GKD_OK)) {
+        gkd_cli_error("bench", "--precision: %s", gkd_error_message());
+        return 2;
+    }
     char cpu[256], host[256] = "unknown";
     cpu_name(cpu, sizeof cpu);
     gethostname(host, sizeof host);
     gkd_buf out = {0};
-    gkd_buf_printf(&out, "{\n  \"device\": \"%s\",\n  \"cpu\": ", be->name);
+    gkd_buf_printf(&out, "{\n  \"device\": \"%s\",\n  \"precision\": \"%s\",\n  \"cpu\": ", be->name,
+                   gkd_precision_name(gkd_backend_precision(be)));
     gkd_buf_json_string(&out, cpu, strlen(cpu));
     gkd_buf_printf(&out, ",\n  \"cores\": %ld", sysconf(_SC_NPROCESSORS_ONLN));
     int rc = 0;

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/precision.h"
+
 /* Geometry of causal grouped-query attention. Query head h of sequence b reads key/value head
  * h / (n_heads / n_kv_heads). Position t of q row b is at q + b*bs_q + t*ld_q + h*head_dim; keys and
  * values at k + b*bs_kv + j*ld_kv + g*head_dim (same for v); outputs like queries with ld_out, bs_out.
@@ -113,6 +115,12 @@ struct gkd_backend {
                          float beta2, float eps, float weight_decay, float grad_scale, int64_t t);
     /* sum of x[i]^2, accumulated in double. x: (n). */
     double (*sumsq)(const float *x, size_t n);
+
+    /* The precision of matmul and matmul_batched (core/precision.h), process-wide for this backend.
+     * set_precision returns GKD_ERR_ARG (message set) for a precision the backend does not offer and then
+     * changes nothing. Both NULL: fp32 only. Callers use gkd_backend_precision/_set_precision. */
+    gkd_precision (*precision)(void);
+    gkd_status (*set_precision)(gkd_precision p);
 };
 
 /* The CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest. Static table. */

@@ -4,14 +4,23 @@
  * across the OpenMP team by rows or columns, each thread running sgemm on its own block: Debian's
  * OpenBLAS has its own pthread pool, and its spinning workers and OpenMP's would otherwise fight over
  * the cores between every op. No atomics: reductions that cross rows are split by column so every thread
- * owns what it writes, and every sum has a fixed order, so runs repeat bit for bit. */
+ * owns what it writes, and every sum has a fixed order, so runs repeat bit for bit.
+ * Precision (core/precision.h): fp32 is the plain sgemm path; bf16 rounds copies of the two operands and
+ * runs that same path on them, so it equals fp32 products of pre-rounded operands bit for bit. The copies
+ * are made per product (the one place this backend allocates): if that fails, c is filled with NaN, the
+ * error is set and printed, and the NaN loss stops training. tf32 is refused: cuBLAS's TF32 rounding is a
+ * tensor-core detail that a CPU copy could not promise to match. */
 #include "core/backend.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/error.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -69,8 +78,8 @@ static void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, co
 }
 
 /* Products under ~4 MFLOP run on the calling thread: splitting them costs more than it saves. */
-static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
-                       const float *b, int ldb, float beta, float *c, int ldc) {
+static void matmul_fp32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                        const float *b, int ldb, float beta, float *c, int ldc) {
     if (M <= 0 || N <= 0) return;
     int nt = team_size();
     if (nt == 1 || (double)M * N * K < (1 << 21)) {
@@ -96,20 +105,102 @@ static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alph
     }
 }
 
-static void cpu_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a,
-                               int lda, size_t stride_a, const float *b, int ldb, size_t stride_b, float beta,
-                               float *c, int ldc, size_t stride_c, int batch) {
+static void matmul_batched_fp32(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a,
+                                int lda, size_t stride_a, const float *b, int ldb, size_t stride_b,
+                                float beta, float *c, int ldc, size_t stride_c, int batch) {
     if (M <= 0 || N <= 0) return;
     if (batch < team_size()) {
         for (int i = 0; i < batch; i++)
-            cpu_matmul(trans_a, trans_b, M, N, K, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
-                       c + i * stride_c, ldc);
+            matmul_fp32(trans_a, trans_b, M, N, K, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
+                        c + i * stride_c, ldc);
         return;
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < batch; i++)
         sgemm(trans_a, trans_b, M, N, K, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta,
               c + i * stride_c, ldc);
+}
+
+static _Atomic int cpu_precision = GKD_PRECISION_FP32;
+
+static gkd_precision cpu_get_precision(void) {
+    return (gkd_precision)atomic_load_explicit(&cpu_precision, memory_order_relaxed);
+}
+
+static gkd_status cpu_set_precision(gkd_precision p) {
+    if (p == GKD_PRECISION_TF32)
+        return gkd_error_set(GKD_ERR_ARG,
+                             "precision tf32 is a CUDA tensor-core mode; the cpu backend offers fp32 "
+                             "and bf16 (its bf16 is the reference for CUDA's)");
+    if (p != GKD_PRECISION_FP32 && p != GKD_PRECISION_BF16)
+        return gkd_error_set(GKD_ERR_ARG, "precision %d is not a gkd_precision", (int)p);
+    atomic_store_explicit(&cpu_precision, (int)p, memory_order_relaxed);
+    return GKD_OK;
+}
+
+/* The `rows` x `cols` matrices (rows ld floats apart) of `batch` operands stride apart, rounded to bf16
+ * and packed densely: row r of matrix i lands at i*rows*cols + r*cols (a shared operand, stride 0, is
+ * packed once). NULL when out of memory. */
+static float *bf16_pack(const float *x, int rows, int cols, int ld, size_t stride, int batch) {
+    size_t per = (size_t)rows * cols, n = per * (size_t)(stride ? batch : 1);
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (!p) return NULL;
+    size_t n_rows = n / (cols ? (size_t)cols : 1);
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+    for (size_t r = 0; r < n_rows; r++) {
+        const float *src = x + (r / rows) * stride + (r % rows) * (size_t)ld;
+        float *dst = p + r * cols;
+        for (int j = 0; j < cols; j++) dst[j] = gkd_bf16_round(src[j]);
+    }
+    return p;
+}
+
+/* What an op that cannot report does when its operand copies cannot be made: NaN in every output, so the
+ * loss shows it, and the reason in the thread's error and on stderr. */
+static void bf16_out_of_memory(int M, int N, int K, float *c, int ldc, size_t stride_c, int batch) {
+    gkd_error_set(GKD_ERR_NOMEM,
+                  "bf16 matmul M=%d N=%d K=%d batch=%d: no memory for the rounded operand copies", M, N, K,
+                  batch);
+    fprintf(stderr, "gkd cpu: %s; its output is NaN\n", gkd_error_message());
+    for (int i = 0; i < batch; i++)
+        for (int r = 0; r < M; r++)
+            for (int j = 0; j < N; j++) c[i * stride_c + (size_t)r * ldc + j] = NAN;
+}
+
+static void cpu_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a,
+                               int lda, size_t stride_a, const float *b, int ldb, size_t stride_b, float beta,
+                               float *c, int ldc, size_t stride_c, int batch) {
+    if (cpu_get_precision() != GKD_PRECISION_BF16 || M <= 0 || N <= 0 || batch <= 0) {
+        matmul_batched_fp32(trans_a, trans_b, M, N, K, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c,
+                            ldc, stride_c, batch);
+        return;
+    }
+    int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+    int b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    float *ra = bf16_pack(a, a_rows, a_cols, lda, stride_a, batch);
+    float *rb = bf16_pack(b, b_rows, b_cols, ldb, stride_b, batch);
+    if (!ra || !rb) {
+        bf16_out_of_memory(M, N, K, c, ldc, stride_c, batch);
+    } else {
+        /* a dense matrix's ld is its row length, which must be at least 1 even when K = 0 */
+        int pa = a_cols > 0 ? a_cols : 1, pb = b_cols > 0 ? b_cols : 1;
+        size_t sa = stride_a ? (size_t)a_rows * a_cols : 0, sb = stride_b ? (size_t)b_rows * b_cols : 0;
+        if (batch == 1)
+            matmul_fp32(trans_a, trans_b, M, N, K, alpha, ra, pa, rb, pb, beta, c, ldc);
+        else
+            matmul_batched_fp32(trans_a, trans_b, M, N, K, alpha, ra, pa, sa, rb, pb, sb, beta, c, ldc,
+                                stride_c, batch);
+    }
+    free(ra);
+    free(rb);
+}
+
+static void cpu_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                       const float *b, int ldb, float beta, float *c, int ldc) {
+    if (cpu_get_precision() == GKD_PRECISION_BF16)
+        cpu_matmul_batched(trans_a, trans_b, M, N, K, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
+    else
+        matmul_fp32(trans_a, trans_b, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void cpu_embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
@@ -416,14 +507,24 @@ static const gkd_backend cpu_backend = {
     .crossentropy_backward = cpu_crossentropy_backward,
     .adamw_update = cpu_adamw_update,
     .sumsq = cpu_sumsq,
+    .precision = cpu_get_precision,
+    .set_precision = cpu_set_precision,
 };
 
-static void single_threaded_blas(void) {
+static void cpu_init(void) {
     openblas_set_num_threads(1);
+    gkd_precision p;
+    if (gkd_precision_from_env("cpu", &p)) {
+        if (cpu_set_precision(p) != GKD_OK) {
+            fprintf(stderr, "gkd cpu: GKD_PRECISION=%s: %s; matrix products stay fp32\n",
+                    gkd_precision_name(p), gkd_error_message());
+            gkd_error_clear();
+        }
+    }
 }
 
 const gkd_backend *gkd_backend_cpu(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, single_threaded_blas);
+    pthread_once(&once, cpu_init);
     return &cpu_backend;
 }

@@ -11,10 +11,16 @@
  *   reductions use a fixed shuffle tree; sumsq reduces fixed blocks in a fixed order.
  * - Every CUDA and cuBLAS call is checked. Ops return void, so a failure is recorded in the sticky error
  *   (first failure kept, see backend_cuda.h) and printed; alloc returns NULL on failure.
- * - Ops never allocate: the one internal buffer (sumsq's partial sums) is made once at initialisation. */
+ * - Ops never allocate, with one exception: in bf16 precision (core/precision.h) the products round their
+ *   operands into a bf16 workspace owned by the backend, which grows to the largest product seen (counted
+ *   in the memory accounting; gkd_backend_cuda_free_workspace gives it back). A growth that fails is a
+ *   sticky error, as the op cannot return one. sumsq's partial sums are made once at initialisation.
+ * - Attention's products call the fp32 path directly: they stay fp32 (tf32 when on) in bf16 precision,
+ *   as on the CPU, whose attention does not go through matmul. */
 #include "core/backend_cuda.h"
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <pthread.h>
@@ -50,7 +56,9 @@ struct cuda_state {
     int ok;           /* initialised and usable */
     char reason[512]; /* why gkd_backend_cuda() returns NULL */
     cublasHandle_t blas;
-    int tf32;
+    int precision;          /* a gkd_precision; tf32 is also the handle's math mode */
+    __nv_bfloat16 *bf16_ws; /* bf16 operands of the current product, grown on demand */
+    size_t bf16_ws_elems;
     int sync_each_op; /* GKD_CUDA_SYNC=1 */
     int device;
     double *sumsq_ws; /* (SUMSQ_BLOCKS + 1) doubles */
@@ -264,9 +272,9 @@ void cuda_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a row-major matrix read as
  * column-major is its transpose: so cuBLAS gets B first, A second, with their own transpose flags and
  * the dimensions (N, M, K). */
-void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
-                         size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
-                         int ldc, size_t stride_c, int batch) {
+void sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                   size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc,
+                   size_t stride_c, int batch) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -287,6 +295,95 @@ void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float al
             return;
         launched("cublasSgemm M=%d N=%d K=%d batch=%d", M, N, K, batch);
     }
+}
+
+/* Packs `batch` matrices of rows x cols floats (rows ld apart, matrices stride apart) as bf16, rounded to
+ * nearest even: element (i, r, j) goes to i*dst_stride + r*cols + j. */
+__global__ void bf16_pack_kernel(__nv_bfloat16 *dst, size_t dst_stride, const float *src, int rows, int cols,
+                                 int ld, size_t stride, size_t total) {
+    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
+         idx += (size_t)gridDim.x * blockDim.x) {
+        size_t j = idx % cols, rest = idx / cols;
+        size_t r = rest % rows, i = rest / rows;
+        dst[i * dst_stride + r * cols + j] = __float2bfloat16_rn(src[i * stride + r * ld + j]);
+    }
+}
+
+void bf16_pack(__nv_bfloat16 *dst, size_t dst_stride, const float *src, int rows, int cols, int ld,
+               size_t stride, int batch) {
+    size_t total = (size_t)rows * cols * batch;
+    if (!total) return;
+    bf16_pack_kernel<<<grid_for(total), THREADS>>>(dst, dst_stride, src, rows, cols, ld, stride, total);
+    launched("bf16 operand cast rows=%d cols=%d ld=%d batch=%d", rows, cols, ld, batch);
+}
+
+/* The workspace holds at least `elems` bf16 values afterwards, or the failure is recorded and false
+ * returned. Sizes are rounded up to 4 MiB so that a model's products settle on one size quickly. */
+bool bf16_ws_reserve(size_t elems) {
+    if (elems <= S.bf16_ws_elems) return true;
+    const size_t quantum = ((size_t)4 << 20) / sizeof(__nv_bfloat16);
+    size_t want = (elems + quantum - 1) / quantum * quantum;
+    cuda_free(S.bf16_ws); /* waits for queued products still reading it */
+    S.bf16_ws = NULL;
+    S.bf16_ws_elems = 0;
+    S.bf16_ws = (__nv_bfloat16 *)cuda_alloc(want * sizeof(__nv_bfloat16));
+    if (!S.bf16_ws) {
+        char b[32];
+        gkd_cuda_format_bytes(b, sizeof b, want * sizeof(__nv_bfloat16));
+        record_error("bf16 matmul: cannot grow the operand workspace to %s: %s", b, gkd_error_message());
+        return false;
+    }
+    S.bf16_ws_elems = want;
+    return true;
+}
+
+/* Like sgemm_batched with both operands rounded to bf16 first (packed into the workspace), multiplied by
+ * cuBLAS with fp32 accumulation into the fp32 c: the arithmetic of the CPU's bf16 products. */
+void bf16_gemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                       size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                       int ldc, size_t stride_c, int batch) {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K;
+    const int b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    /* packed matrices start on 16-byte boundaries, which cuBLAS's tensor-core kernels want */
+    const size_t a_per = ((size_t)a_rows * a_cols + 7) / 8 * 8, b_per = ((size_t)b_rows * b_cols + 7) / 8 * 8;
+    /* packed leading dimensions: a row's length, at least 1 as cuBLAS requires even when K = 0 */
+    const int pa = a_cols > 0 ? a_cols : 1, pb = b_cols > 0 ? b_cols : 1;
+    for (int i0 = 0; i0 < batch; i0 += GKD_CUDA_MAX_BATCH) {
+        int n = batch - i0 < GKD_CUDA_MAX_BATCH ? batch - i0 : GKD_CUDA_MAX_BATCH;
+        int na = stride_a ? n : 1, nb = stride_b ? n : 1; /* a shared operand is packed once */
+        if (!bf16_ws_reserve(a_per * na + b_per * nb)) return;
+        __nv_bfloat16 *wa = S.bf16_ws, *wb = S.bf16_ws + a_per * na;
+        bf16_pack(wa, a_per, a + (size_t)i0 * stride_a, a_rows, a_cols, lda, stride_a, na);
+        bf16_pack(wb, b_per, b + (size_t)i0 * stride_b, b_rows, b_cols, ldb, stride_b, nb);
+        float *ci = c + (size_t)i0 * stride_c;
+        cublasStatus_t st;
+        if (n == 1)
+            st = cublasGemmEx(S.blas, op_b, op_a, N, M, K, &alpha, wb, CUDA_R_16BF, pb, wa, CUDA_R_16BF, pa,
+                              &beta, ci, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        else
+            st = cublasGemmStridedBatchedEx(S.blas, op_b, op_a, N, M, K, &alpha, wb, CUDA_R_16BF, pb,
+                                            stride_b ? (long long)b_per : 0, wa, CUDA_R_16BF, pa,
+                                            stride_a ? (long long)a_per : 0, &beta, ci, CUDA_R_32F, ldc,
+                                            (long long)stride_c, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (!blas_ok(st, "cublasGemm%sEx (bf16) ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d",
+                     n == 1 ? "" : "StridedBatched", trans_a, trans_b, M, N, K, lda, ldb, ldc, batch))
+            return;
+        launched("cublasGemmEx (bf16) M=%d N=%d K=%d batch=%d", M, N, K, batch);
+    }
+}
+
+void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                         size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                         int ldc, size_t stride_c, int batch) {
+    if (S.precision == GKD_PRECISION_BF16)
+        bf16_gemm_batched(trans_a, trans_b, M, N, K, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                          stride_c, batch);
+    else
+        sgemm_batched(trans_a, trans_b, M, N, K, alpha, a, lda, stride_a, b, ldb, stride_b, beta, c, ldc,
+                      stride_c, batch);
 }
 
 void cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
@@ -672,11 +769,9 @@ void cuda_attention_forward(float *out, float *att, const float *q, const float 
                                 V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
                                 ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
                                 OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0};
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f,
-                          ATT);
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f, ATT);
     attn_rows_launch(ROW_SOFTMAX, plan, att, NULL, NULL, NULL, NULL, NULL, pos0, d);
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f,
-                          OUT);
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f, OUT);
 }
 
 void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
@@ -696,16 +791,16 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const
                                 DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
                                 DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
                                 DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT,
-                          1.0f, DV); /* dv += att^T dout */
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f,
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT, 1.0f,
+                          DV); /* dv += att^T dout */
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f,
                           DATT); /* datt = dout v^T */
     attn_rows_launch(ROW_SOFTMAX_BACKWARD, plan, const_cast<float *>(att), datt, NULL, NULL, NULL, NULL, pos0,
                      d);
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K,
-                          1.0f, DQ); /* dq += scale datt k */
-    gkd_cuda_attn_product(cuda_matmul_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q,
-                          1.0f, DK); /* dk += scale datt^T q */
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K, 1.0f,
+                          DQ); /* dq += scale datt k */
+    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q, 1.0f,
+                          DK); /* dk += scale datt^T q */
 }
 
 /* ---------- swiglu, residual ---------- */
@@ -894,6 +989,24 @@ double cuda_sumsq(const float *x, size_t n) {
 
 /* ---------- initialisation ---------- */
 
+/* Called from init_once too, so it must not go through gkd_backend_cuda() (pthread_once would deadlock).
+ * The handle's math mode is TF32 exactly in tf32 precision; bf16 products name their own types. */
+gkd_status set_precision(gkd_precision p) {
+    if (p != GKD_PRECISION_FP32 && p != GKD_PRECISION_TF32 && p != GKD_PRECISION_BF16)
+        return gkd_error_set(GKD_ERR_ARG, "precision %d is not a gkd_precision", (int)p);
+    int tf32 = p == GKD_PRECISION_TF32;
+    cublasStatus_t st = cublasSetMathMode(S.blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+    if (!blas_ok(st, "cublasSetMathMode(%s)", tf32 ? "TF32" : "default"))
+        return gkd_error_set(GKD_ERR_DEVICE, "cannot set precision %s: cublasSetMathMode failed: %s",
+                             gkd_precision_name(p), cublasGetStatusString(st));
+    S.precision = p;
+    return GKD_OK;
+}
+
+gkd_precision cuda_get_precision(void) {
+    return (gkd_precision)S.precision;
+}
+
 void fill_table(gkd_backend *t) {
     memset(t, 0, sizeof *t);
     t->name = "cuda";
@@ -922,13 +1035,8 @@ void fill_table(gkd_backend *t) {
     t->crossentropy_backward = cuda_crossentropy_backward;
     t->adamw_update = cuda_adamw_update;
     t->sumsq = cuda_sumsq;
-}
-
-/* Called from init_once too, so it must not go through gkd_backend_cuda() (pthread_once would deadlock). */
-void set_tf32(int on) {
-    cublasMath_t mode = on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
-    if (blas_ok(cublasSetMathMode(S.blas, mode), "cublasSetMathMode(%s)", on ? "TF32" : "default"))
-        S.tf32 = on ? 1 : 0;
+    t->precision = cuda_get_precision;
+    t->set_precision = set_precision;
 }
 
 int env_flag(const char *name) {
@@ -964,7 +1072,13 @@ void init_once(void) {
         return;
     }
     S.sync_each_op = env_flag("GKD_CUDA_SYNC");
-    if (env_flag("GKD_CUDA_TF32")) set_tf32(1);
+    gkd_precision p = GKD_PRECISION_FP32;
+    /* GKD_CUDA_TF32=1 is the older name of GKD_PRECISION=tf32; GKD_PRECISION wins when both are set */
+    if (!gkd_precision_from_env("cuda", &p) && env_flag("GKD_CUDA_TF32")) p = GKD_PRECISION_TF32;
+    if (p != GKD_PRECISION_FP32 && set_precision(p) != GKD_OK) {
+        fprintf(stderr, "gkd cuda: %s; matrix products stay fp32\n", gkd_error_message());
+        gkd_error_clear();
+    }
     fill_table(&S.table);
     S.ok = 1;
 }
@@ -1013,7 +1127,9 @@ gkd_status gkd_backend_cuda_info(gkd_cuda_info *out) {
     out->peak_bytes = gkd_backend_cuda_memory_peak();
     cudaRuntimeGetVersion(&out->runtime_version);
     cudaDriverGetVersion(&out->driver_version);
-    out->tf32 = S.tf32;
+    out->tf32 = S.precision == GKD_PRECISION_TF32;
+    out->precision = S.precision;
+    out->bf16_workspace_bytes = S.bf16_ws_elems * sizeof(__nv_bfloat16);
     return GKD_OK;
 }
 
@@ -1032,9 +1148,16 @@ size_t gkd_backend_cuda_memory_peak(void) {
 }
 
 int gkd_backend_cuda_set_tf32(int on) {
-    int was = S.tf32;
-    if (gkd_backend_cuda()) set_tf32(on);
+    int was = S.precision == GKD_PRECISION_TF32;
+    if (gkd_backend_cuda()) set_precision(on ? GKD_PRECISION_TF32 : GKD_PRECISION_FP32);
     return was;
+}
+
+void gkd_backend_cuda_free_workspace(void) {
+    if (!gkd_backend_cuda()) return;
+    cuda_free(S.bf16_ws);
+    S.bf16_ws = NULL;
+    S.bf16_ws_elems = 0;
 }
 
 const char *gkd_backend_cuda_last_error(void) {

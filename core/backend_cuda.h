@@ -1,6 +1,6 @@
 /* The CUDA backend: the backend table of core/backend.h on one NVIDIA GPU (cuBLAS for matrix products,
  * own kernels for the rest), plus what a caller needs around it: device info, memory accounting, the
- * sticky error state and the TF32 switch.
+ * sticky error state and the TF32 switch (the older name of the tf32 precision, core/precision.h).
  * Rules:
  * - Everything runs in order on the legacy default stream; copy_out and sumsq wait for the device,
  *   copy_in returns once the host buffer may be reused, the other ops return once their work is queued.
@@ -9,8 +9,10 @@
  *   not sticky (the caller may retry smaller): it prints, sets the thread-local gkd error naming the size
  *   and the free memory, and returns NULL. A kernel that faults is reported by the next call that waits
  *   for the device; set GKD_CUDA_SYNC=1 to wait after every op and name the culprit.
- * - Matrix products are exact fp32 by default; gkd_backend_cuda_set_tf32(1), or GKD_CUDA_TF32=1 in the
- *   environment, trades precision (10-bit mantissa inputs) for tensor-core speed. */
+ * - Matrix products are exact fp32 by default. Precision tf32 (gkd_backend_set_precision, GKD_PRECISION=tf32,
+ *   or the older gkd_backend_cuda_set_tf32(1) and GKD_CUDA_TF32=1) trades precision (10-bit mantissa
+ *   inputs) for tensor-core speed; bf16 rounds the operands of the table's matmul and matmul_batched to
+ *   bfloat16 into a workspace of the backend and multiplies them with fp32 accumulation. */
 #ifndef GKD_BACKEND_CUDA_H
 #define GKD_BACKEND_CUDA_H
 
@@ -44,6 +46,8 @@ typedef struct {
     size_t peak_bytes;   /* the largest in_use_bytes so far */
     int runtime_version, driver_version; /* e.g. 13000 */
     int tf32;                            /* 1 when matrix products use TF32 tensor cores */
+    int precision;                       /* the gkd_precision of matrix products */
+    size_t bf16_workspace_bytes;         /* the bf16 operand workspace, part of in_use_bytes */
 } gkd_cuda_info;
 
 /* Fills *out; GKD_ERR_DEVICE (message set) when the backend is unusable. */
@@ -53,9 +57,13 @@ gkd_status gkd_backend_cuda_info(gkd_cuda_info *out);
 size_t gkd_backend_cuda_memory_in_use(void);
 size_t gkd_backend_cuda_memory_peak(void);
 
-/* 1: let cuBLAS use TF32 tensor cores for fp32 products; 0 (default): full fp32. Returns the previous
- * setting. */
+/* 1: precision tf32, cuBLAS may use TF32 tensor cores for fp32 products; 0: precision fp32 (the default;
+ * this leaves bf16 too). Returns 1 when the precision was tf32. gkd_backend_set_precision says more. */
 int gkd_backend_cuda_set_tf32(int on);
+
+/* Frees the bf16 operand workspace (it grows again at the next bf16 product): for memory-leak checks
+ * that compare gkd_backend_cuda_memory_in_use() before and after bf16 work, and to give memory back. */
+void gkd_backend_cuda_free_workspace(void);
 
 /* The first CUDA/cuBLAS failure since start or the last clear, naming the operation and its sizes;
  * NULL when there has been none. */

@@ -61,8 +61,9 @@ cat >"$out/run-gpu-tests.sh" <<'EOF'
 #!/usr/bin/env bash
 # Everything one GPU session should record, in one device command of at most 10 minutes: the CUDA tests
 # (the list ctest -L cuda gives, cuda-tests.txt), then gkd against PyTorch at issue 3's shapes, then the
-# small `gkd bench` shapes, then TF32 variants, while nvidia-smi samples device memory. Ends with
-# benchmarks-gpu.md, a ready-to-paste summary written by gpu-report.py, and summary.txt (the steps).
+# small `gkd bench` shapes, then TF32 variants and gkd's bf16 one, while nvidia-smi samples device
+# memory. Ends with benchmarks-gpu.md, a ready-to-paste summary written by gpu-report.py, and summary.txt
+# (the steps).
 # Usage: gpu-bundle/run-gpu-tests.sh [results-dir]   (default: ./gpu-results)
 # GKD_GPU_BUDGET_S (default 540): seconds for the whole run; each step's time limit shrinks to fit it, and
 # steps that no longer fit are recorded as not run. Exits non-zero if a CUDA test failed or was skipped.
@@ -170,6 +171,8 @@ python3 -c "import torch; assert torch.cuda.is_available()" >/dev/null 2>&1 && h
   --only sgemm,train "${issue3_gkd[@]}"
 [ $have_torch = 1 ] && step torch-issue3-tf32 90 torch-issue3-tf32.json python3 "$here/bench_torch.py" \
   "${issue3_torch[@]}" --tf32 --skip-generate
+[ -x "$gkd" ] && step gkd-issue3-bf16 90 gkd-issue3-bf16.json "$gkd" bench --device cuda --json --precision bf16 \
+  --only sgemm,train "${issue3_gkd[@]}"
 
 [ -n "$sampler" ] && kill "$sampler" 2>/dev/null
 echo "total_s: $(($(date +%s) - t_start))" >>"$results/machine.txt"

@@ -14,6 +14,7 @@
 
 #include "core/backend.h"
 #include "core/backend_cuda.h"
+#include "core/precision.h"
 #include "core/rng.h"
 #include "tests/check.h"
 
@@ -32,6 +33,12 @@ static const double BWD_MAX = 1e-4, BWD_NMSE = 1e-9;
 /* TF32 products round each input to a 10-bit mantissa (2^-11 ~ 5e-4 relative per product); over K = 256
  * random products the error is a few 1e-4 of the scale. */
 static const double TF32_MAX = 5e-3, TF32_NMSE = 1e-5;
+/* bf16 products against the CPU's bf16 products: both round the operands to nearest even, and a product
+ * of two bf16 values is exact in fp32, so only the fp32 sums differ: their order, and tensor cores'
+ * accumulators, which may align addends by truncation rather than rounding (a few ulp per addition).
+ * 5x the FWD margins, still ~100x below what one unrounded operand would give (bf16 rounding moves a
+ * product by ~2^-9 ~ 2e-3 of its scale, nmse ~1e-5: BF16_MIN_NMSE checks that it happened at all). */
+static const double BF16_MAX = 5e-5, BF16_NMSE = 5e-10, BF16_MIN_NMSE = 1e-8;
 
 static float *frand(size_t n, float scale) {
     float *x = malloc(n * sizeof(float));
@@ -177,6 +184,83 @@ static void matmul_case(int ta, int tb, int M, int N, int K, float alpha, float 
     free(a), free(b), free(c), free(got);
 }
 
+/* batched, transposed or not. side_by_side 0: a's matrices one after another, b shared (stride 0);
+ * 1: a's matrices side by side within its rows (stride one matrix row, like attention's heads), b's one
+ * after another. */
+static void batched_case(int t, int side_by_side, double max_tol, double nmse_tol) {
+    const int M = 9, N = 11, K = 13, batch = 5;
+    const int a_rows = t ? K : M, a_cols = t ? M : K;
+    int lda = side_by_side ? batch * a_cols + 3 : a_cols, ldb = t ? K : N;
+    size_t sa = side_by_side ? (size_t)a_cols : (size_t)a_rows * a_cols,
+           sb = side_by_side ? (size_t)K * N : 0;
+    size_t na = side_by_side ? (size_t)a_rows * lda : batch * sa,
+           nb = (size_t)K * N * (side_by_side ? batch : 1);
+    size_t sc = (size_t)M * N;
+    float *a = frand(na, 1), *b = frand(nb, 1), *c = frand(batch * sc, 1);
+    float *da = dev_floats(a, na), *db = dev_floats(b, nb), *dc = dev_floats(c, batch * sc);
+    cpu->matmul_batched(t, t, M, N, K, 2.0f, a, lda, sa, b, ldb, sb, 1.0f, c, N, sc, batch);
+    gpu->matmul_batched(t, t, M, N, K, 2.0f, da, lda, sa, db, ldb, sb, 1.0f, dc, N, sc, batch);
+    float *got = take_back(dc, batch * sc);
+    char what[80];
+    snprintf(what, sizeof what, "matmul_batched t=%d %s", t, side_by_side ? "side by side" : "shared b");
+    compare(what, got, c, batch * sc, max_tol, nmse_tol);
+    gpu->free(da), gpu->free(db);
+    free(a), free(b), free(c), free(got);
+}
+
+static void set_both(gkd_precision p) {
+    CHECKF(gkd_backend_set_precision(cpu, p, NULL) == GKD_OK, "cpu %s: %s", gkd_precision_name(p),
+           gkd_error_message());
+    CHECKF(gkd_backend_set_precision(gpu, p, NULL) == GKD_OK, "cuda %s: %s", gkd_precision_name(p),
+           gkd_error_message());
+}
+
+/* bf16: every transpose pair, beta 0 and not, single and batched, against the CPU's bf16 reference;
+ * then proof that the operands really were rounded, and the workspace's accounting. */
+static void test_matmul_bf16(void) {
+    size_t before = gkd_backend_cuda_memory_in_use();
+    set_both(GKD_PRECISION_BF16);
+    gkd_cuda_info info;
+    CHECK(gkd_backend_cuda_info(&info) == GKD_OK && info.precision == GKD_PRECISION_BF16 && !info.tf32);
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            matmul_case(ta, tb, 5, 7, 3, 1.0f, 0.0f, BF16_MAX, BF16_NMSE);
+            matmul_case(ta, tb, 150, 70, 300, 0.5f, 1.0f, BF16_MAX, BF16_NMSE);
+            matmul_case(ta, tb, 40, 301, 250, -1.0f, 0.0f, BF16_MAX, BF16_NMSE);
+            matmul_case(ta, tb, 1, 33, 17, 1.0f, 1.0f, BF16_MAX, BF16_NMSE);
+        }
+    for (int t = 0; t < 2; t++)
+        for (int side = 0; side < 2; side++) batched_case(t, side, BF16_MAX, BF16_NMSE);
+    CHECK(gkd_backend_cuda_info(&info) == GKD_OK && info.bf16_workspace_bytes > 0);
+    CHECK(gkd_backend_cuda_memory_in_use() == before + info.bf16_workspace_bytes);
+
+    /* the same product in fp32 on the CPU: bf16's rounding must show */
+    enum { M = 128, N = 96, K = 256 };
+    float *a = frand(M * K, 1), *b = frand(K * N, 1), *c = ffill(M * N, 0);
+    float *da = dev_floats(a, M * K), *db = dev_floats(b, K * N), *dc = dev_floats(c, M * N);
+    gkd_backend_set_precision(cpu, GKD_PRECISION_FP32, NULL);
+    cpu->matmul(0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, c, N);
+    gpu->matmul(0, 0, M, N, K, 1.0f, da, K, db, N, 0.0f, dc, N);
+    float *got = take_back(dc, M * N);
+    double se = 0, sw = 0;
+    for (int i = 0; i < M * N; i++)
+        se += ((double)got[i] - c[i]) * ((double)got[i] - c[i]), sw += (double)c[i] * c[i];
+    CHECKF(se / sw > BF16_MIN_NMSE && se / sw < 1e-3,
+           "cuda bf16 vs cpu fp32: nmse %.3g (rounding not applied?)", se / sw);
+    gpu->free(da), gpu->free(db);
+    free(a), free(b), free(c), free(got);
+
+    set_both(GKD_PRECISION_FP32);
+    gkd_backend_cuda_free_workspace();
+    CHECK(gkd_backend_cuda_info(&info) == GKD_OK && info.bf16_workspace_bytes == 0 &&
+          info.precision == GKD_PRECISION_FP32);
+    CHECK(gkd_backend_cuda_memory_in_use() == before);
+    /* the older TF32 switch and the precision setting are one setting */
+    CHECK(gkd_backend_set_precision(gpu, GKD_PRECISION_TF32, NULL) == GKD_OK);
+    CHECK(gkd_backend_cuda_set_tf32(0) == 1 && gkd_backend_precision(gpu) == GKD_PRECISION_FP32);
+    check_no_device_error("matmul (bf16)");
+}
+
 static void test_matmul(void) {
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++) {
@@ -186,21 +270,8 @@ static void test_matmul(void) {
             matmul_case(ta, tb, 1, 33, 17, 1.0f, 0.0f, FWD_MAX, FWD_NMSE); /* one row: decoding */
         }
 
-    /* batched, with a shared (stride 0) operand, both transposes */
-    for (int t = 0; t < 2; t++) {
-        int M = 9, N = 11, K = 13, batch = 5;
-        size_t sa = (size_t)M * K, sc = (size_t)M * N;
-        float *a = frand(batch * sa, 1), *b = frand((size_t)K * N, 1), *c = frand(batch * sc, 1);
-        float *da = dev_floats(a, batch * sa), *db = dev_floats(b, (size_t)K * N),
-              *dc = dev_floats(c, batch * sc);
-        int lda = t ? M : K, ldb = t ? K : N;
-        cpu->matmul_batched(t, t, M, N, K, 2.0f, a, lda, sa, b, ldb, 0, 1.0f, c, N, sc, batch);
-        gpu->matmul_batched(t, t, M, N, K, 2.0f, da, lda, sa, db, ldb, 0, 1.0f, dc, N, sc, batch);
-        float *got = take_back(dc, batch * sc);
-        compare(t ? "matmul_batched (transposed)" : "matmul_batched", got, c, batch * sc, FWD_MAX, FWD_NMSE);
-        gpu->free(da), gpu->free(db);
-        free(a), free(b), free(c), free(got);
-    }
+    for (int t = 0; t < 2; t++)
+        for (int side = 0; side < 2; side++) batched_case(t, side, FWD_MAX, FWD_NMSE);
 
     /* TF32 is opt-in: looser while on, exact fp32 again once off */
     int was = gkd_backend_cuda_set_tf32(1);
@@ -609,10 +680,15 @@ int main(void) {
     size_t base = gkd_backend_cuda_memory_in_use();
     test_memory();
     test_matmul();
+    test_matmul_bf16();
     test_embedding();
     test_rmsnorm();
     test_rope();
     test_attention();
+    /* attention's own products stay fp32 in bf16 precision, on both backends: the fp32 thresholds hold */
+    set_both(GKD_PRECISION_BF16);
+    test_attention();
+    set_both(GKD_PRECISION_FP32);
     test_swiglu();
     test_residual();
     test_crossentropy();
