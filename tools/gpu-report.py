@@ -129,6 +129,7 @@ def bench_section(results):
     torch3 = load_json(os.path.join(results, "torch-issue3.json"))
     gkd3t = load_json(os.path.join(results, "gkd-issue3-tf32.json"))
     torch3t = load_json(os.path.join(results, "torch-issue3-tf32.json"))
+    gkd3b = load_json(os.path.join(results, "gkd-issue3-bf16.json"))
     lines = [f"## Training step at issue 3's shape ({ISSUE3}; B=16, T=1024)", "",
              "TFLOP/s as `gkd_model_flops` counts them (forward + backward, attention included), on both sides.",
              "",
@@ -137,6 +138,8 @@ def bench_section(results):
     lines += train_rows(gkd3, torch3, "fp32")
     if gkd3t or torch3t:
         lines += train_rows(gkd3t, torch3t, "TF32")
+    if gkd3b:
+        lines += train_rows(gkd3b, None, "bf16 products (fp32 master weights)")
     g_tps = ((gkd3 or {}).get("train") or {}).get("tokens_per_s")
     t_tps = (torch3 or {}).get("train_tokens_per_s")
     r = ratio(g_tps, t_tps)
@@ -148,6 +151,9 @@ def bench_section(results):
     if gkd3t or torch3t:
         lines.append(f"With TF32: gkd bench {fmt(((gkd3t or {}).get('sgemm') or {}).get('gflops', 0) / 1e3, 2)}, "
                      f"torch.mm {fmt((torch3t or {}).get('sgemm_tflops'), 2)} TFLOP/s.")
+    if gkd3b:
+        lines.append(f"With bf16 operands: gkd bench {fmt(((gkd3b or {}).get('sgemm') or {}).get('gflops', 0) / 1e3, 2)} "
+                     "TFLOP/s (the bench's sgemm runs at the precision in effect).")
 
     g_gen = ((gkd3 or {}).get("generate") or {}).get("tokens_per_s")
     t_gen = (torch3 or {}).get("gen_tokens_per_s")
