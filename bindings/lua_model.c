@@ -29,7 +29,7 @@ static gkd_lua_model *new_model(lua_State *L) {
 }
 
 /* The device a model goes to: the option's value, else gkd.options.device (`gkd run --device`), else "cpu".
- * "cpu", "cuda" or "auto" (core/backend_select.h); raises naming the function when it is unavailable. */
+ * "cpu", "cuda", "auto" or "sim" (core/backend_select.h); raises naming the function when it is unavailable. */
 static const gkd_backend *device_backend(lua_State *L, const char *fname, int opts, const char *key) {
     int top = lua_gettop(L);
     const char *device = NULL;

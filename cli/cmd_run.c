@@ -131,8 +131,8 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
 }
 
 static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto] [--quiet] SCRIPT.lua [args...]\n"
-                    "       gkd run [--db FILE] [--device cpu|cuda|auto] [--quiet] -e 'CODE' [args...]\n");
+    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] SCRIPT.lua [args...]\n"
+                    "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] -e 'CODE' [args...]\n");
 }
 
 /* Options come before the script; everything after it is the script's (lua.c's convention). */
@@ -186,7 +186,7 @@ int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
-        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto] [--retry-failed] "
+        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] "
                         "[--quiet] [args...]\n");
         return a.n_positional < 1 ? 2 : 0;
     }
@@ -233,7 +233,7 @@ int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto] [--quiet]\n");
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet]\n");
         return a.n_positional != 1 ? 2 : 0;
     }
     run_options o;

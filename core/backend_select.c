@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "core/backend_sim.h"
+
 #ifdef GKD_HAVE_CUDA
 #include "core/backend_cuda.h"
 #endif
@@ -30,6 +32,7 @@ const gkd_backend *gkd_backend_by_name(const char *name) {
         return gkd_backend_cpu();
     }
     if (strcmp(name, "cpu") == 0) return gkd_backend_cpu();
+    if (strcmp(name, "sim") == 0) return gkd_backend_sim();
     if (strcmp(name, "cuda") == 0) {
 #ifdef GKD_HAVE_CUDA
         const gkd_backend *be = gkd_backend_cuda();
@@ -41,6 +44,6 @@ const gkd_backend *gkd_backend_by_name(const char *name) {
         return NULL;
 #endif
     }
-    gkd_error_set(GKD_ERR_ARG, "unknown backend \"%s\" (expected cpu, cuda or auto)", name);
+    gkd_error_set(GKD_ERR_ARG, "unknown backend \"%s\" (expected cpu, cuda, auto or sim)", name);
     return NULL;
 }

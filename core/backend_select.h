@@ -1,5 +1,7 @@
 /* Picks a backend table by name, for the CLI and the Lua layer: "cpu", "cuda", or "auto" (CUDA when a
- * usable GPU is present and the CUDA backend is compiled in, else CPU).
+ * usable GPU is present and the CUDA backend is compiled in, else CPU); and "sim", a debugging aid
+ * (core/backend_sim.h): the CPU's arithmetic behind device pointers the host cannot dereference, so host
+ * code that touches a backend buffer directly crashes on a machine without a GPU instead of on one.
  * Rules: asking for "cuda" never falls back silently; it fails with a message saying why (not compiled
  * in, no device, initialisation failed). Builds with and without GKD_HAVE_CUDA. */
 #ifndef GKD_BACKEND_SELECT_H

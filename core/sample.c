@@ -1,9 +1,10 @@
 /* Batched sampling over the model's own KV cache (kept between calls, see gkd_model_kv_cache); see
  * sample.h for the contract on draws. The prefill runs every prompt right-padded in one pass and keeps only
  * the logits at each prompt's last token; each later step feeds one token per row at that row's own
- * position. The logits stay where the model computed them: on the CPU rows are drawn in parallel, each
- * from its own scratch; on the CUDA backend a kernel draws every row on the device (core/sample_cuda.h)
- * and only the B tokens and log-probabilities of a step come back to the host. */
+ * position. On the CUDA backend the logits stay on the device and a kernel draws every row there
+ * (core/sample_cuda.h): only the B tokens and log-probabilities of a step come back to the host. On any
+ * other backend the step's (B,V) logits are copied to the host (on the CPU a copy between host buffers)
+ * and rows are drawn in parallel, each from its own scratch. */
 #include "core/sample.h"
 
 #include <math.h>
@@ -44,6 +45,15 @@ static gkd_status device_draw(const float *logits, int B, int V, const gkd_sampl
         (void)logprobs;
     return gkd_error_set(GKD_ERR_DEVICE, "gkd_sample_generate: this gkd was built without CUDA");
 #endif
+}
+
+/* One cached forward, leaving *logits: (B,V) where the step draws from them: on the device when host_logits
+ * is NULL (CUDA), else copied into host_logits, since another backend's buffers need not be host memory. */
+static gkd_status forward_step(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
+                               int T, const int *at, float *host_logits, const float **logits) {
+    if (!host_logits) return gkd_model_forward_cached_at_device(m, c, tokens, pos0, B, T, at, logits);
+    *logits = host_logits;
+    return gkd_model_forward_cached_at(m, c, tokens, pos0, B, T, at, host_logits);
 }
 
 gkd_status gkd_sample_config_check(const gkd_sample_config *c, int V) {
@@ -199,15 +209,16 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
 
     const int device = on_cuda(m);
     gkd_kv_cache *cache = NULL;
-    const float *logits = NULL; /* (B,V) device: host memory on the CPU */
+    const float *logits = NULL; /* (B,V): device memory on CUDA, else host_logits */
     void *ws = NULL;
-    float *probs = NULL, *step_lp = malloc((size_t)B * sizeof(float));
+    float *probs = NULL, *host_logits = NULL, *step_lp = malloc((size_t)B * sizeof(float));
     int *order = NULL, *ints = malloc(((size_t)5 * B + (size_t)B * P) * sizeof(int));
     if (!device) {
         probs = malloc((size_t)B * V * sizeof(float));
         order = malloc((size_t)B * V * sizeof(int));
+        host_logits = malloc((size_t)B * V * sizeof(float));
     }
-    if (!ints || !step_lp || (!device && (!probs || !order))) {
+    if (!ints || !step_lp || (!device && (!probs || !order || !host_logits))) {
         st = gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory", fn);
         goto done;
     }
@@ -222,7 +233,7 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
     if (!st && device) st = device_workspace(m, B, V, &ws);
     if (st) goto done;
     for (int b = 0; b < B; b++) pos[b] = 0, at[b] = prompt_lens[b] - 1, done[b] = 0;
-    st = gkd_model_forward_cached_at_device(m, cache, prefill, pos, B, P, at, &logits);
+    st = forward_step(m, cache, prefill, pos, B, P, at, host_logits, &logits);
     for (int b = 0; b < B; b++) at[b] = 0; /* decoding feeds one token per row */
     const int draws = cfg->temperature > 0.0f && cfg->top_k != 1;
     for (int t = 0; !st && t < max_new; t++) {
@@ -256,10 +267,10 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
             feed[b] = out_tokens[(size_t)b * max_new + (out_lens[b] - 1)];
             pos[b] = prompt_lens[b] + t;
         }
-        st = gkd_model_forward_cached_at_device(m, cache, feed, pos, B, 1, at, &logits);
+        st = forward_step(m, cache, feed, pos, B, 1, at, host_logits, &logits);
     }
 done:
     rng->offset += (uint64_t)max_new * B;
-    free(probs), free(order), free(ints), free(step_lp);
+    free(probs), free(order), free(host_logits), free(ints), free(step_lp);
     return st;
 }
