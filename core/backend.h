@@ -78,6 +78,15 @@ struct gkd_backend {
     void (*rope_backward)(float *dx, const int *pos, const float *cos_tab, const float *sin_tab, int N,
                           int n_heads, int head_dim, int ld);
 
+    /* The KV-cache write of one layer and step, for every sequence in one call (a copy per row would cost a
+     * launch each on a GPU): row n = b*T + t of k and of v goes to row pos[n] of sequence b's cache, at
+     * k_cache + b*bs_cache + pos[n]*KVD (the same in v_cache). k, v: (B*T, ld_src), the first KVD floats of
+     * each row; pos: (B*T) the rows' positions, device memory like the rope's (so no host array has to
+     * travel with the launch), each in [0, bs_cache / KVD) and distinct within a sequence;
+     * k_cache, v_cache: (B, bs_cache) holding rows of KVD floats. */
+    void (*kv_write)(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src,
+                     const int *pos, int B, int T, int KVD, size_t bs_cache);
+
     /* Causal softmax(q k^T / sqrt(head_dim)) v per (sequence, head), geometry in d (host).
      * out: (B,T,n_heads*head_dim) strided by d; att: (B,n_heads,T,Tk) the probabilities, 0 where masked,
      * kept for the backward; q, k, v strided by d; pos0: (B) host, or NULL. */

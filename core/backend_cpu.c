@@ -53,6 +53,16 @@ static void cpu_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, in
         memmove(dst + (size_t)r * ld_dst, src + (size_t)r * ld_src, (size_t)cols * sizeof(float));
 }
 
+static void cpu_kv_write(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src,
+                         const int *pos, int B, int T, int KVD, size_t bs_cache) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            size_t n = (size_t)b * T + t, dst = (size_t)b * bs_cache + (size_t)pos[n] * KVD;
+            memcpy(k_cache + dst, k + n * ld_src, (size_t)KVD * sizeof(float));
+            memcpy(v_cache + dst, v + n * ld_src, (size_t)KVD * sizeof(float));
+        }
+}
+
 static int team_size(void) {
 #ifdef _OPENMP
     return omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -497,6 +507,7 @@ static const gkd_backend cpu_backend = {
     .rmsnorm_backward = cpu_rmsnorm_backward,
     .rope_forward = cpu_rope_forward,
     .rope_backward = cpu_rope_backward,
+    .kv_write = cpu_kv_write,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .swiglu_forward = cpu_swiglu_forward,

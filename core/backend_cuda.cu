@@ -539,6 +539,30 @@ void cuda_rope_backward(float *dx, const int *pos, const float *cos_tab, const f
     rope_launch(dx, pos, cos_tab, sin_tab, N, n_heads, head_dim, ld, 1);
 }
 
+/* ---------- KV cache ---------- */
+
+/* One thread per (row n, float c) moves that float of both the key and the value: consecutive threads
+ * read and write consecutive floats of a row. */
+__global__ void kv_write_kernel(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src,
+                                const int *pos, int T, int KVD, size_t bs_cache, size_t total) {
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        size_t n = i / KVD, c = i % KVD;
+        size_t dst = (n / T) * bs_cache + (size_t)pos[n] * KVD + c, src = n * ld_src + c;
+        k_cache[dst] = k[src];
+        v_cache[dst] = v[src];
+    }
+}
+
+void cuda_kv_write(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src, const int *pos,
+                   int B, int T, int KVD, size_t bs_cache) {
+    size_t total = (size_t)B * T * KVD;
+    if (total == 0) return;
+    kv_write_kernel<<<grid_for(total), THREADS>>>(k_cache, v_cache, k, v, ld_src, pos, T, KVD, bs_cache,
+                                                  total);
+    launched("kv_write B=%d T=%d KVD=%d ld_src=%d", B, T, KVD, ld_src);
+}
+
 /* ---------- attention ---------- */
 
 /* The rows of sequences b0 .. b0+nb-1 with their start positions, passed by value: pos0 is host memory,
@@ -1025,6 +1049,7 @@ void fill_table(gkd_backend *t) {
     t->rmsnorm_backward = cuda_rmsnorm_backward;
     t->rope_forward = cuda_rope_forward;
     t->rope_backward = cuda_rope_backward;
+    t->kv_write = cuda_kv_write;
     t->attention_forward = cuda_attention_forward;
     t->attention_backward = cuda_attention_backward;
     t->swiglu_forward = cuda_swiglu_forward;

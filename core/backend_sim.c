@@ -106,6 +106,11 @@ static void sim_rope_backward(float *dx, const int *pos, const float *cos_tab, c
     cpu()->rope_backward(D(dx), D(pos), D(cos_tab), D(sin_tab), N, n_heads, head_dim, ld);
 }
 
+static void sim_kv_write(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src,
+                         const int *pos, int B, int T, int KVD, size_t bs_cache) {
+    cpu()->kv_write(D(k_cache), D(v_cache), D(k), D(v), ld_src, D(pos), B, T, KVD, bs_cache);
+}
+
 static void sim_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                                   const int *pos0, const gkd_attn_dims *d) {
     cpu()->attention_forward(D(out), D(att), D(q), D(k), D(v), H(pos0), H(d));
@@ -180,6 +185,7 @@ static const gkd_backend sim_backend = {
     .rmsnorm_backward = sim_rmsnorm_backward,
     .rope_forward = sim_rope_forward,
     .rope_backward = sim_rope_backward,
+    .kv_write = sim_kv_write,
     .attention_forward = sim_attention_forward,
     .attention_backward = sim_attention_backward,
     .swiglu_forward = sim_swiglu_forward,

@@ -88,8 +88,10 @@ typedef struct {
     act_slot *slots;
     GKD_SHARED_ACTS(GKD_DECLARE_PTR)
     GKD_GRAD_ACTS(GKD_DECLARE_PTR)
-    int *tokens, *pos; /* (N) device */
-    int *host_pos;     /* (N) host */
+    /* One device block of ints, so a forward sends them in one copy: tokens (N), pos (N) each row's position,
+     * rows (B) the rows that forward_cached_at keeps. host_ints: their host mirror, (2N + B). */
+    int *tokens, *pos, *rows;
+    int *host_ints;
     size_t host_cap;
 } act_set;
 
@@ -230,7 +232,7 @@ static void act_set_free(const gkd_backend *be, act_set *s) {
     if (!s) return;
     if (be) be->free(s->block);
     free(s->slots);
-    free(s->host_pos);
+    free(s->host_ints);
     memset(s, 0, sizeof *s);
 }
 
@@ -260,10 +262,11 @@ static size_t act_set_carve(const gkd_model *m, act_set *s, float *base, int B, 
     }
 #undef GKD_CARVE_SET
     float *ints = NULL;
-    GKD_CARVE(ints, 2 * N);
+    GKD_CARVE(ints, 2 * N + (size_t)B);
     if (base) {
         s->tokens = (int *)ints;
-        s->pos = (int *)ints + N;
+        s->pos = s->tokens + N;
+        s->rows = s->pos + N;
     }
 #undef GKD_CARVE
     return off;
@@ -286,12 +289,12 @@ static gkd_status act_set_ensure(const gkd_model *m, act_set *s, int B, int T, i
         if (st) return st;
         s->cap_floats = need;
     }
-    size_t N = (size_t)B * T;
-    if (N > s->host_cap) {
-        free(s->host_pos);
-        s->host_pos = malloc(N * sizeof(int));
-        s->host_cap = s->host_pos ? N : 0;
-        if (!s->host_pos) return gkd_error_set(GKD_ERR_NOMEM, "activations: out of host memory");
+    size_t n_ints = 2 * (size_t)B * T + (size_t)B;
+    if (n_ints > s->host_cap) {
+        free(s->host_ints);
+        s->host_ints = malloc(n_ints * sizeof(int));
+        s->host_cap = s->host_ints ? n_ints : 0;
+        if (!s->host_ints) return gkd_error_set(GKD_ERR_NOMEM, "activations: out of host memory");
     }
     act_set_carve(m, s, s->block, B, T, Tk, n_slots, with_grads);
     s->B = B;
@@ -507,7 +510,7 @@ float *gkd_model_output_weight_grad(gkd_model *m) {
 /* ---------- forward ---------- */
 
 /* Where one layer reads and writes. Training points these into the layer's own slot; inference points
- * res_in, res_mid and res_out at one buffer and updates the residual stream in place. k_dst, v_dst, when
+ * res_in, res_mid and res_out at one buffer and updates the residual stream in place. k_cache, v_cache, when
  * set, receive the new keys and values (the KV cache) and the attention reads keys and values from them. */
 typedef struct {
     float *res_in, *ln1, *ln1_rstd, *qkv, *att, *atty, *res_mid, *ln2, *ln2_rstd, *gu, *swi, *res_out;
@@ -561,12 +564,7 @@ static void layer_forward(const gkd_model *m, int l, const layer_io *io, int B, 
     const float *k = io->qkv + QD, *v = io->qkv + QD + KVD;
     gkd_attn_dims d = attn_dims(m, B, T, Tk, io->k_cache != NULL);
     if (io->k_cache) {
-        for (int b = 0; b < B; b++) {
-            size_t dst = ((size_t)b * Tk + io->pos0[b]) * KVD;
-            const float *src = io->qkv + (size_t)b * T * W;
-            be->copy_2d(io->k_cache + dst, KVD, src + QD, W, T, KVD);
-            be->copy_2d(io->v_cache + dst, KVD, src + QD + KVD, W, T, KVD);
-        }
+        be->kv_write(io->k_cache, io->v_cache, k, v, W, io->pos, B, T, KVD, (size_t)Tk * KVD);
         k = io->k_cache;
         v = io->v_cache;
     }
@@ -604,15 +602,18 @@ static layer_io set_layer_io(const gkd_model *m, act_set *s, int l, int keep_all
 }
 
 /* Embedding and all layers over tokens (B,T) at positions pos0[b] + t; leaves the last residual stream in
- * s->out_res (training) or slot 0's res (inference). */
-static void forward_layers(const gkd_model *m, act_set *s, const int *tokens, const int *pos0, int B, int T,
-                           int keep_all, gkd_kv_cache *c) {
+ * s->out_res (training) or slot 0's res (inference). With `at`, s->rows receives the rows b*T + at[b] in
+ * the same copy as the tokens and positions. */
+static void forward_layers(const gkd_model *m, act_set *s, const int *tokens, const int *pos0, const int *at,
+                           int B, int T, int keep_all, gkd_kv_cache *c) {
     const gkd_backend *be = m->be;
     const int N = B * T;
+    int *host_pos = s->host_ints + N, *host_rows = host_pos + N;
+    memcpy(s->host_ints, tokens, (size_t)N * sizeof(int));
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) s->host_pos[(size_t)b * T + t] = (pos0 ? pos0[b] : 0) + t;
-    be->copy_in(s->tokens, tokens, (size_t)N * sizeof(int));
-    be->copy_in(s->pos, s->host_pos, (size_t)N * sizeof(int));
+        for (int t = 0; t < T; t++) host_pos[(size_t)b * T + t] = (pos0 ? pos0[b] : 0) + t;
+    for (int b = 0; at && b < B; b++) host_rows[b] = b * T + at[b];
+    be->copy_in(s->tokens, s->host_ints, ((size_t)2 * N + (at ? (size_t)B : 0)) * sizeof(int));
     be->embedding_forward(s->slots[0].res, s->tokens, m->w.embed, N, m->cfg.dim);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         layer_io io = set_layer_io(m, s, l, keep_all);
@@ -654,7 +655,7 @@ gkd_status gkd_model_forward(gkd_model *m, const int *tokens, int B, int T, cons
     st = act_set_ensure(m, &m->train, B, T, T, m->cfg.n_layers, 1);
     if (st) return st;
     act_set *s = &m->train;
-    forward_layers(m, s, tokens, NULL, B, T, 1, NULL);
+    forward_layers(m, s, tokens, NULL, NULL, B, T, 1, NULL);
     m->be->rmsnorm_forward(s->hidden, s->hidden_rstd, s->out_res, m->w.final_norm, B * T, m->cfg.dim,
                            m->cfg.norm_eps);
     m->backward_ready = 1;
@@ -670,7 +671,7 @@ gkd_status gkd_model_forward_nograd(gkd_model *m, const int *tokens, int B, int 
     if (!st) st = act_set_ensure(m, &m->infer, B, T, T, 1, 0);
     if (st) return st;
     act_set *s = &m->infer;
-    forward_layers(m, s, tokens, NULL, B, T, 0, NULL);
+    forward_layers(m, s, tokens, NULL, NULL, B, T, 0, NULL);
     m->be->rmsnorm_forward(s->hidden, s->hidden_rstd, s->slots[0].res, m->w.final_norm, B * T, m->cfg.dim,
                            m->cfg.norm_eps);
     *hidden = s->hidden;
@@ -1004,11 +1005,10 @@ static gkd_status forward_cached(gkd_model *m, gkd_kv_cache *c, const int *token
         c->logits_cap = (size_t)rows * V;
     }
     act_set *s = &c->acts;
-    forward_layers(m, s, tokens, pos0, B, T, 0, c);
+    forward_layers(m, s, tokens, pos0, at, B, T, 0, c);
     const float *res = s->slots[0].res;
     if (at && T > 1) { /* with T = 1 every at[b] is 0 and the rows are already in place */
-        for (int b = 0; b < B; b++)
-            be->copy_2d(s->proj + (size_t)b * C, C, res + ((size_t)b * T + at[b]) * C, C, 1, C);
+        be->embedding_forward(s->proj, s->rows, res, B, C); /* a row gather: proj[b] = res[rows[b]] */
         res = s->proj;
     }
     be->rmsnorm_forward(s->hidden, s->hidden_rstd, res, m->w.final_norm, rows, C, m->cfg.norm_eps);

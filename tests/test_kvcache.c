@@ -5,7 +5,8 @@
  * order and blocking: ~1e-6 on logits up to ~3 with the weights below (std 0.2, big enough that attention
  * is far from uniform, so a wrong position or a stale cache entry shows as ~1e-2 or more). Also: the
  * device-logits variant returns the host variant's logits bit for bit; a cache serves a call of fewer rows;
- * the model's own cache is reused while it fits and grows to the larger shape when it does not. */
+ * the model's own cache is reused while it fits and grows to the larger shape when it does not; a prefill
+ * and a decoding step take as many backend calls on 16 rows as on 1. */
 // ctest-labels: cpu
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@
 enum { V = 37, C = 16, B = 3, P = 7, STEPS = 6, MAX_T = 20 };
 static const double TOL = 1e-5;
 
-static gkd_model *make_model(void) {
+static gkd_model *make_model_on(const gkd_backend *be) {
     gkd_model_config cfg = {.vocab_size = V,
                             .dim = C,
                             .n_layers = 2,
@@ -31,7 +32,7 @@ static gkd_model *make_model(void) {
                             .rope_theta = 10000.0f,
                             .norm_eps = 1e-5f};
     gkd_model *m = NULL;
-    if (gkd_model_create(&cfg, gkd_backend_cpu(), &m)) {
+    if (gkd_model_create(&cfg, be, &m)) {
         fprintf(stderr, "create: %s\n", gkd_error_message());
         exit(1);
     }
@@ -44,6 +45,163 @@ static gkd_model *make_model(void) {
             p[t->offset + j] = t->is_norm ? 1.0f + 0.1f * gkd_rng_normal(&rng) : 0.2f * gkd_rng_normal(&rng);
     }
     return m;
+}
+
+static gkd_model *make_model(void) {
+    return make_model_on(gkd_backend_cpu());
+}
+
+/* ---------- backend calls per step ----------
+ * The CPU table with every entry counting its calls: on a GPU each call is at least one launch or copy, so
+ * a decoding step must take a fixed number of them whatever the batch (per-row copies made it 2 B per
+ * layer). */
+static long calls;
+static gkd_backend counted;
+
+#define COUNT_VOID(name, params, args)                                                                       \
+    static void counted_##name params {                                                                      \
+        calls++;                                                                                             \
+        gkd_backend_cpu()->name args;                                                                        \
+    }
+#define COUNT_RET(ret, name, params, args)                                                                   \
+    static ret counted_##name params {                                                                       \
+        calls++;                                                                                             \
+        return gkd_backend_cpu()->name args;                                                                 \
+    }
+COUNT_RET(void *, alloc, (size_t n), (n))
+COUNT_VOID(free, (void *p), (p))
+COUNT_VOID(zero, (void *p, size_t n), (p, n))
+COUNT_VOID(copy_in, (void *d, const void *s, size_t n), (d, s, n))
+COUNT_VOID(copy_out, (void *d, const void *s, size_t n), (d, s, n))
+COUNT_VOID(copy, (void *d, const void *s, size_t n), (d, s, n))
+COUNT_VOID(copy_2d, (float *d, int ldd, const float *s, int lds, int r, int c), (d, ldd, s, lds, r, c))
+COUNT_VOID(matmul,
+           (int ta, int tb, int M, int N, int K, float al, const float *a, int lda, const float *b, int ldb,
+            float be, float *c, int ldc),
+           (ta, tb, M, N, K, al, a, lda, b, ldb, be, c, ldc))
+COUNT_VOID(matmul_batched,
+           (int ta, int tb, int M, int N, int K, float al, const float *a, int lda, size_t sa, const float *b,
+            int ldb, size_t sb, float be, float *c, int ldc, size_t sc, int n),
+           (ta, tb, M, N, K, al, a, lda, sa, b, ldb, sb, be, c, ldc, sc, n))
+COUNT_VOID(embedding_forward, (float *o, const int *t, const float *w, int N, int C), (o, t, w, N, C))
+COUNT_VOID(embedding_backward, (float *d, const float *o, const int *t, int N, int C), (d, o, t, N, C))
+COUNT_VOID(rmsnorm_forward, (float *o, float *r, const float *i, const float *w, int N, int C, float e),
+           (o, r, i, w, N, C, e))
+COUNT_VOID(rmsnorm_backward,
+           (float *di, float *dw, const float *d, const float *i, const float *w, const float *r, int N,
+            int C),
+           (di, dw, d, i, w, r, N, C))
+COUNT_VOID(rope_forward,
+           (float *x, const int *p, const float *c, const float *s, int N, int H, int D, int ld),
+           (x, p, c, s, N, H, D, ld))
+COUNT_VOID(rope_backward,
+           (float *x, const int *p, const float *c, const float *s, int N, int H, int D, int ld),
+           (x, p, c, s, N, H, D, ld))
+COUNT_VOID(kv_write,
+           (float *kc, float *vc, const float *k, const float *v, int ld, const int *p, int B, int T, int KVD,
+            size_t bs),
+           (kc, vc, k, v, ld, p, B, T, KVD, bs))
+COUNT_VOID(attention_forward,
+           (float *o, float *a, const float *q, const float *k, const float *v, const int *p,
+            const gkd_attn_dims *d),
+           (o, a, q, k, v, p, d))
+COUNT_VOID(attention_backward,
+           (float *dq, float *dk, float *dv, float *da, const float *d, const float *a, const float *q,
+            const float *k, const float *v, const int *p, const gkd_attn_dims *dims),
+           (dq, dk, dv, da, d, a, q, k, v, p, dims))
+COUNT_VOID(swiglu_forward, (float *o, const float *g, const float *u, int N, int F, int ld),
+           (o, g, u, N, F, ld))
+COUNT_VOID(swiglu_backward,
+           (float *dg, float *du, const float *d, const float *g, const float *u, int N, int F, int ld),
+           (dg, du, d, g, u, N, F, ld))
+COUNT_VOID(residual_forward, (float *o, const float *a, const float *b, size_t n), (o, a, b, n))
+COUNT_VOID(residual_backward, (float *da, float *db, const float *d, size_t n), (da, db, d, n))
+COUNT_VOID(crossentropy_forward,
+           (float *l, float *s, const float *x, const int *t, const float *w, int N, int V),
+           (l, s, x, t, w, N, V))
+COUNT_VOID(crossentropy_backward,
+           (float *d, const float *x, const float *s, const int *t, const float *w, int N, int V),
+           (d, x, s, t, w, N, V))
+COUNT_VOID(adamw_update,
+           (float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2, float e,
+            float wd, float gs, int64_t t),
+           (p, g, m, v, n, lr, b1, b2, e, wd, gs, t))
+COUNT_RET(double, sumsq, (const float *x, size_t n), (x, n))
+
+static const gkd_backend *counting_backend(void) {
+    counted = *gkd_backend_cpu(); /* name and precision entries as the CPU's */
+#define SET(name) counted.name = counted_##name
+    SET(alloc);
+    SET(free);
+    SET(zero);
+    SET(copy_in);
+    SET(copy_out);
+    SET(copy);
+    SET(copy_2d);
+    SET(matmul);
+    SET(matmul_batched);
+    SET(embedding_forward);
+    SET(embedding_backward);
+    SET(rmsnorm_forward);
+    SET(rmsnorm_backward);
+    SET(rope_forward);
+    SET(rope_backward);
+    SET(kv_write);
+    SET(attention_forward);
+    SET(attention_backward);
+    SET(swiglu_forward);
+    SET(swiglu_backward);
+    SET(residual_forward);
+    SET(residual_backward);
+    SET(crossentropy_forward);
+    SET(crossentropy_backward);
+    SET(adamw_update);
+    SET(sumsq);
+#undef SET
+    return &counted;
+}
+
+/* Backend calls of a prefill (prompts of P tokens, logits kept at each row's last) and of one decoding step
+ * over `rows` rows, on the counting backend. The first, warm-up pass makes every buffer; the counted pass
+ * then reuses them. */
+static void calls_per_step(gkd_model *m, int rows, long *prefill, long *step) {
+    enum { ROWS_MAX = 16 };
+    int prompts[ROWS_MAX * P], at[ROWS_MAX], pos0[ROWS_MAX], tok[ROWS_MAX];
+    float logits[ROWS_MAX * V];
+    for (int i = 0; i < rows * P; i++) prompts[i] = (i * 7 + 3) % V;
+    for (int b = 0; b < rows; b++) at[b] = 1 + b % (P - 1), tok[b] = (b * 5 + 1) % V;
+    gkd_kv_cache *c = NULL;
+    CHECK(gkd_kv_cache_create(m, rows, MAX_T, &c) == GKD_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int b = 0; b < rows; b++) pos0[b] = 0;
+        long before = calls;
+        CHECK(gkd_model_forward_cached_at(m, c, prompts, pos0, rows, P, at, logits) == GKD_OK);
+        *prefill = calls - before;
+        for (int b = 0; b < rows; b++) pos0[b] = at[b] + 1, at[b] = 0;
+        before = calls;
+        CHECK(gkd_model_forward_cached_at(m, c, tok, pos0, rows, 1, at, logits) == GKD_OK);
+        *step = calls - before;
+        for (int b = 0; b < rows; b++) at[b] = 1 + b % (P - 1);
+    }
+    gkd_kv_cache_free(c);
+}
+
+static void test_calls_per_step(void) {
+    gkd_model *m = make_model_on(counting_backend());
+    const int n_layers = gkd_model_get_config(m)->n_layers;
+    long prefill1, step1, prefill16, step16;
+    calls_per_step(m, 1, &prefill1, &step1);
+    calls_per_step(m, 16, &prefill16, &step16);
+    fprintf(stderr,
+            "backend calls, %d layers: prefill %ld (1 row) %ld (16 rows); decoding step %ld (1 row) %ld "
+            "(16 rows)\n",
+            n_layers, prefill1, prefill16, step1, step16);
+    CHECKF(step16 == step1, "a decoding step takes %ld backend calls on 16 rows, %ld on 1", step16, step1);
+    CHECKF(prefill16 == prefill1, "a prefill takes %ld backend calls on 16 rows, %ld on 1", prefill16,
+           prefill1);
+    /* one copy in, the embedding, 12 ops per layer, the final norm and head, the copy out */
+    CHECKF(step1 <= 5 + 12 * n_layers, "a decoding step takes %ld backend calls", step1);
+    gkd_model_free(m);
 }
 
 /* Logits of the last position of a full no-cache forward over seq[0..len). */
@@ -188,5 +346,6 @@ int main(void) {
     gkd_kv_cache_free(cache2);
     gkd_kv_cache_free(NULL);
     gkd_model_free(m);
+    test_calls_per_step();
     return check_exit();
 }

@@ -550,6 +550,40 @@ static void test_adamw(void) {
     free(p), free(m), free(v), free(pr);
 }
 
+/* A copy, so exact: every written float equals its source, every other cache float keeps its sentinel.
+ * The sources sit inside wider rows (like k and v inside the fused qkv rows); each sequence starts at its
+ * own position, the first at 0 and the second ending on the cache's last slot. */
+static void kv_write_case(int B, int T, int KVD, int Tk) {
+    const int ld_src = 2 * KVD + 5;
+    const size_t N = (size_t)B * T, cache = (size_t)B * Tk * KVD;
+    float *src = frand(N * ld_src, 1), *kc = ffill(cache, -7), *vc = ffill(cache, -9);
+    float *want_k = ffill(cache, -7), *want_v = ffill(cache, -9);
+    int *pos = malloc(N * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        int p0 = b == 0 ? 0 : b == 1 ? Tk - T : (int)gkd_rng_below(&rng, (uint32_t)(Tk - T + 1));
+        for (int t = 0; t < T; t++) {
+            size_t n = (size_t)b * T + t, dst = ((size_t)b * Tk + p0 + t) * KVD;
+            pos[n] = p0 + t;
+            for (int c = 0; c < KVD; c++) {
+                want_k[dst + c] = src[n * ld_src + 3 + c];
+                want_v[dst + c] = src[n * ld_src + 3 + KVD + c];
+            }
+        }
+    }
+    be->kv_write(kc, vc, src + 3, src + 3 + KVD, ld_src, pos, B, T, KVD, (size_t)Tk * KVD);
+    CHECKF(memcmp(kc, want_k, cache * sizeof(float)) == 0, "kv_write keys B=%d T=%d KVD=%d Tk=%d", B, T, KVD,
+           Tk);
+    CHECKF(memcmp(vc, want_v, cache * sizeof(float)) == 0, "kv_write values B=%d T=%d KVD=%d Tk=%d", B, T,
+           KVD, Tk);
+    free(src), free(kc), free(vc), free(want_k), free(want_v), free(pos);
+}
+
+static void test_kv_write(void) {
+    kv_write_case(5, 1, 6, 9);
+    kv_write_case(4, 3, 8, 11);
+    kv_write_case(2, 9, 4, 9); /* T = Tk: both sequences fill their whole cache */
+}
+
 static void test_sumsq_and_copies(void) {
     enum { n = 100000 };
     float *x = frand(n, 1);
@@ -591,6 +625,7 @@ int main(void) {
     test_residual();
     test_crossentropy();
     test_adamw();
+    test_kv_write();
     test_sumsq_and_copies();
     return check_exit();
 }

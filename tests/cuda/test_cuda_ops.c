@@ -148,6 +148,41 @@ static void test_memory(void) {
     free(src), free(back), free(dst_cpu), free(dst_gpu_init), free(dst_gpu), free(zeros), free(want);
 }
 
+/* ---------- KV-cache write ---------- */
+
+/* A copy: bit-for-bit, cache entries it must leave alone included (both sides start with the same
+ * sentinels). Per-sequence start positions, the first at 0 and the second ending on the last slot; 200
+ * sequences so that no per-launch limit on sequences could hide. */
+static void kv_write_case(int B, int T, int KVD, int Tk) {
+    const int ld_src = 2 * KVD + 7;
+    const size_t N = (size_t)B * T, cache = (size_t)B * Tk * KVD;
+    float *src = frand(N * ld_src, 1), *kc = ffill(cache, -7), *vc = ffill(cache, -9);
+    int *pos = malloc(N * sizeof(int));
+    for (int b = 0; b < B; b++) {
+        int p0 = b == 0 ? 0 : b == 1 ? Tk - T : (int)gkd_rng_below(&rng, (uint32_t)(Tk - T + 1));
+        for (int t = 0; t < T; t++) pos[(size_t)b * T + t] = p0 + t;
+    }
+    float *d_src = dev_floats(src, N * ld_src), *d_kc = dev_floats(kc, cache), *d_vc = dev_floats(vc, cache);
+    int *d_pos = to_dev(pos, N * sizeof(int));
+    cpu->kv_write(kc, vc, src + 5, src + 5 + KVD, ld_src, pos, B, T, KVD, (size_t)Tk * KVD);
+    gpu->kv_write(d_kc, d_vc, d_src + 5, d_src + 5 + KVD, ld_src, d_pos, B, T, KVD, (size_t)Tk * KVD);
+    float *gk = take_back(d_kc, cache), *gv = take_back(d_vc, cache);
+    char what[96];
+    snprintf(what, sizeof what, "kv_write keys B=%d T=%d KVD=%d Tk=%d", B, T, KVD, Tk);
+    compare_exact(what, gk, kc, cache);
+    snprintf(what, sizeof what, "kv_write values B=%d T=%d KVD=%d Tk=%d", B, T, KVD, Tk);
+    compare_exact(what, gv, vc, cache);
+    gpu->free(d_src);
+    gpu->free(d_pos);
+    free(src), free(kc), free(vc), free(gk), free(gv), free(pos);
+}
+
+static void test_kv_write(void) {
+    kv_write_case(200, 1, 64, 33);
+    kv_write_case(3, 5, 96, 12);
+    check_no_device_error("kv_write");
+}
+
 /* ---------- matmul ---------- */
 
 static void matmul_case(int ta, int tb, int M, int N, int K, float alpha, float beta, double max_tol,
@@ -679,6 +714,7 @@ int main(void) {
     gkd_rng_init(&rng, 1234, GKD_RNG_STREAM_USER);
     size_t base = gkd_backend_cuda_memory_in_use();
     test_memory();
+    test_kv_write();
     test_matmul();
     test_matmul_bf16();
     test_embedding();
