@@ -21,7 +21,7 @@ local device = os.getenv("GKD_DEVICE") or "cpu"
 local teacher_path = os.getenv("GKD_TEACHER") or (root .. "/models/SmolLM2-135M-Instruct.Q4_1.gguf")
 local data_path = os.getenv("GKD_DEBDESC") or (root .. "/../shared/data/debdesc.jsonl.xz")
 
-local teacher = assert(gkd.model.load(teacher_path, { device = device }))
+local teacher = assert(gkd.model.load(teacher_path, { device = device, inference = true }))
 local tok = teacher.tokenizer
 print("teacher: " .. tostring(teacher))
 
@@ -31,12 +31,17 @@ local task = assert(gkd.task.summarize{
   path = data_path, max_examples = math.max(200, math.floor(6000 * scale)),
   prompt = "Long description: {document}\nPackage: {package}\nDescription:",
 })
-local max_seq = 192
+local max_seq = 128 -- prompts cut to 104 tokens: the teacher's forward over the prompt dominates a step
 local max_new = 24
 
--- The student: 4 layers of width 192 over the teacher's vocabulary (tied embeddings: most of its
--- 10.7M parameters are the 49,152 x 192 embedding).
+-- The student. GKD_STUDENT_LAYERS = N (default 4): N of the teacher's 30 layers, spread evenly, with its
+-- embeddings and final norm (gkd.model.from_layers; ~42M parameters for N = 4, most of them the tied
+-- 49,152 x 576 embedding). GKD_STUDENT_LAYERS = 0: a 4-layer model of width 192 from random weights (10.7M).
+local student_layers = tonumber(os.getenv("GKD_STUDENT_LAYERS") or "4")
 local function new_student()
+  if student_layers > 0 then
+    return gkd.model.from_layers(teacher, { n = student_layers, device = device, inference = false })
+  end
   return gkd.model.new{ layers = 4, dim = 192, heads = 4, tokenizer = tok, max_seq_len = max_seq, seed = seed,
                         device = device }
 end
@@ -54,11 +59,13 @@ end
 
 -- The student's start: cross-entropy on the reference summaries, saved once, loaded by every run.
 local warm_steps = math.max(2, math.floor(400 * scale))
-local warm_path = string.format("smollm2-warm-seed%d.safetensors", seed)
+local warm_path = string.format("smollm2-warm-L%d-seed%d.safetensors", student_layers, seed)
 local warm = new_student()
+-- A student cut from the teacher starts pretrained: a small learning rate; one from scratch needs more.
+local warm_lr = student_layers > 0 and 1e-4 or 1e-3
 gkd.run(with{
-  name = "smollm2/warm-start-seed" .. seed, method = "sft", student = warm, steps = warm_steps,
-  lr = gkd.schedule.warmup_cosine(1e-3, 1e-4, math.max(1, warm_steps // 20), warm_steps),
+  name = string.format("smollm2/L%d/warm-start-seed%d", student_layers, seed), method = "sft", student = warm, steps = warm_steps,
+  lr = gkd.schedule.warmup_cosine(warm_lr, warm_lr / 10, math.max(1, warm_steps // 20), warm_steps),
 })
 assert(warm:save(warm_path))
 
@@ -82,7 +89,8 @@ end
 local teacher_eval = { eval = teacher_reference(common.eval.examples) }
 
 local steps = math.max(2, math.floor(200 * scale))
-local lr = gkd.schedule.warmup_cosine(3e-4, 3e-5, math.max(1, steps // 20), steps)
+local kd_lr = student_layers > 0 and 5e-5 or 3e-4
+local lr = gkd.schedule.warmup_cosine(kd_lr, kd_lr / 10, math.max(1, steps // 20), steps)
 local runs = {
   { label = "supervised KD (FKL, lambda 0)", method = "supervised_kd", divergence = gkd.fkl() },
   { label = "on-policy GKD (JSD 0.9, lambda 1)", method = "gkd", divergence = gkd.jsd(0.9) },
@@ -92,7 +100,8 @@ local results = {}
 for i, r in ipairs(runs) do
   local student = assert(gkd.model.load(warm_path, { tokenizer = tok, device = device }))
   local out = gkd.run(with{
-    name = string.format("smollm2/%d-%s-seed%d", i, r.method, seed), method = r.method, teacher = teacher,
+    name = string.format("smollm2/L%d/%d-%s-seed%d", student_layers, i, r.method, seed), method = r.method,
+    teacher = teacher,
     student = student, divergence = r.divergence, lambda = r.lambda, steps = steps, lr = lr,
   })
   results[#results + 1] = { label = r.label, eval = out.eval, seconds = out.seconds }
