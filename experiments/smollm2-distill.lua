@@ -96,6 +96,13 @@ local runs = {
   { label = "on-policy GKD (JSD 0.9, lambda 1)", method = "gkd", divergence = gkd.jsd(0.9) },
   { label = "mixed GKD (JSD 0.9, lambda 0.5)", method = "gkd", divergence = gkd.jsd(0.9), lambda = 0.5 },
 }
+-- GKD_WITH_RL=1 adds GKD + RL: the on-policy JSD(0.9) with the factual-consistency reward at alpha 0.5
+-- (4 samples per prompt), to see whether a task reward keeps the student off the degenerate text the
+-- teacher alone lets it drift to (docs/results.md).
+if os.getenv("GKD_WITH_RL") == "1" then
+  runs[#runs + 1] = { label = "GKD + RL (JSD 0.9, factual, alpha 0.5)", method = "gkd", divergence = gkd.jsd(0.9),
+                      reward = "factual", alpha = 0.5 }
+end
 local results = {}
 for i, r in ipairs(runs) do
   local student = assert(gkd.model.load(warm_path, { tokenizer = tok, device = device }))
@@ -103,6 +110,7 @@ for i, r in ipairs(runs) do
     name = string.format("smollm2/L%d/%d-%s-seed%d", student_layers, i, r.method, seed), method = r.method,
     teacher = teacher,
     student = student, divergence = r.divergence, lambda = r.lambda, steps = steps, lr = lr,
+    reward = r.reward, alpha = r.alpha, group_size = r.reward and 4 or nil,
   })
   results[#results + 1] = { label = r.label, eval = out.eval, seconds = out.seconds }
 end
