@@ -773,58 +773,46 @@ void attn_rows_launch(attn_row_op op, const gkd_cuda_attn_plan &plan, float *att
     }
 }
 
+/* The row passes of the GEMM path (gkd_cuda_attention_gemm_forward/_backward call them between products). */
+struct attn_rows_ctx {
+    const gkd_cuda_attn_plan *plan;
+    float *att, *datt;
+    const int *pos0;
+    const gkd_attn_dims *d;
+};
+
+void attn_rows_cb(int backward, void *user) {
+    const attn_rows_ctx *c = (const attn_rows_ctx *)user;
+    attn_rows_launch(backward ? ROW_SOFTMAX_BACKWARD : ROW_SOFTMAX, *c->plan, c->att, c->datt, NULL, NULL, NULL, NULL,
+                     c->pos0, c->d);
+}
+
 /* Scores q k^T / sqrt(head_dim) into att (cuBLAS), the causal softmax in place (a row kernel), out = att v
  * (cuBLAS), each product on exactly the pos0[b] + T keys its sequence sees, batched as
  * gkd_cuda_attn_plan_make decides (backend_cuda.h). With at most ROW_ATTN_MAX_T
  * queries per sequence (decoding), one fused row kernel does all three instead. */
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                             const int *pos0, const gkd_attn_dims *d) {
-    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
+    const int H = d->n_heads, D = d->head_dim, T = d->T;
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
     const gkd_cuda_attn_plan plan = gkd_cuda_attn_plan_make(d, pos0);
     if (T <= ROW_ATTN_MAX_T) {
         attn_rows_launch(ROW_ATTENTION, plan, att, NULL, out, q, k, v, pos0, d);
         return;
     }
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t head_att = (size_t)T * Tk;
-    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
-                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
-                                OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0};
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f, ATT);
-    attn_rows_launch(ROW_SOFTMAX, plan, att, NULL, NULL, NULL, NULL, NULL, pos0, d);
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f, OUT);
+    attn_rows_ctx ctx = {&plan, att, NULL, pos0, d};
+    gkd_cuda_attention_gemm_forward(sgemm_batched, attn_rows_cb, &ctx, out, att, q, k, v, pos0, d, &plan);
 }
 
 void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
                              const float *att, const float *q, const float *k, const float *v,
                              const int *pos0, const gkd_attn_dims *d) {
-    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
+    const int H = d->n_heads, D = d->head_dim, T = d->T;
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
     const gkd_cuda_attn_plan plan = gkd_cuda_attn_plan_make(d, pos0);
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t head_att = (size_t)T * Tk;
-    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
-                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
-                                DATT = {datt, Tk, (size_t)H * head_att, head_att, 0},
-                                DOUT = {dout, d->ld_out, d->bs_out, (size_t)D, 0},
-                                DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
-                                DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT, 1.0f,
-                          DV); /* dv += att^T dout */
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f,
-                          DATT); /* datt = dout v^T */
-    attn_rows_launch(ROW_SOFTMAX_BACKWARD, plan, const_cast<float *>(att), datt, NULL, NULL, NULL, NULL, pos0,
-                     d);
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K, 1.0f,
-                          DQ); /* dq += scale datt k */
-    gkd_cuda_attn_product(sgemm_batched, d, pos0, &plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q, 1.0f,
-                          DK); /* dk += scale datt^T q */
+    attn_rows_ctx ctx = {&plan, const_cast<float *>(att), datt, pos0, d};
+    gkd_cuda_attention_gemm_backward(sgemm_batched, attn_rows_cb, &ctx, dq, dk, dv, datt, dout, att, q, k, v, pos0,
+                                     d, &plan);
 }
 
 /* ---------- swiglu, residual ---------- */

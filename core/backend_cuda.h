@@ -17,6 +17,7 @@
 #define GKD_BACKEND_CUDA_H
 
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -179,6 +180,53 @@ static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, const gk
                sc, KV);
         }
     }
+}
+
+/* The attention's GEMM path as the CUDA backend runs it (attention_forward / _backward for more than a few
+ * queries per sequence): the products through mm, the causal softmax and its backward through
+ * rows(backward, user) over att (and datt). Shared with tests/test_cuda_plan.c, which drives it with the
+ * CPU's products and a host replay of the row kernels, so the test checks this very sequence. */
+typedef void (*gkd_cuda_attn_rows_fn)(int backward, void *user);
+
+static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
+                                                   void *user, float *out, float *att, const float *q,
+                                                   const float *k, const float *v, const int *pos0,
+                                                   const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
+    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t head_att = (size_t)T * Tk;
+    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
+                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
+                                OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0};
+    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f, ATT); /* q k^T */
+    rows(0, user);                                                                                 /* softmax */
+    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f, OUT); /* att v */
+}
+
+static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
+                                                    void *user, float *dq, float *dk, float *dv, float *datt,
+                                                    const float *dout, const float *att, const float *q,
+                                                    const float *k, const float *v, const int *pos0,
+                                                    const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
+    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t head_att = (size_t)T * Tk;
+    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
+                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
+                                DATT = {datt, Tk, (size_t)H * head_att, head_att, 0},
+                                DOUT = {dout, d->ld_out, d->bs_out, (size_t)D, 0},
+                                DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
+                                DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
+                                DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
+    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT, 1.0f, DV); /* dv += att^T dout */
+    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f, DATT); /* datt = dout v^T */
+    rows(1, user); /* softmax backward, in place on datt */
+    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K, 1.0f, DQ); /* dq += s datt k */
+    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q, 1.0f, DK); /* dk += s datt^T q */
 }
 
 #ifdef __cplusplus

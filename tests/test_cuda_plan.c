@@ -173,35 +173,34 @@ static void replay_rows(int backward, float *att, float *datt, const int *pos0, 
     CHECKF(once == n, "row %zu visited %d times", once, once < n ? seen[once] : 0);
 }
 
-/* backend_cuda.cu's attention_forward and _backward (the GEMM path), with the CPU's products. */
+/* The row passes, replayed on the host (user: the replay's arguments). */
+typedef struct {
+    float *att, *datt;
+    const int *pos0;
+    const gkd_attn_dims *d;
+    const gkd_cuda_attn_plan *p;
+    unsigned char *seen;
+} replay_args;
+
+static void replay_cb(int backward, void *user) {
+    replay_args *r = user;
+    replay_rows(backward, r->att, backward ? r->datt : NULL, r->pos0, r->d, r->p, r->seen);
+}
+
+/* backend_cuda.cu's attention_forward and _backward on the GEMM path: the very functions it calls
+ * (gkd_cuda_attention_gemm_forward/_backward), with the CPU's products and the row kernels replayed. */
 static void emulated_attention(float *out, float *att, float *dq, float *dk, float *dv, float *datt,
                                const float *dout, const float *q, const float *k, const float *v,
                                const int *pos0, const gkd_attn_dims *d, unsigned char *seen) {
-    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
     const gkd_cuda_attn_plan p = gkd_cuda_attn_plan_make(d, pos0);
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t head_att = (size_t)T * Tk;
-    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
-                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
-                                OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0},
-                                DATT = {datt, Tk, (size_t)H * head_att, head_att, 0},
-                                DOUT = {dout, d->ld_out, d->bs_out, (size_t)D, 0},
-                                DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
-                                DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
-    gkd_cuda_matmul_batched_fn mm = counting_matmul_batched;
+    replay_args r = {att, datt, pos0, d, &p, seen};
     n_calls = 0;
-    gkd_cuda_attn_product(mm, d, pos0, &p, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f, ATT);
-    CHECKF(n_calls == p.calls, "%d calls for one product, plan says %d", n_calls, p.calls);
-    replay_rows(0, att, NULL, pos0, d, &p, seen);
-    gkd_cuda_attn_product(mm, d, pos0, &p, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f, OUT);
-    gkd_cuda_attn_product(mm, d, pos0, &p, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT, 1.0f, DV);
-    gkd_cuda_attn_product(mm, d, pos0, &p, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f, DATT);
-    replay_rows(1, att, datt, pos0, d, &p, seen);
-    gkd_cuda_attn_product(mm, d, pos0, &p, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K, 1.0f, DQ);
-    gkd_cuda_attn_product(mm, d, pos0, &p, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q, 1.0f, DK);
+    gkd_cuda_attention_gemm_forward(counting_matmul_batched, replay_cb, &r, out, att, q, k, v, pos0, d, &p);
+    CHECKF(n_calls == 2 * p.calls, "%d calls for the forward's two products, plan says %d each", n_calls, p.calls);
+    n_calls = 0;
+    gkd_cuda_attention_gemm_backward(counting_matmul_batched, replay_cb, &r, dq, dk, dv, datt, dout, att, q, k, v,
+                                     pos0, d, &p);
+    CHECKF(n_calls == 4 * p.calls, "%d calls for the backward's four products, plan says %d each", n_calls, p.calls);
 }
 
 /* fused: q, k, v interleaved in rows of W (training); else separate caches of Tk slots per sequence. att
