@@ -32,7 +32,7 @@ static int l_divergence(lua_State *L) {
     u->d.beta = gkd_lua_opt_number(L, 2, fname, "beta", u->d.beta);
     u->d.skew = gkd_lua_opt_number(L, 2, fname, "skew", u->d.skew);
     u->d.teacher_temperature = gkd_lua_opt_number(L, 2, fname, "teacher_temperature", u->d.teacher_temperature);
-    u->d.top_k = (int)gkd_lua_opt_int(L, 2, fname, "top_k", u->d.top_k);
+    u->d.top_k = gkd_lua_opt_size(L, 2, fname, "top_k", u->d.top_k);
     const char *conv = gkd_lua_opt_string(L, 2, fname, "convention", NULL);
     if (conv) {
         int i = 0;

@@ -68,6 +68,8 @@ int gkd_lua_edit_distance(const char *a, const char *b);
 /* Option readers for the table at idx: the fallback when the key is absent (nil); a value of the wrong
  * type raises "<fname>: option 'key' must be a <type>, got <type>". */
 lua_Integer gkd_lua_opt_int(lua_State *L, int idx, const char *fname, const char *key, lua_Integer fallback);
+/* An integer option in [0, INT_MAX] (sizes, counts, steps); anything else raises, naming the key. */
+int gkd_lua_opt_size(lua_State *L, int idx, const char *fname, const char *key, int fallback);
 double gkd_lua_opt_number(lua_State *L, int idx, const char *fname, const char *key, double fallback);
 const char *gkd_lua_opt_string(lua_State *L, int idx, const char *fname, const char *key, const char *fallback);
 int gkd_lua_opt_bool(lua_State *L, int idx, const char *fname, const char *key, int fallback);

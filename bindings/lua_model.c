@@ -63,18 +63,18 @@ static int l_new(lua_State *L) {
     int tok_idx = lua_gettop(L);
     gkd_model_config c;
     memset(&c, 0, sizeof c);
-    c.n_layers = (int)gkd_lua_opt_int(L, 1, fname, "layers", 2);
-    c.dim = (int)gkd_lua_opt_int(L, 1, fname, "dim", 64);
-    c.n_heads = (int)gkd_lua_opt_int(L, 1, fname, "heads", 4);
-    c.n_kv_heads = (int)gkd_lua_opt_int(L, 1, fname, "kv_heads", c.n_heads);
+    c.n_layers = gkd_lua_opt_size(L, 1, fname, "layers", 2);
+    c.dim = gkd_lua_opt_size(L, 1, fname, "dim", 64);
+    c.n_heads = gkd_lua_opt_size(L, 1, fname, "heads", 4);
+    c.n_kv_heads = gkd_lua_opt_size(L, 1, fname, "kv_heads", c.n_heads);
     int def_hidden = ((8 * c.dim / 3 + 15) / 16) * 16;
-    c.hidden_dim = (int)gkd_lua_opt_int(L, 1, fname, "hidden", def_hidden);
-    c.vocab_size = (int)gkd_lua_opt_int(L, 1, fname, "vocab", tok ? gkd_tokenizer_vocab_size(tok->tok) : 0);
+    c.hidden_dim = gkd_lua_opt_size(L, 1, fname, "hidden", def_hidden);
+    c.vocab_size = gkd_lua_opt_size(L, 1, fname, "vocab", tok ? gkd_tokenizer_vocab_size(tok->tok) : 0);
     if (c.vocab_size == 0) return luaL_error(L, "%s: give 'vocab' or 'tokenizer'", fname);
     if (tok && c.vocab_size < gkd_tokenizer_vocab_size(tok->tok))
         return luaL_error(L, "%s: vocab %d is smaller than the tokenizer's %d", fname, c.vocab_size,
                           gkd_tokenizer_vocab_size(tok->tok));
-    c.max_seq_len = (int)gkd_lua_opt_int(L, 1, fname, "max_seq_len", 256);
+    c.max_seq_len = gkd_lua_opt_size(L, 1, fname, "max_seq_len", 256);
     c.tied_embeddings = gkd_lua_opt_bool(L, 1, fname, "tied", 1);
     c.rope_theta = (float)gkd_lua_opt_number(L, 1, fname, "rope_theta", 10000.0);
     c.norm_eps = (float)gkd_lua_opt_number(L, 1, fname, "norm_eps", 1e-5);
@@ -408,9 +408,9 @@ static int model_sample(lua_State *L) {
     gkd_lua_tokenizer *tok = model_tokenizer(L, 1, opts);
     gkd_sample_config sc;
     sc.temperature = (float)gkd_lua_opt_number(L, opts, fname, "temperature", 1.0);
-    sc.top_k = (int)gkd_lua_opt_int(L, opts, fname, "top_k", 0);
+    sc.top_k = gkd_lua_opt_size(L, opts, fname, "top_k", 0);
     sc.top_p = (float)gkd_lua_opt_number(L, opts, fname, "top_p", 1.0);
-    sc.max_new_tokens = (int)gkd_lua_opt_int(L, opts, fname, "max_new_tokens", 32);
+    sc.max_new_tokens = gkd_lua_opt_size(L, opts, fname, "max_new_tokens", 32);
     lua_Integer seed = gkd_lua_opt_int(L, opts, fname, "seed", 1);
     sc.eos_id = tok ? gkd_tokenizer_role_id(tok->tok, GKD_TOKEN_ROLE_EOS) : -1;
     const gkd_model_config *mc = gkd_model_get_config(m->m);

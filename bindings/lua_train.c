@@ -495,7 +495,7 @@ static int field_is(lua_State *L, int cfg, const char *key, int type) {
 static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, gkd_train_config *c) {
     const char *f = "gkd.run";
     gkd_train_config_default(c);
-    c->steps = (int)gkd_lua_opt_int(L, cfg, f, "steps", 100);
+    c->steps = gkd_lua_opt_size(L, cfg, f, "steps", 100);
     int warm = c->steps / 10 < 10 ? c->steps / 10 : 10;
     c->lr = gkd_schedule_warmup_cosine(3e-4, 3e-5, warm, c->steps);
     const char *method = gkd_lua_opt_string(L, cfg, f, "method", "supervised_kd");
@@ -521,14 +521,14 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     if (fixed) c->fixed = strcmp(fixed, "teacher") == 0 ? GKD_FIXED_TEACHER : GKD_FIXED_GROUND_TRUTH;
     const char *norm = gkd_lua_opt_string(L, cfg, f, "norm", NULL);
     if (norm) c->norm = strcmp(norm, "token") == 0 ? GKD_NORM_TOKEN : GKD_NORM_SEQUENCE;
-    c->max_new_tokens = (int)gkd_lua_opt_int(L, cfg, f, "max_new_tokens", c->max_new_tokens);
-    c->top_k = (int)gkd_lua_opt_int(L, cfg, f, "top_k", c->top_k);
+    c->max_new_tokens = gkd_lua_opt_size(L, cfg, f, "max_new_tokens", c->max_new_tokens);
+    c->top_k = gkd_lua_opt_size(L, cfg, f, "top_k", c->top_k);
     c->top_p = (float)gkd_lua_opt_number(L, cfg, f, "top_p", c->top_p);
-    c->batch_size = (int)gkd_lua_opt_int(L, cfg, f, "batch", c->batch_size);
-    c->grad_accum = (int)gkd_lua_opt_int(L, cfg, f, "grad_accum", c->grad_accum);
+    c->batch_size = gkd_lua_opt_size(L, cfg, f, "batch", c->batch_size);
+    c->grad_accum = gkd_lua_opt_size(L, cfg, f, "grad_accum", c->grad_accum);
     c->weight_decay = (float)gkd_lua_opt_number(L, cfg, f, "weight_decay", c->weight_decay);
     c->grad_clip = (float)gkd_lua_opt_number(L, cfg, f, "clip", c->grad_clip);
-    c->loss_chunk = (int)gkd_lua_opt_int(L, cfg, f, "loss_chunk", c->loss_chunk);
+    c->loss_chunk = gkd_lua_opt_size(L, cfg, f, "loss_chunk", c->loss_chunk);
     lua_Integer seed = gkd_lua_opt_int(L, cfg, f, "seed", (lua_Integer)c->seed);
     if (seed < 0) luaL_error(L, "gkd.run: 'seed' must be >= 0");
     c->seed = (uint64_t)seed;
@@ -545,7 +545,7 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     lua_pop(L, 1);
     /* GKD + RL */
     read_schedule(L, cfg, state_idx, s, "alpha", &c->alpha);
-    c->group_size = (int)gkd_lua_opt_int(L, cfg, f, "group_size", c->group_size);
+    c->group_size = gkd_lua_opt_size(L, cfg, f, "group_size", c->group_size);
     const char *baseline = gkd_lua_opt_string(L, cfg, f, "baseline", NULL);
     if (baseline)
         c->baseline = strcmp(baseline, "none") == 0             ? GKD_BASELINE_NONE
@@ -560,8 +560,8 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     lua_getfield(L, cfg, "eval");
     if (lua_istable(L, -1)) {
         int e = lua_gettop(L);
-        c->eval_every = (int)gkd_lua_opt_int(L, e, "gkd.run: eval", "every", 0);
-        c->eval_examples = (int)gkd_lua_opt_int(L, e, "gkd.run: eval", "examples", c->eval_examples);
+        c->eval_every = gkd_lua_opt_size(L, e, "gkd.run: eval", "every", 0);
+        c->eval_examples = gkd_lua_opt_size(L, e, "gkd.run: eval", "examples", c->eval_examples);
         c->eval_temperature = (float)gkd_lua_opt_number(L, e, "gkd.run: eval", "temperature", 0.0);
     }
     lua_pop(L, 1);
@@ -896,9 +896,9 @@ static int l_train(lua_State *L) {
     const gkd_model_config *sc = gkd_model_get_config(student->m);
     int seq = sc->max_seq_len;
     if (teacher && gkd_model_get_config(teacher->m)->max_seq_len < seq) seq = gkd_model_get_config(teacher->m)->max_seq_len;
-    int max_target = (int)gkd_lua_opt_int(L, 1, "gkd.run", "max_target", c->max_new_tokens);
+    int max_target = gkd_lua_opt_size(L, 1, "gkd.run", "max_target", c->max_new_tokens);
     int longest = max_target > c->max_new_tokens ? max_target : c->max_new_tokens;
-    int max_prompt = (int)gkd_lua_opt_int(L, 1, "gkd.run", "max_prompt", seq + 1 - longest);
+    int max_prompt = gkd_lua_opt_size(L, 1, "gkd.run", "max_prompt", seq + 1 - longest > 0 ? seq + 1 - longest : 0);
     if (max_prompt < 2)
         return luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d",
                           longest, seq);
@@ -926,9 +926,9 @@ static int l_train(lua_State *L) {
     s->checkpoint_keep = 2;
     if (lua_istable(L, -1)) {
         int ck = lua_gettop(L);
-        c->checkpoint_every = (int)gkd_lua_opt_int(L, ck, "gkd.run: checkpoint", "every", 0);
+        c->checkpoint_every = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "every", 0);
         ck_dir = gkd_lua_opt_string(L, ck, "gkd.run: checkpoint", "dir", NULL);
-        s->checkpoint_keep = (int)gkd_lua_opt_int(L, ck, "gkd.run: checkpoint", "keep", 2);
+        s->checkpoint_keep = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "keep", 2);
     }
     if (ck_on) {
         if (ck_dir) {

@@ -1,5 +1,6 @@
 /* Helpers shared by the binding files: error returns, option tables, key checking with suggestions,
  * and JSON encoding of Lua values (configs recorded in the run store). */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,14 @@ lua_Integer gkd_lua_opt_int(lua_State *L, int idx, const char *fname, const char
     }
     lua_pop(L, 1);
     return v;
+}
+
+int gkd_lua_opt_size(lua_State *L, int idx, const char *fname, const char *key, int fallback) {
+    lua_Integer v = gkd_lua_opt_int(L, idx, fname, key, fallback);
+    /* Checked before the value is narrowed, so 2^32 + 1 is refused rather than read as 1. */
+    if (v < 0 || v > INT_MAX)
+        luaL_error(L, "%s: option '%s' = %I is out of range [0, %d]", fname, key, (LUAI_UACINT)v, INT_MAX);
+    return (int)v;
 }
 
 double gkd_lua_opt_number(lua_State *L, int idx, const char *fname, const char *key, double fallback) {

@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,17 @@ long long gkd_cli_int(gkd_cli_args *a, const char *name, long long fallback, int
         *bad = 1;
     }
     return v;
+}
+
+int gkd_cli_size(gkd_cli_args *a, const char *name, int fallback, int *bad) {
+    long long v = gkd_cli_int(a, name, fallback, bad);
+    /* Checked before narrowing: --max-new-tokens 4294967297 is refused, not read as 1. */
+    if (v < 0 || v > INT_MAX) {
+        gkd_cli_error(a->command, "--%s: %lld is out of range [0, %d]", name, v, INT_MAX);
+        *bad = 1;
+        return fallback;
+    }
+    return (int)v;
 }
 
 double gkd_cli_double(gkd_cli_args *a, const char *name, double fallback, int *bad) {

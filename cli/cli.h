@@ -24,6 +24,8 @@ int gkd_cli_parse(gkd_cli_args *a, const char *command, int argc, char **argv, i
 const char *gkd_cli_str(gkd_cli_args *a, const char *name, const char *fallback);
 /* Numeric options: a malformed value prints an error naming the option and sets *bad. */
 long long gkd_cli_int(gkd_cli_args *a, const char *name, long long fallback, int *bad);
+/* An integer option in [0, INT_MAX] (sizes, counts); out of range sets *bad with a message naming it. */
+int gkd_cli_size(gkd_cli_args *a, const char *name, int fallback, int *bad);
 double gkd_cli_double(gkd_cli_args *a, const char *name, double fallback, int *bad);
 int gkd_cli_flag(gkd_cli_args *a, const char *name);
 /* 0 when every option given was read by the command, else prints the unknown ones and returns 2. */

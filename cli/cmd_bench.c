@@ -340,21 +340,21 @@ int gkd_cmd_bench(int argc, char **argv) {
     const char *device = gkd_cli_str(&a, "device", "cpu");
     const char *precision = gkd_cli_str(&a, "precision", NULL); /* fp32|tf32|bf16; NULL: the backend's */
     const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate,gkd_step,lua");
-    int reps = (int)gkd_cli_int(&a, "reps", quick ? 1 : 3, &bad);
-    gkd_model_config cfg = {.vocab_size = (int)gkd_cli_int(&a, "vocab", 8192, &bad),
-                            .dim = (int)gkd_cli_int(&a, "dim", 384, &bad),
-                            .n_layers = (int)gkd_cli_int(&a, "layers", 6, &bad),
-                            .n_heads = (int)gkd_cli_int(&a, "heads", 6, &bad),
-                            .n_kv_heads = (int)gkd_cli_int(&a, "kv-heads", 2, &bad),
-                            .hidden_dim = (int)gkd_cli_int(&a, "ffn", 1024, &bad),
+    int reps = gkd_cli_size(&a, "reps", quick ? 1 : 3, &bad);
+    gkd_model_config cfg = {.vocab_size = gkd_cli_size(&a, "vocab", 8192, &bad),
+                            .dim = gkd_cli_size(&a, "dim", 384, &bad),
+                            .n_layers = gkd_cli_size(&a, "layers", 6, &bad),
+                            .n_heads = gkd_cli_size(&a, "heads", 6, &bad),
+                            .n_kv_heads = gkd_cli_size(&a, "kv-heads", 2, &bad),
+                            .hidden_dim = gkd_cli_size(&a, "ffn", 1024, &bad),
                             .max_seq_len = 0,
                             .rope_theta = 10000.0f,
                             .norm_eps = 1e-5f,
                             .tied_embeddings = 0};
-    int train_batch = (int)gkd_cli_int(&a, "batch", 4, &bad);
-    int train_seq = (int)gkd_cli_int(&a, "seq", quick ? 64 : 256, &bad);
-    int gen_batch = (int)gkd_cli_int(&a, "gen-batch", quick ? 4 : 32, &bad);
-    int gen_new = (int)gkd_cli_int(&a, "gen-new", quick ? 8 : 64, &bad);
+    int train_batch = gkd_cli_size(&a, "batch", 4, &bad);
+    int train_seq = gkd_cli_size(&a, "seq", quick ? 64 : 256, &bad);
+    int gen_batch = gkd_cli_size(&a, "gen-batch", quick ? 4 : 32, &bad);
+    int gen_new = gkd_cli_size(&a, "gen-new", quick ? 8 : 64, &bad);
     int gen_prompt = 16;
     cfg.max_seq_len = train_seq > gen_prompt + gen_new ? train_seq : gen_prompt + gen_new;
     if (bad || gkd_cli_check_unused(&a)) return 2;

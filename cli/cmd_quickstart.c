@@ -99,10 +99,10 @@ int gkd_cmd_quickstart(int argc, char **argv) {
     const char *db_path = gkd_cli_str(&a, "db", "runs.db");
     const char *out_dir = gkd_cli_str(&a, "out", "quickstart-out");
     const char *device = gkd_cli_str(&a, "device", "cpu");
-    int teacher_steps = (int)gkd_cli_int(&a, "teacher-steps", 300, &bad);
-    int student_steps = (int)gkd_cli_int(&a, "student-steps", 150, &bad);
-    int warm_steps = (int)gkd_cli_int(&a, "student-warmup-steps", 50, &bad);
-    int batch = (int)gkd_cli_int(&a, "batch", 16, &bad);
+    int teacher_steps = gkd_cli_size(&a, "teacher-steps", 300, &bad);
+    int student_steps = gkd_cli_size(&a, "student-steps", 150, &bad);
+    int warm_steps = gkd_cli_size(&a, "student-warmup-steps", 50, &bad);
+    int batch = gkd_cli_size(&a, "batch", 16, &bad);
     unsigned long long seed = (unsigned long long)gkd_cli_int(&a, "seed", 1, &bad);
     if (bad || gkd_cli_check_unused(&a)) return 2;
     const gkd_backend *be = gkd_backend_by_name(device);

@@ -19,10 +19,10 @@ int gkd_cmd_sample(int argc, char **argv) {
     const char *prompt = gkd_cli_str(&a, "prompt", "");
     const char *device = gkd_cli_str(&a, "device", "cpu");
     gkd_sample_config sc = {.temperature = (float)gkd_cli_double(&a, "temperature", 1.0, &bad),
-                            .top_k = (int)gkd_cli_int(&a, "top-k", 0, &bad),
+                            .top_k = gkd_cli_size(&a, "top-k", 0, &bad),
                             .top_p = (float)gkd_cli_double(&a, "top-p", 1.0, &bad),
-                            .max_new_tokens = (int)gkd_cli_int(&a, "max-new-tokens", 64, &bad)};
-    int n = (int)gkd_cli_int(&a, "n", 1, &bad);
+                            .max_new_tokens = gkd_cli_size(&a, "max-new-tokens", 64, &bad)};
+    int n = gkd_cli_size(&a, "n", 1, &bad);
     unsigned long long seed = (unsigned long long)gkd_cli_int(&a, "seed", 1, &bad);
     if (bad || gkd_cli_check_unused(&a)) return 2;
     if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
