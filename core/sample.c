@@ -8,6 +8,7 @@
 #include "core/sample.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -119,7 +120,9 @@ static int filter_last_kept(const float *probs, int V, int keep_k, float top_p, 
         /* top-p: the most probable tokens whose mass before them is still below top_p of the kept mass */
         double mass = 0.0, limit = top_p * total;
         int kept = 0;
-        while (kept < keep_k && mass < limit) mass += probs[order[kept++]];
+        do /* the best token is kept whatever the limit */
+            mass += probs[order[kept++]];
+        while (kept < keep_k && mass < limit);
         return order[kept - 1];
     }
     double total = 0.0;
@@ -136,8 +139,21 @@ static int filter_last_kept(const float *probs, int V, int keep_k, float top_p, 
     return last;
 }
 
+/* The first token of a row whose logit is NaN or infinite, or -1 when every logit is finite. */
+static int first_nonfinite(const float *logits, int V) {
+    for (int v = 0; v < V; v++)
+        if (!isfinite(logits[v])) return v;
+    return -1;
+}
+
 int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, float u, float *probs,
                      int *order, float *logprob) {
+    /* A NaN compares false with everything and an infinity makes every weight NaN: the filters and the
+     * inverse CDF would then keep nothing, so such a row is refused before anything is ranked. */
+    if (first_nonfinite(logits, V) >= 0) {
+        *logprob = NAN;
+        return -1;
+    }
     float mx = logits[0];
     int argmax = 0;
     for (int v = 1; v < V; v++)
@@ -180,6 +196,20 @@ int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, f
     }
     *logprob = (float)(logits[tok] - lse);
     return tok;
+}
+
+/* Names the row and position whose logits are not finite. row: that row's host logits (V), or NULL when
+ * they are on the device. */
+static gkd_status nonfinite_error(const float *row, int V, int b, int t, int pos) {
+    char which[96] = "";
+    if (row) {
+        int v = first_nonfinite(row, V);
+        snprintf(which, sizeof which, " (the logit of token %d is %g)", v, row[v]);
+    }
+    return gkd_error_set(GKD_ERR_FORMAT,
+                         "gkd_sample_generate: non-finite logits at batch row %d, new token %d (sequence "
+                         "position %d)%s: the model's weights or activations hold NaN or infinity",
+                         b, t, pos, which);
 }
 
 gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prompt_lens, int B, int P,
@@ -251,6 +281,10 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
                                                order + (size_t)b * V, &step_lp[b]);
             }
         }
+        for (int b = 0; b < B && !st; b++)
+            if (!done[b] && step_tok[b] < 0)
+                st = nonfinite_error(device ? NULL : logits + (size_t)b * V, V, b, t, prompt_lens[b] + t);
+        if (st) break;
         for (int b = 0; b < B; b++) {
             if (done[b]) continue;
             out_tokens[(size_t)b * max_new + t] = step_tok[b];

@@ -35,7 +35,8 @@ gkd_status gkd_sample_config_check(const gkd_sample_config *cfg, int vocab_size)
 
 /* One draw from one row of logits (V) with uniform u in (0, 1] (not read when greedy). probs: (V) and
  * order: (V) are scratch.
- * Returns the token and writes its log-probability under softmax(logits) (temperature 1) to *logprob. */
+ * Returns the token and writes its log-probability under softmax(logits) (temperature 1) to *logprob; or
+ * returns -1 and writes NaN when a logit of the row is NaN or infinite (nothing is drawn). */
 int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, float u, float *probs,
                      int *order, float *logprob);
 
@@ -43,7 +44,10 @@ int gkd_sample_token(const float *logits, int V, const gkd_sample_config *cfg, f
  * padding is not read); prompt_lens: (B) host, each in [1, P]; P + max_new_tokens - 1 must not exceed the
  * model's max_seq_len. Writes (host, caller-allocated): out_tokens (B, max_new_tokens), the generated tokens,
  * EOS included, then eos_id (or 0 without EOS) as padding; out_lens (B), the number generated per row;
- * out_logprobs (B, max_new_tokens), log p(token) at temperature 1, 0 after a row's end. */
+ * out_logprobs (B, max_new_tokens), log p(token) at temperature 1, 0 after a row's end.
+ * A step whose logits hold NaN or infinity in a row still generating (a diverged model) stops generation
+ * with GKD_ERR_FORMAT naming the batch row, the new token's index and its sequence position; the outputs
+ * then hold the tokens drawn before that step. */
 gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prompt_lens, int B, int P,
                                const gkd_sample_config *cfg, gkd_rng *rng, int *out_tokens, int *out_lens,
                                float *out_logprobs);

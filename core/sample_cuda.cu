@@ -147,6 +147,17 @@ __global__ void __launch_bounds__(THREADS)
     const float *x = logits + (size_t)b * V;
     float *w = weights + (size_t)b * V;
 
+    /* NaN or infinity: fmaxf skips a NaN, so no logit might equal the maximum and the draw would index
+     * past the row; such a row is refused as the CPU refuses it. */
+    int nonfinite = 0;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) nonfinite |= !isfinite(x[v]);
+    if (block_reduce(nonfinite, max_op(), 0, sh_i)) {
+        if (threadIdx.x == 0) {
+            out_tok[b] = -1;
+            out_lp[b] = NAN;
+        }
+        return;
+    }
     float mx = -INFINITY;
     for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
     mx = block_reduce(mx, max_op(), -INFINITY, sh_f);

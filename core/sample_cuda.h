@@ -36,7 +36,8 @@ size_t gkd_sample_cuda_workspace_bytes(int B, int V);
 
 /* One draw per row of logits: (B,V) device. Row b uses the uniform at word offset + b of (seed, stream)
  * (none when greedy: temperature 0 or top_k 1). workspace: device, gkd_sample_cuda_workspace_bytes(B, V).
- * tokens, logprobs: (B) host. Waits for the device. */
+ * tokens, logprobs: (B) host; a row holding a NaN or infinite logit gets token -1 and log-probability NaN,
+ * as gkd_sample_token returns on the CPU. Waits for the device. */
 gkd_status gkd_sample_cuda_draw(const float *logits, int B, int V, const gkd_sample_config *cfg,
                                 uint64_t seed, uint64_t stream, uint64_t offset, void *workspace, int *tokens,
                                 float *logprobs);
