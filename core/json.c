@@ -219,9 +219,16 @@ static gkd_status parse_container(parser *ps, gkd_json **out, int is_object) {
                 gkd_json_free(v);
                 return parse_error(ps, "expected a string key");
             }
+            const char *key_at = ps->p;
             if ((st = parse_string_raw(ps, &key, &key_len)) != GKD_OK) {
                 gkd_json_free(v);
                 return st;
+            }
+            if (strlen(key) != key_len) { /* keys are C strings: a NUL would cut the key silently */
+                free(key);
+                gkd_json_free(v);
+                ps->p = key_at;
+                return parse_error(ps, "\\u0000 (NUL) in an object key is not supported");
             }
             skip_ws(ps);
             if (ps->p >= ps->end || *ps->p != ':') {
@@ -291,6 +298,10 @@ static gkd_status parse_number(parser *ps, gkd_json **out) {
     }
     v->number = strtod(text, NULL);
     if (text != tmp) free(text);
+    if (isinf(v->number)) { /* e.g. 1e999: no consumer has a use for it, and it would pass as infinity */
+        free(v);
+        return parse_error(ps, "number out of the range of a double");
+    }
     ps->p = q;
     *out = v;
     return GKD_OK;
@@ -333,6 +344,9 @@ static gkd_status parse_value(parser *ps, gkd_json **out) {
 
 gkd_status gkd_json_parse(const char *text, size_t len, const char *where, gkd_json **out) {
     parser ps = {text, text, text + len, where, 0};
+    /* RFC 8259 lets a parser ignore a leading byte order mark; editors on Windows write one. Offsets
+     * still count from the first byte of the text. */
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) ps.p += 3;
     gkd_json *v = NULL;
     gkd_status st = parse_value(&ps, &v);
     if (st != GKD_OK) return st;
@@ -389,6 +403,17 @@ const gkd_json *gkd_json_get(const gkd_json *v, const char *key) {
     for (size_t i = 0; i < v->len; i++)
         if (strcmp(v->keys[i], key) == 0) return v->items[i];
     return NULL;
+}
+
+int gkd_json_integer(const gkd_json *v, int64_t min, int64_t max, int64_t *out) {
+    if (!v || v->type != GKD_JSON_NUMBER) return 0;
+    double x = v->number;
+    /* [-2^63, 2^63) converts to int64_t exactly; anything else (NaN included) fails here, before a cast */
+    if (!(x >= -0x1p63 && x < 0x1p63) || x != floor(x)) return 0;
+    int64_t i = (int64_t)x;
+    if (i < min || i > max) return 0;
+    *out = i;
+    return 1;
 }
 
 double gkd_json_get_number(const gkd_json *v, const char *key, double fallback) {
@@ -474,7 +499,7 @@ void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n) {
 void gkd_buf_json_number(gkd_buf *b, double x) {
     if (!isfinite(x)) {
         gkd_buf_puts(b, "null");
-    } else if (x == (double)(long long)x && fabs(x) < 1e15) {
+    } else if (fabs(x) < 1e15 && x == (double)(long long)x) { /* range first: the cast is UB beyond 2^63 */
         gkd_buf_printf(b, "%lld", (long long)x);
     } else {
         gkd_buf_printf(b, "%.17g", x);

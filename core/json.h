@@ -1,8 +1,11 @@
 /* A small JSON reader (DOM) and writer used for config.json, tokenizer.json, safetensors headers, JSONL
  * datasets and the configs stored in the run database.
- * Rules: the parser accepts RFC 8259 JSON only (no comments, no trailing commas); a failure reports the byte
- * offset, line and column; strings are UTF-8 with their byte length kept (they may contain NUL); numbers are
- * doubles. A gkd_json tree owns all its memory; gkd_json_free accepts NULL. */
+ * Rules: the parser accepts RFC 8259 JSON only (no comments, no trailing commas), after an optional UTF-8
+ * byte order mark at the start of the text; a failure reports the byte offset, line and column; string
+ * values are UTF-8 with their byte length kept (they may contain NUL: a caller that needs a C string checks
+ * strlen against len); object keys are C strings, so a key holding \u0000 is refused; numbers are doubles,
+ * converted to integers only through gkd_json_integer (a cast of a double out of range is undefined).
+ * A gkd_json tree owns all its memory; gkd_json_free accepts NULL. */
 #ifndef GKD_JSON_H
 #define GKD_JSON_H
 
@@ -42,6 +45,9 @@ void gkd_json_free(gkd_json *v);
 const gkd_json *gkd_json_get(const gkd_json *v, const char *key);
 /* Typed getters: return `fallback` when the member is missing or of another type. */
 double gkd_json_get_number(const gkd_json *v, const char *key, double fallback);
+/* 1 and *out set when v is a number holding an integer in [min, max]; else 0 (not a number, a fraction, out
+ * of range, beyond int64_t), *out untouched. The range is checked in double before any conversion. */
+int gkd_json_integer(const gkd_json *v, int64_t min, int64_t max, int64_t *out);
 const char *gkd_json_get_string(const gkd_json *v, const char *key, const char *fallback);
 
 /* A growable byte buffer for writing JSON and other text. */
