@@ -32,8 +32,23 @@ static int dataset_push(gkd_dataset *d, int *cap, gkd_example ex) {
     return 1;
 }
 
-/* Applies the template to one JSON object. On a missing field, reports it and returns NULL. */
-static char *apply_template(const char *tmpl, const gkd_json *obj, const char *path, long line, int *cue_len) {
+/* The string field `field` of a JSONL record, or NULL after reporting why it cannot be used: missing, not
+ * a string, or holding \u0000, which every C string downstream (prompt, target, tokenizer) would cut. */
+static const gkd_json *text_field(const gkd_json *obj, const char *field, const char *path, long line) {
+    const gkd_json *v = gkd_json_get(obj, field);
+    if (v && v->type == GKD_JSON_STRING && strlen(v->string) == v->len) return v;
+    gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: field \"%s\" %s", path, line, field,
+                  !v                            ? "is missing"
+                  : v->type != GKD_JSON_STRING ? "is not a string"
+                                               : "holds \\u0000 (NUL), which dataset text cannot carry");
+    return NULL;
+}
+
+/* Applies the template to one JSON object: *out is a new string, or NULL with the error reported (a field
+ * text_field refuses, or no memory). */
+static gkd_status apply_template(const char *tmpl, const gkd_json *obj, const char *path, long line, char **out,
+                                 int *cue_len) {
+    *out = NULL;
     gkd_buf b = {0};
     const char *p = tmpl, *after_last = tmpl;
     while (*p) {
@@ -49,25 +64,23 @@ static char *apply_template(const char *tmpl, const gkd_json *obj, const char *p
         if (n >= sizeof field) n = sizeof field - 1;
         memcpy(field, open + 1, n);
         field[n] = '\0';
-        const gkd_json *v = gkd_json_get(obj, field);
-        if (!v || v->type != GKD_JSON_STRING) {
-            gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: field \"%s\" is %s", path, line, field,
-                          v ? "not a string" : "missing");
+        const gkd_json *v = text_field(obj, field, path, line);
+        if (!v) {
             gkd_buf_free(&b);
-            return NULL;
+            return GKD_ERR_FORMAT;
         }
         gkd_buf_put(&b, v->string, v->len);
         p = close + 1;
         after_last = p;
     }
-    if (b.failed) {
+    *out = b.data ? b.data : strdup("");
+    if (b.failed || !*out) {
         gkd_buf_free(&b);
-        gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-        return NULL;
+        *out = NULL;
+        return gkd_error_set(GKD_ERR_NOMEM, "%s:%ld: out of memory", path, line);
     }
     *cue_len = (int)strlen(after_last);
-    if (!b.data) return strdup("");
-    return b.data;
+    return GKD_OK;
 }
 
 gkd_status gkd_dataset_load_jsonl(const char *path, const gkd_task_spec *spec, gkd_dataset *out) {
@@ -94,30 +107,31 @@ gkd_status gkd_dataset_load_jsonl(const char *path, const gkd_task_spec *spec, g
     gkd_status st = GKD_OK;
     while ((n = getline(&line, &line_cap, f)) >= 0) {
         lineno++;
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        const char *text = line;
+        if (lineno == 1 && n >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) /* a byte order mark: skipped */
+            text += 3, n -= 3;
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r')) n--;
         if (n == 0) continue;
         gkd_json *obj = NULL;
         char where[4200];
         snprintf(where, sizeof where, "%s:%ld", path, lineno);
-        if ((st = gkd_json_parse(line, (size_t)n, where, &obj)) != GKD_OK) break;
+        if ((st = gkd_json_parse(text, (size_t)n, where, &obj)) != GKD_OK) break;
         if (obj->type != GKD_JSON_OBJECT) {
             gkd_json_free(obj);
             st = gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: not a JSON object", path, lineno);
             break;
         }
         gkd_example ex = {0};
-        ex.prompt = apply_template(spec->prompt_template, obj, path, lineno, &ex.cue_len);
-        const gkd_json *t = gkd_json_get(obj, spec->target_field);
-        const gkd_json *s = spec->source_field ? gkd_json_get(obj, spec->source_field) : NULL;
-        if (ex.prompt && (!t || t->type != GKD_JSON_STRING)) {
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: field \"%s\" is %s", path, lineno, spec->target_field,
-                               t ? "not a string" : "missing");
-        } else if (ex.prompt && spec->source_field && (!s || s->type != GKD_JSON_STRING)) {
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: field \"%s\" is %s", path, lineno, spec->source_field,
-                               s ? "not a string" : "missing");
-        } else if (!ex.prompt) {
+        const gkd_json *t = NULL, *s = NULL;
+        st = apply_template(spec->prompt_template, obj, path, lineno, &ex.prompt, &ex.cue_len);
+        if (st == GKD_OK && (!(t = text_field(obj, spec->target_field, path, lineno)) ||
+                             (spec->source_field && !(s = text_field(obj, spec->source_field, path, lineno)))))
             st = GKD_ERR_FORMAT;
-        } else {
+        /* generation needs at least one prompt token: refused here, not at the first evaluation */
+        if (st == GKD_OK && !ex.prompt[0])
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: the prompt is empty (template \"%s\")", path, lineno,
+                               spec->prompt_template);
+        if (st == GKD_OK) {
             ex.target = strdup(t->string);
             ex.source = strdup(s ? s->string : ex.prompt);
             if (!ex.target || !ex.source || !dataset_push(out, &cap, ex))
@@ -240,6 +254,9 @@ gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, 
         if (st == GKD_OK) st = gkd_tokenizer_encode(tok, ex->prompt + plen - cue, cue, &cue_ids, &nc);
         if (st == GKD_OK) st = gkd_tokenizer_encode(tok, ex->target, strlen(ex->target), &tgt, &nt);
         if (st == GKD_OK && nc >= max_prompt) st = gkd_error_set(GKD_ERR_ARG, "prompt cue longer than max_prompt");
+        if (st == GKD_OK && nb + nc == 0)
+            st = gkd_error_set(GKD_ERR_ARG, "the prompt \"%s\" encodes to no tokens; generation needs one",
+                               ex->prompt);
         if (st != GKD_OK) {
             free(body);
             free(cue_ids);

@@ -34,8 +34,10 @@ typedef struct {
     int max_examples;            /* 0 = all */
 } gkd_task_spec;
 
-/* Reads a JSONL file (plain, or .xz through `xz -dc`) into examples. Caller owns *out
- * (gkd_dataset_free). Errors name the file and line: bad JSON, a missing or non-string field. */
+/* Reads a JSONL file (plain, or .xz through `xz -dc`; a UTF-8 byte order mark at its start is skipped) into
+ * examples. Caller owns *out (gkd_dataset_free). Errors name the file and line: bad JSON, a missing or
+ * non-string field, a field holding \u0000 (examples are C strings), an empty prompt (nothing to generate
+ * from). */
 gkd_status gkd_dataset_load_jsonl(const char *path, const gkd_task_spec *spec, gkd_dataset *out);
 /* Built-in synthetic arithmetic: multi-step word problems with a worked answer ending in the number.
  * Deterministic in (seed, n). */
@@ -60,7 +62,8 @@ typedef struct {
 
 /* Tokenises every example. The prompt's body and its cue (the template text after the last placeholder)
  * are tokenised apart, so that a prompt longer than max_prompt loses the end of its body, never the cue;
- * a target is cut to max_target tokens including EOS. Caller owns *out (gkd_token_dataset_free). */
+ * a target is cut to max_target tokens including EOS. A prompt that encodes to no token is refused
+ * (GKD_ERR_ARG naming the example). Caller owns *out (gkd_token_dataset_free). */
 gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, int max_prompt, int max_target,
                                 gkd_token_dataset *out);
 void gkd_token_dataset_free(gkd_token_dataset *d);

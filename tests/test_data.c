@@ -1,5 +1,7 @@
-/* Datasets: JSONL tasks (and their errors, which name file and line), the arithmetic task, splits,
- * tokenisation with cue-preserving truncation, batch masks and a resumable data order. */
+/* Datasets: JSONL tasks (and their errors, which name file and line: empty prompts and \u0000 included; a
+ * byte order mark is skipped), the arithmetic task, splits, tokenisation with cue-preserving truncation,
+ * batch masks and a resumable data order. */
+// ctest-labels: cpu
 #include "core/data.h"
 #include "core/tokenizer.h"
 #include "tests/check.h"
@@ -14,6 +16,62 @@ static const char *write_tmp(const char *name, const char *text) {
     fputs(text, f);
     fclose(f);
     return path;
+}
+
+/* Lines a hostile or careless file holds: an empty prompt is refused at load (it failed only at the final
+ * evaluation), \u0000 in a field is refused (it cut the text), a byte order mark at the start of the file is
+ * skipped (it read as "invalid number"). Each error names the file and the line. */
+static void test_hostile_lines(void) {
+    gkd_task_spec qa = {"{q}", "a", NULL, 0};
+    gkd_dataset e;
+    const char *empty = write_tmp("empty.jsonl", "{\"q\": \"two?\", \"a\": \"2\"}\n{\"q\": \"\", \"a\": \"none\"}\n");
+    gkd_status st = gkd_dataset_load_jsonl(empty, &qa, &e);
+    CHECKF(st == GKD_ERR_FORMAT && e.n == 0, "empty prompt: status %d", (int)st);
+    char want[300];
+    snprintf(want, sizeof want, "%s:2: the prompt is empty", empty);
+    CHECKF(strstr(gkd_error_message(), want), "%s", gkd_error_message());
+    if (st == GKD_OK) gkd_dataset_free(&e);
+
+    gkd_task_spec spec = {"Summarize: {document}\nSummary:", "summary", "document", 0};
+    const char *nul_lines[] = {
+        "{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"a\\u0000b\", \"summary\": \"c\"}\n",
+        "{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"a\", \"summary\": \"c\\u0000\"}\n",
+    };
+    const char *nul_fields[] = {"document", "summary"};
+    for (int i = 0; i < 2; i++) {
+        const char *path = write_tmp("nul.jsonl", nul_lines[i]);
+        st = gkd_dataset_load_jsonl(path, &spec, &e);
+        CHECKF(st == GKD_ERR_FORMAT && e.n == 0, "\\u0000 in %s: status %d", nul_fields[i], (int)st);
+        snprintf(want, sizeof want, "%s:2: field \"%s\" holds \\u0000", path, nul_fields[i]);
+        CHECKF(strstr(gkd_error_message(), want), "%s", gkd_error_message());
+        if (st == GKD_OK) gkd_dataset_free(&e);
+        unlink(path);
+    }
+
+    const char *boms[] = {"\xEF\xBB\xBF{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}\n",
+                          "\xEF\xBB\xBF\n{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}"};
+    for (int i = 0; i < 2; i++) {
+        const char *path = write_tmp("bom.jsonl", boms[i]);
+        st = gkd_dataset_load_jsonl(path, &spec, &e);
+        CHECKF(st == GKD_OK && e.n == 2 && strcmp(e.items[0].source, "a") == 0, "byte order mark %d: %s", i,
+               gkd_error_message());
+        if (st == GKD_OK) gkd_dataset_free(&e);
+        unlink(path);
+    }
+    unlink(empty);
+
+    /* a prompt that reaches the tokenizer empty (not from a file) is refused there, naming the example */
+    const char *texts[] = {"alpha beta"}, *specials[] = {"<|endoftext|>", "<|pad|>"};
+    gkd_tokenizer *tok = NULL;
+    CHECK(gkd_tokenizer_train(texts, 1, 270, specials, 2, &tok) == GKD_OK);
+    gkd_example ex[2] = {{"alpha", "alpha", "beta", 0}, {"", "", "beta", 0}};
+    gkd_dataset d = {ex, 2};
+    gkd_token_dataset td;
+    st = gkd_dataset_tokenize(&d, tok, 8, 8, &td);
+    CHECKF(st == GKD_ERR_ARG && strstr(gkd_error_message(), "example 1") && strstr(gkd_error_message(), "no tokens"),
+           "status %d: %s", (int)st, gkd_error_message());
+    if (st == GKD_OK) gkd_token_dataset_free(&td);
+    gkd_tokenizer_free(tok);
 }
 
 int main(void) {
@@ -129,5 +187,6 @@ int main(void) {
     gkd_dataset_free(&train);
     gkd_dataset_free(&held);
     gkd_dataset_free(&a1);
+    test_hostile_lines();
     return check_exit();
 }
