@@ -1,7 +1,9 @@
 /* Shared helpers of the binding files: userdata types, option tables, key checking, error returns.
  * Rules: misuse (a wrong type, an unknown key, a value out of range) raises with luaL_error/luaL_argerror;
  * an environmental failure (a missing file, a malformed dataset, a database error) returns nil, message.
- * Userdata are created before the resource they hold, so an error never leaks it; __gc is safe twice. */
+ * Userdata are created before the resource they hold, so an error never leaks it; __gc is safe twice.
+ * A handle a run is using (gkd._train) is pinned (pins > 0): its close refuses with an error instead of
+ * freeing what the trainer still reads; the run keeps a reference to it, so __gc cannot run meanwhile. */
 #ifndef GKD_BINDINGS_INTERNAL_H
 #define GKD_BINDINGS_INTERNAL_H
 
@@ -30,11 +32,13 @@ typedef struct {
     char *path; /* NULL for arithmetic */
     char *prompt, *target, *source;
     uint64_t seed;
+    int pins; /* runs using it */
 } gkd_lua_task;
 
 typedef struct {
     gkd_tokenizer *tok;
     char *path; /* where it was loaded from or saved to, or NULL */
+    int pins;   /* runs using it */
 } gkd_lua_tokenizer;
 
 /* A model's uservalue 1 holds its tokenizer (a gkd.Tokenizer) or nil. */
@@ -42,6 +46,7 @@ typedef struct {
     gkd_model *m;
     char *path; /* checkpoint it was loaded from, or NULL */
     uint64_t seed;
+    int pins; /* runs using it: close refuses while > 0 */
 } gkd_lua_model;
 
 typedef struct {

@@ -14,6 +14,7 @@
 
 static int model_gc(lua_State *L) {
     gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
+    if (m->pins > 0) return luaL_error(L, "gkd.Model: cannot close a model that a running gkd.run uses (close it after the run)");
     gkd_model_free(m->m);
     free(m->path);
     m->m = NULL;

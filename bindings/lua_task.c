@@ -16,7 +16,9 @@ static void task_release(gkd_lua_task *t) {
 }
 
 static int task_gc(lua_State *L) {
-    task_release(luaL_checkudata(L, 1, GKD_LUA_TASK));
+    gkd_lua_task *t = luaL_checkudata(L, 1, GKD_LUA_TASK);
+    if (t->pins > 0) return luaL_error(L, "gkd.Task: cannot close a task that a running gkd.run uses (close it after the run)");
+    task_release(t);
     return 0;
 }
 

@@ -6,6 +6,8 @@
 
 static int tok_gc(lua_State *L) {
     gkd_lua_tokenizer *t = luaL_checkudata(L, 1, GKD_LUA_TOKENIZER);
+    if (t->pins > 0)
+        return luaL_error(L, "gkd.Tokenizer: cannot close a tokenizer that a running gkd.run uses (close it after the run)");
     gkd_tokenizer_free(t->tok);
     free(t->path);
     t->tok = NULL;
