@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -415,6 +416,65 @@ static gkd_status store_migrate(gkd_store *s) {
     return GKD_OK;
 }
 
+/* Opens s->db on path with flags; the handle is kept even on failure, for its message. */
+static gkd_status store_connect(gkd_store *s, const char *path, int flags) {
+    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+    if (rc != SQLITE_OK)
+        return gkd_error_set(GKD_ERR_IO, "cannot open run store '%s': %s", s->path,
+                             s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+    /* gkd never attaches a database; a query that tries (store:query) fails here too */
+    sqlite3_limit(s->db, SQLITE_LIMIT_ATTACHED, 0);
+    return GKD_OK;
+}
+
+/* A store in WAL mode needs its -shm (and -wal) file beside it even to be read; in a read-only directory
+ * SQLite cannot create them and the first read fails with SQLITE_CANTOPEN (or READONLY_CANTINIT). */
+static int store_wal_unreachable(gkd_store *s) {
+    int ec = sqlite3_extended_errcode(s->db);
+    return (ec & 0xff) == SQLITE_CANTOPEN || ec == SQLITE_READONLY_CANTINIT || ec == SQLITE_READONLY_CANTLOCK;
+}
+
+/* Reading a store whose WAL files cannot be created: "immutable" makes SQLite read the database file
+ * alone, with no locks and no WAL. That is the whole store only when no write-ahead log holds commits
+ * that are not in the file yet, which is checked first. In a directory where no -shm can be created no
+ * writer can open the store in WAL mode either, so the file does not change under the reader. */
+static gkd_status store_reopen_immutable(gkd_store *s) {
+    const char *why = sqlite3_errmsg(s->db);
+    size_t n = strlen(s->path);
+    char *log = malloc(n + 9), *uri = malloc(3 * n + 32);
+    gkd_status st = log && uri ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "run store '%s': out of memory", s->path);
+    static const char *const logs[] = {"-wal", "-journal"}; /* a write-ahead log, or a hot rollback journal */
+    for (int i = 0; st == GKD_OK && i < 2; i++) {
+        struct stat sb;
+        snprintf(log, n + 9, "%s%s", s->path, logs[i]);
+        if (stat(log, &sb) == 0 && sb.st_size > 0)
+            st = gkd_error_set(GKD_ERR_DB,
+                               "cannot read run store '%s' (%s): '%s' holds commits not yet in the database "
+                               "file, which SQLite cannot read without writing beside it; copy the folder "
+                               "somewhere writable, or open the store once where its folder is writable",
+                               s->path, why, log);
+    }
+    if (st == GKD_OK) {
+        /* a URI, so the characters URIs reserve are escaped */
+        size_t k = (size_t)sprintf(uri, "file:");
+        for (const unsigned char *c = (const unsigned char *)s->path; *c; c++) {
+            if (*c == '%' || *c == '?' || *c == '#' || *c <= ' ' || *c >= 0x7f)
+                k += (size_t)sprintf(uri + k, "%%%02X", *c);
+            else
+                uri[k++] = (char)*c;
+        }
+        strcpy(uri + k, "?immutable=1");
+        sqlite3_close(s->db);
+        s->db = NULL;
+        st = store_connect(s, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+    }
+    free(log);
+    free(uri);
+    return st;
+}
+
 static gkd_status store_open(const char *path, int readonly, gkd_store **out) {
     if (!out) return gkd_error_set(GKD_ERR_ARG, "gkd_store_open: out is NULL");
     *out = NULL;
@@ -430,18 +490,24 @@ static gkd_status store_open(const char *path, int readonly, gkd_store **out) {
     if (gethostname(s->host, sizeof s->host - 1) != 0) snprintf(s->host, sizeof s->host, "unknown");
 
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        gkd_error_set(GKD_ERR_IO, "cannot open run store '%s': %s", path,
-                      s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    gkd_status st = store_connect(s, path, flags);
+    if (st != GKD_OK) {
         gkd_store_close(s);
-        return GKD_ERR_IO;
+        return st;
     }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
 
     int64_t version = 0;
-    gkd_status st = store_identify(s, &version);
+    st = store_identify(s, &version);
+    if (st != GKD_OK && readonly && store_wal_unreachable(s)) {
+        st = store_reopen_immutable(s);
+        if (st == GKD_OK) st = store_identify(s, &version);
+    } else if (st != GKD_OK && store_wal_unreachable(s)) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", gkd_error_message());
+        gkd_error_set(st, "%s (a store whose folder is read-only can only be opened read-only)", why);
+    }
+    /* a read-only store refuses writes in SQLite as well, whatever a statement tries */
+    if (st == GKD_OK && readonly) st = store_exec(s, "PRAGMA query_only = 1", "making the connection read-only");
     if (st == GKD_OK && readonly && version < GKD_STORE_SCHEMA_VERSION)
         st = gkd_error_set(GKD_ERR_FORMAT,
                            "run store '%s' has schema version %lld, older than version %d; open it once for "
@@ -939,6 +1005,69 @@ gkd_status gkd_store_truncate_after(gkd_store *s, int64_t run_id, int64_t step) 
     return store_commit(s);
 }
 
+/* What a query may do, checked by SQLite's authorizer while it is prepared: read tables and views, call
+ * functions, recurse, and read the pragmas below. Anything else, ATTACH, DETACH, transactions and pragmas
+ * that change a setting (writable_schema) included, is refused, whatever sqlite3_stmt_readonly says of it
+ * (it calls ATTACH and BEGIN read-only). `denied` keeps the first refusal for the message. */
+typedef struct {
+    char denied[160];
+} store_query_guard;
+
+static int store_pragma_allowed(const char *name, const char *value) {
+    static const char *const inspect[] = {"table_info",      "table_xinfo", "table_list",   "index_list",
+                                          "index_info",      "index_xinfo", "foreign_key_list",
+                                          "integrity_check", "quick_check", "compile_options",
+                                          "database_list",   "collation_list", "function_list",
+                                          "module_list",     "pragma_list", "freelist_count",
+                                          "page_count",      "data_version", NULL};
+    static const char *const settings[] = {"user_version", "application_id", "schema_version", "page_size",
+                                           "journal_mode", "encoding",       "foreign_keys",   "query_only",
+                                           NULL};
+    for (int i = 0; inspect[i]; i++)
+        if (sqlite3_stricmp(name, inspect[i]) == 0) return 1;
+    for (int i = 0; settings[i]; i++) /* read only: no value given */
+        if (sqlite3_stricmp(name, settings[i]) == 0) return value == NULL;
+    return 0;
+}
+
+static int store_query_authorize(void *ctx, int action, const char *a, const char *b, const char *db,
+                                 const char *view) {
+    (void)db, (void)view;
+    store_query_guard *g = ctx;
+    switch (action) {
+    case SQLITE_SELECT:
+    case SQLITE_READ:
+    case SQLITE_FUNCTION:
+    case SQLITE_RECURSIVE:
+        return SQLITE_OK;
+    case SQLITE_PRAGMA:
+        if (store_pragma_allowed(a, b)) return SQLITE_OK;
+        break;
+    case SQLITE_UPDATE:
+        /* a pragma table-valued function declares its table once, which SQLite checks as an update of
+         * sqlite_master that never runs; a real UPDATE is refused as a write (sqlite3_stmt_readonly) */
+        if (a && (sqlite3_stricmp(a, "sqlite_master") == 0 || sqlite3_stricmp(a, "sqlite_schema") == 0))
+            return SQLITE_OK;
+        break;
+    default:
+        break;
+    }
+    if (!g->denied[0]) {
+        static const struct {
+            int action;
+            const char *what;
+        } names[] = {{SQLITE_ATTACH, "ATTACH"},       {SQLITE_DETACH, "DETACH"},   {SQLITE_PRAGMA, "PRAGMA"},
+                     {SQLITE_TRANSACTION, "transaction"}, {SQLITE_SAVEPOINT, "SAVEPOINT"},
+                     {SQLITE_INSERT, "INSERT into"},  {SQLITE_UPDATE, "UPDATE of"}, {SQLITE_DELETE, "DELETE from"}};
+        const char *what = "schema change on";
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (names[i].action == action) what = names[i].what;
+        snprintf(g->denied, sizeof g->denied, "%s %s%s%s", what, a ? a : "", b ? (action == SQLITE_PRAGMA ? " = " : " ") : "",
+                 b ? b : "");
+    }
+    return SQLITE_DENY;
+}
+
 /* Prepares one reading statement with its parameters bound; the caller finalizes *out. */
 static gkd_status store_prepare_query(gkd_store *s, const char *sql, const char *types, va_list ap,
                                       sqlite3_stmt **out) {
@@ -948,7 +1077,17 @@ static gkd_status store_prepare_query(gkd_store *s, const char *sql, const char 
     if (st != GKD_OK) return st;
     sqlite3_stmt *stmt = NULL;
     const char *tail = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &stmt, &tail) != SQLITE_OK)
+    store_query_guard guard = {{0}};
+    /* the authorizer is consulted while preparing only, so it is set for that call alone */
+    sqlite3_set_authorizer(s->db, store_query_authorize, &guard);
+    int rc = sqlite3_prepare_v2(s->db, sql, -1, &stmt, &tail);
+    sqlite3_set_authorizer(s->db, NULL, NULL);
+    if (rc != SQLITE_OK && guard.denied[0])
+        return gkd_error_set(GKD_ERR_ARG,
+                             "run store '%s': query '%s' would write or change the connection (%s): queries "
+                             "only read; writes go through the gkd_store calls",
+                             s->path, sql, guard.denied);
+    if (rc != SQLITE_OK)
         return gkd_error_set(GKD_ERR_ARG, "run store '%s': query '%s': %s", s->path, sql,
                              sqlite3_errmsg(s->db));
     if (!stmt)

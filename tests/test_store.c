@@ -2,8 +2,9 @@
  * last-write-wins rule, truncation for resume, migration of a committed version-1 database
  * (tests/fixtures/store-v1.db, made by make_old_store.sql) with its data kept, a failed migration
  * rolled back, and the refusals: a newer schema, a file that is not SQLite, a foreign SQLite
- * database, a missing directory, writes through a read-only store. Raw SQLite inspects and forges
- * files behind the store's back. */
+ * database, a missing directory, writes through a read-only store, and queries that would write or
+ * change the connection (ATTACH, PRAGMA writable_schema). Raw SQLite inspects and forges files behind
+ * the store's back. (A store in a read-only folder: tests/test_store_readonly_dir.sh.) */
 // ctest-labels: cpu
 #include "core/store.h"
 #include "tests/check.h"
@@ -584,6 +585,70 @@ static void test_refusals(void) {
     CHECK(gkd_store_close(NULL) == GKD_OK);
 }
 
+/* Queries only read, on a read-write store as on a read-only one: ATTACH (which created the file it
+ * named), PRAGMA writable_schema and other setting changes, transactions and writes are refused with a
+ * message naming what was refused; SELECT, views of pragmas and reading pragmas work, and the store's
+ * own writes work after a refusal. */
+static void test_query_guard(void) {
+    char path[512], attached[512], sql[1200];
+    path_in_tmp(path, sizeof path, "guard.db");
+    path_in_tmp(attached, sizeof attached, "attached.db");
+    gkd_store *rw = NULL, *ro = NULL;
+    int64_t run = 0, n = 0;
+    CHECK(gkd_store_open(path, &rw) == GKD_OK && rw);
+    if (!rw) return;
+    CHECK(gkd_store_run_begin(rw, "guarded", 0, NULL, 1, &run) == GKD_OK);
+    CHECK(gkd_store_open_readonly(path, &ro) == GKD_OK && ro);
+    gkd_store *stores[] = {rw, ro};
+    for (int i = 0; i < 2 && ro; i++) {
+        gkd_store *s = stores[i];
+        snprintf(sql, sizeof sql, "ATTACH '%s' AS other", attached);
+        const struct {
+            const char *sql, *names;
+        } refused[] = {
+            {sql, "ATTACH"},
+            {"PRAGMA writable_schema = 1", "PRAGMA writable_schema = 1"},
+            {"PRAGMA writable_schema", "PRAGMA writable_schema"},
+            {"PRAGMA user_version = 7", "PRAGMA user_version = 7"},
+            {"PRAGMA query_only = 0", "PRAGMA query_only = 0"},
+            {"PRAGMA wal_checkpoint(TRUNCATE)", "PRAGMA wal_checkpoint"},
+            {"INSERT INTO sweeps (name, created_at) VALUES ('x', 'y')", "would write"},
+            {"UPDATE runs SET name = 'renamed'", "would write"},
+            {"DELETE FROM runs", "would write"},
+            {"CREATE TABLE mine (x)", "would write"},
+            {"BEGIN IMMEDIATE", "transaction BEGIN"},
+            {"SAVEPOINT sp", "SAVEPOINT"},
+            {"DETACH main", "DETACH"},
+            {"VACUUM", "would write"},
+        };
+        for (size_t q = 0; q < sizeof refused / sizeof refused[0]; q++) {
+            gkd_status st = gkd_store_query_int(s, &n, refused[q].sql, NULL);
+            CHECKF(st == GKD_ERR_ARG && contains(gkd_error_message(), refused[q].names) &&
+                       contains(gkd_error_message(), path),
+                   "%s store, '%s': status %d: %s", i ? "read-only" : "read-write", refused[q].sql, (int)st,
+                   gkd_error_message());
+        }
+        CHECKF(access(attached, F_OK) != 0, "ATTACH created %s", attached);
+        CHECK(count(s, "SELECT count(*) FROM runs WHERE name = 'guarded'") == 1);
+        CHECK(count(s, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'status'") == 1);
+        CHECK(gkd_store_query_int(s, &n, "PRAGMA user_version", NULL) == GKD_OK && n == GKD_STORE_SCHEMA_VERSION);
+        CHECK(gkd_store_query_int(s, &n, "PRAGMA query_only", NULL) == GKD_OK && n == i); /* the read-only one */
+        CHECK(gkd_store_query_int(s, &n, "WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c "
+                                         "WHERE k < 4) SELECT sum(k) FROM c",
+                                  NULL) == GKD_OK &&
+              n == 10);
+    }
+    /* the refusals changed nothing, and the store's own writes still work */
+    int64_t other = 0;
+    CHECK(gkd_store_run_begin(rw, "after", 0, NULL, 2, &other) == GKD_OK && other > run);
+    CHECK(gkd_store_metric(rw, other, 1, "loss", 0.5) == GKD_OK && gkd_store_flush(rw) == GKD_OK);
+    CHECK(raw_int(path, "PRAGMA user_version") == GKD_STORE_SCHEMA_VERSION);
+    CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE name = 'renamed'") == 0);
+    CHECK(raw_int(path, "SELECT count(*) FROM sweeps") == 0);
+    CHECK(gkd_store_close(ro) == GKD_OK);
+    CHECK(gkd_store_close(rw) == GKD_OK);
+}
+
 int main(void) {
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -593,6 +658,7 @@ int main(void) {
     test_migration();
     test_failed_migration_rolls_back();
     test_refusals();
+    test_query_guard();
     remove_tmpdir();
     return check_exit();
 }
