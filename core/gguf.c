@@ -397,6 +397,11 @@ static gkd_status read_tensor_info(gkd_gguf *g, stream *s, gkd_gguf_tensor_info 
         return gkd_error_set(GKD_ERR_FORMAT,
                              "%s: tensor '%s': first dim %llu is not a multiple of %s's block of %u", g->path,
                              name, (unsigned long long)t->dims[0], desc->name, desc->block);
+    /* compared before multiplying: 2^62 F32 elements would wrap to 0 bytes and pass the bounds check */
+    if (t->n_elements / desc->block > s->size / desc->bytes)
+        return gkd_error_set(
+            GKD_ERR_FORMAT, "%s: tensor '%s': %llu elements of %s need more bytes than the file's %llu",
+            g->path, name, (unsigned long long)t->n_elements, desc->name, (unsigned long long)s->size);
     t->nbytes = t->n_elements / desc->block * desc->bytes;
     if (t->offset % g->alignment)
         return gkd_error_set(GKD_ERR_FORMAT,
