@@ -430,10 +430,12 @@ static gkd_status store_connect(gkd_store *s, const char *path, int flags) {
 }
 
 /* A store in WAL mode needs its -shm (and -wal) file beside it even to be read; in a read-only directory
- * SQLite cannot create them and the first read fails with SQLITE_CANTOPEN (or READONLY_CANTINIT). */
+ * SQLite cannot create them and the first read fails with SQLITE_CANTOPEN (root, a chattr +i folder) or a
+ * SQLITE_READONLY code (READONLY_DIRECTORY for a user without write permission, READONLY_CANTINIT, or
+ * READONLY_RECOVERY / ROLLBACK when a log would need replaying, which store_reopen_immutable refuses). */
 static int store_wal_unreachable(gkd_store *s) {
-    int ec = sqlite3_extended_errcode(s->db);
-    return (ec & 0xff) == SQLITE_CANTOPEN || ec == SQLITE_READONLY_CANTINIT || ec == SQLITE_READONLY_CANTLOCK;
+    int ec = sqlite3_extended_errcode(s->db) & 0xff;
+    return ec == SQLITE_CANTOPEN || ec == SQLITE_READONLY;
 }
 
 /* Reading a store whose WAL files cannot be created: "immutable" makes SQLite read the database file
@@ -504,7 +506,7 @@ static gkd_status store_open(const char *path, int readonly, gkd_store **out) {
     } else if (st != GKD_OK && store_wal_unreachable(s)) {
         char why[1024];
         snprintf(why, sizeof why, "%s", gkd_error_message());
-        gkd_error_set(st, "%s (a store whose folder is read-only can only be opened read-only)", why);
+        gkd_error_set(st, "%s (a store that cannot be written here, as in a read-only folder, can only be opened read-only)", why);
     }
     /* a read-only store refuses writes in SQLite as well, whatever a statement tries */
     if (st == GKD_OK && readonly) st = store_exec(s, "PRAGMA query_only = 1", "making the connection read-only");
