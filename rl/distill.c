@@ -252,6 +252,10 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
     const float *pg_weight = extra ? extra->pg_weight : NULL;
     double *row_values = extra ? extra->row_values : NULL;
     memset(stats, 0, sizeof *stats);
+    float pg_temperature = extra && extra->pg_temperature != 0.0f ? extra->pg_temperature : 1.0f;
+    if (pg_weight && !(pg_temperature > 0.0f && isfinite(pg_temperature)))
+        return gkd_error_set(GKD_ERR_ARG, "policy gradient: the sampling temperature must be > 0, got %g",
+                             (double)pg_temperature);
     int n_pos = 0;
     gkd_status st = collect_positions(ws, mask, B, T, norm, &n_pos);
     if (st != GKD_OK) return st;
@@ -292,7 +296,14 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
             if (row_values) row_values[pos[i] / T] += ws->values[i];
         }
         if (pg_weight) {
-            st = chunk_policy_gradient(ws, ls, n, pos, extra, scale, dhs ? grad : NULL, &pg_loss);
+            /* The targets were drawn from softmax(logits / T): the surrogate takes the logits at that
+             * temperature, and its gradient with respect to the logits gains the factor 1 / T. */
+            float inv_t = 1.0f / pg_temperature;
+            if (inv_t != 1.0f) {
+                be->matmul(0, 1, n, V, Cs, inv_t, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
+                if (ws->host_ls) be->copy_out(ws->host_ls, ws->ls, (size_t)n * V * sizeof(float));
+            }
+            st = chunk_policy_gradient(ws, ls, n, pos, extra, scale * inv_t, dhs ? grad : NULL, &pg_loss);
             if (st != GKD_OK) return st;
         }
         if (!dhs) continue;

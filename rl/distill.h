@@ -9,7 +9,8 @@
  * The monitoring metrics (forward KL, reverse KL, JSD(0.5), entropies) are computed from the same logits
  * with the same weights, whatever the training divergence, in the same pass (gkd_divergence_rows_ex).
  * On the CUDA backend the rows and the policy-gradient term run on the device (rl/divergence_cuda.h): no
- * (chunk, V) logits are copied to the host. */
+ * (chunk, V) logits are copied to the host. The policy-gradient term at a sampling temperature T != 1
+ * costs one more product per chunk (the logits at 1/T; the divergence keeps the temperature-1 logits). */
 #ifndef GKD_DISTILL_H
 #define GKD_DISTILL_H
 
@@ -45,8 +46,10 @@ typedef struct {
     float div_scale;        /* multiplies the divergence term and its gradient (alpha); 1 for plain GKD */
     const int *targets;     /* (B*T) host: the token at each position's next step (the sampled token) */
     const float *pg_weight; /* (B*T) host or NULL: adds pg_weight[n] * (-log q(targets[n])) to the loss, i.e.
-                               the REINFORCE surrogate with pg_weight = advantage / sequences, whose
-                               gradient is -(advantage / sequences) grad log q */
+                               the REINFORCE surrogate with pg_weight from gkd_pg_weights, whose gradient is
+                               -pg_weight grad log q */
+    float pg_temperature;   /* q = softmax(student logits / pg_temperature), the distribution the targets
+                               were sampled from; 0 is read as 1 (a zero-initialised extra) */
     double *row_values;     /* (B) host or NULL, out: each row's mean divergence over its masked positions */
 } gkd_distill_extra;
 

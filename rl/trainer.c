@@ -43,7 +43,7 @@ struct gkd_trainer {
     int *out_lens;
     int max_prompt, max_out;
     /* RL */
-    gkd_baseline baseline;
+    gkd_pg_baselines baselines; /* moving averages: saved with the checkpoint */
     int *rl_prompts;     /* (B / K) */
     double *rewards, *returns, *advantages, *row_div; /* (B) */
     float *pg_weight;    /* (B*T) grown */
@@ -206,6 +206,10 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
         if (!(c->baseline_decay >= 0 && c->baseline_decay < 1))
             return gkd_error_set(GKD_ERR_ARG, "baseline_decay must be in [0, 1)");
         if (!(c->kl_coef >= 0)) return gkd_error_set(GKD_ERR_ARG, "kl_coef must be >= 0");
+        /* The surrogate differentiates log softmax(logits / temperature), the distribution the samples come
+         * from; greedy decoding has none. */
+        if ((st = gkd_schedule_check_range(&c->sample_temperature, "temperature", 1e-6, 1e6)) != GKD_OK)
+            return gkd_error_prefix(st, "with a reward the sampling temperature must be > 0");
         if (!teacher) return gkd_error_set(GKD_ERR_ARG, "RL with a distillation term needs a teacher");
         if (c->use_ce) return gkd_error_set(GKD_ERR_ARG, "RL uses the divergence, not cross-entropy (use_ce)");
     }
@@ -321,7 +325,7 @@ static gkd_status rl_create(gkd_trainer *t) {
     int B = t->cfg.batch_size;
     if (!t->tok || !t->train_text || t->train_text->n != t->train->n)
         return gkd_error_set(GKD_ERR_ARG, "RL needs the tokenizer and the training texts (to score outputs)");
-    t->baseline = (gkd_baseline){.kind = t->cfg.baseline, .decay = t->cfg.baseline_decay};
+    gkd_pg_baselines_init(&t->baselines, t->cfg.baseline, t->cfg.baseline_decay);
     t->rl_prompts = calloc((size_t)B, sizeof *t->rl_prompts);
     t->rewards = calloc((size_t)B, sizeof *t->rewards);
     t->returns = calloc((size_t)B, sizeof *t->returns);
@@ -433,6 +437,9 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
                                 double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
     int B = c->batch_size, K = c->group_size, G = B / K;
+    if (!(temperature > 0))
+        return gkd_error_set(GKD_ERR_ARG, "temperature is %g at step %lld: with a reward it must be > 0", temperature,
+                             (long long)t->step);
     gkd_data_order_next(&t->order, t->rl_prompts, G);
     for (int g = 0; g < G; g++)
         for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
@@ -481,25 +488,24 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
     const float *Ws = gkd_model_output_weight(t->student), *Wt = gkd_model_output_weight(t->teacher);
     gkd_distill_stats ds;
     gkd_distill_extra probe = {.div_scale = 1.0f, .row_values = t->row_div};
-    if ((st = gkd_distill_loss_ex(t->ws, div, GKD_NORM_SEQUENCE, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &probe,
-                                  NULL, NULL, &ds)) != GKD_OK)
+    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &probe, NULL, NULL,
+                                  &ds)) != GKD_OK)
         return st;
-    double mean_r = 0, mean_ret = 0;
+    gkd_pg_config pc = {.alpha = alpha, .normalize = c->normalize_advantages,
+                        .score_function = c->divergence_score_function, .norm = c->norm};
+    if ((st = gkd_pg_weights(&t->baselines, &pc, t->rewards, t->row_div, t->batch.mask, G, K, T, t->advantages,
+                             t->returns, t->pg_weight)) != GKD_OK)
+        return st;
+    double mean_r = 0, mean_ret = 0, var = 0;
     for (int b = 0; b < B; b++) {
-        t->returns[b] = (1.0 - alpha) * t->rewards[b] - (c->divergence_score_function ? alpha * t->row_div[b] : 0.0);
         mean_r += t->rewards[b] / B;
         mean_ret += t->returns[b] / B;
+        var += t->advantages[b] * t->advantages[b] / B;
     }
-    if ((st = gkd_pg_advantages(&t->baseline, t->returns, G, K, c->normalize_advantages, t->advantages)) != GKD_OK)
-        return st;
-    double var = 0;
-    for (int b = 0; b < B; b++) var += t->advantages[b] * t->advantages[b] / B;
-    for (int b = 0; b < B; b++)
-        for (int p = 0; p < T; p++)
-            t->pg_weight[b * T + p] = t->batch.mask[b * T + p] != 0.0f ? (float)(t->advantages[b] / B) : 0.0f;
-    gkd_distill_extra ex = {.div_scale = (float)alpha, .targets = t->batch.targets, .pg_weight = t->pg_weight};
-    if ((st = gkd_distill_loss_ex(t->ws, div, GKD_NORM_SEQUENCE, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &ex,
-                                  t->dhidden, gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
+    gkd_distill_extra ex = {.div_scale = (float)alpha, .targets = t->batch.targets, .pg_weight = t->pg_weight,
+                            .pg_temperature = (float)temperature};
+    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &ex, t->dhidden,
+                                  gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
         return st;
     double loss = ds.loss;
     if (t->reference) { /* kl_coef * KL(student || initial student), per token, on the same samples */
@@ -808,6 +814,36 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
     return GKD_OK;
 }
 
+/* The state format: 1 without the moving-average baselines of GKD + RL, 2 with them. */
+enum { STATE_VERSION = 2 };
+
+/* A moving-average baseline as checkpoint metadata: "unset" before its first batch, else its value in
+ * full precision (%.17g reads back as the same double). */
+static void baseline_text(const gkd_baseline *b, char *out, size_t cap) {
+    if (b->initialised)
+        snprintf(out, cap, "%.17g", b->value);
+    else
+        snprintf(out, cap, "unset");
+}
+
+static gkd_status baseline_read(const gkd_safetensors *sf, const char *key, const char *path, gkd_baseline *b) {
+    const char *s = gkd_safetensors_metadata(sf, key);
+    if (!s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is missing", path, key);
+    if (strcmp(s, "unset") == 0) {
+        b->initialised = 0;
+        b->value = 0.0;
+        return GKD_OK;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || end == s || !isfinite(v))
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is not a finite number", path, key);
+    b->value = v;
+    b->initialised = 1;
+    return GKD_OK;
+}
+
 static gkd_status make_dir(const char *dir) {
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
@@ -817,7 +853,7 @@ static gkd_status make_dir(const char *dir) {
 gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir) {
     gkd_status st = make_dir(dir);
     if (st != GKD_OK) return st;
-    char path[4096], step[32], position[32], seed[32];
+    char path[4096], step[32], position[32], seed[32], version[16], base_r[40], base_d[40];
     snprintf(step, sizeof step, "%lld", (long long)t->step);
     snprintf(position, sizeof position, "%lld", (long long)t->order.position);
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->cfg.seed);
@@ -835,10 +871,14 @@ gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir) {
     t->be->copy_out(v, gkd_optim_v(t->opt), n * sizeof *v);
     int64_t shape[1] = {(int64_t)n};
     gkd_st_tensor tensors[2] = {{"adamw.m", GKD_ST_F32, 1, shape, m}, {"adamw.v", GKD_ST_F32, 1, shape, v}};
-    const char *skeys[] = {"gkd_step", "gkd_data_position", "gkd_seed", "gkd_state_version"};
-    const char *svalues[] = {step, position, seed, "1"};
+    snprintf(version, sizeof version, "%d", STATE_VERSION);
+    baseline_text(&t->baselines.reward, base_r, sizeof base_r);
+    baseline_text(&t->baselines.divergence, base_d, sizeof base_d);
+    const char *skeys[] = {"gkd_step", "gkd_data_position", "gkd_seed", "gkd_state_version",
+                           "gkd_baseline_reward", "gkd_baseline_divergence"};
+    const char *svalues[] = {step, position, seed, version, base_r, base_d};
     snprintf(path, sizeof path, "%s/state.safetensors", dir);
-    st = gkd_safetensors_write(path, tensors, 2, skeys, svalues, 4);
+    st = gkd_safetensors_write(path, tensors, 2, skeys, svalues, 6);
     free(m);
     free(v);
     return st;
@@ -866,6 +906,21 @@ gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir) {
     if (st == GKD_OK && (uint64_t)seed != t->cfg.seed)
         st = gkd_error_set(GKD_ERR_ARG, "%s: checkpoint was made with seed %lld, this run has seed %llu", path, seed,
                            (unsigned long long)t->cfg.seed);
+    long long version = 1; /* a state without the key is read as version 1 */
+    if (st == GKD_OK && gkd_safetensors_metadata(sf, "gkd_state_version"))
+        st = meta_int(sf, "gkd_state_version", path, &version);
+    if (st == GKD_OK && (version < 1 || version > STATE_VERSION))
+        st = gkd_error_set(GKD_ERR_FORMAT, "%s: state version %lld is not one this gkd reads (1 to %d): a newer gkd "
+                           "wrote it", path, version, STATE_VERSION);
+    int moving_average = t->cfg.reward && t->cfg.baseline == GKD_BASELINE_MOVING_AVERAGE;
+    if (st == GKD_OK && version < 2 && moving_average)
+        st = gkd_error_set(GKD_ERR_FORMAT,
+                           "%s: state version %lld does not hold the moving-average baseline of GKD + RL, so this run "
+                           "cannot continue identically from it: restart the run, or resume with another baseline",
+                           path, version);
+    gkd_pg_baselines baselines = t->baselines;
+    if (st == GKD_OK && version >= 2 && (st = baseline_read(sf, "gkd_baseline_reward", path, &baselines.reward)) == GKD_OK)
+        st = baseline_read(sf, "gkd_baseline_divergence", path, &baselines.divergence);
     size_t n = gkd_model_num_params(t->student);
     float *m = NULL, *v = NULL;
     if (st == GKD_OK) {
@@ -889,6 +944,7 @@ gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir) {
     if (st == GKD_OK) {
         t->step = step;
         gkd_data_order_seek(&t->order, position);
+        t->baselines = baselines;
     }
     free(m);
     free(v);

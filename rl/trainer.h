@@ -67,14 +67,16 @@ typedef struct {
     int n_text_metrics;
 
     /* GKD + RL (the paper's section 3.2; rl/policy_gradient.h): with a reward, every batch is the student's
-     * own samples, group_size per prompt, and the loss is the REINFORCE surrogate weighted by 1 - alpha
-     * plus alpha times the divergence on the same samples. */
+     * own samples, group_size per prompt, and the loss is the REINFORCE surrogate of (1 - alpha) r(y) plus
+     * alpha times the divergence on the same samples; `norm` applies to both terms, and the surrogate
+     * takes the student's log-probs at the sampling temperature (which must then be > 0). */
     gkd_reward *reward;       /* borrowed; NULL: no RL */
     gkd_schedule alpha;       /* in [0, 1]; 1 = pure distillation on the student's samples */
     int group_size;           /* samples per prompt (K); batch_size must be a multiple of it */
     gkd_baseline_kind baseline;
     double baseline_decay;    /* moving-average baseline */
-    int normalize_advantages;
+    int normalize_advantages; /* the reward's advantages / their batch standard deviation, before the
+                                 weight 1 - alpha */
     int divergence_score_function; /* 1 (default): the return includes -alpha D(y): unbiased for the whole
                                       objective; 0: the divergence is only differentiated, GKD-style */
     float kl_coef;            /* > 0: adds kl_coef * KL(student || frozen initial student) per token */
@@ -138,7 +140,9 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out);
 const gkd_eval_stats *gkd_trainer_last_eval(const gkd_trainer *t);
 
 /* Writes dir/model.safetensors (the student, Hugging Face names) and dir/state.safetensors (optimizer
- * moments, step, data position) so that gkd_trainer_load continues bit-identically. */
+ * moments, step, data position, the moving-average baselines of GKD + RL: state version 2) so that
+ * gkd_trainer_load continues bit-identically. gkd_trainer_load reads versions 1 and 2, except that a
+ * version 1 state is refused for GKD + RL with the moving-average baseline (it does not hold it). */
 gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir);
 gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir);
 
