@@ -5,6 +5,7 @@
 #include "core/gguf_model.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,11 @@ static gkd_status arch_expect(const gkd_gguf *g, const char *arch, const char *s
     return GKD_OK;
 }
 
-static gkd_status check_rope_scaling(const gkd_gguf *g, const char *arch) {
+/* <arch>.rope.scaling.type: absent, "none" or linear with factor 1 leave the rope unscaled; "linear" with
+ * .rope.scaling.factor is gkd's GKD_ROPE_LINEAR; anything else (yarn, ...) is refused. Llama 3.1's llama3
+ * scaling reaches GGUF as a rope_freqs.weight tensor of per-frequency divisors, which check_tensors refuses
+ * as a tensor gkd has no place for. */
+static gkd_status read_rope_scaling(const gkd_gguf *g, const char *arch, gkd_model_config *cfg) {
     char key[NAME_CAP];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const char *type;
@@ -140,9 +145,21 @@ static gkd_status check_rope_scaling(const gkd_gguf *g, const char *arch) {
     if (strcmp(type, "none") == 0) return GKD_OK;
     snprintf(key, sizeof key, "%s.rope.scaling.factor", arch);
     float factor;
-    if (gkd_gguf_get_f32(g, key, &factor) == GKD_OK && factor == 1.0f) return GKD_OK;
-    return gkd_error_set(GKD_ERR_FORMAT, "%s: rotary scaling '%s' is not supported (gkd's rope is unscaled)",
-                         gkd_gguf_path(g), type);
+    st = gkd_gguf_get_f32(g, key, &factor);
+    if (st != GKD_OK && st != GKD_ERR_NOT_FOUND) return st;
+    int has_factor = st == GKD_OK;
+    if (has_factor && factor == 1.0f) return GKD_OK;
+    if (strcmp(type, "linear") != 0)
+        return gkd_error_set(
+            GKD_ERR_FORMAT,
+            "%s: rotary scaling '%s' is not supported (gkd computes linear scaling only from GGUF)",
+            gkd_gguf_path(g), type);
+    if (!has_factor)
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: key '%s' is missing (needed for linear rotary scaling)",
+                             gkd_gguf_path(g), key);
+    cfg->rope_type = GKD_ROPE_LINEAR;
+    cfg->rope_factor = factor;
+    return GKD_OK;
 }
 
 gkd_status gkd_gguf_model_config(const gkd_gguf *g, gkd_model_config *cfg) {
@@ -176,7 +193,7 @@ gkd_status gkd_gguf_model_config(const gkd_gguf *g, gkd_model_config *cfg) {
         (st = arch_expect(g, arch, "rope.dimension_count", head_dim, "rotary embedding on whole heads")) !=
             GKD_OK ||
         (st = arch_expect(g, arch, "expert_count", 0, "dense feed-forward layers")) != GKD_OK ||
-        (st = check_rope_scaling(g, arch)) != GKD_OK)
+        (st = read_rope_scaling(g, arch, cfg)) != GKD_OK)
         return st;
 
     /* Vocabulary size: the token list is what ids index; the embedding must agree (checked at load). */
@@ -249,13 +266,6 @@ static gkd_status check_tensors(const gkd_gguf *g, const gkd_model *m) {
     return GKD_OK;
 }
 
-static int same_config(const gkd_model_config *a, const gkd_model_config *b) {
-    return a->vocab_size == b->vocab_size && a->dim == b->dim && a->n_layers == b->n_layers &&
-           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->hidden_dim == b->hidden_dim &&
-           a->max_seq_len == b->max_seq_len && a->rope_theta == b->rope_theta && a->norm_eps == b->norm_eps &&
-           a->tied_embeddings == b->tied_embeddings;
-}
-
 gkd_status gkd_gguf_model_load_into(const gkd_gguf *g, gkd_model *m) {
     if (!g || !m) return gkd_error_set(GKD_ERR_ARG, "gguf model load_into: NULL argument");
     const char *path = gkd_gguf_path(g);
@@ -263,7 +273,7 @@ gkd_status gkd_gguf_model_load_into(const gkd_gguf *g, gkd_model *m) {
     gkd_status st = gkd_gguf_model_config(g, &file_cfg);
     if (st != GKD_OK) return st;
     const gkd_model_config *cfg = gkd_model_get_config(m);
-    if (!same_config(cfg, &file_cfg))
+    if (!gkd_model_config_equal(cfg, &file_cfg))
         return gkd_error_set(GKD_ERR_SHAPE, "%s: the model's configuration differs from the file's", path);
     if ((st = check_tensors(g, m)) != GKD_OK) return st;
 
@@ -285,6 +295,11 @@ gkd_status gkd_gguf_model_load_into(const gkd_gguf *g, gkd_model *m) {
             st = gkd_gguf_unpermute_qk(scratch, (int)info->shape[0], (int)info->shape[1], heads);
             if (st != GKD_OK) st = gkd_error_prefix(st, "%s: tensor '%s'", path, name);
         }
+        for (size_t j = 0; st == GKD_OK && j < info->numel; j++)
+            if (!isfinite(scratch[j]))
+                st = gkd_error_set(GKD_ERR_FORMAT,
+                                   "%s: tensor '%s' holds %g at element %zu (a diverged model?)", path, name,
+                                   scratch[j], j);
         if (st == GKD_OK) be->copy_in(params + info->offset, scratch, info->numel * sizeof *scratch);
     }
     free(scratch);

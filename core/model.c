@@ -12,6 +12,7 @@
  *   training activation set: every path that would write a gradient checks m->inference first. */
 #include "core/model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,15 +147,37 @@ enum {
 
 /* ---------- configuration and layout ---------- */
 
+/* a * b into *out; 0 when it overflows 64 bits. */
+static int mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/* The parameter count of a configuration whose sizes are each within their bounds, computed without overflow;
+ * 0 when it does not fit 64 bits. */
+static uint64_t config_num_params(const gkd_model_config *c) {
+    const uint64_t V = (uint64_t)c->vocab_size, C = (uint64_t)c->dim, F = (uint64_t)c->hidden_dim;
+    const uint64_t head_dim = C / (uint64_t)c->n_heads, KVD = (uint64_t)c->n_kv_heads * head_dim;
+    uint64_t embed, layer, mlp, qkvo, layers, total;
+    if (!mul_u64(V, C, &embed) || !mul_u64(C, 2 * C + 2 * KVD, &qkvo) || !mul_u64(3 * C, F, &mlp)) return 0;
+    layer = qkvo + mlp + 2 * C; /* each term < 2^60 under the bounds: the sum cannot wrap */
+    if (!mul_u64(layer, (uint64_t)c->n_layers, &layers)) return 0;
+    total = embed * (c->tied_embeddings ? 1 : 2) + C;
+    if (__builtin_add_overflow(total, layers, &total)) return 0;
+    return total;
+}
+
 gkd_status gkd_model_config_check(const gkd_model_config *c) {
     if (!c) return gkd_error_set(GKD_ERR_ARG, "gkd_model_config: NULL");
 #define REQUIRE(cond, ...)                                                                                   \
     do {                                                                                                     \
         if (!(cond)) return gkd_error_set(GKD_ERR_ARG, "gkd_model_config: " __VA_ARGS__);                    \
     } while (0)
-    REQUIRE(c->vocab_size > 0, "vocab_size = %d must be > 0", c->vocab_size);
-    REQUIRE(c->dim > 0, "dim = %d must be > 0", c->dim);
-    REQUIRE(c->n_layers > 0, "n_layers = %d must be > 0", c->n_layers);
+/* `names` adds the field's names in config.json and GGUF, so that every source of a config reads its own. */
+#define REQUIRE_RANGE(field, names, max)                                                                     \
+    REQUIRE(c->field > 0 && c->field <= (max), #field " (" names ") = %d must be in [1, %d]", c->field, (max))
+    REQUIRE_RANGE(vocab_size, "vocab_size", GKD_MODEL_MAX_VOCAB);
+    REQUIRE_RANGE(dim, "hidden_size, embedding_length", GKD_MODEL_MAX_DIM);
+    REQUIRE_RANGE(n_layers, "num_hidden_layers, block_count", GKD_MODEL_MAX_LAYERS);
     REQUIRE(c->n_heads > 0, "n_heads = %d must be > 0", c->n_heads);
     REQUIRE(c->dim % c->n_heads == 0, "dim = %d is not a multiple of n_heads = %d", c->dim, c->n_heads);
     REQUIRE((c->dim / c->n_heads) % 2 == 0, "head_dim = dim / n_heads = %d must be even (rotary pairs)",
@@ -163,14 +186,65 @@ gkd_status gkd_model_config_check(const gkd_model_config *c) {
             c->n_kv_heads, c->n_heads);
     REQUIRE(c->n_heads % c->n_kv_heads == 0, "n_heads = %d is not a multiple of n_kv_heads = %d", c->n_heads,
             c->n_kv_heads);
-    REQUIRE(c->hidden_dim > 0, "hidden_dim = %d must be > 0", c->hidden_dim);
-    REQUIRE(c->max_seq_len > 0, "max_seq_len = %d must be > 0", c->max_seq_len);
+    REQUIRE_RANGE(hidden_dim, "intermediate_size, feed_forward_length", GKD_MODEL_MAX_HIDDEN);
+    REQUIRE_RANGE(max_seq_len, "max_position_embeddings, context_length", GKD_MODEL_MAX_SEQ_LEN);
+    REQUIRE((uint64_t)c->max_seq_len * (uint64_t)(c->dim / c->n_heads) <= GKD_MODEL_MAX_ROPE_TABLE,
+            "max_seq_len = %d x head_dim = %d exceeds the rotary tables' bound of 2^32 floats",
+            c->max_seq_len, c->dim / c->n_heads);
+    uint64_t params = config_num_params(c);
+    REQUIRE(
+        params > 0 && params <= GKD_MODEL_MAX_PARAMS,
+        "the parameter count (%llu) exceeds the bound of 2^40 floats (vocab_size %d, dim %d, n_layers %d, "
+        "hidden_dim %d)",
+        (unsigned long long)params, c->vocab_size, c->dim, c->n_layers, c->hidden_dim);
     REQUIRE(isfinite(c->rope_theta) && c->rope_theta > 0.0f, "rope_theta = %g must be > 0", c->rope_theta);
     REQUIRE(isfinite(c->norm_eps) && c->norm_eps > 0.0f, "norm_eps = %g must be > 0", c->norm_eps);
     REQUIRE(c->tied_embeddings == 0 || c->tied_embeddings == 1, "tied_embeddings = %d must be 0 or 1",
             c->tied_embeddings);
+    REQUIRE(c->rope_type == GKD_ROPE_DEFAULT || c->rope_type == GKD_ROPE_LINEAR ||
+                c->rope_type == GKD_ROPE_LLAMA3,
+            "rope_type = %d is not a gkd_rope_type", c->rope_type);
+    if (c->rope_type != GKD_ROPE_DEFAULT)
+        REQUIRE(isfinite(c->rope_factor) && c->rope_factor > 0.0f, "rope_factor = %g must be > 0",
+                c->rope_factor);
+    if (c->rope_type == GKD_ROPE_LLAMA3) {
+        REQUIRE(isfinite(c->rope_low_freq_factor) && c->rope_low_freq_factor > 0.0f,
+                "rope_low_freq_factor = %g must be > 0", c->rope_low_freq_factor);
+        REQUIRE(isfinite(c->rope_high_freq_factor) && c->rope_high_freq_factor > c->rope_low_freq_factor,
+                "rope_high_freq_factor = %g must be > rope_low_freq_factor = %g", c->rope_high_freq_factor,
+                c->rope_low_freq_factor);
+        REQUIRE_RANGE(rope_original_max_seq_len, "original_max_position_embeddings", GKD_MODEL_MAX_SEQ_LEN);
+    }
+#undef REQUIRE_RANGE
 #undef REQUIRE
     return GKD_OK;
+}
+
+int gkd_model_config_equal(const gkd_model_config *a, const gkd_model_config *b) {
+    int same = a->vocab_size == b->vocab_size && a->dim == b->dim && a->n_layers == b->n_layers &&
+               a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads && a->hidden_dim == b->hidden_dim &&
+               a->max_seq_len == b->max_seq_len && a->rope_theta == b->rope_theta &&
+               a->norm_eps == b->norm_eps && a->tied_embeddings == b->tied_embeddings &&
+               a->rope_type == b->rope_type;
+    if (same && a->rope_type != GKD_ROPE_DEFAULT) same = a->rope_factor == b->rope_factor;
+    if (same && a->rope_type == GKD_ROPE_LLAMA3)
+        same = a->rope_low_freq_factor == b->rope_low_freq_factor &&
+               a->rope_high_freq_factor == b->rope_high_freq_factor &&
+               a->rope_original_max_seq_len == b->rope_original_max_seq_len;
+    return same;
+}
+
+double gkd_model_rope_inv_freq(const gkd_model_config *c, int head_dim, int i) {
+    double f = pow((double)c->rope_theta, -2.0 * i / head_dim);
+    if (c->rope_type == GKD_ROPE_LINEAR) return f / c->rope_factor;
+    if (c->rope_type != GKD_ROPE_LLAMA3) return f;
+    const double L = c->rope_original_max_seq_len, low = c->rope_low_freq_factor,
+                 high = c->rope_high_freq_factor;
+    const double wavelen = 2.0 * M_PI / f;
+    if (wavelen < L / high) return f;
+    if (wavelen > L / low) return f / c->rope_factor;
+    double s = (L / wavelen - low) / (high - low);
+    return (1.0 - s) * f / c->rope_factor + s * f;
 }
 
 /* Walks the tensor declarations in block order. With fill, records each tensor's info and points the
@@ -272,10 +346,28 @@ static size_t act_set_carve(const gkd_model *m, act_set *s, float *base, int B, 
     return off;
 }
 
+/* The ops index rows with int (N = B*T) and activation buffers are sized in size_t: refuses shapes that
+ * overflow either, before anything reads the tokens or allocates. The largest buffers are the attention
+ * probabilities (B*H*T*Tk) and the widest projection (N * max(qkv_dim, 2F)). */
+static gkd_status check_activations(const gkd_model *m, int B, int T, int Tk, const char *fn) {
+    uint64_t N = (uint64_t)B * (uint64_t)T, att, wide;
+    uint64_t width = (uint64_t)(m->qkv_dim > 2 * m->cfg.hidden_dim ? m->qkv_dim : 2 * m->cfg.hidden_dim);
+    if (N > INT_MAX || !mul_u64(N * (uint64_t)m->cfg.n_heads, (uint64_t)Tk, &att) ||
+        !mul_u64(N, width, &wide) || att > GKD_MODEL_MAX_ACTIVATIONS || wide > GKD_MODEL_MAX_ACTIVATIONS)
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: the activations of B = %d rows of T = %d positions (attending to %d) exceed the "
+            "bound of 2^40 floats per buffer",
+            fn, B, T, Tk);
+    return GKD_OK;
+}
+
 /* Makes the set's buffers fit (B,T,Tk), reallocating only when they do not. */
 static gkd_status act_set_ensure(const gkd_model *m, act_set *s, int B, int T, int Tk, int n_slots,
                                  int with_grads) {
     const gkd_backend *be = m->be;
+    gkd_status st = check_activations(m, B, T, Tk, "activations");
+    if (st) return st;
     if (!s->slots) {
         s->slots = calloc((size_t)n_slots, sizeof *s->slots);
         if (!s->slots) return gkd_error_set(GKD_ERR_NOMEM, "activations: out of host memory");
@@ -285,7 +377,7 @@ static gkd_status act_set_ensure(const gkd_model *m, act_set *s, int B, int T, i
         be->free(s->block);
         s->block = NULL;
         s->cap_floats = 0;
-        gkd_status st = alloc_device(be, &s->block, need * sizeof(float), "activations");
+        st = alloc_device(be, &s->block, need * sizeof(float), "activations");
         if (st) return st;
         s->cap_floats = need;
     }
@@ -303,14 +395,15 @@ static gkd_status act_set_ensure(const gkd_model *m, act_set *s, int B, int T, i
     return GKD_OK;
 }
 
-/* Rotary tables in double precision, then rounded once: entry [p][i] = cos/sin(p * theta^(-2i/D)). */
+/* Rotary tables in double precision, then rounded once: entry [p][i] = cos/sin(p * f_i), f_i the pair's
+ * inverse frequency after rope scaling (gkd_model_rope_inv_freq). */
 static gkd_status rope_tables_create(gkd_model *m) {
     int half = m->head_dim / 2, P = m->cfg.max_seq_len;
     size_t n = (size_t)P * half;
     float *host = malloc(2 * n * sizeof(float));
     if (!host) return gkd_error_set(GKD_ERR_NOMEM, "rope tables: out of host memory");
     for (int i = 0; i < half; i++) {
-        double inv_freq = pow((double)m->cfg.rope_theta, -2.0 * i / m->head_dim);
+        double inv_freq = gkd_model_rope_inv_freq(&m->cfg, m->head_dim, i);
         for (int p = 0; p < P; p++) {
             host[(size_t)p * half + i] = (float)cos(p * inv_freq);
             host[n + (size_t)p * half + i] = (float)sin(p * inv_freq);
@@ -632,7 +725,7 @@ static gkd_status check_batch(const gkd_model *m, int B, int T, const char *fn) 
     if (T <= 0) return gkd_error_set(GKD_ERR_ARG, "%s: T = %d must be > 0", fn, T);
     if (T > m->cfg.max_seq_len)
         return gkd_error_set(GKD_ERR_ARG, "%s: T = %d exceeds max_seq_len = %d", fn, T, m->cfg.max_seq_len);
-    return GKD_OK;
+    return check_activations(m, B, T, T, fn);
 }
 
 /* The refusal of every call that would write gradients on an inference model. */
@@ -1042,6 +1135,62 @@ gkd_status gkd_model_forward_cached_at_device(gkd_model *m, gkd_kv_cache *c, con
     *logits = NULL;
     gkd_status st = forward_cached(m, c, tokens, pos0, B, T, at, fn);
     if (!st) *logits = c->logits;
+    return st;
+}
+
+/* ---------- scoring a sequence ---------- */
+
+/* GKD_ERR_ARG naming the first non-finite logit of rows (R,V), which hold positions pos0 .. pos0+R-1. */
+static gkd_status check_finite_logits(const float *logits, int R, int V, int pos0, const char *fn) {
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++)
+            if (!isfinite(logits[(size_t)r * V + v]))
+                return gkd_error_set(GKD_ERR_ARG,
+                                     "%s: the logit of token %d at position %d is %g (non-finite weights or "
+                                     "activations)",
+                                     fn, v, pos0 + r, logits[(size_t)r * V + v]);
+    return GKD_OK;
+}
+
+gkd_status gkd_model_logits(gkd_model *m, const int *tokens, int T, float *logits) {
+    const char *fn = "gkd_model_logits";
+    if (!m || !tokens || !logits) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    gkd_kv_cache *c = NULL;
+    const int pos0 = 0;
+    gkd_status st = check_batch(m, 1, T, fn);
+    if (!st) st = gkd_model_kv_cache(m, 1, T, &c);
+    if (!st) st = gkd_model_forward_cached(m, c, tokens, &pos0, 1, T, logits);
+    if (!st) st = check_finite_logits(logits, T, m->cfg.vocab_size, 0, fn);
+    return st;
+}
+
+gkd_status gkd_model_logprobs(gkd_model *m, const int *tokens, int T, double *out) {
+    const char *fn = "gkd_model_logprobs";
+    if (!m || !tokens || !out) return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
+    if (T < 2)
+        return gkd_error_set(GKD_ERR_ARG, "%s: T = %d: a sequence of at least 2 tokens is needed", fn, T);
+    gkd_status st = check_batch(m, 1, T, fn);
+    if (!st) st = check_tokens(m, tokens, 1, T, fn); /* the last token is scored, never fed */
+    if (st) return st;
+    const int V = m->cfg.vocab_size, fed = T - 1;
+    const int R = ce_chunk_rows(m) < fed ? ce_chunk_rows(m) : fed;
+    gkd_kv_cache *c = NULL;
+    if ((st = gkd_model_kv_cache(m, 1, fed, &c)) != GKD_OK) return st;
+    float *logits = malloc((size_t)R * V * sizeof *logits);
+    if (!logits) return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory for %d rows of logits", fn, R);
+    for (int p0 = 0; p0 < fed && !st; p0 += R) {
+        const int n = fed - p0 < R ? fed - p0 : R;
+        st = gkd_model_forward_cached(m, c, tokens + p0, &p0, 1, n, logits);
+        if (!st) st = check_finite_logits(logits, n, V, p0, fn);
+        for (int r = 0; r < n && !st; r++) {
+            const float *row = logits + (size_t)r * V;
+            double mx = row[0], sum = 0.0;
+            for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+            for (int v = 0; v < V; v++) sum += exp(row[v] - mx);
+            out[p0 + r] = row[tokens[p0 + r + 1]] - mx - log(sum);
+        }
+    }
+    free(logits);
     return st;
 }
 

@@ -23,10 +23,40 @@
 #include "core/backend.h"
 #include "core/error.h"
 
+/* Rotary position scaling, as transformers' rope_type names it. The inverse frequency of pair i of a head is
+ * f_i = rope_theta^(-2i/head_dim), then:
+ * - GKD_ROPE_DEFAULT: f_i as is (the scaling fields are ignored);
+ * - GKD_ROPE_LINEAR: f_i / rope_factor (position interpolation);
+ * - GKD_ROPE_LLAMA3: Llama 3.1's. With wavelength w = 2 pi / f_i and L = rope_original_max_seq_len: f_i when
+ *   w < L / rope_high_freq_factor, f_i / rope_factor when w > L / rope_low_freq_factor, and between them
+ *   (1 - s) f_i / rope_factor + s f_i with s = (L / w - rope_low_freq_factor) / (rope_high_freq_factor -
+ *   rope_low_freq_factor).
+ * Neither rescales the attention (transformers' attention_factor is 1 for both). */
+typedef enum {
+    GKD_ROPE_DEFAULT = 0,
+    GKD_ROPE_LINEAR = 1,
+    GKD_ROPE_LLAMA3 = 2,
+} gkd_rope_type;
+
+/* Upper bounds of gkd_model_config_check (docs/real-models.md): far above any Llama-family model, low enough
+ * that every size the model computes from them fits its type. */
+#define GKD_MODEL_MAX_VOCAB (1 << 22)          /* vocab_size */
+#define GKD_MODEL_MAX_DIM (1 << 16)            /* dim */
+#define GKD_MODEL_MAX_HIDDEN (1 << 20)         /* hidden_dim */
+#define GKD_MODEL_MAX_LAYERS (1 << 12)         /* n_layers */
+#define GKD_MODEL_MAX_SEQ_LEN (1 << 21)        /* max_seq_len, rope_original_max_seq_len */
+#define GKD_MODEL_MAX_PARAMS (1ULL << 40)      /* parameters (floats) of the whole model */
+#define GKD_MODEL_MAX_ROPE_TABLE (1ULL << 32)  /* max_seq_len x head_dim: the rotary tables' floats */
+#define GKD_MODEL_MAX_ACTIVATIONS (1ULL << 40) /* floats of one activation buffer of a forward (B, T) */
+
 typedef struct {
     int vocab_size, dim, n_layers, n_heads, n_kv_heads, hidden_dim, max_seq_len;
     float rope_theta, norm_eps;
     int tied_embeddings; /* 1: the output projection is model.embed_tokens.weight; no lm_head.weight */
+    int rope_type;       /* gkd_rope_type; 0 (GKD_ROPE_DEFAULT) in a zero-initialised config */
+    float rope_factor;   /* linear and llama3: > 0 */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3: 0 < low < high */
+    int rope_original_max_seq_len;                     /* llama3: original_max_position_embeddings, >= 1 */
 } gkd_model_config;
 
 typedef struct {
@@ -48,8 +78,15 @@ typedef enum {
 typedef struct gkd_model gkd_model;
 typedef struct gkd_kv_cache gkd_kv_cache;
 
-/* GKD_OK, or GKD_ERR_ARG with a message naming the first bad field. */
+/* GKD_OK, or GKD_ERR_ARG with a message naming the first bad field: a size out of its range (the
+ * GKD_MODEL_MAX_* bounds above), a parameter count over GKD_MODEL_MAX_PARAMS (counted without overflow),
+ * inconsistent heads, a non-finite or non-positive float, bad rope scaling fields. */
 gkd_status gkd_model_config_check(const gkd_model_config *cfg);
+/* 1 when a and b describe the same model (the scaling fields compared only when a scaling is set). */
+int gkd_model_config_equal(const gkd_model_config *a, const gkd_model_config *b);
+/* The inverse frequency of rotary pair i (0 <= i < head_dim / 2) of a checked configuration, in double
+ * precision (gkd_rope_type above). */
+double gkd_model_rope_inv_freq(const gkd_model_config *cfg, int head_dim, int i);
 
 /* Flags of gkd_model_create_ex. */
 typedef enum {
@@ -162,6 +199,16 @@ gkd_status gkd_model_forward_cached_at(gkd_model *m, gkd_kv_cache *c, const int 
 gkd_status gkd_model_forward_cached_at_device(gkd_model *m, gkd_kv_cache *c, const int *tokens,
                                               const int *pos0, int B, int T, const int *at,
                                               const float **logits);
+
+/* Logits of one sequence: tokens (T) host, 1 <= T <= max_seq_len; writes logits (T,V) host, row t the
+ * logits of the token after tokens[0..t]. Runs through the model's own KV cache (gkd_model_kv_cache), so it
+ * works on an inference model too. GKD_ERR_ARG naming the position when a logit is not finite. */
+gkd_status gkd_model_logits(gkd_model *m, const int *tokens, int T, float *logits);
+/* Per-token log-probabilities of one sequence: tokens (T) host, 2 <= T <= max_seq_len; writes out (T-1) host,
+ * out[i-1] = log p(tokens[i] | tokens[0..i-1]) for 1 <= i < T (tokens[0] is context only). Logits are formed
+ * a chunk of positions at a time through the model's KV cache, never (T,V) at once; log-softmax in double.
+ * GKD_ERR_ARG naming the position when a logit is not finite. */
+gkd_status gkd_model_logprobs(gkd_model *m, const int *tokens, int T, double *out);
 
 /* FLOPs of the matrix products of one forward over B rows of T tokens, the output projection on every
  * position included: 2 x (weights multiplied) x tokens + 4 B n_heads T^2 head_dim per layer for QK^T and
