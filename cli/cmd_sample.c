@@ -1,4 +1,6 @@
-/* gkd sample: generates continuations of a prompt from a checkpoint. */
+/* gkd sample: generates continuations of a prompt from a checkpoint.
+ * Rules: exit 0 ok, 2 for a failure the input explains (a bad option, checkpoint or tokenizer, a diverged
+ * model), 1 otherwise; every failure prints why. Control characters in the text shown are escaped. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +9,7 @@
 #include "core/backend_select.h"
 #include "core/checkpoint.h"
 #include "core/gguf_model.h"
+#include "core/json.h"
 #include "core/sample.h"
 #include "core/tokenizer.h"
 
@@ -67,6 +70,7 @@ int gkd_cmd_sample(int argc, char **argv) {
     if (n_ids == 0) { /* an empty prompt starts from the end-of-text token */
         free(ids);
         ids = malloc(sizeof *ids);
+        if (!ids) goto out_of_memory;
         ids[0] = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
         n_ids = 1;
     }
@@ -76,7 +80,7 @@ int gkd_cmd_sample(int argc, char **argv) {
     out = malloc((size_t)n * sc.max_new_tokens * sizeof *out);
     out_lens = malloc((size_t)n * sizeof *out_lens);
     lp = malloc((size_t)n * sc.max_new_tokens * sizeof *lp);
-    if (!prompts || !lens || !out || !out_lens || !lp) goto done;
+    if (!prompts || !lens || !out || !out_lens || !lp) goto out_of_memory;
     for (int b = 0; b < n; b++) {
         memcpy(prompts + (size_t)b * n_ids, ids, (size_t)n_ids * sizeof *ids);
         lens[b] = n_ids;
@@ -101,11 +105,24 @@ int gkd_cmd_sample(int argc, char **argv) {
             gkd_cli_error("sample", "%s", gkd_error_message());
             goto done;
         }
-        printf("[%d] (%d tokens, mean log-prob %.3f) %s%s\n", b + 1, out_lens[b],
-               out_lens[b] ? sum_lp / out_lens[b] : 0.0, prompt, text);
+        /* generated text is whatever the model and its tokenizer make of it: control characters (terminal
+         * escape codes) are shown escaped, line breaks and tabs as they are */
+        gkd_buf shown = {0};
+        gkd_buf_put_printable(&shown, prompt, strlen(prompt), 1);
+        gkd_buf_put_printable(&shown, text, text_len, 1);
         free(text);
+        if (shown.failed) {
+            gkd_buf_free(&shown);
+            goto out_of_memory;
+        }
+        printf("[%d] (%d tokens, mean log-prob %.3f) %s\n", b + 1, out_lens[b],
+               out_lens[b] ? sum_lp / out_lens[b] : 0.0, shown.data ? shown.data : "");
+        gkd_buf_free(&shown);
     }
     rc = 0;
+    goto done;
+out_of_memory:
+    gkd_cli_error("sample", "out of memory");
 done:
     free(ids);
     free(prompts);

@@ -496,6 +496,24 @@ void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n) {
     gkd_buf_put(b, "\"", 1);
 }
 
+void gkd_buf_put_printable(gkd_buf *b, const char *s, size_t n, int keep_lines) {
+    size_t run = 0; /* bytes copied verbatim in one go */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        /* C1 controls (U+0080..U+009F, bytes C2 80..C2 9F) start escape sequences on some terminals too */
+        int c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+        if (!c1 && (c >= 0x20 || (keep_lines && (c == '\n' || c == '\t'))) && c != 0x7F) {
+            run++;
+            continue;
+        }
+        gkd_buf_put(b, s + i - run, run);
+        run = 0;
+        gkd_buf_printf(b, "\\x%02x", c);
+        if (c1) gkd_buf_printf(b, "\\x%02x", (unsigned char)s[++i]);
+    }
+    gkd_buf_put(b, s + n - run, run);
+}
+
 void gkd_buf_json_number(gkd_buf *b, double x) {
     if (!isfinite(x)) {
         gkd_buf_puts(b, "null");

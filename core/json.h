@@ -63,6 +63,10 @@ void gkd_buf_puts(gkd_buf *b, const char *s);
 void gkd_buf_printf(gkd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a quoted JSON string with escapes. */
 void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n);
+/* Appends s[0..n) for a terminal: control characters (C0, DEL, and C1 encoded in UTF-8), which could move
+ * the cursor, retitle the window or worse, are written as \xNN; newline and tab stay when keep_lines.
+ * Everything else is copied as is. For stored or generated text printed to a user. */
+void gkd_buf_put_printable(gkd_buf *b, const char *s, size_t n, int keep_lines);
 /* Appends a number so that it reads back as the same double (or null for NaN/inf). */
 void gkd_buf_json_number(gkd_buf *b, double x);
 /* Appends v serialised compactly. */

@@ -204,7 +204,8 @@ static gkd_status nonfinite_error(const float *row, int V, int b, int t, int pos
     char which[96] = "";
     if (row) {
         int v = first_nonfinite(row, V);
-        snprintf(which, sizeof which, " (the logit of token %d is %g)", v, row[v]);
+        snprintf(which, sizeof which, " (the logit of token %d is %s)", v,
+                 isnan(row[v]) ? "NaN" : row[v] > 0 ? "+infinity" : "-infinity");
     }
     return gkd_error_set(GKD_ERR_FORMAT,
                          "gkd_sample_generate: non-finite logits at batch row %d, new token %d (sequence "

@@ -124,6 +124,24 @@ static void test_big_numbers(void) {
     gkd_json_free(v);
 }
 
+/* Text for a terminal: C0 controls, DEL and C1 controls (UTF-8) escaped; newline and tab kept on request;
+ * other UTF-8 and a NUL inside the text handled by length. */
+static void test_printable(void) {
+    const char in[] = "a\x1b[31mb\x07\tc\nd\x7f\xc2\x9b" "2J\xc3\xa9\xc2\xa0\0e";
+    gkd_buf b = {0};
+    gkd_buf_put_printable(&b, in, sizeof in - 1, 0);
+    const char *want = "a\\x1b[31mb\\x07\\x09c\\x0ad\\x7f\\xc2\\x9b2J\xc3\xa9\xc2\xa0\\x00e";
+    CHECKF(b.data && strcmp(b.data, want) == 0, "%s", b.data ? b.data : "");
+    gkd_buf_free(&b);
+    gkd_buf_put_printable(&b, in, sizeof in - 1, 1);
+    want = "a\\x1b[31mb\\x07\tc\nd\\x7f\\xc2\\x9b2J\xc3\xa9\xc2\xa0\\x00e";
+    CHECKF(b.data && strcmp(b.data, want) == 0, "%s", b.data ? b.data : "");
+    gkd_buf_free(&b);
+    gkd_buf_put_printable(&b, "\xc2", 1, 0); /* a lead byte at the very end is not read past */
+    CHECKF(b.data && strcmp(b.data, "\xc2") == 0, "%s", b.data ? b.data : "");
+    gkd_buf_free(&b);
+}
+
 int main(void) {
     gkd_json *v = parse(" {\"a\": [1, -2.5e3, true, false, null], \"b\": \"x\\u00e9\\ud83d\\ude00\\n\", \"c\": {}} ");
     CHECK(v != NULL);
@@ -179,5 +197,6 @@ int main(void) {
     test_bom();
     test_nul();
     test_big_numbers();
+    test_printable();
     return check_exit();
 }
