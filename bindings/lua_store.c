@@ -227,7 +227,8 @@ static int collect_row(const gkd_store_row *row, void *p) {
 
 /* s:query(sql, ...) -> list of rows (tables keyed by column name; NULL columns are absent). Parameters
  * are bound as text (SQLite's affinity rules compare them with numeric columns as numbers); nil binds
- * NULL. At most 8. */
+ * NULL. At most 8. Reads only: gkd_store_query refuses writes, ATTACH, setting pragmas and transactions
+ * (nil, message). */
 static int store_query(lua_State *L) {
     gkd_lua_store *s = gkd_lua_check_store(L, 1);
     const char *sql = luaL_checkstring(L, 2);

@@ -45,7 +45,10 @@ const char *gkd_run_status_name(gkd_run_status status);
  * (gkd_store_close); on failure *out is NULL. */
 gkd_status gkd_store_open(const char *path, gkd_store **out);
 /* Opens an existing store for reading only (reports): never creates or migrates, so a store older
- * than this binary is refused too. Every write call on it fails. */
+ * than this binary is refused too. Every write call on it fails, and SQL cannot write through it
+ * (PRAGMA query_only). In a folder where the WAL's -shm file cannot be created (read-only), it reads
+ * the database file alone (immutable), unless a non-empty -wal or -journal holds commits not in it:
+ * then it is refused naming that file. */
 gkd_status gkd_store_open_readonly(const char *path, gkd_store **out);
 /* Flushes buffered metrics, finalizes every statement and closes. Returns the flush's status; the
  * store is freed either way. Accepts NULL. */
@@ -136,10 +139,13 @@ typedef struct gkd_store_row gkd_store_row;
 /* Called once per row; return 0 to go on, anything else to stop early (not an error). */
 typedef int (*gkd_store_row_fn)(const gkd_store_row *row, void *ctx);
 
-/* Runs one reading SQL statement (writes go through the calls above and are refused here) after
- * flushing buffered metrics, and calls fn per row. `types` names the bound parameters, one letter
- * each: 'i' int64_t (cast literals), 'd' double, 's' const char * (NULL binds SQL NULL); "" or NULL
- * for none. */
+/* Runs one reading SQL statement after flushing buffered metrics, and calls fn per row. Only reads are
+ * allowed (SQLite's authorizer, while preparing): tables, views, functions, recursive CTEs, pragma
+ * table-valued functions and pragmas that only report; writes (they go through the calls above),
+ * ATTACH/DETACH, pragmas that set a value (writable_schema) and transactions are refused with
+ * GKD_ERR_ARG naming what was refused (docs/schema.md, "Reading"). `types` names the bound parameters,
+ * one letter each: 'i' int64_t (cast literals), 'd' double, 's' const char * (NULL binds SQL NULL); ""
+ * or NULL for none. */
 gkd_status gkd_store_query(gkd_store *store, gkd_store_row_fn fn, void *ctx, const char *sql,
                            const char *types, ...);
 /* The first column of the first row; GKD_ERR_NOT_FOUND when there is no row. NULL reads as NaN. */
