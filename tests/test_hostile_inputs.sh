@@ -9,6 +9,7 @@
 #   load, naming file and line.
 # - A JSONL value holding \u0000: the text was cut there. Refused, naming file, line and field.
 # - A byte order mark at the start of a JSONL file or a tokenizer.json: "invalid number". Skipped.
+# - store:query, documented read-only, ran ATTACH and PRAGMA writable_schema. Refused.
 set -u
 GKD=${GKD_BIN:?}
 dir=$(mktemp -d)
@@ -81,4 +82,16 @@ expect_ok "a byte order mark at the start of a JSONL file" -- \
 { printf '\xef\xbb\xbf'; cat tok.json; } >bomtok.json
 expect_ok "a byte order mark at the start of tokenizer.json" -- \
   "$GKD" sample --model m.safetensors --tokenizer bomtok.json --prompt alpha --max-new-tokens 2
+# store:query, documented read-only: ATTACH (which created the file it named), PRAGMA writable_schema and
+# INSERT are refused by name; SELECT works.
+"$GKD" run -e "local s = assert(gkd.store.open('runs.db')); s:run_begin('r', {}); s:close()" ||
+  { echo "FAIL: could not write a store"; exit 1; }
+for q in "ATTACH 'attached.db' AS a|ATTACH" "PRAGMA writable_schema = 1|writable_schema" \
+         "INSERT INTO sweeps (name, created_at) VALUES ('x', 'y')|would write"; do
+  expect_fail "store:query ${q%%|*}" "${q##*|}" -- \
+    "$GKD" run -e "local s = assert(gkd.store.open('runs.db')); assert(s:query(arg[1]))" "${q%%|*}"
+done
+[ ! -e attached.db ] || { echo "FAIL ATTACH created attached.db"; fail=1; }
+expect_ok "store:query SELECT" -- \
+  "$GKD" run -e "local s = assert(gkd.store.open('runs.db')); assert(assert(s:query('SELECT name FROM runs'))[1].name == 'r')"
 exit $fail
