@@ -51,8 +51,35 @@ static const gkd_backend *device_backend(lua_State *L, const char *fname, int op
 }
 
 static const char *const new_keys[] = {"layers", "dim",  "heads",      "kv_heads",   "hidden",   "vocab",
-                                       "max_seq_len", "tied", "seed", "rope_theta", "norm_eps", "tokenizer",
-                                       "device", NULL};
+                                       "max_seq_len", "tied", "seed", "rope_theta", "rope_scaling", "norm_eps",
+                                       "tokenizer", "device", NULL};
+
+/* opts.rope_scaling = {type = "linear" | "llama3", factor =, low_freq_factor = 1, high_freq_factor = 4,
+ * original_max_position_embeddings = max_seq_len} (transformers' names; core/model.h gkd_rope_type). */
+static void read_rope_scaling(lua_State *L, int opts, const char *fname, gkd_model_config *c) {
+    static const char *const keys[] = {"type", "factor", "low_freq_factor", "high_freq_factor",
+                                       "original_max_position_embeddings", NULL};
+    if (lua_getfield(L, opts, "rope_scaling") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1)) luaL_error(L, "%s: option 'rope_scaling' must be a table", fname);
+    int t = lua_gettop(L);
+    gkd_lua_check_keys(L, t, fname, keys);
+    const char *type = lua_getfield(L, t, "type") == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    if (strcmp(type, "linear") == 0) c->rope_type = GKD_ROPE_LINEAR;
+    else if (strcmp(type, "llama3") == 0) c->rope_type = GKD_ROPE_LLAMA3;
+    else luaL_error(L, "%s: rope_scaling.type must be \"linear\" or \"llama3\"", fname);
+    lua_pop(L, 1);
+    c->rope_factor = (float)gkd_lua_opt_number(L, t, fname, "factor", 0.0);
+    if (c->rope_type == GKD_ROPE_LLAMA3) {
+        c->rope_low_freq_factor = (float)gkd_lua_opt_number(L, t, fname, "low_freq_factor", 1.0);
+        c->rope_high_freq_factor = (float)gkd_lua_opt_number(L, t, fname, "high_freq_factor", 4.0);
+        c->rope_original_max_seq_len =
+            gkd_lua_opt_size(L, t, fname, "original_max_position_embeddings", c->max_seq_len);
+    }
+    lua_pop(L, 1);
+}
 
 static int l_new(lua_State *L) {
     const char *fname = "gkd.model.new";
@@ -78,6 +105,7 @@ static int l_new(lua_State *L) {
     c.max_seq_len = gkd_lua_opt_size(L, 1, fname, "max_seq_len", 256);
     c.tied_embeddings = gkd_lua_opt_bool(L, 1, fname, "tied", 1);
     c.rope_theta = (float)gkd_lua_opt_number(L, 1, fname, "rope_theta", 10000.0);
+    read_rope_scaling(L, 1, fname, &c);
     c.norm_eps = (float)gkd_lua_opt_number(L, 1, fname, "norm_eps", 1e-5);
     lua_Integer seed = gkd_lua_opt_int(L, 1, fname, "seed", 1);
     if (seed < 0) return luaL_error(L, "%s: option 'seed' must be >= 0", fname);
@@ -266,6 +294,18 @@ static void push_config(lua_State *L, const gkd_model_config *c) {
     lua_pushboolean(L, c->tied_embeddings), lua_setfield(L, -2, "tied");
     lua_pushnumber(L, c->rope_theta), lua_setfield(L, -2, "rope_theta");
     lua_pushnumber(L, c->norm_eps), lua_setfield(L, -2, "norm_eps");
+    if (c->rope_type != GKD_ROPE_DEFAULT) {
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, c->rope_type == GKD_ROPE_LINEAR ? "linear" : "llama3"), lua_setfield(L, -2, "type");
+        lua_pushnumber(L, c->rope_factor), lua_setfield(L, -2, "factor");
+        if (c->rope_type == GKD_ROPE_LLAMA3) {
+            lua_pushnumber(L, c->rope_low_freq_factor), lua_setfield(L, -2, "low_freq_factor");
+            lua_pushnumber(L, c->rope_high_freq_factor), lua_setfield(L, -2, "high_freq_factor");
+            lua_pushinteger(L, c->rope_original_max_seq_len);
+            lua_setfield(L, -2, "original_max_position_embeddings");
+        }
+        lua_setfield(L, -2, "rope_scaling");
+    }
 }
 
 static int model_config(lua_State *L) {
@@ -476,6 +516,85 @@ static int model_sample(lua_State *L) {
     return 2;
 }
 
+static const char *const score_keys[] = {"tokenizer", NULL};
+
+/* The sequence of m:logprobs / m:logits: a list of token ids (0-based, as tokenizer:encode gives them and
+ * m:sample takes them) or a text, encoded with the model's tokenizer or opts.tokenizer (special tokens are
+ * not matched, as in m:sample). Raises on an id outside the vocabulary, a sequence shorter than `min_len`
+ * or longer than max_seq_len. The ids live in a userdata left on the stack. */
+static int score_ids(lua_State *L, const char *fname, int min_len, int **ids) {
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    int opts = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        gkd_lua_check_keys(L, 3, fname, score_keys);
+        opts = 3;
+    }
+    int n;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        gkd_lua_tokenizer *tok = model_tokenizer(L, 1, opts);
+        if (!tok) luaL_error(L, "%s: a text needs a tokenizer (the model's, or opts.tokenizer)", fname);
+        size_t len;
+        const char *text = lua_tolstring(L, 2, &len);
+        if (gkd_tokenizer_encode(tok->tok, text, len, ids, &n) != GKD_OK) gkd_lua_raise(L, fname);
+        gkd_lua_hold(L, *ids);
+    } else {
+        luaL_argexpected(L, lua_istable(L, 2), 2, "list of token ids or string");
+        n = gkd_lua_check_ids(L, 2, ids);
+    }
+    const gkd_model_config *c = gkd_model_get_config(m->m);
+    if (n < min_len || n > c->max_seq_len)
+        luaL_error(L, "%s: the sequence has %d tokens; it must have %d to max_seq_len = %d", fname, n, min_len,
+                   c->max_seq_len);
+    for (int i = 0; i < n; i++)
+        if ((*ids)[i] >= c->vocab_size)
+            luaL_error(L, "%s: token %d (id %d) is outside the vocabulary (%d tokens)", fname, i + 1, (*ids)[i],
+                       c->vocab_size);
+    return n;
+}
+
+/* m:logprobs(tokens [, {tokenizer =}]) -> lp, total: lp[i] = log p(tokens[i+1] | tokens[1..i]) for
+ * i = 1 .. n-1 (the first token is context only), total their sum (core/model.h gkd_model_logprobs). */
+static int model_logprobs(lua_State *L) {
+    const char *fname = "model:logprobs";
+    int *ids;
+    int n = score_ids(L, fname, 2, &ids);
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    double *lp = lua_newuserdatauv(L, (size_t)n * sizeof *lp, 0);
+    if (gkd_model_logprobs(m->m, ids, n, lp) != GKD_OK) return gkd_lua_raise(L, fname);
+    lua_createtable(L, n - 1, 0);
+    double total = 0.0;
+    for (int i = 0; i < n - 1; i++) {
+        total += lp[i];
+        lua_pushnumber(L, lp[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushnumber(L, total);
+    return 2;
+}
+
+/* m:logits(tokens [, {tokenizer =}]) -> rows: rows[i] = the V logits of the token after tokens[1..i]
+ * (rows[i][v + 1] for token id v). */
+static int model_logits(lua_State *L) {
+    const char *fname = "model:logits";
+    int *ids;
+    int n = score_ids(L, fname, 1, &ids);
+    gkd_lua_model *m = gkd_lua_check_model(L, 1);
+    const int V = gkd_model_get_config(m->m)->vocab_size;
+    float *logits = lua_newuserdatauv(L, (size_t)n * V * sizeof *logits, 0);
+    if (gkd_model_logits(m->m, ids, n, logits) != GKD_OK) return gkd_lua_raise(L, fname);
+    lua_createtable(L, n, 0);
+    for (int t = 0; t < n; t++) {
+        lua_createtable(L, V, 0);
+        for (int v = 0; v < V; v++) {
+            lua_pushnumber(L, logits[(size_t)t * V + v]);
+            lua_rawseti(L, -2, v + 1);
+        }
+        lua_rawseti(L, -2, t + 1);
+    }
+    return 1;
+}
+
 static int model_index(lua_State *L) {
     gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
     const char *k = luaL_checkstring(L, 2);
@@ -537,6 +656,7 @@ void gkd_lua_open_model(lua_State *L) {
                                     {"__tostring", model_tostring}, {"__index", model_index},
                                     {"__newindex", model_newindex}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"save", model_save},     {"sample", model_sample},
+                                       {"logprobs", model_logprobs}, {"logits", model_logits},
                                        {"config", model_config}, {"describe", model_describe},
                                        {"load_weights", model_load_weights},
                                        {"close", model_gc},      {NULL, NULL}};

@@ -34,6 +34,7 @@ void gkd_cli_error(const char *command, const char *fmt, ...) __attribute__((for
 
 int gkd_cmd_train_tokenizer(int argc, char **argv);
 int gkd_cmd_sample(int argc, char **argv);
+int gkd_cmd_score(int argc, char **argv); /* cli/cmd_score.c: per-token log-probs of a sequence */
 int gkd_cmd_bench(int argc, char **argv);
 int gkd_cmd_quickstart(int argc, char **argv);
 int gkd_cmd_run(int argc, char **argv);    /* cli/cmd_run.c: gkd run SCRIPT.lua | -e CODE */

@@ -1,0 +1,210 @@
+/* gkd score: the per-token log-probabilities of a sequence under a model (core/model.h gkd_model_logprobs),
+ * for evaluation and parity checks.
+ * Rules: token ids are 0-based, as tokenizers and `gkd sample` use them; the first token is context only (it
+ * has no log-probability); nothing is added to the sequence (no BOS). A text is encoded with the model's
+ * tokenizer (a GGUF file's, a Hugging Face directory's tokenizer.json) or --tokenizer; special tokens in it
+ * are matched only with --special. Token pieces are printed as JSON strings, so control characters in them
+ * reach the terminal escaped. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "core/backend_select.h"
+#include "core/checkpoint.h"
+#include "core/gguf_model.h"
+#include "core/json.h"
+#include "core/tokenizer.h"
+
+static const char USAGE[] =
+    "--model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] "
+    "[--special] [--json] [--device cpu|cuda|auto]";
+
+/* Parses "1 2 3" or "1,2,3" into ids (caller frees); 0 and a message on a malformed or negative id. */
+static int parse_ids(const char *s, int **ids, int *n) {
+    size_t cap = strlen(s) / 2 + 1;
+    *ids = malloc(cap * sizeof **ids);
+    *n = 0;
+    if (!*ids) return 0;
+    for (const char *p = s; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT_MAX || (*end && !strchr(" ,\t\n", *end))) {
+            gkd_cli_error("score", "--tokens: \"%.*s\" is not a token id (ids are integers >= 0)",
+                          (int)strcspn(p, " ,\t\n"), p);
+            return 0;
+        }
+        (*ids)[(*n)++] = (int)v;
+        p = end;
+    }
+    return 1;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Loads the model and, when one is found or given, its tokenizer. */
+static gkd_status load(const char *model_path, const char *tok_path, const gkd_backend *be, gkd_model **m,
+                       gkd_tokenizer **tok) {
+    gkd_status st;
+    if (gkd_gguf_file_is_gguf(model_path)) {
+        st = gkd_gguf_model_load_ex(model_path, be, GKD_MODEL_INFERENCE, m, tok_path ? NULL : tok);
+    } else {
+        st = gkd_checkpoint_load_model_ex(model_path, be, GKD_MODEL_INFERENCE, m);
+        char beside[4096];
+        snprintf(beside, sizeof beside, "%s/tokenizer.json", model_path);
+        if (st == GKD_OK && !tok_path && file_exists(beside)) st = gkd_tokenizer_load(beside, tok);
+    }
+    if (st == GKD_OK && tok_path) st = gkd_tokenizer_load(tok_path, tok);
+    return st;
+}
+
+/* The token's text as a JSON string (an empty string without a tokenizer). */
+static void put_piece(gkd_buf *b, const gkd_tokenizer *tok, int id) {
+    char *text = NULL;
+    size_t len = 0;
+    if (tok && gkd_tokenizer_decode(tok, &id, 1, &text, &len) == GKD_OK)
+        gkd_buf_json_string(b, text, len);
+    else
+        gkd_buf_puts(b, "\"\"");
+    free(text);
+}
+
+static void print_json(const char *model_path, const gkd_tokenizer *tok, const int *ids, int n,
+                       const double *lp, double total) {
+    gkd_buf b = {0};
+    gkd_buf_puts(&b, "{\"model\":");
+    gkd_buf_json_string(&b, model_path, strlen(model_path));
+    gkd_buf_puts(&b, ",\"tokens\":[");
+    for (int i = 0; i < n; i++) gkd_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
+    gkd_buf_puts(&b, "]");
+    if (tok) {
+        gkd_buf_puts(&b, ",\"pieces\":[");
+        for (int i = 0; i < n; i++) {
+            if (i) gkd_buf_puts(&b, ",");
+            put_piece(&b, tok, ids[i]);
+        }
+        gkd_buf_puts(&b, "]");
+    }
+    gkd_buf_puts(&b, ",\"logprobs\":[null");
+    for (int i = 1; i < n; i++) {
+        gkd_buf_puts(&b, ",");
+        gkd_buf_json_number(&b, lp[i - 1]);
+    }
+    gkd_buf_printf(&b, "],\"scored\":%d,\"total\":", n - 1);
+    gkd_buf_json_number(&b, total);
+    gkd_buf_puts(&b, ",\"mean\":");
+    gkd_buf_json_number(&b, total / (n - 1));
+    gkd_buf_puts(&b, "}\n");
+    fwrite(b.data, 1, b.len, stdout);
+    gkd_buf_free(&b);
+}
+
+static void print_table(const gkd_tokenizer *tok, const int *ids, int n, const double *lp, double total) {
+    printf("%5s %8s  %-24s %12s\n", "pos", "id", tok ? "piece" : "", "logprob");
+    for (int i = 0; i < n; i++) {
+        gkd_buf piece = {0};
+        if (tok) put_piece(&piece, tok, ids[i]);
+        printf("%5d %8d  %-24s ", i, ids[i], piece.data ? piece.data : "");
+        if (i == 0)
+            printf("%12s\n", "(context)");
+        else
+            printf("%12.6f\n", lp[i - 1]);
+        gkd_buf_free(&piece);
+    }
+    printf("total %.6f over %d tokens (mean %.6f, perplexity %.4g)\n", total, n - 1, total / (n - 1),
+           exp(-total / (n - 1)));
+}
+
+int gkd_cmd_score(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "score", argc, argv, 2, "json,special") != 0) return 2;
+    const char *model_path = gkd_cli_str(&a, "model", NULL);
+    const char *tok_path = gkd_cli_str(&a, "tokenizer", NULL);
+    const char *text = gkd_cli_str(&a, "text", NULL);
+    const char *tokens = gkd_cli_str(&a, "tokens", NULL);
+    const char *device = gkd_cli_str(&a, "device", "cpu");
+    int json = gkd_cli_flag(&a, "json"), special = gkd_cli_flag(&a, "special");
+    if (gkd_cli_check_unused(&a)) return 2;
+    if (!model_path || !text == !tokens) {
+        gkd_cli_error("score", "usage: gkd score %s", USAGE);
+        return 2;
+    }
+    const gkd_backend *be = gkd_backend_by_name(device);
+    if (!be) {
+        gkd_cli_error("score", "%s", gkd_error_message());
+        return 2;
+    }
+    gkd_model *m = NULL;
+    gkd_tokenizer *tok = NULL;
+    int *ids = NULL, n = 0, rc = 2;
+    double *lp = NULL;
+    if (load(model_path, tok_path, be, &m, &tok) != GKD_OK) {
+        gkd_cli_error("score", "%s", gkd_error_message());
+        goto done;
+    }
+    const gkd_model_config *c = gkd_model_get_config(m);
+    if (tok && gkd_tokenizer_vocab_size(tok) > c->vocab_size) {
+        gkd_cli_error("score", "the tokenizer has %d tokens but the model only %d",
+                      gkd_tokenizer_vocab_size(tok), c->vocab_size);
+        goto done;
+    }
+    if (text) {
+        if (!tok) {
+            gkd_cli_error("score", "--text needs a tokenizer: the model has none, give --tokenizer");
+            goto done;
+        }
+        gkd_status st = special ? gkd_tokenizer_encode_special(tok, text, strlen(text), &ids, &n)
+                                : gkd_tokenizer_encode(tok, text, strlen(text), &ids, &n);
+        if (st != GKD_OK) {
+            gkd_cli_error("score", "%s", gkd_error_message());
+            goto done;
+        }
+    } else if (!parse_ids(tokens, &ids, &n)) {
+        goto done;
+    }
+    if (n < 2 || n > c->max_seq_len) {
+        gkd_cli_error("score", "the sequence has %d tokens; scoring needs 2 to max_seq_len = %d", n,
+                      c->max_seq_len);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= c->vocab_size) {
+            gkd_cli_error("score", "token %d (id %d) is outside the model's vocabulary (%d tokens)", i,
+                          ids[i], c->vocab_size);
+            goto done;
+        }
+    lp = malloc((size_t)n * sizeof *lp);
+    if (!lp) {
+        gkd_cli_error("score", "out of memory");
+        rc = 1;
+        goto done;
+    }
+    if (gkd_model_logprobs(m, ids, n, lp) != GKD_OK) {
+        gkd_cli_error("score", "%s", gkd_error_message());
+        rc = 1;
+        goto done;
+    }
+    double total = 0.0;
+    for (int i = 0; i < n - 1; i++) total += lp[i];
+    if (json)
+        print_json(model_path, tok, ids, n, lp, total);
+    else
+        print_table(tok, ids, n, lp, total);
+    rc = 0;
+done:
+    free(ids);
+    free(lp);
+    gkd_model_free(m);
+    gkd_tokenizer_free(tok);
+    return rc;
+}
