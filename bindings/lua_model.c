@@ -50,15 +50,15 @@ static const gkd_backend *device_backend(lua_State *L, const char *fname, int op
     return be;
 }
 
-static const char *const new_keys[] = {"layers", "dim",  "heads",      "kv_heads",   "hidden",   "vocab",
-                                       "max_seq_len", "tied", "seed", "rope_theta", "rope_scaling", "norm_eps",
-                                       "tokenizer", "device", NULL};
+static const char *const new_keys[] = {"layers",       "dim",         "heads",     "kv_heads", "hidden",
+                                       "vocab",        "max_seq_len", "tied",      "seed",     "rope_theta",
+                                       "rope_scaling", "norm_eps",    "tokenizer", "device",   NULL};
 
 /* opts.rope_scaling = {type = "linear" | "llama3", factor =, low_freq_factor = 1, high_freq_factor = 4,
  * original_max_position_embeddings = max_seq_len} (transformers' names; core/model.h gkd_rope_type). */
 static void read_rope_scaling(lua_State *L, int opts, const char *fname, gkd_model_config *c) {
-    static const char *const keys[] = {"type", "factor", "low_freq_factor", "high_freq_factor",
-                                       "original_max_position_embeddings", NULL};
+    static const char *const keys[] = {
+        "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", NULL};
     if (lua_getfield(L, opts, "rope_scaling") == LUA_TNIL) {
         lua_pop(L, 1);
         return;
@@ -67,9 +67,12 @@ static void read_rope_scaling(lua_State *L, int opts, const char *fname, gkd_mod
     int t = lua_gettop(L);
     gkd_lua_check_keys(L, t, fname, keys);
     const char *type = lua_getfield(L, t, "type") == LUA_TSTRING ? lua_tostring(L, -1) : "";
-    if (strcmp(type, "linear") == 0) c->rope_type = GKD_ROPE_LINEAR;
-    else if (strcmp(type, "llama3") == 0) c->rope_type = GKD_ROPE_LLAMA3;
-    else luaL_error(L, "%s: rope_scaling.type must be \"linear\" or \"llama3\"", fname);
+    if (strcmp(type, "linear") == 0)
+        c->rope_type = GKD_ROPE_LINEAR;
+    else if (strcmp(type, "llama3") == 0)
+        c->rope_type = GKD_ROPE_LLAMA3;
+    else
+        luaL_error(L, "%s: rope_scaling.type must be \"linear\" or \"llama3\"", fname);
     lua_pop(L, 1);
     c->rope_factor = (float)gkd_lua_opt_number(L, t, fname, "factor", 0.0);
     if (c->rope_type == GKD_ROPE_LLAMA3) {
@@ -544,12 +547,12 @@ static int score_ids(lua_State *L, const char *fname, int min_len, int **ids) {
     }
     const gkd_model_config *c = gkd_model_get_config(m->m);
     if (n < min_len || n > c->max_seq_len)
-        luaL_error(L, "%s: the sequence has %d tokens; it must have %d to max_seq_len = %d", fname, n, min_len,
-                   c->max_seq_len);
+        luaL_error(L, "%s: the sequence has %d tokens; it must have %d to max_seq_len = %d", fname, n,
+                   min_len, c->max_seq_len);
     for (int i = 0; i < n; i++)
         if ((*ids)[i] >= c->vocab_size)
-            luaL_error(L, "%s: token %d (id %d) is outside the vocabulary (%d tokens)", fname, i + 1, (*ids)[i],
-                       c->vocab_size);
+            luaL_error(L, "%s: token %d (id %d) is outside the vocabulary (%d tokens)", fname, i + 1,
+                       (*ids)[i], c->vocab_size);
     return n;
 }
 
@@ -655,11 +658,15 @@ void gkd_lua_open_model(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", model_gc},         {"__close", model_gc},
                                     {"__tostring", model_tostring}, {"__index", model_index},
                                     {"__newindex", model_newindex}, {NULL, NULL}};
-    static const luaL_Reg methods[] = {{"save", model_save},     {"sample", model_sample},
-                                       {"logprobs", model_logprobs}, {"logits", model_logits},
-                                       {"config", model_config}, {"describe", model_describe},
+    static const luaL_Reg methods[] = {{"save", model_save},
+                                       {"sample", model_sample},
+                                       {"logprobs", model_logprobs},
+                                       {"logits", model_logits},
+                                       {"config", model_config},
+                                       {"describe", model_describe},
                                        {"load_weights", model_load_weights},
-                                       {"close", model_gc},      {NULL, NULL}};
+                                       {"close", model_gc},
+                                       {NULL, NULL}};
     luaL_newmetatable(L, GKD_LUA_MODEL);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);

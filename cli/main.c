@@ -20,8 +20,8 @@ static const command commands[] = {
     {"train-tokenizer", gkd_cmd_train_tokenizer, "train a byte-level BPE tokenizer on a JSONL corpus"},
     {"sample", gkd_cmd_sample, "sample from a model checkpoint"},
     {"score", gkd_cmd_score,
-     "per-token log-probs of a text or ids under a model: gkd score --model M (--text S | --tokens \"1 2 3\") "
-     "[--tokenizer T] [--special] [--json]"},
+     "per-token log-probs of a sequence under a model: gkd score --model M "
+     "(--text S | --tokens \"1 2 3\") [--tokenizer T] [--special] [--json]"},
     {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned factual-consistency reward model"},
     {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)"},
 };
