@@ -133,8 +133,8 @@ static gkd_status print_escaped(gkd_report *r, gkd_status (*print)(const gkd_rep
     shown_texts t = {0};
     for (int i = 0; i < r->n_runs; i++) {
         gkd_report_run *run = &r->runs[i];
-        char **slots[] = {&run->name, &run->sweep, &run->status, &run->config, &run->setting, &run->started_at,
-                          &run->finished_at};
+        char **slots[] = {&run->name,    &run->sweep,      &run->status,     &run->config,
+                          &run->setting, &run->started_at, &run->finished_at};
         for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++) escape_shown(&t, slots[k]);
     }
     for (int i = 0; i < r->n_groups; i++) {

@@ -38,7 +38,7 @@ static const gkd_json *text_field(const gkd_json *obj, const char *field, const 
     const gkd_json *v = gkd_json_get(obj, field);
     if (v && v->type == GKD_JSON_STRING && strlen(v->string) == v->len) return v;
     gkd_error_set(GKD_ERR_FORMAT, "%s:%ld: field \"%s\" %s", path, line, field,
-                  !v                            ? "is missing"
+                  !v                           ? "is missing"
                   : v->type != GKD_JSON_STRING ? "is not a string"
                                                : "holds \\u0000 (NUL), which dataset text cannot carry");
     return NULL;
@@ -46,8 +46,8 @@ static const gkd_json *text_field(const gkd_json *obj, const char *field, const 
 
 /* Applies the template to one JSON object: *out is a new string, or NULL with the error reported (a field
  * text_field refuses, or no memory). */
-static gkd_status apply_template(const char *tmpl, const gkd_json *obj, const char *path, long line, char **out,
-                                 int *cue_len) {
+static gkd_status apply_template(const char *tmpl, const gkd_json *obj, const char *path, long line,
+                                 char **out, int *cue_len) {
     *out = NULL;
     gkd_buf b = {0};
     const char *p = tmpl, *after_last = tmpl;
@@ -124,8 +124,9 @@ gkd_status gkd_dataset_load_jsonl(const char *path, const gkd_task_spec *spec, g
         gkd_example ex = {0};
         const gkd_json *t = NULL, *s = NULL;
         st = apply_template(spec->prompt_template, obj, path, lineno, &ex.prompt, &ex.cue_len);
-        if (st == GKD_OK && (!(t = text_field(obj, spec->target_field, path, lineno)) ||
-                             (spec->source_field && !(s = text_field(obj, spec->source_field, path, lineno)))))
+        if (st == GKD_OK &&
+            (!(t = text_field(obj, spec->target_field, path, lineno)) ||
+             (spec->source_field && !(s = text_field(obj, spec->source_field, path, lineno)))))
             st = GKD_ERR_FORMAT;
         /* generation needs at least one prompt token: refused here, not at the first evaluation */
         if (st == GKD_OK && !ex.prompt[0])

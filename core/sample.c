@@ -205,7 +205,9 @@ static gkd_status nonfinite_error(const float *row, int V, int b, int t, int pos
     if (row) {
         int v = first_nonfinite(row, V);
         snprintf(which, sizeof which, " (the logit of token %d is %s)", v,
-                 isnan(row[v]) ? "NaN" : row[v] > 0 ? "+infinity" : "-infinity");
+                 isnan(row[v]) ? "NaN"
+                 : row[v] > 0  ? "+infinity"
+                               : "-infinity");
     }
     return gkd_error_set(GKD_ERR_FORMAT,
                          "gkd_sample_generate: non-finite logits at batch row %d, new token %d (sequence "

@@ -446,7 +446,8 @@ static gkd_status store_reopen_immutable(gkd_store *s) {
     const char *why = sqlite3_errmsg(s->db);
     size_t n = strlen(s->path);
     char *log = malloc(n + 9), *uri = malloc(3 * n + 32);
-    gkd_status st = log && uri ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "run store '%s': out of memory", s->path);
+    gkd_status st =
+        log && uri ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "run store '%s': out of memory", s->path);
     static const char *const logs[] = {"-wal", "-journal"}; /* a write-ahead log, or a hot rollback journal */
     for (int i = 0; st == GKD_OK && i < 2; i++) {
         struct stat sb;
@@ -506,10 +507,14 @@ static gkd_status store_open(const char *path, int readonly, gkd_store **out) {
     } else if (st != GKD_OK && store_wal_unreachable(s)) {
         char why[1024];
         snprintf(why, sizeof why, "%s", gkd_error_message());
-        gkd_error_set(st, "%s (a store that cannot be written here, as in a read-only folder, can only be opened read-only)", why);
+        gkd_error_set(st,
+                      "%s (a store that cannot be written here, as in a read-only folder, can only be opened "
+                      "read-only)",
+                      why);
     }
     /* a read-only store refuses writes in SQLite as well, whatever a statement tries */
-    if (st == GKD_OK && readonly) st = store_exec(s, "PRAGMA query_only = 1", "making the connection read-only");
+    if (st == GKD_OK && readonly)
+        st = store_exec(s, "PRAGMA query_only = 1", "making the connection read-only");
     if (st == GKD_OK && readonly && version < GKD_STORE_SCHEMA_VERSION)
         st = gkd_error_set(GKD_ERR_FORMAT,
                            "run store '%s' has schema version %lld, older than version %d; open it once for "
@@ -1016,15 +1021,14 @@ typedef struct {
 } store_query_guard;
 
 static int store_pragma_allowed(const char *name, const char *value) {
-    static const char *const inspect[] = {"table_info",      "table_xinfo", "table_list",   "index_list",
-                                          "index_info",      "index_xinfo", "foreign_key_list",
-                                          "integrity_check", "quick_check", "compile_options",
-                                          "database_list",   "collation_list", "function_list",
-                                          "module_list",     "pragma_list", "freelist_count",
-                                          "page_count",      "data_version", NULL};
-    static const char *const settings[] = {"user_version", "application_id", "schema_version", "page_size",
-                                           "journal_mode", "encoding",       "foreign_keys",   "query_only",
-                                           NULL};
+    static const char *const inspect[] = {
+        "table_info",     "table_xinfo",      "table_list",      "index_list",  "index_info",
+        "index_xinfo",    "foreign_key_list", "integrity_check", "quick_check", "compile_options",
+        "database_list",  "collation_list",   "function_list",   "module_list", "pragma_list",
+        "freelist_count", "page_count",       "data_version",    NULL};
+    static const char *const settings[] = {"user_version", "application_id", "schema_version",
+                                           "page_size",    "journal_mode",   "encoding",
+                                           "foreign_keys", "query_only",     NULL};
     for (int i = 0; inspect[i]; i++)
         if (sqlite3_stricmp(name, inspect[i]) == 0) return 1;
     for (int i = 0; settings[i]; i++) /* read only: no value given */
@@ -1058,14 +1062,15 @@ static int store_query_authorize(void *ctx, int action, const char *a, const cha
         static const struct {
             int action;
             const char *what;
-        } names[] = {{SQLITE_ATTACH, "ATTACH"},       {SQLITE_DETACH, "DETACH"},   {SQLITE_PRAGMA, "PRAGMA"},
-                     {SQLITE_TRANSACTION, "transaction"}, {SQLITE_SAVEPOINT, "SAVEPOINT"},
-                     {SQLITE_INSERT, "INSERT into"},  {SQLITE_UPDATE, "UPDATE of"}, {SQLITE_DELETE, "DELETE from"}};
+        } names[] = {{SQLITE_ATTACH, "ATTACH"},       {SQLITE_DETACH, "DETACH"},
+                     {SQLITE_PRAGMA, "PRAGMA"},       {SQLITE_TRANSACTION, "transaction"},
+                     {SQLITE_SAVEPOINT, "SAVEPOINT"}, {SQLITE_INSERT, "INSERT into"},
+                     {SQLITE_UPDATE, "UPDATE of"},    {SQLITE_DELETE, "DELETE from"}};
         const char *what = "schema change on";
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (names[i].action == action) what = names[i].what;
-        snprintf(g->denied, sizeof g->denied, "%s %s%s%s", what, a ? a : "", b ? (action == SQLITE_PRAGMA ? " = " : " ") : "",
-                 b ? b : "");
+        snprintf(g->denied, sizeof g->denied, "%s %s%s%s", what, a ? a : "",
+                 b ? (action == SQLITE_PRAGMA ? " = " : " ") : "", b ? b : "");
     }
     return SQLITE_DENY;
 }

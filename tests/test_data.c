@@ -24,7 +24,8 @@ static const char *write_tmp(const char *name, const char *text) {
 static void test_hostile_lines(void) {
     gkd_task_spec qa = {"{q}", "a", NULL, 0};
     gkd_dataset e;
-    const char *empty = write_tmp("empty.jsonl", "{\"q\": \"two?\", \"a\": \"2\"}\n{\"q\": \"\", \"a\": \"none\"}\n");
+    const char *empty =
+        write_tmp("empty.jsonl", "{\"q\": \"two?\", \"a\": \"2\"}\n{\"q\": \"\", \"a\": \"none\"}\n");
     gkd_status st = gkd_dataset_load_jsonl(empty, &qa, &e);
     CHECKF(st == GKD_ERR_FORMAT && e.n == 0, "empty prompt: status %d", (int)st);
     char want[300];
@@ -48,8 +49,9 @@ static void test_hostile_lines(void) {
         unlink(path);
     }
 
-    const char *boms[] = {"\xEF\xBB\xBF{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}\n",
-                          "\xEF\xBB\xBF\n{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}"};
+    const char *boms[] = {
+        "\xEF\xBB\xBF{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}\n",
+        "\xEF\xBB\xBF\n{\"document\": \"a\", \"summary\": \"b\"}\n{\"document\": \"c\", \"summary\": \"d\"}"};
     for (int i = 0; i < 2; i++) {
         const char *path = write_tmp("bom.jsonl", boms[i]);
         st = gkd_dataset_load_jsonl(path, &spec, &e);
@@ -68,7 +70,8 @@ static void test_hostile_lines(void) {
     gkd_dataset d = {ex, 2};
     gkd_token_dataset td;
     st = gkd_dataset_tokenize(&d, tok, 8, 8, &td);
-    CHECKF(st == GKD_ERR_ARG && strstr(gkd_error_message(), "example 1") && strstr(gkd_error_message(), "no tokens"),
+    CHECKF(st == GKD_ERR_ARG && strstr(gkd_error_message(), "example 1") &&
+               strstr(gkd_error_message(), "no tokens"),
            "status %d: %s", (int)st, gkd_error_message());
     if (st == GKD_OK) gkd_token_dataset_free(&td);
     gkd_tokenizer_free(tok);

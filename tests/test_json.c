@@ -42,7 +42,8 @@ static void test_bom(void) {
 #undef BOM
     for (size_t i = 0; i < sizeof inside / sizeof *inside; i++) {
         v = NULL;
-        CHECKF(gkd_json_parse(inside[i], strlen(inside[i]), "t", &v) == GKD_ERR_FORMAT, "accepted case %zu", i);
+        CHECKF(gkd_json_parse(inside[i], strlen(inside[i]), "t", &v) == GKD_ERR_FORMAT, "accepted case %zu",
+               i);
         gkd_json_free(v);
     }
 }
@@ -54,8 +55,8 @@ static void test_nul(void) {
     gkd_json *v = NULL;
     CHECK(gkd_json_parse(text, strlen(text), "t", &v) == GKD_OK);
     const gkd_json *s = gkd_json_get(v, "s");
-    CHECKF(s && s->type == GKD_JSON_STRING && s->len == 5 && memcmp(s->string, "ab\0cd", 6) == 0,
-           "len %zu", s ? s->len : 0);
+    CHECKF(s && s->type == GKD_JSON_STRING && s->len == 5 && memcmp(s->string, "ab\0cd", 6) == 0, "len %zu",
+           s ? s->len : 0);
     gkd_buf b = {0}; /* and it round-trips */
     if (v) gkd_buf_json_value(&b, v);
     CHECKF(b.data && strcmp(b.data, "{\"s\":\"ab\\u0000cd\"}") == 0, "%s", b.data ? b.data : "");
@@ -73,7 +74,14 @@ static void test_nul(void) {
 /* Numbers at and beyond 2^63 are written and converted without a cast out of range (undefined behaviour:
  * the sanitizer build, with float-cast-overflow, failed here); numbers beyond a double are refused. */
 static void test_big_numbers(void) {
-    const double xs[] = {0x1p63, -0x1p63, 1e19, -1e19, 1.8446744073709552e19, 1e300, -1e300, 999999999999999.0,
+    const double xs[] = {0x1p63,
+                         -0x1p63,
+                         1e19,
+                         -1e19,
+                         1.8446744073709552e19,
+                         1e300,
+                         -1e300,
+                         999999999999999.0,
                          -4503599627370497.0};
     for (size_t i = 0; i < sizeof xs / sizeof *xs; i++) {
         gkd_buf b = {0};
@@ -109,8 +117,8 @@ static void test_big_numbers(void) {
         gkd_json *v = parse(cases[i].text);
         int64_t got = -42;
         int ok = gkd_json_integer(v, cases[i].min, cases[i].max, &got);
-        CHECKF(v && ok == cases[i].ok && got == (ok ? cases[i].want : -42), "%s: ok %d, got %lld", cases[i].text,
-               ok, (long long)got);
+        CHECKF(v && ok == cases[i].ok && got == (ok ? cases[i].want : -42), "%s: ok %d, got %lld",
+               cases[i].text, ok, (long long)got);
         gkd_json_free(v);
     }
     CHECK(gkd_json_integer(NULL, 0, 1, &(int64_t){0}) == 0);
@@ -127,7 +135,8 @@ static void test_big_numbers(void) {
 /* Text for a terminal: C0 controls, DEL and C1 controls (UTF-8) escaped; newline and tab kept on request;
  * other UTF-8 and a NUL inside the text handled by length. */
 static void test_printable(void) {
-    const char in[] = "a\x1b[31mb\x07\tc\nd\x7f\xc2\x9b" "2J\xc3\xa9\xc2\xa0\0e";
+    const char in[] = "a\x1b[31mb\x07\tc\nd\x7f\xc2\x9b"
+                      "2J\xc3\xa9\xc2\xa0\0e";
     gkd_buf b = {0};
     gkd_buf_put_printable(&b, in, sizeof in - 1, 0);
     const char *want = "a\\x1b[31mb\\x07\\x09c\\x0ad\\x7f\\xc2\\x9b2J\xc3\xa9\xc2\xa0\\x00e";

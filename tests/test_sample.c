@@ -447,8 +447,10 @@ static void test_bad_input(gkd_model *m) {
 static void test_nonfinite_row(void) {
     enum { N = 50 };
     const float bad[] = {NAN, INFINITY, -INFINITY};
-    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1}, {1.0f, 5, 1.0f, 1, -1},
-                                      {1.0f, 0, 0.9f, 1, -1}, {0.7f, 5, 0.9f, 1, -1},
+    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1},
+                                      {1.0f, 5, 1.0f, 1, -1},
+                                      {1.0f, 0, 0.9f, 1, -1},
+                                      {0.7f, 5, 0.9f, 1, -1},
                                       {1.0f, 0, 1.0f, 1, -1}};
     float x[N], probs[N], lp;
     int order[N], wrong = 0, cases = 0;
@@ -456,15 +458,18 @@ static void test_nonfinite_row(void) {
         for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++)
             for (int where = 0; where < 3; where++) { /* one bad logit first, last, or the whole row */
                 for (int v = 0; v < N; v++)
-                    x[v] = where == 2 || (where == 0 && v == 0) || (where == 1 && v == N - 1) ? bad[i]
-                                                                                            : 0.1f * (float)v;
+                    x[v] = where == 2 || (where == 0 && v == 0) || (where == 1 && v == N - 1)
+                               ? bad[i]
+                               : 0.1f * (float)v;
                 int tok = gkd_sample_token(x, N, &cfgs[c], 0.5f, probs, order, &lp);
                 cases++;
                 if (tok != -1 || !isnan(lp)) {
                     if (wrong++ < 5)
                         fprintf(stderr, "logit %g (%s), top_k %d, top_p %g: token %d, log-prob %g\n", bad[i],
-                                where == 2 ? "whole row" : where ? "last" : "first", cfgs[c].top_k,
-                                cfgs[c].top_p, tok, lp);
+                                where == 2 ? "whole row"
+                                : where    ? "last"
+                                           : "first",
+                                cfgs[c].top_k, cfgs[c].top_p, tok, lp);
                 }
             }
     CHECKF(wrong == 0, "%d of %d rows with a non-finite logit drew a token", wrong, cases);
@@ -474,8 +479,8 @@ static void test_nonfinite_row(void) {
  * row and position, under greedy, top-k and top-p settings alike. */
 static void test_nonfinite_model(void) {
     const float weights[] = {NAN, 1e14f};
-    const gkd_sample_config cfgs[] = {{1.0f, 5, 1.0f, NEW, -1}, {0.0f, 0, 1.0f, NEW, -1},
-                                      {1.0f, 0, 0.9f, NEW, -1}};
+    const gkd_sample_config cfgs[] = {
+        {1.0f, 5, 1.0f, NEW, -1}, {0.0f, 0, 1.0f, NEW, -1}, {1.0f, 0, 0.9f, NEW, -1}};
     for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
         gkd_model *m = make_model();
         float *p = gkd_model_params(m);
@@ -486,8 +491,8 @@ static void test_nonfinite_model(void) {
             gkd_status st =
                 gkd_sample_generate(m, prompts, lens, B, P, &cfgs[c], &rng, r.tokens, r.lens, r.logprobs);
             const char *msg = gkd_error_message();
-            CHECKF(st == GKD_ERR_FORMAT, "weights %g, top_k %d, top_p %g: status %s", weights[w], cfgs[c].top_k,
-                   cfgs[c].top_p, gkd_status_name(st));
+            CHECKF(st == GKD_ERR_FORMAT, "weights %g, top_k %d, top_p %g: status %s", weights[w],
+                   cfgs[c].top_k, cfgs[c].top_p, gkd_status_name(st));
             CHECKF(st != GKD_OK && strstr(msg, "non-finite") && strstr(msg, "batch row 0") &&
                        strstr(msg, "sequence position 4"),
                    "weights %g: message: %s", weights[w], msg);
@@ -503,7 +508,8 @@ static void test_nonfinite_model(void) {
     gkd_rng rng = {3, GKD_RNG_STREAM_SAMPLE, 0};
     result r;
     gkd_status st = gkd_sample_generate(m, prompts, lens, B, P, &cfgs[0], &rng, r.tokens, r.lens, r.logprobs);
-    CHECKF(st == GKD_ERR_FORMAT && strstr(gkd_error_message(), "batch row 2, new token 0 (sequence position 6)"),
+    CHECKF(st == GKD_ERR_FORMAT &&
+               strstr(gkd_error_message(), "batch row 2, new token 0 (sequence position 6)"),
            "status %s: %s", gkd_status_name(st), gkd_error_message());
     gkd_model_free(m);
 }

@@ -631,10 +631,13 @@ static void test_query_guard(void) {
         CHECKF(access(attached, F_OK) != 0, "ATTACH created %s", attached);
         CHECK(count(s, "SELECT count(*) FROM runs WHERE name = 'guarded'") == 1);
         CHECK(count(s, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'status'") == 1);
-        CHECK(gkd_store_query_int(s, &n, "PRAGMA user_version", NULL) == GKD_OK && n == GKD_STORE_SCHEMA_VERSION);
-        CHECK(gkd_store_query_int(s, &n, "PRAGMA query_only", NULL) == GKD_OK && n == i); /* the read-only one */
-        CHECK(gkd_store_query_int(s, &n, "WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c "
-                                         "WHERE k < 4) SELECT sum(k) FROM c",
+        CHECK(gkd_store_query_int(s, &n, "PRAGMA user_version", NULL) == GKD_OK &&
+              n == GKD_STORE_SCHEMA_VERSION);
+        CHECK(gkd_store_query_int(s, &n, "PRAGMA query_only", NULL) == GKD_OK &&
+              n == i); /* the read-only one */
+        CHECK(gkd_store_query_int(s, &n,
+                                  "WITH RECURSIVE c(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM c "
+                                  "WHERE k < 4) SELECT sum(k) FROM c",
                                   NULL) == GKD_OK &&
               n == 10);
     }

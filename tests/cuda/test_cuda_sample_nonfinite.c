@@ -25,8 +25,8 @@ int main(void) {
         return 1;
     }
     const float bad[] = {NAN, INFINITY, -INFINITY};
-    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1}, {1.0f, 5, 1.0f, 1, -1},
-                                      {1.0f, 0, 0.9f, 1, -1}, {0.7f, 5, 0.9f, 1, -1}};
+    const gkd_sample_config cfgs[] = {
+        {0.0f, 0, 1.0f, 1, -1}, {1.0f, 5, 1.0f, 1, -1}, {1.0f, 0, 0.9f, 1, -1}, {0.7f, 5, 0.9f, 1, -1}};
     static float x[B * V], probs[V];
     static int order[V];
     float lp[B], want_lp;
@@ -47,7 +47,8 @@ int main(void) {
                                        ? bad[i]
                                        : 2.0f * gkd_rng_normal(&rng);
             gpu->copy_in(dx, x, sizeof x);
-            gkd_status st = gkd_sample_cuda_draw(dx, B, V, &cfgs[c], 77, GKD_RNG_STREAM_SAMPLE, 0, ws, tok, lp);
+            gkd_status st =
+                gkd_sample_cuda_draw(dx, B, V, &cfgs[c], 77, GKD_RNG_STREAM_SAMPLE, 0, ws, tok, lp);
             CHECKF(st == GKD_OK, "draw: %s", gkd_error_message());
             for (int b = 0; b < B; b++) {
                 float u = gkd_rng_uniform_from_word(gkd_rng_word(77, GKD_RNG_STREAM_SAMPLE, (uint64_t)b));
@@ -56,8 +57,8 @@ int main(void) {
                 cases++;
                 if ((nonfinite && (tok[b] != -1 || !isnan(lp[b]))) || tok[b] != want) {
                     if (wrong++ < 5)
-                        fprintf(stderr, "logit %g, top_k %d, top_p %g, row %d: device %d (%g), cpu %d\n", bad[i],
-                                cfgs[c].top_k, cfgs[c].top_p, b, tok[b], lp[b], want);
+                        fprintf(stderr, "logit %g, top_k %d, top_p %g, row %d: device %d (%g), cpu %d\n",
+                                bad[i], cfgs[c].top_k, cfgs[c].top_p, b, tok[b], lp[b], want);
                 }
             }
         }
