@@ -7,6 +7,7 @@
 #include "reward/reward_model.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1059,15 +1060,24 @@ static gkd_status read_settings(const char *model_path, gkd_reward_model_config 
     if (st == GKD_OK) {
         const char *format = gkd_json_get_string(j, "format", "");
         double version = gkd_json_get_number(j, "version", 0);
-        cfg->max_source_tokens = (int)gkd_json_get_number(j, "max_source_tokens", 0);
-        cfg->max_summary_tokens = (int)gkd_json_get_number(j, "max_summary_tokens", 0);
-        cfg->seed = (uint64_t)gkd_json_get_number(j, "seed", 0);
+        /* Converted only after the range check: a cast of an out-of-range double is undefined. */
+        int64_t source = 0, summary = 0, seed = 0;
+        const char *bad = !gkd_json_integer(gkd_json_get(j, "max_source_tokens"), 1, INT_MAX, &source)
+                              ? "max_source_tokens"
+                          : !gkd_json_integer(gkd_json_get(j, "max_summary_tokens"), 1, INT_MAX, &summary)
+                              ? "max_summary_tokens"
+                          : !gkd_json_integer(gkd_json_get(j, "seed"), 0, INT64_MAX, &seed) ? "seed"
+                                                                                                 : NULL;
         if (strcmp(format, "gkd-reward-model") != 0 || version != 1)
             st = gkd_error_set(GKD_ERR_FORMAT,
                                "%s: reward model format \"%s\" version %g (need gkd-reward-model 1)",
                                model_path, format, version);
-        else if (cfg->max_source_tokens < 1 || cfg->max_summary_tokens < 1)
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s: bad max_source_tokens or max_summary_tokens", model_path);
+        else if (bad)
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: reward model setting \"%s\" is missing or not an integer in range",
+                               model_path, bad);
+        cfg->max_source_tokens = (int)source;
+        cfg->max_summary_tokens = (int)summary;
+        cfg->seed = (uint64_t)seed;
     }
     gkd_json_free(j);
     gkd_safetensors_close(sf);
