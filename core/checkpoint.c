@@ -449,12 +449,47 @@ gkd_status gkd_checkpoint_read_config(const char *path, gkd_model_config *cfg) {
     return st;
 }
 
+/* Older transformers saved each layer's rotary buffer (model.layers.N.self_attn.rotary_emb.inv_freq). gkd
+ * computes the frequencies from the configuration, so such a buffer has a place only when it holds those
+ * values; one that differs (a scaling gkd does not know) is refused. */
+static int is_rope_buffer(const char *name) {
+    int layer, end = 0;
+    return sscanf(name, "model.layers.%d.self_attn.rotary_emb.inv_freq%n", &layer, &end) == 1 && end > 0 &&
+           name[end] == '\0';
+}
+
+static gkd_status check_rope_buffer(const gkd_safetensors *sf, const gkd_model *m, const char *name,
+                                    const char *wpath) {
+    const gkd_model_config *c = gkd_model_get_config(m);
+    const int head_dim = c->dim / c->n_heads, half = head_dim / 2;
+    int64_t shape[1] = {half};
+    float *got = malloc((size_t)half * sizeof *got);
+    if (!got) return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory", wpath);
+    gkd_status st = gkd_safetensors_read_f32(sf, name, got, 1, shape);
+    for (int i = 0; st == GKD_OK && i < half; i++) {
+        double want = gkd_model_rope_inv_freq(c, head_dim, i);
+        /* transformers computed the buffer in float32 (pow then reciprocal): a few ulps from the double. */
+        if (!(fabs(got[i] - want) <= 1e-5 * want))
+            st = gkd_error_set(GKD_ERR_FORMAT,
+                               "%s: tensor '%s' element %d is %.9g, but the configuration's rotary frequency "
+                               "is %.9g (a rope scaling gkd does not know; refusing to load)",
+                               wpath, name, i, got[i], want);
+    }
+    free(got);
+    return st;
+}
+
 /* Every tensor of the file must be one of m's: a tensor gkd has no place for (a bias, a scaling table) is a
  * model gkd would compute without it. */
 static gkd_status check_no_extra_tensors(const gkd_safetensors *sf, const gkd_model *m, const char *wpath) {
     for (int i = 0; i < gkd_safetensors_count(sf); i++) {
         const char *name = gkd_safetensors_info(sf, i)->name;
         if (gkd_model_tensor_find(m, name) >= 0) continue;
+        if (is_rope_buffer(name)) {
+            gkd_status st = check_rope_buffer(sf, m, name, wpath);
+            if (st != GKD_OK) return st;
+            continue;
+        }
         if (strcmp(name, "lm_head.weight") == 0)
             return gkd_error_set(
                 GKD_ERR_FORMAT,
