@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds gkd and runs the whole test suite: a Release build, then (unless GKD_SKIP_SANITIZE=1) a clang
 # AddressSanitizer + UndefinedBehaviorSanitizer build (with float-cast-overflow, local-bounds and
-# implicit-integer-truncation, which gcc's -fsanitize=undefined lacks) running the same tests, then (unless
+# implicit-conversion, which gcc's -fsanitize=undefined lacks) running the same tests, then (unless
 # GKD_SKIP_FUZZ=1) a short run of each libFuzzer harness of tests/fuzz (GKD_FUZZ_SECONDS each, default 30;
 # docs/fuzzing.md). Tests labelled cuda skip themselves where no GPU is present. Exits non-zero on any
 # failure.
