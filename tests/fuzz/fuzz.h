@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "core/model.h"
+
 #ifdef GKD_FUZZ_LIBFUZZER
 #define GKD_FUZZ_ENTRY(target)                                                                               \
     int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);                                            \
@@ -47,6 +49,17 @@ static inline const char *gkd_fuzz_file(const char *name, const uint8_t *data, s
         done += (size_t)n;
     }
     return path;
+}
+
+/* 1 when a model of configuration c is small enough to create per execution (4M floats of parameters and as
+ * many of rotary tables). A file may declare any size up to GKD_MODEL_MAX_*; creating a model that big is
+ * allowed and would only exhaust the fuzzer's memory limit. Counted in double, so no product wraps. */
+static inline int gkd_fuzz_model_is_small(const gkd_model_config *c) {
+    double C = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    double kv = c->n_heads > 0 ? C * c->n_kv_heads / c->n_heads : 0;
+    double params =
+        V * C * (c->tied_embeddings ? 1 : 2) + c->n_layers * (2 * C * C + 2 * C * kv + 3 * C * F + 2 * C);
+    return params <= (double)(1 << 22) && (double)c->max_seq_len * C <= (double)(1 << 22);
 }
 
 #endif

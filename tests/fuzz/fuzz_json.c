@@ -1,10 +1,14 @@
-/* Fuzz harness: the JSON parser and writer (core/json.c). The input is parsed; a document that parses is
- * written back compactly, and that text must parse again and write back to the same bytes (the writer's
- * numbers read back as the same doubles, its strings keep embedded NULs). */
+/* Fuzz harness: the JSON parser and writer (core/json.c) and the model configuration read from JSON
+ * (gkd_model_config_from_json, core/checkpoint.c: gkd's fields and Hugging Face's config.json). The input
+ * is parsed; a document that parses is written back compactly, and that text must parse again and write back
+ * to the same bytes (the writer's numbers read back as the same doubles, its strings keep embedded NULs). A
+ * configuration that reads must write JSON that reads back to the same configuration. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/checkpoint.h"
 #include "core/json.h"
+#include "core/model.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_json(const uint8_t *data, size_t size);
@@ -22,7 +26,29 @@ static void walk(const gkd_json *v) {
         for (size_t i = 0; i < v->len; i++) walk(v->items[i]);
 }
 
+static void read_config(const uint8_t *data, size_t size) {
+    char *text = malloc(size + 1);
+    if (!text) abort();
+    memcpy(text, data, size);
+    text[size] = '\0';
+    gkd_model_config cfg, again;
+    if (gkd_model_config_from_json(text, "fuzz", &cfg) == GKD_OK) {
+        gkd_buf out = {0};
+        gkd_model_config_to_json(&cfg, &out);
+        if (!out.failed) {
+            if (gkd_model_config_from_json(out.data, "fuzz (written back)", &again) != GKD_OK) abort();
+            gkd_buf back = {0};
+            gkd_model_config_to_json(&again, &back);
+            if (!back.failed && (back.len != out.len || memcmp(back.data, out.data, out.len) != 0)) abort();
+            gkd_buf_free(&back);
+        }
+        gkd_buf_free(&out);
+    }
+    free(text);
+}
+
 int gkd_fuzz_json(const uint8_t *data, size_t size) {
+    read_config(data, size);
     gkd_json *doc = NULL;
     if (gkd_json_parse((const char *)data, size, "fuzz", &doc) != GKD_OK) return 0;
     walk(doc);

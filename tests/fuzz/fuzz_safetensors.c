@@ -1,17 +1,23 @@
-/* Fuzz harness: the safetensors reader (core/safetensors.c). The input is a whole file: open validates it,
- * then every tensor is read as stored and, for the float dtypes, as float, and the metadata and name lookups
- * are walked, so a header that passes open but lies about the data shows up as an out-of-bounds read. */
+/* Fuzz harness: the safetensors reader (core/safetensors.c) and the checkpoint loader on top of it
+ * (core/checkpoint.c). The input is a whole file: open validates it, then every tensor is read as stored and,
+ * for the float dtypes, as float, and the metadata and name lookups are walked, so a header that passes open
+ * but lies about the data shows up as an out-of-bounds read. Then the file is loaded as a gkd checkpoint
+ * (its "gkd_config" metadata), when the configuration it declares is small. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/backend.h"
+#include "core/checkpoint.h"
+#include "core/model.h"
 #include "core/safetensors.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_safetensors(const uint8_t *data, size_t size);
 
 int gkd_fuzz_safetensors(const uint8_t *data, size_t size) {
+    const char *path = gkd_fuzz_file("safetensors", data, size);
     gkd_safetensors *st = NULL;
-    if (gkd_safetensors_open(gkd_fuzz_file("safetensors", data, size), &st) != GKD_OK) return 0;
+    if (gkd_safetensors_open(path, &st) != GKD_OK) return 0;
     for (int i = 0; i < gkd_safetensors_metadata_count(st); i++) {
         const char *key = gkd_safetensors_metadata_key(st, i);
         if (!gkd_safetensors_metadata(st, key)) abort();
@@ -37,6 +43,15 @@ int gkd_fuzz_safetensors(const uint8_t *data, size_t size) {
     gkd_safetensors_info(st, -1);
     gkd_safetensors_info(st, gkd_safetensors_count(st));
     gkd_safetensors_close(st);
+
+    gkd_model_config cfg;
+    if (gkd_checkpoint_read_config(path, &cfg) == GKD_OK && gkd_fuzz_model_is_small(&cfg)) {
+        gkd_model *m = NULL;
+        if (gkd_checkpoint_load_model_ex(path, gkd_backend_cpu(), GKD_MODEL_INFERENCE, &m) == GKD_OK &&
+            gkd_model_get_config(m)->vocab_size != cfg.vocab_size)
+            abort();
+        gkd_model_free(m);
+    }
     return 0;
 }
 
