@@ -1,0 +1,224 @@
+-- The paper's comparison (GKD, Agarwal et al. 2024) on `arith`, a task where the teacher is good:
+-- 4-digit addition, digits least significant first, carries shown (experiments/paper/arith_data.lua).
+--
+--   ./build/gkd run experiments/paper/arith.lua        # everything; resumable: run it again after a kill
+--   GKD_SMOKE=1 ./build/gkd run experiments/paper/arith.lua   # seconds: tiny models and steps
+--   ./build/gkd run experiments/paper/report.lua       # docs/paper-results-arith.md from the run store
+--
+-- What it does, each part a run in OUT/runs.db (OUT = $GKD_PAPER_OUT or out/paper-arith), looked up by
+-- name first so that a rerun skips what finished and continues what stopped:
+-- 1. Data: problems drawn by a fixed generator, split by a hash of "a+b" into train (80 %), validation
+--    (10 %) and test (10 %), written to OUT/data/*.jsonl. Evaluations along the way read validation; the
+--    final numbers read test (set GKD_PAPER_FINAL=validation to keep the test split closed).
+-- 2. The teacher: trained from scratch with SFT on the train split, checkpointed. Gate: exact match on
+--    test >= 0.9, else the script stops with an error (not checked in smoke runs).
+-- 3. One SFT warm start of the student (4 times fewer parameters), saved once; every method and seed
+--    starts from it. Seeds change the data order, the lambda coins and the sampling, not the start.
+-- 4. The methods, each from the warm start with the same steps x batch: SFT (continued), supervised KD
+--    (lambda 0, forward KL), SeqKD (cross-entropy on the teacher's greedy outputs), ImitKD (lambda 0 -> 1
+--    per row), on-policy GKD (lambda 1) with forward KL, reverse KL, JSD(0.1), JSD(0.5), JSD(0.9); then
+--    lambda 0.5 with the on-policy divergence that learned fastest on validation (area under the
+--    exact-match curve). Two worker processes (gkd.sweep) over seeds 1..3.
+-- 5. The final models on the final split: a zero-step run "<run>/final" per model holds exact match,
+--    digit accuracy, the degenerate-output rate, length, and the divergences to the teacher on the
+--    references (teacher-forced) and on the student's own greedy outputs.
+-- Knobs: GKD_SMOKE=1, GKD_SCALE (steps x this), GKD_SEEDS (e.g. "1,2"), GKD_WORKERS, GKD_PAPER_OUT.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local lib = dofile(here .. "/lib.lua")
+local D = dofile(here .. "/arith_data.lua")
+
+local OUT = os.getenv("GKD_PAPER_OUT") or "out/paper-arith"
+local DB = gkd.options.db or (OUT .. "/runs.db")
+gkd.options.db = DB -- sweep workers and gkd.run both read it
+local FINAL = os.getenv("GKD_PAPER_FINAL") or "test"
+local worker = gkd.options.worker_point ~= nil
+lib.mkdir(OUT)
+
+-- Machine notes for the report: what ran where, and how loaded the machine was (other work slows runs).
+local function note(what)
+  if worker then return end
+  local cpu = io.open("/proc/cpuinfo")
+  local model_name = cpu and cpu:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
+  if cpu then cpu:close() end
+  local la = io.open("/proc/loadavg")
+  local load = la and la:read("l") or "?"
+  if la then la:close() end
+  local f = assert(io.open(OUT .. "/machine.txt", "a"))
+  f:write(string.format("%s %s: host %s, %d cores (%s), load average %s, OMP_NUM_THREADS=%s, smoke=%s scale=%g\n",
+    os.date("!%Y-%m-%dT%H:%M:%SZ"), what, gkd.sys.hostname(), gkd.sys.cpus(), model_name, load,
+    os.getenv("OMP_NUM_THREADS") or "unset", tostring(lib.smoke), lib.scale))
+  f:close()
+end
+note("start")
+
+local S = lib.smoke and {
+  problems = 800, distill_examples = 200,
+  teacher = { layers = 1, dim = 32 }, teacher_steps = 4, teacher_lr = 1e-3,
+  student = { layers = 1, dim = 32 }, warm_steps = 3, warm_lr = 1e-3,
+  steps = 4, batch = 4, lr = 1e-3, eval_every = 2, eval_examples = 8, final_examples = 16,
+  seeds = { 1, 2 }, workers = 2, gate = nil,
+} or {
+  problems = 30000, distill_examples = 8000,
+  teacher = { layers = 4, dim = 128 }, teacher_steps = 2500, teacher_lr = 2e-3,
+  student = { layers = 4, dim = 64 }, warm_steps = 300, warm_lr = 2e-3,
+  steps = 400, batch = 32, lr = 1e-3, eval_every = 50, eval_examples = 256, final_examples = 1000,
+  seeds = { 1, 2, 3 }, workers = 2, gate = 0.9,
+}
+S.steps = math.max(2, math.floor(S.steps * lib.scale))
+if os.getenv("GKD_SEEDS") then
+  S.seeds = {}
+  for s in os.getenv("GKD_SEEDS"):gmatch("%d+") do S.seeds[#S.seeds + 1] = tonumber(s) end
+end
+S.workers = tonumber(os.getenv("GKD_WORKERS") or "") or S.workers
+local MAX_NEW = 24 -- the longest target is 19 tokens + EOS
+local SEQ = 48     -- prompt 13 tokens + 24
+
+-- 1. Data (the parent writes it; workers find it).
+local data_dir = OUT .. "/data"
+local stamp = string.format("problems=%d digits=%d", S.problems, D.DIGITS)
+local f = io.open(data_dir .. "/STAMP")
+local have = f and f:read("a")
+if f then f:close() end
+if have ~= stamp then
+  assert(not worker, "arith: data missing in a worker")
+  local c = D.generate(data_dir, S.problems)
+  lib.write_jsonl(data_dir .. "/counts.jsonl", { c })
+  local g = assert(io.open(data_dir .. "/STAMP", "w")); g:write(stamp); g:close()
+end
+local train = D.task(data_dir, "train")
+local distill_train = D.task(data_dir, "train", S.distill_examples)
+local validation = D.task(data_dir, "validation", S.eval_examples)
+local final_split = D.task(data_dir, FINAL, S.final_examples)
+local tok = gkd.tokenizer.train{ task = train, vocab = 300 }
+if not worker then assert(tok:save(OUT .. "/tokenizer.json")) end
+
+local function model(shape, seed)
+  return gkd.model.new{ layers = shape.layers, dim = shape.dim, heads = 4, tokenizer = tok, max_seq_len = SEQ, seed = seed }
+end
+local function ckpt(name) return { dir = OUT .. "/checkpoints/" .. name } end
+local metrics = D.metrics
+
+-- A run that only evaluates a trained model on the final split (every example up to final_examples).
+local function final_eval(name, student, teacher)
+  local r = gkd.run{
+    name = name .. "/final", method = teacher and "supervised_kd" or "sft", task = distill_train,
+    -- One step at learning rate 0 (no weight decay): gkd.run evaluates only after a step (a zero-step
+    -- run records no evaluation), and this step leaves the weights as they are.
+    held_out = final_split, student = student, teacher = teacher, steps = 1, lr = 0, weight_decay = 0, batch = 64,
+    max_new_tokens = MAX_NEW, eval = { examples = S.final_examples, metrics = metrics },
+    checkpoint = false, resume = true, quiet = true,
+  }
+  return r.eval
+end
+
+local function sft(name, student, steps, lr, task)
+  return gkd.run{
+    name = name, method = "sft", task = task, held_out = validation, student = student,
+    steps = steps, batch = 32, lr = gkd.schedule.warmup_cosine(lr, lr / 10, math.max(1, steps // 20), steps),
+    max_new_tokens = MAX_NEW, eval = { every = math.max(1, steps // 5), examples = S.eval_examples, metrics = metrics },
+    checkpoint = { dir = ckpt(name).dir, every = math.max(1, steps // 5) }, resume = true, quiet = worker or nil,
+  }
+end
+
+-- 2. The teacher.
+local teacher = model(S.teacher, 1000)
+sft("arith/teacher", teacher, S.teacher_steps, S.teacher_lr, train)
+if not worker then
+  local e = final_eval("arith/teacher", teacher, nil)
+  print(string.format("teacher (%s): %s exact match %.3f, digit accuracy %.3f", tostring(teacher), FINAL, e.exact, e.digit_acc))
+  if S.gate and e.exact < S.gate then
+    error(string.format("arith: the teacher's %s exact match %.3f is under the gate %.2f: train it longer "
+      .. "(delete its runs from %s and its checkpoints, or raise teacher_steps)", FINAL, e.exact, S.gate, DB), 0)
+  end
+end
+
+-- 3. The warm start.
+local warm = model(S.student, 1)
+sft("arith/warm-start", warm, S.warm_steps, S.warm_lr, distill_train)
+if not worker then
+  local e = final_eval("arith/warm-start", warm, teacher)
+  print(string.format("SFT warm start (%s): %s exact match %.3f, digit accuracy %.3f", tostring(warm), FINAL, e.exact, e.digit_acc))
+end
+
+-- 4. The methods.
+local VARIANTS = {
+  ["sft"] = { method = "sft" },
+  ["supervised_kd"] = { method = "supervised_kd", divergence = gkd.fkl() },
+  ["seqkd"] = { method = "seqkd" },
+  ["imitkd"] = { method = "imitkd", divergence = gkd.fkl() },
+  ["gkd-fkl"] = { method = "gkd", divergence = gkd.fkl() },
+  ["gkd-rkl"] = { method = "gkd", divergence = gkd.rkl() },
+  ["gkd-jsd0.1"] = { method = "gkd", divergence = gkd.jsd(0.1) },
+  ["gkd-jsd0.5"] = { method = "gkd", divergence = gkd.jsd(0.5) },
+  ["gkd-jsd0.9"] = { method = "gkd", divergence = gkd.jsd(0.9) },
+}
+local ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+
+local function point(p)
+  local v = VARIANTS[p.variant]
+  local cfg = {
+    task = distill_train, held_out = validation, teacher = teacher,
+    student = gkd.model.from_layers(warm, { n = warm.layers }), seed = p.seed,
+    steps = S.steps, batch = S.batch, max_new_tokens = MAX_NEW,
+    lr = gkd.schedule.warmup_cosine(S.lr, S.lr / 10, math.max(1, S.steps // 20), S.steps),
+    eval = { every = S.eval_every, examples = S.eval_examples, metrics = metrics },
+    checkpoint = { dir = ckpt(p.name).dir, every = math.max(1, S.steps // 4) }, quiet = true,
+  }
+  for k, x in pairs(v) do cfg[k] = x end
+  return cfg
+end
+
+local phase1 = gkd.sweep{
+  name = "arith", grid = { variant = ORDER }, seeds = S.seeds, workers = S.workers, run = point,
+  summary = { "eval.exact", "eval.digit_acc", "eval.own_forward_kl" },
+}
+
+-- The on-policy divergence that learned fastest on validation: mean area under the exact-match curve.
+local function best_on_policy(result)
+  local store <close> = assert(gkd.store.open(DB, { readonly = true }))
+  local best, best_auc
+  for _, name in ipairs(ORDER) do
+    if name:match("^gkd%-") then
+      local aucs = {}
+      for _, seed in ipairs(S.seeds) do
+        local r = lib.finished_run(store, "arith/variant=" .. name .. ",seed=" .. seed)
+        if r then aucs[#aucs + 1] = lib.auc(lib.curve(store, r.id, "exact")) end
+      end
+      local m = lib.mean_std(aucs)
+      if m and (not best_auc or m > best_auc) then best, best_auc = name, m end
+    end
+  end
+  return best, best_auc
+end
+
+local best = best_on_policy(phase1)
+if best then
+  VARIANTS["mix0.5-" .. best:sub(5)] = { method = "gkd", lambda = 0.5, divergence = VARIANTS[best].divergence }
+  gkd.sweep{
+    name = "arith-mix", grid = { variant = { "mix0.5-" .. best:sub(5) } }, seeds = S.seeds, workers = S.workers,
+    run = point, summary = { "eval.exact", "eval.digit_acc", "eval.own_forward_kl" },
+  }
+end
+if worker then return end
+
+-- 5. Final numbers of every finished model.
+local store = assert(gkd.store.open(DB, { readonly = true }))
+local rows = assert(store:query([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+  WHERE s.name IN ('arith', 'arith-mix') AND r.status = 'finished' ORDER BY r.id]]))
+local todo = {}
+for _, r in ipairs(rows) do
+  local step, path = store:checkpoint_latest(r.id)
+  if step then todo[#todo + 1] = { name = r.name, path = path } end
+end
+store:close()
+for _, t in ipairs(todo) do
+  local m = model(S.student, 1)
+  assert(m:load_weights(t.path .. "/model.safetensors"))
+  final_eval(t.name, m, teacher)
+  m:close()
+end
+
+note("end")
+local report = dofile(here .. "/report.lua")
+local md = report.arith{ db = DB, out = OUT .. "/report.md", data_dir = data_dir }
+print(md)
