@@ -1,10 +1,12 @@
 /* Embedding gkd's Lua: a state with the standard libraries and the `gkd` module, protected calls with a
- * traceback, an instruction budget for runaway scripts, and the measurement of Lua's share of a step.
+ * traceback, limits on runaway scripts and callbacks, an optional sandbox, stop signals, and the
+ * measurement of Lua's share of a step.
  * Rules: every call into Lua goes through gkd_lua_pcall (or lua_pcall with gkd_lua_traceback as the
  * message handler); the `gkd` module is C primitives (luaopen_gkd) plus the Lua prelude in scripts-lua/,
  * which is compiled into the binary (bindings/prelude_data.c, made by scripts-lua/embed.sh) so an
  * installed gkd needs no files beside it; GKD_PRELUDE_DIR in the environment loads the prelude from that
- * folder instead (for working on it without rebuilding). docs/lua-api.md documents the module. */
+ * folder instead (for working on it without rebuilding). Scripts are trusted code with the user's rights
+ * unless the state is sandboxed (docs/trust.md). docs/lua-api.md documents the module. */
 #ifndef GKD_BINDINGS_LUA_H
 #define GKD_BINDINGS_LUA_H
 
@@ -17,9 +19,29 @@
 /* The `gkd` module: C functions, then the prelude run over them. Raises if the prelude fails to load. */
 int luaopen_gkd(lua_State *L);
 
+/* Limits on each call into Lua that a run makes for a callback (a schedule function, the reward for one
+ * sample, a Lua metric, on_step, on_eval); 0 means none. */
+typedef struct {
+    int64_t instructions; /* Lua VM instructions per call */
+    double seconds;       /* wall-clock seconds per call, checked between instructions */
+} gkd_lua_callback_limit;
+
+/* What a state allows; all zero is a trusted state with no limits (the default). */
+typedef struct {
+    int sandbox;          /* scripts run in a restricted environment (docs/trust.md) */
+    size_t memory;        /* bytes of Lua heap (C allocations of models and data are not counted) */
+    int64_t instructions; /* Lua VM instructions of the script's own code (callbacks of runs excluded) */
+    gkd_lua_callback_limit callback; /* every run's callbacks: the tighter of this and gkd.run's callback_limit */
+} gkd_lua_limits;
+
 /* A new state with the standard libraries open and `gkd` in package.preload (loaded by require "gkd";
  * gkd_lua_run_script also sets the global `gkd`). NULL when out of memory. Close with lua_close. */
 lua_State *gkd_lua_state_new(void);
+/* The same with limits (NULL: none). In a sandboxed state gkd_lua_run_script runs scripts in the
+ * restricted environment; the limits hold for the state's life. */
+lua_State *gkd_lua_state_new_limited(const gkd_lua_limits *limits);
+/* 1 when an allocation failed because of the state's memory limit. */
+int gkd_lua_memory_limit_hit(lua_State *L);
 
 /* The message handler: turns the error object into a string and appends a traceback (as lua.c does). */
 int gkd_lua_traceback(lua_State *L);
@@ -37,14 +59,24 @@ int gkd_lua_run_script(lua_State *L, const char *path, const char *code, const c
                        char **argv, int nresults, char **error);
 
 /* Bounds a script: after `count` VM instructions from now the running Lua code raises "instruction
- * limit exceeded". 0 removes the limit. */
+ * limit exceeded" (and again at every instruction until the limit is set anew, so a pcall cannot swallow
+ * it). Instructions of run callbacks are not counted (they have their own limit). 0 removes the limit. */
 void gkd_lua_set_instruction_limit(lua_State *L, int64_t count);
 
-/* SIGINT / SIGTERM handlers that ask running trainings to stop at the next step boundary (they save a
- * checkpoint and mark the run interrupted); a second signal restores the default action. */
+/* SIGINT / SIGTERM handlers: the first signal asks running trainings to stop at the next step boundary
+ * (they save a checkpoint and mark the run interrupted) and is forwarded to the children started with
+ * gkd.sys.spawn (sweep workers); a run callback still running GKD_LUA_STOP_GRACE seconds after it is
+ * interrupted with an error. Signals within GKD_LUA_STOP_GRACE seconds of the first are taken as
+ * duplicates (Slurm signals every process of a job, and a sweep parent forwards it too); a later one
+ * restores the default action, so it ends the process at once. */
 void gkd_lua_install_signal_handlers(void);
 /* 1 once a stop was requested. */
 int gkd_lua_stop_requested(void);
+/* The signal that asked to stop ("SIGINT", "SIGTERM"), or NULL. */
+const char *gkd_lua_stop_signal(void);
+#define GKD_LUA_STOP_GRACE 1.0
+/* The exit status of a command whose script was stopped by SIGINT/SIGTERM (its runs are resumable). */
+#define GKD_LUA_EXIT_INTERRUPTED 3
 
 /* Time spent in Lua during training (schedules, callbacks, Lua metrics and rewards) against the whole
  * step. */

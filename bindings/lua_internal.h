@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "bindings/gkd_lua.h"
 #include "core/data.h"
 #include "core/error.h"
 #include "core/json.h"
@@ -126,6 +127,33 @@ typedef struct {
 } gkd_lua_prelude_file;
 extern const gkd_lua_prelude_file gkd_lua_prelude_files[];
 extern const int gkd_lua_prelude_count;
+
+/* ---- limits and stop signals around calls into Lua (bindings/lua_gkd.c) ---- */
+
+/* A thread's debug hook, saved around a callback. */
+typedef struct {
+    lua_Hook hook;
+    int mask, count;
+} gkd_lua_hook_state;
+
+/* Bracket one call into Lua that a run makes: begin applies lim (NULL: none) to the call and starts its
+ * count and clock; restart starts them again inside the same call (the reward's next sample); end
+ * restores the thread's hook. Calls do not nest (runs do not nest). Within the call the hook raises when
+ * a limit is passed, or when a stop signal came more than GKD_LUA_STOP_GRACE seconds ago. */
+void gkd_lua_callback_begin(lua_State *L, const gkd_lua_callback_limit *lim, gkd_lua_hook_state *saved);
+void gkd_lua_callback_restart(lua_State *L);
+void gkd_lua_callback_end(lua_State *L, const gkd_lua_hook_state *saved);
+/* 1 once a stop signal interrupted a callback of this state. */
+int gkd_lua_callback_interrupted(lua_State *L);
+/* The callback limits of the state (the command line's), zero when none or not a gkd state. */
+gkd_lua_callback_limit gkd_lua_callback_default(lua_State *L);
+/* 1 for a sandboxed state. */
+int gkd_lua_is_sandboxed(lua_State *L);
+/* Whether a sandboxed script may have gkd write at `path`: a relative path with no ".." component. */
+int gkd_lua_path_allowed(const char *path);
+/* Children started by gkd.sys.spawn, to which a stop signal is forwarded. */
+void gkd_lua_child_add(long pid);
+void gkd_lua_child_remove(long pid);
 
 /* Accumulated seconds spent in Lua called from the trainer (for gkd_lua_bench_overhead). */
 extern double gkd_lua_seconds_in_lua;

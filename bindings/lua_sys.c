@@ -1,7 +1,10 @@
 /* gkd.sys: the process primitives the sweep runner in the prelude stands on (fork, wait, kill, liveness of
  * a recorded process) and a few file-system helpers. POSIX only.
  * Rules: workers are new programs (spawn = fork + exec), never bare forks of a process that may hold
- * thread pools and open databases. */
+ * thread pools and open databases. A spawned child is registered until it is waited for, so that a stop
+ * signal (SIGINT/SIGTERM) is forwarded to it (bindings/lua_gkd.c); signals are blocked from the fork to
+ * the registration, so none falls between. A sandboxed script has no spawn, wait, kill, setenv, mkdir or
+ * sleep (docs/trust.md). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,16 +37,25 @@ static int l_spawn(lua_State *L) {
     args[n] = NULL;
     const char *program = luaL_optstring(L, 2, "/proc/self/exe");
     fflush(NULL);
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop, &old);
     pid_t pid = fork();
-    if (pid < 0) {
-        luaL_pushfail(L);
-        lua_pushfstring(L, "fork: %s", strerror(errno));
-        return 2;
-    }
     if (pid == 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
         execv(program, args);
         execvp(args[0], args);
         _exit(127);
+    }
+    int fork_errno = errno;
+    if (pid > 0) gkd_lua_child_add(pid);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        luaL_pushfail(L);
+        lua_pushfstring(L, "fork: %s", strerror(fork_errno));
+        return 2;
     }
     lua_pushinteger(L, pid);
     return 1;
@@ -63,6 +75,7 @@ static int l_wait(lua_State *L) {
         lua_pushfstring(L, "wait: %s", strerror(errno));
         return 2;
     }
+    gkd_lua_child_remove(pid);
     lua_pushinteger(L, pid);
     if (WIFEXITED(status)) {
         lua_pushliteral(L, "exit");

@@ -9,7 +9,15 @@
  *   (GKD_ERR_SCRIPT, message "schedule 'lambda': <error and traceback>"), and _train raises it after the
  *   trainer has returned.
  * - The per-call context (the train state) is reachable from the registry while _train runs
- *   (REGISTRY_KEY) and cleared after.
+ *   (REGISTRY_KEY) and cleared after; while it is set, _train and _resolve refuse (runs do not nest: a
+ *   second run would replace the first's context under the same key).
+ * - While the trainer runs, the models, tokenizer and tasks it reads are kept by the state and pinned
+ *   (their close refuses); every exit of the training loop unpins them, and so does the state's __gc.
+ * - Every call into Lua is bracketed by gkd_lua_callback_begin/end: the run's callback_limit (and the
+ *   command line's) bounds it, and a stop signal interrupts it after a grace period; the run then stops
+ *   as interrupted and continues from its last checkpoint.
+ * - Checkpoints rotate by listing the folder's step-N folders, so those of an earlier process (a run
+ *   killed and resumed) are rotated too.
  * - Lua time is measured around every call into Lua (gkd_lua_seconds_in_lua; result.lua_seconds). */
 #include <dirent.h>
 #include <errno.h>
@@ -89,6 +97,13 @@ struct train_state {
     double lua_seconds;
     char *checkpoint_dir;
     int checkpoint_keep;
+    gkd_lua_callback_limit limit; /* of each call into Lua */
+    char name[128];
+    /* the handles the trainer reads, pinned while it runs */
+    gkd_lua_model *student, *teacher;
+    gkd_lua_tokenizer *tok;
+    gkd_lua_task *task, *held;
+    int pinned;
 };
 
 /* ---- state lifetime ---- */
@@ -101,8 +116,18 @@ static void free_corpus(text_metric *m) {
     m->n = 0;
 }
 
+static void pin(train_state *s, int delta) {
+    if (s->student) s->student->pins += delta;
+    if (s->teacher) s->teacher->pins += delta;
+    if (s->tok) s->tok->pins += delta;
+    if (s->task) s->task->pins += delta;
+    if (s->held) s->held->pins += delta;
+    s->pinned = delta > 0;
+}
+
 static int state_gc(lua_State *L) {
     train_state *s = luaL_checkudata(L, 1, TRAIN_STATE);
+    if (s->pinned) pin(s, -1);
     gkd_trainer_free(s->trainer);
     s->trainer = NULL;
     gkd_reward_free(s->reward);
@@ -196,28 +221,53 @@ static int call_schedule(lua_State *L) {
     return 1;
 }
 
-/* Runs fn (a C function taking 2 light arguments) in a protected call; on failure records
- * "<what>: <message with traceback>" as the last error. */
-static int protected_number(lua_State *L, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
+/* Runs fn (a C function taking 2 light arguments) in a protected call under the run's callback limit;
+ * on failure records "<what>: <message with traceback>" as the last error. Nothing here allocates
+ * outside the protected call, so a Lua memory error cannot escape into the trainer. */
+static int protected_number(train_state *s, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
+    lua_State *L = s->L;
     double t0 = gkd_lua_now();
+    gkd_lua_hook_state hook;
+    gkd_lua_callback_begin(L, &s->limit, &hook);
     lua_pushcfunction(L, fn);
     lua_pushlightuserdata(L, a);
     lua_pushinteger(L, b);
     int status = gkd_lua_pcall(L, 2, 1);
+    gkd_lua_callback_end(L, &hook);
     int ok = status == LUA_OK;
     if (ok)
         *out = lua_tonumber(L, -1);
     else
         gkd_error_set(GKD_ERR_SCRIPT, "%s: %s", what, lua_tostring(L, -1));
     lua_pop(L, 1);
-    train_state *s;
-    lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-    s = lua_touserdata(L, -1);
-    lua_pop(L, 1);
     double dt = gkd_lua_now() - t0;
-    if (s) s->lua_seconds += dt;
+    s->lua_seconds += dt;
     gkd_lua_seconds_in_lua += dt;
     return ok;
+}
+
+/* on_step(metrics with .step) and on_eval(eval metrics), argument 1 the state. */
+static int call_on_step(lua_State *L) {
+    train_state *s = lua_touserdata(L, 1);
+    lua_Integer step = lua_tointeger(L, 2);
+    push_kept(L, s, s->on_step_ref);
+    push_metrics(L, s);
+    lua_pushinteger(L, step);
+    lua_setfield(L, -2, "step");
+    lua_call(L, 1, 0);
+    lua_pushnumber(L, 0);
+    return 1;
+}
+
+static int call_on_eval(lua_State *L) {
+    train_state *s = lua_touserdata(L, 1);
+    push_kept(L, s, s->on_eval_ref);
+    push_metrics(L, s);
+    lua_getfield(L, -1, "eval");
+    lua_remove(L, -2);
+    lua_call(L, 1, 0);
+    lua_pushnumber(L, 0);
+    return 1;
 }
 
 static double schedule_fn(void *ctx, int64_t step, int *failed) {
@@ -225,7 +275,7 @@ static double schedule_fn(void *ctx, int64_t step, int *failed) {
     char what[96];
     snprintf(what, sizeof what, "schedule '%s'", cb->name);
     double v = NAN;
-    if (!protected_number(cb->s->L, call_schedule, cb, step, what, &v)) *failed = 1;
+    if (!protected_number(cb->s, call_schedule, cb, step, what, &v)) *failed = 1;
     return v;
 }
 
@@ -243,6 +293,7 @@ static int call_reward(lua_State *L) {
     lua_reward_call *c = lua_touserdata(L, 1);
     for (int i = 0; i < c->n; i++) {
         const gkd_reward_sample *x = &c->samples[i];
+        gkd_lua_callback_restart(L); /* the limit is per sample */
         push_kept(L, c->s, c->s->reward_ref);
         lua_createtable(L, 0, 4);
         lua_pushstring(L, x->source ? x->source : ""), lua_setfield(L, -2, "source");
@@ -264,7 +315,7 @@ static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *sampl
     lua_reward_call c = {s, samples, n, scores};
     double ignored;
     /* gkd_reward_score prefixes the reward's name ("reward 'reward'") to what fails here. */
-    return protected_number(s->L, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
+    return protected_number(s, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
 }
 
 /* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of
@@ -408,7 +459,7 @@ static double text_metric_fn(void *ctx, const char *output, const gkd_example *e
         char what[96];
         snprintf(what, sizeof what, "metric '%s'", m->name);
         double v = NAN;
-        if (protected_number(s->L, call_metric, &c, 0, what, &v)) return v;
+        if (protected_number(s, call_metric, &c, 0, what, &v)) return v;
         break;
     }
     }
@@ -650,9 +701,22 @@ static void push_schedule_desc(lua_State *L, const gkd_schedule *sc, int cfg, co
     lua_remove(L, -2);
 }
 
+/* Raises when a run is in progress in this state: gkd.run called from one of its callbacks. */
+static void refuse_nested(lua_State *L) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY) != LUA_TNIL) {
+        train_state *cur = lua_touserdata(L, -1);
+        luaL_error(L,
+                   "gkd.run: run '%s' is in progress and this gkd.run was called from one of its callbacks; runs "
+                   "cannot nest (start the next run after gkd.run returns)",
+                   cur ? cur->name : "?");
+    }
+    lua_pop(L, 1);
+}
+
 /* gkd._resolve(cfg) -> the trainer settings the run will use (defaults and the method's preset applied). */
 static int l_resolve(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
+    refuse_nested(L);
     gkd_train_config c;
     build_config(L, 1, 0, NULL, &c);
     lua_newtable(L);
@@ -730,9 +794,65 @@ static gkd_status make_dirs(const char *path) {
     return GKD_OK;
 }
 
+/* The step of a folder named as save_checkpoint names them ("step-%08lld", with ".tmp" when `tmp`), or -1. */
+static int64_t checkpoint_step(const char *name, int tmp) {
+    if (strncmp(name, "step-", 5) != 0) return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(name + 5, &end, 10);
+    if (errno || v < 0 || end == name + 5 || strcmp(end, tmp ? ".tmp" : "") != 0) return -1;
+    char canon[64];
+    snprintf(canon, sizeof canon, tmp ? "step-%08lld.tmp" : "step-%08lld", v);
+    return strcmp(canon, name) == 0 ? v : -1;
+}
+
+static int step_desc(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Keeps the newest `keep` step folders up to `step` (the one just saved among them) and removes the
+ * older ones, whichever process wrote them, with the half-written .tmp folders of a killed save. Folders
+ * after `step` belong to no history this run continues (it resumed from an earlier checkpoint) and are
+ * left alone. */
+static void rotate_checkpoints(const char *dir, int64_t step, int keep) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int64_t *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    char path[4200];
+    while ((e = readdir(d)) != NULL) {
+        int64_t v = checkpoint_step(e->d_name, 1);
+        if (v >= 0 && v < step) { /* a save that was killed half-way */
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            remove_dir(path);
+            continue;
+        }
+        v = checkpoint_step(e->d_name, 0);
+        if (v < 0 || v > step) continue;
+        if (n == cap) {
+            size_t c = cap ? 2 * cap : 16;
+            int64_t *grown = realloc(steps, c * sizeof *grown);
+            if (!grown) break; /* rotation is housekeeping: the next save tries again */
+            steps = grown;
+            cap = c;
+        }
+        steps[n++] = v;
+    }
+    closedir(d);
+    if (n > 0) qsort(steps, n, sizeof *steps, step_desc);
+    for (size_t i = (size_t)keep; i < n; i++) {
+        if (steps[i] == step) continue;
+        snprintf(path, sizeof path, "%s/step-%08lld", dir, (long long)steps[i]);
+        remove_dir(path);
+    }
+    free(steps);
+}
+
 /* Saves into dir/step-N (written as .tmp, then renamed, so a crash never leaves a half checkpoint that
- * looks whole), records it, and removes checkpoints older than the last `keep`. */
-static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_steps, int *n_prev) {
+ * looks whole), records it, and removes checkpoints older than the last `keep` (0: keeps all). */
+static gkd_status save_checkpoint(train_state *s, int64_t step) {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s/step-%08lld", s->checkpoint_dir, (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -746,16 +866,7 @@ static gkd_status save_checkpoint(train_state *s, int64_t step, int64_t *prev_st
      * from it has every row before it. */
     if (s->store && (st = gkd_store_flush(s->store)) != GKD_OK) return st;
     if (s->store && (st = gkd_store_checkpoint(s->store, s->run_id, step, path, NULL)) != GKD_OK) return st;
-    if (s->checkpoint_keep > 0) {
-        prev_steps[(*n_prev)++] = step;
-        while (*n_prev > s->checkpoint_keep) {
-            char old[4096];
-            snprintf(old, sizeof old, "%s/step-%08lld", s->checkpoint_dir, (long long)prev_steps[0]);
-            if (prev_steps[0] != step) remove_dir(old);
-            memmove(prev_steps, prev_steps + 1, (size_t)(*n_prev - 1) * sizeof *prev_steps);
-            (*n_prev)--;
-        }
-    }
+    if (s->checkpoint_keep > 0) rotate_checkpoints(s->checkpoint_dir, step, s->checkpoint_keep);
     return GKD_OK;
 }
 
@@ -790,13 +901,43 @@ static void print_progress(train_state *s, const char *name, int64_t step, doubl
 }
 
 static const char *const train_ctx_keys[] = {"store", "run_id", "name", "resume_dir", "quiet", NULL};
+static const char *const callback_limit_keys[] = {"instructions", "seconds", NULL};
+
+/* The tighter of two limits, 0 meaning none. */
+static double tighter(double a, double b) {
+    return a > 0 && b > 0 ? (a < b ? a : b) : a > 0 ? a : b;
+}
+
+/* cfg.callback_limit = {instructions = n, seconds = s}, combined with the state's default. */
+static void read_callback_limit(lua_State *L, int cfg, train_state *s) {
+    gkd_lua_callback_limit lim = gkd_lua_callback_default(L);
+    lua_getfield(L, cfg, "callback_limit");
+    if (!lua_isnil(L, -1)) {
+        const char *f = "gkd.run: callback_limit";
+        luaL_checktype(L, -1, LUA_TTABLE);
+        int t = lua_gettop(L);
+        gkd_lua_check_keys(L, t, f, callback_limit_keys);
+        lua_Integer n = gkd_lua_opt_int(L, t, f, "instructions", 0);
+        double sec = gkd_lua_opt_number(L, t, f, "seconds", 0);
+        if (n < 0) luaL_error(L, "%s: 'instructions' must be >= 0 (0: no limit), got %I", f, (LUAI_UACINT)n);
+        if (!(sec >= 0) || isinf(sec)) luaL_error(L, "%s: 'seconds' must be a finite number >= 0 (0: no limit), got %f", f, sec);
+        lim.instructions = (int64_t)tighter((double)lim.instructions, (double)n);
+        lim.seconds = tighter(lim.seconds, sec);
+    }
+    lua_pop(L, 1);
+    s->limit = lim;
+}
 
 /* gkd._train(cfg, ctx) -> final metrics, "finished" | "interrupted"
- * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool} */
+ * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool}
+ * An interrupted run's result has interrupted_by ("SIGTERM", "SIGINT") and checkpoint_step (the step it
+ * continues from: the checkpoint saved as it stopped, or nil when it stopped inside a callback and
+ * continues from its last earlier checkpoint). */
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     gkd_lua_check_keys(L, 2, "gkd._train", train_ctx_keys);
+    refuse_nested(L);
     lua_settop(L, 2);
     /* The state first: everything below belongs to it. */
     train_state *s = lua_newuserdatauv(L, sizeof *s, 1);
@@ -817,8 +958,10 @@ static int l_train(lua_State *L) {
     s->store = store ? store->store : NULL;
     s->run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
     const char *name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
+    snprintf(s->name, sizeof s->name, "%s", name);
     const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
     int quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
+    read_callback_limit(L, 1, s);
 
     s->reward_ref = LUA_NOREF;
     build_config(L, 1, si, s, &s->cfg);
@@ -836,12 +979,15 @@ static int l_train(lua_State *L) {
     if (lua_isfunction(L, -1)) s->on_eval_ref = keep(L, si, -1);
     lua_pop(L, 1);
 
-    /* models, tokenizer, data: all kept alive by the cfg table */
+    /* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or
+     * from the student, for its tokenizer) while the trainer reads them. */
     lua_getfield(L, 1, "student");
     gkd_lua_model *student = gkd_lua_check_model(L, -1);
+    keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "teacher");
     gkd_lua_model *teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
+    keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "tokenizer");
     if (lua_isnil(L, -1)) {
@@ -851,10 +997,27 @@ static int l_train(lua_State *L) {
         lua_remove(L, -2);
     }
     gkd_lua_tokenizer *tok = gkd_lua_check_tokenizer(L, -1);
+    keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "task");
     gkd_lua_task *task = gkd_lua_check_task(L, -1);
+    keep(L, si, -1);
     lua_pop(L, 1);
+    s->student = student;
+    s->teacher = teacher;
+    s->tok = tok;
+    s->task = task;
+    {
+        /* A sampled id must have a token, and every token an embedding row. */
+        int model_vocab = gkd_model_get_config(student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(tok->tok);
+        if (model_vocab != tok_vocab)
+            return luaL_error(L,
+                              "gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
+                              "(give a tokenizer of the model's vocabulary)",
+                              model_vocab, tok_vocab,
+                              model_vocab > tok_vocab ? "the ids it samples past the tokenizer's would have no token"
+                                                      : "token ids past the model's would have no embedding");
+    }
 
     int eval_on = !field_is(L, 1, "eval", LUA_TBOOLEAN);
     lua_getfield(L, 1, "eval");
@@ -863,6 +1026,8 @@ static int l_train(lua_State *L) {
     lua_getfield(L, 1, "held_out");
     if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
         gkd_lua_task *held = gkd_lua_check_task(L, -1);
+        keep(L, si, -1);
+        s->held = held;
         s->train_text = &task->ds;
         s->held_text = &held->ds;
     } else {
@@ -950,6 +1115,11 @@ static int l_train(lua_State *L) {
             }
         }
         if (!s->checkpoint_dir) return luaL_error(L, "out of memory");
+        if (gkd_lua_is_sandboxed(L) && !gkd_lua_path_allowed(s->checkpoint_dir))
+            return luaL_error(L,
+                              "gkd.run: checkpoint folder '%s' is outside the current directory: in --sandbox gkd "
+                              "writes only below it",
+                              s->checkpoint_dir);
     }
     lua_pop(L, 1);
 
@@ -957,82 +1127,65 @@ static int l_train(lua_State *L) {
                            s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL, &s->trainer) != GKD_OK)
         return gkd_lua_raise(L, "gkd.run");
 
-    /* From here on the trainer may call into Lua: publish the context. */
+    /* From here on the trainer may call into Lua: publish the context and pin the handles. Nothing
+     * below raises until both are undone (the callbacks run in protected calls). */
+    luaL_checkstack(L, 16, "gkd.run");
     lua_pushvalue(L, si);
     lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    pin(s, 1);
     gkd_status st = GKD_OK;
     if (resume_dir && (st = gkd_trainer_load(s->trainer, resume_dir)) != GKD_OK) {
+        pin(s, -1);
         lua_pushnil(L);
         lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
         return gkd_lua_raise(L, "gkd.run: resuming");
     }
     int tty = !quiet && isatty(2);
     double t0 = gkd_lua_now(), last_print = 0;
-    int64_t prev_ck[64];
-    int n_prev = 0;
     const char *status = "finished";
     int64_t first_step = gkd_trainer_current_step(s->trainer);
-    char *lua_error_msg = NULL;
+    int64_t stop_checkpoint = -1;
     while (gkd_trainer_current_step(s->trainer) < c->steps) {
         if (gkd_lua_stop_requested()) {
             status = "interrupted";
-            if (s->checkpoint_dir)
-                st = save_checkpoint(s, gkd_trainer_current_step(s->trainer), prev_ck, &n_prev);
+            int64_t at = gkd_trainer_current_step(s->trainer);
+            if (s->checkpoint_dir && (st = save_checkpoint(s, at)) == GKD_OK) stop_checkpoint = at;
             break;
         }
         gkd_step_stats stats;
         if ((st = gkd_trainer_step(s->trainer, &stats)) != GKD_OK) break;
         int64_t step = gkd_trainer_current_step(s->trainer);
         int last = step == c->steps;
-        if (s->on_step_ref != LUA_NOREF) {
-            double tl = gkd_lua_now();
-            push_kept(L, s, s->on_step_ref);
-            push_metrics(L, s);
-            lua_pushinteger(L, step);
-            lua_setfield(L, -2, "step");
-            int ok = gkd_lua_pcall(L, 1, 0) == LUA_OK;
-            double dt = gkd_lua_now() - tl;
-            s->lua_seconds += dt;
-            gkd_lua_seconds_in_lua += dt;
-            if (!ok) {
-                lua_error_msg = gkd_lua_strdup(lua_tostring(L, -1));
-                lua_pop(L, 1);
-                st = gkd_error_set(GKD_ERR_SCRIPT, "on_step: %s", lua_error_msg ? lua_error_msg : "error");
-                break;
-            }
+        double ignored;
+        if (s->on_step_ref != LUA_NOREF && !protected_number(s, call_on_step, s, step, "on_step", &ignored)) {
+            st = GKD_ERR_SCRIPT;
+            break;
         }
         if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
             gkd_eval_stats es;
             s->samples_recorded = 0;
             if ((st = gkd_trainer_evaluate(s->trainer, &es)) != GKD_OK) break;
-            if (s->on_eval_ref != LUA_NOREF) {
-                double tl = gkd_lua_now();
-                push_kept(L, s, s->on_eval_ref);
-                push_metrics(L, s);
-                lua_getfield(L, -1, "eval");
-                lua_remove(L, -2);
-                int ok = gkd_lua_pcall(L, 1, 0) == LUA_OK;
-                double dt = gkd_lua_now() - tl;
-                s->lua_seconds += dt;
-                gkd_lua_seconds_in_lua += dt;
-                if (!ok) {
-                    lua_error_msg = gkd_lua_strdup(lua_tostring(L, -1));
-                    lua_pop(L, 1);
-                    st = gkd_error_set(GKD_ERR_SCRIPT, "on_eval: %s", lua_error_msg ? lua_error_msg : "error");
-                    break;
-                }
+            if (s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored)) {
+                st = GKD_ERR_SCRIPT;
+                break;
             }
         }
         if (s->checkpoint_dir && ((c->checkpoint_every > 0 && step % c->checkpoint_every == 0) || last))
-            if ((st = save_checkpoint(s, step, prev_ck, &n_prev)) != GKD_OK) break;
+            if ((st = save_checkpoint(s, step)) != GKD_OK) break;
         double now = gkd_lua_now();
         if (!quiet && ((tty && now - last_print > 0.1) || last)) {
             print_progress(s, name, step, now - t0, last, tty);
             last_print = now;
         }
     }
-    free(lua_error_msg);
+    if (st == GKD_ERR_SCRIPT && gkd_lua_callback_interrupted(L)) {
+        /* A callback outlived the stop signal's grace period: the step it was in is abandoned (no
+         * checkpoint of a half-done step); the run continues from its last checkpoint. */
+        status = "interrupted";
+        st = GKD_OK;
+    }
     double elapsed = gkd_lua_now() - t0;
+    pin(s, -1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
     if (s->store && st == GKD_OK) st = gkd_store_flush(s->store);
@@ -1061,6 +1214,10 @@ static int l_train(lua_State *L) {
     lua_pushnumber(L, elapsed), lua_setfield(L, -2, "seconds");
     lua_pushnumber(L, s->lua_seconds), lua_setfield(L, -2, "lua_seconds");
     if (s->checkpoint_dir) lua_pushstring(L, s->checkpoint_dir), lua_setfield(L, -2, "checkpoint_dir");
+    if (strcmp(status, "interrupted") == 0) {
+        lua_pushstring(L, gkd_lua_stop_signal()), lua_setfield(L, -2, "interrupted_by");
+        if (stop_checkpoint >= 0) lua_pushinteger(L, stop_checkpoint), lua_setfield(L, -2, "checkpoint_step");
+    }
     lua_pushstring(L, status);
     return 2;
 }

@@ -1,9 +1,16 @@
 /* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
  * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
  * message and its traceback and exits 1. Options given to the command reach the prelude through
- * gkd.options (db, device, workers, resume, script, args). SIGINT/SIGTERM ask running trainings to stop at the
- * next step (checkpoint saved, run marked interrupted); a second signal kills. */
+ * gkd.options (db, device, workers, resume, script, args, sandbox, worker_flags). SIGINT/SIGTERM ask
+ * running trainings to stop at the next step (checkpoint saved, run marked interrupted; a callback still
+ * running a second later is interrupted) and the command then exits GKD_LUA_EXIT_INTERRUPTED (3); a
+ * second signal a second or more after the first kills. Scripts are trusted code unless --sandbox
+ * (docs/trust.md); the limit flags (--memory-limit, --instruction-limit, --callback-instructions,
+ * --callback-seconds) work with or without it, and a sweep passes them, with --sandbox, to its workers;
+ * a run records them, and gkd resume applies them again. */
+#include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +22,103 @@
 #include "cli/cli.h"
 #include "core/json.h"
 #include "core/store.h"
+
+/* The sandbox and limit flags as given (-1: not given; the sandbox's defaults then apply). */
+typedef struct {
+    int sandbox;
+    long long memory_mib, instructions, callback_instructions;
+    double callback_seconds;
+} limit_flags;
+
+/* Defaults under --sandbox (docs/trust.md); without it there is no limit unless a flag sets one. */
+enum { SANDBOX_MEMORY_MIB = 1024 };
+#define SANDBOX_INSTRUCTIONS 1000000000LL
+#define SANDBOX_CALLBACK_INSTRUCTIONS 100000000LL
+
+static const char *const LIMIT_OPTIONS[] = {"memory-limit", "instruction-limit", "callback-instructions",
+                                            "callback-seconds", NULL};
+
+static void limit_flags_init(limit_flags *f) {
+    f->sandbox = 0;
+    f->memory_mib = f->instructions = f->callback_instructions = -1;
+    f->callback_seconds = -1;
+}
+
+/* Reads --NAME VALUE into f: 1 when NAME is a limit option, 0 when it is not, -1 (message printed) when
+ * its value is bad. */
+static int limit_option(limit_flags *f, const char *command, const char *name, const char *value) {
+    int k = 0;
+    while (LIMIT_OPTIONS[k] && strcmp(LIMIT_OPTIONS[k], name) != 0) k++;
+    if (!LIMIT_OPTIONS[k]) return 0;
+    if (!value) {
+        gkd_cli_error(command, "option --%s needs a value", name);
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    if (k == 3) {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !(v >= 0) || isinf(v)) {
+            gkd_cli_error(command, "--%s must be a number of seconds >= 0 (0: no limit), got '%s'", name, value);
+            return -1;
+        }
+        f->callback_seconds = v;
+        return 1;
+    }
+    long long v = strtoll(value, &end, 10);
+    long long max = k == 0 ? (long long)(SIZE_MAX >> 21) : LLONG_MAX;
+    if (errno || end == value || *end || v < 0 || v > max) {
+        gkd_cli_error(command, "--%s must be an integer in [0, %lld] (0: no limit), got '%s'", name, max, value);
+        return -1;
+    }
+    if (k == 0) f->memory_mib = v;
+    else if (k == 1) f->instructions = v;
+    else f->callback_instructions = v;
+    return 1;
+}
+
+static gkd_lua_limits limits_of(const limit_flags *f) {
+    gkd_lua_limits l;
+    memset(&l, 0, sizeof l);
+    l.sandbox = f->sandbox;
+    long long mib = f->memory_mib >= 0 ? f->memory_mib : f->sandbox ? SANDBOX_MEMORY_MIB : 0;
+    l.memory = (size_t)mib << 20;
+    l.instructions = f->instructions >= 0 ? f->instructions : f->sandbox ? SANDBOX_INSTRUCTIONS : 0;
+    l.callback.instructions =
+        f->callback_instructions >= 0 ? f->callback_instructions : f->sandbox ? SANDBOX_CALLBACK_INSTRUCTIONS : 0;
+    l.callback.seconds = f->callback_seconds >= 0 ? f->callback_seconds : 0;
+    return l;
+}
+
+/* gkd.options.worker_flags: the flags as given, for sweep workers and for gkd resume. */
+static void push_worker_flags(lua_State *L, const limit_flags *f) {
+    lua_newtable(L);
+    int n = 0;
+    char buf[64];
+    if (f->sandbox) lua_pushstring(L, "--sandbox"), lua_rawseti(L, -2, ++n);
+    long long ints[] = {f->memory_mib, f->instructions, f->callback_instructions};
+    for (int k = 0; k < 3; k++)
+        if (ints[k] >= 0) {
+            lua_pushfstring(L, "--%s", LIMIT_OPTIONS[k]), lua_rawseti(L, -2, ++n);
+            snprintf(buf, sizeof buf, "%lld", ints[k]);
+            lua_pushstring(L, buf), lua_rawseti(L, -2, ++n);
+        }
+    if (f->callback_seconds >= 0) {
+        lua_pushfstring(L, "--%s", LIMIT_OPTIONS[3]), lua_rawseti(L, -2, ++n);
+        snprintf(buf, sizeof buf, "%.17g", f->callback_seconds);
+        lua_pushstring(L, buf), lua_rawseti(L, -2, ++n);
+    }
+}
+
+/* The limit options of a command parsed by gkd_cli_parse; 0, or 2 after a message. */
+static int limit_flags_from_args(limit_flags *f, gkd_cli_args *a, const char *command) {
+    if (gkd_cli_flag(a, "sandbox")) f->sandbox = 1;
+    for (int k = 0; LIMIT_OPTIONS[k]; k++) {
+        const char *v = gkd_cli_str(a, LIMIT_OPTIONS[k], NULL);
+        if (v && limit_option(f, command, LIMIT_OPTIONS[k], v) < 0) return 2;
+    }
+    return 0;
+}
 
 typedef struct {
     const char *db;
@@ -29,6 +133,7 @@ typedef struct {
     const char *code;
     int argc;
     char **argv;
+    limit_flags limits;
 } run_options;
 
 /* Loads the gkd module and sets gkd.options from o, before the script runs. */
@@ -51,6 +156,9 @@ static int set_options(lua_State *L, const run_options *o) {
     if (o->retry_failed) lua_pushboolean(L, 1), lua_setfield(L, -2, "retry_failed");
     if (o->worker_point) lua_pushstring(L, o->worker_point), lua_setfield(L, -2, "worker_point");
     if (o->worker_steps > 0) lua_pushinteger(L, o->worker_steps), lua_setfield(L, -2, "worker_steps");
+    if (o->limits.sandbox) lua_pushboolean(L, 1), lua_setfield(L, -2, "sandbox");
+    push_worker_flags(L, &o->limits);
+    lua_setfield(L, -2, "worker_flags");
     if (o->script) {
         char resolved[PATH_MAX];
         lua_pushstring(L, realpath(o->script, resolved) ? resolved : o->script);
@@ -65,7 +173,8 @@ static int set_options(lua_State *L, const run_options *o) {
 
 /* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep. */
 static int run_script(const char *command, const run_options *o, int is_sweep) {
-    lua_State *L = gkd_lua_state_new();
+    gkd_lua_limits limits = limits_of(&o->limits);
+    lua_State *L = gkd_lua_state_new_limited(&limits);
     if (!L) {
         gkd_cli_error(command, "out of memory");
         return 1;
@@ -125,23 +234,51 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
         }
     }
     if (rc != 0 && error) gkd_cli_error(command, "%s", error);
+    if (rc != 0 && gkd_lua_memory_limit_hit(L))
+        gkd_cli_error(command, "the script needed more than its Lua memory limit of %zu MiB (--memory-limit)",
+                      limits.memory >> 20);
+    if (rc != 2 && gkd_lua_stop_requested()) {
+        gkd_cli_error(command, "stopped by %s; what was interrupted is resumable (gkd resume RUN, or the same gkd sweep "
+                               "command)",
+                      gkd_lua_stop_signal());
+        rc = GKD_LUA_EXIT_INTERRUPTED;
+    }
     free(error);
     lua_close(L);
     return rc;
 }
 
+#define LIMIT_USAGE "[--sandbox] [--memory-limit MIB] [--instruction-limit N] [--callback-instructions N] [--callback-seconds S]"
+
 static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] SCRIPT.lua [args...]\n"
-                    "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] -e 'CODE' [args...]\n");
+    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
+                    "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " -e 'CODE' [args...]\n"
+                    "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n");
 }
 
 /* Options come before the script; everything after it is the script's (lua.c's convention). */
 int gkd_cmd_run(int argc, char **argv) {
     run_options o;
     memset(&o, 0, sizeof o);
+    limit_flags_init(&o.limits);
     int i = 2;
     for (; i < argc; i++) {
-        if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
+        if (strncmp(argv[i], "--", 2) == 0) {
+            const char *name = argv[i] + 2, *eq = strchr(name, '=');
+            char opt[64];
+            size_t n = eq ? (size_t)(eq - name) : strlen(name);
+            snprintf(opt, sizeof opt, "%.*s", (int)(n < sizeof opt ? n : sizeof opt - 1), name);
+            const char *value = eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
+            int r = limit_option(&o.limits, "run", opt, value);
+            if (r < 0) return 2;
+            if (r > 0) {
+                if (!eq) i++;
+                continue;
+            }
+        }
+        if (strcmp(argv[i], "--sandbox") == 0) {
+            o.limits.sandbox = 1;
+        } else if (strcmp(argv[i], "--db") == 0 && i + 1 < argc) {
             o.db = argv[++i];
         } else if (strncmp(argv[i], "--db=", 5) == 0) {
             o.db = argv[i] + 5;
@@ -184,14 +321,16 @@ int gkd_cmd_run(int argc, char **argv) {
 
 int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help") != 0) return 2;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
         fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] "
-                        "[--quiet] [args...]\n");
+                        "[--quiet] " LIMIT_USAGE " [args...]\n");
         return a.n_positional < 1 ? 2 : 0;
     }
     run_options o;
     memset(&o, 0, sizeof o);
+    limit_flags_init(&o.limits);
+    if (limit_flags_from_args(&o.limits, &a, "sweep") != 0) return 2;
     int bad = 0;
     o.db = gkd_cli_str(&a, "db", NULL);
     o.device = gkd_cli_str(&a, "device", NULL);
@@ -231,13 +370,18 @@ static int read_run(const gkd_store_row *row, void *ctx) {
 
 int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help") != 0) return 2;
+    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet]\n");
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE "\n"
+                        "The run's own sandbox and limit flags apply again; those given here override them.\n");
         return a.n_positional != 1 ? 2 : 0;
     }
     run_options o;
     memset(&o, 0, sizeof o);
+    limit_flags_init(&o.limits);
+    limit_flags given; /* this command's; they override the run's own */
+    limit_flags_init(&given);
+    if (limit_flags_from_args(&given, &a, "resume") != 0) return 2;
     o.db = gkd_cli_str(&a, "db", "runs.db");
     o.device = gkd_cli_str(&a, "device", NULL);
     o.quiet = gkd_cli_flag(&a, "quiet");
@@ -288,6 +432,28 @@ int gkd_cmd_resume(int argc, char **argv) {
             if (jargs->items[i]->type == GKD_JSON_STRING) args[n_args++] = jargs->items[i]->string;
         o.script = path;
         if (!o.device) o.device = gkd_json_get_string(script, "device", NULL); /* the device it ran on */
+        /* the flags it ran with (a sandboxed run stays sandboxed), then this command's */
+        const gkd_json *flags = gkd_json_get(script, "flags");
+        for (size_t i = 0; !rc && flags && flags->type == GKD_JSON_ARRAY && i < flags->len; i++) {
+            const gkd_json *f = flags->items[i];
+            if (f->type != GKD_JSON_STRING || strncmp(f->string, "--", 2) != 0) continue;
+            if (strcmp(f->string, "--sandbox") == 0) {
+                o.limits.sandbox = 1;
+                continue;
+            }
+            const gkd_json *v = i + 1 < flags->len ? flags->items[i + 1] : NULL;
+            if (limit_option(&o.limits, "resume", f->string + 2, v && v->type == GKD_JSON_STRING ? v->string : NULL) < 0)
+                rc = 1;
+            else
+                i++;
+        }
+        o.limits.sandbox |= given.sandbox;
+        if (given.memory_mib >= 0) o.limits.memory_mib = given.memory_mib;
+        if (given.instructions >= 0) o.limits.instructions = given.instructions;
+        if (given.callback_instructions >= 0) o.limits.callback_instructions = given.callback_instructions;
+        if (given.callback_seconds >= 0) o.limits.callback_seconds = given.callback_seconds;
+    }
+    if (!rc) {
         o.argc = n_args;
         o.argv = args;
         fprintf(stderr, "gkd resume: running %s again; finished runs are skipped, '%s' continues from its last checkpoint\n",

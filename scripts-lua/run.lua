@@ -7,7 +7,8 @@
 local gkd = ...
 local util = gkd.util
 
--- Options the command line sets (gkd run / sweep / resume): db, workers, resume, script, args, quiet.
+-- Options the command line sets (gkd run / sweep / resume): db, workers, resume, script, args, quiet,
+-- sandbox, worker_flags (the limit and sandbox flags a sweep passes on to its workers, and a resume reuses).
 gkd.options = gkd.options or {}
 
 local SCHED = { "number", "gkd.Schedule", "function" }
@@ -61,6 +62,9 @@ gkd.RUN_SCHEMA = {
   checkpoint = { type = { "table", "boolean" }, fields = CHECKPOINT_SCHEMA },
   on_step = { type = "function" },
   on_eval = { type = "function" },
+  callback_limit = { type = "table", fields = {
+    instructions = { type = "integer", min = 0 }, seconds = { type = "number", min = 0 },
+  } },
   reward = { type = { "function", "string", "table" } },
   alpha = { type = SCHED },
   group_size = { type = "integer", min = 1 },
@@ -121,8 +125,16 @@ local function check_config(cfg)
     error(string.format("gkd.run: teacher and student vocabularies differ (teacher %d, student %d)",
       cfg.teacher.vocab, cfg.student.vocab), 3)
   end
-  if not (cfg.tokenizer or cfg.student.tokenizer) then
+  local tok = cfg.tokenizer or cfg.student.tokenizer
+  if not tok then
     error("gkd.run: no tokenizer: give 'tokenizer' or create the student with gkd.model.new{tokenizer = ...}", 3)
+  end
+  -- A sampled id must have a token (else the run fails after generating), and a token an embedding row.
+  if tok.vocab ~= cfg.student.vocab then
+    error(string.format("gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
+      .. "(give a tokenizer of the model's vocabulary)", cfg.student.vocab, tok.vocab,
+      cfg.student.vocab > tok.vocab and "the ids it samples past the tokenizer's would have no token"
+        or "token ids past the model's would have no embedding"), 3)
   end
 end
 
@@ -193,7 +205,10 @@ function gkd.run(cfg)
   record.db, record.resume, record.on_step, record.on_eval = nil, nil, nil, nil
   record.name = name
   record.resolved = resolved
-  if gkd.options.script then record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device } end
+  if gkd.options.script then
+    record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device,
+      flags = gkd.options.worker_flags }
+  end
 
   local store <close> = assert(gkd.store.open(db))
   local sweep_id = cfg.sweep and assert(store:sweep(cfg.sweep)) or 0
@@ -239,8 +254,17 @@ function gkd.run(cfg)
     error(msg, 0)
   end
   if status == "interrupted" then
-    store:run_finish(run_id, "interrupted", "stopped by a signal; continue with gkd resume")
-    error(string.format("run '%s' interrupted (checkpoint saved; continue with: gkd resume '%s')", name, name), 0)
+    local where
+    if result.checkpoint_step then
+      where = string.format("checkpoint saved at step %d", result.checkpoint_step)
+    else
+      local last = store:checkpoint_latest(run_id)
+      where = "stopped inside a callback; "
+        .. (last and string.format("it continues from its checkpoint at step %d", last) or "it starts again (no checkpoint)")
+    end
+    local msg = string.format("interrupted by %s (%s)", result.interrupted_by or "a signal", where)
+    store:run_finish(run_id, "interrupted", msg .. "; continue with gkd resume")
+    error(string.format("run '%s' %s; continue with: gkd resume '%s'", name, msg, name), 0)
   end
   assert(store:run_finish(run_id, "finished"))
   if result.step == nil then -- resumed at its last step: nothing ran, the store has the numbers

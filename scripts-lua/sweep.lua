@@ -4,8 +4,11 @@
 -- sweep started again finds its runs in the store: finished ones are skipped, stopped ones continue from
 -- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true.
 -- Workers are child processes running the same script (`gkd sweep SCRIPT --worker-point NAME`), one
--- run each, handed out by the parent; each opens the store itself. A script file is needed for that;
--- code given with -e runs its points one by one in the calling process.
+-- run each, handed out by the parent; each opens the store itself and gets the parent's sandbox and
+-- limit flags. A script file is needed for that; code given with -e runs its points one by one in the
+-- calling process. A stop signal reaches the workers too (gkd.sys.spawn's children get it forwarded):
+-- the parent starts no more, waits for them to stop at their next step, and the sweep is resumable. A
+-- worker whose run was interrupted exits with status 3 (GKD_LUA_EXIT_INTERRUPTED).
 local gkd = ...
 local util = gkd.util
 
@@ -199,6 +202,7 @@ local function execute(spec, points, db, workers, steps_of)
       i = i + 1
       local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
       if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
+      for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
@@ -217,7 +221,8 @@ local function execute(spec, points, db, workers, steps_of)
       n_active = n_active - 1
       done = done + 1
       local ok = how == "exit" and code == 0
-      outcome[p.name] = ok and "ok" or (how == "signal" and ("killed by signal " .. code) or "failed")
+      outcome[p.name] = ok and "ok" or (how == "signal" and ("killed by signal " .. code))
+        or (code == 3 and "interrupted") or "failed"
       say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or outcome[p.name])
     end
   end
@@ -361,7 +366,7 @@ function gkd.sweep(spec)
         local ok, err = xpcall(run_point, debug.traceback, spec, p, db, gkd.options.worker_steps)
         if not ok then say("%s: %s", p.name, tostring(err)) end
         io.stdout:flush()
-        os.exit(ok and 0 or 1, true)
+        os.exit(ok and 0 or (gkd.stop_requested() and 3 or 1), true)
       end
     end
     return { name = spec.name, runs = {}, summary = {}, counts = { total = 0, finished = 0, failed = 0 } }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ctest-labels: cpu
 # Stopping and resuming a run from Lua: SIGINT stops `gkd run` at the next step with a checkpoint and the
-# run marked interrupted; `gkd resume RUN` runs the script again and the run continues in its own row
+# run marked interrupted (exit status 3, GKD_LUA_EXIT_INTERRUPTED); `gkd resume RUN` runs the script again and the run continues in its own row
 # from that checkpoint, ending with exactly the numbers of a run that was never stopped.
 set -uo pipefail
 bin="${GKD_BIN:-}"
@@ -45,7 +45,7 @@ for _ in $(seq 1 200); do
 done
 kill -INT "$pid"
 wait "$pid"; rc=$?
-check "an interrupted run exits 1 (got $rc)" test "$rc" -eq 1
+check "an interrupted run exits 3 (got $rc)" test "$rc" -eq 3
 check "it says how to continue" grep -q "continue with: gkd resume 'long'" err.txt
 "$bin" run -e '
   local s = assert(gkd.store.open("runs.db"))

@@ -2,7 +2,8 @@
 # ctest-labels: cpu
 # A run killed with SIGKILL at a random moment (no chance to save or mark itself) and continued with
 # `gkd resume RUN` ends with a final checkpoint bit-identical to that of an uninterrupted run with the same
-# seed, and its metrics have exactly one row per step and metric: no gap, no duplicate.
+# seed, and its metrics have exactly one row per step and metric: no gap, no duplicate. Checkpoint rotation
+# (keep = 2 by default) leaves 2 folders, the killed process's older ones included.
 set -uo pipefail
 bin="${GKD_BIN:-}"
 [ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
@@ -66,5 +67,7 @@ check "the final checkpoints (weights) are bit-identical" cmp straight/checkpoin
   print(#rows .. " metrics checked, status " .. r.status)
   os.exit((bad == 0 and #rows > 5 and r.status == "finished") and 0 or 1)' >metrics.txt
 check "one row per step 1..200 for every metric: $(tail -1 metrics.txt)" test $? -eq 0
+left="$(ls killed/checkpoints/killed | tr '\n' ' ')"
+check "rotation left the last 2 checkpoints only ($left)" test "$left" = "step-00000196 step-00000200 "
 check "the final optimizer states are bit-identical" cmp straight/checkpoints/killed/step-00000200/state.safetensors killed/checkpoints/killed/step-00000200/state.safetensors
 [ "$fails" -eq 0 ]
