@@ -34,8 +34,8 @@ if [ "${GKD_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 if [ "${GKD_SKIP_FUZZ:-0}" != 1 ]; then
   # Each harness starts from its committed seed corpus; what it adds goes to build-fuzz/corpus-TARGET and
-  # is dropped next time, so every run starts alike. A crash fails the suite and leaves its input in
-  # build-fuzz/artifacts/ (replay: build-fuzz/fuzz_TARGET FILE).
+  # is dropped next time, so every run starts alike. A crash, a leak or an input running over 10 s fails
+  # the suite and leaves the input in build-fuzz/artifacts/ (replay: build-fuzz/fuzz_TARGET FILE).
   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGKD_FUZZ=ON \
     -DGKD_CUDA=OFF >/dev/null
   cmake --build build-fuzz -j"$jobs" --target gkd_fuzz
@@ -44,7 +44,7 @@ if [ "${GKD_SKIP_FUZZ:-0}" != 1 ]; then
   fuzz_one() {
     mkdir -p "build-fuzz/corpus-$1"
     if OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 "build-fuzz/fuzz_$1" -max_total_time="${GKD_FUZZ_SECONDS:-30}" \
-      -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$1-" "build-fuzz/corpus-$1" \
+      -timeout=10 -print_final_stats=1 -artifact_prefix="build-fuzz/artifacts/$1-" "build-fuzz/corpus-$1" \
       "tests/fuzz/corpus/$1" >"build-fuzz/fuzz-$1.log" 2>&1; then
       echo "fuzz_$1: $(grep -o 'stat::number_of_executed_units: *[0-9]*' "build-fuzz/fuzz-$1.log" | grep -o '[0-9]*$') executions, no finding"
     else
