@@ -233,7 +233,13 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
             }
         }
     }
-    if (rc != 0 && error) gkd_cli_error(command, "%s", error);
+    if (rc != 0 && error) {
+        /* Errors quote file names and stored or generated text: control characters escaped, lines kept. */
+        gkd_buf shown = {0};
+        gkd_buf_put_printable(&shown, error, strlen(error), 1);
+        gkd_cli_error(command, "%s", shown.data ? shown.data : error);
+        gkd_buf_free(&shown);
+    }
     if (rc != 0 && gkd_lua_memory_limit_hit(L))
         gkd_cli_error(command, "the script needed more than its Lua memory limit of %zu MiB (--memory-limit)",
                       limits.memory >> 20);
@@ -407,7 +413,10 @@ int gkd_cmd_resume(int argc, char **argv) {
         return 1;
     }
     if (strcmp(r.status, "finished") == 0) {
-        printf("run '%s' already finished\n", name);
+        gkd_buf shown = {0};
+        gkd_buf_put_printable(&shown, name, strlen(name), 0);
+        printf("run '%s' already finished\n", shown.data ? shown.data : "");
+        gkd_buf_free(&shown);
         free(r.config);
         free(r.status);
         return 0;
@@ -456,8 +465,14 @@ int gkd_cmd_resume(int argc, char **argv) {
     if (!rc) {
         o.argc = n_args;
         o.argv = args;
+        /* The path comes from the store: shown with control characters escaped, as gkd runs shows names. */
+        gkd_buf shown_path = {0}, shown_name = {0};
+        gkd_buf_put_printable(&shown_path, path, strlen(path), 0);
+        gkd_buf_put_printable(&shown_name, name, strlen(name), 0);
         fprintf(stderr, "gkd resume: running %s again; finished runs are skipped, '%s' continues from its last checkpoint\n",
-                path, name);
+                shown_path.data ? shown_path.data : "", shown_name.data ? shown_name.data : "");
+        gkd_buf_free(&shown_path);
+        gkd_buf_free(&shown_name);
         rc = run_script("resume", &o, gkd_json_get(cfg, "sweep") != NULL);
     }
     gkd_json_free(cfg);

@@ -65,4 +65,13 @@ no_controls "gkd sample" sample.txt
 if grep -qF '\x1b]0;pwned\x07\x1b[2Jalpha' sample.txt && grep -q '^beta' sample.txt; then
   ok "gkd sample: escapes shown escaped, the line break kept"
 else bad "gkd sample output" "$(cat sample.txt)"; fi
+
+# gkd resume names the stored script path it runs again, and the error that follows (the script does not
+# exist) names it too: both escaped.
+"$GKD" run -e "local s = assert(gkd.store.open('resume.db')); local r = s:run_begin('stopped', {config = '{\"script\": {\"path\": \"evil\\\\u001b[2J.lua\", \"args\": []}}'}); s:run_finish(r, 'failed'); s:close()" ||
+  { echo "FAIL: could not write the resume store"; exit 1; }
+"$GKD" resume stopped --db resume.db >resume.txt 2>&1
+no_controls "gkd resume" resume.txt
+if grep -qF 'evil\x1b[2J.lua' resume.txt; then ok "gkd resume: the stored path shown escaped"
+else bad "gkd resume: escaped path" "$(cat resume.txt)"; fi
 exit $fail
