@@ -59,9 +59,9 @@ local S = lib.smoke and {
   seeds = { 1, 2 }, workers = 2, gate = nil,
 } or {
   problems = 30000, distill_examples = 8000,
-  teacher = { layers = 4, dim = 128 }, teacher_steps = 2500, teacher_lr = 2e-3,
-  student = { layers = 4, dim = 64 }, warm_steps = 300, warm_lr = 2e-3,
-  steps = 400, batch = 32, lr = 1e-3, eval_every = 50, eval_examples = 256, final_examples = 1000,
+  teacher = { layers = 4, dim = 128 }, teacher_steps = 2000, teacher_lr = 1e-3,
+  student = { layers = 4, dim = 64 }, warm_steps = 500, warm_lr = 1e-3,
+  steps = 600, batch = 32, lr = 1e-3, eval_every = 60, eval_examples = 192, final_examples = 1000,
   seeds = { 1, 2, 3 }, workers = 2, gate = 0.9,
 }
 S.steps = math.max(2, math.floor(S.steps * lib.scale))
