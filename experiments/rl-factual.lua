@@ -8,6 +8,7 @@
 --
 --   gkd run experiments/rl-factual.lua            # default size
 --   GKD_SCALE=0.2 gkd run experiments/rl-factual.lua   # a quick look
+--   GKD_ALPHAS=0,0.25,0.75,0.9 gkd run experiments/rl-factual.lua   # other values of alpha
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local setup = dofile(here .. "/common.lua")
 local teacher = setup.teacher()
@@ -27,8 +28,10 @@ gkd.run{
 }
 assert(warm:save(warm_path))
 
+local alphas = {}
+for a in (os.getenv("GKD_ALPHAS") or "0.5,1"):gmatch("[^,]+") do alphas[#alphas + 1] = assert(tonumber(a), a) end
 local results = {}
-for _, alpha in ipairs({ 0.5, 1.0 }) do
+for _, alpha in ipairs(alphas) do
   local student = assert(gkd.model.load(warm_path, { tokenizer = setup.tokenizer }))
   local r = gkd.run{
     name = string.format("rl-factual/alpha%g-seed%d", alpha, seed),
@@ -38,8 +41,9 @@ for _, alpha in ipairs({ 0.5, 1.0 }) do
     divergence = gkd.rkl(),
     group_size = 4,              -- 4 samples per prompt, leave-one-out baseline
     -- The reward alone drives the policy gradient and the divergence is differentiated on the samples
-    -- (the GKD convention, score_function = false); advantages are normalised per batch, so that a
-    -- reward of a few hundredths still moves the policy against the divergence's gradient.
+    -- (the GKD convention, score_function = false); the reward's advantages are normalised per batch and
+    -- then weighted by 1 - alpha, so that a reward of a few hundredths still moves the policy against
+    -- the divergence's gradient while alpha keeps its meaning.
     score_function = false, normalize_advantages = true,
     steps = steps, batch = 16, max_new_tokens = 32, seed = seed,
     lr = gkd.schedule.warmup_cosine(5e-4, 5e-5, math.max(1, steps // 20), steps),
