@@ -45,12 +45,13 @@ static void normalise(double *adv, int n) {
     for (int i = 0; i < n; i++) adv[i] = sd > 1e-8 ? adv[i] / sd : 0.0;
 }
 
-gkd_status gkd_pg_weights(gkd_pg_baselines *b, const gkd_pg_config *c, const double *rewards, const double *row_div,
-                          const float *mask, int n_groups, int K, int T, double *advantages, double *returns,
-                          float *pg_weight) {
+gkd_status gkd_pg_weights(gkd_pg_baselines *b, const gkd_pg_config *c, const double *rewards,
+                          const double *row_div, const float *mask, int n_groups, int K, int T,
+                          double *advantages, double *returns, float *pg_weight) {
     if (n_groups < 1 || K < 1 || T < 1) return gkd_error_set(GKD_ERR_ARG, "policy gradient: empty batch");
     if (b->reward.kind == GKD_BASELINE_GROUP && K < 2)
-        return gkd_error_set(GKD_ERR_ARG, "group baseline needs at least 2 samples per prompt (group_size >= 2)");
+        return gkd_error_set(GKD_ERR_ARG,
+                             "group baseline needs at least 2 samples per prompt (group_size >= 2)");
     if (!(c->alpha >= 0.0 && c->alpha <= 1.0))
         return gkd_error_set(GKD_ERR_ARG, "policy gradient: alpha = %g outside [0, 1]", c->alpha);
     int B = n_groups * K;

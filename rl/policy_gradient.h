@@ -63,8 +63,8 @@ typedef struct {
  * advantages: (B) out, A(y); returns: (B) out or NULL, (1 - alpha) r(y) - alpha D(y) (D only with the
  * score-function term); pg_weight: (B*T) out, the surrogate's weight per position (0 off the mask).
  * GKD_BASELINE_GROUP needs K >= 2. */
-gkd_status gkd_pg_weights(gkd_pg_baselines *b, const gkd_pg_config *c, const double *rewards, const double *row_div,
-                          const float *mask, int n_groups, int K, int T, double *advantages, double *returns,
-                          float *pg_weight);
+gkd_status gkd_pg_weights(gkd_pg_baselines *b, const gkd_pg_config *c, const double *rewards,
+                          const double *row_div, const float *mask, int n_groups, int K, int T,
+                          double *advantages, double *returns, float *pg_weight);
 
 #endif

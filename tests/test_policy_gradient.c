@@ -96,8 +96,8 @@ typedef struct {
     objective_def obj;
     gkd_baseline_kind baseline;
     int score_function;
-    float surrogate_temperature;  /* what the surrogate is told (the sampling temperature, unless testing) */
-    int divide_by_length;         /* power check: sequence weights divided by the output's length */
+    float surrogate_temperature; /* what the surrogate is told (the sampling temperature, unless testing) */
+    int divide_by_length;        /* power check: sequence weights divided by the output's length */
 } estimator_def;
 
 /* Mean and standard error of the estimated gradient of J (or J_tok) over `batches` batches. */
@@ -118,8 +118,8 @@ static void estimate(const estimator_def *e, int batches, double *mean, double *
     gkd_divergence_parse("forward_kl", &d);
     gkd_pg_baselines baselines;
     gkd_pg_baselines_init(&baselines, e->baseline, 0.9);
-    gkd_pg_config pc = {.alpha = e->obj.alpha, .normalize = 0, .score_function = e->score_function,
-                        .norm = e->obj.norm};
+    gkd_pg_config pc = {
+        .alpha = e->obj.alpha, .normalize = 0, .score_function = e->score_function, .norm = e->obj.norm};
     gkd_rng rng;
     gkd_rng_init(&rng, 2024, GKD_RNG_STREAM_USER);
     for (int it = 0; it < batches; it++) {
@@ -155,15 +155,18 @@ static void estimate(const estimator_def *e, int batches, double *mean, double *
         }
         gkd_distill_stats st;
         gkd_distill_extra probe = {.div_scale = 1.0f, .row_values = D};
-        CHECK(gkd_distill_loss_ex(ws, &d, e->obj.norm, hs, Ws, hs, Wt, mask, B, L, 1.0f, &probe, NULL, NULL, &st) ==
-              GKD_OK);
+        CHECK(gkd_distill_loss_ex(ws, &d, e->obj.norm, hs, Ws, hs, Wt, mask, B, L, 1.0f, &probe, NULL, NULL,
+                                  &st) == GKD_OK);
         CHECK(gkd_pg_weights(&baselines, &pc, r, D, mask, G, K, L, adv, NULL, pgw) == GKD_OK);
         if (e->divide_by_length)
             for (int i = 0; i < N; i++) pgw[i] /= (float)lens[i / L];
-        gkd_distill_extra ex = {.div_scale = (float)e->obj.alpha, .targets = targets, .pg_weight = pgw,
+        gkd_distill_extra ex = {.div_scale = (float)e->obj.alpha,
+                                .targets = targets,
+                                .pg_weight = pgw,
                                 .pg_temperature = e->surrogate_temperature};
         memset(dWs, 0, sizeof dWs);
-        CHECK(gkd_distill_loss_ex(ws, &d, e->obj.norm, hs, Ws, hs, Wt, mask, B, L, 1.0f, &ex, dhs, dWs, &st) == GKD_OK);
+        CHECK(gkd_distill_loss_ex(ws, &d, e->obj.norm, hs, Ws, hs, Wt, mask, B, L, 1.0f, &ex, dhs, dWs,
+                                  &st) == GKD_OK);
         /* the loss is -J (token norm: -J_tok / mean length): its gradient estimates -grad J */
         double unscale = e->obj.norm == GKD_NORM_TOKEN ? (double)positions / B : 1.0;
         for (int i = 0; i < P; i++) {
@@ -218,7 +221,9 @@ static void check_alpha_scaling(void) {
                     for (int k = 0; k < 4; k++) {
                         gkd_pg_baselines bl;
                         gkd_pg_baselines_init(&bl, (gkd_baseline_kind)kind, 0.9);
-                        gkd_pg_config pc = {.alpha = alphas[k], .normalize = normalize, .score_function = sf,
+                        gkd_pg_config pc = {.alpha = alphas[k],
+                                            .normalize = normalize,
+                                            .score_function = sf,
                                             .norm = (gkd_loss_norm)norm};
                         /* two batches, so that a moving average is in use in the second */
                         CHECK(gkd_pg_weights(&bl, &pc, r, div, mask, G, K, T, adv, NULL, w) == GKD_OK);
@@ -226,8 +231,10 @@ static void check_alpha_scaling(void) {
                         if (sf) { /* the divergence's part alone: the same call with a zero reward */
                             gkd_pg_baselines_init(&bl, (gkd_baseline_kind)kind, 0.9);
                             float wd[B * T];
-                            CHECK(gkd_pg_weights(&bl, &pc, zero, div, mask, G, K, T, adv_div, NULL, wd) == GKD_OK);
-                            CHECK(gkd_pg_weights(&bl, &pc, zero, div, mask, G, K, T, adv_div, NULL, wd) == GKD_OK);
+                            CHECK(gkd_pg_weights(&bl, &pc, zero, div, mask, G, K, T, adv_div, NULL, wd) ==
+                                  GKD_OK);
+                            CHECK(gkd_pg_weights(&bl, &pc, zero, div, mask, G, K, T, adv_div, NULL, wd) ==
+                                  GKD_OK);
                             for (int b = 0; b < B; b++) adv[b] -= adv_div[b];
                         }
                         if (k == 0) {
@@ -240,15 +247,18 @@ static void check_alpha_scaling(void) {
                         }
                         double worst = 0, scale = 1.0 - alphas[k];
                         for (int b = 0; b < B; b++)
-                            worst = fmax(worst, fabs(adv[b] - scale * adv0[b]) / (fabs(scale * adv0[b]) + 1e-15));
-                        CHECKF(worst < 1e-9,
-                               "alpha %g (norm %d, baseline %d, normalize %d, score function %d): the reward's "
-                               "advantages are not (1 - alpha) times those at alpha 0 (relative error %.3g)",
-                               alphas[k], norm, kind, normalize, sf, worst);
+                            worst =
+                                fmax(worst, fabs(adv[b] - scale * adv0[b]) / (fabs(scale * adv0[b]) + 1e-15));
+                        CHECKF(
+                            worst < 1e-9,
+                            "alpha %g (norm %d, baseline %d, normalize %d, score function %d): the reward's "
+                            "advantages are not (1 - alpha) times those at alpha 0 (relative error %.3g)",
+                            alphas[k], norm, kind, normalize, sf, worst);
                         if (sf) continue;
                         for (int i = 0; i < B * T; i++)
                             worst = fmax(worst, fabs(w[i] - scale * w0[i]) / (fabs(scale * w0[i]) + 1e-30));
-                        CHECKF(worst < 1e-5, "alpha %g: the surrogate's weights do not scale with 1 - alpha (%.3g)",
+                        CHECKF(worst < 1e-5,
+                               "alpha %g: the surrogate's weights do not scale with 1 - alpha (%.3g)",
                                alphas[k], worst);
                     }
                 }
@@ -264,8 +274,8 @@ static void check_alpha_scaling(void) {
         CHECK(gkd_pg_weights(&bl, &pc, r, div, mask, G, K, T, adv, NULL, w) == GKD_OK);
         for (int i = 0; i < B * T; i++) {
             double want = mask[i] != 0.0f ? 0.75 * r[i / T] / (norm == GKD_NORM_TOKEN ? positions : B) : 0.0;
-            CHECKF(fabs(w[i] - want) <= 1e-6 * fabs(want), "norm %d, position %d: weight %g, want %g", norm, i,
-                   w[i], want);
+            CHECKF(fabs(w[i] - want) <= 1e-6 * fabs(want), "norm %d, position %d: weight %g, want %g", norm,
+                   i, w[i], want);
         }
     }
 }
@@ -304,7 +314,8 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         double z = deviation(&cases[i].e, batches);
         if (cases[i].biased)
-            CHECKF(z > 8.0, "%s: the bias was not detected (worst deviation %.2f standard errors)", cases[i].what, z);
+            CHECKF(z > 8.0, "%s: the bias was not detected (worst deviation %.2f standard errors)",
+                   cases[i].what, z);
         else
             CHECKF(z < 5.0, "%s: worst deviation %.2f standard errors", cases[i].what, z);
         fprintf(stderr, "%-45s worst deviation %5.1f standard errors%s\n", cases[i].what, z,

@@ -28,8 +28,15 @@ static int V;
 static float *warm; /* the student's weights after a short SFT, so that its outputs end at varied lengths */
 
 static gkd_model *tiny_model(int dim, int layers, uint64_t seed) {
-    gkd_model_config c = {.vocab_size = V, .dim = dim, .n_layers = layers, .n_heads = 4, .n_kv_heads = 2,
-                          .hidden_dim = 2 * dim, .max_seq_len = 128, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    gkd_model_config c = {.vocab_size = V,
+                          .dim = dim,
+                          .n_layers = layers,
+                          .n_heads = 4,
+                          .n_kv_heads = 2,
+                          .hidden_dim = 2 * dim,
+                          .max_seq_len = 128,
+                          .rope_theta = 10000.0f,
+                          .norm_eps = 1e-5f};
     gkd_model *m = NULL;
     if (gkd_model_create(&c, gkd_backend_cpu(), &m) != GKD_OK) return NULL;
     gkd_model_init_weights(m, seed);
@@ -105,8 +112,8 @@ static gkd_step_stats one_step(const gkd_train_config *c, gkd_model *teacher, gk
     memset(&s, 0, sizeof s);
     gkd_model *student = student_model();
     gkd_trainer *t = NULL;
-    CHECKF(gkd_trainer_create(c, student, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_OK, "%s",
-           gkd_error_message());
+    CHECKF(gkd_trainer_create(c, student, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_OK,
+           "%s", gkd_error_message());
     if (t) CHECKF(gkd_trainer_step(t, &s) == GKD_OK, "%s", gkd_error_message());
     gkd_trainer_free(t);
     if (student_out)
@@ -136,7 +143,8 @@ static void check_alpha_scaling(void) {
                 }
                 double ratio = s.grad_norm / g0, want = 1.0 - alphas[k];
                 CHECKF(fabs(ratio - want) <= 1e-2 * want,
-                       "normalize_advantages %d, score_function %d: gradient at alpha %g is %.6g times alpha 0's, "
+                       "normalize_advantages %d, score_function %d: gradient at alpha %g is %.6g times alpha "
+                       "0's, "
                        "want %.6g",
                        normalize, sf, alphas[k], ratio, want);
             }
@@ -157,9 +165,10 @@ static void check_norm(gkd_model *teacher) {
     gkd_step_stats tok_ = one_step(&c, twin, NULL);
     double ratio = tok_.grad_norm / seq.grad_norm, want = 1.0 / seq.output_length;
     fprintf(stderr, "mean output length %.3f tokens\n", seq.output_length);
-    CHECKF(seq.output_length > 1.5, "outputs too short to tell the norms apart (%g tokens)", seq.output_length);
-    CHECKF(fabs(ratio - want) <= 1e-4 * want, "policy gradient, norm token / sequence = %.7g, want 1 / %g", ratio,
+    CHECKF(seq.output_length > 1.5, "outputs too short to tell the norms apart (%g tokens)",
            seq.output_length);
+    CHECKF(fabs(ratio - want) <= 1e-4 * want, "policy gradient, norm token / sequence = %.7g, want 1 / %g",
+           ratio, seq.output_length);
     gkd_model_free(twin);
 
     /* alpha = 1, one sample per prompt: the divergence term alone, equal to on-policy GKD with that norm. */
@@ -174,8 +183,8 @@ static void check_norm(gkd_model *teacher) {
         c.divergence_score_function = 0;
         c.norm = (gkd_loss_norm)norm;
         c.steps = 2;
-        CHECKF(gkd_trainer_create(&c, a, teacher, tok, &train_text, &train, &held_text, &held, &ta) == GKD_OK, "%s",
-               gkd_error_message());
+        CHECKF(gkd_trainer_create(&c, a, teacher, tok, &train_text, &train, &held_text, &held, &ta) == GKD_OK,
+               "%s", gkd_error_message());
         c.reward = NULL;
         c.lambda = gkd_schedule_constant(1.0);
         c.metric_ctx = &plain;
@@ -187,7 +196,8 @@ static void check_norm(gkd_model *teacher) {
         }
         CHECK(rl.n == 2 && plain.n == 2);
         for (int i = 0; i < 2; i++)
-            CHECKF(rl.loss[i] == plain.loss[i], "norm %s, step %d: RL at alpha 1 loss %.9g, on-policy GKD %.9g",
+            CHECKF(rl.loss[i] == plain.loss[i],
+                   "norm %s, step %d: RL at alpha 1 loss %.9g, on-policy GKD %.9g",
                    norm == GKD_NORM_TOKEN ? "token" : "sequence", i + 1, rl.loss[i], plain.loss[i]);
         CHECKF(memcmp(gkd_model_params(a), gkd_model_params(b), gkd_model_num_params(a) * sizeof(float)) == 0,
                "norm %s: the students differ after RL at alpha 1 and on-policy GKD",
@@ -261,8 +271,8 @@ static void check_resume(gkd_model *teacher) {
     c.baseline_decay = 0.5;
     gkd_model *s1 = student_model(), *s2 = student_model(), *s3 = tiny_model(16, 1, 99);
     gkd_trainer *t1 = NULL, *t2 = NULL, *t3 = NULL;
-    CHECKF(gkd_trainer_create(&c, s1, teacher, tok, &train_text, &train, &held_text, &held, &t1) == GKD_OK, "%s",
-           gkd_error_message());
+    CHECKF(gkd_trainer_create(&c, s1, teacher, tok, &train_text, &train, &held_text, &held, &t1) == GKD_OK,
+           "%s", gkd_error_message());
     for (int i = 0; i < 6 && t1; i++) {
         gkd_step_stats s;
         CHECKF(gkd_trainer_step(t1, &s) == GKD_OK, "%s", gkd_error_message());
@@ -285,8 +295,8 @@ static void check_resume(gkd_model *teacher) {
     CHECK(whole.n == 6 && first.n == 3 && rest.n == 6);
     for (int i = 0; i < 3; i++) CHECKF(whole.loss[i] == first.loss[i], "step %d before the save", i + 1);
     for (int i = 3; i < 6; i++)
-        CHECKF(whole.loss[i] == rest.loss[i], "moving-average baseline, step %d after resume: %.9g vs %.9g", i + 1,
-               rest.loss[i], whole.loss[i]);
+        CHECKF(whole.loss[i] == rest.loss[i], "moving-average baseline, step %d after resume: %.9g vs %.9g",
+               i + 1, rest.loss[i], whole.loss[i]);
     CHECKF(memcmp(gkd_model_params(s1), gkd_model_params(s3), gkd_model_num_params(s1) * sizeof(float)) == 0,
            "the resumed student differs from the uninterrupted one");
     gkd_trainer_free(t1);
