@@ -40,7 +40,7 @@ for _, v in ipairs(variants) do
   end
 end
 expect("lambda 0.5 runs", count("SELECT count(*) AS n FROM runs WHERE name LIKE 'arith-mix/variant=mix0.5-%' AND name NOT LIKE '%/final' AND status = 'finished'") == 2)
-for _, n in ipairs({"arith/teacher", "arith/teacher/final", "arith/warm-start", "arith/warm-start/final"}) do
+for _, n in ipairs({"arith/teacher", "arith/teacher/final", "arith/warm-start", "arith/warm-start-2", "arith/warm-start-2/final"}) do
   expect(n .. " finished", count("SELECT count(*) AS n FROM runs WHERE name = ? AND status = 'finished'", n) == 1)
 end
 expect("nothing failed", count("SELECT count(*) AS n FROM runs WHERE status <> 'finished'") == 0)

@@ -12,8 +12,9 @@
 --    final numbers read test (set GKD_PAPER_FINAL=validation to keep the test split closed).
 -- 2. The teacher: trained from scratch with SFT on the train split, checkpointed. Gate: exact match on
 --    test >= 0.9, else the script stops with an error (not checked in smoke runs).
--- 3. One SFT warm start of the student (4 times fewer parameters), saved once; every method and seed
---    starts from it. Seeds change the data order, the lambda coins and the sampling, not the start.
+-- 3. One SFT warm start of the student (4 times fewer parameters), saved once (runs "arith/warm-start"
+--    and "arith/warm-start-2"); every method and seed starts from it. Seeds change the data order, the
+--    lambda coins and the sampling, not the start.
 -- 4. The methods, each from the warm start with the same steps x batch: SFT (continued), supervised KD
 --    (lambda 0, forward KL), SeqKD (cross-entropy on the teacher's greedy outputs), ImitKD (lambda 0 -> 1
 --    per row), on-policy GKD (lambda 1) with forward KL, reverse KL, JSD(0.1), JSD(0.5), JSD(0.9); then
@@ -54,14 +55,14 @@ note("start")
 local S = lib.smoke and {
   problems = 800, distill_examples = 200,
   teacher = { layers = 1, dim = 32 }, teacher_steps = 4, teacher_lr = 1e-3,
-  student = { layers = 1, dim = 32 }, warm_steps = 3, warm_lr = 1e-3,
+  student = { layers = 1, dim = 32 }, warm_steps = 3, warm_lr = 1e-3, warm2_steps = 2,
   steps = 4, batch = 4, lr = 1e-3, eval_every = 2, eval_examples = 8, final_examples = 16,
   seeds = { 1, 2 }, workers = 2, gate = nil,
 } or {
   problems = 30000, distill_examples = 8000,
   teacher = { layers = 4, dim = 128 }, teacher_steps = 2000, teacher_lr = 1e-3,
-  student = { layers = 4, dim = 64 }, warm_steps = 500, warm_lr = 1e-3,
-  steps = 600, batch = 32, lr = 1e-3, eval_every = 60, eval_examples = 192, final_examples = 1000,
+  student = { layers = 4, dim = 64 }, warm_steps = 500, warm_lr = 1e-3, warm2_steps = 1200,
+  steps = 400, batch = 32, lr = 1e-3, eval_every = 25, eval_examples = 192, final_examples = 1000,
   seeds = { 1, 2, 3 }, workers = 2, gate = 0.9,
 }
 S.steps = math.max(2, math.floor(S.steps * lib.scale))
@@ -132,11 +133,22 @@ if not worker then
   end
 end
 
--- 3. The warm start.
+-- 3. The warm start, in two SFT runs: 500 steps (cosine learning rate), then 1200 at a constant 1e-3.
+-- Measured here: this student's exact match stays at 0 for about 1600 SFT steps, then climbs to ~0.9 within
+-- 300 steps (a sudden "breakthrough", like the teacher's at 800-1200). The second run stops just after it
+-- (validation exact match ~0.3), so the SFT student is clearly worse than the teacher and every method
+-- starts where learning is fast: the comparison measures how fast each closes the gap.
 local warm = model(S.student, 1)
 sft("arith/warm-start", warm, S.warm_steps, S.warm_lr, distill_train)
+gkd.run{
+  name = "arith/warm-start-2", method = "sft", task = distill_train, held_out = validation, student = warm,
+  steps = S.warm2_steps, batch = 32, lr = S.warm_lr, seed = 1, max_new_tokens = MAX_NEW,
+  eval = { every = math.max(1, S.warm2_steps // 6), examples = S.eval_examples, metrics = metrics },
+  checkpoint = { dir = ckpt("arith/warm-start-2").dir, every = math.max(1, S.warm2_steps // 6) }, resume = true,
+  quiet = worker or nil,
+}
 if not worker then
-  local e = final_eval("arith/warm-start", warm, teacher)
+  local e = final_eval("arith/warm-start-2", warm, teacher)
   print(string.format("SFT warm start (%s): %s exact match %.3f, digit accuracy %.3f", tostring(warm), FINAL, e.exact, e.digit_acc))
 end
 

@@ -58,8 +58,8 @@ function M.arith(opts)
     local r = q("SELECT config FROM runs WHERE name = ? AND status = 'finished' ORDER BY id DESC LIMIT 1", name)[1]
     return r and gkd.json.decode(r.config)
   end
-  local teacher, warm = final_of("arith/teacher"), final_of("arith/warm-start")
-  local tcfg, wcfg = config_of("arith/teacher"), config_of("arith/warm-start")
+  local teacher, warm = final_of("arith/teacher"), final_of("arith/warm-start-2")
+  local tcfg, wcfg, w2cfg = config_of("arith/teacher"), config_of("arith/warm-start"), config_of("arith/warm-start-2")
 
   -- Every variant of the two sweeps, with its seeds.
   local variants, seen = {}, {}
@@ -103,8 +103,9 @@ function M.arith(opts)
     return s and string.format("%d layers, dim %d, %d parameters", s.layers, s.dim, s.params) or "?"
   end
   w("Teacher: %s, SFT %s steps x batch 32 on the train split. Student: %s (%.1fx fewer), one SFT warm start "
-    .. "of %s steps shared by every method and seed.", shape(tcfg), tcfg and tostring(tcfg.steps) or "?",
-    shape(wcfg), (params(tcfg) or 0) / math.max(1, params(wcfg) or 1), wcfg and tostring(wcfg.steps) or "?")
+    .. "of %s + %s steps (cosine, then constant learning rate) shared by every method and seed.", shape(tcfg),
+    tcfg and tostring(tcfg.steps) or "?", shape(wcfg), (params(tcfg) or 0) / math.max(1, params(wcfg) or 1),
+    wcfg and tostring(wcfg.steps) or "?", w2cfg and tostring(w2cfg.steps) or "?")
   local final_n = teacher and teacher.exact and (q([[SELECT config FROM runs WHERE name = 'arith/teacher/final']])[1])
   local fcfg = final_n and gkd.json.decode(final_n.config)
   w("Each method: %s steps x batch %s from the warm start (the same token budget), seeds = data order, lambda coins "
@@ -138,7 +139,7 @@ function M.arith(opts)
   w("|---|---|---|---|---|---|---|---|---|---|")
   local warm_val
   do
-    local r = lib.finished_run(store, "arith/warm-start")
+    local r = lib.finished_run(store, "arith/warm-start-2")
     if r then
       local c = lib.curve(store, r.id, "exact")
       warm_val = c[#c] and c[#c][2]
