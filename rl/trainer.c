@@ -210,6 +210,14 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
          * from; greedy decoding has none. */
         if ((st = gkd_schedule_check_range(&c->sample_temperature, "temperature", 1e-6, 1e6)) != GKD_OK)
             return gkd_error_prefix(st, "with a reward the sampling temperature must be > 0");
+        /* Top-k / top-p samples come from a truncated distribution the surrogate does not differentiate:
+         * the policy gradient would be off-policy and biased, so they are refused rather than ignored. */
+        if (c->top_k > 0)
+            return gkd_error_set(GKD_ERR_ARG, "top_k = %d with a reward: the policy gradient needs samples from the "
+                                              "full distribution (top_k = 0)", c->top_k);
+        if (c->top_p < 1)
+            return gkd_error_set(GKD_ERR_ARG, "top_p = %g with a reward: the policy gradient needs samples from the "
+                                              "full distribution (top_p = 1)", (double)c->top_p);
         if (!teacher) return gkd_error_set(GKD_ERR_ARG, "RL with a distillation term needs a teacher");
         if (c->use_ce) return gkd_error_set(GKD_ERR_ARG, "RL uses the divergence, not cross-entropy (use_ce)");
     }

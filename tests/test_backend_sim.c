@@ -426,13 +426,13 @@ static void train_config(gkd_train_config *c, run_kind kind, metric_log *log) {
     if (kind == RUN_MIXED) {
         c->lambda = gkd_schedule_constant(0.5);
         c->per_sample_coin = 1;
+        c->top_k = 20; /* the top-k sampling path on device pointers (refused with a reward) */
     }
     if (kind == RUN_RL) {
         c->reward = rouge;
         c->alpha = gkd_schedule_constant(0.5);
         c->group_size = 2;
         c->kl_coef = 0.1f;
-        c->top_k = 20;
     }
 }
 

@@ -7,7 +7,8 @@
  *   sequence times B / (output positions in the batch), and at alpha = 1 an RL step (one sample per
  *   prompt) is bit-identical to a plain on-policy GKD step with the same norm, an independent path;
  * - with a reward, a sampling temperature of 0 (greedy: no distribution to differentiate) is refused by
- *   name; another temperature trains (the surrogate takes the logits at it, test_policy_gradient.c);
+ *   name; another temperature trains (the surrogate takes the logits at it, test_policy_gradient.c); top_k
+ *   and top_p (a truncated distribution the surrogate does not differentiate) are refused by name;
  * - the moving-average baselines are saved: 3 steps, save, a fresh trainer and model, load, 3 steps is
  *   bit-identical to 6 uninterrupted steps; a checkpoint of state version 1 (no baselines) is refused
  *   for that baseline, accepted for the others, and a newer version is refused. */
@@ -221,6 +222,16 @@ static void check_sampling_settings(gkd_model *teacher) {
     c.sample_temperature = gkd_schedule_linear(1.0, 0.0, 4);
     CHECK(gkd_trainer_create(&c, s, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_ERR_ARG);
     CHECKF(strstr(gkd_error_message(), "temperature") != NULL, "%s", gkd_error_message());
+    CHECK(t == NULL);
+    /* Top-k and top-p truncate the distribution the samples come from: refused by name with a reward. */
+    rl_config(&c, NULL);
+    c.top_k = 20;
+    CHECK(gkd_trainer_create(&c, s, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "top_k") != NULL, "%s", gkd_error_message());
+    rl_config(&c, NULL);
+    c.top_p = 0.9f;
+    CHECK(gkd_trainer_create(&c, s, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "top_p") != NULL, "%s", gkd_error_message());
     CHECK(t == NULL);
     /* A temperature other than 1 trains (the surrogate takes the logits at that temperature). */
     rl_config(&c, NULL);
