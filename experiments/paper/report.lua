@@ -31,6 +31,12 @@ local function ms(xs, digits)
   return fmt(m, s, digits), m, s
 end
 
+-- The first evaluated step at which a curve reaches `level` (nil when it never does).
+local function first_reach(curve, level)
+  for _, p in ipairs(curve) do if p[2] >= level then return p[1] end end
+  return nil
+end
+
 -- The value of a curve at a step (the last evaluation at or before it).
 local function at(curve, step)
   local v
@@ -133,10 +139,11 @@ function M.arith(opts)
   w("")
   w("Exact match of the whole answer on the final split; gap closed = (method - SFT student) / (teacher - SFT "
     .. "student), the paper's measure; validation exact match at 1/4, 1/2 and all of the budget, and its area under "
-    .. "the curve (mean over training, step 0 = the warm start's validation score).")
+    .. "the curve (mean over training, step 0 = the warm start's validation score); the first evaluated step at which "
+    .. "validation exact match reaches 0.9 (learning speed).")
   w("")
-  w("| method | seeds | exact match | gap closed | digit acc. | val @1/4 | val @1/2 | val @end | val AUC | s/run |")
-  w("|---|---|---|---|---|---|---|---|---|---|")
+  w("| method | seeds | exact match | gap closed | digit acc. | val @1/4 | val @1/2 | val @end | val AUC | steps to 0.9 | s/run |")
+  w("|---|---|---|---|---|---|---|---|---|---|---|")
   local warm_val
   do
     local r = lib.finished_run(store, "arith/warm-start-2")
@@ -146,8 +153,8 @@ function M.arith(opts)
     end
   end
   for _, v in ipairs(order) do
-    local s = { exact = {}, gap = {}, digit = {}, q1 = {}, q2 = {}, q4 = {}, auc = {}, secs = {}, malformed = {},
-      len = {}, fkl = {}, own_fkl = {}, own_rkl = {}, rkl = {}, own_len = {} }
+    local s = { exact = {}, gap = {}, digit = {}, q1 = {}, q2 = {}, q4 = {}, auc = {}, secs = {}, reach = {}, never = 0, malformed = {},
+      len = {}, tent = {}, fkl = {}, own_fkl = {}, own_rkl = {}, rkl = {}, own_len = {} }
     for _, r in ipairs(seen[v].runs) do
       local c = lib.curve(store, r.id, "exact")
       if warm_val then table.insert(c, 1, { 0, warm_val }) end
@@ -156,7 +163,11 @@ function M.arith(opts)
       s.q2[#s.q2 + 1] = at(c, last / 2)
       s.q4[#s.q4 + 1] = at(c, last)
       s.auc[#s.auc + 1] = lib.auc(c)
+      local reach = first_reach(c, 0.9)
+      if reach then s.reach[#s.reach + 1] = reach else s.never = s.never + 1 end
       s.secs[#s.secs + 1] = r.seconds
+      local te = q("SELECT avg(value) AS v FROM metrics WHERE run_id = ? AND name = 'teacher_entropy'", r.id)[1]
+      if te and te.v then s.tent[#s.tent + 1] = te.v end
       local e = final_of(r.name)
       if e then
         s.exact[#s.exact + 1] = e.exact
@@ -172,8 +183,10 @@ function M.arith(opts)
       end
     end
     stats[v] = s
-    w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |", LABEL[v] or v, #seen[v].runs, ms(s.exact), ms(s.gap, 2),
-      ms(s.digit), ms(s.q1), ms(s.q2), ms(s.q4), ms(s.auc), ms(s.secs, 0))
+    local reach = ms(s.reach, 0)
+    if s.never > 0 then reach = reach .. string.format(" (%d never)", s.never) end
+    w("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |", LABEL[v] or v, #seen[v].runs, ms(s.exact), ms(s.gap, 2),
+      ms(s.digit), ms(s.q1), ms(s.q2), ms(s.q4), ms(s.auc), reach, ms(s.secs, 0))
   end
   w("")
 
@@ -181,18 +194,19 @@ function M.arith(opts)
   w("")
   w("Forward and reverse KL(teacher || student) per token, on the references (teacher-forced) and on the student's "
     .. "own greedy outputs (the exposure-bias gap is own - ref); output length in characters over the reference's; "
-    .. "malformed = no `Answer:` or a token outside the format (degenerate outputs); own length in tokens.")
+    .. "malformed = no `Answer:` or a token outside the format (degenerate outputs); own length in tokens; teacher "
+    .. "entropy = the teacher's mean entropy per token (nats) on the training batches, averaged over the run's steps.")
   w("")
-  w("| method | fwd KL ref | fwd KL own | rev KL ref | rev KL own | length ratio | own length | malformed |")
-  w("|---|---|---|---|---|---|---|---|")
+  w("| method | fwd KL ref | fwd KL own | rev KL ref | rev KL own | length ratio | own length | malformed | teacher entropy |")
+  w("|---|---|---|---|---|---|---|---|---|")
   if warm then
-    w("| SFT student (the warm start) | %s | %s | %s | %s | %s | %s | %s |", fmt(warm.forward_kl), fmt(warm.own_forward_kl),
+    w("| SFT student (the warm start) | %s | %s | %s | %s | %s | %s | %s | - |", fmt(warm.forward_kl), fmt(warm.own_forward_kl),
       fmt(warm.reverse_kl), fmt(warm.own_reverse_kl), fmt(warm.len_ratio), fmt(warm.own_length, nil, 1), fmt(warm.malformed))
   end
   for _, v in ipairs(order) do
     local s = stats[v]
-    w("| %s | %s | %s | %s | %s | %s | %s | %s |", LABEL[v] or v, ms(s.fkl), ms(s.own_fkl), ms(s.rkl), ms(s.own_rkl),
-      ms(s.len), ms(s.own_len, 1), ms(s.malformed))
+    w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", LABEL[v] or v, ms(s.fkl), ms(s.own_fkl), ms(s.rkl), ms(s.own_rkl),
+      ms(s.len), ms(s.own_len, 1), ms(s.malformed), ms(s.tent, 4))
   end
   w("")
 
@@ -200,13 +214,14 @@ function M.arith(opts)
   w("## On-policy GKD against supervised KD")
   w("")
   local base = stats["supervised_kd"]
+  local wins = {}
   if base then
     w("A difference counts as beyond the seed spread when it exceeds the sum of the two sample standard deviations "
       .. "(and every seed of one lies above every seed of the other is noted).")
     w("")
-    w("| method | Δ exact match vs supervised KD | beyond spread? | Δ val AUC | beyond spread? |")
-    w("|---|---|---|---|---|")
-    local function cmp(a, b)
+    w("| method | Δ exact match vs supervised KD | beyond spread? | Δ val AUC | beyond spread? | Δ steps to 0.9 | beyond spread? |")
+    w("|---|---|---|---|---|---|---|")
+    local function cmp(a, b, digits, lower_better)
       local ma, sa = lib.mean_std(a)
       local mb, sb = lib.mean_std(b)
       if not ma or not mb then return "-", "-" end
@@ -216,14 +231,59 @@ function M.arith(opts)
       for _, x in ipairs(a) do minA, maxA = math.min(minA, x), math.max(maxA, x) end
       for _, x in ipairs(b) do minB, maxB = math.min(minB, x), math.max(maxB, x) end
       local sep = (minA > maxB and "every seed above") or (maxA < minB and "every seed below") or "overlap"
-      return string.format("%+.3f", d), string.format("%s (%s)", beyond and (d > 0 and "yes, better" or "yes, worse") or "no", sep)
+      return string.format("%+." .. (digits or 3) .. "f", d), string.format("%s (%s)", beyond and (((d < 0) == (lower_better == true)) and "yes, better" or "yes, worse") or "no", sep)
     end
     for _, v in ipairs(order) do
       if v ~= "supervised_kd" and v ~= "sft" then
         local d1, b1 = cmp(stats[v].exact, base.exact)
         local d2, b2 = cmp(stats[v].auc, base.auc)
-        w("| %s | %s | %s | %s | %s |", LABEL[v] or v, d1, b1, d2, b2)
+        local d3, b3 = cmp(stats[v].reach, base.reach, 0, true)
+        w("| %s | %s | %s | %s | %s | %s | %s |", LABEL[v] or v, d1, b1, d2, b2, d3, b3)
+        if v:match("^gkd%-") or v:match("^mix") then
+          for _, b in ipairs({ { b1, "final exact match" }, { b2, "validation AUC" }, { b3, "steps to 0.9 (fewer is better)" } }) do
+            if b[1]:match("^yes, better") then wins[#wins + 1] = (LABEL[v] or v) .. " on " .. b[2] end
+          end
+        end
       end
+    end
+    w("")
+    -- Generated reading: the verdict, then the measurements that explain it.
+    w("### Reading (generated from the numbers above)")
+    w("")
+    if #wins > 0 then
+      w("- On-policy beats supervised KD beyond the seed spread: %s.", table.concat(wins, "; "))
+    else
+      w("- **No on-policy variant beats supervised KD beyond the seed spread** on final exact match, validation AUC "
+        .. "or steps to 0.9.")
+    end
+    local sat = 0
+    for _, v in ipairs(order) do
+      local m = lib.mean_std(stats[v].q4)
+      if m and m >= 0.98 then sat = sat + 1 end
+    end
+    w("- %d of %d methods end at validation exact match >= 0.98: at this budget the final numbers saturate (as "
+      .. "DESIGN.md section 8 predicts), so the learning speed (AUC, steps to 0.9) is the comparison.", sat, #order)
+    local te_kd, te_on = lib.mean_std(base.tent), stats["gkd-fkl"] and lib.mean_std(stats["gkd-fkl"].tent)
+    if te_kd then
+      w("- The teacher is almost one-hot: its mean entropy is %.4f nats/token on the references (supervised KD's "
+        .. "batches)%s. Its soft targets carry almost nothing beyond its argmax, which is the reference token, so "
+        .. "supervised KD is close to SFT.", te_kd, te_on and string.format(" and %.4f on the student's own samples "
+        .. "(on-policy forward KL's batches)", te_on) or "")
+    end
+    if stats["seqkd"] and stats["sft"] then
+      local same = #stats["seqkd"].auc == #stats["sft"].auc
+      for i = 1, #stats["sft"].auc do same = same and stats["seqkd"].auc[i] == stats["sft"].auc[i] end
+      w("- SeqKD %s SFT seed by seed: the teacher's greedy outputs are the references (its exact match is %s), so "
+        .. "cross-entropy on them is SFT on the same data in the same order.", same and "reproduces" or "differs from",
+        fmt(T))
+    end
+    if warm and warm.own_forward_kl and warm.forward_kl then
+      w("- The warm start shows little exposure bias: forward KL to the teacher is %.3f on its own greedy outputs "
+        .. "and %.3f on the references, and %.1f %% of its outputs are malformed. Its mistakes are wrong digits "
+        .. "inside well-formed outputs, whose prefixes look like the references, so training on its own samples "
+        .. "(on-policy) sees nearly the same prefixes as training on the references: the paper's mechanism, "
+        .. "correcting the student where its own outputs leave the data, has little to correct here.",
+        warm.own_forward_kl, warm.forward_kl, 100 * (warm.malformed or 0))
     end
     w("")
   end
