@@ -57,13 +57,13 @@ local S = lib.smoke and {
   teacher = { layers = 1, dim = 32 }, teacher_steps = 4, teacher_lr = 1e-3,
   student = { layers = 1, dim = 32 }, warm_steps = 3, warm_lr = 1e-3, warm2_steps = 2,
   steps = 4, batch = 4, lr = 1e-3, eval_every = 2, eval_examples = 8, final_examples = 16,
-  seeds = { 1, 2 }, workers = 2, gate = nil,
+  seeds = { 1, 2 }, workers = 2, gate = nil, early_steps = 4,
 } or {
   problems = 30000, distill_examples = 8000,
   teacher = { layers = 4, dim = 128 }, teacher_steps = 2000, teacher_lr = 1e-3,
   student = { layers = 4, dim = 64 }, warm_steps = 500, warm_lr = 1e-3, warm2_steps = 1200,
   steps = 400, batch = 32, lr = 1e-3, eval_every = 25, eval_examples = 192, final_examples = 1000,
-  seeds = { 1, 2, 3 }, workers = 2, gate = 0.9,
+  seeds = { 1, 2, 3 }, workers = 2, gate = 0.9, early_steps = 1500,
 }
 S.steps = math.max(2, math.floor(S.steps * lib.scale))
 if os.getenv("GKD_SEEDS") then
@@ -211,12 +211,39 @@ if best then
     run = point, summary = { "eval.exact", "eval.digit_acc", "eval.own_forward_kl" },
   }
 end
+-- 4b. Optional (GKD_ARITH_EARLY=1): the same methods from the first warm-start run alone, before the
+-- student's breakthrough (exact match 0), at a constant learning rate: which method breaks through first.
+if os.getenv("GKD_ARITH_EARLY") == "1" then
+  local early = model(S.student, 1)
+  do
+    local store <close> = assert(gkd.store.open(DB, { readonly = true }))
+    local r = assert(lib.finished_run(store, "arith/warm-start"), "arith: no finished arith/warm-start run")
+    local _, path = store:checkpoint_latest(r.id)
+    assert(early:load_weights(path .. "/model.safetensors"))
+  end
+  if not worker then
+    local e = final_eval("arith/warm-start", early, teacher)
+    print(string.format("first warm-start run: %s exact match %.3f, digit accuracy %.3f", FINAL, e.exact, e.digit_acc))
+  end
+  gkd.sweep{
+    name = "arith-early", grid = { variant = { "sft", "supervised_kd", "gkd-fkl" } }, seeds = S.seeds,
+    workers = S.workers, summary = { "eval.exact", "eval.digit_acc" },
+    run = function(p)
+      local cfg = point(p)
+      cfg.student = gkd.model.from_layers(early, { n = early.layers })
+      cfg.steps, cfg.lr = S.early_steps, S.lr
+      cfg.eval.every = math.max(1, S.early_steps // 15)
+      cfg.checkpoint.every = math.max(1, S.early_steps // 4)
+      return cfg
+    end,
+  }
+end
 if worker then return end
 
 -- 5. Final numbers of every finished model.
 local store = assert(gkd.store.open(DB, { readonly = true }))
 local rows = assert(store:query([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
-  WHERE s.name IN ('arith', 'arith-mix') AND r.status = 'finished' ORDER BY r.id]]))
+  WHERE s.name IN ('arith', 'arith-mix', 'arith-early') AND r.status = 'finished' ORDER BY r.id]]))
 local todo = {}
 for _, r in ipairs(rows) do
   local step, path = store:checkpoint_latest(r.id)

@@ -288,6 +288,69 @@ function M.arith(opts)
     w("")
   end
 
+  -- The optional comparison from before the breakthrough (arith.lua with GKD_ARITH_EARLY=1).
+  local early = q([[SELECT r.id, r.name, r.seed FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+    WHERE s.name = 'arith-early' AND r.status = 'finished' ORDER BY r.id]])
+  if #early > 0 then
+    local by, eorder = {}, {}
+    for _, r in ipairs(early) do
+      local v = r.name:match("variant=([^,]+)")
+      if not by[v] then by[v] = {}; eorder[#eorder + 1] = v end
+      by[v][#by[v] + 1] = r
+    end
+    for _, v in ipairs(eorder) do table.sort(by[v], function(a, b) return a.seed < b.seed end) end
+    local ecfg = gkd.json.decode(q("SELECT config FROM runs WHERE id = ?", early[1].id)[1].config)
+    local w0 = final_of("arith/warm-start")
+    w("## From before the breakthrough (GKD_ARITH_EARLY=1)")
+    w("")
+    w("The same student after the first warm-start run only (%s steps; final-split exact match %s, digit accuracy %s), "
+      .. "then %s steps x batch %s per method at a constant learning rate %s, validation every %s steps. This student "
+      .. "sits on a plateau (exact match 0) that SFT leaves suddenly; the question is which method leaves it first.",
+      wcfg and tostring(wcfg.steps) or "?", fmt(w0 and w0.exact), fmt(w0 and w0.digit_acc), tostring(ecfg.steps),
+      tostring(ecfg.batch), tostring(ecfg.lr), tostring(ecfg.eval and ecfg.eval.every))
+    w("")
+    w("| method | seeds | steps to 0.5 | steps to 0.9 | val AUC | val @end | final exact match |")
+    w("|---|---|---|---|---|---|---|")
+    for _, v in ipairs(eorder) do
+      local r5, r9, never5, never9, aucs, ends, ex = {}, {}, 0, 0, {}, {}, {}
+      for _, r in ipairs(by[v]) do
+        local c = lib.curve(store, r.id, "exact")
+        local a, b = first_reach(c, 0.5), first_reach(c, 0.9)
+        if a then r5[#r5 + 1] = a else never5 = never5 + 1 end
+        if b then r9[#r9 + 1] = b else never9 = never9 + 1 end
+        aucs[#aucs + 1] = lib.auc(c)
+        ends[#ends + 1] = c[#c] and c[#c][2]
+        local e = final_of(r.name)
+        if e then ex[#ex + 1] = e.exact end
+      end
+      local function reach(xs, never)
+        local t = ms(xs, 0)
+        if never > 0 then t = t .. string.format(" (%d never)", never) end
+        return t
+      end
+      w("| %s | %d | %s | %s | %s | %s | %s |", LABEL[v] or v, #by[v], reach(r5, never5), reach(r9, never9), ms(aucs),
+        ms(ends), ms(ex))
+    end
+    w("")
+    w("Per seed, the first step at which validation exact match reaches 0.5:")
+    w("")
+    w("| method | %s |", table.concat((function()
+      local t = {}
+      for i, r in ipairs(by[eorder[1]]) do t[i] = "seed " .. r.seed end
+      return t
+    end)(), " | "))
+    w("|---|%s", string.rep("---|", #by[eorder[1]]))
+    for _, v in ipairs(eorder) do
+      local cells = {}
+      for _, r in ipairs(by[v]) do
+        local reach = first_reach(lib.curve(store, r.id, "exact"), 0.5)
+        cells[#cells + 1] = reach and tostring(reach) or "never"
+      end
+      w("| %s | %s |", LABEL[v] or v, table.concat(cells, " | "))
+    end
+    w("")
+  end
+
   -- Wall time and machine.
   local t = q([[SELECT min(started_at) AS a, max(finished_at) AS b,
     (julianday(max(finished_at)) - julianday(min(started_at))) * 86400 AS span,
