@@ -121,6 +121,16 @@ function M.arith(opts)
     dcfg and dcfg.lr or "?", fcfg and fcfg.eval and tostring(fcfg.eval.examples) or "?",
     fcfg and fcfg.held_out and fcfg.held_out.path and fcfg.held_out.path:match("([^/]+)%.jsonl$") or "final",
     dcfg and dcfg.eval and tostring(dcfg.eval.examples) or "?", dcfg and dcfg.eval and tostring(dcfg.eval.every) or "?")
+  local state = {}
+  for _, sw in ipairs(q("SELECT id, name, config FROM sweeps WHERE name LIKE 'arith%' ORDER BY id")) do
+    local c = gkd.json.decode(sw.config) or {}
+    local n = q([[SELECT count(*) AS n FROM runs WHERE sweep_id = ? AND status = 'finished']], sw.id)[1].n
+    local f = q([[SELECT count(*) AS n FROM runs r WHERE r.status = 'finished' AND r.name LIKE '%/final' AND EXISTS
+      (SELECT 1 FROM runs s WHERE s.sweep_id = ? AND s.name || '/final' = r.name)]], sw.id)[1].n
+    state[#state + 1] = string.format("`%s` %d of %s runs finished (%d with final-split numbers)", sw.name, n,
+      tostring(c.points or "?"), f)
+  end
+  w("State of the store: %s.", #state > 0 and table.concat(state, "; ") or "no sweep yet")
   w("")
 
   w("## Reference points (final split)")
