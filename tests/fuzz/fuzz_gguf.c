@@ -42,6 +42,7 @@ static void walk_metadata(const gkd_gguf *g) {
         float f;
         int b;
         const char *s;
+        if (!key) abort();
         gkd_gguf_get_u32(g, key, &u32);
         gkd_gguf_get_i64(g, key, &i64);
         gkd_gguf_get_f32(g, key, &f);
@@ -55,8 +56,8 @@ static void walk_metadata(const gkd_gguf *g) {
         uint64_t n_items;
         if (gkd_gguf_get_string_array(g, key, &items, &lens, &n_items) == GKD_OK) {
             if (n_items != n) abort();
-            for (uint64_t j = 0; j < n_items; j++)
-                if (lens[j] && items[j][lens[j] - 1] == 0x7f) b ^= 1; /* touches the last byte */
+            for (uint64_t j = 0; j < n_items; j++) /* each NUL-terminated after its length */
+                if (items[j][lens[j]] != '\0') abort();
         }
         /* an array lies inside the file, so n is bounded by the input's size */
         float *fs = malloc((n ? n : 1) * sizeof *fs);
