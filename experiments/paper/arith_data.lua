@@ -120,6 +120,34 @@ M.metrics = {
   len_ratio = function(out, ex)
     return #out / math.max(1, #ex.target)
   end,
+  -- The rarest column: 9 + 9 with a carry in (digit 9, carry 1; about 0.5 % of columns). has_99c: the
+  -- problem has one; miss_99c: the output's token at such a column is not "9c1" (the error the
+  -- mode-seeking divergences keep, see docs/paper-results-arith.md).
+  has_99c = function(_, ex)
+    return #M.columns_99c(ex.prompt) > 0 and 1 or 0
+  end,
+  miss_99c = function(out, ex)
+    local cols = parse(out)
+    for _, i in ipairs(M.columns_99c(ex.prompt)) do
+      if cols[i] ~= "91" then return 1 end
+    end
+    return 0
+  end,
 }
+
+-- The columns (1-based, least significant first) of a prompt where 9 + 9 meets a carry of 1.
+function M.columns_99c(prompt)
+  local a, b = prompt:match("^a:([%d ]+)b:([%d ]+)=")
+  local da, db = {}, {}
+  for d in (a or ""):gmatch("%d") do da[#da + 1] = tonumber(d) end
+  for d in (b or ""):gmatch("%d") do db[#db + 1] = tonumber(d) end
+  local out, carry = {}, 0
+  for i = 1, #da do
+    local s = da[i] + (db[i] or 0) + carry
+    if da[i] == 9 and db[i] == 9 and carry == 1 then out[#out + 1] = i end
+    carry = s // 10
+  end
+  return out
+end
 
 return M
