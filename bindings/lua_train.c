@@ -1145,7 +1145,17 @@ static int l_train(lua_State *L) {
     const char *status = "finished";
     int64_t first_step = gkd_trainer_current_step(s->trainer);
     int64_t stop_checkpoint = -1;
-    while (gkd_trainer_current_step(s->trainer) < c->steps) {
+    /* steps = 0 evaluates the student as it is (a baseline, a warm start's score): the loop below never
+     * reaches its "last step" evaluation, and an eval setting must not be silently ignored. */
+    if (c->steps == 0 && first_step == 0 && s->has_held) {
+        gkd_eval_stats es;
+        double ignored;
+        s->samples_recorded = 0;
+        if ((st = gkd_trainer_evaluate(s->trainer, &es)) == GKD_OK && s->on_eval_ref != LUA_NOREF &&
+            !protected_number(s, call_on_eval, s, 0, "on_eval", &ignored))
+            st = GKD_ERR_SCRIPT;
+    }
+    while (st == GKD_OK && gkd_trainer_current_step(s->trainer) < c->steps) {
         if (gkd_lua_stop_requested()) {
             status = "interrupted";
             int64_t at = gkd_trainer_current_step(s->trainer);
