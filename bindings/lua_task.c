@@ -1,5 +1,7 @@
 /* gkd.task: datasets (core/data.h) as gkd.Task userdata. The prelude wraps summarize/translate to default
- * their path to the built-in sample (gkd.data_path). */
+ * their path to the built-in sample (gkd.data_path).
+ * Rules: the `template` and `terminator` options become the dataset's format (gkd_text_format), applied at
+ * tokenisation; the example texts stay bare. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,7 +43,52 @@ static int set_strings(lua_State *L, gkd_lua_task *t, const char *kind, const ch
     return 0;
 }
 
-static const char *const jsonl_keys[] = {"path", "prompt", "target", "source", "max_examples", NULL};
+static const char *const jsonl_keys[] = {"path",         "prompt",   "target",     "source",
+                                         "max_examples", "template", "terminator", NULL};
+
+/* The built-in chat templates: {name, prompt around "{prompt}", default terminator}. */
+static const char *const builtin_templates[][3] = {
+    {"chatml", "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n", "<|im_end|>"},
+};
+static const char *const template_keys[] = {"prompt", "target_prefix", NULL};
+
+/* Reads options `template` (a built-in name or {prompt = "...{prompt}...", target_prefix = " "}) and
+ * `terminator` from the options table at 1 into t->ds.fmt. */
+static void read_format(lua_State *L, gkd_lua_task *t, const char *fname) {
+    const char *wrap = NULL, *target_prefix = NULL, *terminator = NULL;
+    int top = lua_gettop(L);
+    lua_getfield(L, 1, "template");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *name = lua_tostring(L, -1);
+        size_t i = 0, n = sizeof builtin_templates / sizeof *builtin_templates;
+        while (i < n && strcmp(name, builtin_templates[i][0]) != 0) i++;
+        if (i == n) luaL_error(L, "%s: option 'template': unknown template '%s' (built in: chatml)", fname, name);
+        wrap = builtin_templates[i][1];
+        terminator = builtin_templates[i][2];
+    } else if (lua_istable(L, -1)) {
+        int tt = lua_gettop(L);
+        gkd_lua_check_keys(L, tt, fname, template_keys);
+        wrap = gkd_lua_opt_string(L, tt, fname, "prompt", NULL);
+        target_prefix = gkd_lua_opt_string(L, tt, fname, "target_prefix", NULL);
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: option 'template' must be a template name (\"chatml\") or a table", fname);
+    }
+    terminator = gkd_lua_opt_string(L, 1, fname, "terminator", terminator);
+    const char *at = wrap ? strstr(wrap, "{prompt}") : NULL;
+    if (wrap && (!at || strstr(at + 1, "{prompt}")))
+        luaL_error(L, "%s: option 'template': its prompt must hold \"{prompt}\" exactly once", fname);
+    gkd_text_format *f = &t->ds.fmt;
+    if (wrap) {
+        if (at > wrap && (f->prompt_prefix = malloc((size_t)(at - wrap) + 1)))
+            memcpy(f->prompt_prefix, wrap, (size_t)(at - wrap)), f->prompt_prefix[at - wrap] = '\0';
+        f->prompt_suffix = at[8] ? gkd_lua_strdup(at + 8) : NULL;
+        if ((at > wrap && !f->prompt_prefix) || (at[8] && !f->prompt_suffix)) luaL_error(L, "out of memory");
+    }
+    if (target_prefix && target_prefix[0] && !(f->target_prefix = gkd_lua_strdup(target_prefix)))
+        luaL_error(L, "out of memory");
+    if (terminator && terminator[0] && !(f->terminator = gkd_lua_strdup(terminator))) luaL_error(L, "out of memory");
+    lua_settop(L, top);
+}
 
 /* Loads a JSONL task from the options table at 1 with the given defaults. */
 static int load_jsonl(lua_State *L, const char *fname, const char *kind, const char *def_source, const char *def_target,
@@ -69,6 +116,7 @@ static int load_jsonl(lua_State *L, const char *fname, const char *kind, const c
     set_strings(L, t, kind, path, prompt, target, source);
     gkd_task_spec spec = {prompt, target, source, (int)max_examples};
     if (gkd_dataset_load_jsonl(path, &spec, &t->ds) != GKD_OK) return gkd_lua_fail(L);
+    read_format(L, t, fname);
     return 1;
 }
 
@@ -96,7 +144,7 @@ static int l_translate(lua_State *L) {
     return load_jsonl(L, fname, "translate", source, target, prompt);
 }
 
-static const char *const arithmetic_keys[] = {"n", "seed", NULL};
+static const char *const arithmetic_keys[] = {"n", "seed", "template", "terminator", NULL};
 
 static int l_arithmetic(lua_State *L) {
     const char *fname = "gkd.task.arithmetic";
@@ -111,6 +159,7 @@ static int l_arithmetic(lua_State *L) {
     set_strings(L, t, "arithmetic", NULL, NULL, NULL, NULL);
     t->seed = (uint64_t)seed;
     if (gkd_dataset_arithmetic((uint64_t)seed, (int)n, &t->ds) != GKD_OK) return gkd_lua_raise(L, fname);
+    read_format(L, t, fname);
     return 1;
 }
 
@@ -166,8 +215,11 @@ static int task_split(lua_State *L) {
     gkd_lua_task *b = new_task(L);
     set_strings(L, a, t->kind, t->path, t->prompt, t->target, t->source);
     set_strings(L, b, t->kind, t->path, t->prompt, t->target, t->source);
-    gkd_dataset copy = {calloc((size_t)(t->ds.n > 0 ? t->ds.n : 1), sizeof(gkd_example)), 0};
-    if (!copy.items) return luaL_error(L, "out of memory");
+    gkd_dataset copy = {calloc((size_t)(t->ds.n > 0 ? t->ds.n : 1), sizeof(gkd_example)), 0, {0}};
+    if (!copy.items || gkd_text_format_copy(&copy.fmt, &t->ds.fmt) != GKD_OK) {
+        free(copy.items);
+        return luaL_error(L, "out of memory");
+    }
     for (int i = 0; i < t->ds.n; i++) {
         copy.n = i + 1;
         if (!copy_example(&copy.items[i], &t->ds.items[i])) {
@@ -193,7 +245,35 @@ static int task_describe(lua_State *L) {
     if (t->target) lua_pushstring(L, t->target), lua_setfield(L, -2, "target");
     if (t->source) lua_pushstring(L, t->source), lua_setfield(L, -2, "source");
     if (!t->path) lua_pushinteger(L, (lua_Integer)t->seed), lua_setfield(L, -2, "seed");
+    const gkd_text_format *f = &t->ds.fmt;
+    if (f->prompt_prefix || f->prompt_suffix || f->target_prefix) {
+        lua_createtable(L, 0, 2);
+        lua_pushfstring(L, "%s{prompt}%s", f->prompt_prefix ? f->prompt_prefix : "",
+                        f->prompt_suffix ? f->prompt_suffix : "");
+        lua_setfield(L, -2, "prompt");
+        if (f->target_prefix) lua_pushstring(L, f->target_prefix), lua_setfield(L, -2, "target_prefix");
+        lua_setfield(L, -2, "template");
+    }
+    if (f->terminator) lua_pushstring(L, f->terminator), lua_setfield(L, -2, "terminator");
     return 1;
+}
+
+/* task:tokens(i, tokenizer) -> ids, prompt_len: example i's training row as gkd.run builds it (format
+ * applied, nothing cut), ids 0-based in a 1-based list; ids[prompt_len + 1] is the first target token. */
+static int task_tokens(lua_State *L) {
+    gkd_lua_task *t = check_open_task(L, 1);
+    lua_Integer i = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, i >= 1 && i <= t->ds.n, 2, "example index out of range");
+    gkd_lua_tokenizer *tok = gkd_lua_check_tokenizer(L, 3);
+    gkd_dataset one = {&t->ds.items[i - 1], 1, t->ds.fmt}; /* a view: never freed */
+    gkd_token_dataset td;
+    if (gkd_dataset_tokenize(&one, tok->tok, 1 << 30, 1 << 30, &td) != GKD_OK) return gkd_lua_raise(L, "task:tokens");
+    const gkd_tokenized *r = &td.rows[0];
+    lua_createtable(L, r->len, 0);
+    for (int k = 0; k < r->len; k++) lua_pushinteger(L, r->ids[k]), lua_rawseti(L, -2, k + 1);
+    lua_pushinteger(L, r->prompt_len);
+    gkd_token_dataset_free(&td);
+    return 2;
 }
 
 static int task_tostring(lua_State *L) {
@@ -245,7 +325,8 @@ void gkd_lua_open_task(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", task_gc},           {"__close", task_gc}, {"__len", task_len},
                                     {"__tostring", task_tostring}, {"__index", task_index}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"get", task_get},       {"split", task_split}, {"describe", task_describe},
-                                       {"texts", task_texts},   {"close", task_gc},    {NULL, NULL}};
+                                       {"texts", task_texts},   {"tokens", task_tokens}, {"close", task_gc},
+                                       {NULL, NULL}};
     luaL_newmetatable(L, GKD_LUA_TASK);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);

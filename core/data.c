@@ -8,8 +8,36 @@
 #include "core/json.h"
 #include "core/tokenizer.h"
 
+void gkd_text_format_free(gkd_text_format *f) {
+    if (!f) return;
+    free(f->prompt_prefix);
+    free(f->prompt_suffix);
+    free(f->target_prefix);
+    free(f->terminator);
+    memset(f, 0, sizeof *f);
+}
+
+static char *strdup_or_null(const char *s, int *failed) {
+    if (!s) return NULL;
+    char *c = strdup(s);
+    if (!c) *failed = 1;
+    return c;
+}
+
+gkd_status gkd_text_format_copy(gkd_text_format *dst, const gkd_text_format *src) {
+    int failed = 0;
+    dst->prompt_prefix = strdup_or_null(src->prompt_prefix, &failed);
+    dst->prompt_suffix = strdup_or_null(src->prompt_suffix, &failed);
+    dst->target_prefix = strdup_or_null(src->target_prefix, &failed);
+    dst->terminator = strdup_or_null(src->terminator, &failed);
+    if (!failed) return GKD_OK;
+    gkd_text_format_free(dst);
+    return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+}
+
 void gkd_dataset_free(gkd_dataset *d) {
     if (!d) return;
+    gkd_text_format_free(&d->fmt);
     for (int i = 0; i < d->n; i++) {
         free(d->items[i].source);
         free(d->items[i].prompt);
@@ -206,6 +234,13 @@ gkd_status gkd_dataset_split(gkd_dataset *d, double held_out_fraction, uint64_t 
         return gkd_error_set(GKD_ERR_ARG, "held_out fraction must be in [0, 1), got %g", held_out_fraction);
     int n = d->n, n_held = (int)(n * held_out_fraction + 0.5);
     if (held_out_fraction > 0 && n_held == 0 && n > 1) n_held = 1;
+    memset(train, 0, sizeof *train);
+    memset(held_out, 0, sizeof *held_out);
+    if (gkd_text_format_copy(&train->fmt, &d->fmt) != GKD_OK) return GKD_ERR_NOMEM;
+    if (gkd_text_format_copy(&held_out->fmt, &d->fmt) != GKD_OK) {
+        gkd_text_format_free(&train->fmt);
+        return GKD_ERR_NOMEM;
+    }
     int *idx = malloc((size_t)(n > 0 ? n : 1) * sizeof *idx);
     train->items = malloc((size_t)(n - n_held > 0 ? n - n_held : 1) * sizeof *train->items);
     held_out->items = malloc((size_t)(n_held > 0 ? n_held : 1) * sizeof *held_out->items);
@@ -213,6 +248,8 @@ gkd_status gkd_dataset_split(gkd_dataset *d, double held_out_fraction, uint64_t 
         free(idx);
         free(train->items);
         free(held_out->items);
+        gkd_text_format_free(&train->fmt);
+        gkd_text_format_free(&held_out->fmt);
         return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < n; i++) idx[i] = i;
@@ -225,6 +262,7 @@ gkd_status gkd_dataset_split(gkd_dataset *d, double held_out_fraction, uint64_t 
     for (int i = n_held; i < n; i++) train->items[i - n_held] = d->items[idx[i]];
     free(idx);
     free(d->items);
+    gkd_text_format_free(&d->fmt);
     d->items = NULL;
     d->n = 0;
     return GKD_OK;
@@ -238,6 +276,13 @@ void gkd_token_dataset_free(gkd_token_dataset *d) {
     d->n = 0;
 }
 
+/* Encodes s (NULL: nothing) with added tokens matched, for the template parts of a format. */
+static gkd_status encode_format_part(const gkd_tokenizer *tok, const char *s, int **ids, int *n) {
+    *ids = NULL;
+    *n = 0;
+    return s ? gkd_tokenizer_encode_special(tok, s, strlen(s), ids, n) : GKD_OK;
+}
+
 gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, int max_prompt, int max_target,
                                 gkd_token_dataset *out) {
     memset(out, 0, sizeof *out);
@@ -245,48 +290,69 @@ gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, 
         return gkd_error_set(GKD_ERR_ARG, "max_prompt must be >= 2 and max_target >= 1");
     int eos = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
     if (eos < 0) return gkd_error_set(GKD_ERR_ARG, "tokenizer has no end-of-sequence token");
-    out->rows = calloc((size_t)(d->n > 0 ? d->n : 1), sizeof *out->rows);
-    if (!out->rows) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < d->n; i++) {
+    const gkd_text_format *fmt = &d->fmt;
+    int *pre = NULL, *suf = NULL, *term = NULL, npre = 0, nsuf = 0, nterm = 0;
+    gkd_status st = encode_format_part(tok, fmt->prompt_prefix, &pre, &npre);
+    if (st == GKD_OK) st = encode_format_part(tok, fmt->prompt_suffix, &suf, &nsuf);
+    if (st == GKD_OK) st = encode_format_part(tok, fmt->terminator, &term, &nterm);
+    int add_eos = !(nterm > 0 && term[nterm - 1] == eos);
+    if (st == GKD_OK && nterm + add_eos > max_target)
+        st = gkd_error_set(GKD_ERR_ARG, "the terminator \"%s\" (%d tokens) does not fit in max_target %d",
+                           fmt->terminator, nterm, max_target);
+    if (st == GKD_OK && !(out->rows = calloc((size_t)(d->n > 0 ? d->n : 1), sizeof *out->rows)))
+        st = gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    size_t tp_len = fmt->target_prefix ? strlen(fmt->target_prefix) : 0;
+    for (int i = 0; st == GKD_OK && i < d->n; i++) {
         const gkd_example *ex = &d->items[i];
         size_t plen = strlen(ex->prompt), cue = (size_t)ex->cue_len <= plen ? (size_t)ex->cue_len : 0;
+        size_t tlen = strlen(ex->target);
         int *body = NULL, *cue_ids = NULL, *tgt = NULL, nb = 0, nc = 0, nt = 0;
-        gkd_status st = gkd_tokenizer_encode(tok, ex->prompt, plen - cue, &body, &nb);
+        char *target = malloc(tp_len + tlen + 1);
+        if (!target) st = gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        if (st == GKD_OK) {
+            if (tp_len) memcpy(target, fmt->target_prefix, tp_len);
+            memcpy(target + tp_len, ex->target, tlen + 1);
+            st = gkd_tokenizer_encode(tok, ex->prompt, plen - cue, &body, &nb);
+        }
         if (st == GKD_OK) st = gkd_tokenizer_encode(tok, ex->prompt + plen - cue, cue, &cue_ids, &nc);
-        if (st == GKD_OK) st = gkd_tokenizer_encode(tok, ex->target, strlen(ex->target), &tgt, &nt);
-        if (st == GKD_OK && nc >= max_prompt) st = gkd_error_set(GKD_ERR_ARG, "prompt cue longer than max_prompt");
-        if (st == GKD_OK && nb + nc == 0)
+        if (st == GKD_OK) st = gkd_tokenizer_encode(tok, target, tp_len + tlen, &tgt, &nt);
+        int kept = npre + nc + nsuf; /* prompt tokens never cut */
+        if (st == GKD_OK && kept >= max_prompt)
+            st = gkd_error_set(GKD_ERR_ARG, "prompt cue and template (%d tokens) longer than max_prompt", kept);
+        if (st == GKD_OK && nb + kept == 0)
             st = gkd_error_set(GKD_ERR_ARG, "the prompt \"%s\" encodes to no tokens; generation needs one",
                                ex->prompt);
-        if (st != GKD_OK) {
-            free(body);
-            free(cue_ids);
-            free(tgt);
-            gkd_token_dataset_free(out);
-            return gkd_error_prefix(st, "example %d", i);
-        }
-        if (nb + nc > max_prompt) nb = max_prompt - nc;
-        if (nt > max_target - 1) nt = max_target - 1;
+        free(target);
         gkd_tokenized *row = &out->rows[i];
-        row->prompt_len = nb + nc;
-        row->len = nb + nc + nt + 1;
-        row->ids = malloc((size_t)row->len * sizeof *row->ids);
-        if (row->ids) {
-            memcpy(row->ids, body, (size_t)nb * sizeof *body);
-            memcpy(row->ids + nb, cue_ids, (size_t)nc * sizeof *cue_ids);
-            memcpy(row->ids + nb + nc, tgt, (size_t)nt * sizeof *tgt);
-            row->ids[row->len - 1] = eos;
+        if (st == GKD_OK) {
+            if (nb + kept > max_prompt) nb = max_prompt - kept;
+            if (nt > max_target - nterm - add_eos) nt = max_target - nterm - add_eos;
+            row->prompt_len = npre + nb + nc + nsuf;
+            row->len = row->prompt_len + nt + nterm + add_eos;
+            row->ids = malloc((size_t)row->len * sizeof *row->ids);
+            out->n = i + 1;
+            if (!row->ids) st = gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        }
+        if (st == GKD_OK) {
+            int *p = row->ids;
+            memcpy(p, pre, (size_t)npre * sizeof *p), p += npre;
+            memcpy(p, body, (size_t)nb * sizeof *p), p += nb;
+            memcpy(p, cue_ids, (size_t)nc * sizeof *p), p += nc;
+            memcpy(p, suf, (size_t)nsuf * sizeof *p), p += nsuf;
+            memcpy(p, tgt, (size_t)nt * sizeof *p), p += nt;
+            memcpy(p, term, (size_t)nterm * sizeof *p), p += nterm;
+            if (add_eos) *p = eos;
         }
         free(body);
         free(cue_ids);
         free(tgt);
-        out->n = i + 1;
-        if (!row->ids) {
-            gkd_token_dataset_free(out);
-            return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-        }
+        if (st != GKD_OK && st != GKD_ERR_NOMEM) st = gkd_error_prefix(st, "example %d", i);
     }
-    return GKD_OK;
+    free(pre);
+    free(suf);
+    free(term);
+    if (st != GKD_OK) gkd_token_dataset_free(out);
+    return st;
 }
 
 static gkd_status batch_reserve(gkd_batch *batch, int B, int T) {

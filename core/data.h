@@ -2,7 +2,9 @@
  * arithmetic task, tokenisation into training rows, deterministic splits and batches.
  * Rules: a malformed line is an error naming the file and the line (never skipped silently); the
  * prompt is built from a template whose {field} placeholders name JSONL fields; the target is one field.
- * Training rows are prompt tokens + target tokens + EOS; the loss mask selects target positions only. */
+ * Training rows are prompt tokens + target tokens + EOS; the loss mask selects target positions only.
+ * A dataset's format (chat template, terminator) is applied at tokenisation, never to the example texts,
+ * so metrics compare outputs with the bare references; all-NULL is the plain format. */
 #ifndef GKD_DATA_H
 #define GKD_DATA_H
 
@@ -20,10 +22,25 @@ typedef struct {
     int cue_len;  /* bytes at the end of prompt that follow the template's last placeholder ("\nSummary:") */
 } gkd_example;
 
+/* How an example becomes a token row beyond its texts. The template parts (prompt_prefix, prompt_suffix,
+ * terminator) are encoded with added tokens matched ("<|im_end|>" becomes its id); the example texts and
+ * target_prefix are not. Each field may be NULL (nothing). Strings are owned by the dataset. */
+typedef struct {
+    char *prompt_prefix; /* before the prompt, e.g. "<|im_start|>user\n" */
+    char *prompt_suffix; /* after it, e.g. "<|im_end|>\n<|im_start|>assistant\n" (kept when the prompt is cut) */
+    char *target_prefix; /* before the target, encoded with it, e.g. " " */
+    char *terminator;    /* after the target, e.g. "<|im_end|>"; when it ends in EOS no second EOS is added */
+} gkd_text_format;
+
 typedef struct {
     gkd_example *items;
     int n;
+    gkd_text_format fmt;
 } gkd_dataset;
+
+/* Copies src's strings into *dst (which is overwritten); GKD_ERR_NOMEM leaves *dst empty. */
+gkd_status gkd_text_format_copy(gkd_text_format *dst, const gkd_text_format *src);
+void gkd_text_format_free(gkd_text_format *f);
 
 /* How JSONL fields map to an example. prompt_template uses {field} placeholders; target_field and
  * source_field name fields (source_field may be NULL: then the source is the prompt's input text). */
@@ -44,7 +61,7 @@ gkd_status gkd_dataset_load_jsonl(const char *path, const gkd_task_spec *spec, g
 gkd_status gkd_dataset_arithmetic(uint64_t seed, int n, gkd_dataset *out);
 void gkd_dataset_free(gkd_dataset *d);
 /* Splits d deterministically (shuffled by seed, stream DATA) into train and held-out parts; the
- * examples are moved, d is left empty. */
+ * examples are moved, d is left empty; both parts get copies of d's format. */
 gkd_status gkd_dataset_split(gkd_dataset *d, double held_out_fraction, uint64_t seed, gkd_dataset *train,
                              gkd_dataset *held_out);
 
@@ -60,9 +77,11 @@ typedef struct {
     int n;
 } gkd_token_dataset;
 
-/* Tokenises every example. The prompt's body and its cue (the template text after the last placeholder)
- * are tokenised apart, so that a prompt longer than max_prompt loses the end of its body, never the cue;
- * a target is cut to max_target tokens including EOS. A prompt that encodes to no token is refused
+/* Tokenises every example: prompt_prefix, the prompt's body, its cue (the template text after the last
+ * placeholder), prompt_suffix, then target_prefix + target, the terminator and EOS (omitted when the
+ * terminator's last token is EOS). The parts are tokenised apart, so that a prompt longer than max_prompt
+ * loses the end of its body, never the template parts; a target is cut to max_target tokens including
+ * terminator and EOS. A prompt that encodes to no token is refused
  * (GKD_ERR_ARG naming the example). Caller owns *out (gkd_token_dataset_free). */
 gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, int max_prompt, int max_target,
                                 gkd_token_dataset *out);

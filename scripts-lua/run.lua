@@ -194,6 +194,47 @@ local function default_name(cfg)
   return table.concat(parts, "-")
 end
 
+-- The teacher's mean probability of the last token (EOS) of up to n training rows. Tiny means the
+-- references end where the teacher would not stop (no chat template, no terminator): every method that
+-- copies the teacher then learns never to stop. Rows longer than the teacher's context are skipped.
+local EOS_WARN_BELOW = 1e-3
+function gkd.util.teacher_eos_probability(teacher, task, tok, n)
+  local eos = tok.eos
+  if not eos then return nil end
+  local sum, count = 0, 0
+  for i = 1, math.min(n or 16, #task) do
+    local ids = task:tokens(i, tok)
+    if #ids >= 2 and #ids <= teacher.max_seq_len and ids[#ids] == eos then
+      local lp = teacher:logprobs(ids)
+      sum, count = sum + math.exp(lp[#lp]), count + 1
+    end
+  end
+  if count == 0 then return nil end
+  return sum / count, count
+end
+
+local function eos_warning(cfg)
+  if not cfg.teacher or (cfg.method or "supervised_kd") == "sft" then return nil end
+  local p, count = gkd.util.teacher_eos_probability(cfg.teacher, cfg.task, cfg.tokenizer or cfg.student.tokenizer, 16)
+  if not p or p >= EOS_WARN_BELOW then return nil end
+  return string.format("the teacher's mean probability of EOS at the end of %d training references is %.3g "
+    .. "(< %g): it would not stop where the references do, and students that copy it learn never to stop; "
+    .. "give the task its chat template and terminator (template = \"chatml\", terminator = \"<|im_end|>\" "
+    .. "for an instruct teacher, or terminator = \"\\n\")", count, p, EOS_WARN_BELOW)
+end
+
+-- The configuration gkd._train sees. A task with a format (template/terminator) is split here: the C
+-- split of a numeric held_out copies the examples only, so the format would be lost. task:split uses the
+-- same split (seed 1) as the C side, so the held-out examples are the same.
+local function train_config(cfg)
+  local d = cfg.task:describe()
+  if (d.template == nil and d.terminator == nil) or util.kind_of(cfg.held_out) == "gkd.Task" then return cfg end
+  local copy = {}
+  for k, v in pairs(cfg) do copy[k] = v end
+  copy.task, copy.held_out = cfg.task:split(cfg.held_out or 0.1, 1)
+  return copy
+end
+
 function gkd.run(cfg)
   check_config(cfg)
   local resolved = gkd._resolve(cfg)
@@ -240,12 +281,17 @@ function gkd.run(cfg)
       assert(store:truncate_after(run_id, resumed_from))
     end
   end
+  local warning = eos_warning(cfg)
+  if warning then
+    io.stderr:write(name .. ": warning: " .. warning .. "\n")
+    record.warnings = { warning }
+  end
   if not run_id then
     run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed }))
   end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end
-  local ok, result, status = pcall(gkd._train, cfg, {
+  local ok, result, status = pcall(gkd._train, train_config(cfg), {
     store = store, run_id = run_id, name = name, resume_dir = resume_dir, quiet = quiet,
   })
   if not ok then
