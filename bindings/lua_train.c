@@ -1032,8 +1032,12 @@ static int l_train(lua_State *L) {
         s->held_text = &held->ds;
     } else {
         double frac = lua_isnil(L, -1) ? 0.1 : luaL_checknumber(L, -1);
-        gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0};
-        if (!copy.items) return luaL_error(L, "out of memory");
+        /* The copy keeps the task's text format (template, terminator): the split hands it to both parts. */
+        gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0, {0}};
+        if (!copy.items || gkd_text_format_copy(&copy.fmt, &task->ds.fmt) != GKD_OK) {
+            gkd_dataset_free(&copy);
+            return luaL_error(L, "out of memory");
+        }
         for (int i = 0; i < task->ds.n; i++) {
             gkd_example *d = &copy.items[i];
             const gkd_example *e = &task->ds.items[i];
@@ -1046,9 +1050,10 @@ static int l_train(lua_State *L) {
         /* One split for every seed, so the runs of a sweep evaluate on the same examples. */
         gkd_status st = frac > 0 ? gkd_dataset_split(&copy, frac, 1, &s->train_copy, &s->held_copy) : GKD_OK;
         if (frac <= 0) {
-            s->train_copy = copy;
+            s->train_copy = copy; /* moved: the items and the format now belong to train_copy */
             copy.items = NULL;
             copy.n = 0;
+            copy.fmt = (gkd_text_format){0};
         }
         gkd_dataset_free(&copy);
         if (st != GKD_OK) return gkd_lua_raise(L, "gkd.run: held_out");

@@ -223,18 +223,6 @@ local function eos_warning(cfg)
     .. "for an instruct teacher, or terminator = \"\\n\")", count, p, EOS_WARN_BELOW)
 end
 
--- The configuration gkd._train sees. A task with a format (template/terminator) is split here: the C
--- split of a numeric held_out copies the examples only, so the format would be lost. task:split uses the
--- same split (seed 1) as the C side, so the held-out examples are the same.
-local function train_config(cfg)
-  local d = cfg.task:describe()
-  if (d.template == nil and d.terminator == nil) or util.kind_of(cfg.held_out) == "gkd.Task" then return cfg end
-  local copy = {}
-  for k, v in pairs(cfg) do copy[k] = v end
-  copy.task, copy.held_out = cfg.task:split(cfg.held_out or 0.1, 1)
-  return copy
-end
-
 function gkd.run(cfg)
   check_config(cfg)
   local resolved = gkd._resolve(cfg)
@@ -291,7 +279,7 @@ function gkd.run(cfg)
   end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end
-  local ok, result, status = pcall(gkd._train, train_config(cfg), {
+  local ok, result, status = pcall(gkd._train, cfg, {
     store = store, run_id = run_id, name = name, resume_dir = resume_dir, quiet = quiet,
   })
   if not ok then

@@ -67,7 +67,7 @@ static void test_hostile_lines(void) {
     gkd_tokenizer *tok = NULL;
     CHECK(gkd_tokenizer_train(texts, 1, 270, specials, 2, &tok) == GKD_OK);
     gkd_example ex[2] = {{"alpha", "alpha", "beta", 0}, {"", "", "beta", 0}};
-    gkd_dataset d = {ex, 2};
+    gkd_dataset d = {ex, 2, {0}};
     gkd_token_dataset td;
     st = gkd_dataset_tokenize(&d, tok, 8, 8, &td);
     CHECKF(st == GKD_ERR_ARG && strstr(gkd_error_message(), "example 1") &&

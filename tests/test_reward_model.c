@@ -221,7 +221,7 @@ static void test_gradients(const gkd_reward_model_pairs *p) {
 /* Pseudo-summaries of d's documents: per_doc times, 3 to 6 words of the first max_words words of the
  * document, in their order; the source is those max_words words. */
 static gkd_dataset pseudo_summaries(const gkd_dataset *d, int per_doc, int max_words, uint64_t seed) {
-    gkd_dataset out = {calloc((size_t)d->n * per_doc + 1, sizeof(gkd_example)), 0};
+    gkd_dataset out = {calloc((size_t)d->n * per_doc + 1, sizeof(gkd_example)), 0, {0}};
     gkd_rng rng;
     gkd_rng_init(&rng, seed, GKD_RNG_STREAM_USER);
     for (int e = 0; e < d->n; e++) {

@@ -113,6 +113,22 @@ check("warning recorded in the run config", cfg.warnings and cfg.warnings[1]:fin
 check("format recorded with the task", cfg.task.template ~= nil and cfg.task.terminator == "<|im_end|>")
 cfg = run("ends", 0.5)
 check("no warning when the teacher ends", cfg.warnings == nil)
+
+-- a numeric held_out keeps the format: the run's own split evaluates exactly as the same split passed as a
+-- task (task:split(frac, 1), the seed gkd.run uses); held_out = 0 trains on everything.
+local function held(name, held_out)
+  gkd.util.teacher_eos_probability = function() return 0.5, 16 end
+  local r = gkd.run{name = name, db = "runs.db", task = chat, held_out = held_out, teacher = teacher,
+    student = student, steps = 1, lr = 0, batch = 2, max_new_tokens = 4, max_prompt = 96, eval = {examples = 2},
+    checkpoint = false, quiet = true}
+  gkd.util.teacher_eos_probability = real
+  return r
+end
+local _, chat_held = chat:split(0.2, 1)
+local a, b = held("held-frac", 0.2), held("held-task", chat_held)
+check("numeric held_out keeps the template (ce " .. tostring(a.eval.ce_loss) .. " vs " .. tostring(b.eval.ce_loss) .. ")",
+  a.eval.ce_loss == b.eval.ce_loss)
+check("held_out = 0 trains", held("held-none", 0).step == 1)
 os.exit(fails == 0 and 0 or 1)
 LUA
 timeout 120 "$bin" run case.lua >out.txt 2>err.txt; rc=$?
