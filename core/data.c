@@ -283,6 +283,12 @@ static gkd_status encode_format_part(const gkd_tokenizer *tok, const char *s, in
     return s ? gkd_tokenizer_encode_special(tok, s, strlen(s), ids, n) : GKD_OK;
 }
 
+/* Appends n ids; an absent part (NULL, n = 0) appends nothing (memcpy must not see a NULL source). */
+static int *put_ids(int *p, const int *ids, int n) {
+    if (n > 0) memcpy(p, ids, (size_t)n * sizeof *p);
+    return p + n;
+}
+
 gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, int max_prompt, int max_target,
                                 gkd_token_dataset *out) {
     memset(out, 0, sizeof *out);
@@ -335,12 +341,12 @@ gkd_status gkd_dataset_tokenize(const gkd_dataset *d, const gkd_tokenizer *tok, 
         }
         if (st == GKD_OK) {
             int *p = row->ids;
-            memcpy(p, pre, (size_t)npre * sizeof *p), p += npre;
-            memcpy(p, body, (size_t)nb * sizeof *p), p += nb;
-            memcpy(p, cue_ids, (size_t)nc * sizeof *p), p += nc;
-            memcpy(p, suf, (size_t)nsuf * sizeof *p), p += nsuf;
-            memcpy(p, tgt, (size_t)nt * sizeof *p), p += nt;
-            memcpy(p, term, (size_t)nterm * sizeof *p), p += nterm;
+            p = put_ids(p, pre, npre);
+            p = put_ids(p, body, nb);
+            p = put_ids(p, cue_ids, nc);
+            p = put_ids(p, suf, nsuf);
+            p = put_ids(p, tgt, nt);
+            p = put_ids(p, term, nterm);
             if (add_eos) *p = eos;
         }
         free(body);

@@ -243,8 +243,7 @@ static void check_against_brute_force(const text_list *texts, int n_texts, int n
 static void check_invalid_utf8(const gkd_tokenizer *tok) {
     static const char *const cases[] = {
         "\xff\xfe",
-        "abc\x80"
-        "def",
+        ("abc\x80" "def"), /* split so the hex escape ends; parenthesised as one element for clang */
         "\xe2\x82",
         "\xc0\xaf",
         "\xed\xa0\x80",
