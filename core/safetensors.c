@@ -239,6 +239,10 @@ static gkd_status parse_metadata(gkd_safetensors *st, const gkd_json *meta) {
         if (v->type != GKD_JSON_STRING)
             return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is not a string", st->path,
                                  meta->keys[i]);
+        /* Metadata values are handed out as C strings: one holding \u0000 would be read cut short. */
+        if (strlen(v->string) != v->len)
+            return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" holds a NUL character (\\u0000)",
+                                 st->path, meta->keys[i]);
         st->meta_keys[i] = strdup(meta->keys[i]);
         st->meta_values[i] = strdup(v->string);
         st->n_meta = (int)i + 1;

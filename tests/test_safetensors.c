@@ -397,6 +397,7 @@ static void test_corrupt(void) {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,4]}}", 4,
          "'a'"},
         {"{\"__metadata__\":{\"k\":1}}", 0, "\"k\""}, /* non-string metadata */
+        {"{\"__metadata__\":{\"cfg\":\"a\\u0000b\"}}", 0, "NUL"}, /* would be read cut short */
         {"{\"__metadata__\":[]}", 0, "__metadata__"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
          "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
