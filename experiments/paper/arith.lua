@@ -23,7 +23,8 @@
 -- 5. The final models on the final split: a zero-step run "<run>/final" per model holds exact match,
 --    digit accuracy, the degenerate-output rate, length, and the divergences to the teacher on the
 --    references (teacher-forced) and on the student's own greedy outputs.
--- Knobs: GKD_SMOKE=1, GKD_SCALE (steps x this), GKD_SEEDS (e.g. "1,2"), GKD_WORKERS, GKD_PAPER_OUT.
+-- Knobs: GKD_SMOKE=1, GKD_SCALE (steps x this), GKD_SEEDS (e.g. "1,2"), GKD_EARLY_SEEDS (the seeds of the
+-- optional early comparison, 4b; default GKD_SEEDS), GKD_WORKERS, GKD_PAPER_OUT.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local lib = dofile(here .. "/lib.lua")
 local D = dofile(here .. "/arith_data.lua")
@@ -69,6 +70,11 @@ S.steps = math.max(2, math.floor(S.steps * lib.scale))
 if os.getenv("GKD_SEEDS") then
   S.seeds = {}
   for s in os.getenv("GKD_SEEDS"):gmatch("%d+") do S.seeds[#S.seeds + 1] = tonumber(s) end
+end
+S.early_seeds = S.seeds
+if os.getenv("GKD_EARLY_SEEDS") then
+  S.early_seeds = {}
+  for s in os.getenv("GKD_EARLY_SEEDS"):gmatch("%d+") do S.early_seeds[#S.early_seeds + 1] = tonumber(s) end
 end
 S.workers = tonumber(os.getenv("GKD_WORKERS") or "") or S.workers
 local MAX_NEW = 24 -- the longest target is 19 tokens + EOS
@@ -226,7 +232,7 @@ if os.getenv("GKD_ARITH_EARLY") == "1" then
     print(string.format("first warm-start run: %s exact match %.3f, digit accuracy %.3f", FINAL, e.exact, e.digit_acc))
   end
   gkd.sweep{
-    name = "arith-early", grid = { variant = { "sft", "supervised_kd", "gkd-fkl" } }, seeds = S.seeds,
+    name = "arith-early", grid = { variant = { "sft", "supervised_kd", "gkd-fkl" } }, seeds = S.early_seeds,
     workers = S.workers, summary = { "eval.exact", "eval.digit_acc" },
     run = function(p)
       local cfg = point(p)
