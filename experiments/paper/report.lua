@@ -127,8 +127,11 @@ function M.arith(opts)
     local n = q([[SELECT count(*) AS n FROM runs WHERE sweep_id = ? AND status = 'finished']], sw.id)[1].n
     local f = q([[SELECT count(*) AS n FROM runs r WHERE r.status = 'finished' AND r.name LIKE '%/final' AND EXISTS
       (SELECT 1 FROM runs s WHERE s.sweep_id = ? AND s.name || '/final' = r.name)]], sw.id)[1].n
-    state[#state + 1] = string.format("`%s` %d of %s runs finished (%d with final-split numbers)", sw.name, n,
-      tostring(c.points or "?"), f)
+    -- The sweep row keeps the grid it was first started with; runs added later (more seeds) count too.
+    local total = q([[SELECT count(*) AS n FROM runs WHERE sweep_id = ?]], sw.id)[1].n
+    local planned = math.max(tonumber(c.points) or 0, total)
+    state[#state + 1] = string.format("`%s` %d of %d runs finished (%d with final-split numbers)", sw.name, n,
+      planned, f)
   end
   w("State of the store: %s.", #state > 0 and table.concat(state, "; ") or "no sweep yet")
   w("")
