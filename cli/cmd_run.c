@@ -437,8 +437,22 @@ int gkd_cmd_resume(int argc, char **argv) {
     int n_args = 0;
     if (!rc) {
         const gkd_json *jargs = gkd_json_get(script, "args");
-        for (size_t i = 0; jargs && jargs->type == GKD_JSON_ARRAY && i < jargs->len && n_args < 64; i++)
-            if (jargs->items[i]->type == GKD_JSON_STRING) args[n_args++] = jargs->items[i]->string;
+        if (jargs && jargs->type == GKD_JSON_ARRAY && jargs->len > 64) {
+            gkd_cli_error("resume", "run '%s' was started with %zu arguments; gkd resume passes at most 64", name,
+                          jargs->len);
+            rc = 1;
+        }
+        for (size_t i = 0; !rc && jargs && jargs->type == GKD_JSON_ARRAY && i < jargs->len; i++)
+            if (jargs->items[i]->type == GKD_JSON_STRING) {
+                /* Arguments reach the script as C strings: one holding \u0000 would arrive cut short. */
+                if (strlen(jargs->items[i]->string) != jargs->items[i]->len) {
+                    gkd_cli_error("resume", "run '%s': stored argument %zu holds a NUL character (\\u0000)", name,
+                                  i + 1);
+                    rc = 1;
+                    break;
+                }
+                args[n_args++] = jargs->items[i]->string;
+            }
         o.script = path;
         if (!o.device) o.device = gkd_json_get_string(script, "device", NULL); /* the device it ran on */
         /* the flags it ran with (a sandboxed run stays sandboxed), then this command's */

@@ -94,4 +94,17 @@ done
 [ ! -e attached.db ] || { echo "FAIL ATTACH created attached.db"; fail=1; }
 expect_ok "store:query SELECT" -- \
   "$GKD" run -e "local s = assert(gkd.store.open('runs.db')); assert(assert(s:query('SELECT name FROM runs'))[1].name == 'r')"
+# gkd resume hands the stored script arguments to the script: one holding \u0000 (it would arrive cut short)
+# and more than the 64 it passes (the rest were dropped) are refused, naming the run.
+printf 'print(select("#", ...))\n' >args.lua
+"$GKD" run -e "local s = assert(gkd.store.open('resume.db'))
+local r = s:run_begin('nul-arg', {config = '{\"script\": {\"path\": \"args.lua\", \"args\": [\"a\\\\u0000b\"]}}'})
+s:run_finish(r, 'failed')
+local many = {}
+for i = 1, 70 do many[i] = '\"x\"' end
+r = s:run_begin('many-args', {config = '{\"script\": {\"path\": \"args.lua\", \"args\": [' .. table.concat(many, ',') .. ']}}'})
+s:run_finish(r, 'failed')
+s:close()" || { echo "FAIL: could not write the resume store"; exit 1; }
+expect_fail "gkd resume: a stored argument holding NUL" "nul-arg.*argument 1.*NUL" -- "$GKD" resume nul-arg --db resume.db
+expect_fail "gkd resume: more than 64 stored arguments" "many-args.*70 arguments" -- "$GKD" resume many-args --db resume.db
 exit $fail
