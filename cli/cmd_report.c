@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
 #include "core/report.h"
 #include "core/store.h"
 
@@ -79,75 +78,6 @@ static const char *store_path(gkd_cli_args *a, int *bad) {
     return a->n_positional == 1 ? a->positional[0] : db ? db : "runs.db";
 }
 
-/* The texts the tables show come from the store, where any script may have written them: a run name can
- * hold terminal escape codes or line breaks. While a table prints, each such text is swapped for a copy
- * with its control characters escaped (gkd_buf_put_printable), so the columns stay aligned and the
- * terminal receives no control sequence; the report itself keeps its texts for the queries and files
- * written after. */
-typedef struct {
-    char **slot;
-    char *original;
-} shown_text;
-
-typedef struct {
-    shown_text *items;
-    int n, cap;
-    int failed;
-} shown_texts;
-
-static void escape_shown(shown_texts *t, char **slot) {
-    const char *s = *slot;
-    if (!s || t->failed) return;
-    size_t n = strlen(s);
-    gkd_buf b = {0};
-    gkd_buf_put_printable(&b, s, n, 0);
-    if (!b.failed && b.len == n) { /* nothing to escape */
-        gkd_buf_free(&b);
-        return;
-    }
-    if (!b.failed && t->n == t->cap) {
-        int cap = t->cap * 2 + 16;
-        shown_text *items = realloc(t->items, (size_t)cap * sizeof *items);
-        if (items) t->items = items, t->cap = cap;
-    }
-    if (b.failed || t->n == t->cap) {
-        gkd_buf_free(&b);
-        t->failed = 1;
-        return;
-    }
-    t->items[t->n++] = (shown_text){slot, *slot};
-    *slot = b.data;
-}
-
-static void restore_shown(shown_texts *t) {
-    for (int i = t->n - 1; i >= 0; i--) {
-        free(*t->items[i].slot);
-        *t->items[i].slot = t->items[i].original;
-    }
-    free(t->items);
-    *t = (shown_texts){0};
-}
-
-/* Prints one of the text tables with every stored text escaped (see shown_text). */
-static gkd_status print_escaped(gkd_report *r, gkd_status (*print)(const gkd_report *, FILE *), FILE *out) {
-    shown_texts t = {0};
-    for (int i = 0; i < r->n_runs; i++) {
-        gkd_report_run *run = &r->runs[i];
-        char **slots[] = {&run->name,    &run->sweep,      &run->status,     &run->config,
-                          &run->setting, &run->started_at, &run->finished_at};
-        for (size_t k = 0; k < sizeof slots / sizeof slots[0]; k++) escape_shown(&t, slots[k]);
-    }
-    for (int i = 0; i < r->n_groups; i++) {
-        escape_shown(&t, &r->groups[i].sweep);
-        escape_shown(&t, &r->groups[i].setting);
-        escape_shown(&t, &r->groups[i].label);
-    }
-    for (int i = 0; i < r->n_metrics; i++) escape_shown(&t, &r->metrics[i].name);
-    gkd_status st = t.failed ? gkd_error_set(GKD_ERR_NOMEM, "out of memory") : print(r, out);
-    restore_shown(&t);
-    return st;
-}
-
 /* Bad input the user can fix is 2; anything else that failed is 1. */
 static int status_exit(gkd_status st) {
     return st == GKD_ERR_ARG || st == GKD_ERR_NOT_FOUND ? 2 : 1;
@@ -175,7 +105,7 @@ int gkd_cmd_runs(int argc, char **argv) {
     if (open_store("runs", path, &store) != 0) return 1;
     gkd_report *r = NULL;
     gkd_status st = gkd_report_load(store, &opt, &r);
-    if (st == GKD_OK) st = print_escaped(r, gkd_report_print_runs, stdout);
+    if (st == GKD_OK) st = gkd_report_print_runs(r, stdout);
     if (st != GKD_OK) gkd_cli_error("runs", "%s", gkd_error_message());
     gkd_report_free(r);
     gkd_store_close(store);
@@ -267,7 +197,7 @@ int gkd_cmd_report(int argc, char **argv) {
     /* CSV on stdout is for another program: nothing else goes there */
     int csv_to_stdout = csv_path && strcmp(csv_path, "-") == 0;
     if (!rc && !csv_to_stdout) {
-        gkd_status st = print_escaped(r, gkd_report_print_tables, stdout);
+        gkd_status st = gkd_report_print_tables(r, stdout);
         if (st != GKD_OK) {
             gkd_cli_error("report", "%s", gkd_error_message());
             rc = 1;

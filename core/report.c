@@ -877,19 +877,27 @@ static int text_width(const char *s) {
     return w;
 }
 
+/* Prints the table for a terminal. Cells hold texts from the store, which any script may have written (a run
+ * name with escape codes or a line break): each is printed with its control characters escaped
+ * (gkd_buf_put_printable), widths measured on what is printed, so the columns stay aligned and the terminal
+ * receives no control sequence. The HTML and CSV outputs keep the texts as stored. */
 static void table_print_text(const report_table *t, FILE *out) {
+    const size_t n = (size_t)(t->n_rows + 1) * t->n_cols; /* row 0: the header */
+    gkd_buf *shown = calloc(n, sizeof *shown);
     int *w = calloc((size_t)t->n_cols, sizeof *w);
-    if (!w) return;
-    for (int c = 0; c < t->n_cols; c++) {
-        w[c] = text_width(t->head[c]);
-        for (int r = 0; r < t->n_rows; r++) {
-            int x = text_width(table_get(t, r, c));
-            if (x > w[c]) w[c] = x;
-        }
-    }
-    for (int r = -1; r < t->n_rows; r++) {
+    int failed = !shown || !w;
+    for (int r = -1; !failed && r < t->n_rows; r++)
         for (int c = 0; c < t->n_cols; c++) {
             const char *s = r < 0 ? t->head[c] : table_get(t, r, c);
+            gkd_buf *b = &shown[(size_t)(r + 1) * t->n_cols + c];
+            gkd_buf_put_printable(b, s, strlen(s), 0);
+            gkd_buf_puts(b, ""); /* an empty cell still gets its terminating NUL */
+            if (b->failed) failed = 1;
+            else if (text_width(b->data) > w[c]) w[c] = text_width(b->data);
+        }
+    for (int r = -1; !failed && r < t->n_rows; r++) {
+        for (int c = 0; c < t->n_cols; c++) {
+            const char *s = shown[(size_t)(r + 1) * t->n_cols + c].data;
             int pad = w[c] - text_width(s);
             if (c) fputs("  ", out);
             if (t->right[c]) fprintf(out, "%*s", pad, "");
@@ -905,6 +913,8 @@ static void table_print_text(const report_table *t, FILE *out) {
             fputc('\n', out);
         }
     }
+    for (size_t i = 0; shown && i < n; i++) gkd_buf_free(&shown[i]);
+    free(shown);
     free(w);
 }
 

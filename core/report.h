@@ -111,7 +111,7 @@ int gkd_report_maximizes(const char *metric);
  * 1 and sets *out when found, 0 otherwise (also for malformed JSON). */
 int gkd_report_config_number(const char *config_json, const char *key, double *out);
 
-/* --- text tables --- */
+/* --- text tables --- (for a terminal: stored texts are printed with control characters escaped as \xNN) */
 
 /* id, name, sweep, status, seed, steps done/total, last loss, start, finish, duration. */
 gkd_status gkd_report_print_runs(const gkd_report *r, FILE *out);
