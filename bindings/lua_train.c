@@ -933,6 +933,18 @@ static void read_callback_limit(lua_State *L, int cfg, train_state *s) {
  * An interrupted run's result has interrupted_by ("SIGTERM", "SIGINT") and checkpoint_step (the step it
  * continues from: the checkpoint saved as it stopped, or nil when it stopped inside a callback and
  * continues from its last earlier checkpoint). */
+/* One evaluation on the held-out split at `step` (its metrics reach the store through the trainer), then the
+ * script's on_eval; GKD_ERR_SCRIPT when on_eval fails. */
+static gkd_status evaluate(train_state *s, int64_t step) {
+    gkd_eval_stats es;
+    double ignored;
+    s->samples_recorded = 0;
+    gkd_status st = gkd_trainer_evaluate(s->trainer, &es);
+    if (st == GKD_OK && s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored))
+        st = GKD_ERR_SCRIPT;
+    return st;
+}
+
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -1152,14 +1164,7 @@ static int l_train(lua_State *L) {
     int64_t stop_checkpoint = -1;
     /* steps = 0 evaluates the student as it is (a baseline, a warm start's score): the loop below never
      * reaches its "last step" evaluation, and an eval setting must not be silently ignored. */
-    if (c->steps == 0 && first_step == 0 && s->has_held) {
-        gkd_eval_stats es;
-        double ignored;
-        s->samples_recorded = 0;
-        if ((st = gkd_trainer_evaluate(s->trainer, &es)) == GKD_OK && s->on_eval_ref != LUA_NOREF &&
-            !protected_number(s, call_on_eval, s, 0, "on_eval", &ignored))
-            st = GKD_ERR_SCRIPT;
-    }
+    if (c->steps == 0 && first_step == 0 && s->has_held) st = evaluate(s, 0);
     while (st == GKD_OK && gkd_trainer_current_step(s->trainer) < c->steps) {
         if (gkd_lua_stop_requested()) {
             status = "interrupted";
@@ -1176,15 +1181,9 @@ static int l_train(lua_State *L) {
             st = GKD_ERR_SCRIPT;
             break;
         }
-        if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last)) {
-            gkd_eval_stats es;
-            s->samples_recorded = 0;
-            if ((st = gkd_trainer_evaluate(s->trainer, &es)) != GKD_OK) break;
-            if (s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored)) {
-                st = GKD_ERR_SCRIPT;
-                break;
-            }
-        }
+        if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
+            (st = evaluate(s, step)) != GKD_OK)
+            break;
         if (s->checkpoint_dir && ((c->checkpoint_every > 0 && step % c->checkpoint_every == 0) || last))
             if ((st = save_checkpoint(s, step)) != GKD_OK) break;
         double now = gkd_lua_now();
