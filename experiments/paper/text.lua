@@ -1,0 +1,292 @@
+-- The paper's comparison on a text task (debdesc.lua, ddtp-de.lua): the parts they share. A task file
+-- gives its data preparation, prompt format, metrics and sizes; this file runs the same steps as arith.lua:
+-- the teacher on the full train split, one SFT warm start of a smaller student, every method x seeds from
+-- it, lambda 0.5 with the best on-policy divergence, optionally the GKD + RL alpha curve, and the final
+-- numbers of every model on the final split (test unless GKD_PAPER_FINAL says otherwise).
+-- Every part is a run in OUT/runs.db found by name first, so running the script again after a kill skips
+-- what finished and continues what stopped from its last checkpoint.
+local gkd = require "gkd"
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local lib = dofile(here .. "/lib.lua")
+
+local M = {}
+
+-- The data file `file` (e.g. "debdesc.jsonl.xz"): $GKD_DATA_DIR, then data/ at the repository root
+-- (tools/rebuild-data.sh writes it), then the shared copies beside the checkout (../shared/data).
+function M.find_data(file)
+  local tried = {}
+  local dirs = { os.getenv("GKD_DATA_DIR"), here .. "/../../data", here .. "/../../../shared/data" }
+  for i = 1, 3 do
+    if dirs[i] then
+      local p = dirs[i] .. "/" .. file
+      if gkd.sys.exists(p) then return p end
+      tried[#tried + 1] = p
+    end
+  end
+  error(string.format("no %s (tried %s): run tools/rebuild-data.sh, or set GKD_DATA_DIR", file,
+    table.concat(tried, ", ")), 0)
+end
+
+-- Calls fn(row, line) for each line of an xz-compressed (or plain) JSONL file; errors name file:line.
+function M.each_jsonl(path, fn)
+  local xz = path:match("%.xz$")
+  local h
+  if xz then
+    h = assert(io.popen("xz -dc -- '" .. path:gsub("'", "'\\''") .. "'"))
+  else
+    h = assert(io.open(path))
+  end
+  local n = 0
+  for line in h:lines() do
+    n = n + 1
+    local row, err = gkd.json.decode(line)
+    if type(row) ~= "table" then error(string.format("%s:%d: %s", path, n, err or "not a JSON object"), 0) end
+    fn(row, n)
+  end
+  local ok, _, code = h:close()
+  if xz and not ok then error(string.format("%s: xz -dc failed (exit %s)", path, tostring(code)), 0) end
+  return n
+end
+
+-- Writes rows (each with a `key`) to DIR/{train,validation,test}.jsonl by lib.split_of(key). Returns the
+-- counts. A stamp file records what was written so that a rerun with other settings rewrites it.
+function M.write_splits(dir, rows, stamp)
+  lib.mkdir(dir)
+  local f = io.open(dir .. "/STAMP")
+  local have = f and f:read("a")
+  if f then f:close() end
+  local split = { train = {}, validation = {}, test = {} }
+  for _, r in ipairs(rows) do
+    local s = split[lib.split_of(r.key)]
+    s[#s + 1] = r
+  end
+  if have ~= stamp then
+    for name, list in pairs(split) do lib.write_jsonl(dir .. "/" .. name .. ".jsonl", list) end
+    local g = assert(io.open(dir .. "/STAMP", "w")); g:write(stamp); g:close()
+  end
+  return { train = #split.train, validation = #split.validation, test = #split.test }
+end
+
+-- Degenerate outputs: empty, or a word 3-gram repeated (the run-on loops of a collapsed student).
+function M.degenerate(out, _)
+  local words = {}
+  for w in out:gmatch("%S+") do words[#words + 1] = w end
+  if #words == 0 then return 1 end
+  local seen = {}
+  for i = 1, #words - 2 do
+    local g = words[i] .. " " .. words[i + 1] .. " " .. words[i + 2]
+    if seen[g] then return 1 end
+    seen[g] = true
+  end
+  return 0
+end
+
+-- Output length over reference length, in words.
+function M.len_ratio(out, ex)
+  local a, b = 0, 0
+  for _ in out:gmatch("%S+") do a = a + 1 end
+  for _ in ex.target:gmatch("%S+") do b = b + 1 end
+  return a / math.max(1, b)
+end
+
+-- Machine notes for the report.
+local function note(out, what, worker)
+  if worker then return end
+  local cpu = io.open("/proc/cpuinfo")
+  local model_name = cpu and cpu:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
+  if cpu then cpu:close() end
+  local la = io.open("/proc/loadavg")
+  local load = la and la:read("l") or "?"
+  if la then la:close() end
+  local f = assert(io.open(out .. "/machine.txt", "a"))
+  f:write(string.format("%s %s: host %s, %d cores (%s), load average %s, smoke=%s scale=%g\n",
+    os.date("!%Y-%m-%dT%H:%M:%SZ"), what, gkd.sys.hostname(), gkd.sys.cpus(), model_name, load,
+    tostring(lib.smoke), lib.scale))
+  f:close()
+end
+
+M.VARIANTS = {
+  ["sft"] = { method = "sft" },
+  ["supervised_kd"] = { method = "supervised_kd", divergence = gkd.fkl() },
+  ["seqkd"] = { method = "seqkd" },
+  ["imitkd"] = { method = "imitkd", divergence = gkd.fkl() },
+  ["gkd-fkl"] = { method = "gkd", divergence = gkd.fkl() },
+  ["gkd-rkl"] = { method = "gkd", divergence = gkd.rkl() },
+  ["gkd-jsd0.1"] = { method = "gkd", divergence = gkd.jsd(0.1) },
+  ["gkd-jsd0.5"] = { method = "gkd", divergence = gkd.jsd(0.5) },
+  ["gkd-jsd0.9"] = { method = "gkd", divergence = gkd.jsd(0.9) },
+}
+M.ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+
+local function seeds_from(env, default)
+  local v = os.getenv(env)
+  if not v then return default end
+  local out = {}
+  for s in v:gmatch("%d+") do out[#out + 1] = tonumber(s) end
+  return out
+end
+
+-- Runs the whole comparison. spec:
+--   name: the task ("debdesc"); out: the results folder; prepare(data_dir) -> counts (writes the splits);
+--   task(data_dir, split, max_examples) -> gkd task; metrics: eval metrics (built-in names and Lua
+--   functions); primary: the metric that picks the best divergence; S: sizes {teacher = {layers, dim},
+--   student, vocab, seq, max_new, teacher_steps, teacher_batch, warm_steps, steps, batch, lr, eval_every,
+--   eval_examples, final_examples, seeds, workers}; alpha = {reward =, alphas =, divergence =} for the
+--   GKD + RL curve (optional).
+function M.comparison(spec)
+  local S = spec.S
+  local OUT = os.getenv("GKD_PAPER_OUT") or spec.out
+  local DB = gkd.options.db or (OUT .. "/runs.db")
+  gkd.options.db = DB
+  local FINAL = os.getenv("GKD_PAPER_FINAL") or "test"
+  local worker = gkd.options.worker_point ~= nil
+  local name = spec.name
+  lib.mkdir(OUT)
+  note(OUT, "start", worker)
+  S.steps = math.max(2, math.floor(S.steps * lib.scale))
+  S.seeds = seeds_from("GKD_SEEDS", S.seeds)
+  S.workers = tonumber(os.getenv("GKD_WORKERS") or "") or S.workers
+
+  -- 1. Data and tokenizer (the parent writes them; workers read them).
+  local data_dir = OUT .. "/data"
+  if not worker then spec.prepare(data_dir) end
+  local train = spec.task(data_dir, "train")
+  local distill_train = S.distill_examples and spec.task(data_dir, "train", S.distill_examples) or train
+  local validation = spec.task(data_dir, "validation", S.eval_examples)
+  local final_split = spec.task(data_dir, FINAL, S.final_examples)
+  local tok_path = OUT .. "/tokenizer.json"
+  local tok
+  if gkd.sys.exists(tok_path) then
+    tok = assert(gkd.tokenizer.load(tok_path))
+  else
+    assert(not worker, name .. ": tokenizer missing in a worker")
+    tok = gkd.tokenizer.train{ task = train, vocab = S.vocab }
+    assert(tok:save(tok_path))
+  end
+
+  local function model(shape, seed)
+    return gkd.model.new{ layers = shape.layers, dim = shape.dim, heads = 4, tokenizer = tok, max_seq_len = S.seq,
+      seed = seed }
+  end
+  local function ckpt(n) return OUT .. "/checkpoints/" .. n end
+  local eval_common = { examples = S.eval_examples, metrics = spec.metrics }
+
+  -- The final numbers of a model: a zero-step run "<run>/final" on the final split (with the teacher, so
+  -- that the divergences on the references and on the student's own outputs are measured).
+  local function final_eval(run_name, student, teacher)
+    local r = gkd.run{
+      name = run_name .. "/final", method = teacher and "supervised_kd" or "sft", task = distill_train,
+      held_out = final_split, student = student, teacher = teacher, steps = 0, batch = 32,
+      max_new_tokens = S.max_new, eval = { examples = S.final_examples, metrics = spec.metrics },
+      checkpoint = false, resume = true, quiet = true,
+    }
+    return r.eval
+  end
+
+  local function sft(run_name, student, steps, lr, task, batch)
+    return gkd.run{
+      name = run_name, method = "sft", task = task, held_out = validation, student = student,
+      steps = steps, batch = batch, lr = gkd.schedule.warmup_cosine(lr, lr / 10, math.max(1, steps // 20), steps),
+      max_new_tokens = S.max_new, eval = { every = math.max(1, steps // 5), examples = S.eval_examples,
+        metrics = spec.metrics },
+      checkpoint = { dir = ckpt(run_name), every = math.max(1, steps // 10) }, resume = true, quiet = worker or nil,
+    }
+  end
+
+  local function show(what, m, e)
+    local parts = {}
+    for _, k in ipairs(spec.show or { spec.primary }) do
+      parts[#parts + 1] = string.format("%s %.4f", k, e[k] or 0 / 0)
+    end
+    print(string.format("%s (%s): %s %s", what, tostring(m), FINAL, table.concat(parts, ", ")))
+  end
+
+  -- 2. The teacher, on the whole train split.
+  local teacher = model(S.teacher, 1000)
+  sft(name .. "/teacher", teacher, S.teacher_steps, S.teacher_lr, train, S.teacher_batch)
+  if not worker then show("teacher", teacher, final_eval(name .. "/teacher", teacher, nil)) end
+
+  -- 3. The warm start of the student: SFT on the references, saved once; every method and seed starts
+  -- from it (seeds change the data order, the lambda coins and the sampling, not the start).
+  local warm = model(S.student, 1)
+  sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.batch)
+  if not worker then show("SFT warm start", warm, final_eval(name .. "/warm-start", warm, teacher)) end
+
+  -- 4. The methods: the same steps x batch from the warm start.
+  local function point(p)
+    local v = M.VARIANTS[p.variant]
+    local cfg = {
+      task = distill_train, held_out = validation, teacher = teacher,
+      student = gkd.model.from_layers(warm, { n = warm.layers }), seed = p.seed,
+      steps = S.steps, batch = S.batch, max_new_tokens = S.max_new,
+      lr = gkd.schedule.warmup_cosine(S.lr, S.lr / 10, math.max(1, S.steps // 20), S.steps),
+      eval = { every = S.eval_every, examples = S.eval_examples, metrics = spec.metrics },
+      checkpoint = { dir = ckpt(p.name), every = math.max(1, S.steps // 4) }, quiet = true,
+    }
+    for k, x in pairs(v) do cfg[k] = x end
+    return cfg
+  end
+  local summary = { "eval." .. spec.primary, "eval.own_forward_kl" }
+  gkd.sweep{ name = name, grid = { variant = M.ORDER }, seeds = S.seeds, workers = S.workers, run = point,
+    summary = summary }
+
+  -- lambda 0.5 with the on-policy divergence that scored best on validation (mean area under the curve).
+  local best, best_auc
+  do
+    local store <close> = assert(gkd.store.open(DB, { readonly = true }))
+    for _, v in ipairs(M.ORDER) do
+      if v:match("^gkd%-") then
+        local aucs = {}
+        for _, seed in ipairs(S.seeds) do
+          local r = lib.finished_run(store, name .. "/variant=" .. v .. ",seed=" .. seed)
+          if r then aucs[#aucs + 1] = lib.auc(lib.curve(store, r.id, spec.primary)) end
+        end
+        local m = lib.mean_std(aucs)
+        if m and (not best_auc or m > best_auc) then best, best_auc = v, m end
+      end
+    end
+  end
+  if best then
+    M.VARIANTS["mix0.5-" .. best:sub(5)] = { method = "gkd", lambda = 0.5, divergence = M.VARIANTS[best].divergence }
+    gkd.sweep{ name = name .. "-mix", grid = { variant = { "mix0.5-" .. best:sub(5) } }, seeds = S.seeds,
+      workers = S.workers, run = point, summary = summary }
+  end
+
+  -- 5. GKD + RL: the reward with weight 1 - alpha and the divergence with weight alpha, on-policy.
+  if spec.alpha then
+    local A = spec.alpha
+    gkd.sweep{
+      name = name .. "-alpha", grid = { alpha = A.alphas }, seeds = S.seeds, workers = S.workers,
+      summary = { "eval." .. spec.primary, "eval." .. A.reward },
+      run = function(p)
+        local cfg = point({ variant = "gkd-rkl", seed = p.seed, name = p.name })
+        cfg.reward, cfg.alpha, cfg.divergence = A.reward, p.alpha, A.divergence
+        cfg.group_size, cfg.normalize_advantages = A.group_size, true
+        cfg.method = nil
+        return cfg
+      end,
+    }
+  end
+  if worker then return end
+
+  -- 6. Final numbers of every finished model.
+  local store = assert(gkd.store.open(DB, { readonly = true }))
+  local rows = assert(store:query([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+    WHERE s.name IN (?, ?, ?) AND r.status = 'finished' ORDER BY r.id]], name, name .. "-mix", name .. "-alpha"))
+  local todo = {}
+  for _, r in ipairs(rows) do
+    local step, path = store:checkpoint_latest(r.id)
+    if step then todo[#todo + 1] = { name = r.name, path = path } end
+  end
+  store:close()
+  for _, t in ipairs(todo) do
+    local m = model(S.student, 1)
+    assert(m:load_weights(t.path .. "/model.safetensors"))
+    final_eval(t.name, m, teacher)
+    m:close()
+  end
+  note(OUT, "end", worker)
+  return { db = DB, out = OUT, data_dir = data_dir, final = FINAL }
+end
+
+return M
