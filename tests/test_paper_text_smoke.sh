@@ -11,7 +11,7 @@ src="${GKD_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
 [ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
 command -v xz >/dev/null || { echo "SKIPPED: no xz"; exit 77; }
 tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 cd "$tmp"
 fails=0
 check() {
@@ -47,6 +47,15 @@ end
 local metric = task == "debdesc" and "rougeL" or "bleu"
 expect("final runs hold " .. metric, count([[SELECT count(*) AS n FROM evals e JOIN runs r ON r.id = e.run_id
   WHERE r.name LIKE '%/final' AND e.metric = ?]], metric) >= #names)
+-- (A student whose samples are all empty has no reverse KL by position; self-BLEU is always there.)
+expect("diagnostics (self-BLEU on >= 2 prompts) of every final model", count([[SELECT count(*) AS n FROM runs r
+  WHERE r.name LIKE '%/final' AND r.status = 'finished'
+  AND EXISTS (SELECT 1 FROM evals e WHERE e.run_id = r.id AND e.split = 'diagnostic' AND e.metric = 'self_bleu')
+  AND EXISTS (SELECT 1 FROM evals e WHERE e.run_id = r.id AND e.split = 'diagnostic' AND e.metric = 'diag_prompts'
+    AND e.value >= 2)]])
+  == count("SELECT count(*) AS n FROM runs WHERE name LIKE '%/final'"))
+expect("reverse KL by position of the teacher", count([[SELECT count(*) AS n FROM evals e JOIN runs r ON r.id = e.run_id
+  WHERE r.name = ? AND e.split = 'diagnostic' AND e.metric = 'rkl_pos1']], task .. "/teacher/final") == 1)
 expect("lambda 0.5 runs", count("SELECT count(*) AS n FROM runs WHERE name LIKE ? AND name NOT LIKE '%/final' AND status = 'finished'", task .. "-mix/variant=mix0.5-%") == 2)
 print(count("SELECT count(*) AS n FROM runs"))
 os.exit(bad == 0 and 0 or 1)
@@ -77,7 +86,7 @@ for task in debdesc ddtp-de; do
   # A key (debdesc: the package's stem) may hold several rows, all in one split.
   dups="$(for s in train validation test; do sed 's/.*"key":"\([^"]*\)".*/\1/' "$GKD_PAPER_OUT/data/$s.jsonl" | sort -u; done | sort | uniq -d | wc -l)"
   check "$task: splits disjoint ($dups shared keys)" test "$dups" -eq 0
-  for m in "SFT (continued)" "supervised KD" "SeqKD" "ImitKD" "forward KL" "reverse KL" "JSD(0.1)" "JSD(0.5)" "JSD(0.9)" "mix0.5-" "teacher" "gap closed" "exposure-bias gap"; do
+  for m in "SFT (continued)" "supervised KD" "SeqKD" "ImitKD" "forward KL" "reverse KL" "JSD(0.1)" "JSD(0.5)" "JSD(0.9)" "mix0.5-" "teacher" "gap closed" "exposure-bias gap" "self-BLEU"; do
     check "$task: report mentions '$m'" grep -qF "$m" "$GKD_PAPER_OUT/report.md"
   done
   cp "$GKD_PAPER_OUT/report.md" "$task-report1.md"

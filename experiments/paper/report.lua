@@ -478,11 +478,10 @@ function M.text(opts)
   end
   local function params(cfg) return cfg and cfg.student and cfg.student.params or 0 end
   local counts = {}
+  local cj = read_file((db:match("^(.*)/[^/]*$") or ".") .. "/counts.json")
+  local c = cj and gkd.json.decode(cj) or {}
   for _, sp in ipairs({ "train", "validation", "test" }) do
-    local f = io.open((db:match("^(.*)/[^/]*$") or ".") .. "/data/" .. sp .. ".jsonl")
-    local n = 0
-    if f then for _ in f:lines() do n = n + 1 end f:close() end
-    counts[#counts + 1] = string.format("%d %s", n, sp)
+    counts[#counts + 1] = string.format("%s %s", tostring(c[sp] or "?"), sp)
   end
   w("Data: %s examples. Teacher: %s, SFT %s steps x batch %s on the whole train split. Student: %s (%.1fx fewer), "
     .. "one SFT warm start of %s steps shared by every method and seed.", table.concat(counts, " / "), shape(tcfg),
@@ -597,6 +596,31 @@ function M.text(opts)
   if warm then diag_row("SFT student (the warm start)", { { final = warm } }) end
   for _, v in ipairs(sorted) do diag_row(LABEL[v] or v, by[v]) end
   w("")
+  w("Reverse KL(student || teacher) by output position, on the student's own samples at temperature 1 (the "
+    .. "one-sample estimate log q - log p of the drawn tokens, averaged; experiments/paper/diagnostics.lua), and "
+    .. "self-BLEU of the greedy outputs (0-100; higher = the outputs are more alike across prompts).")
+  w("")
+  local D = dofile(here .. "/diagnostics.lua")
+  local pos = {}
+  for _, b in ipairs(D.BUCKETS) do pos[#pos + 1] = D.bucket_name(b) end
+  w("| model | %s | self-BLEU |", table.concat(pos, " | "))
+  w("|---|%s---|", string.rep("---|", #pos))
+  local function pos_row(label, runs)
+    local cells = {}
+    for _, k in ipairs(pos) do
+      local xs = {}
+      for _, r in ipairs(runs) do if r.final and r.final["rkl_" .. k] then xs[#xs + 1] = r.final["rkl_" .. k] end end
+      cells[#cells + 1] = ms(xs, 3)
+    end
+    local sb = {}
+    for _, r in ipairs(runs) do if r.final and r.final.self_bleu then sb[#sb + 1] = r.final.self_bleu end end
+    cells[#cells + 1] = ms(sb, 1)
+    w("| %s | %s |", label, table.concat(cells, " | "))
+  end
+  if teacher then pos_row("teacher", { { final = teacher } }) end
+  if warm then pos_row("SFT student (the warm start)", { { final = warm } }) end
+  for _, v in ipairs(sorted) do pos_row(LABEL[v] or v, by[v]) end
+  w("")
   w("## On-policy GKD against supervised KD")
   w("")
   w("Final %s; a difference counts as beyond the seed spread when it exceeds the sum of the two sample "
@@ -667,16 +691,123 @@ function M.text(opts)
   return md
 end
 
+-- The summary block of docs/results.md: one row per task whose store exists.
+function M.summary(dirs)
+  local out = {}
+  local function w(...) out[#out + 1] = string.format(...) end
+  w("| task | metric | teacher | SFT student | supervised KD | best on-policy GKD | Δ vs supervised KD | beyond the seed spread? |")
+  w("|---|---|---|---|---|---|---|---|")
+  for _, task in ipairs({ "arith", "debdesc", "ddtp-de" }) do
+    local db = dirs[task] and (dirs[task] .. "/runs.db")
+    if db and gkd.sys.exists(db) then
+      local store <close> = assert(gkd.store.open(db, { readonly = true }))
+      local P = task == "arith" and "exact" or TEXT_METRICS[task].primary
+      local function finals(pattern)
+        local rows = assert(store:query([[SELECT r.name FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+          WHERE s.name IN (?, ?) AND r.status = 'finished' AND r.name LIKE ? ORDER BY r.id]], task, task .. "-mix", pattern))
+        local xs = {}
+        for _, r in ipairs(rows) do
+          local f = lib.finished_run(store, r.name .. "/final")
+          local e = f and lib.final_eval(store, f.id)
+          if e and e[P] then xs[#xs + 1] = e[P] end
+        end
+        return xs
+      end
+      local function one(name)
+        local f = lib.finished_run(store, name .. "/final")
+        local e = f and lib.final_eval(store, f.id)
+        return e and e[P]
+      end
+      local warm_name = task == "arith" and "arith/warm-start-2" or (task .. "/warm-start")
+      local skd = finals(task .. "/variant=supervised_kd,%")
+      local best, best_xs, best_m
+      for _, v in ipairs({ "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }) do
+        local xs = finals(task .. "/variant=" .. v .. ",%")
+        local m = lib.mean_std(xs)
+        if m and (not best_m or m > best_m) then best, best_xs, best_m = v, xs, m end
+      end
+      local verdict, delta = "-", "-"
+      if best and #skd > 0 then
+        local ma, sa = lib.mean_std(best_xs)
+        local mb, sb = lib.mean_std(skd)
+        delta = string.format("%+.4f", ma - mb)
+        verdict = math.abs(ma - mb) > sa + sb and (ma > mb and "yes, better" or "yes, worse") or "no"
+      end
+      w("| %s | %s | %s | %s | %s | %s | %s | %s |", task, P, fmt(one(task .. "/teacher"), nil, 4),
+        fmt(one(warm_name), nil, 4), ms(skd, 4), best and (LABEL[best] .. ": " .. ms(best_xs, 4)) or "-", delta, verdict)
+    end
+  end
+  return table.concat(out, "\n")
+end
+
+-- Where a task's committed results live: experiments/paper/results/TASK (runs.db, machine.txt, counts).
+local RESULTS = here .. "/results"
+
+-- Copies a finished experiment's store (compacted, without checkpoints) and notes into RESULTS/TASK.
+function M.save(task, from)
+  local dir = RESULTS .. "/" .. task
+  assert(gkd.sys.mkdir(dir))
+  local db = from .. "/runs.db"
+  assert(gkd.sys.exists(db), "no store " .. db)
+  -- Closing the last connection folds the write-ahead log into the file; then the file is copied whole.
+  assert(gkd.store.open(db)):close()
+  assert(not gkd.sys.exists(db .. "-wal"), db .. " is still open elsewhere (its write-ahead log remains)")
+  local bytes = assert(read_file(db))
+  local g = assert(io.open(dir .. "/runs.db.tmp", "wb"))
+  g:write(bytes)
+  assert(g:close())
+  assert(os.rename(dir .. "/runs.db.tmp", dir .. "/runs.db"))
+  for _, f in ipairs({ "machine.txt", "counts.json", "data/counts.jsonl" }) do
+    local text = read_file(from .. "/" .. f)
+    if text then
+      local g = assert(io.open(dir .. "/" .. f:gsub("^data/", ""), "w"))
+      g:write(text)
+      g:close()
+    end
+  end
+  return dir
+end
+
 if arg and arg[0] and arg[0]:match("report%.lua$") then
   -- report.lua [arith|debdesc|ddtp-de] [DB [OUT.md]]; a first argument that is not a task name is the arith DB.
-  local task = (arg[1] == "arith" or TEXT_METRICS[arg[1] or ""]) and arg[1] or nil
-  local a1, a2 = arg[1], arg[2]
-  if task then a1, a2 = arg[2], arg[3] end
-  task = task or "arith"
-  local db = a1 or ("out/paper-" .. task .. "/runs.db")
-  local out = a2 or ("docs/paper-results-" .. task .. ".md")
-  if task == "arith" then M.arith{ db = db, out = out } else M.text{ task = task, db = db, out = out } end
-  print("wrote " .. out)
+  -- report.lua save TASK [FROM]: copies out/paper-TASK (or FROM) into experiments/paper/results/TASK.
+  -- report.lua all: docs/paper-results-TASK.md for every task in experiments/paper/results, and the summary
+  -- block of docs/results.md (between its "paper-summary" markers), from the committed stores.
+  if arg[1] == "save" then
+    local task = assert(arg[2], "report.lua save TASK [FROM]")
+    print("saved to " .. M.save(task, arg[3] or ("out/paper-" .. task)))
+  elseif arg[1] == "all" then
+    local dirs = {}
+    for _, task in ipairs({ "arith", "debdesc", "ddtp-de" }) do
+      local dir = RESULTS .. "/" .. task
+      if gkd.sys.exists(dir .. "/runs.db") then
+        dirs[task] = dir
+        local out = "docs/paper-results-" .. task .. ".md"
+        if task == "arith" then M.arith{ db = dir .. "/runs.db", out = out, data_dir = dir }
+        else M.text{ task = task, db = dir .. "/runs.db", out = out } end
+        print("wrote " .. out)
+      end
+    end
+    local path = "docs/results.md"
+    local text = assert(read_file(path))
+    local a, b = text:find("<!%-%- paper%-summary:begin[^\n]*%-%->\n")
+    local c = text:find("<!%-%- paper%-summary:end %-%->", b or 1)
+    assert(a and c, path .. ": no <!-- paper-summary:begin --> / <!-- paper-summary:end --> markers")
+    text = text:sub(1, b) .. M.summary(dirs) .. "\n" .. text:sub(c)
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+    print("wrote the summary in " .. path)
+  else
+    local task = (arg[1] == "arith" or TEXT_METRICS[arg[1] or ""]) and arg[1] or nil
+    local a1, a2 = arg[1], arg[2]
+    if task then a1, a2 = arg[2], arg[3] end
+    task = task or "arith"
+    local db = a1 or ("out/paper-" .. task .. "/runs.db")
+    local out = a2 or ("docs/paper-results-" .. task .. ".md")
+    if task == "arith" then M.arith{ db = db, out = out } else M.text{ task = task, db = db, out = out } end
+    print("wrote " .. out)
+  end
 end
 
 return M

@@ -149,7 +149,13 @@ function M.comparison(spec)
 
   -- 1. Data and tokenizer (the parent writes them; workers read them).
   local data_dir = OUT .. "/data"
-  if not worker then spec.prepare(data_dir) end
+  if not worker then
+    -- The split sizes, for the report (which reads only the run store and the files beside it).
+    local c = spec.prepare(data_dir)
+    local f = assert(io.open(OUT .. "/counts.json", "w"))
+    f:write(gkd.json.encode(c), "\n")
+    f:close()
+  end
   local train = spec.task(data_dir, "train")
   local distill_train = S.distill_examples and spec.task(data_dir, "train", S.distill_examples) or train
   local validation = spec.task(data_dir, "validation", S.eval_examples)
@@ -209,7 +215,7 @@ function M.comparison(spec)
   -- 3. The warm start of the student: SFT on the references, saved once; every method and seed starts
   -- from it (seeds change the data order, the lambda coins and the sampling, not the start).
   local warm = model(S.student, 1)
-  sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.batch)
+  sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.warm_batch or S.batch)
   if not worker then show("SFT warm start", warm, final_eval(name .. "/warm-start", warm, teacher)) end
 
   -- 4. The methods: the same steps x batch from the warm start.
@@ -229,6 +235,8 @@ function M.comparison(spec)
   local summary = { "eval." .. spec.primary, "eval.own_forward_kl" }
   gkd.sweep{ name = name, grid = { variant = M.ORDER }, seeds = S.seeds, workers = S.workers, run = point,
     summary = summary }
+  -- After SIGINT/SIGTERM the sweep returns with its runs interrupted: start nothing new.
+  if gkd.stop_requested() then return end
 
   -- lambda 0.5 with the on-policy divergence that scored best on validation (mean area under the curve).
   local best, best_auc
@@ -250,6 +258,7 @@ function M.comparison(spec)
     M.VARIANTS["mix0.5-" .. best:sub(5)] = { method = "gkd", lambda = 0.5, divergence = M.VARIANTS[best].divergence }
     gkd.sweep{ name = name .. "-mix", grid = { variant = { "mix0.5-" .. best:sub(5) } }, seeds = S.seeds,
       workers = S.workers, run = point, summary = summary }
+    if gkd.stop_requested() then return end
   end
 
   -- 5. GKD + RL: the reward with weight 1 - alpha and the divergence with weight alpha, on-policy.
@@ -267,7 +276,7 @@ function M.comparison(spec)
       end,
     }
   end
-  if worker then return end
+  if worker or gkd.stop_requested() then return end
 
   -- 6. Final numbers of every finished model.
   local store = assert(gkd.store.open(DB, { readonly = true }))
@@ -285,6 +294,32 @@ function M.comparison(spec)
     final_eval(t.name, m, teacher)
     m:close()
   end
+
+  -- 7. Diagnostics (diagnostics.lua) of every final model, stored with its "/final" run (split "diagnostic"):
+  -- the reverse KL to the teacher by output position on its own samples, and self-BLEU.
+  local D = dofile(here .. "/diagnostics.lua")
+  local models = { { name = name .. "/teacher", m = teacher }, { name = name .. "/warm-start", m = warm } }
+  for _, t in ipairs(todo) do models[#models + 1] = { name = t.name, path = t.path } end
+  local wstore = assert(gkd.store.open(DB))
+  for _, x in ipairs(models) do
+    if gkd.stop_requested() then break end
+    local fr = lib.finished_run(wstore, x.name .. "/final")
+    local have = fr and wstore:query([[SELECT count(*) AS n FROM evals WHERE run_id = ? AND split = 'diagnostic']],
+      fr.id)[1].n > 0
+    if fr and not have then
+      local m = x.m
+      if not m then
+        m = model(S.student, 1)
+        assert(m:load_weights(x.path .. "/model.safetensors"))
+      end
+      local r = D.run(m, teacher, final_split, tok, { n = S.diag_examples or 100, max_new = S.max_new, seed = 1 })
+      for k, v in pairs(r.rkl) do wstore:eval(fr.id, 0, "diagnostic", "rkl_" .. k, v) end
+      if r.self_bleu then wstore:eval(fr.id, 0, "diagnostic", "self_bleu", r.self_bleu) end
+      wstore:eval(fr.id, 0, "diagnostic", "diag_prompts", r.kept)
+      if not x.m then m:close() end
+    end
+  end
+  wstore:close()
   note(OUT, "end", worker)
   return { db = DB, out = OUT, data_dir = data_dir, final = FINAL }
 end
