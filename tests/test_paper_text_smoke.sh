@@ -39,7 +39,9 @@ if task == "debdesc" then
     for _, seed in ipairs({1, 2}) do names[#names + 1] = "debdesc-alpha/alpha=" .. a .. ",seed=" .. seed end
   end
 end
-for _, n in ipairs({task .. "/teacher", task .. "/warm-start"}) do names[#names + 1] = n end
+for _, n in ipairs({task .. "/teacher-2", task .. "/warm-start"}) do names[#names + 1] = n end
+expect(task .. "/teacher (the first teacher run) finished",
+  count("SELECT count(*) AS n FROM runs WHERE name = ? AND status = 'finished'", task .. "/teacher") == 1)
 for _, name in ipairs(names) do
   expect(name .. " finished once", count("SELECT count(*) AS n FROM runs WHERE name = ? AND status = 'finished'", name) == 1)
   expect(name .. "/final finished once", count("SELECT count(*) AS n FROM runs WHERE name = ? AND status = 'finished'", name .. "/final") == 1)
@@ -55,7 +57,7 @@ expect("diagnostics (self-BLEU on >= 2 prompts) of every final model", count([[S
     AND e.value >= 2)]])
   == count("SELECT count(*) AS n FROM runs WHERE name LIKE '%/final'"))
 expect("reverse KL by position of the teacher", count([[SELECT count(*) AS n FROM evals e JOIN runs r ON r.id = e.run_id
-  WHERE r.name = ? AND e.split = 'diagnostic' AND e.metric = 'rkl_pos1']], task .. "/teacher/final") == 1)
+  WHERE r.name = ? AND e.split = 'diagnostic' AND e.metric = 'rkl_pos1']], task .. "/teacher-2/final") == 1)
 expect("lambda 0.5 runs", count("SELECT count(*) AS n FROM runs WHERE name LIKE ? AND name NOT LIKE '%/final' AND status = 'finished'", task .. "-mix/variant=mix0.5-%") == 2)
 print(count("SELECT count(*) AS n FROM runs"))
 os.exit(bad == 0 and 0 or 1)

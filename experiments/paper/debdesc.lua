@@ -36,12 +36,13 @@ end
 
 local S = lib.smoke and {
   teacher = { layers = 1, dim = 32 }, student = { layers = 1, dim = 16 }, vocab = 300, seq = 256, max_new = 12,
-  max_examples = 600, teacher_steps = 4, teacher_batch = 8, teacher_lr = 1e-3, warm_steps = 3, warm_lr = 1e-3,
+  max_examples = 600, teacher_steps = 4, teacher_batch = 8, teacher_lr = 1e-3, teacher2_steps = 2, teacher2_lr = 1e-3, warm_steps = 3, warm_lr = 1e-3,
   steps = 3, batch = 4, lr = 1e-3, eval_every = 2, eval_examples = 8, final_examples = 32, seeds = { 1, 2 }, workers = 2,
   alphas = { 0, 1 }, group_size = 2,
 } or {
   teacher = { layers = 4, dim = 128 }, student = { layers = 2, dim = 96 }, vocab = 2048, seq = 128, max_new = 24,
-  max_examples = 0, teacher_steps = 2000, teacher_batch = 32, teacher_lr = 1e-3, warm_steps = 3000, warm_batch = 32,
+  max_examples = 0, teacher_steps = 2000, teacher_batch = 32, teacher_lr = 1e-3, teacher2_steps = 4000, teacher2_lr = 5e-4,
+  warm_steps = 3000, warm_batch = 32,
   warm_lr = 1e-3,
   steps = 200, batch = 16, lr = 5e-4, eval_every = 50, eval_examples = 128, final_examples = 300, seeds = { 1, 2, 3 },
   workers = 2, alphas = { 0, 0.25, 0.5, 0.75, 1 }, group_size = 4,

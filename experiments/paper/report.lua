@@ -463,8 +463,11 @@ function M.text(opts)
     local r = q("SELECT avg(value) AS v FROM metrics WHERE run_id = ? AND name = ?", run_id, metric)[1]
     return r and r.v
   end
-  local teacher, warm = final_of(task .. "/teacher"), final_of(task .. "/warm-start")
+  -- The teacher is "<task>/teacher", or its continuation "<task>/teacher-2" where there is one.
+  local tname = lib.finished_run(store, task .. "/teacher-2/final") and (task .. "/teacher-2") or (task .. "/teacher")
+  local teacher, warm = final_of(tname), final_of(task .. "/warm-start")
   local tcfg, wcfg = config_of(task .. "/teacher"), config_of(task .. "/warm-start")
+  local t2cfg = config_of(task .. "/teacher-2")
   local out = {}
   local function w(...) out[#out + 1] = string.format(...) end
   w("# Paper results: `%s`", task)
@@ -485,7 +488,7 @@ function M.text(opts)
   end
   w("Data: %s examples. Teacher: %s, SFT %s steps x batch %s on the whole train split. Student: %s (%.1fx fewer), "
     .. "one SFT warm start of %s steps shared by every method and seed.", table.concat(counts, " / "), shape(tcfg),
-    tostring(tcfg and tcfg.steps or "?"), tostring(tcfg and tcfg.batch or "?"), shape(wcfg),
+    tostring(tcfg and tcfg.steps or "?") .. (t2cfg and (" + " .. tostring(t2cfg.steps)) or ""), tostring(tcfg and tcfg.batch or "?"), shape(wcfg),
     params(tcfg) / math.max(1, params(wcfg)), tostring(wcfg and wcfg.steps or "?"))
 
   -- Runs of the method sweeps by variant, and of the alpha sweep by alpha.
@@ -516,7 +519,7 @@ function M.text(opts)
     w("Each method: %s steps x batch %s from the warm start (the same token budget); seeds = data order, lambda "
       .. "coins and sampling. Final numbers: greedy decoding on the first %s examples of the final split (%s).",
       tostring(dcfg.steps), tostring(dcfg.batch),
-      tostring(teacher and (config_of(task .. "/teacher/final") or {}).eval and config_of(task .. "/teacher/final").eval.examples or "?"),
+      tostring(teacher and (config_of(tname .. "/final") or {}).eval and config_of(tname .. "/final").eval.examples or "?"),
       "test unless GKD_PAPER_FINAL said otherwise")
   end
   w("")
@@ -733,7 +736,8 @@ function M.summary(dirs)
         delta = string.format("%+.4f", ma - mb)
         verdict = math.abs(ma - mb) > sa + sb and (ma > mb and "yes, better" or "yes, worse") or "no"
       end
-      w("| %s | %s | %s | %s | %s | %s | %s | %s |", task, P, fmt(one(task .. "/teacher"), nil, 4),
+      local teacher_score = one(task .. "/teacher-2") or one(task .. "/teacher")
+      w("| %s | %s | %s | %s | %s | %s | %s | %s |", task, P, fmt(teacher_score, nil, 4),
         fmt(one(warm_name), nil, 4), ms(skd, 4), best and (LABEL[best] .. ": " .. ms(best_xs, 4)) or "-", delta, verdict)
     end
   end
