@@ -100,6 +100,15 @@ for task in debdesc ddtp-de; do
   check "$task: report.lua writes the report" test -s again.md
   check "$task: report reproduced" diff <(sed '/^## Time and machine/,$d' "$task-report1.md") <(sed '/^## Time and machine/,$d' again.md)
 done
+# Saved models: report.lua save copies the teacher and the warm start; a fresh run loads them (GKD_PAPER_SAVED)
+# instead of training, and its teacher scores exactly as the trained one did.
+GKD_PAPER_RESULTS="$tmp/results" "$bin" run "$src/experiments/paper/report.lua" save debdesc "$tmp/out-debdesc" >save.log 2>&1
+check "report.lua save (log: $(tail -3 save.log))" test -s "$tmp/results/debdesc/teacher.safetensors" -a -s "$tmp/results/debdesc/warm-start.safetensors" -a -s "$tmp/results/debdesc/tokenizer.json"
+GKD_PAPER_OUT="$tmp/out-saved" GKD_PAPER_SAVED="$tmp/results/debdesc" GKD_SEEDS=1 "$bin" run "$src/experiments/paper/debdesc.lua" >saved.log 2>&1
+check "run from saved models exits 0 (log: $(tail -3 saved.log))" test $? -eq 0
+q1="SELECT e.metric || '=' || e.value FROM evals e JOIN runs r ON r.id = e.run_id WHERE r.name = 'debdesc/teacher-2/final' AND e.split = 'held_out' ORDER BY e.metric"
+check "saved teacher scores as the trained one" test "$(sqlite3 "$tmp/out-saved/runs.db" "$q1")" = "$(sqlite3 "$tmp/out-debdesc/runs.db" "$q1")" -a -n "$(sqlite3 "$tmp/out-debdesc/runs.db" "$q1")"
+check "nothing trained for the saved models" test "$(sqlite3 "$tmp/out-saved/runs.db" "SELECT count(*) FROM runs WHERE name IN ('debdesc/teacher', 'debdesc/teacher-2', 'debdesc/warm-start')")" = 0
 check "debdesc: alpha curve in the report" grep -qF "alpha curve" "$tmp/out-debdesc/report.md"
 
 if [ "$fails" -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi

@@ -745,7 +745,7 @@ function M.summary(dirs)
 end
 
 -- Where a task's committed results live: experiments/paper/results/TASK (runs.db, machine.txt, counts).
-local RESULTS = here .. "/results"
+local RESULTS = os.getenv("GKD_PAPER_RESULTS") or (here .. "/results")
 
 -- Copies a finished experiment's store (compacted, without checkpoints) and notes into RESULTS/TASK.
 function M.save(task, from)
@@ -761,6 +761,28 @@ function M.save(task, from)
   g:write(bytes)
   assert(g:close())
   assert(os.rename(dir .. "/runs.db.tmp", dir .. "/runs.db"))
+  -- The text tasks' teacher and warm start (their last checkpoints) and tokenizer: text.lua loads them from
+  -- here instead of training them again.
+  if task ~= "arith" then
+    local st <close> = assert(gkd.store.open(db, { readonly = true }))
+    for _, m in ipairs({ { task .. "/teacher-2", "teacher" }, { task .. "/warm-start", "warm-start" } }) do
+      local r = lib.finished_run(st, m[1])
+      local step, path
+      if r then step, path = st:checkpoint_latest(r.id) end
+      if step then
+        local bytes = assert(read_file(path .. "/model.safetensors"))
+        local g = assert(io.open(dir .. "/" .. m[2] .. ".safetensors", "wb"))
+        g:write(bytes)
+        assert(g:close())
+      end
+    end
+    local t = read_file(from .. "/tokenizer.json")
+    if t then
+      local g = assert(io.open(dir .. "/tokenizer.json", "w"))
+      g:write(t)
+      g:close()
+    end
+  end
   for _, f in ipairs({ "machine.txt", "counts.json", "data/counts.jsonl" }) do
     local text = read_file(from .. "/" .. f)
     if text then

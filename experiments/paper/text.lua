@@ -160,9 +160,18 @@ function M.comparison(spec)
   local distill_train = S.distill_examples and spec.task(data_dir, "train", S.distill_examples) or train
   local validation = spec.task(data_dir, "validation", S.eval_examples)
   local final_split = spec.task(data_dir, FINAL, S.final_examples)
+  -- Saved models (report.lua save, committed in experiments/paper/results/TASK): the teacher, the warm start and
+  -- their tokenizer, loaded instead of trained (set GKD_PAPER_RETRAIN=1 to train them again; never in smoke
+  -- runs, which use GKD_PAPER_SAVED to point at a folder of their own).
+  local saved_dir = os.getenv("GKD_PAPER_SAVED") or (not lib.smoke and (here .. "/results/" .. name)) or nil
+  local saved = saved_dir and os.getenv("GKD_PAPER_RETRAIN") ~= "1" and gkd.sys.exists(saved_dir .. "/teacher.safetensors")
+    and gkd.sys.exists(saved_dir .. "/warm-start.safetensors") and gkd.sys.exists(saved_dir .. "/tokenizer.json")
   local tok_path = OUT .. "/tokenizer.json"
   local tok
-  if gkd.sys.exists(tok_path) then
+  if saved then
+    tok = assert(gkd.tokenizer.load(saved_dir .. "/tokenizer.json"))
+    if not worker then assert(tok:save(tok_path)) end
+  elseif gkd.sys.exists(tok_path) then
     tok = assert(gkd.tokenizer.load(tok_path))
   else
     assert(not worker, name .. ": tokenizer missing in a worker")
@@ -209,11 +218,17 @@ function M.comparison(spec)
 
   -- 2. The teacher, on the whole train split.
   local teacher = model(S.teacher, 1000)
-  sft(name .. "/teacher", teacher, S.teacher_steps, S.teacher_lr, train, S.teacher_batch)
   local teacher_name = name .. "/teacher"
+  if saved then
+    assert(teacher:load_weights(saved_dir .. "/teacher.safetensors"))
+    if S.teacher2_steps then teacher_name = name .. "/teacher-2" end
+    if not worker then print("teacher: loaded from " .. saved_dir .. "/teacher.safetensors") end
+  else
+    sft(name .. "/teacher", teacher, S.teacher_steps, S.teacher_lr, train, S.teacher_batch)
+  end
   -- Its continuation (a second run from the first one's weights): measured on 2026-12-02, a 2000-step teacher
   -- was still climbing fast and no better than a 4x smaller student after 3000 steps, so the teacher trains on.
-  if S.teacher2_steps then
+  if S.teacher2_steps and not saved then
     teacher_name = name .. "/teacher-2"
     sft(teacher_name, teacher, S.teacher2_steps, S.teacher2_lr, train, S.teacher_batch)
     if gkd.stop_requested() then return end
@@ -223,7 +238,11 @@ function M.comparison(spec)
   -- 3. The warm start of the student: SFT on the references, saved once; every method and seed starts
   -- from it (seeds change the data order, the lambda coins and the sampling, not the start).
   local warm = model(S.student, 1)
-  sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.warm_batch or S.batch)
+  if saved then
+    assert(warm:load_weights(saved_dir .. "/warm-start.safetensors"))
+  else
+    sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.warm_batch or S.batch)
+  end
   if not worker then show("SFT warm start", warm, final_eval(name .. "/warm-start", warm, teacher)) end
 
   -- 4. The methods: the same steps x batch from the warm start.
