@@ -109,6 +109,14 @@ check "run from saved models exits 0 (log: $(tail -3 saved.log))" test $? -eq 0
 q1="SELECT e.metric || '=' || e.value FROM evals e JOIN runs r ON r.id = e.run_id WHERE r.name = 'debdesc/teacher-2/final' AND e.split = 'held_out' ORDER BY e.metric"
 check "saved teacher scores as the trained one" test "$(sqlite3 "$tmp/out-saved/runs.db" "$q1")" = "$(sqlite3 "$tmp/out-debdesc/runs.db" "$q1")" -a -n "$(sqlite3 "$tmp/out-debdesc/runs.db" "$q1")"
 check "nothing trained for the saved models" test "$(sqlite3 "$tmp/out-saved/runs.db" "SELECT count(*) FROM runs WHERE name IN ('debdesc/teacher', 'debdesc/teacher-2', 'debdesc/warm-start')")" = 0
+# report.lua all: the pages and the summary block of docs/results.md from the saved stores (here in $tmp).
+mkdir -p docs
+printf 'before\n<!-- paper-summary:begin (generated) -->\nstale\n<!-- paper-summary:end -->\nafter\n' >docs/results.md
+GKD_PAPER_RESULTS="$tmp/results" "$bin" run "$src/experiments/paper/report.lua" all >all.log 2>&1
+check "report.lua all exits 0 (log: $(tail -3 all.log))" test $? -eq 0
+check "report.lua all writes the debdesc page" test -s docs/paper-results-debdesc.md
+check "summary block replaced" test "$(grep -c stale docs/results.md)" = 0 -a "$(grep -c '^| debdesc | rougeL |' docs/results.md)" = 1
+check "text around the block kept" test "$(head -1 docs/results.md)" = before -a "$(tail -1 docs/results.md)" = after
 check "debdesc: alpha curve in the report" grep -qF "alpha curve" "$tmp/out-debdesc/report.md"
 
 if [ "$fails" -gt 0 ]; then echo "$fails check(s) failed"; exit 1; fi
