@@ -3,7 +3,7 @@
  * measurement of Lua's share of a step.
  * Rules: every call into Lua goes through gkd_lua_pcall (or lua_pcall with gkd_lua_traceback as the
  * message handler); the `gkd` module is C primitives (luaopen_gkd) plus the Lua prelude in scripts-lua/,
- * which is compiled into the binary (bindings/prelude_data.c, made by scripts-lua/embed.sh) so an
+ * which is compiled into the binary (BUILD/generated/prelude_data.c, made by scripts-lua/embed.sh) so an
  * installed gkd needs no files beside it; GKD_PRELUDE_DIR in the environment loads the prelude from that
  * folder instead (for working on it without rebuilding). Scripts are trusted code with the user's rights
  * unless the state is sandboxed (docs/trust.md). docs/lua-api.md documents the module. */

@@ -119,7 +119,7 @@ int gkd_lua_check_ids(lua_State *L, int idx, int **out);
 /* The texts of a task's examples (prompts and targets) as a list, pushed. */
 int gkd_lua_task_texts(lua_State *L, int idx);
 
-/* The embedded prelude sources (bindings/prelude_data.c). */
+/* The embedded prelude sources (BUILD/generated/prelude_data.c, written by scripts-lua/embed.sh). */
 typedef struct {
     const char *name; /* module name, e.g. "gkd.prelude" */
     const char *file; /* file name in scripts-lua/ */
