@@ -36,20 +36,8 @@ local FINAL = os.getenv("GKD_PAPER_FINAL") or "test"
 local worker = gkd.options.worker_point ~= nil
 lib.mkdir(OUT)
 
--- Machine notes for the report: what ran where, and how loaded the machine was (other work slows runs).
 local function note(what)
-  if worker then return end
-  local cpu = io.open("/proc/cpuinfo")
-  local model_name = cpu and cpu:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
-  if cpu then cpu:close() end
-  local la = io.open("/proc/loadavg")
-  local load = la and la:read("l") or "?"
-  if la then la:close() end
-  local f = assert(io.open(OUT .. "/machine.txt", "a"))
-  f:write(string.format("%s %s: host %s, %d cores (%s), load average %s, OMP_NUM_THREADS=%s, smoke=%s scale=%g\n",
-    os.date("!%Y-%m-%dT%H:%M:%SZ"), what, gkd.sys.hostname(), gkd.sys.cpus(), model_name, load,
-    os.getenv("OMP_NUM_THREADS") or "unset", tostring(lib.smoke), lib.scale))
-  f:close()
+  if not worker then lib.note(OUT, what) end
 end
 note("start")
 
@@ -159,18 +147,8 @@ if not worker then
 end
 
 -- 4. The methods.
-local VARIANTS = {
-  ["sft"] = { method = "sft" },
-  ["supervised_kd"] = { method = "supervised_kd", divergence = gkd.fkl() },
-  ["seqkd"] = { method = "seqkd" },
-  ["imitkd"] = { method = "imitkd", divergence = gkd.fkl() },
-  ["gkd-fkl"] = { method = "gkd", divergence = gkd.fkl() },
-  ["gkd-rkl"] = { method = "gkd", divergence = gkd.rkl() },
-  ["gkd-jsd0.1"] = { method = "gkd", divergence = gkd.jsd(0.1) },
-  ["gkd-jsd0.5"] = { method = "gkd", divergence = gkd.jsd(0.5) },
-  ["gkd-jsd0.9"] = { method = "gkd", divergence = gkd.jsd(0.9) },
-}
-local ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+local VARIANTS = lib.variants()
+local ORDER = lib.ORDER
 
 local function point(p)
   local v = VARIANTS[p.variant]
@@ -247,15 +225,7 @@ end
 if worker then return end
 
 -- 5. Final numbers of every finished model.
-local store = assert(gkd.store.open(DB, { readonly = true }))
-local rows = assert(store:query([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
-  WHERE s.name IN ('arith', 'arith-mix', 'arith-early') AND r.status = 'finished' ORDER BY r.id]]))
-local todo = {}
-for _, r in ipairs(rows) do
-  local step, path = store:checkpoint_latest(r.id)
-  if step then todo[#todo + 1] = { name = r.name, path = path } end
-end
-store:close()
+local todo = lib.finished_checkpoints(DB, { "arith", "arith-mix", "arith-early" })
 for _, t in ipairs(todo) do
   local m = model(S.student, 1)
   assert(m:load_weights(t.path .. "/model.safetensors"))

@@ -97,4 +97,51 @@ function M.finished_run(store, name)
   return nil
 end
 
+-- The methods of the comparison: a fresh table (scripts add their lambda 0.5 variant to it) and their order.
+function M.variants()
+  return {
+    ["sft"] = { method = "sft" },
+    ["supervised_kd"] = { method = "supervised_kd", divergence = gkd.fkl() },
+    ["seqkd"] = { method = "seqkd" },
+    ["imitkd"] = { method = "imitkd", divergence = gkd.fkl() },
+    ["gkd-fkl"] = { method = "gkd", divergence = gkd.fkl() },
+    ["gkd-rkl"] = { method = "gkd", divergence = gkd.rkl() },
+    ["gkd-jsd0.1"] = { method = "gkd", divergence = gkd.jsd(0.1) },
+    ["gkd-jsd0.5"] = { method = "gkd", divergence = gkd.jsd(0.5) },
+    ["gkd-jsd0.9"] = { method = "gkd", divergence = gkd.jsd(0.9) },
+  }
+end
+M.ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+
+-- The last checkpoint of every finished run of the named sweeps: {{name =, path =}, ...} in run order.
+function M.finished_checkpoints(db, sweeps)
+  local store <close> = assert(gkd.store.open(db, { readonly = true }))
+  local marks = {}
+  for i = 1, #sweeps do marks[i] = "?" end
+  local rows = assert(store:query(string.format([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
+    WHERE s.name IN (%s) AND r.status = 'finished' ORDER BY r.id]], table.concat(marks, ", ")), table.unpack(sweeps)))
+  local out = {}
+  for _, r in ipairs(rows) do
+    local step, path = store:checkpoint_latest(r.id)
+    if step then out[#out + 1] = { name = r.name, path = path } end
+  end
+  return out
+end
+
+-- Appends a machine note to OUT/machine.txt for the report: what ran where, and how loaded the machine was
+-- (other work slows runs).
+function M.note(out, what)
+  local cpu = io.open("/proc/cpuinfo")
+  local model_name = cpu and cpu:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
+  if cpu then cpu:close() end
+  local la = io.open("/proc/loadavg")
+  local load = la and la:read("l") or "?"
+  if la then la:close() end
+  local f = assert(io.open(out .. "/machine.txt", "a"))
+  f:write(string.format("%s %s: host %s, %d cores (%s), load average %s, OMP_NUM_THREADS=%s, smoke=%s scale=%g\n",
+    os.date("!%Y-%m-%dT%H:%M:%SZ"), what, gkd.sys.hostname(), gkd.sys.cpus(), model_name, load,
+    os.getenv("OMP_NUM_THREADS") or "unset", tostring(M.smoke), M.scale))
+  f:close()
+end
+
 return M

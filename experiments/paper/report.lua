@@ -10,7 +10,7 @@ local lib = dofile(here .. "/lib.lua")
 
 local M = {}
 
-local ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+local ORDER = lib.ORDER
 local LABEL = {
   ["sft"] = "SFT (continued)", ["supervised_kd"] = "supervised KD (lambda 0, forward KL)",
   ["seqkd"] = "SeqKD (CE on teacher's greedy outputs)", ["imitkd"] = "ImitKD (lambda 0 -> 1 per row, forward KL)",
@@ -52,9 +52,32 @@ local function read_file(path)
   return s
 end
 
-function M.arith(opts)
-  local db = opts.db or "out/paper-arith/runs.db"
-  local store <close> = assert(gkd.store.open(db, { readonly = true }))
+-- The end of every page: the machine notes the experiment left beside its store, then the page written.
+local function machine_notes(w, db, intro)
+  local notes = read_file((db:match("^(.*)/[^/]*$") or ".") .. "/machine.txt")
+  if notes then
+    w("")
+    if intro then w("%s", intro); w("") end
+    w("```")
+    for line in notes:gmatch("[^\n]+") do w("%s", line) end
+    w("```")
+  end
+  w("")
+end
+
+local function finish(out, path)
+  local md = table.concat(out, "\n")
+  if path then
+    local f = assert(io.open(path, "w"))
+    f:write(md)
+    f:close()
+  end
+  return md
+end
+
+-- Queries on a store: q(sql, ...) -> rows; final_of(name) -> the final evaluation of run "name/final";
+-- config_of(name) -> the config of the newest finished run of that name.
+local function accessors(store)
   local function q(sql, ...) return assert(store:query(sql, ...)) end
   local function final_of(name)
     local r = lib.finished_run(store, name .. "/final")
@@ -64,6 +87,13 @@ function M.arith(opts)
     local r = q("SELECT config FROM runs WHERE name = ? AND status = 'finished' ORDER BY id DESC LIMIT 1", name)[1]
     return r and gkd.json.decode(r.config)
   end
+  return q, final_of, config_of
+end
+
+function M.arith(opts)
+  local db = opts.db or "out/paper-arith/runs.db"
+  local store <close> = assert(gkd.store.open(db, { readonly = true }))
+  local q, final_of, config_of = accessors(store)
   local teacher, warm = final_of("arith/teacher"), final_of("arith/warm-start-2")
   local tcfg, wcfg, w2cfg = config_of("arith/teacher"), config_of("arith/warm-start"), config_of("arith/warm-start-2")
 
@@ -421,23 +451,8 @@ function M.arith(opts)
       .. "summed over runs, two worker processes for the method sweeps). Hosts: %s.", t.n, t.a, t.b, t.span or 0,
       t.busy or 0, t.hosts or "?")
   end
-  local notes = read_file((db:match("^(.*)/[^/]*$") or ".") .. "/machine.txt")
-  if notes then
-    w("")
-    w("Machine notes written by arith.lua at each start and end (load average = other work on the machine):")
-    w("")
-    w("```")
-    for line in notes:gmatch("[^\n]+") do w("%s", line) end
-    w("```")
-  end
-  w("")
-  local md = table.concat(out, "\n")
-  if opts.out then
-    local f = assert(io.open(opts.out, "w"))
-    f:write(md)
-    f:close()
-  end
-  return md
+  machine_notes(w, db, "Machine notes written by arith.lua at each start and end (load average = other work on the machine):")
+  return finish(out, opts.out)
 end
 
 -- The section of a text task (debdesc, ddtp-de; experiments/paper/text.lua): opts = {task =, db =, out =}.
@@ -450,15 +465,7 @@ function M.text(opts)
   local db = opts.db or ("out/paper-" .. task .. "/runs.db")
   local TM = TEXT_METRICS[task]
   local store <close> = assert(gkd.store.open(db, { readonly = true }))
-  local function q(sql, ...) return assert(store:query(sql, ...)) end
-  local function final_of(name)
-    local r = lib.finished_run(store, name .. "/final")
-    return r and lib.final_eval(store, r.id)
-  end
-  local function config_of(name)
-    local r = q("SELECT config FROM runs WHERE name = ? AND status = 'finished' ORDER BY id DESC LIMIT 1", name)[1]
-    return r and gkd.json.decode(r.config)
-  end
+  local q, final_of, config_of = accessors(store)
   local function run_mean(run_id, metric)
     local r = q("SELECT avg(value) AS v FROM metrics WHERE run_id = ? AND name = ?", run_id, metric)[1]
     return r and r.v
@@ -677,21 +684,8 @@ function M.text(opts)
     w("%d finished runs between %s and %s (%.0f s from the first start to the last finish; %.0f s of run time "
       .. "summed over runs). Hosts: %s.", t.n, t.a, t.b, t.span or 0, t.busy or 0, t.hosts or "?")
   end
-  local notes = read_file((db:match("^(.*)/[^/]*$") or ".") .. "/machine.txt")
-  if notes then
-    w("")
-    w("```")
-    for line in notes:gmatch("[^\n]+") do w("%s", line) end
-    w("```")
-  end
-  w("")
-  local md = table.concat(out, "\n")
-  if opts.out then
-    local f = assert(io.open(opts.out, "w"))
-    f:write(md)
-    f:close()
-  end
-  return md
+  machine_notes(w, db, "Machine notes written by the experiment at each start and end (load average = other work on the machine):")
+  return finish(out, opts.out)
 end
 
 -- The summary block of docs/results.md: one row per task whose store exists.

@@ -89,34 +89,12 @@ function M.len_ratio(out, ex)
   return a / math.max(1, b)
 end
 
--- Machine notes for the report.
 local function note(out, what, worker)
-  if worker then return end
-  local cpu = io.open("/proc/cpuinfo")
-  local model_name = cpu and cpu:read("a"):match("model name%s*:%s*([^\n]+)") or "?"
-  if cpu then cpu:close() end
-  local la = io.open("/proc/loadavg")
-  local load = la and la:read("l") or "?"
-  if la then la:close() end
-  local f = assert(io.open(out .. "/machine.txt", "a"))
-  f:write(string.format("%s %s: host %s, %d cores (%s), load average %s, smoke=%s scale=%g\n",
-    os.date("!%Y-%m-%dT%H:%M:%SZ"), what, gkd.sys.hostname(), gkd.sys.cpus(), model_name, load,
-    tostring(lib.smoke), lib.scale))
-  f:close()
+  if not worker then lib.note(out, what) end
 end
 
-M.VARIANTS = {
-  ["sft"] = { method = "sft" },
-  ["supervised_kd"] = { method = "supervised_kd", divergence = gkd.fkl() },
-  ["seqkd"] = { method = "seqkd" },
-  ["imitkd"] = { method = "imitkd", divergence = gkd.fkl() },
-  ["gkd-fkl"] = { method = "gkd", divergence = gkd.fkl() },
-  ["gkd-rkl"] = { method = "gkd", divergence = gkd.rkl() },
-  ["gkd-jsd0.1"] = { method = "gkd", divergence = gkd.jsd(0.1) },
-  ["gkd-jsd0.5"] = { method = "gkd", divergence = gkd.jsd(0.5) },
-  ["gkd-jsd0.9"] = { method = "gkd", divergence = gkd.jsd(0.9) },
-}
-M.ORDER = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd-fkl", "gkd-rkl", "gkd-jsd0.1", "gkd-jsd0.5", "gkd-jsd0.9" }
+M.VARIANTS = lib.variants()
+M.ORDER = lib.ORDER
 
 local function seeds_from(env, default)
   local v = os.getenv(env)
@@ -306,15 +284,7 @@ function M.comparison(spec)
   if worker or gkd.stop_requested() then return end
 
   -- 6. Final numbers of every finished model.
-  local store = assert(gkd.store.open(DB, { readonly = true }))
-  local rows = assert(store:query([[SELECT r.name, r.id FROM runs r JOIN sweeps s ON s.id = r.sweep_id
-    WHERE s.name IN (?, ?, ?) AND r.status = 'finished' ORDER BY r.id]], name, name .. "-mix", name .. "-alpha"))
-  local todo = {}
-  for _, r in ipairs(rows) do
-    local step, path = store:checkpoint_latest(r.id)
-    if step then todo[#todo + 1] = { name = r.name, path = path } end
-  end
-  store:close()
+  local todo = lib.finished_checkpoints(DB, { name, name .. "-mix", name .. "-alpha" })
   for _, t in ipairs(todo) do
     local m = model(S.student, 1)
     assert(m:load_weights(t.path .. "/model.safetensors"))
