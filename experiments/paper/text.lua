@@ -162,7 +162,6 @@ function M.comparison(spec)
       seed = seed }
   end
   local function ckpt(n) return OUT .. "/checkpoints/" .. n end
-  local eval_common = { examples = S.eval_examples, metrics = spec.metrics }
 
   -- The final numbers of a model: a zero-step run "<run>/final" on the final split (with the teacher, so
   -- that the divergences on the references and on the student's own outputs are measured).
