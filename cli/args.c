@@ -35,6 +35,16 @@ int gkd_cli_parse(gkd_cli_args *a, const char *command, int argc, char **argv, i
     a->command = command;
     for (int i = first; i < argc; i++) {
         const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) { /* the end of the options: the rest are arguments, even "--x" */
+            for (i++; i < argc; i++) {
+                if (a->n_positional == 64) {
+                    gkd_cli_error(command, "too many arguments");
+                    return 2;
+                }
+                a->positional[a->n_positional++] = argv[i];
+            }
+            break;
+        }
         if (strncmp(arg, "--", 2) == 0 && arg[2]) {
             if (a->n_options == 64) {
                 gkd_cli_error(command, "too many options");

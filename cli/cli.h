@@ -19,7 +19,8 @@ typedef struct {
     int used[64];
 } gkd_cli_args;
 
-/* Parses argv[first..); `flags` lists the options that take no value ("json,verbose"). 0 or 2 (usage). */
+/* Parses argv[first..); `flags` lists the options that take no value ("json,verbose"); "--" ends the options
+ * (every later argument is positional). 0 or 2 (usage). */
 int gkd_cli_parse(gkd_cli_args *a, const char *command, int argc, char **argv, int first, const char *flags);
 const char *gkd_cli_str(gkd_cli_args *a, const char *name, const char *fallback);
 /* Numeric options: a malformed value prints an error naming the option and sets *bad. */

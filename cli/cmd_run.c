@@ -330,7 +330,8 @@ int gkd_cmd_sweep(int argc, char **argv) {
     if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
         fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] "
-                        "[--quiet] " LIMIT_USAGE " [args...]\n");
+                        "[--quiet] " LIMIT_USAGE " [args...] [-- args...]\n"
+                        "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n");
         return a.n_positional < 1 ? 2 : 0;
     }
     run_options o;

@@ -206,6 +206,8 @@ local function execute(spec, points, db, workers, steps_of)
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
+      -- The script's own arguments after "--", so that ones like "--out DIR" reach the script, not gkd sweep.
+      if gkd.options.args and #gkd.options.args > 0 then argv[#argv + 1] = "--" end
       for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
       local pid, err = gkd.sys.spawn(argv, gkd.options.exe)
       if not pid then error("gkd.sweep: " .. err, 2) end

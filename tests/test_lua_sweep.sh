@@ -134,5 +134,38 @@ check "$resumable killed runs continued from their checkpoints" \
 "$bin" sweep sweep.lua --db killed.db 80 >out5.txt 2>err5.txt
 check "third time: nothing to run" grep -q "18 runs, 0 to run, 18 already finished" err5.txt
 
+# 4. script arguments that look like options ("--steps 3") reach the script in the parent and in every
+# worker: after the script with gkd run, after "--" with gkd sweep (workers used to get them as options of
+# gkd sweep, fail, and leave the sweep "not finished")
+cat >args.lua <<'LUA'
+local steps = 2
+for i = 1, #arg do if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end end
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+gkd.sweep{
+  name = "args", grid = {lambda = {0, 1}}, seeds = {1}, workers = 2, quiet = true,
+  run = function(p)
+    return {task = task, teacher = gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = 3},
+      student = gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = p.seed},
+      steps = steps, batch = 2, max_new_tokens = 4, max_prompt = 40, eval = false, checkpoint = false}
+  end,
+}
+LUA
+steps_of() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1], {readonly = true}))
+    local n = 0
+    for _, r in ipairs(s:query("SELECT r.status, (SELECT max(step) FROM metrics m WHERE m.run_id = r.id) AS hi FROM runs r")) do
+      if r.status == "finished" and r.hi == tonumber(arg[2]) then n = n + 1 end
+    end
+    print(n)' "$1" "$2" 2>/dev/null || echo 0
+}
+"$bin" run --db args-run.db args.lua --steps 3 >out6.txt 2>err6.txt; rc=$?
+check "gkd run with a script option --steps 3 exits 0 (got $rc)" test "$rc" -eq 0
+check "gkd run: both workers ran 3 steps" test "$(steps_of args-run.db 3)" -eq 2
+"$bin" sweep args.lua --db args-sweep.db -- --steps 3 >out7.txt 2>err7.txt; rc=$?
+check "gkd sweep ... -- --steps 3 exits 0 (got $rc)" test "$rc" -eq 0
+check "gkd sweep: both workers ran 3 steps" test "$(steps_of args-sweep.db 3)" -eq 2
+
 echo "$pass passed, $fails failed"
 [ "$fails" -eq 0 ]
