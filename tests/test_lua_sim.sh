@@ -96,15 +96,14 @@ same_ckpt=1
 for f in $(cd cpu && find ckpt -type f); do cmp -s "cpu/$f" "sim/$f" || { echo "differs: $f" >&2; same_ckpt=0; }; done
 check "the same checkpoint files" test "$same_ckpt" -eq 1
 
-# quickstart at its smallest: few steps, batch 2
+# quickstart at its smallest (--smoke: tiny models and steps; one seed)
 for d in cpu sim; do
-  "$bin" quickstart --device "$d" --db "qs-$d.db" --out "qs-$d" --teacher-steps 2 --student-steps 2 \
-    --student-warmup-steps 1 --batch 2 >"qs-$d.txt" 2>&1
+  "$bin" quickstart --device "$d" --db "qs-$d.db" --out "qs-$d" --smoke --seeds 1 >"qs-$d.txt" 2>&1
   check "gkd quickstart --device $d succeeds" test $? -eq 0
   dump "qs-$d.db" >"qs-$d.dump"
 done
 check "quickstart: the same metrics" cmp qs-cpu.dump qs-sim.dump
-check "quickstart: the same teacher" cmp qs-cpu/teacher/model.safetensors qs-sim/teacher/model.safetensors
+check "quickstart: the same teacher" cmp qs-cpu/teacher.safetensors qs-sim/teacher.safetensors
 
 if [ "$fails" -ne 0 ]; then
   for d in cpu sim; do echo "--- $d stderr"; tail -20 "$d/err.txt"; done

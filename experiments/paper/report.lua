@@ -233,6 +233,17 @@ function M.arith(opts)
       ms(s.digit), ms(s.q1), ms(s.q2), ms(s.q4), ms(s.auc), reach, ms(s.secs, 0))
   end
   w("")
+  -- The teacher checks of issue 11: exact match >= 0.9, and the teacher beats the SFT student by more than 3x the
+  -- SFT student's seed std (the student trained on with SFT over the seeds).
+  local sft_m, sft_s = lib.mean_std(stats["sft"] and stats["sft"].exact or {})
+  if T and W0 and sft_m and #stats["sft"].exact > 1 then
+    local gap = T - math.max(W0, sft_m)
+    w("Teacher check: exact match %.3f (%s 0.9); teacher - SFT student = %.3f (against the better of the warm "
+      .. "start, %.3f, and SFT continued, %.3f); 3 x the SFT student's seed std = %.3f (%d seeds): %s.", T,
+      T >= 0.9 and ">=" or "BELOW", gap, W0, sft_m, 3 * sft_s, #stats["sft"].exact,
+      (T >= 0.9 and gap > 3 * sft_s) and "passes" or "FAILS")
+    w("")
+  end
 
   w("## Diagnostics of the final models (final split)")
   w("")
@@ -571,6 +582,16 @@ function M.text(opts)
       ms(secs, 0))
   end
   w("")
+  -- The teacher check of issue 11: the teacher beats the SFT student by more than 3x the SFT student's seed std
+  -- (the student trained on with SFT over the seeds: the spread of an SFT student on this budget).
+  local sft_m, sft_s = lib.mean_std(stats["sft"] or {})
+  if teacher and warm and sft_m and #stats["sft"] > 1 then
+    local gap = teacher[P] - math.max(warm[P], sft_m)
+    w("Teacher check: teacher - SFT student = %.4f on %s (against the better of the warm start, %.4f, and SFT "
+      .. "continued, %.4f); 3 x the SFT student's seed std = %.4f (%d seeds): %s.", gap, P, warm[P], sft_m, 3 * sft_s,
+      #stats["sft"], gap > 3 * sft_s and "passes" or "FAILS")
+    w("")
+  end
   w("## Diagnostics of the final models (final split)")
   w("")
   w("KL(teacher || student) per token, forward and reverse, on the references (teacher-forced) and on the "

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# ctest-labels: cpu
+# `gkd quickstart --smoke` (experiments/quickstart.lua with tiny models and steps) in a temporary folder:
+# it exits 0, stores the teacher, the warm start and every method x seed as finished runs, and prints the
+# comparison table (teacher, warm start, both methods, the difference line). Run again, it trains nothing
+# and prints the same table. A bad argument is refused with its name and a non-zero exit.
+set -uo pipefail
+bin="${GKD_BIN:-}"
+[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp"
+fails=0
+check() {
+  local what="$1"; shift
+  if "$@"; then :; else echo "FAILED: $what" >&2; fails=$((fails + 1)); fi
+}
+export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
+
+"$bin" quickstart --db qs.db --out qs --smoke --seeds 1,2 >out1.txt 2>err1.txt
+check "quickstart --smoke exits 0 (stderr: $(tail -3 err1.txt))" test $? -eq 0
+for line in "^teacher " "^SFT warm start" "^supervised KD (forward KL, lambda 0) " "^on-policy GKD (reverse KL, lambda 1) " \
+  "^on-policy GKD - supervised KD, sampled answers: " "^ step  supervised KD"; do
+  check "the table has '$line'" grep -q "$line" out1.txt
+done
+n=$(sqlite3 qs.db "SELECT count(*) FROM runs WHERE status = 'finished' AND name LIKE 'quickstart-smoke/method=%,seed=_'")
+check "4 method runs finished (got $n)" test "$n" -eq 4
+n=$(sqlite3 qs.db "SELECT count(*) FROM runs WHERE status = 'finished' AND name IN ('quickstart-smoke/teacher', 'quickstart-smoke/warm-start')")
+check "teacher and warm start finished (got $n)" test "$n" -eq 2
+check "teacher and warm start saved" test -s qs/teacher.safetensors -a -s qs/warm-start.safetensors
+before=$(sqlite3 qs.db "SELECT count(*) FROM metrics")
+
+"$bin" quickstart --db qs.db --out qs --smoke --seeds 1,2 >out2.txt 2>err2.txt
+check "second call exits 0" test $? -eq 0
+check "second call: nothing to run" grep -q "4 runs, 0 to run, 4 already finished" err2.txt
+check "second call: no new training metrics" test "$(sqlite3 qs.db "SELECT count(*) FROM metrics")" -eq "$before"
+check "second call: the same table" cmp <(grep -v "^runs in" out1.txt) <(grep -v "^runs in" out2.txt)
+
+"$bin" quickstart --db qs.db --out qs --smoke --seeds 1,x >out3.txt 2>err3.txt
+rc=$?
+check "bad --seeds: non-zero exit (got $rc)" test "$rc" -ne 0
+check "bad --seeds: named" grep -q -- '--seeds: "x" is not a seed' err3.txt
+
+[ "$fails" -eq 0 ] && echo "quickstart smoke: all passed"
+[ "$fails" -eq 0 ]
