@@ -72,15 +72,7 @@ lib.mkdir(O.out)
 local DB = gkd.options.db or "runs.db"
 gkd.options.db = DB
 local data_dir = O.out .. "/data"
-local stamp = string.format("problems=%d digits=%d", S.problems, D.DIGITS)
-local f = io.open(data_dir .. "/STAMP")
-local have = f and f:read("a")
-if f then f:close() end
-if have ~= stamp then
-  assert(not worker, "quickstart: data missing in a worker")
-  D.generate(data_dir, S.problems)
-  local g = assert(io.open(data_dir .. "/STAMP", "w")); g:write(stamp); g:close()
-end
+D.ensure(data_dir, S.problems, worker)
 local train = D.task(data_dir, "train")
 local validation = D.task(data_dir, "validation", S.eval_examples)
 local test = D.task(data_dir, "test", S.final_examples)

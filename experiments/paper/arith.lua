@@ -70,16 +70,7 @@ local SEQ = 48     -- prompt 13 tokens + 24
 
 -- 1. Data (the parent writes it; workers find it).
 local data_dir = OUT .. "/data"
-local stamp = string.format("problems=%d digits=%d", S.problems, D.DIGITS)
-local f = io.open(data_dir .. "/STAMP")
-local have = f and f:read("a")
-if f then f:close() end
-if have ~= stamp then
-  assert(not worker, "arith: data missing in a worker")
-  local c = D.generate(data_dir, S.problems)
-  lib.write_jsonl(data_dir .. "/counts.jsonl", { c })
-  local g = assert(io.open(data_dir .. "/STAMP", "w")); g:write(stamp); g:close()
-end
+D.ensure(data_dir, S.problems, worker)
 local train = D.task(data_dir, "train")
 local distill_train = D.task(data_dir, "train", S.distill_examples)
 local validation = D.task(data_dir, "validation", S.eval_examples)

@@ -63,6 +63,23 @@ function M.generate(dir, n, seed)
   return counts
 end
 
+-- Writes the splits of `n` problems into DIR once: a STAMP file records what is there, and the files are
+-- written again only when it differs (a sweep worker, `worker` true, never writes: the parent has). Also
+-- DIR/counts.jsonl, the size of each split.
+function M.ensure(dir, n, worker)
+  local stamp = string.format("problems=%d digits=%d", n, M.DIGITS)
+  local f = io.open(dir .. "/STAMP")
+  local have = f and f:read("a")
+  if f then f:close() end
+  if have == stamp then return end
+  assert(not worker, "arith: the data in " .. dir .. " is missing or stale in a sweep worker")
+  local c = M.generate(dir, n)
+  lib.write_jsonl(dir .. "/counts.jsonl", { c })
+  local g = assert(io.open(dir .. "/STAMP", "w"))
+  g:write(stamp)
+  assert(g:close())
+end
+
 function M.task(dir, split, max_examples)
   return assert(gkd.task.jsonl{ path = dir .. "/" .. split .. ".jsonl", prompt = "{prompt}", target = "target",
     max_examples = max_examples or 0 })
