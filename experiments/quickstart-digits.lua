@@ -3,7 +3,8 @@
 -- column). Shows which tokens a student never learned (docs/results.md, "The main job": reverse KL's
 -- zero-forcing).
 --
---   ./build/gkd run experiments/quickstart-digits.lua [OUT=quickstart-out] [RUN-NAMES...]
+--   ./build/gkd run experiments/quickstart-digits.lua [OUT=quickstart-out] [RUN...]
+-- RUN: a method run's name, e.g. quickstart/method=on-policy-gkd,seed=2 (default: both methods, seeds 1-3).
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local D = dofile(here .. "/paper/arith_data.lua")
 D.DIGITS = 3
@@ -11,7 +12,7 @@ local OUT = arg[1] or "quickstart-out"
 local names = { table.unpack(arg, 2) }
 if #names == 0 then
   for _, m in ipairs({ "supervised-kd", "on-policy-gkd" }) do
-    for s = 1, 3 do names[#names + 1] = string.format("method=%s,seed=%d", m, s) end
+    for s = 1, 3 do names[#names + 1] = string.format("quickstart/method=%s,seed=%d", m, s) end
   end
 end
 local train = D.task(OUT .. "/data", "train")
@@ -55,7 +56,7 @@ assert(warm:load_weights(OUT .. "/warm-start.safetensors"))
 report("warm start", warm)
 for _, name in ipairs(names) do
   local m = new_model()
-  local path = string.format("%s/checkpoints/quickstart/%s", OUT, name)
+  local path = string.format("%s/checkpoints/%s", OUT, name)
   assert(m:load_weights(path .. "/step-00000500/model.safetensors")) -- the quickstart's 500 steps
   report(name, m)
   m:close()

@@ -79,6 +79,9 @@ local test = D.task(data_dir, "test", S.final_examples)
 local tok = gkd.tokenizer.train{ task = train, vocab = 300 }
 local metrics = { exact = D.metrics.exact, digit_acc = D.metrics.digit_acc, malformed = D.metrics.malformed }
 local prefix = O.smoke and "quickstart-smoke/" or "quickstart/"
+-- The methods' runs (a sweep) start from the warm start the gate picks: another gate is another sweep, so
+-- that a call with --warm-gate never reuses runs that started elsewhere.
+local sweep_name = (O.smoke and "quickstart-smoke" or "quickstart") .. (O.warm_gate and string.format("-gate%g", O.warm_gate) or "")
 
 local function model(shape, seed)
   return gkd.model.new{ layers = shape.layers, dim = shape.dim, heads = 4, tokenizer = tok, max_seq_len = SEQ, seed = seed }
@@ -164,7 +167,7 @@ if O.ablation then
 end
 
 gkd.sweep{
-  name = prefix:sub(1, -2), grid = { method = ORDER }, seeds = O.seeds, workers = 2,
+  name = sweep_name, grid = { method = ORDER }, seeds = O.seeds, workers = 2,
   summary = { "eval.exact" },
   run = function(p)
     local v = METHODS[p.method]
@@ -183,7 +186,7 @@ if worker then return end
 
 -- The final models on the test split, greedy and sampled at temperature 1.
 local finals = {}
-for _, c in ipairs(lib.finished_checkpoints(DB, { prefix:sub(1, -2) })) do
+for _, c in ipairs(lib.finished_checkpoints(DB, { sweep_name })) do
   local m = model(S.student, 1)
   assert(m:load_weights(c.path .. "/model.safetensors"))
   finals[c.name] = { sampled = score(c.name .. "/test-sampled", m, 1), greedy = score(c.name .. "/test-greedy", m, 0) }
@@ -191,7 +194,7 @@ for _, c in ipairs(lib.finished_checkpoints(DB, { prefix:sub(1, -2) })) do
 end
 local ref = {
   teacher = { sampled = score(prefix .. "teacher/test-sampled", teacher, 1), greedy = score(prefix .. "teacher/test-greedy", teacher, 0) },
-  warm = { sampled = score(prefix .. "warm-start/test-sampled", warm, 1), greedy = score(prefix .. "warm-start/test-greedy", warm, 0) },
+  warm = { sampled = score(sweep_name .. "/warm-start/test-sampled", warm, 1), greedy = score(sweep_name .. "/warm-start/test-greedy", warm, 0) },
 }
 
 local function cell(xs)
@@ -203,7 +206,7 @@ local rows, stats = {}, {}
 for _, key in ipairs(ORDER) do
   local sampled, greedy = {}, {}
   for _, seed in ipairs(O.seeds) do
-    local e = finals[prefix .. "method=" .. key .. ",seed=" .. seed]
+    local e = finals[sweep_name .. "/method=" .. key .. ",seed=" .. seed]
     if e then sampled[#sampled + 1], greedy[#greedy + 1] = e.sampled.exact, e.greedy.exact end
   end
   stats[key] = { sampled = sampled, greedy = greedy }
@@ -228,7 +231,7 @@ local curves = {}
 for _, key in ipairs({ "supervised-kd", "on-policy-gkd" }) do
   local by_step = {}
   for _, seed in ipairs(O.seeds) do
-    local r = lib.finished_run(store, prefix .. "method=" .. key .. ",seed=" .. seed)
+    local r = lib.finished_run(store, sweep_name .. "/method=" .. key .. ",seed=" .. seed)
     if r then
       for _, pt in ipairs(lib.curve(store, r.id, "exact")) do
         by_step[pt[1]] = by_step[pt[1]] or {}

@@ -60,6 +60,8 @@ if teacher_steps > 0 then
       max_prompt = 104, max_target = 24, loss_chunk = 64,
       lr = gkd.schedule.warmup_cosine(5e-5, 5e-6, math.max(1, teacher_steps // 20), teacher_steps),
       eval = { examples = 32, metrics = { "rougeL", "factual" } },
+      -- Resumable (about 21 s a step on 2 cores): run the script again after a kill.
+      resume = true, checkpoint = { every = 10 },
     }
     assert(trainee:save(ft_path))
     trainee:close()
@@ -85,6 +87,7 @@ local common = {
   task = task, batch = 8, seed = seed, max_new_tokens = max_new, max_prompt = max_seq - max_new,
   max_target = max_new, loss_chunk = 64, quiet = os.getenv("GKD_QUIET") ~= nil,
   eval = { examples = math.max(16, math.floor(64 * scale)), metrics = { "rougeL", "factual" } },
+  resume = true, -- a finished run is skipped (its last checkpoint loaded), a stopped one continues
 }
 local function with(t)
   local out = {}
@@ -158,6 +161,7 @@ for i, r in ipairs(runs) do
     teacher = teacher,
     student = student, divergence = r.divergence, lambda = r.lambda, steps = steps, lr = lr,
     reward = r.reward, alpha = r.alpha, group_size = r.reward and 4 or nil,
+    checkpoint = { every = math.max(1, steps // 4) },
   })
   results[#results + 1] = { label = r.label, eval = out.eval, seconds = out.seconds }
 end

@@ -3,7 +3,8 @@
 # `gkd quickstart --smoke` (experiments/quickstart.lua with tiny models and steps) in a temporary folder:
 # it exits 0, stores the teacher, the warm start and every method x seed as finished runs, and prints the
 # comparison table (teacher, warm start, both methods, the difference line). Run again, it trains nothing
-# and prints the same table. A bad argument is refused with its name and a non-zero exit.
+# and prints the same table; with another --warm-gate it runs the methods again (a sweep of its own). A bad
+# argument is refused with its name and a non-zero exit.
 set -uo pipefail
 bin="${GKD_BIN:-}"
 [ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
@@ -35,6 +36,13 @@ check "second call exits 0" test $? -eq 0
 check "second call: nothing to run" grep -q "4 runs, 0 to run, 4 already finished" err2.txt
 check "second call: no new training metrics" test "$(sqlite3 qs.db "SELECT count(*) FROM metrics")" -eq "$before"
 check "second call: the same table" cmp <(grep -v "^runs in" out1.txt) <(grep -v "^runs in" out2.txt)
+
+# another warm gate is another start: its method runs are new ones, not the first call's reused
+"$bin" quickstart --db qs.db --out qs --smoke --seeds 1,2 --warm-gate 0 >out4.txt 2>err4.txt
+check "--warm-gate 0 exits 0" test $? -eq 0
+check "--warm-gate 0: 4 runs to run" grep -q "'quickstart-smoke-gate0': 4 runs, 4 to run" err4.txt
+n=$(sqlite3 qs.db "SELECT count(*) FROM runs WHERE status = 'finished' AND name LIKE 'quickstart-smoke-gate0/method=%,seed=_'")
+check "--warm-gate 0: 4 method runs of its own (got $n)" test "$n" -eq 4
 
 "$bin" quickstart --db qs.db --out qs --smoke --seeds 1,x >out3.txt 2>err3.txt
 rc=$?
