@@ -5,17 +5,7 @@
 # comparison table (teacher, warm start, both methods, the difference line). Run again, it trains nothing
 # and prints the same table; with another --warm-gate it runs the methods again (a sweep of its own). A bad
 # argument is refused with its name and a non-zero exit.
-set -uo pipefail
-bin="${GKD_BIN:-}"
-[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fails=0
-check() {
-  local what="$1"; shift
-  if "$@"; then :; else echo "FAILED: $what" >&2; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 
 "$bin" quickstart --db qs.db --out qs --smoke --seeds 1,2 >out1.txt 2>err1.txt

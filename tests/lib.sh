@@ -1,0 +1,15 @@
+# Shared start of the shell tests (source it: `. "$(dirname "$0")/lib.sh"`): strict mode, $bin (the gkd
+# binary from GKD_BIN; the test skips with 77 without one), $src (the source tree), a scratch folder $tmp
+# removed on exit and made the working directory, and check WHAT CMD... which counts failures in $fails.
+set -uo pipefail
+bin="${GKD_BIN:-}"
+src="${GKD_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+cd "$tmp" || exit 1
+fails=0
+check() {
+  local what="$1"; shift
+  if "$@"; then :; else echo "FAILED: $what" >&2; fails=$((fails + 1)); fi
+}
