@@ -849,7 +849,7 @@ function M.text(opts)
 end
 
 -- The summary block of docs/results.md: one row per task whose store exists.
-function M.summary(dirs)
+function M.summary(dirs, pages)
   local out = {}
   local function w(...) out[#out + 1] = string.format(...) end
   w("| task | metric | teacher | SFT student | supervised KD | best on-policy GKD | Δ vs supervised KD | beyond the seed spread? |")
@@ -893,6 +893,21 @@ function M.summary(dirs)
       local teacher_score = one(task .. "/teacher-2") or one(task .. "/teacher")
       w("| %s | %s | %s | %s | %s | %s | %s | %s |", task, P, fmt(teacher_score, nil, 4),
         fmt(one(warm_name), nil, 4), ms(skd, 4), best and (LABEL[best] .. ": " .. ms(best_xs, 4)) or "-", delta, verdict)
+    end
+  end
+  -- Each task's methods table, as its page has it (pages[task]: the page's Markdown), so that docs/results.md
+  -- holds every table; the page has the diagnostics, curves and plots.
+  for _, task in ipairs({ "arith", "debdesc", "ddtp-de" }) do
+    local page = pages and pages[task]
+    local a = page and page:find("\n## Methods[^\n]*\n")
+    if a then
+      local b = page:find("\n## ", a + 1) or #page
+      local body = page:sub(a + 1, b - 1):gsub("^## Methods", string.format("#### %s: methods", task))
+      body = body:gsub("\n!%[[^\n]*", ""):gsub("\nThe beta and lambda effects[^\n]*\n", "\n")
+      w("")
+      w("%s", body:gsub("%s+$", ""))
+      w("")
+      w("(all of it: [paper-results-%s.md](paper-results-%s.md))", task, task)
     end
   end
   return table.concat(out, "\n")
@@ -957,14 +972,14 @@ if arg and arg[0] and arg[0]:match("report%.lua$") then
     local task = assert(arg[2], "report.lua save TASK [FROM]")
     print("saved to " .. M.save(task, arg[3] or ("out/paper-" .. task)))
   elseif arg[1] == "all" then
-    local dirs = {}
+    local dirs, pages = {}, {}
     for _, task in ipairs({ "arith", "debdesc", "ddtp-de" }) do
       local dir = RESULTS .. "/" .. task
       if gkd.sys.exists(dir .. "/runs.db") then
         dirs[task] = dir
         local out = "docs/paper-results-" .. task .. ".md"
-        if task == "arith" then M.arith{ db = dir .. "/runs.db", out = out, data_dir = dir }
-        else M.text{ task = task, db = dir .. "/runs.db", out = out } end
+        if task == "arith" then pages[task] = M.arith{ db = dir .. "/runs.db", out = out, data_dir = dir }
+        else pages[task] = M.text{ task = task, db = dir .. "/runs.db", out = out } end
         print("wrote " .. out)
       end
     end
@@ -973,7 +988,7 @@ if arg and arg[0] and arg[0]:match("report%.lua$") then
     local a, b = text:find("<!%-%- paper%-summary:begin[^\n]*%-%->\n")
     local c = text:find("<!%-%- paper%-summary:end %-%->", b or 1)
     assert(a and c, path .. ": no <!-- paper-summary:begin --> / <!-- paper-summary:end --> markers")
-    text = text:sub(1, b) .. M.summary(dirs) .. "\n" .. text:sub(c)
+    text = text:sub(1, b) .. M.summary(dirs, pages) .. "\n" .. text:sub(c)
     local f = assert(io.open(path, "w"))
     f:write(text)
     f:close()
