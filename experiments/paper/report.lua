@@ -929,6 +929,11 @@ function M.save(task, from)
   local g = assert(io.open(dir .. "/runs.db.tmp", "wb"))
   g:write(bytes)
   assert(g:close())
+  -- Slimmed to what this report reads (tools/slim-paper-store.sh), so the committed copy stays under 1 MB.
+  local pid = assert(gkd.sys.spawn({ "bash", here .. "/../../tools/slim-paper-store.sh", dir .. "/runs.db.tmp" },
+    "/bin/bash"))
+  local _, how, code = gkd.sys.wait(pid)
+  assert(how == "exit" and code == 0, "tools/slim-paper-store.sh failed on " .. dir .. "/runs.db.tmp")
   assert(os.rename(dir .. "/runs.db.tmp", dir .. "/runs.db"))
   -- The text tasks' teacher and warm start (their last checkpoints) and tokenizer: text.lua loads them from
   -- here instead of training them again.
