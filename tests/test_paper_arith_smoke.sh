@@ -4,18 +4,7 @@
 # temporary folder: the data splits are written and disjoint, every method's runs and their evaluation-only
 # final runs are finished in the run store, the report is written with every method, and running the script
 # again trains nothing (every run is found finished) and reproduces the report.
-set -uo pipefail
-bin="${GKD_BIN:-}"
-src="${GKD_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-fails=0
-check() {
-  local what="$1"; shift
-  if "$@"; then :; else echo "FAILED: $what" >&2; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/lib.sh"
 export GKD_SMOKE=1 GKD_PAPER_OUT="$tmp/out" OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 
 "$bin" run "$src/experiments/paper/arith.lua" >run1.log 2>&1

@@ -2,12 +2,7 @@
 # ctest-labels: cpu
 # Self-BLEU of experiments/paper/diagnostics.lua against NLTK's (tests/fixtures/self-bleu.json, made by
 # tests/fixtures/make_self_bleu_fixture.py), and the per-position reverse KL of a model against itself (0).
-set -uo pipefail
-bin="${GKD_BIN:-}"
-src="${GKD_SOURCE_DIR:-$(cd "$(dirname "$0")/.." && pwd)}"
-[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
 cat >"$tmp/t.lua" <<'LUA'
 local src = arg[1]
 local D = dofile(src .. "/experiments/paper/diagnostics.lua")
