@@ -14,7 +14,7 @@
 
 #include <lua.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 /* The `gkd` module: C functions, then the prelude run over them. Raises if the prelude fails to load. */
 int luaopen_gkd(lua_State *L);

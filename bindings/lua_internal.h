@@ -11,12 +11,12 @@
 #include <lua.h>
 
 #include "bindings/gkd_lua.h"
-#include "core/data.h"
-#include "core/error.h"
-#include "core/json.h"
-#include "core/model.h"
-#include "core/store.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/base/error.h"
+#include "core/base/json.h"
+#include "core/tensor/model.h"
+#include "core/store/store.h"
+#include "core/text/tokenizer.h"
 #include "rl/divergence.h"
 #include "rl/schedule.h"
 

@@ -1,16 +1,16 @@
-/* gkd.model: transformers (core/model.h) as gkd.Model userdata; checkpoints (core/checkpoint.h) and
- * sampling (core/sample.h). A model may carry a tokenizer (its uservalue 1), used to turn text prompts
+/* gkd.model: transformers (core/tensor/model.h) as gkd.Model userdata; checkpoints (core/format/checkpoint.h) and
+ * sampling (core/tensor/sample.h). A model may carry a tokenizer (its uservalue 1), used to turn text prompts
  * into ids and samples back into text. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "bindings/lua_internal.h"
-#include "core/backend_select.h"
-#include "core/checkpoint.h"
-#include "core/gguf_model.h"
-#include "core/model_derive.h"
-#include "core/sample.h"
+#include "core/tensor/backend_select.h"
+#include "core/format/checkpoint.h"
+#include "core/format/gguf_model.h"
+#include "core/tensor/model_derive.h"
+#include "core/tensor/sample.h"
 
 static int model_gc(lua_State *L) {
     gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
@@ -30,7 +30,7 @@ static gkd_lua_model *new_model(lua_State *L) {
 }
 
 /* The device a model goes to: the option's value, else gkd.options.device (`gkd run --device`), else "cpu".
- * "cpu", "cuda", "auto" or "sim" (core/backend_select.h); raises naming the function when it is unavailable. */
+ * "cpu", "cuda", "auto" or "sim" (core/tensor/backend_select.h); raises naming the function when it is unavailable. */
 static const gkd_backend *device_backend(lua_State *L, const char *fname, int opts, const char *key) {
     int top = lua_gettop(L);
     const char *device = NULL;
@@ -55,7 +55,7 @@ static const char *const new_keys[] = {"layers",       "dim",         "heads",  
                                        "rope_scaling", "norm_eps",    "tokenizer", "device",   NULL};
 
 /* opts.rope_scaling = {type = "linear" | "llama3", factor =, low_freq_factor = 1, high_freq_factor = 4,
- * original_max_position_embeddings = max_seq_len} (transformers' names; core/model.h gkd_rope_type). */
+ * original_max_position_embeddings = max_seq_len} (transformers' names; core/tensor/model.h gkd_rope_type). */
 static void read_rope_scaling(lua_State *L, int opts, const char *fname, gkd_model_config *c) {
     static const char *const keys[] = {
         "type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings", NULL};
@@ -196,7 +196,7 @@ static int l_load(lua_State *L) {
 }
 
 /* gkd.model.from_layers(source, {layers = {i, ...} | n = N, device =, inference = false, tokenizer =}) -> model:
- * a model made of some of source's layers (1-based), every weight copied (core/model_derive.h); n = N
+ * a model made of some of source's layers (1-based), every weight copied (core/tensor/model_derive.h); n = N
  * spreads N layers evenly, first and last included. The source's tokenizer travels along. */
 static int l_from_layers(lua_State *L) {
     static const char *const keys[] = {"layers", "n", "device", "inference", "tokenizer", NULL};
@@ -557,7 +557,7 @@ static int score_ids(lua_State *L, const char *fname, int min_len, int **ids) {
 }
 
 /* m:logprobs(tokens [, {tokenizer =}]) -> lp, total: lp[i] = log p(tokens[i+1] | tokens[1..i]) for
- * i = 1 .. n-1 (the first token is context only), total their sum (core/model.h gkd_model_logprobs). */
+ * i = 1 .. n-1 (the first token is context only), total their sum (core/tensor/model.h gkd_model_logprobs). */
 static int model_logprobs(lua_State *L) {
     const char *fname = "model:logprobs";
     int *ids;

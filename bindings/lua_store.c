@@ -1,4 +1,4 @@
-/* gkd.store: the run store (core/store.h) as gkd.Store userdata, for gkd.run, sweeps and user queries.
+/* gkd.store: the run store (core/store/store.h) as gkd.Store userdata, for gkd.run, sweeps and user queries.
  * Rules: a store is never used across fork(): children open their own (the prelude does). */
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* gkd.task: datasets (core/data.h) as gkd.Task userdata. The prelude wraps summarize/translate to default
+/* gkd.task: datasets (core/text/data.h) as gkd.Task userdata. The prelude wraps summarize/translate to default
  * their path to the built-in sample (gkd.data_path).
  * Rules: the `template` and `terminator` options become the dataset's format (gkd_text_format), applied at
  * tokenisation; the example texts stay bare. */

@@ -1,4 +1,4 @@
-/* gkd.tokenizer: byte-level BPE (core/tokenizer.h) as gkd.Tokenizer userdata. */
+/* gkd.tokenizer: byte-level BPE (core/text/tokenizer.h) as gkd.Tokenizer userdata. */
 #include <stdlib.h>
 #include <string.h>
 

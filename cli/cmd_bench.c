@@ -4,7 +4,7 @@
  * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
  * models' logits), gkd_step (a whole on-policy GKD step split by phase, and the share of the step spent
  * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks).
- * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/precision.h) for the whole
+ * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/tensor/precision.h) for the whole
  * run, sgemm included; the JSON names the precision in effect. */
 #include <math.h>
 #include <stdio.h>
@@ -15,17 +15,17 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "core/backend_select.h"
-#include "core/json.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/precision.h"
-#include "core/rng.h"
-#include "core/sample.h"
+#include "core/tensor/backend_select.h"
+#include "core/base/json.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/tensor/precision.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
 #include "bindings/gkd_lua.h"
-#include "core/data.h"
-#include "core/store.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/store/store.h"
+#include "core/text/tokenizer.h"
 #include "rl/distill.h"
 #include "rl/trainer.h"
 

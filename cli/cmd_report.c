@@ -1,4 +1,4 @@
-/* `gkd runs` and `gkd report`: tables, CSV and an HTML page over a run store (core/report.h; the
+/* `gkd runs` and `gkd report`: tables, CSV and an HTML page over a run store (core/report/report.h; the
  * commands and what they show: docs/reports.md).
  * Rules: the store is opened read-only, so a report can run beside live runs and never changes the
  * file. Exit status: 0 ok; 2 bad usage or input (unknown option, sweep, status or metric); 1 a failure
@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/report.h"
-#include "core/store.h"
+#include "core/report/report.h"
+#include "core/store/store.h"
 
 enum { REPORT_MAX_LIST = 64 };
 

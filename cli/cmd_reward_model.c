@@ -12,8 +12,8 @@
 #include <time.h>
 
 #include "cli/cli.h"
-#include "core/backend.h"
-#include "core/data.h"
+#include "core/tensor/backend.h"
+#include "core/text/data.h"
 #include "reward/reward_model.h"
 
 static double now(void) {

@@ -20,8 +20,8 @@
 
 #include "bindings/gkd_lua.h"
 #include "cli/cli.h"
-#include "core/json.h"
-#include "core/store.h"
+#include "core/base/json.h"
+#include "core/store/store.h"
 
 /* The sandbox and limit flags as given (-1: not given; the sandbox's defaults then apply). */
 typedef struct {

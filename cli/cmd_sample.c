@@ -6,12 +6,12 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/backend_select.h"
-#include "core/checkpoint.h"
-#include "core/gguf_model.h"
-#include "core/json.h"
-#include "core/sample.h"
-#include "core/tokenizer.h"
+#include "core/tensor/backend_select.h"
+#include "core/format/checkpoint.h"
+#include "core/format/gguf_model.h"
+#include "core/base/json.h"
+#include "core/tensor/sample.h"
+#include "core/text/tokenizer.h"
 
 int gkd_cmd_sample(int argc, char **argv) {
     gkd_cli_args a;

@@ -1,4 +1,4 @@
-/* gkd score: the per-token log-probabilities of a sequence under a model (core/model.h gkd_model_logprobs),
+/* gkd score: the per-token log-probabilities of a sequence under a model (core/tensor/model.h gkd_model_logprobs),
  * for evaluation and parity checks.
  * Rules: token ids are 0-based, as tokenizers and `gkd sample` use them; the first token is context only (it
  * has no log-probability); nothing is added to the sequence (no BOS). A text is encoded with the model's
@@ -14,11 +14,11 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "core/backend_select.h"
-#include "core/checkpoint.h"
-#include "core/gguf_model.h"
-#include "core/json.h"
-#include "core/tokenizer.h"
+#include "core/tensor/backend_select.h"
+#include "core/format/checkpoint.h"
+#include "core/format/gguf_model.h"
+#include "core/base/json.h"
+#include "core/text/tokenizer.h"
 
 static const char USAGE[] =
     "--model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] "

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/data.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/text/tokenizer.h"
 
 int gkd_cmd_train_tokenizer(int argc, char **argv) {
     gkd_cli_args a;

@@ -1,4 +1,4 @@
-# The CUDA backend's build settings, included by CMakeLists.txt once gkd_core exists.
+# The CUDA backend's build settings, included by CMakeLists.txt once the layer libraries exist.
 # Rules: GKD_CUDA defaults to ON exactly when a CUDA compiler is found, so a machine without the toolkit
 # builds the CPU-only library unchanged. Only sm_90 (H100) machine code plus its PTX is generated: nvcc
 # is slow, and the PTX lets newer GPUs JIT the kernels. Tests in tests/cuda/ are labelled `cuda` and exit
@@ -10,7 +10,7 @@ if(CMAKE_CUDA_COMPILER)
 else()
   set(GKD_CUDA_DEFAULT OFF)
 endif()
-option(GKD_CUDA "Build the CUDA backend (core/*.cu, rl/*.cu)" ${GKD_CUDA_DEFAULT})
+option(GKD_CUDA "Build the CUDA backend (core/tensor/*.cu, rl/*.cu)" ${GKD_CUDA_DEFAULT})
 if(NOT GKD_CUDA)
   return()
 endif()
@@ -48,25 +48,30 @@ endfunction()
 get_directory_property(gkd_dir_options COMPILE_OPTIONS)
 gkd_split_host_options(gkd_dir_options ${gkd_dir_options})
 set_directory_properties(PROPERTIES COMPILE_OPTIONS "${gkd_dir_options}")
-get_target_property(gkd_core_options gkd_core COMPILE_OPTIONS)
-if(gkd_core_options)
-  gkd_split_host_options(gkd_core_options ${gkd_core_options})
-  set_target_properties(gkd_core PROPERTIES COMPILE_OPTIONS "${gkd_core_options}")
-endif()
+foreach(lib gkd_base gkd_tensor gkd_text gkd_format gkd_store gkd_report gkd_reward gkd_rl)
+  get_target_property(lib_options ${lib} COMPILE_OPTIONS)
+  if(lib_options)
+    gkd_split_host_options(lib_options ${lib_options})
+    set_target_properties(${lib} PROPERTIES COMPILE_OPTIONS "${lib_options}")
+  endif()
+endforeach()
 
-file(GLOB GKD_CUDA_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/core/*.cu ${CMAKE_SOURCE_DIR}/rl/*.cu)
-target_sources(gkd_core PRIVATE ${GKD_CUDA_SOURCES})
-# The divergence kernels evaluate the CPU's formulas (rl/divergence_terms.h) and recompute some of them in
-# a later pass: without contraction they round like the CPU's (gcc does not contract in ISO C mode) and
-# every copy of a formula gives the same bits.
+# The kernels belong to the layers whose C code calls them: the backend and sampler to tensor, the
+# divergence rows to rl.
+file(GLOB GKD_CUDA_TENSOR_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/core/tensor/*.cu)
 file(GLOB GKD_CUDA_RL_SOURCES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/rl/*.cu)
+target_sources(gkd_tensor PRIVATE ${GKD_CUDA_TENSOR_SOURCES})
+target_sources(gkd_rl PRIVATE ${GKD_CUDA_RL_SOURCES})
 set_source_files_properties(${GKD_CUDA_RL_SOURCES} PROPERTIES COMPILE_OPTIONS "--fmad=false")
-# gkd_core was created before the architectures were set, so it did not pick them up by itself.
-set_target_properties(gkd_core PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
-target_compile_definitions(gkd_core PUBLIC GKD_HAVE_CUDA=1)
-target_link_libraries(gkd_core PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
+# The libraries were created before the architectures were set, so they did not pick them up by themselves.
 # -lineinfo: compute-sanitizer and profilers can name the source line of a failing kernel.
-target_compile_options(gkd_core PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo>)
+foreach(lib gkd_base gkd_tensor gkd_text gkd_format gkd_store gkd_report gkd_reward gkd_rl)
+  set_target_properties(${lib} PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
+endforeach()
+target_compile_options(gkd_tensor PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo>)
+target_compile_options(gkd_rl PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo>)
+target_compile_definitions(gkd_tensor PUBLIC GKD_HAVE_CUDA=1)
+target_link_libraries(gkd_tensor PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
 
 file(GLOB GKD_CUDA_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/test_*.c)
 foreach(src ${GKD_CUDA_TESTS})

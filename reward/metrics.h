@@ -10,7 +10,7 @@
 #ifndef GKD_REWARD_METRICS_H
 #define GKD_REWARD_METRICS_H
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 #include <stddef.h>
 

@@ -8,7 +8,7 @@
 #ifndef GKD_REWARD_H
 #define GKD_REWARD_H
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 typedef struct {
     const char *source;    /* what the output must be faithful to (a summary's document) */

@@ -14,13 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/checkpoint.h"
-#include "core/json.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/rng.h"
-#include "core/safetensors.h"
-#include "core/tokenizer.h"
+#include "core/format/checkpoint.h"
+#include "core/base/json.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/base/rng.h"
+#include "core/format/safetensors.h"
+#include "core/text/tokenizer.h"
 #include "reward/metrics.h"
 #include "reward/text.h"
 

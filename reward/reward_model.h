@@ -21,10 +21,10 @@
 
 #include <stdint.h>
 
-#include "core/backend.h"
-#include "core/data.h"
-#include "core/error.h"
-#include "core/model.h"
+#include "core/tensor/backend.h"
+#include "core/text/data.h"
+#include "core/base/error.h"
+#include "core/tensor/model.h"
 #include "reward/reward.h"
 
 /* ---- Pairs: consistent summaries and corrupted copies ---- */
@@ -108,7 +108,7 @@ typedef struct {
 typedef struct {
     int64_t steps;
     int batch;
-    float lr, min_lr; /* warmup to lr, then cosine to min_lr (core/optim.h) */
+    float lr, min_lr; /* warmup to lr, then cosine to min_lr (core/tensor/optim.h) */
     int64_t warmup_steps;
     float weight_decay, grad_clip;
     /* weight of the per-token loss: each summary position's head logit against "this token belongs to

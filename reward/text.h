@@ -6,7 +6,7 @@
 #ifndef GKD_REWARD_TEXT_H
 #define GKD_REWARD_TEXT_H
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 #include <stddef.h>
 

@@ -2,7 +2,7 @@
  * Rules:
  * - On the CPU backend the divergence rows run in place on the chunk's logits. On the CUDA backend they
  *   run on the device (divergence_cuda.h): only per-row numbers cross to the host, never (chunk, V)
- *   logits. Another device backend (sim, core/backend_sim.h) gets host copies of the logits (host_ls,
+ *   logits. Another device backend (sim, core/tensor/backend_sim.h) gets host copies of the logits (host_ls,
  *   host_lt, host_grad).
  * - Hidden rows are gathered and scattered one copy per run of consecutive positions (an output span
  *   of a sequence is one run). */
@@ -89,7 +89,7 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
     int rows_on_host = be != gkd_backend_cpu();
 #ifdef GKD_HAVE_CUDA
     /* recognised by its name: comparing with gkd_backend_cuda() would initialise CUDA for another device
-     * backend (sim, core/backend_sim.h) */
+     * backend (sim, core/tensor/backend_sim.h) */
     if (rows_on_host && strcmp(be->name, "cuda") == 0) {
         gkd_status st = gkd_divergence_cuda_create(chunk, &ws->dev);
         ws->targets = malloc((size_t)chunk * sizeof(int));

@@ -14,8 +14,8 @@
 #ifndef GKD_DISTILL_H
 #define GKD_DISTILL_H
 
-#include "core/backend.h"
-#include "core/model.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
 #include "rl/divergence.h"
 
 

@@ -16,7 +16,7 @@
 #ifndef GKD_DIVERGENCE_H
 #define GKD_DIVERGENCE_H
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 typedef enum {
     GKD_DIV_FORWARD_KL,      /* KL(P||Q) */

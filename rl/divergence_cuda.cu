@@ -14,7 +14,7 @@
  *   failing row with the CPU's message (gkd_div_report_fault). */
 #include "rl/divergence_cuda.h"
 
-#include "core/backend_cuda.h"
+#include "core/tensor/backend_cuda.h"
 #include "rl/divergence_terms.h"
 
 #include <cuda_runtime.h>

@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#include "core/error.h"
+#include "core/base/error.h"
 #include "rl/divergence.h"
 
 /* Device scratch for rows of up to max_rows positions (a few hundred bytes per row, allocated through

@@ -25,8 +25,8 @@
 #ifndef GKD_POLICY_GRADIENT_H
 #define GKD_POLICY_GRADIENT_H
 
-#include "core/error.h"
-#include "core/model.h"
+#include "core/base/error.h"
+#include "core/tensor/model.h"
 
 typedef enum {
     GKD_BASELINE_NONE = 0,

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "core/error.h"
+#include "core/base/error.h"
 
 typedef enum {
     GKD_SCHEDULE_CONSTANT,  /* start */

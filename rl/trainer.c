@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "core/checkpoint.h"
-#include "core/optim.h"
-#include "core/safetensors.h"
-#include "core/sample.h"
-#include "core/tokenizer.h"
+#include "core/format/checkpoint.h"
+#include "core/tensor/optim.h"
+#include "core/format/safetensors.h"
+#include "core/tensor/sample.h"
+#include "core/text/tokenizer.h"
 
 /* Stream offsets are functions of the micro-step, so runs repeat and resume exactly. */
 enum { EVAL_STREAM = GKD_RNG_STREAM_USER + 1 };

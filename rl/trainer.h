@@ -12,8 +12,8 @@
 
 #include <stdint.h>
 
-#include "core/data.h"
-#include "core/model.h"
+#include "core/text/data.h"
+#include "core/tensor/model.h"
 #include "reward/reward.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"

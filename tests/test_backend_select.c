@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_select.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_select.h"
 #include "tests/check.h"
 
 int main(void) {

@@ -1,5 +1,5 @@
 // ctest-labels: cpu
-/* The simulated-device backend (core/backend_sim.h) and, through it, the device-memory discipline of the
+/* The simulated-device backend (core/tensor/backend_sim.h) and, through it, the device-memory discipline of the
  * host code: a sim buffer cannot be dereferenced by the host (a forked child that tries dies by a signal)
  * and a host pointer passed where the table wants device memory aborts; everything that runs on "sim"
  * gives the CPU's results bit for bit, since the arithmetic is the CPU's: the model (hidden states,
@@ -8,16 +8,16 @@
  * (supervised KD, on-policy GKD with JSD, per-row lambda 0.5, SFT, SeqKD, RL with a reward, alpha and a KL
  * penalty, evaluation, save on one backend and resume on the other) and the reward model. A difference or a
  * crash is host code touching a backend buffer. */
-#include "core/backend_select.h"
-#include "core/backend_sim.h"
-#include "core/checkpoint.h"
-#include "core/data.h"
-#include "core/gguf_model.h"
-#include "core/model_derive.h"
-#include "core/optim.h"
-#include "core/precision.h"
-#include "core/sample.h"
-#include "core/tokenizer.h"
+#include "core/tensor/backend_select.h"
+#include "core/tensor/backend_sim.h"
+#include "core/format/checkpoint.h"
+#include "core/text/data.h"
+#include "core/format/gguf_model.h"
+#include "core/tensor/model_derive.h"
+#include "core/tensor/optim.h"
+#include "core/tensor/precision.h"
+#include "core/tensor/sample.h"
+#include "core/text/tokenizer.h"
 #include "reward/reward.h"
 #include "reward/reward_model.h"
 #include "rl/trainer.h"

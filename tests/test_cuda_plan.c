@@ -1,4 +1,4 @@
-/* The CUDA backend's host-side planning (core/backend_cuda.h), checked without a GPU: how attention is
+/* The CUDA backend's host-side planning (core/tensor/backend_cuda.h), checked without a GPU: how attention is
  * split into cuBLAS calls and row-kernel launches, and the byte formatting of its messages. The products
  * are driven through gkd_cuda_attn_product exactly as the CUDA backend drives them, but with the CPU
  * backend's matmul_batched, and the row launches are replayed on the host with the kernels' row
@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 static const gkd_backend *cpu;

@@ -2,8 +2,8 @@
  * byte order mark is skipped), the arithmetic task, splits, tokenisation with cue-preserving truncation,
  * batch masks and a resumable data order. */
 // ctest-labels: cpu
-#include "core/data.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/text/tokenizer.h"
 #include "tests/check.h"
 
 #include <string.h>

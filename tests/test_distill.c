@@ -1,8 +1,8 @@
 /* The chunked distillation loss: equal to the unchunked one, gradients w.r.t. the student's hidden states
  * and output matrix against central finite differences, the per-sequence/per-token normalisations against
  * a direct computation, and the policy-gradient term. */
-#include "core/backend.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/base/rng.h"
 #include "rl/distill.h"
 #include "tests/check.h"
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/json.h"
+#include "core/base/json.h"
 #include "tests/check.h"
 
 int gkd_fuzz_data(const uint8_t *data, size_t size);

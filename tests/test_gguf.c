@@ -6,8 +6,8 @@
  * the Q/K unpermutation against llama.cpp's permutation, and errors (truncation at many points, bad magic,
  * unsupported versions, unknown value and tensor types, random header damage) that name the file and the
  * key or tensor, without crashing. */
-#include "core/gguf.h"
-#include "core/rng.h"
+#include "core/format/gguf.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 #include <stdint.h>

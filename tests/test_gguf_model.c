@@ -1,5 +1,5 @@
 // ctest-labels: cpu
-/* Models and tokenizers from GGUF (core/gguf_model.h) against references that share no code with gkd
+/* Models and tokenizers from GGUF (core/format/gguf_model.h) against references that share no code with gkd
  * (tests/fixtures/make_gguf_model_fixture.py, make_smollm2_reference.py):
  * - a tiny random Llama (2 layers, dim 32, grouped-query attention, untied, F32) gives the logits of a
  *   float64 numpy forward in Hugging Face's conventions; its tied, quantised twin (Q8_0, Q4_0, Q4_1, F16,
@@ -13,10 +13,10 @@
  *   GKD_SMOLLM2_GGUF), the real teacher: configuration, tokenizer ids, logits of a chat prompt against a
  *   float64 llama.cpp-style forward on gguf-py-dequantised weights, and its greedy answer. Without the file
  *   that part says so and is left out; the rest still runs. */
-#include "core/backend.h"
-#include "core/gguf_model.h"
-#include "core/json.h"
-#include "core/sample.h"
+#include "core/tensor/backend.h"
+#include "core/format/gguf_model.h"
+#include "core/base/json.h"
+#include "core/tensor/sample.h"
 #include "tests/check.h"
 
 #include <math.h>
@@ -361,7 +361,7 @@ static void test_errors(const gkd_json *ref) {
           m == NULL);
     CHECK(strstr(gkd_error_message(), "no-such.gguf") != NULL);
     CHECK(gkd_gguf_model_load(FIXTURES "tiny-llama-q.gguf", NULL, &m, NULL) == GKD_ERR_ARG);
-    /* A GGUF with neither tokenizer nor Llama metadata (core/gguf.h's fixture). */
+    /* A GGUF with neither tokenizer nor Llama metadata (core/format/gguf.h's fixture). */
     gkd_tokenizer *tok = NULL;
     CHECK(gkd_gguf_model_load(FIXTURES "tiny-align64.gguf", NULL, NULL, &tok) == GKD_ERR_FORMAT && !tok);
     CHECK(strstr(gkd_error_message(), "tokenizer.ggml.model") != NULL);

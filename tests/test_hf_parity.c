@@ -14,10 +14,10 @@
  * head_dim of its own, conflicting rope_theta, partial rotary, an attention factor, sizes past the bounds)
  * are refused with a message naming the key; so are a tensor gkd has no place for and a non-finite weight
  * (safetensors from transformers, a gkd checkpoint, GGUF), named by the tensor. */
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/gguf_model.h"
-#include "core/json.h"
+#include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
+#include "core/format/gguf_model.h"
+#include "core/base/json.h"
 #include "tests/check.h"
 
 #include <math.h>

@@ -5,10 +5,10 @@
  * as transformers did: 1 / theta^(2i/d)) and the model's logits are unchanged; a buffer holding other
  * frequencies (a scaling gkd does not know) is refused naming the tensor. Starts from the transformers
  * fixture tests/fixtures/hf/gqa-untied (rope_theta 5e5) and writes a copy with the buffers added. */
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/error.h"
-#include "core/safetensors.h"
+#include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
+#include "core/base/error.h"
+#include "core/format/safetensors.h"
 #include "tests/check.h"
 
 #include <math.h>

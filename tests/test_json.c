@@ -2,7 +2,7 @@
  * the offset, line and column; a leading byte order mark; \u0000 in values and keys; numbers at and
  * beyond 2^63 and beyond a double. */
 // ctest-labels: cpu
-#include "core/json.h"
+#include "core/base/json.h"
 #include "tests/check.h"
 
 #include <stdint.h>

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 enum { V = 37, C = 16, B = 3, P = 7, STEPS = 6, MAX_T = 20 };

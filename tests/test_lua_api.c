@@ -14,7 +14,7 @@
 #include <lualib.h>
 
 #include "bindings/gkd_lua.h"
-#include "core/json.h"
+#include "core/base/json.h"
 #include "tests/check.h"
 
 static int l_check(lua_State *L) {

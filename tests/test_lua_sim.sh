@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ctest-labels: cpu
-# The Lua layer and the command line on the simulated-device backend (core/backend_sim.h), whose buffers the
+# The Lua layer and the command line on the simulated-device backend (core/tensor/backend_sim.h), whose buffers the
 # host cannot dereference: the same script under `gkd run --device sim` and `--device cpu` (GKD with JSD,
 # per-row lambda 0.5, RL with a Lua reward, alpha and a KL penalty, evaluation with text metrics,
 # checkpoints, model:sample, model:save, gkd.model.load, model:load_weights, gkd.model.from_layers) prints

@@ -1,4 +1,4 @@
-/* Students made of a teacher's layers (core/model_derive.h). Independent reference: a Llama layer whose
+/* Students made of a teacher's layers (core/tensor/model_derive.h). Independent reference: a Llama layer whose
  * o_proj and down_proj are zero adds exactly 0 to the residual stream, so the source model with layers 1
  * and 2 so silenced must give bit for bit the hidden states of the model derived from layers {0, 3}. Also:
  * all layers in order reproduce the source exactly; every derived tensor is its source tensor; layers
@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/model_derive.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/tensor/model_derive.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 enum { V = 41, B = 2, T = 9 };

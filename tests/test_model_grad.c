@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 typedef struct {

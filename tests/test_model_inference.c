@@ -9,13 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/gguf_model.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/rng.h"
-#include "core/sample.h"
+#include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
+#include "core/format/gguf_model.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
 #include "tests/check.h"
 
 #define FIXTURES GKD_SOURCE_DIR "/tests/fixtures/"

@@ -1,14 +1,14 @@
 // ctest-labels: cpu
-/* Model sizes past gkd's bounds (core/model.h GKD_MODEL_MAX_*) are refused, naming the field, before anything
+/* Model sizes past gkd's bounds (core/tensor/model.h GKD_MODEL_MAX_*) are refused, naming the field, before anything
  * is allocated, from every source of a configuration: gkd_model_config_check itself (and so
  * gkd_model_create), a Hugging Face config.json, a gkd checkpoint's "gkd_config" metadata (GGUF metadata and
  * gkd.model.new are covered by tests/test_hf_parity.c and tests/test_model_limits_cli.sh). The parameter
  * count is computed without wrapping: 2048 layers of dim 2^20 once wrapped size_t and an 8 MiB buffer was
  * used as a huge model. Each bound itself is accepted by the check. Forward passes refuse batches whose
  * activations overflow. */
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/safetensors.h"
+#include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
+#include "core/format/safetensors.h"
 #include "tests/check.h"
 
 #include <stdio.h>

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 static const gkd_backend *be;

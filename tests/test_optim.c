@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 static gkd_model *tiny_model(void) {

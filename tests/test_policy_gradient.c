@@ -16,8 +16,8 @@
  * sequence weight divided by the output's length must all be detected as biased.
  * Then the advantages' scale: the reward's part is normalised before it is weighted, so the advantages
  * and the surrogate's weights are proportional to (1 - alpha). */
-#include "core/backend.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/base/rng.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"
 #include "tests/check.h"

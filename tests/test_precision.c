@@ -1,4 +1,4 @@
-/* The precision setting of matrix products (core/precision.h) on the CPU backend:
+/* The precision setting of matrix products (core/tensor/precision.h) on the CPU backend:
  * - gkd_bf16_round against an independent reference (the nearest multiple of the bf16 quantum at x's
  *   exponent, found in double with ties to even), on hand-picked cases (ties both ways, overflow to
  *   infinity, NaN, infinities, subnormals, signed zero) and on a sweep of every upper half of the bit
@@ -17,11 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/precision.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/tensor/precision.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 static const gkd_backend *cpu;

@@ -1,5 +1,5 @@
-/* Reports (core/report.h) against plain SQL: a synthetic sweep (lambda in {0, 0.5, 1} x beta in {0.1,
- * 0.9} x 2 seeds, training metrics over steps, held-out evals) is written through core/store.h, and
+/* Reports (core/report/report.h) against plain SQL: a synthetic sweep (lambda in {0, 0.5, 1} x beta in {0.1,
+ * 0.9} x 2 seeds, training metrics over steps, held-out evals) is written through core/store/store.h, and
  * every number of the report -- final values, each setting's mean, std and count, the best setting,
  * the runs table, the CSV's row count, the HTML's curves, heatmap cells and scatter points -- is
  * compared with the same quantity computed by SQL written here, independently, over the database
@@ -8,8 +8,8 @@
  * With `--write-html DIR` it only writes DIR/runs.db, DIR/report.html and DIR/expected.txt (one line
  * "series NAME" per run of the loss curves, then "cells N") for tests/test_report_html.sh. */
 // ctest-labels: cpu
-#include "core/report.h"
-#include "core/store.h"
+#include "core/report/report.h"
+#include "core/store/store.h"
 #include "tests/check.h"
 
 #include <dirent.h>

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/checkpoint.h"
-#include "core/data.h"
-#include "core/model.h"
+#include "core/format/checkpoint.h"
+#include "core/text/data.h"
+#include "core/tensor/model.h"
 #include "reward/metrics.h"
 #include "tests/check.h"
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/data.h"
+#include "core/text/data.h"
 #include "reward/metrics.h"
 #include "tests/check.h"
 

@@ -12,9 +12,9 @@
  * - the moving-average baselines are saved: 3 steps, save, a fresh trainer and model, load, 3 steps is
  *   bit-identical to 6 uninterrupted steps; a checkpoint of state version 1 (no baselines) is refused
  *   for that baseline, accepted for the others, and a newer version is refused. */
-#include "core/data.h"
-#include "core/safetensors.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/format/safetensors.h"
+#include "core/text/tokenizer.h"
 #include "rl/trainer.h"
 #include "tests/check.h"
 

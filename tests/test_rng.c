@@ -1,6 +1,6 @@
 /* Philox4x32-10: the C generator against cuRAND's host generator (when libcurand is linked) in both
  * counter layouts it promises (rng.h), plus statistical sanity of the derived draws. */
-#include "core/rng.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 #include <stdint.h>

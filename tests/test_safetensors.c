@@ -5,8 +5,8 @@
  * (tests/fixtures/check_safetensors.py; skipped with a message without python3 + safetensors), and corrupt
  * files (truncated at many points, header length too big, bad JSON, bad offsets, wrong shape or dtype asked,
  * random header damage) fail with a status and a message naming the file and the offset or tensor. */
-#include "core/rng.h"
-#include "core/safetensors.h"
+#include "core/base/rng.h"
+#include "core/format/safetensors.h"
 #include "tests/check.h"
 
 #include <stdint.h>

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/rng.h"
-#include "core/sample.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
 #include "tests/check.h"
 
 enum { V = 37, C = 16, B = 3, P = 6, NEW = 8 };

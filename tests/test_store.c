@@ -1,4 +1,4 @@
-/* The run store (core/store.h): every table written and read back exactly, metric buffering and the
+/* The run store (core/store/store.h): every table written and read back exactly, metric buffering and the
  * last-write-wins rule, truncation for resume, migration of a committed version-1 database
  * (tests/fixtures/store-v1.db, made by make_old_store.sql) with its data kept, a failed migration
  * rolled back, and the refusals: a newer schema, a file that is not SQLite, a foreign SQLite
@@ -6,7 +6,7 @@
  * change the connection (ATTACH, PRAGMA writable_schema). Raw SQLite inspects and forges files behind
  * the store's back. (A store in a read-only folder: tests/test_store_readonly_dir.sh.) */
 // ctest-labels: cpu
-#include "core/store.h"
+#include "core/store/store.h"
 #include "tests/check.h"
 
 #include <dirent.h>

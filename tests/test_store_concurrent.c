@@ -4,7 +4,7 @@
  * Afterwards every row must be there with its exact value, every run finished, and no call may have
  * failed, SQLITE_BUSY included. */
 // ctest-labels: cpu
-#include "core/store.h"
+#include "core/store/store.h"
 #include "tests/check.h"
 
 #include <dirent.h>

@@ -5,8 +5,8 @@
  * Hugging Face `tokenizers` is present, the same ids and pre-tokenizer pieces as that library for every
  * sample text, every Basic Multilingual Plane code point, and the Llama-3, Qwen2 and SmolLM2 (Digits)
  * pre-tokenizer forms. */
-#include "core/json.h"
-#include "core/tokenizer.h"
+#include "core/base/json.h"
+#include "core/text/tokenizer.h"
 #include "tests/check.h"
 
 #include <stdint.h>

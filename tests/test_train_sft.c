@@ -3,8 +3,8 @@
  * the held-out loss falls below a stated threshold; a second run with the same seed gives bit-identical
  * losses; a run stopped half-way, saved, and resumed in a fresh process state continues with bit-identical
  * losses and reaches bit-identical weights. */
-#include "core/data.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/text/tokenizer.h"
 #include "rl/trainer.h"
 #include "tests/check.h"
 

@@ -1,8 +1,8 @@
 /* The GKD trainer: settings are checked before any work; a run with a fixed seed is bit-identical when
  * repeated and when stopped, saved and resumed; every method preset runs; on-policy batches really are
  * the student's samples. */
-#include "core/data.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/text/tokenizer.h"
 #include "rl/trainer.h"
 #include "tests/check.h"
 

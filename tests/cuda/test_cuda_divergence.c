@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/base/rng.h"
 #include "rl/distill.h"
 #include "rl/divergence.h"
 #include "rl/divergence_cuda.h"

@@ -6,7 +6,7 @@
  * - KV-cache decoding: prefill of right-padded prompts, then steps at each row's own position, logits
  *   compared at every step, and the GPU's cached logits against a fresh full-prefix pass on the GPU;
  * - sampling: the same seed draws the same first 16 tokens on both backends, greedy, at temperature 1 and
- *   with top-k / top-p; on the GPU the draws go through the device sampler (core/sample_cuda.h), whose
+ *   with top-k / top-p; on the GPU the draws go through the device sampler (core/tensor/sample_cuda.h), whose
  *   workspace the model then holds;
  * - memory: 1000 training steps (with generation in between) leave device memory in use unchanged;
  * - errors: an impossible model fails with GKD_ERR_NOMEM and a message naming the size.
@@ -19,14 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/backend_select.h"
-#include "core/model.h"
-#include "core/optim.h"
-#include "core/rng.h"
-#include "core/sample.h"
-#include "core/sample_cuda.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/tensor/backend_select.h"
+#include "core/tensor/model.h"
+#include "core/tensor/optim.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
+#include "core/tensor/sample_cuda.h"
 #include "tests/check.h"
 
 static const gkd_backend *cpu, *gpu;

@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/precision.h"
-#include "core/rng.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/tensor/precision.h"
+#include "core/base/rng.h"
 #include "tests/check.h"
 
 static const gkd_backend *cpu, *gpu;

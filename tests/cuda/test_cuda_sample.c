@@ -1,4 +1,4 @@
-/* The device sampler (core/sample_cuda.h) against the host:
+/* The device sampler (core/tensor/sample_cuda.h) against the host:
  * - uniforms: curand's device Philox4_32_10 after curand_init(seed, stream, offset) gives, bit for bit,
  *   gkd_rng_uniform_from_word(gkd_rng_word(seed, stream, offset)), for seeds and streams with high bits set
  *   and offsets that are not multiples of 4, cross a 2^32 boundary of the block counter, or are huge;
@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/rng.h"
-#include "core/sample.h"
-#include "core/sample_cuda.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
+#include "core/tensor/sample_cuda.h"
 #include "tests/check.h"
 
 static const double LOGPROB_REL = 1e-6;

@@ -1,4 +1,4 @@
-/* The device sampler (core/sample_cuda.h) on rows holding NaN or an infinity, as a diverged model gives:
+/* The device sampler (core/tensor/sample_cuda.h) on rows holding NaN or an infinity, as a diverged model gives:
  * such a row draws nothing (token -1, log-probability NaN, as gkd_sample_token on the CPU) under greedy,
  * top-k and top-p settings, whether one logit or the whole row is bad; the finite rows of the same call
  * draw what the CPU draws. Before, a row of NaN gave the token V (one past the row) and its log-probability
@@ -8,11 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/backend.h"
-#include "core/backend_cuda.h"
-#include "core/rng.h"
-#include "core/sample.h"
-#include "core/sample_cuda.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
+#include "core/tensor/sample_cuda.h"
 #include "tests/check.h"
 
 enum { V = 301, B = 8 };

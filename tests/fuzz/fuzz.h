@@ -17,7 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/model.h"
+#include "core/tensor/model.h"
 
 #ifdef GKD_FUZZ_LIBFUZZER
 #define GKD_FUZZ_ENTRY(target)                                                                               \

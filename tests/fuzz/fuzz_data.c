@@ -1,12 +1,12 @@
-/* Fuzz harness: the JSONL dataset reader (core/data.c) and what consumes its examples (tokenisation,
+/* Fuzz harness: the JSONL dataset reader (core/text/data.c) and what consumes its examples (tokenisation,
  * splitting, batches). Input: three lines giving the task (the prompt template, the target field and the
  * source field, empty for none), then the JSONL file. Examples that load are tokenised with a small trained
  * tokenizer, split, and laid out as teacher-forced and generated batches, whose shapes are checked. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/data.h"
-#include "core/tokenizer.h"
+#include "core/text/data.h"
+#include "core/text/tokenizer.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_data(const uint8_t *data, size_t size);

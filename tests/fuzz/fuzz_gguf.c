@@ -1,4 +1,4 @@
-/* Fuzz harness: the GGUF reader (core/gguf.c) and the GGUF model and tokenizer loader (core/gguf_model.c).
+/* Fuzz harness: the GGUF reader (core/format/gguf.c) and the GGUF model and tokenizer loader (core/format/gguf_model.c).
  * The input is a whole file. What open accepts is walked through every getter, every tensor is read and
  * dequantised, and its byte count checked against its element count (open promises that a read fills the
  * tensor); then the model configuration, the tokenizer (which encodes and decodes a text) and, when the
@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/gguf.h"
-#include "core/gguf_model.h"
-#include "core/model.h"
-#include "core/tokenizer.h"
+#include "core/tensor/backend.h"
+#include "core/format/gguf.h"
+#include "core/format/gguf_model.h"
+#include "core/tensor/model.h"
+#include "core/text/tokenizer.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_gguf(const uint8_t *data, size_t size);

@@ -1,14 +1,14 @@
-/* Fuzz harness: the JSON parser and writer (core/json.c) and the model configuration read from JSON
- * (gkd_model_config_from_json, core/checkpoint.c: gkd's fields and Hugging Face's config.json). The input
+/* Fuzz harness: the JSON parser and writer (core/base/json.c) and the model configuration read from JSON
+ * (gkd_model_config_from_json, core/format/checkpoint.c: gkd's fields and Hugging Face's config.json). The input
  * is parsed; a document that parses is written back compactly, and that text must parse again and write back
  * to the same bytes (the writer's numbers read back as the same doubles, its strings keep embedded NULs). A
  * configuration that reads must write JSON that reads back to the same configuration. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/checkpoint.h"
-#include "core/json.h"
-#include "core/model.h"
+#include "core/format/checkpoint.h"
+#include "core/base/json.h"
+#include "core/tensor/model.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_json(const uint8_t *data, size_t size);

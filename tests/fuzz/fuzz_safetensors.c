@@ -1,15 +1,15 @@
-/* Fuzz harness: the safetensors reader (core/safetensors.c) and the checkpoint loader on top of it
- * (core/checkpoint.c). The input is a whole file: open validates it, then every tensor is read as stored and,
+/* Fuzz harness: the safetensors reader (core/format/safetensors.c) and the checkpoint loader on top of it
+ * (core/format/checkpoint.c). The input is a whole file: open validates it, then every tensor is read as stored and,
  * for the float dtypes, as float, and the metadata and name lookups are walked, so a header that passes open
  * but lies about the data shows up as an out-of-bounds read. Then the file is loaded as a gkd checkpoint
  * (its "gkd_config" metadata), when the configuration it declares is small. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/checkpoint.h"
-#include "core/model.h"
-#include "core/safetensors.h"
+#include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
+#include "core/tensor/model.h"
+#include "core/format/safetensors.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_safetensors(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz harness: a tiny model with hostile weights run through the sampler (core/sample.c, core/model.c).
+/* Fuzz harness: a tiny model with hostile weights run through the sampler (core/tensor/sample.c, core/tensor/model.c).
  * Input: 16 bytes of settings (sampling temperature, top-k, top-p, EOS, batch and prompt shape, model
  * shape), then one byte per weight, repeated when the input is shorter than the model. A weight byte maps to
  * a small value or, for the top 16 codes, to NaN, an infinity, 1e14, FLT_MAX, a denormal and the like, so
@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/model.h"
-#include "core/rng.h"
-#include "core/sample.h"
+#include "core/tensor/backend.h"
+#include "core/tensor/model.h"
+#include "core/base/rng.h"
+#include "core/tensor/sample.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_sample(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* Fuzz harness: tokenizer.json loading (core/tokenizer.c). The input is a tokenizer.json, optionally
+/* Fuzz harness: tokenizer.json loading (core/text/tokenizer.c). The input is a tokenizer.json, optionally
  * followed by a NUL byte and a text (a JSON document holds no raw NUL, so the split is unambiguous; without
  * one a fixed text is used). A tokenizer that loads must encode the text to ids inside its vocabulary that
  * decode back to the same bytes (when it has a token for each of them), and must write a tokenizer.json that
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/tokenizer.h"
+#include "core/text/tokenizer.h"
 #include "tests/fuzz/fuzz.h"
 
 int gkd_fuzz_tokenizer(const uint8_t *data, size_t size);

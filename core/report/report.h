@@ -1,0 +1,192 @@
+/* Reports over the run store: the runs table, each run's final metric values, a sweep's settings with
+ * mean +- std over seeds, the best setting per metric, a long-format CSV, one self-contained HTML page
+ * with inline SVG plots, and the progress line a long run prints. docs/reports.md describes what each
+ * table and plot shows.
+ * Rules:
+ * - Everything is read through gkd_store_query (read-only SQL); a report never writes to the store.
+ * - A run's final value of a metric is its value at the largest step logged for that metric (evals:
+ *   for the report's split). A NaN (stored NULL) final value counts as missing in aggregates.
+ * - A metric is read from evals (the report's split) when any selected run has it there, otherwise
+ *   from the training metrics table; one metric never mixes the two.
+ * - A setting is the run config minus the ignored top-level keys (default "seed" and "name"); runs of
+ *   one sweep with equal settings form a group, aggregated over its runs (the seeds). std is the
+ *   sample standard deviation (n - 1), NaN for fewer than two values.
+ * - gkd_report and gkd_report_heatmap own all their memory; their free functions accept NULL. */
+#ifndef GKD_REPORT_H
+#define GKD_REPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/base/error.h"
+#include "core/store/store.h"
+
+typedef enum {
+    GKD_REPORT_FROM_EVALS,   /* evals table, the report's split */
+    GKD_REPORT_FROM_METRICS, /* training metrics table */
+} gkd_report_source;
+
+typedef struct {
+    const char *sweep;  /* only this sweep's runs; NULL: every run */
+    const char *status; /* only runs in this status ("finished", ...); NULL: any */
+    const char *split;  /* eval split; NULL: "held_out" if the runs have it, else their first split */
+    /* the metrics to report; NULL/0: every eval metric of the split, then "loss" */
+    const char *const *metrics;
+    int n_metrics;
+    const char *const *ignore_keys; /* config keys that are not part of a setting; NULL/0: seed, name */
+    int n_ignore_keys;
+    const char *const *maximize; /* override the direction rule (gkd_report_maximizes) per metric */
+    int n_maximize;
+    const char *const *minimize;
+    int n_minimize;
+    int no_metrics; /* 1: runs and settings only, no final values (the runs table needs none) */
+} gkd_report_options;
+
+typedef struct {
+    char *name;
+    gkd_report_source source;
+    int maximize;   /* 1: higher is better */
+    int best_group; /* the group with the best mean; -1 when no group has a value */
+} gkd_report_metric;
+
+typedef struct {
+    int64_t id;
+    char *name;
+    char *sweep; /* NULL: not part of a sweep */
+    char *status;
+    char *config;                   /* the run's config JSON as stored */
+    char *setting;                  /* compact JSON of config minus the ignored keys: the grouping key */
+    char *started_at, *finished_at; /* UTC text as stored; finished_at NULL while running */
+    int64_t seed;
+    int64_t last_step;   /* largest step with a training metric; -1 if none */
+    int64_t total_steps; /* the config's "steps", -1 when absent */
+    double last_loss;    /* "loss" at its largest step; NaN if none */
+    double duration_s;   /* finish (or now, while running) minus start */
+    int group;           /* index into gkd_report.groups */
+    double *final;       /* (n_metrics): final value per metric, NaN when missing */
+    int64_t *final_step; /* (n_metrics): the step it is from, -1 when missing */
+} gkd_report_run;
+
+typedef struct {
+    char *sweep;   /* NULL: runs outside any sweep */
+    char *setting; /* the shared setting JSON */
+    char *label;   /* the setting keys that differ between groups, "lambda=0.5 beta=0.1" */
+    int n_runs;
+    int *runs;    /* (n_runs): indexes into gkd_report.runs */
+    double *mean; /* (n_metrics) over the runs with a value */
+    double *std;  /* (n_metrics) sample std, NaN when count < 2 */
+    int *count;   /* (n_metrics) runs with a value */
+} gkd_report_group;
+
+typedef struct {
+    char *sweep_filter, *status_filter; /* the selection, kept for later queries; NULL: none */
+    char *split;                        /* the eval split used; NULL when the runs have no evals */
+    int n_runs;
+    gkd_report_run *runs; /* ordered by id */
+    int n_metrics;
+    gkd_report_metric *metrics;
+    int n_groups;
+    gkd_report_group *groups; /* in order of their first run */
+} gkd_report;
+
+/* Reads the selected runs, their final values and the group aggregates. On success *out is a new
+ * report the caller frees with gkd_report_free; on failure *out is NULL. Fails with GKD_ERR_NOT_FOUND
+ * for an unknown sweep or a requested metric no selected run has, GKD_ERR_ARG for an unknown status. */
+gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_report **out);
+void gkd_report_free(gkd_report *r);
+
+/* Adds one metric (final values, aggregates, best group) to a loaded report and sets *index to it; a
+ * metric already there just gives its index. `maximize` < 0 applies gkd_report_maximizes. */
+gkd_status gkd_report_add_metric(gkd_store *store, gkd_report *r, const char *name, int maximize, int *index);
+/* Index of a metric in r->metrics, -1 if absent. */
+int gkd_report_metric_index(const gkd_report *r, const char *name);
+/* The direction rule: 0 (lower is better) when the lowercased name contains loss, kl, jsd, tvd,
+ * diverg, perplex, ppl, nll, error or penalty; 1 (higher is better) otherwise: rewards, ROUGE, BLEU,
+ * accuracy, factual, distinct-n. */
+int gkd_report_maximizes(const char *metric);
+
+/* A number read from a run's config by key; a dotted key walks nested objects ("divergence.beta").
+ * A number is taken as is; an object (a schedule) gives its "value" member, else its "start". Returns
+ * 1 and sets *out when found, 0 otherwise (also for malformed JSON). */
+int gkd_report_config_number(const char *config_json, const char *key, double *out);
+
+/* --- text tables --- (for a terminal: stored texts are printed with control characters escaped as \xNN) */
+
+/* id, name, sweep, status, seed, steps done/total, last loss, start, finish, duration. */
+gkd_status gkd_report_print_runs(const gkd_report *r, FILE *out);
+/* Three tables: each run's final values; each group's mean +- std and count; the best group per metric. */
+gkd_status gkd_report_print_tables(const gkd_report *r, FILE *out);
+
+/* --- CSV --- */
+
+/* Long format, one row per stored value of the selected runs: run_id,run,sweep,step,split,metric,value
+ * (training metrics have split "train"; NaN is an empty field; RFC 4180 quoting). only_report_metrics:
+ * keep only the names in r->metrics. *rows (may be NULL) receives the number of data rows. */
+gkd_status gkd_report_write_csv(gkd_store *store, const gkd_report *r, int only_report_metrics, FILE *out,
+                                int64_t *rows);
+
+/* --- the lambda x beta heatmap --- */
+
+typedef struct {
+    int nx, ny;
+    double *xs, *ys; /* (nx), (ny): the distinct config values, ascending */
+    double *mean;    /* (ny, nx) row-major: the metric's mean final value over the cell's runs; NaN if none */
+    int *count;      /* (ny, nx): runs with a value in the cell */
+} gkd_report_heatmap;
+
+/* Cells keyed by the numbers x_key and y_key read from each run's config (gkd_report_config_number);
+ * a cell averages every run with those values (over seeds and any other key). Runs without both keys
+ * are left out. On success *out owns its arrays (gkd_report_heatmap_free). */
+gkd_status gkd_report_heatmap_build(const gkd_report *r, int metric, const char *x_key, const char *y_key,
+                                    gkd_report_heatmap *out);
+void gkd_report_heatmap_free(gkd_report_heatmap *h);
+
+/* --- HTML --- */
+
+typedef struct {
+    const char *title;         /* NULL: "gkd report" */
+    const char *const *curves; /* metrics plotted against step; NULL/0: "loss" then the report's metrics */
+    int n_curves;
+    const char *heatmap_metric; /* NULL: the report's first metric */
+    const char *heatmap_x;      /* config keys of the heatmap axes; NULL: "lambda", "beta" */
+    const char *heatmap_y;
+    const char *reward_metric; /* scatter x; NULL: "reward" */
+    const char *task_metric;   /* scatter y; NULL: the first tabled quality metric (docs/reports.md) */
+    const char *label_key;     /* config key labelling scatter points; NULL: "alpha" */
+} gkd_report_html_options;
+
+/* Writes one HTML page with no scripts and no external resources: the tables, learning curves, the
+ * heatmap and the reward/task scatter, as inline SVG whose elements carry data-* attributes (see
+ * docs/reports.md). Plot metrics missing from r are added to it (gkd_report_add_metric); a plot whose
+ * data is absent is replaced by a sentence saying so. */
+gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_report_html_options *opt,
+                                 FILE *out);
+
+/* --- the progress line of a long run --- */
+
+typedef struct {
+    FILE *out;
+    int64_t total;         /* steps in the run */
+    int tty;               /* 1: one line redrawn in place; 0: a plain line every `every` steps */
+    int64_t every;         /* plain lines: steps between lines (default: total / 20, at least 1) */
+    double min_interval_s; /* terminal: redraw at most this often (default 0.1 s) */
+    double start_s, last_draw_s;
+    int64_t first_step; /* the first step reported here: a resumed run's rate counts from it */
+    int drawn;          /* terminal: a line is showing, so finish ends it */
+} gkd_progress;
+
+/* Starts the clock. out NULL means stderr; tty is isatty(fileno(out)). Fields may be changed after init. */
+void gkd_progress_init(gkd_progress *p, int64_t total_steps, FILE *out);
+/* Reports that optimizer step `step` (counted from 0) is done; loss and tokens_per_s may be NaN. The
+ * last step is always shown. */
+void gkd_progress_update(gkd_progress *p, int64_t step, double loss, double tokens_per_s);
+/* Ends a terminal line with a newline (plain mode: nothing). Accepts NULL. */
+void gkd_progress_finish(gkd_progress *p);
+/* The line itself, "step 120/500  loss 2.346  12.3k tok/s  elapsed 1m02s  ETA 3m10s", written to
+ * buf[0..cap) (truncated, always terminated). done_here: steps completed since timing began (0: no
+ * ETA). Returns the untruncated length, as snprintf does. */
+int gkd_progress_format(char *buf, size_t cap, int64_t step, int64_t total, double loss, double tokens_per_s,
+                        double elapsed_s, int64_t done_here);
+
+#endif

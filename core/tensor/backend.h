@@ -1,0 +1,138 @@
+/* The compute backend: a table of function pointers over raw device buffers, one table per backend
+ * (CPU here, CUDA later with the same signatures). The model calls the table, never a backend directly.
+ * Rules:
+ * - Buffers are device memory of the backend (plain host memory on the CPU); "host" marks the pointer
+ *   arguments that are always host memory.
+ * - Ops never allocate: what they need beyond their inputs and outputs is passed in as scratch.
+ * - Shapes are written next to each pointer, row-major, last index fastest: `// out: (N,C)`. N counts
+ *   rows (B*T positions); "ld" is the number of floats between consecutive rows of a strided matrix.
+ * - Backward ops are named <op>_backward and take gradients named d<thing>. They accumulate (+=) into
+ *   every gradient they produce, parameters and inputs alike, so the caller zeroes what must start at 0;
+ *   the exceptions (rope_backward, crossentropy_backward) say so.
+ * - The CPU backend is the reference that other backends are tested against. */
+#ifndef GKD_BACKEND_H
+#define GKD_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor/precision.h"
+
+/* Geometry of causal grouped-query attention. Query head h of sequence b reads key/value head
+ * h / (n_heads / n_kv_heads). Position t of q row b is at q + b*bs_q + t*ld_q + h*head_dim; keys and
+ * values at k + b*bs_kv + j*ld_kv + g*head_dim (same for v); outputs like queries with ld_out, bs_out.
+ * The t-th query of sequence b sits at absolute position pos0[b] + t (pos0 NULL: 0) and sees the keys
+ * j <= pos0[b] + t, which must be < Tk. att rows are Tk long. */
+typedef struct {
+    int B, T;
+    int n_heads, n_kv_heads, head_dim;
+    int Tk;
+    int ld_q, ld_kv, ld_out;
+    size_t bs_q, bs_kv, bs_out;
+} gkd_attn_dims;
+
+typedef struct gkd_backend gkd_backend;
+struct gkd_backend {
+    const char *name;
+
+    /* Device memory. alloc returns NULL when out of memory; free accepts NULL. copy_in: host -> device,
+     * copy_out: device -> host, copy: device -> device; sizes in bytes. */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*copy_in)(void *dst, const void *host_src, size_t bytes);
+    void (*copy_out)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    /* dst: (rows, ld_dst) <- src: (rows, ld_src), the first `cols` floats of each row. */
+    void (*copy_2d)(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols);
+
+    /* c: (M,N) = alpha * op(a) op(b) + beta * c, row-major; op(a): (M,K), op(b): (K,N); trans_a means
+     * a is stored (K,M). beta = 0 ignores what c held. */
+    void (*matmul)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                   const float *b, int ldb, float beta, float *c, int ldc);
+    /* `batch` independent matmuls, the i-th on a + i*stride_a, b + i*stride_b, c + i*stride_c (a stride
+     * may be 0 to share an operand). */
+    void (*matmul_batched)(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a,
+                           int lda, size_t stride_a, const float *b, int ldb, size_t stride_b, float beta,
+                           float *c, int ldc, size_t stride_c, int batch);
+
+    /* out: (N,C) = wte[tokens[n]]; tokens: (N) in [0,V); wte: (V,C). */
+    void (*embedding_forward)(float *out, const int *tokens, const float *wte, int N, int C);
+    /* dwte: (V,C) += dout rows scattered by token. */
+    void (*embedding_backward)(float *dwte, const float *dout, const int *tokens, int N, int C);
+
+    /* out: (N,C) = inp / sqrt(mean(inp^2) + eps) * weight; rstd: (N) keeps 1/sqrt(mean + eps). */
+    void (*rmsnorm_forward)(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
+                            float eps);
+    /* dinp: (N,C) +=, dweight: (C) +=, from dout: (N,C), inp: (N,C), weight: (C), rstd: (N). */
+    void (*rmsnorm_backward)(float *dinp, float *dweight, const float *dout, const float *inp,
+                             const float *weight, const float *rstd, int N, int C);
+
+    /* Rotary embedding, Hugging Face "rotate_half" pairing (i with i + head_dim/2), in place on the
+     * n_heads heads of head_dim floats at the start of each row of x: (N, ld); pos: (N) positions;
+     * cos_tab, sin_tab: (max_pos, head_dim/2) with entry [p][i] = cos/sin(p * theta^(-2i/head_dim)). */
+    void (*rope_forward)(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                         int n_heads, int head_dim, int ld);
+    /* The transpose rotation, in place on dx: turns the gradient of rotated x into that of unrotated x
+     * (it overwrites rather than accumulates: the rotation is its own buffer's last consumer). */
+    void (*rope_backward)(float *dx, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                          int n_heads, int head_dim, int ld);
+
+    /* The KV-cache write of one layer and step, for every sequence in one call (a copy per row would cost a
+     * launch each on a GPU): row n = b*T + t of k and of v goes to row pos[n] of sequence b's cache, at
+     * k_cache + b*bs_cache + pos[n]*KVD (the same in v_cache). k, v: (B*T, ld_src), the first KVD floats of
+     * each row; pos: (B*T) the rows' positions, device memory like the rope's (so no host array has to
+     * travel with the launch), each in [0, bs_cache / KVD) and distinct within a sequence;
+     * k_cache, v_cache: (B, bs_cache) holding rows of KVD floats. */
+    void (*kv_write)(float *k_cache, float *v_cache, const float *k, const float *v, int ld_src,
+                     const int *pos, int B, int T, int KVD, size_t bs_cache);
+
+    /* Causal softmax(q k^T / sqrt(head_dim)) v per (sequence, head), geometry in d (host).
+     * out: (B,T,n_heads*head_dim) strided by d; att: (B,n_heads,T,Tk) the probabilities, 0 where masked,
+     * kept for the backward; q, k, v strided by d; pos0: (B) host, or NULL. */
+    void (*attention_forward)(float *out, float *att, const float *q, const float *k, const float *v,
+                              const int *pos0, const gkd_attn_dims *d);
+    /* dq, dk, dv += (strided like q, k, v); datt: (B,n_heads,T,Tk) scratch; dout like out. */
+    void (*attention_backward)(float *dq, float *dk, float *dv, float *datt, const float *dout,
+                               const float *att, const float *q, const float *k, const float *v,
+                               const int *pos0, const gkd_attn_dims *d);
+
+    /* out: (N,F) = silu(gate) * up; gate, up: (N, ld_in) (the halves of one fused projection). */
+    void (*swiglu_forward)(float *out, const float *gate, const float *up, int N, int F, int ld_in);
+    /* dgate, dup: (N, ld_in) += from dout: (N,F). */
+    void (*swiglu_backward)(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                            int N, int F, int ld_in);
+
+    /* out: (n) = a + b; out may alias a or b. */
+    void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+    /* da, db: (n) += dout. */
+    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
+
+    /* Weighted softmax cross-entropy per row: loss[n] = weights[n] * (lse[n] - logits[n, targets[n]])
+     * with lse the row's log-sum-exp. Rows of weight 0 are skipped (loss 0, their target unread); the
+     * others need targets in [0,V). loss, lse: (N); logits: (N,V); targets: (N); weights: (N). */
+    void (*crossentropy_forward)(float *loss, float *lse, const float *logits, const int *targets,
+                                 const float *weights, int N, int V);
+    /* dlogits: (N,V) = weights[n] * (softmax(logits[n]) - onehot(targets[n])). It overwrites rather than
+     * accumulates, and may alias logits, so one chunk buffer serves both. */
+    void (*crossentropy_backward)(float *dlogits, const float *logits, const float *lse, const int *targets,
+                                  const float *weights, int N, int V);
+
+    /* AdamW (decoupled weight decay, Loshchilov & Hutter) on n parameters; g = grad * grad_scale;
+     * step t >= 1 sets the bias corrections 1 - beta^t. param, grad, m, v: (n). */
+    void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, float grad_scale, int64_t t);
+    /* sum of x[i]^2, accumulated in double. x: (n). */
+    double (*sumsq)(const float *x, size_t n);
+
+    /* The precision of matmul and matmul_batched (core/tensor/precision.h), process-wide for this backend.
+     * set_precision returns GKD_ERR_ARG (message set) for a precision the backend does not offer and then
+     * changes nothing. Both NULL: fp32 only. Callers use gkd_backend_precision/_set_precision. */
+    gkd_precision (*precision)(void);
+    gkd_status (*set_precision)(gkd_precision p);
+};
+
+/* The CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest. Static table. */
+const gkd_backend *gkd_backend_cpu(void);
+
+#endif
