@@ -435,16 +435,21 @@ static void read_prompts(lua_State *L, int idx, gkd_lua_tokenizer *tok, prompt_r
 
 static const char *const sample_keys[] = {"temperature", "top_k", "top_p", "max_new_tokens", "seed", "tokenizer", NULL};
 
+/* The options table of a method called as m:f(x [, opts]): 3 when one is given (its keys checked against
+ * `keys`), 0 when none is. */
+static int options_at_3(lua_State *L, const char *fname, const char *const keys[]) {
+    if (lua_isnoneornil(L, 3)) return 0;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    gkd_lua_check_keys(L, 3, fname, keys);
+    return 3;
+}
+
 /* m:sample(prompts [, opts]) -> outputs, details */
 static int model_sample(lua_State *L) {
     const char *fname = "model:sample";
     gkd_lua_model *m = gkd_lua_check_model(L, 1);
-    int opts = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        gkd_lua_check_keys(L, 3, fname, sample_keys);
-        opts = 3;
-    } else {
+    int opts = options_at_3(L, fname, sample_keys);
+    if (!opts) {
         lua_settop(L, 2);
         lua_newtable(L);
         opts = 3;
@@ -527,12 +532,7 @@ static const char *const score_keys[] = {"tokenizer", NULL};
  * or longer than max_seq_len. The ids live in a userdata left on the stack. */
 static int score_ids(lua_State *L, const char *fname, int min_len, int **ids) {
     gkd_lua_model *m = gkd_lua_check_model(L, 1);
-    int opts = 0;
-    if (!lua_isnoneornil(L, 3)) {
-        luaL_checktype(L, 3, LUA_TTABLE);
-        gkd_lua_check_keys(L, 3, fname, score_keys);
-        opts = 3;
-    }
+    int opts = options_at_3(L, fname, score_keys);
     int n;
     if (lua_type(L, 2) == LUA_TSTRING) {
         gkd_lua_tokenizer *tok = model_tokenizer(L, 1, opts);
