@@ -197,7 +197,8 @@ local function arith_methods(pg)
   end
   local exact_by = {}
   for v, st in pairs(stats) do exact_by[v] = st.exact end
-  local img = plot.plot_file(pg.opts.out, "effects", plot.effects_svg(exact_by, "exact match", "arith"), "beta and lambda effects")
+  local img = plot.plot_file(pg.opts.out, "effects", plot.effects_svg(exact_by, "exact match", "arith"),
+    "beta and lambda effects")
   if img then
     w("The beta and lambda effects on final exact match (mean ± std over seeds; hover a point for its value):")
     w("")
@@ -656,7 +657,8 @@ local function text_on_policy(pg)
     end
   end
   w("")
-  local img = plot.plot_file(pg.opts.out, "effects", plot.effects_svg(stats, P, pg.opts.task), "beta and lambda effects")
+  local img = plot.plot_file(pg.opts.out, "effects", plot.effects_svg(stats, P, pg.opts.task),
+    "beta and lambda effects")
   if img then
     w("The beta and lambda effects (mean ± std over seeds; hover a point for its value):")
     w("")
