@@ -104,14 +104,9 @@ local function seeds_from(env, default)
   return out
 end
 
--- Runs the whole comparison. spec:
---   name: the task ("debdesc"); out: the results folder; prepare(data_dir) -> counts (writes the splits);
---   task(data_dir, split, max_examples) -> gkd task; metrics: eval metrics (built-in names and Lua
---   functions); primary: the metric that picks the best divergence; S: sizes {teacher = {layers, dim},
---   student, vocab, seq, max_new, teacher_steps, teacher_batch, warm_steps, steps, batch, lr, eval_every,
---   eval_examples, final_examples, seeds, workers}; alpha = {reward =, alphas =, divergence =} for the
---   GKD + RL curve (optional).
-function M.comparison(spec)
+-- 1. The settings, the data and the tokenizer (the parent writes them; workers read them): the context of the
+-- steps below.
+local function prepare(spec)
   local S = spec.S
   local OUT = os.getenv("GKD_PAPER_OUT") or spec.out
   local DB = gkd.options.db or (OUT .. "/runs.db")
@@ -125,13 +120,12 @@ function M.comparison(spec)
   S.seeds = seeds_from("GKD_SEEDS", S.seeds)
   S.workers = tonumber(os.getenv("GKD_WORKERS") or "") or S.workers
 
-  -- 1. Data and tokenizer (the parent writes them; workers read them).
   local data_dir = OUT .. "/data"
   if not worker then
     -- The split sizes, for the report (which reads only the run store and the files beside it).
-    local c = spec.prepare(data_dir)
+    local counts = spec.prepare(data_dir)
     local f = assert(io.open(OUT .. "/counts.json", "w"))
-    f:write(gkd.json.encode(c), "\n")
+    f:write(gkd.json.encode(counts), "\n")
     f:close()
   end
   local train = spec.task(data_dir, "train")
@@ -156,147 +150,176 @@ function M.comparison(spec)
     tok = gkd.tokenizer.train{ task = train, vocab = S.vocab }
     assert(tok:save(tok_path))
   end
+  return { spec = spec, S = S, OUT = OUT, DB = DB, FINAL = FINAL, worker = worker, name = name, data_dir = data_dir,
+    train = train, distill_train = distill_train, validation = validation, final_split = final_split,
+    saved = saved, saved_dir = saved_dir, tok = tok }
+end
 
-  local function model(shape, seed)
-    return gkd.model.new{ layers = shape.layers, dim = shape.dim, heads = 4, tokenizer = tok, max_seq_len = S.seq,
-      seed = seed }
+local function model(c, shape, seed)
+  return gkd.model.new{ layers = shape.layers, dim = shape.dim, heads = 4, tokenizer = c.tok, max_seq_len = c.S.seq,
+    seed = seed }
+end
+
+local function ckpt(c, n) return c.OUT .. "/checkpoints/" .. n end
+
+-- The final numbers of a model: a zero-step run "<run>/final" on the final split (with the teacher, so
+-- that the divergences on the references and on the student's own outputs are measured).
+local function final_eval(c, run_name, student, teacher)
+  local r = gkd.run{
+    name = run_name .. "/final", method = teacher and "supervised_kd" or "sft", task = c.distill_train,
+    held_out = c.final_split, student = student, teacher = teacher, steps = 0, batch = 32,
+    max_new_tokens = c.S.max_new, eval = { examples = c.S.final_examples, metrics = c.spec.metrics },
+    checkpoint = false, resume = true, quiet = true,
+  }
+  return r.eval
+end
+
+local function sft(c, run_name, student, steps, lr, task, batch)
+  return gkd.run{
+    name = run_name, method = "sft", task = task, held_out = c.validation, student = student,
+    steps = steps, batch = batch, lr = gkd.schedule.warmup_cosine(lr, lr / 10, math.max(1, steps // 20), steps),
+    max_new_tokens = c.S.max_new, eval = { every = math.max(1, steps // 5), examples = c.S.eval_examples,
+      metrics = c.spec.metrics },
+    checkpoint = { dir = ckpt(c, run_name), every = math.max(1, steps // 10) }, resume = true, quiet = c.worker or nil,
+  }
+end
+
+local function show(c, what, m, e)
+  local parts = {}
+  for _, k in ipairs(c.spec.show or { c.spec.primary }) do
+    parts[#parts + 1] = string.format("%s %.4f", k, e[k] or 0 / 0)
   end
-  local function ckpt(n) return OUT .. "/checkpoints/" .. n end
+  print(string.format("%s (%s): %s %s", what, tostring(m), c.FINAL, table.concat(parts, ", ")))
+end
 
-  -- The final numbers of a model: a zero-step run "<run>/final" on the final split (with the teacher, so
-  -- that the divergences on the references and on the student's own outputs are measured).
-  local function final_eval(run_name, student, teacher)
-    local r = gkd.run{
-      name = run_name .. "/final", method = teacher and "supervised_kd" or "sft", task = distill_train,
-      held_out = final_split, student = student, teacher = teacher, steps = 0, batch = 32,
-      max_new_tokens = S.max_new, eval = { examples = S.final_examples, metrics = spec.metrics },
-      checkpoint = false, resume = true, quiet = true,
-    }
-    return r.eval
-  end
-
-  local function sft(run_name, student, steps, lr, task, batch)
-    return gkd.run{
-      name = run_name, method = "sft", task = task, held_out = validation, student = student,
-      steps = steps, batch = batch, lr = gkd.schedule.warmup_cosine(lr, lr / 10, math.max(1, steps // 20), steps),
-      max_new_tokens = S.max_new, eval = { every = math.max(1, steps // 5), examples = S.eval_examples,
-        metrics = spec.metrics },
-      checkpoint = { dir = ckpt(run_name), every = math.max(1, steps // 10) }, resume = true, quiet = worker or nil,
-    }
-  end
-
-  local function show(what, m, e)
-    local parts = {}
-    for _, k in ipairs(spec.show or { spec.primary }) do
-      parts[#parts + 1] = string.format("%s %.4f", k, e[k] or 0 / 0)
-    end
-    print(string.format("%s (%s): %s %s", what, tostring(m), FINAL, table.concat(parts, ", ")))
-  end
-
-  -- 2. The teacher, on the whole train split.
-  local teacher = model(S.teacher, 1000)
+-- 2. The teacher, on the whole train split. Returns it and the name of its last run; nothing when a stop was
+-- requested.
+local function teacher_stage(c)
+  local S, name = c.S, c.name
+  local teacher = model(c, S.teacher, 1000)
   local teacher_name = name .. "/teacher"
-  if saved then
-    assert(teacher:load_weights(saved_dir .. "/teacher.safetensors"))
+  if c.saved then
+    assert(teacher:load_weights(c.saved_dir .. "/teacher.safetensors"))
     if S.teacher2_steps then teacher_name = name .. "/teacher-2" end
-    if not worker then print("teacher: loaded from " .. saved_dir .. "/teacher.safetensors") end
+    if not c.worker then print("teacher: loaded from " .. c.saved_dir .. "/teacher.safetensors") end
   else
-    sft(name .. "/teacher", teacher, S.teacher_steps, S.teacher_lr, train, S.teacher_batch)
+    sft(c, name .. "/teacher", teacher, S.teacher_steps, S.teacher_lr, c.train, S.teacher_batch)
   end
   -- Its continuation (a second run from the first one's weights): measured on 2026-12-02, a 2000-step teacher
   -- was still climbing fast and no better than a 4x smaller student after 3000 steps, so the teacher trains on.
-  if S.teacher2_steps and not saved then
+  if S.teacher2_steps and not c.saved then
     teacher_name = name .. "/teacher-2"
-    sft(teacher_name, teacher, S.teacher2_steps, S.teacher2_lr, train, S.teacher_batch)
+    sft(c, teacher_name, teacher, S.teacher2_steps, S.teacher2_lr, c.train, S.teacher_batch)
     if gkd.stop_requested() then return end
   end
-  if not worker then show("teacher", teacher, final_eval(teacher_name, teacher, nil)) end
+  if not c.worker then show(c, "teacher", teacher, final_eval(c, teacher_name, teacher, nil)) end
+  return teacher, teacher_name
+end
 
-  -- 3. The warm start of the student: SFT on the references, saved once; every method and seed starts
-  -- from it (seeds change the data order, the lambda coins and the sampling, not the start).
-  local warm = model(S.student, 1)
-  if saved then
-    assert(warm:load_weights(saved_dir .. "/warm-start.safetensors"))
+-- 3. The warm start of the student: SFT on the references, saved once; every method and seed starts
+-- from it (seeds change the data order, the lambda coins and the sampling, not the start).
+local function warm_start(c)
+  local S = c.S
+  local warm = model(c, S.student, 1)
+  if c.saved then
+    assert(warm:load_weights(c.saved_dir .. "/warm-start.safetensors"))
   else
-    sft(name .. "/warm-start", warm, S.warm_steps, S.warm_lr, distill_train, S.warm_batch or S.batch)
+    sft(c, c.name .. "/warm-start", warm, S.warm_steps, S.warm_lr, c.distill_train, S.warm_batch or S.batch)
   end
-  if not worker then show("SFT warm start", warm, final_eval(name .. "/warm-start", warm, teacher)) end
+  if not c.worker then show(c, "SFT warm start", warm, final_eval(c, c.name .. "/warm-start", warm, c.teacher)) end
+  return warm
+end
 
-  -- 4. The methods: the same steps x batch from the warm start.
-  local function point(p)
-    local v = M.VARIANTS[p.variant]
-    local cfg = {
-      task = distill_train, held_out = validation, teacher = teacher,
-      student = gkd.model.from_layers(warm, { n = warm.layers }), seed = p.seed,
-      steps = S.steps, batch = S.batch, max_new_tokens = S.max_new,
-      lr = gkd.schedule.warmup_cosine(S.lr, S.lr / 10, math.max(1, S.steps // 20), S.steps),
-      eval = { every = S.eval_every, examples = S.eval_examples, metrics = spec.metrics },
-      checkpoint = { dir = ckpt(p.name), every = math.max(1, S.steps // 4) }, quiet = true,
-    }
-    for k, x in pairs(v) do cfg[k] = x end
-    return cfg
+-- The run of a method, p = {variant, seed, name}: the same steps x batch from the warm start.
+local function method_run(c, p)
+  local S = c.S
+  local v = M.VARIANTS[p.variant]
+  local cfg = {
+    task = c.distill_train, held_out = c.validation, teacher = c.teacher,
+    student = gkd.model.from_layers(c.warm, { n = c.warm.layers }), seed = p.seed,
+    steps = S.steps, batch = S.batch, max_new_tokens = S.max_new,
+    lr = gkd.schedule.warmup_cosine(S.lr, S.lr / 10, math.max(1, S.steps // 20), S.steps),
+    eval = { every = S.eval_every, examples = S.eval_examples, metrics = c.spec.metrics },
+    checkpoint = { dir = ckpt(c, p.name), every = math.max(1, S.steps // 4) }, quiet = true,
+  }
+  for k, x in pairs(v) do cfg[k] = x end
+  return cfg
+end
+
+-- The on-policy divergence that scored best on validation (mean area under the curve over the seeds).
+local function best_on_policy(c)
+  local best, best_auc
+  local store <close> = assert(gkd.store.open(c.DB, { readonly = true }))
+  for _, v in ipairs(M.ORDER) do
+    if v:match("^gkd%-") then
+      local aucs = {}
+      for _, seed in ipairs(c.S.seeds) do
+        local r = lib.finished_run(store, c.name .. "/variant=" .. v .. ",seed=" .. seed)
+        if r then aucs[#aucs + 1] = lib.auc(lib.curve(store, r.id, c.spec.primary)) end
+      end
+      local m = lib.mean_std(aucs)
+      if m and (not best_auc or m > best_auc) then best, best_auc = v, m end
+    end
   end
-  local summary = { "eval." .. spec.primary, "eval.own_forward_kl" }
+  return best
+end
+
+-- 4. The methods, then lambda 0.5 with the best on-policy divergence. Returns false when a stop was requested.
+local function method_sweeps(c)
+  local S, name = c.S, c.name
+  local function point(p) return method_run(c, p) end
+  local summary = { "eval." .. c.spec.primary, "eval.own_forward_kl" }
   gkd.sweep{ name = name, grid = { variant = M.ORDER }, seeds = S.seeds, workers = S.workers, run = point,
     summary = summary }
   -- After SIGINT/SIGTERM the sweep returns with its runs interrupted: start nothing new.
-  if gkd.stop_requested() then return end
-
-  -- lambda 0.5 with the on-policy divergence that scored best on validation (mean area under the curve).
-  local best, best_auc
-  do
-    local store <close> = assert(gkd.store.open(DB, { readonly = true }))
-    for _, v in ipairs(M.ORDER) do
-      if v:match("^gkd%-") then
-        local aucs = {}
-        for _, seed in ipairs(S.seeds) do
-          local r = lib.finished_run(store, name .. "/variant=" .. v .. ",seed=" .. seed)
-          if r then aucs[#aucs + 1] = lib.auc(lib.curve(store, r.id, spec.primary)) end
-        end
-        local m = lib.mean_std(aucs)
-        if m and (not best_auc or m > best_auc) then best, best_auc = v, m end
-      end
-    end
-  end
+  if gkd.stop_requested() then return false end
+  local best = best_on_policy(c)
   if best then
     M.VARIANTS["mix0.5-" .. best:sub(5)] = { method = "gkd", lambda = 0.5, divergence = M.VARIANTS[best].divergence }
     gkd.sweep{ name = name .. "-mix", grid = { variant = { "mix0.5-" .. best:sub(5) } }, seeds = S.seeds,
       workers = S.workers, run = point, summary = summary }
-    if gkd.stop_requested() then return end
+    if gkd.stop_requested() then return false end
   end
+  return true
+end
 
-  -- 5. GKD + RL: the reward with weight 1 - alpha and the divergence with weight alpha, on-policy.
-  if spec.alpha then
-    local A = spec.alpha
-    gkd.sweep{
-      name = name .. "-alpha", grid = { alpha = A.alphas }, seeds = S.seeds, workers = S.workers,
-      summary = { "eval." .. spec.primary, "eval." .. A.reward },
-      run = function(p)
-        local cfg = point({ variant = "gkd-rkl", seed = p.seed, name = p.name })
-        cfg.reward, cfg.alpha, cfg.divergence = A.reward, p.alpha, A.divergence
-        cfg.group_size, cfg.normalize_advantages = A.group_size, true
-        cfg.method = nil
-        return cfg
-      end,
-    }
-  end
-  if worker or gkd.stop_requested() then return end
+-- 5. GKD + RL: the reward with weight 1 - alpha and the divergence with weight alpha, on-policy.
+local function alpha_sweep(c)
+  local A, S = c.spec.alpha, c.S
+  if not A then return end
+  gkd.sweep{
+    name = c.name .. "-alpha", grid = { alpha = A.alphas }, seeds = S.seeds, workers = S.workers,
+    summary = { "eval." .. c.spec.primary, "eval." .. A.reward },
+    run = function(p)
+      local cfg = method_run(c, { variant = "gkd-rkl", seed = p.seed, name = p.name })
+      cfg.reward, cfg.alpha, cfg.divergence = A.reward, p.alpha, A.divergence
+      cfg.group_size, cfg.normalize_advantages = A.group_size, true
+      cfg.method = nil
+      return cfg
+    end,
+  }
+end
 
-  -- 6. Final numbers of every finished model.
-  local todo = lib.finished_checkpoints(DB, { name, name .. "-mix", name .. "-alpha" })
+-- 6. Final numbers of every finished model. Returns the models ({name, path} of their last checkpoints).
+local function final_numbers(c)
+  local todo = lib.finished_checkpoints(c.DB, { c.name, c.name .. "-mix", c.name .. "-alpha" })
   for _, t in ipairs(todo) do
-    local m = model(S.student, 1)
+    local m = model(c, c.S.student, 1)
     assert(m:load_weights(t.path .. "/model.safetensors"))
-    final_eval(t.name, m, teacher)
+    final_eval(c, t.name, m, c.teacher)
     m:close()
   end
+  return todo
+end
 
-  -- 7. Diagnostics (diagnostics.lua) of every final model, stored with its "/final" run (split "diagnostic"):
-  -- the reverse KL to the teacher by output position on its own samples, and self-BLEU.
+-- 7. Diagnostics (diagnostics.lua) of every final model, stored with its "/final" run (split "diagnostic"):
+-- the reverse KL to the teacher by output position on its own samples, and self-BLEU.
+local function diagnose(c, todo)
+  local S, teacher = c.S, c.teacher
   local D = dofile(here .. "/diagnostics.lua")
-  local models = { { name = teacher_name, m = teacher }, { name = name .. "/warm-start", m = warm } }
+  local models = { { name = c.teacher_name, m = teacher }, { name = c.name .. "/warm-start", m = c.warm } }
   for _, t in ipairs(todo) do models[#models + 1] = { name = t.name, path = t.path } end
-  local wstore = assert(gkd.store.open(DB))
+  local wstore = assert(gkd.store.open(c.DB))
   for _, x in ipairs(models) do
     if gkd.stop_requested() then break end
     local fr = lib.finished_run(wstore, x.name .. "/final")
@@ -305,10 +328,10 @@ function M.comparison(spec)
     if fr and not have then
       local m = x.m
       if not m then
-        m = model(S.student, 1)
+        m = model(c, S.student, 1)
         assert(m:load_weights(x.path .. "/model.safetensors"))
       end
-      local r = D.run(m, teacher, final_split, tok, { n = S.diag_examples or 100, max_new = S.max_new, seed = 1 })
+      local r = D.run(m, teacher, c.final_split, c.tok, { n = S.diag_examples or 100, max_new = S.max_new, seed = 1 })
       for k, v in pairs(r.rkl) do wstore:eval(fr.id, 0, "diagnostic", "rkl_" .. k, v) end
       if r.self_bleu then wstore:eval(fr.id, 0, "diagnostic", "self_bleu", r.self_bleu) end
       wstore:eval(fr.id, 0, "diagnostic", "diag_prompts", r.kept)
@@ -316,8 +339,26 @@ function M.comparison(spec)
     end
   end
   wstore:close()
-  note(OUT, "end", worker)
-  return { db = DB, out = OUT, data_dir = data_dir, final = FINAL }
+end
+
+-- Runs the whole comparison. spec:
+--   name: the task ("debdesc"); out: the results folder; prepare(data_dir) -> counts (writes the splits);
+--   task(data_dir, split, max_examples) -> gkd task; metrics: eval metrics (built-in names and Lua
+--   functions); primary: the metric that picks the best divergence; S: sizes {teacher = {layers, dim},
+--   student, vocab, seq, max_new, teacher_steps, teacher_batch, warm_steps, steps, batch, lr, eval_every,
+--   eval_examples, final_examples, seeds, workers}; alpha = {reward =, alphas =, divergence =} for the
+--   GKD + RL curve (optional).
+function M.comparison(spec)
+  local c = prepare(spec)
+  c.teacher, c.teacher_name = teacher_stage(c)
+  if not c.teacher then return end
+  c.warm = warm_start(c)
+  if not method_sweeps(c) then return end
+  alpha_sweep(c)
+  if c.worker or gkd.stop_requested() then return end
+  diagnose(c, final_numbers(c))
+  note(c.OUT, "end", c.worker)
+  return { db = c.DB, out = c.OUT, data_dir = c.data_dir, final = c.FINAL }
 end
 
 return M
