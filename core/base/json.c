@@ -4,10 +4,11 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/base/utf8.h"
 
 enum { JSON_MAX_DEPTH = 256 };
 
@@ -68,29 +69,6 @@ static int hex4(const char *p, unsigned *out) {
     }
     *out = x;
     return 1;
-}
-
-static size_t utf8_encode(unsigned cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* Parses a string at ps->p (which points at the opening quote) into a fresh buffer. */
@@ -159,7 +137,7 @@ static gkd_status parse_string_raw(parser *ps, char **out, size_t *out_len) {
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 cp = 0xFFFD;
             }
-            n += utf8_encode(cp, buf + n);
+            n += gkd_utf8_encode(cp, buf + n);
             break;
         }
         default:
@@ -424,52 +402,6 @@ double gkd_json_get_number(const gkd_json *v, const char *key, double fallback) 
 const char *gkd_json_get_string(const gkd_json *v, const char *key, const char *fallback) {
     const gkd_json *x = gkd_json_get(v, key);
     return x && x->type == GKD_JSON_STRING ? x->string : fallback;
-}
-
-void gkd_buf_free(gkd_buf *b) {
-    if (!b) return;
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static int buf_reserve(gkd_buf *b, size_t extra) {
-    if (b->failed) return 0;
-    if (b->len + extra + 1 <= b->cap) return 1;
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + extra + 1) ncap *= 2;
-    char *d = realloc(b->data, ncap);
-    if (!d) {
-        b->failed = 1;
-        return 0;
-    }
-    b->data = d;
-    b->cap = ncap;
-    return 1;
-}
-
-void gkd_buf_put(gkd_buf *b, const char *s, size_t n) {
-    if (!buf_reserve(b, n)) return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void gkd_buf_puts(gkd_buf *b, const char *s) {
-    gkd_buf_put(b, s, strlen(s));
-}
-
-void gkd_buf_printf(gkd_buf *b, const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && buf_reserve(b, (size_t)n)) {
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
-        b->len += (size_t)n;
-    }
-    va_end(ap2);
 }
 
 void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n) {
