@@ -7,8 +7,8 @@
 #include <string.h>
 
 /* Every closed form is a handful of these fields; the rest stay zero. */
-static gkd_schedule closed_form(gkd_schedule_kind kind, double start, double end, double factor, int64_t steps,
-                                int64_t warmup) {
+static gkd_schedule closed_form(gkd_schedule_kind kind, double start, double end, double factor,
+                                int64_t steps, int64_t warmup) {
     gkd_schedule s;
     memset(&s, 0, sizeof s);
     s.kind = kind;

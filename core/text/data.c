@@ -8,12 +8,14 @@
 #include "core/base/json.h"
 #include "core/text/tokenizer.h"
 
+/* The strings of a gkd_text_format, listed once for the code that treats them all alike. */
+#define TEXT_FORMAT_STRINGS(X) X(prompt_prefix) X(prompt_suffix) X(target_prefix) X(terminator)
+
 void gkd_text_format_free(gkd_text_format *f) {
     if (!f) return;
-    free(f->prompt_prefix);
-    free(f->prompt_suffix);
-    free(f->target_prefix);
-    free(f->terminator);
+#define FREE_STRING(name) free(f->name);
+    TEXT_FORMAT_STRINGS(FREE_STRING)
+#undef FREE_STRING
     memset(f, 0, sizeof *f);
 }
 
@@ -26,10 +28,9 @@ static char *strdup_or_null(const char *s, int *failed) {
 
 gkd_status gkd_text_format_copy(gkd_text_format *dst, const gkd_text_format *src) {
     int failed = 0;
-    dst->prompt_prefix = strdup_or_null(src->prompt_prefix, &failed);
-    dst->prompt_suffix = strdup_or_null(src->prompt_suffix, &failed);
-    dst->target_prefix = strdup_or_null(src->target_prefix, &failed);
-    dst->terminator = strdup_or_null(src->terminator, &failed);
+#define COPY_STRING(name) dst->name = strdup_or_null(src->name, &failed);
+    TEXT_FORMAT_STRINGS(COPY_STRING)
+#undef COPY_STRING
     if (!failed) return GKD_OK;
     gkd_text_format_free(dst);
     return gkd_error_set(GKD_ERR_NOMEM, "out of memory");

@@ -200,7 +200,8 @@ gkd_status gkd_tok_index_tokens(gkd_tokenizer *tok, const char *where) {
 /* Fills merge_rank (a later duplicate of a pair wins, as in Hugging Face), added_first and the roles. */
 gkd_status gkd_tok_index_merges_and_added(gkd_tokenizer *tok) {
     for (int r = 0; r < tok->n_merges; r++)
-        if (!gkd_tok_pair_map_put(&tok->merge_rank, gkd_tok_pair_key(tok->merges[r].left, tok->merges[r].right), r))
+        if (!gkd_tok_pair_map_put(&tok->merge_rank,
+                                  gkd_tok_pair_key(tok->merges[r].left, tok->merges[r].right), r))
             return gkd_tok_out_of_memory("indexing merges");
     memset(tok->added_first, 0, sizeof tok->added_first);
     for (int k = 0; k < tok->n_added; k++) {

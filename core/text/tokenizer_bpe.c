@@ -61,7 +61,8 @@ static gkd_status bpe_piece(const gkd_tokenizer *tok, const unsigned char *s, si
         gkd_tok_bytes_to_str(s, len, &sc->piece_str);
         if (sc->piece_str.failed) return gkd_tok_out_of_memory("encoding");
         int id = gkd_tok_str_map_get(&tok->by_str, sc->piece_str.data, sc->piece_str.len);
-        if (id >= 0 && tok->tokens[id].in_vocab) return push_id(sc, id) ? GKD_OK : gkd_tok_out_of_memory("encoding");
+        if (id >= 0 && tok->tokens[id].in_vocab)
+            return push_id(sc, id) ? GKD_OK : gkd_tok_out_of_memory("encoding");
     }
     /* Each merge queues at most two candidates besides the len - 1 initial ones. */
     if (!gkd_tok_reserve((void **)&sc->sym, &sc->cap_sym, len, sizeof *sc->sym) ||
@@ -139,7 +140,8 @@ static gkd_status encode(const gkd_tokenizer *tok, const char *text, size_t len,
     if (!tok || (!text && len) || !ids || !n)
         return gkd_error_set(GKD_ERR_ARG, "tokenizer encode: NULL argument");
     scratch sc = {0};
-    gkd_status st = push_id(&sc, 0) ? GKD_OK : gkd_tok_out_of_memory("encoding"); /* so that *ids is never NULL */
+    gkd_status st =
+        push_id(&sc, 0) ? GKD_OK : gkd_tok_out_of_memory("encoding"); /* so that *ids is never NULL */
     sc.n_ids = 0;
     if (st == GKD_OK && len) st = encode_added(tok, (const unsigned char *)text, len, pass, &sc);
     if (st == GKD_OK && sc.n_ids > (size_t)INT32_MAX)
@@ -185,4 +187,3 @@ gkd_status gkd_tokenizer_decode(const gkd_tokenizer *tok, const int *ids, int n,
     *len = at;
     return GKD_OK;
 }
-

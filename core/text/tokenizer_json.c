@@ -212,7 +212,8 @@ static gkd_status read_tokens(gkd_tokenizer *tok, const gkd_json *vocab, const g
         } else {
             long n = gkd_tok_str_to_bytes(key, key_len, bytes);
             no_bytes[id] = n < 0;
-            if (!gkd_tok_set_token(t, n >= 0 ? (const char *)bytes : "", n >= 0 ? (size_t)n : 0, key, key_len))
+            if (!gkd_tok_set_token(t, n >= 0 ? (const char *)bytes : "", n >= 0 ? (size_t)n : 0, key,
+                                   key_len))
                 st = gkd_tok_out_of_memory("loading");
             t->in_vocab = 1;
         }
@@ -407,7 +408,8 @@ static gkd_status vocab_token(gkd_tokenizer *tok, int id, const char *s, size_t 
             return gkd_error_set(GKD_ERR_FORMAT,
                                  "%s: %s[%d]: \"%.*s\" has a character outside the byte-level alphabet",
                                  where, field, id, (int)len, s);
-        if (!gkd_tok_set_token(t, (const char *)bytes, (size_t)n, s, len)) return gkd_tok_out_of_memory("loading");
+        if (!gkd_tok_set_token(t, (const char *)bytes, (size_t)n, s, len))
+            return gkd_tok_out_of_memory("loading");
         t->in_vocab = 1;
         return GKD_OK;
     }
@@ -592,4 +594,3 @@ gkd_status gkd_tokenizer_save(const gkd_tokenizer *tok, const char *path) {
     gkd_buf_free(&b);
     return ok ? GKD_OK : gkd_error_set(GKD_ERR_IO, "%s: write failed", path);
 }
-

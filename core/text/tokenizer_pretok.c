@@ -188,4 +188,3 @@ gkd_status gkd_tokenizer_pretokenize(const gkd_tokenizer *tok, const char *text,
     gkd_tok_scratch_free(&sc);
     return st;
 }
-

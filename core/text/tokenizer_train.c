@@ -66,7 +66,8 @@ static int pair_add(trainer *tr, int a, int b, int64_t delta, int w, int list_wo
     int p = gkd_tok_pair_map_get(&tr->pair_index, key);
     if (p < 0) {
         size_t cap = (size_t)tr->cap_pairs;
-        if (!gkd_tok_reserve((void **)&tr->pairs, &cap, (size_t)tr->n_pairs + 1, sizeof *tr->pairs)) return -1;
+        if (!gkd_tok_reserve((void **)&tr->pairs, &cap, (size_t)tr->n_pairs + 1, sizeof *tr->pairs))
+            return -1;
         tr->cap_pairs = (int)cap;
         p = tr->n_pairs;
         if (!gkd_tok_pair_map_put(&tr->pair_index, key, p)) return -1;
@@ -76,7 +77,8 @@ static int pair_add(trainer *tr, int a, int b, int64_t delta, int w, int list_wo
     pr->count += delta;
     if (list_word && (pr->n_words == 0 || pr->words[pr->n_words - 1] != w)) {
         size_t cap = (size_t)pr->cap_words;
-        if (!gkd_tok_reserve((void **)&pr->words, &cap, (size_t)pr->n_words + 1, sizeof *pr->words)) return -1;
+        if (!gkd_tok_reserve((void **)&pr->words, &cap, (size_t)pr->n_words + 1, sizeof *pr->words))
+            return -1;
         pr->cap_words = (int)cap;
         pr->words[pr->n_words++] = w;
     }
@@ -132,9 +134,10 @@ static gkd_status collect_words(trainer *tr, const gkd_tokenizer *splitter, cons
         for (size_t c = 0; c < sc.n_cuts && st == GKD_OK; c++) {
             size_t end = sc.off[sc.cuts[c]];
             int w = gkd_tok_str_map_intern(&seen_words, text + start, end - start, tr->n_words);
-            if (w == -2 || (w == tr->n_words &&
-                            (!gkd_tok_reserve((void **)&tr->words, &cap_words, (size_t)w + 1, sizeof *tr->words) ||
-                             !gkd_tok_reserve((void **)&word_text, &cap_text, (size_t)w + 1, sizeof *word_text)))) {
+            if (w == -2 ||
+                (w == tr->n_words &&
+                 (!gkd_tok_reserve((void **)&tr->words, &cap_words, (size_t)w + 1, sizeof *tr->words) ||
+                  !gkd_tok_reserve((void **)&word_text, &cap_text, (size_t)w + 1, sizeof *word_text)))) {
                 st = gkd_tok_out_of_memory("counting words");
                 break;
             }
@@ -345,4 +348,3 @@ gkd_status gkd_tokenizer_train(const char *const *texts, int n, int vocab_size, 
     *out = tok;
     return GKD_OK;
 }
-

@@ -178,4 +178,3 @@ long gkd_tok_str_to_bytes(const char *s, size_t len, unsigned char *out) {
     }
     return (long)n;
 }
-
