@@ -124,6 +124,37 @@ int gkd_tok_str_map_intern(str_map *m, const char *key, size_t len, int val) {
     return val;
 }
 
+static int entry_less(heap_entry x, heap_entry y) {
+    if (x.key != y.key) return x.key < y.key;
+    return x.a != y.a ? x.a < y.a : x.b < y.b;
+}
+
+int gkd_tok_heap_push(tok_heap *h, heap_entry e) {
+    if (!gkd_tok_reserve((void **)&h->v, &h->cap, h->n + 1, sizeof *h->v)) return 0;
+    size_t i = h->n++;
+    while (i > 0 && entry_less(e, h->v[(i - 1) / 2])) {
+        h->v[i] = h->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->v[i] = e;
+    return 1;
+}
+
+heap_entry gkd_tok_heap_pop(tok_heap *h) {
+    heap_entry top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && entry_less(h->v[c + 1], h->v[c])) c++;
+        if (!entry_less(h->v[c], last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
+
 void gkd_tokenizer_free(gkd_tokenizer *tok) {
     if (!tok) return;
     for (int i = 0; i < tok->n_tokens; i++) {

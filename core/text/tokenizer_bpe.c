@@ -13,43 +13,16 @@ static int push_id(scratch *sc, int id) {
     return 1;
 }
 
-static int cand_less(bpe_cand a, bpe_cand b) {
-    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
-}
-
-static void heap_push(scratch *sc, bpe_cand c) {
-    size_t i = sc->n_heap++;
-    while (i > 0 && cand_less(c, sc->heap[(i - 1) / 2])) {
-        sc->heap[i] = sc->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    sc->heap[i] = c;
-}
-
-static bpe_cand heap_pop(scratch *sc) {
-    bpe_cand top = sc->heap[0], last = sc->heap[--sc->n_heap];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= sc->n_heap) break;
-        if (c + 1 < sc->n_heap && cand_less(sc->heap[c + 1], sc->heap[c])) c++;
-        if (!cand_less(sc->heap[c], last)) break;
-        sc->heap[i] = sc->heap[c];
-        i = c;
-    }
-    if (sc->n_heap) sc->heap[i] = last;
-    return top;
-}
-
 static int merge_rank_of(const gkd_tokenizer *tok, int left, int right) {
     return gkd_tok_pair_map_get(&tok->merge_rank, gkd_tok_pair_key(left, right));
 }
 
-static void push_candidate(const gkd_tokenizer *tok, scratch *sc, int pos) {
+/* Queues the merge of the symbol at pos with the next one, if there is one; returns 0 when out of memory. */
+static int push_candidate(const gkd_tokenizer *tok, scratch *sc, int pos) {
     int next = sc->sym[pos].next;
-    if (next < 0) return;
+    if (next < 0) return 1;
     int rank = merge_rank_of(tok, sc->sym[pos].id, sc->sym[next].id);
-    if (rank >= 0) heap_push(sc, (bpe_cand){rank, pos});
+    return rank < 0 || gkd_tok_heap_push(&sc->heap, (heap_entry){rank, pos, 0, pos});
 }
 
 /* BPE on one piece: repeatedly merges the adjacent pair of lowest rank, the leftmost of equals, which is
@@ -64,9 +37,7 @@ static gkd_status bpe_piece(const gkd_tokenizer *tok, const unsigned char *s, si
         if (id >= 0 && tok->tokens[id].in_vocab)
             return push_id(sc, id) ? GKD_OK : gkd_tok_out_of_memory("encoding");
     }
-    /* Each merge queues at most two candidates besides the len - 1 initial ones. */
-    if (!gkd_tok_reserve((void **)&sc->sym, &sc->cap_sym, len, sizeof *sc->sym) ||
-        !gkd_tok_reserve((void **)&sc->heap, &sc->cap_heap, 3 * len, sizeof *sc->heap))
+    if (!gkd_tok_reserve((void **)&sc->sym, &sc->cap_sym, len, sizeof *sc->sym))
         return gkd_tok_out_of_memory("encoding");
     /* A byte the vocabulary has no token for is dropped and its neighbours become adjacent, as Hugging
      * Face's BPE does with a character outside its vocabulary when it has no unk_token. */
@@ -77,19 +48,21 @@ static gkd_status bpe_piece(const gkd_tokenizer *tok, const unsigned char *s, si
         if (n) sc->sym[n - 1].next = (int)n;
         n++;
     }
-    sc->n_heap = 0;
-    for (size_t k = 0; k + 1 < n; k++) push_candidate(tok, sc, (int)k);
-    while (sc->n_heap) {
-        bpe_cand c = heap_pop(sc);
-        bpe_sym *a = &sc->sym[c.pos];
-        if (a->id < 0 || a->next < 0 || merge_rank_of(tok, a->id, sc->sym[a->next].id) != c.rank) continue;
+    sc->heap.n = 0;
+    for (size_t k = 0; k + 1 < n; k++)
+        if (!push_candidate(tok, sc, (int)k)) return gkd_tok_out_of_memory("encoding");
+    while (sc->heap.n) {
+        heap_entry c = gkd_tok_heap_pop(&sc->heap);
+        int rank = (int)c.key, pos = c.item;
+        bpe_sym *a = &sc->sym[pos];
+        if (a->id < 0 || a->next < 0 || merge_rank_of(tok, a->id, sc->sym[a->next].id) != rank) continue;
         bpe_sym *b = &sc->sym[a->next];
-        a->id = tok->merges[c.rank].result;
+        a->id = tok->merges[rank].result;
         b->id = -1;
         a->next = b->next;
-        if (a->next >= 0) sc->sym[a->next].prev = c.pos;
-        if (a->prev >= 0) push_candidate(tok, sc, a->prev);
-        push_candidate(tok, sc, c.pos);
+        if (a->next >= 0) sc->sym[a->next].prev = pos;
+        if ((a->prev >= 0 && !push_candidate(tok, sc, a->prev)) || !push_candidate(tok, sc, pos))
+            return gkd_tok_out_of_memory("encoding");
     }
     for (int k = n ? 0 : -1; k >= 0; k = sc->sym[k].next)
         if (!push_id(sc, sc->sym[k].id)) return gkd_tok_out_of_memory("encoding");

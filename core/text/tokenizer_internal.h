@@ -66,6 +66,24 @@ int gkd_tok_str_map_get(const str_map *m, const char *key, size_t len);
 /* Finds key, inserting it with `val` when absent; returns its value, or -2 when out of memory. */
 int gkd_tok_str_map_intern(str_map *m, const char *key, size_t len, int val);
 
+/* A binary min-heap of entries ordered by (key, a, b), each carrying an item: BPE's merge candidates and
+ * training's queue of pairs share it (tokenizer.c). */
+typedef struct {
+    int64_t key;
+    int a, b;
+    int item;
+} heap_entry;
+
+typedef struct {
+    heap_entry *v;
+    size_t n, cap;
+} tok_heap;
+
+/* Adds e; returns 0 when out of memory. */
+int gkd_tok_heap_push(tok_heap *h, heap_entry e);
+/* Removes and returns the least entry; h->n must be > 0. */
+heap_entry gkd_tok_heap_pop(tok_heap *h);
+
 /* One pre-tokenizer step of a Hugging Face pipeline; each refines the pieces of the step before. */
 typedef enum {
     STEP_BYTE_LEVEL,   /* ByteLevel; with use_regex it splits with the GPT-2 pattern first */
@@ -130,10 +148,6 @@ typedef struct {
 } bpe_sym;
 
 typedef struct {
-    int rank, pos;
-} bpe_cand;
-
-typedef struct {
     /* Per code point of the stretch being split; these five share cap_text and grow together. */
     uint32_t *cp;
     unsigned char *cls;
@@ -142,8 +156,7 @@ typedef struct {
     size_t cap_text, n_cuts;
     bpe_sym *sym;
     size_t cap_sym;
-    bpe_cand *heap;
-    size_t n_heap, cap_heap;
+    tok_heap heap; /* merge candidates: (rank, position, 0), item = position */
     int *ids;
     size_t n_ids, cap_ids;
     gkd_buf piece_str; /* the piece in byte-level form, for ignore_merges */

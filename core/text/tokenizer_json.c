@@ -375,27 +375,20 @@ gkd_status gkd_tokenizer_load(const char *path, gkd_tokenizer **out) {
  * A tokenizer from vocabulary and merge arrays (GGUF metadata). The same checks as tokenizer.json:
  * dense ids, every byte present, merges of known tokens; the pre-tokenizer is a named layout. */
 
+/* The steps of each named layout; the layouts of more than one step are written as a Sequence. */
+static const struct {
+    pre_step steps[2];
+    int n_steps;
+} layouts[] = {
+    [GKD_PRETOKENIZER_GPT2] = {{{STEP_BYTE_LEVEL, 1}}, 1},
+    [GKD_PRETOKENIZER_LLAMA3] = {{{STEP_SPLIT_LLAMA3, 0}, {STEP_BYTE_LEVEL, 0}}, 2},
+    [GKD_PRETOKENIZER_QWEN2] = {{{STEP_SPLIT_QWEN2, 0}, {STEP_BYTE_LEVEL, 0}}, 2},
+    [GKD_PRETOKENIZER_STARCODER] = {{{STEP_DIGITS, 1}, {STEP_BYTE_LEVEL, 1}}, 2},
+};
+
 static void set_layout(gkd_tokenizer *tok, gkd_pretokenizer layout) {
-    switch (layout) {
-    case GKD_PRETOKENIZER_GPT2:
-        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 1};
-        break;
-    case GKD_PRETOKENIZER_LLAMA3:
-        tok->steps[tok->n_steps++] = (pre_step){STEP_SPLIT_LLAMA3, 0};
-        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 0};
-        tok->steps_in_sequence = 1;
-        break;
-    case GKD_PRETOKENIZER_QWEN2:
-        tok->steps[tok->n_steps++] = (pre_step){STEP_SPLIT_QWEN2, 0};
-        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 0};
-        tok->steps_in_sequence = 1;
-        break;
-    case GKD_PRETOKENIZER_STARCODER:
-        tok->steps[tok->n_steps++] = (pre_step){STEP_DIGITS, 1};
-        tok->steps[tok->n_steps++] = (pre_step){STEP_BYTE_LEVEL, 1};
-        tok->steps_in_sequence = 1;
-        break;
-    }
+    for (int k = 0; k < layouts[layout].n_steps; k++) tok->steps[tok->n_steps++] = layouts[layout].steps[k];
+    tok->steps_in_sequence = layouts[layout].n_steps > 1;
 }
 
 /* Fills token `id` from its vocabulary string s[0..len). */

@@ -15,7 +15,7 @@ void gkd_tok_scratch_free(scratch *sc) {
     free(sc->cuts);
     free(sc->cuts_next);
     free(sc->sym);
-    free(sc->heap);
+    free(sc->heap.v);
     free(sc->ids);
     gkd_buf_free(&sc->piece_str);
 }

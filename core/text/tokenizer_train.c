@@ -29,11 +29,6 @@ typedef struct {
 } train_pair;
 
 typedef struct {
-    int64_t count;
-    int pair;
-} queue_entry;
-
-typedef struct {
     train_word *words;
     int n_words;
     int *arena;
@@ -42,9 +37,8 @@ typedef struct {
     train_pair *pairs;
     int n_pairs, cap_pairs;
     pair_map pair_index;
-    queue_entry *queue;
-    size_t n_queue, cap_queue;
-    int *fresh; /* pairs holding the new token, to queue after a merge */
+    tok_heap queue; /* (-count, left, right), item = the pair */
+    int *fresh;     /* pairs holding the new token, to queue after a merge */
     int n_fresh, cap_fresh;
 } trainer;
 
@@ -55,7 +49,7 @@ static void trainer_free(trainer *tr) {
     free(tr->arena);
     free(tr->seen);
     gkd_tok_pair_map_free(&tr->pair_index);
-    free(tr->queue);
+    free(tr->queue.v);
     free(tr->fresh);
 }
 
@@ -85,38 +79,11 @@ static int pair_add(trainer *tr, int a, int b, int64_t delta, int w, int list_wo
     return p;
 }
 
-/* Queue order: higher count first, then the smaller left id, then the smaller right id. */
-static int entry_before(const trainer *tr, queue_entry x, queue_entry y) {
-    if (x.count != y.count) return x.count > y.count;
-    const train_pair *a = &tr->pairs[x.pair], *b = &tr->pairs[y.pair];
-    return a->a != b->a ? a->a < b->a : a->b < b->b;
-}
-
+/* Queues pair at its current count. The queue is a min-heap, so the count goes in negated: the higher
+ * count comes first, then the smaller left id, then the smaller right id. */
 static int queue_push(trainer *tr, int pair) {
-    if (!gkd_tok_reserve((void **)&tr->queue, &tr->cap_queue, tr->n_queue + 1, sizeof *tr->queue)) return 0;
-    queue_entry e = {tr->pairs[pair].count, pair};
-    size_t i = tr->n_queue++;
-    while (i > 0 && entry_before(tr, e, tr->queue[(i - 1) / 2])) {
-        tr->queue[i] = tr->queue[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    tr->queue[i] = e;
-    return 1;
-}
-
-static queue_entry queue_pop(trainer *tr) {
-    queue_entry top = tr->queue[0], last = tr->queue[--tr->n_queue];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= tr->n_queue) break;
-        if (c + 1 < tr->n_queue && entry_before(tr, tr->queue[c + 1], tr->queue[c])) c++;
-        if (!entry_before(tr, tr->queue[c], last)) break;
-        tr->queue[i] = tr->queue[c];
-        i = c;
-    }
-    if (tr->n_queue) tr->queue[i] = last;
-    return top;
+    const train_pair *p = &tr->pairs[pair];
+    return gkd_tok_heap_push(&tr->queue, (heap_entry){-p->count, p->a, p->b, pair});
 }
 
 /* Counts the unique pre-token words of the corpus and lays their bytes out as symbols. */
@@ -226,14 +193,15 @@ static gkd_status learn_merges(trainer *tr, gkd_tokenizer *tok, int max_tokens, 
     }
     for (int p = 0; p < tr->n_pairs; p++)
         if (!queue_push(tr, p)) return gkd_tok_out_of_memory("training");
-    while (tok->n_tokens < max_tokens && tr->n_queue) {
-        queue_entry e = queue_pop(tr);
-        int64_t now = tr->pairs[e.pair].count;
-        if (now != e.count) {
-            if (now > 0 && !queue_push(tr, e.pair)) return gkd_tok_out_of_memory("training");
+    while (tok->n_tokens < max_tokens && tr->queue.n) {
+        heap_entry e = gkd_tok_heap_pop(&tr->queue);
+        int pair = e.item;
+        int64_t now = tr->pairs[pair].count;
+        if (now != -e.key) {
+            if (now > 0 && !queue_push(tr, pair)) return gkd_tok_out_of_memory("training");
             continue;
         }
-        int a = tr->pairs[e.pair].a, b = tr->pairs[e.pair].b, c = tok->n_tokens, step = tok->n_merges;
+        int a = tr->pairs[pair].a, b = tr->pairs[pair].b, c = tok->n_tokens, step = tok->n_merges;
         const token *ta = &tok->tokens[a], *tb = &tok->tokens[b];
         size_t len = ta->len + tb->len;
         char *bytes = malloc(len + 1);
@@ -254,8 +222,8 @@ static gkd_status learn_merges(trainer *tr, gkd_tokenizer *tok, int max_tokens, 
         tok->tokens[c].in_vocab = 1;
         tok->merges[tok->n_merges++] = (merge){a, b, c};
         tr->n_fresh = 0;
-        for (int i = 0; i < tr->pairs[e.pair].n_words; i++) {
-            int w = tr->pairs[e.pair].words[i];
+        for (int i = 0; i < tr->pairs[pair].n_words; i++) {
+            int w = tr->pairs[pair].words[i];
             if (tr->seen[w] == step) continue;
             tr->seen[w] = step;
             gkd_status st = merge_word(tr, w, a, b, c, step);
