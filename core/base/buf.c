@@ -27,6 +27,10 @@ static int buf_reserve(gkd_buf *b, size_t extra) {
     return 1;
 }
 
+char *gkd_buf_space(gkd_buf *b, size_t n) {
+    return buf_reserve(b, n) ? b->data + b->len : NULL;
+}
+
 void gkd_buf_put(gkd_buf *b, const char *s, size_t n) {
     if (!buf_reserve(b, n)) return;
     if (n) memcpy(b->data + b->len, s, n);

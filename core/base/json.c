@@ -340,29 +340,28 @@ gkd_status gkd_json_parse(const char *text, size_t len, const char *where, gkd_j
 gkd_status gkd_read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return gkd_error_set(GKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
+    enum { CHUNK = 1 << 16 };
+    gkd_buf b = {0};
     for (;;) {
-        if (!buf) {
+        char *at = gkd_buf_space(&b, CHUNK);
+        if (!at) {
             fclose(f);
+            gkd_buf_free(&b);
             return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory reading", path);
         }
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
+        size_t got = fread(at, 1, CHUNK, f);
+        b.len += got;
+        b.data[b.len] = '\0';
+        if (got < CHUNK) break;
     }
     int err = ferror(f);
     fclose(f);
     if (err) {
-        free(buf);
+        gkd_buf_free(&b);
         return gkd_error_set(GKD_ERR_IO, "%s: read error", path);
     }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
+    *data = b.data;
+    *len = b.len;
     return GKD_OK;
 }
 
