@@ -432,7 +432,8 @@ void gkd_buf_put_printable(gkd_buf *b, const char *s, size_t n, int keep_lines) 
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         /* C1 controls (U+0080..U+009F, bytes C2 80..C2 9F) start escape sequences on some terminals too */
-        int c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+        uint32_t cp;
+        int c1 = c == 0xC2 && gkd_utf8_decode(s + i, n - i, &cp) == 2 && cp <= 0x9F;
         if (!c1 && (c >= 0x20 || (keep_lines && (c == '\n' || c == '\t'))) && c != 0x7F) {
             run++;
             continue;
