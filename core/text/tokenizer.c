@@ -18,18 +18,10 @@
  * Hash maps (open addressing, linear probing, at most half full): token pairs -> int, and byte strings
  * -> int. A string map does not own its keys. */
 
-static uint64_t mix64(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    return x ^ (x >> 33);
-}
-
 static uint64_t hash_bytes(const char *s, size_t len) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
-    return mix64(h);
+    return gkd_tok_mix64(h);
 }
 
 void gkd_tok_pair_map_free(pair_map *m) {
@@ -50,7 +42,7 @@ static int pair_map_grow(pair_map *m) {
     for (size_t i = 0; i < cap; i++) vals[i] = PAIR_EMPTY;
     for (size_t i = 0; i < m->cap; i++) {
         if (m->vals[i] == PAIR_EMPTY) continue;
-        size_t j = mix64(m->keys[i]) & (cap - 1);
+        size_t j = gkd_tok_mix64(m->keys[i]) & (cap - 1);
         while (vals[j] != PAIR_EMPTY) j = (j + 1) & (cap - 1);
         keys[j] = m->keys[i];
         vals[j] = m->vals[i];
@@ -61,18 +53,10 @@ static int pair_map_grow(pair_map *m) {
     return 1;
 }
 
-int gkd_tok_pair_map_get(const pair_map *m, uint64_t key) {
-    if (!m->cap) return -1;
-    for (size_t j = mix64(key) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
-        if (m->vals[j] == PAIR_EMPTY) return -1;
-        if (m->keys[j] == key) return m->vals[j];
-    }
-}
-
 /* Inserts or overwrites; returns 0 when out of memory. val must be >= 0. */
 int gkd_tok_pair_map_put(pair_map *m, uint64_t key, int val) {
     if (2 * (m->n + 1) > m->cap && !pair_map_grow(m)) return 0;
-    size_t j = mix64(key) & (m->cap - 1);
+    size_t j = gkd_tok_mix64(key) & (m->cap - 1);
     while (m->vals[j] != PAIR_EMPTY && m->keys[j] != key) j = (j + 1) & (m->cap - 1);
     if (m->vals[j] == PAIR_EMPTY) m->n++;
     m->keys[j] = key;
@@ -122,37 +106,6 @@ int gkd_tok_str_map_intern(str_map *m, const char *key, size_t len, int val) {
     m->slots[j] = (str_slot){key, len, val};
     m->n++;
     return val;
-}
-
-static int entry_less(heap_entry x, heap_entry y) {
-    if (x.key != y.key) return x.key < y.key;
-    return x.a != y.a ? x.a < y.a : x.b < y.b;
-}
-
-int gkd_tok_heap_push(tok_heap *h, heap_entry e) {
-    if (!gkd_tok_reserve((void **)&h->v, &h->cap, h->n + 1, sizeof *h->v)) return 0;
-    size_t i = h->n++;
-    while (i > 0 && entry_less(e, h->v[(i - 1) / 2])) {
-        h->v[i] = h->v[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->v[i] = e;
-    return 1;
-}
-
-heap_entry gkd_tok_heap_pop(tok_heap *h) {
-    heap_entry top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && entry_less(h->v[c + 1], h->v[c])) c++;
-        if (!entry_less(h->v[c], last)) break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n) h->v[i] = last;
-    return top;
 }
 
 void gkd_tokenizer_free(gkd_tokenizer *tok) {

@@ -1,8 +1,8 @@
 /* Private to the tokenizer files (tokenizer*.c): the tokenizer's tables, one encode call's scratch memory,
  * and the functions the parts share. Nothing outside core/text includes this.
  * Rules: a gkd_tokenizer is read-only once built (scratch memory belongs to one call); the maps do not own
- * their string keys, which point into the token table; every function returning int returns 0 (or -2 for
- * gkd_tok_str_map_intern) when out of memory and leaves the tokenizer to be freed by its owner. */
+ * their string keys, which point into the token table; the functions that allocate and return int return
+ * 0 when out of memory (gkd_tok_str_map_intern: -2), leaving what they had intact for its owner to free. */
 #ifndef GKD_TOKENIZER_INTERNAL_H
 #define GKD_TOKENIZER_INTERNAL_H
 
@@ -12,6 +12,10 @@
 #include "core/base/buf.h"
 #include "core/base/utf8.h"
 #include "core/text/tokenizer.h"
+
+/* Makes *p hold at least `need` elements of `size` bytes; returns 0 when out of memory. */
+int gkd_tok_reserve(void **p, size_t *cap, size_t need, size_t size);
+gkd_status gkd_tok_out_of_memory(const char *what);
 
 /* The classes the pre-tokenizer regexes need: \s, \p{L}, \p{N}, and everything else. */
 typedef enum {
@@ -55,9 +59,24 @@ typedef struct {
     size_t cap, n;
 } str_map;
 
+/* The hash of a pair key (and, after FNV-1a, of a string): MurmurHash3's finalizer. */
+static inline uint64_t gkd_tok_mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
 void gkd_tok_pair_map_free(pair_map *m);
-/* The value of key, or -1. */
-int gkd_tok_pair_map_get(const pair_map *m, uint64_t key);
+/* The value of key, or -1. Inline: it is BPE's innermost lookup. */
+static inline int gkd_tok_pair_map_get(const pair_map *m, uint64_t key) {
+    if (!m->cap) return -1;
+    for (size_t j = gkd_tok_mix64(key) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
+        if (m->vals[j] == PAIR_EMPTY) return -1;
+        if (m->keys[j] == key) return m->vals[j];
+    }
+}
 /* Inserts or overwrites; returns 0 when out of memory. val must be >= 0. */
 int gkd_tok_pair_map_put(pair_map *m, uint64_t key, int val);
 void gkd_tok_str_map_free(str_map *m);
@@ -67,7 +86,7 @@ int gkd_tok_str_map_get(const str_map *m, const char *key, size_t len);
 int gkd_tok_str_map_intern(str_map *m, const char *key, size_t len, int val);
 
 /* A binary min-heap of entries ordered by (key, a, b), each carrying an item: BPE's merge candidates and
- * training's queue of pairs share it (tokenizer.c). */
+ * training's queue of pairs share it. */
 typedef struct {
     int64_t key;
     int a, b;
@@ -79,10 +98,39 @@ typedef struct {
     size_t n, cap;
 } tok_heap;
 
+/* Inline, as BPE pushes and pops once per merge. */
+static inline int gkd_tok_entry_less(heap_entry x, heap_entry y) {
+    if (x.key != y.key) return x.key < y.key;
+    return x.a != y.a ? x.a < y.a : x.b < y.b;
+}
+
 /* Adds e; returns 0 when out of memory. */
-int gkd_tok_heap_push(tok_heap *h, heap_entry e);
+static inline int gkd_tok_heap_push(tok_heap *h, heap_entry e) {
+    if (h->n == h->cap && !gkd_tok_reserve((void **)&h->v, &h->cap, h->n + 1, sizeof *h->v)) return 0;
+    size_t i = h->n++;
+    while (i > 0 && gkd_tok_entry_less(e, h->v[(i - 1) / 2])) {
+        h->v[i] = h->v[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h->v[i] = e;
+    return 1;
+}
+
 /* Removes and returns the least entry; h->n must be > 0. */
-heap_entry gkd_tok_heap_pop(tok_heap *h);
+static inline heap_entry gkd_tok_heap_pop(tok_heap *h) {
+    heap_entry top = h->v[0], last = h->v[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->n) break;
+        if (c + 1 < h->n && gkd_tok_entry_less(h->v[c + 1], h->v[c])) c++;
+        if (!gkd_tok_entry_less(h->v[c], last)) break;
+        h->v[i] = h->v[c];
+        i = c;
+    }
+    if (h->n) h->v[i] = last;
+    return top;
+}
 
 /* One pre-tokenizer step of a Hugging Face pipeline; each refines the pieces of the step before. */
 typedef enum {
@@ -138,9 +186,6 @@ gkd_status gkd_tok_index_tokens(gkd_tokenizer *tok, const char *where);
 gkd_status gkd_tok_index_merges_and_added(gkd_tokenizer *tok);
 /* Sets a token's bytes and string (copied); returns 0 when out of memory. */
 int gkd_tok_set_token(token *t, const char *bytes, size_t len, const char *str, size_t str_len);
-/* Makes *p hold at least `need` elements of `size` bytes; returns 0 when out of memory. */
-int gkd_tok_reserve(void **p, size_t *cap, size_t need, size_t size);
-gkd_status gkd_tok_out_of_memory(const char *what);
 
 /* Working memory of one encode call; every array grows on demand. */
 typedef struct {
