@@ -62,12 +62,6 @@ size_t gkd_utf8_encode(uint32_t cp, char *out) {
     return 4;
 }
 
-int gkd_utf8_is_white_space(uint32_t cp) {
-    if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20;
-    return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
-           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
 int gkd_utf8_space_len(const char *s, size_t n) {
     if (n == 0) return 0;
     uint32_t cp;

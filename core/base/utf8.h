@@ -17,8 +17,13 @@ size_t gkd_utf8_decode(const char *s, size_t n, uint32_t *cp);
 /* Writes the UTF-8 form of cp (at most U+10FFFF) to out[0..4) and returns its length. */
 size_t gkd_utf8_encode(uint32_t cp, char *out);
 
-/* Unicode's White_Space property (what Oniguruma's \s matches). */
-int gkd_utf8_is_white_space(uint32_t cp);
+/* Unicode's White_Space property (what Oniguruma's \s matches). Inline: the tokenizer asks it per
+ * character. */
+static inline int gkd_utf8_is_white_space(uint32_t cp) {
+    if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20;
+    return cp == 0x85 || cp == 0xA0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 ||
+           cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
 /* Byte length of the whitespace character at s[0..n) as Python's str.split() and str.rstrip() see it
  * (White_Space plus the separators U+001C..U+001F), or 0 when s does not start with one. */
 int gkd_utf8_space_len(const char *s, size_t n);

@@ -25,8 +25,18 @@ typedef enum {
     CLS_SPACE,
 } char_class;
 
-/* The class of a code point (GKD_UTF8_INVALID, a byte outside valid UTF-8, is "other"). */
-char_class gkd_tok_classify(uint32_t cp);
+/* The class of a code point >= 0x80 (GKD_UTF8_INVALID, a byte outside valid UTF-8, is "other"). */
+char_class gkd_tok_classify_wide(uint32_t cp);
+
+/* The class of a code point; ASCII inline, as nearly every character of most text is. */
+static inline char_class gkd_tok_classify(uint32_t cp) {
+    if (cp < 0x80) {
+        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CLS_LETTER;
+        if (cp >= '0' && cp <= '9') return CLS_NUMBER;
+        return gkd_utf8_is_white_space(cp) ? CLS_SPACE : CLS_OTHER;
+    }
+    return gkd_tok_classify_wide(cp);
+}
 /* Appends the byte-level form of bytes[0..len) (each byte becomes a 1- or 2-byte UTF-8 sequence). */
 void gkd_tok_bytes_to_str(const unsigned char *bytes, size_t len, gkd_buf *out);
 /* Decodes a byte-level string into bytes (out needs strlen(s) bytes); returns the length, or -1 when a

@@ -119,12 +119,7 @@ static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp) {
     return 0;
 }
 
-char_class gkd_tok_classify(uint32_t cp) {
-    if (cp < 0x80) {
-        if ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') return CLS_LETTER;
-        if (cp >= '0' && cp <= '9') return CLS_NUMBER;
-        return gkd_utf8_is_white_space(cp) ? CLS_SPACE : CLS_OTHER;
-    }
+char_class gkd_tok_classify_wide(uint32_t cp) {
     if (cp == GKD_UTF8_INVALID) return CLS_OTHER;
     if (gkd_utf8_is_white_space(cp)) return CLS_SPACE;
     if (in_ranges(letter_ranges, sizeof letter_ranges / sizeof *letter_ranges, cp)) return CLS_LETTER;
