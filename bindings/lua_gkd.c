@@ -335,22 +335,18 @@ int luaopen_gkd(lua_State *L) {
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
     int M = lua_gettop(L);
-    gkd_lua_open_task(L);
-    lua_setfield(L, M, "task");
-    gkd_lua_open_tokenizer(L);
-    lua_setfield(L, M, "tokenizer");
-    gkd_lua_open_model(L);
-    lua_setfield(L, M, "model");
-    gkd_lua_open_schedule(L);
-    lua_setfield(L, M, "schedule");
-    gkd_lua_open_reward(L);
-    lua_setfield(L, M, "reward");
-    gkd_lua_open_store(L);
-    lua_setfield(L, M, "store");
-    gkd_lua_open_sys(L);
-    lua_setfield(L, M, "sys");
-    gkd_lua_open_json(L);
-    lua_setfield(L, M, "json");
+    /* Each opener pushes its submodule's table. */
+    static const struct {
+        const char *name;
+        void (*open)(lua_State *L);
+    } submodules[] = {{"task", gkd_lua_open_task},     {"tokenizer", gkd_lua_open_tokenizer},
+                      {"model", gkd_lua_open_model},   {"schedule", gkd_lua_open_schedule},
+                      {"reward", gkd_lua_open_reward}, {"store", gkd_lua_open_store},
+                      {"sys", gkd_lua_open_sys},       {"json", gkd_lua_open_json}};
+    for (size_t k = 0; k < sizeof submodules / sizeof *submodules; k++) {
+        submodules[k].open(L);
+        lua_setfield(L, M, submodules[k].name);
+    }
     lua_settop(L, M);
     gkd_lua_add_divergence(L);
     gkd_lua_add_train(L);

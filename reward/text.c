@@ -6,39 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-int gkd_utf8_space_len(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    if (n == 0) return 0;
-    if (u[0] == ' ' || (u[0] >= 0x09 && u[0] <= 0x0d) || (u[0] >= 0x1c && u[0] <= 0x1f)) return 1;
-    if (n >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0)) return 2; /* U+0085, U+00A0 */
-    if (n < 3) return 0;
-    if (u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80) return 3; /* U+1680 */
-    if (u[0] == 0xe2 && u[1] == 0x80 &&
-        ((u[2] >= 0x80 && u[2] <= 0x8a) || u[2] == 0xa8 || u[2] == 0xa9 || u[2] == 0xaf))
-        return 3;                                               /* U+2000..U+200A, U+2028, U+2029, U+202F */
-    if (u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f) return 3; /* U+205F */
-    if (u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80) return 3; /* U+3000 */
-    return 0;
-}
-
-static gkd_status textbuf_reserve(gkd_textbuf *b, size_t extra) {
-    if (b->len + extra + 1 <= b->cap) return GKD_OK;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1) cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p) return gkd_error_set(GKD_ERR_NOMEM, "text buffer of %zu bytes", cap);
-    b->data = p;
-    b->cap = cap;
-    return GKD_OK;
-}
-
 gkd_status gkd_textbuf_append(gkd_textbuf *b, const char *s, size_t n) {
-    gkd_status st = textbuf_reserve(b, n);
-    if (st != GKD_OK) return st;
-    if (n) memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return GKD_OK;
+    gkd_buf_put(b, s, n);
+    return gkd_buf_check(b, "building metric text");
 }
 
 gkd_status gkd_textbuf_putc(gkd_textbuf *b, char c) {
@@ -46,10 +16,7 @@ gkd_status gkd_textbuf_putc(gkd_textbuf *b, char c) {
 }
 
 void gkd_textbuf_free(gkd_textbuf *b) {
-    if (!b) return;
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
+    gkd_buf_free(b);
 }
 
 gkd_status gkd_toklist_push(gkd_toklist *t, const char *s, size_t len) {

@@ -1,23 +1,21 @@
-/* Text plumbing shared by the metrics in reward/: a growable byte buffer, token lists, dense token
- * ids shared across several sequences, and n-gram ids built order by order. Private to reward/.
+/* Text plumbing shared by the metrics in reward/: status-returning byte-buffer appenders, token lists,
+ * dense token ids shared across several sequences, and n-gram ids built order by order. Private to
+ * reward/.
  * Rules: tokens are compared as bytes (the tokenisers decide case and normalisation); an n-gram never
  * crosses the end of its sequence; ids are dense from 0 so they index arrays; every free accepts NULL
  * and leaves the object empty. Nothing here uses hashing, so results never depend on collisions. */
 #ifndef GKD_REWARD_TEXT_H
 #define GKD_REWARD_TEXT_H
 
+#include "core/base/buf.h"
 #include "core/base/error.h"
+#include "core/base/utf8.h"
 
 #include <stddef.h>
 
-/* Byte length of the Unicode whitespace character at s[0..n) (the characters Python's str.split()
- * and str.rstrip() treat as whitespace), or 0 when s does not start with one. */
-int gkd_utf8_space_len(const char *s, size_t n);
-
-typedef struct {
-    char *data; /* owned, NUL-terminated once anything was appended */
-    size_t len, cap;
-} gkd_textbuf;
+/* The metrics build text in gkd_bufs; these appenders return a status, so that a metric stops at the
+ * first allocation failure. */
+typedef gkd_buf gkd_textbuf;
 
 gkd_status gkd_textbuf_append(gkd_textbuf *b, const char *s, size_t n);
 gkd_status gkd_textbuf_putc(gkd_textbuf *b, char c);

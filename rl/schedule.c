@@ -1,51 +1,47 @@
 /* Closed-form schedules (see schedule.h). */
 #include "rl/schedule.h"
 
+#include "core/tensor/optim.h"
+
 #include <math.h>
 #include <string.h>
 
-gkd_schedule gkd_schedule_constant(double value) {
+/* Every closed form is a handful of these fields; the rest stay zero. */
+static gkd_schedule closed_form(gkd_schedule_kind kind, double start, double end, double factor,
+                                int64_t steps, int64_t warmup) {
     gkd_schedule s;
     memset(&s, 0, sizeof s);
-    s.kind = GKD_SCHEDULE_CONSTANT;
-    s.start = s.end = value;
+    s.kind = kind;
+    s.start = start;
+    s.end = end;
+    s.factor = factor;
+    s.steps = steps;
+    s.warmup = warmup;
     return s;
+}
+
+gkd_schedule gkd_schedule_constant(double value) {
+    return closed_form(GKD_SCHEDULE_CONSTANT, value, value, 0.0, 0, 0);
 }
 
 gkd_schedule gkd_schedule_linear(double start, double end, int64_t steps) {
-    gkd_schedule s = gkd_schedule_constant(start);
-    s.kind = GKD_SCHEDULE_LINEAR;
-    s.end = end;
-    s.steps = steps;
-    return s;
+    return closed_form(GKD_SCHEDULE_LINEAR, start, end, 0.0, steps, 0);
 }
 
 gkd_schedule gkd_schedule_cosine(double start, double end, int64_t steps) {
-    gkd_schedule s = gkd_schedule_linear(start, end, steps);
-    s.kind = GKD_SCHEDULE_COSINE;
-    return s;
+    return closed_form(GKD_SCHEDULE_COSINE, start, end, 0.0, steps, 0);
 }
 
 gkd_schedule gkd_schedule_step(double start, double factor, int64_t every) {
-    gkd_schedule s = gkd_schedule_constant(start);
-    s.kind = GKD_SCHEDULE_STEP;
-    s.factor = factor;
-    s.steps = every;
-    return s;
+    return closed_form(GKD_SCHEDULE_STEP, start, start, factor, every, 0);
 }
 
 gkd_schedule gkd_schedule_warmup(double value, int64_t steps) {
-    gkd_schedule s = gkd_schedule_constant(value);
-    s.kind = GKD_SCHEDULE_WARMUP;
-    s.steps = steps;
-    return s;
+    return closed_form(GKD_SCHEDULE_WARMUP, value, value, 0.0, steps, 0);
 }
 
 gkd_schedule gkd_schedule_warmup_cosine(double peak, double min, int64_t warmup, int64_t total) {
-    gkd_schedule s = gkd_schedule_linear(peak, min, total);
-    s.kind = GKD_SCHEDULE_WARMUP_COSINE;
-    s.warmup = warmup;
-    return s;
+    return closed_form(GKD_SCHEDULE_WARMUP_COSINE, peak, min, 0.0, total, warmup);
 }
 
 gkd_status gkd_schedule_piecewise(const int64_t *points, const double *values, int n, gkd_schedule *out) {
@@ -75,15 +71,7 @@ gkd_status gkd_schedule_value(const gkd_schedule *s, int64_t step, double *value
         break;
     case GKD_SCHEDULE_WARMUP: *value = s->start * frac; break;
     case GKD_SCHEDULE_WARMUP_COSINE:
-        if (step < s->warmup) {
-            *value = s->start * (double)(step + 1) / (double)s->warmup;
-        } else if (s->steps <= s->warmup) {
-            *value = s->start;
-        } else {
-            double p = (double)(step - s->warmup) / (double)(s->steps - s->warmup);
-            if (p > 1.0) p = 1.0;
-            *value = s->end + (s->start - s->end) * 0.5 * (1.0 + cos(M_PI * p));
-        }
+        *value = gkd_optim_warmup_cosine(s->start, s->end, s->warmup, s->steps, step);
         break;
     case GKD_SCHEDULE_PIECEWISE: {
         int n = s->n_points;

@@ -44,7 +44,7 @@ gkd_schedule gkd_schedule_cosine(double start, double end, int64_t steps);
 gkd_schedule gkd_schedule_step(double start, double factor, int64_t every);
 gkd_schedule gkd_schedule_warmup(double value, int64_t steps);
 /* The usual learning-rate shape: linear warmup to `peak` over `warmup` steps, then half a cosine down to
- * `min` at step `total` (the same curve as gkd_optim_lr_at). */
+ * `min` at step `total` (gkd_optim_warmup_cosine, the curve of gkd_optim_lr_at). */
 gkd_schedule gkd_schedule_warmup_cosine(double peak, double min, int64_t warmup, int64_t total);
 /* Points must increase; n in [1, GKD_SCHEDULE_MAX_POINTS]. */
 gkd_status gkd_schedule_piecewise(const int64_t *points, const double *values, int n, gkd_schedule *out);

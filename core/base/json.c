@@ -4,10 +4,11 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/base/utf8.h"
 
 enum { JSON_MAX_DEPTH = 256 };
 
@@ -68,29 +69,6 @@ static int hex4(const char *p, unsigned *out) {
     }
     *out = x;
     return 1;
-}
-
-static size_t utf8_encode(unsigned cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* Parses a string at ps->p (which points at the opening quote) into a fresh buffer. */
@@ -159,7 +137,7 @@ static gkd_status parse_string_raw(parser *ps, char **out, size_t *out_len) {
             } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
                 cp = 0xFFFD;
             }
-            n += utf8_encode(cp, buf + n);
+            n += gkd_utf8_encode(cp, buf + n);
             break;
         }
         default:
@@ -362,29 +340,28 @@ gkd_status gkd_json_parse(const char *text, size_t len, const char *where, gkd_j
 gkd_status gkd_read_file(const char *path, char **data, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return gkd_error_set(GKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
+    enum { CHUNK = 1 << 16 };
+    gkd_buf b = {0};
     for (;;) {
-        if (!buf) {
+        char *at = gkd_buf_space(&b, CHUNK);
+        if (!at) {
             fclose(f);
+            gkd_buf_free(&b);
             return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory reading", path);
         }
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
+        size_t got = fread(at, 1, CHUNK, f);
+        b.len += got;
+        b.data[b.len] = '\0';
+        if (got < CHUNK) break;
     }
     int err = ferror(f);
     fclose(f);
     if (err) {
-        free(buf);
+        gkd_buf_free(&b);
         return gkd_error_set(GKD_ERR_IO, "%s: read error", path);
     }
-    buf[n] = '\0';
-    *data = buf;
-    *len = n;
+    *data = b.data;
+    *len = b.len;
     return GKD_OK;
 }
 
@@ -426,52 +403,6 @@ const char *gkd_json_get_string(const gkd_json *v, const char *key, const char *
     return x && x->type == GKD_JSON_STRING ? x->string : fallback;
 }
 
-void gkd_buf_free(gkd_buf *b) {
-    if (!b) return;
-    free(b->data);
-    b->data = NULL;
-    b->len = b->cap = 0;
-}
-
-static int buf_reserve(gkd_buf *b, size_t extra) {
-    if (b->failed) return 0;
-    if (b->len + extra + 1 <= b->cap) return 1;
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + extra + 1) ncap *= 2;
-    char *d = realloc(b->data, ncap);
-    if (!d) {
-        b->failed = 1;
-        return 0;
-    }
-    b->data = d;
-    b->cap = ncap;
-    return 1;
-}
-
-void gkd_buf_put(gkd_buf *b, const char *s, size_t n) {
-    if (!buf_reserve(b, n)) return;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-void gkd_buf_puts(gkd_buf *b, const char *s) {
-    gkd_buf_put(b, s, strlen(s));
-}
-
-void gkd_buf_printf(gkd_buf *b, const char *fmt, ...) {
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && buf_reserve(b, (size_t)n)) {
-        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap2);
-        b->len += (size_t)n;
-    }
-    va_end(ap2);
-}
-
 void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n) {
     gkd_buf_put(b, "\"", 1);
     size_t run = 0; /* bytes copied verbatim in one go */
@@ -501,7 +432,8 @@ void gkd_buf_put_printable(gkd_buf *b, const char *s, size_t n, int keep_lines) 
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         /* C1 controls (U+0080..U+009F, bytes C2 80..C2 9F) start escape sequences on some terminals too */
-        int c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+        uint32_t cp;
+        int c1 = c == 0xC2 && gkd_utf8_decode(s + i, n - i, &cp) == 2 && cp <= 0x9F;
         if (!c1 && (c >= 0x20 || (keep_lines && (c == '\n' || c == '\t'))) && c != 0x7F) {
             run++;
             continue;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/base/buf.h"
 #include "core/base/error.h"
 
 typedef enum {
@@ -50,17 +51,6 @@ double gkd_json_get_number(const gkd_json *v, const char *key, double fallback);
 int gkd_json_integer(const gkd_json *v, int64_t min, int64_t max, int64_t *out);
 const char *gkd_json_get_string(const gkd_json *v, const char *key, const char *fallback);
 
-/* A growable byte buffer for writing JSON and other text. */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    int failed; /* an allocation failed: the contents are incomplete */
-} gkd_buf;
-
-void gkd_buf_free(gkd_buf *b);
-void gkd_buf_put(gkd_buf *b, const char *s, size_t n);
-void gkd_buf_puts(gkd_buf *b, const char *s);
-void gkd_buf_printf(gkd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s[0..n) as a quoted JSON string with escapes. */
 void gkd_buf_json_string(gkd_buf *b, const char *s, size_t n);
 /* Appends s[0..n) for a terminal: control characters (C0, DEL, and C1 encoded in UTF-8), which could move

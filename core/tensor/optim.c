@@ -51,12 +51,16 @@ gkd_status gkd_optim_config_check(const gkd_optim_config *c) {
     return GKD_OK;
 }
 
-float gkd_optim_lr_at(const gkd_optim_config *c, int64_t step) {
-    if (step < c->warmup_steps) return (float)((double)c->lr * (double)(step + 1) / (double)c->warmup_steps);
-    if (c->total_steps <= c->warmup_steps) return c->lr;
-    double p = (double)(step - c->warmup_steps) / (double)(c->total_steps - c->warmup_steps);
+double gkd_optim_warmup_cosine(double peak, double min, int64_t warmup, int64_t total, int64_t step) {
+    if (step < warmup) return peak * (double)(step + 1) / (double)warmup;
+    if (total <= warmup) return peak;
+    double p = (double)(step - warmup) / (double)(total - warmup);
     if (p > 1.0) p = 1.0;
-    return (float)(c->min_lr + 0.5 * ((double)c->lr - c->min_lr) * (1.0 + cos(M_PI * p)));
+    return min + (peak - min) * 0.5 * (1.0 + cos(M_PI * p));
+}
+
+float gkd_optim_lr_at(const gkd_optim_config *c, int64_t step) {
+    return (float)gkd_optim_warmup_cosine(c->lr, c->min_lr, c->warmup_steps, c->total_steps, step);
 }
 
 gkd_status gkd_optim_create(const gkd_optim_config *cfg, gkd_model *m, gkd_optim **out) {

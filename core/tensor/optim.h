@@ -43,6 +43,10 @@ gkd_status gkd_optim_config_check(const gkd_optim_config *cfg);
  * then min_lr + (lr - min_lr) (1 + cos(pi p)) / 2 with p = (step - warmup) / (total - warmup) clamped to
  * [0, 1]. */
 float gkd_optim_lr_at(const gkd_optim_config *cfg, int64_t step);
+/* The curve behind gkd_optim_lr_at, in double, for any setting (rl/schedule.c's warmup-cosine is this
+ * function): peak (step+1)/warmup during warmup, then half a cosine from peak down to min at step total;
+ * peak throughout when total <= warmup. */
+double gkd_optim_warmup_cosine(double peak, double min, int64_t warmup, int64_t total, int64_t step);
 
 /* Zeroed state for model m's parameters. The caller owns *out; m must outlive it. */
 gkd_status gkd_optim_create(const gkd_optim_config *cfg, gkd_model *m, gkd_optim **out);

@@ -8,12 +8,14 @@
 #include "core/base/json.h"
 #include "core/text/tokenizer.h"
 
+/* The strings of a gkd_text_format, listed once for the code that treats them all alike. */
+#define TEXT_FORMAT_STRINGS(X) X(prompt_prefix) X(prompt_suffix) X(target_prefix) X(terminator)
+
 void gkd_text_format_free(gkd_text_format *f) {
     if (!f) return;
-    free(f->prompt_prefix);
-    free(f->prompt_suffix);
-    free(f->target_prefix);
-    free(f->terminator);
+#define FREE_STRING(name) free(f->name);
+    TEXT_FORMAT_STRINGS(FREE_STRING)
+#undef FREE_STRING
     memset(f, 0, sizeof *f);
 }
 
@@ -26,10 +28,9 @@ static char *strdup_or_null(const char *s, int *failed) {
 
 gkd_status gkd_text_format_copy(gkd_text_format *dst, const gkd_text_format *src) {
     int failed = 0;
-    dst->prompt_prefix = strdup_or_null(src->prompt_prefix, &failed);
-    dst->prompt_suffix = strdup_or_null(src->prompt_suffix, &failed);
-    dst->target_prefix = strdup_or_null(src->target_prefix, &failed);
-    dst->terminator = strdup_or_null(src->terminator, &failed);
+#define COPY_STRING(name) dst->name = strdup_or_null(src->name, &failed);
+    TEXT_FORMAT_STRINGS(COPY_STRING)
+#undef COPY_STRING
     if (!failed) return GKD_OK;
     gkd_text_format_free(dst);
     return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
@@ -399,26 +400,14 @@ static void batch_fill_row(gkd_batch *batch, int b, const int *prompt, int promp
     batch->lens[b] = len;
 }
 
-gkd_status gkd_batch_make(gkd_batch *batch, const gkd_token_dataset *d, const int *idx, int B, int pad_id) {
+/* Row b is its prompt followed by a continuation: out_tokens + b * out_stride (out_lens[b] tokens) when
+ * out_tokens is given, else the row's own target. */
+static gkd_status batch_lay_out(gkd_batch *batch, const gkd_token_dataset *d, const int *idx, int B,
+                                const int *out_tokens, const int *out_lens, int out_stride, int pad_id) {
     int T = 1;
-    for (int b = 0; b < B; b++)
-        if (d->rows[idx[b]].len - 1 > T) T = d->rows[idx[b]].len - 1;
-    gkd_status st = batch_reserve(batch, B, T);
-    if (st != GKD_OK) return st;
-    batch->B = B;
-    batch->T = T;
     for (int b = 0; b < B; b++) {
         const gkd_tokenized *r = &d->rows[idx[b]];
-        batch_fill_row(batch, b, r->ids, r->prompt_len, r->ids + r->prompt_len, r->len - r->prompt_len, pad_id);
-    }
-    return GKD_OK;
-}
-
-gkd_status gkd_batch_make_generated(gkd_batch *batch, const gkd_token_dataset *d, const int *idx, int B,
-                                    const int *out_tokens, const int *out_lens, int out_stride, int pad_id) {
-    int T = 1;
-    for (int b = 0; b < B; b++) {
-        int len = d->rows[idx[b]].prompt_len + out_lens[b];
+        int len = r->prompt_len + (out_tokens ? out_lens[b] : r->len - r->prompt_len);
         if (len - 1 > T) T = len - 1;
     }
     gkd_status st = batch_reserve(batch, B, T);
@@ -427,9 +416,20 @@ gkd_status gkd_batch_make_generated(gkd_batch *batch, const gkd_token_dataset *d
     batch->T = T;
     for (int b = 0; b < B; b++) {
         const gkd_tokenized *r = &d->rows[idx[b]];
-        batch_fill_row(batch, b, r->ids, r->prompt_len, out_tokens + (size_t)b * out_stride, out_lens[b], pad_id);
+        const int *cont = out_tokens ? out_tokens + (size_t)b * out_stride : r->ids + r->prompt_len;
+        int cont_len = out_tokens ? out_lens[b] : r->len - r->prompt_len;
+        batch_fill_row(batch, b, r->ids, r->prompt_len, cont, cont_len, pad_id);
     }
     return GKD_OK;
+}
+
+gkd_status gkd_batch_make(gkd_batch *batch, const gkd_token_dataset *d, const int *idx, int B, int pad_id) {
+    return batch_lay_out(batch, d, idx, B, NULL, NULL, 0, pad_id);
+}
+
+gkd_status gkd_batch_make_generated(gkd_batch *batch, const gkd_token_dataset *d, const int *idx, int B,
+                                    const int *out_tokens, const int *out_lens, int out_stride, int pad_id) {
+    return batch_lay_out(batch, d, idx, B, out_tokens, out_lens, out_stride, pad_id);
 }
 
 void gkd_batch_free(gkd_batch *batch) {

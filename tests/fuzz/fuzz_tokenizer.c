@@ -1,4 +1,4 @@
-/* Fuzz harness: tokenizer.json loading (core/text/tokenizer.c). The input is a tokenizer.json, optionally
+/* Fuzz harness: tokenizer.json loading (core/text/tokenizer*.c). The input is a tokenizer.json, optionally
  * followed by a NUL byte and a text (a JSON document holds no raw NUL, so the split is unambiguous; without
  * one a fixed text is used). A tokenizer that loads must encode the text to ids inside its vocabulary that
  * decode back to the same bytes (when it has a token for each of them), and must write a tokenizer.json that
