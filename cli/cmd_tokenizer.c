@@ -42,7 +42,14 @@ int gkd_cmd_train_tokenizer(int argc, char **argv) {
         for (int i = 0; i < sets[n_sets].n; i++) {
             if (n_texts == cap) {
                 cap = cap ? cap * 2 : 1024;
-                texts = realloc(texts, (size_t)cap * sizeof *texts);
+                const char **grown = realloc(texts, (size_t)cap * sizeof *texts);
+                if (!grown) {
+                    gkd_cli_error("train-tokenizer", "out of memory after %d texts", n_texts);
+                    for (int j = 0; j <= n_sets; j++) gkd_dataset_free(&sets[j]);
+                    free(texts);
+                    return 1;
+                }
+                texts = grown;
             }
             texts[n_texts++] = sets[n_sets].items[i].target;
         }
