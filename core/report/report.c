@@ -11,7 +11,6 @@
  *   element carries its data in data-* attributes, numbers written with %.17g so they read back exactly. */
 #include "core/report/report.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -54,7 +53,7 @@ static const char *fmt_num(char *buf, size_t cap, double x) {
     return buf;
 }
 
-static const char *fmt_duration(char *buf, size_t cap, double s) {
+const char *gkd_report_format_duration(char *buf, size_t cap, double s) {
     if (!isfinite(s) || s < 0) {
         snprintf(buf, cap, "-");
     } else if (s < 60) {
@@ -114,20 +113,7 @@ static void attr_num(gkd_buf *b, double x) {
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
-/* the direction rule and config numbers */
-
-int gkd_report_maximizes(const char *metric) {
-    static const char *const lower_is_better[] = {"loss",    "kl",  "jsd", "tvd",   "diverg",
-                                                  "perplex", "ppl", "nll", "error", "penalty"};
-    if (!metric) return 1;
-    char low[256];
-    size_t n = 0;
-    for (; metric[n] && n + 1 < sizeof low; n++) low[n] = (char)tolower((unsigned char)metric[n]);
-    low[n] = '\0';
-    for (size_t i = 0; i < sizeof lower_is_better / sizeof lower_is_better[0]; i++)
-        if (strstr(low, lower_is_better[i])) return 0;
-    return 1;
-}
+/* config numbers */
 
 static int json_number_of(const gkd_json *v, double *out) {
     if (!v) return 0;
@@ -580,7 +566,7 @@ gkd_status gkd_report_add_metric(gkd_store *store, gkd_report *r, const char *na
     m->name = report_strdup(name);
     if (!m->name) return report_nomem("metrics");
     m->source = source;
-    m->maximize = maximize >= 0 ? (maximize != 0) : gkd_report_maximizes(name);
+    m->maximize = maximize >= 0 ? (maximize != 0) : r->higher_is_better ? r->higher_is_better(name) != 0 : 1;
     m->best_group = -1;
     for (int i = 0; i < r->n_runs; i++) {
         r->runs[i].final[k] = NAN;
@@ -717,6 +703,7 @@ gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_
     gkd_status st = GKD_OK;
     r->sweep_filter = report_strdup(o.sweep);
     r->status_filter = report_strdup(o.status);
+    r->higher_is_better = o.higher_is_better;
     if ((o.sweep && !r->sweep_filter) || (o.status && !r->status_filter)) st = report_nomem("report");
 
     runs_ctx rc = {r, 0, 0};
@@ -960,7 +947,7 @@ static void table_runs(const gkd_report *r, report_table *t) {
         table_cell(t, row, 6, "%s", fmt_num(a, sizeof a, run->last_loss));
         table_cell(t, row, 7, "%s", fmt_time(a, sizeof a, run->started_at));
         table_cell(t, row, 8, "%s", fmt_time(b, sizeof b, run->finished_at));
-        table_cell(t, row, 9, "%s", fmt_duration(a, sizeof a, run->duration_s));
+        table_cell(t, row, 9, "%s", gkd_report_format_duration(a, sizeof a, run->duration_s));
     }
 }
 
@@ -1838,84 +1825,4 @@ gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_repo
         st = gkd_error_set(GKD_ERR_IO, "writing the html failed");
     gkd_buf_free(&b);
     return st != GKD_OK ? st : check_written(out);
-}
-
-/* ---------------------------------------------------------------------------------------------------- */
-/* progress line */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-void gkd_progress_init(gkd_progress *p, int64_t total_steps, FILE *out) {
-    if (!p) return;
-    memset(p, 0, sizeof *p);
-    p->out = out ? out : stderr;
-    p->total = total_steps;
-    p->tty = isatty(fileno(p->out));
-    p->every = total_steps >= 20 ? total_steps / 20 : 1;
-    p->min_interval_s = 0.1;
-    p->start_s = now_s();
-    p->last_draw_s = -INFINITY;
-    p->first_step = -1;
-}
-
-static const char *fmt_rate(char *buf, size_t cap, double x) {
-    if (x >= 1e6)
-        snprintf(buf, cap, "%.3gM", x / 1e6);
-    else if (x >= 1e3)
-        snprintf(buf, cap, "%.3gk", x / 1e3);
-    else
-        snprintf(buf, cap, "%.3g", x);
-    return buf;
-}
-
-int gkd_progress_format(char *buf, size_t cap, int64_t step, int64_t total, double loss, double tokens_per_s,
-                        double elapsed_s, int64_t done_here) {
-    char l[32] = "-", e[32], eta[32] = "-", rate[32] = "-";
-    int64_t done = step + 1;
-    if (done_here > 0 && elapsed_s > 0 && total > done)
-        fmt_duration(eta, sizeof eta, elapsed_s / (double)done_here * (double)(total - done));
-    else if (total > 0 && done >= total)
-        snprintf(eta, sizeof eta, "0s");
-    int n = total > 0 ? snprintf(buf, cap, "step %lld/%lld", (long long)done, (long long)total)
-                      : snprintf(buf, cap, "step %lld", (long long)done);
-    size_t used = buf && n > 0 && (size_t)n < cap ? (size_t)n : cap;
-    if (!isnan(loss)) snprintf(l, sizeof l, "%.4g", loss);
-    if (!isnan(tokens_per_s)) fmt_rate(rate, sizeof rate, tokens_per_s);
-    int m = snprintf(buf ? buf + used : NULL, buf ? cap - used : 0, "  loss %s  %s tok/s  elapsed %s  ETA %s",
-                     l, rate, fmt_duration(e, sizeof e, elapsed_s), eta);
-    return n + m;
-}
-
-void gkd_progress_update(gkd_progress *p, int64_t step, double loss, double tokens_per_s) {
-    if (!p || !p->out) return;
-    if (p->first_step < 0) p->first_step = step;
-    int last = p->total > 0 && step + 1 >= p->total;
-    double t = now_s();
-    if (p->tty) {
-        if (!last && t - p->last_draw_s < p->min_interval_s) return;
-    } else if (!last && (p->every <= 0 || (step + 1) % p->every != 0)) {
-        return;
-    }
-    char line[256];
-    gkd_progress_format(line, sizeof line, step, p->total, loss, tokens_per_s, t - p->start_s,
-                        step - p->first_step + 1);
-    if (p->tty) {
-        fprintf(p->out, "\r%s\033[K", line);
-        p->drawn = 1;
-    } else {
-        fprintf(p->out, "%s\n", line);
-    }
-    fflush(p->out);
-    p->last_draw_s = t;
-}
-
-void gkd_progress_finish(gkd_progress *p) {
-    if (!p || !p->out || !p->tty || !p->drawn) return;
-    fputc('\n', p->out);
-    fflush(p->out);
-    p->drawn = 0;
 }
