@@ -18,24 +18,18 @@ static const char *text_or_empty(const char *s) {
     return s ? s : "";
 }
 
-static gkd_status rouge_n_f(const gkd_metric *m, const gkd_reward_sample *s, double *value) {
+/* The ROUGE F-measure: ROUGE-n for arg n >= 1, ROUGE-L for arg 0. */
+static gkd_status rouge_f(const gkd_metric *m, const gkd_reward_sample *s, double *value) {
     gkd_prf prf;
-    gkd_status st = gkd_rouge_n(s->output, text_or_empty(s->reference), m->arg, 0, &prf);
-    *value = prf.f;
-    return st;
-}
-
-static gkd_status rouge_l_f(const gkd_metric *m, const gkd_reward_sample *s, double *value) {
-    (void)m;
-    gkd_prf prf;
-    gkd_status st = gkd_rouge_l(s->output, text_or_empty(s->reference), 0, &prf);
+    const char *ref = text_or_empty(s->reference);
+    gkd_status st = m->arg > 0 ? gkd_rouge_n(s->output, ref, m->arg, 0, &prf) : gkd_rouge_l(s->output, ref, 0, &prf);
     *value = prf.f;
     return st;
 }
 
 static gkd_status factual(const gkd_metric *m, const gkd_reward_sample *s, double *value) {
-    (void)m;
     gkd_factual_parts p;
+    (void)m;
     gkd_status st = gkd_factual_score(s->output, text_or_empty(s->source), NULL, &p);
     *value = p.score;
     return st;
@@ -88,9 +82,9 @@ static gkd_status distinct_n(const gkd_metric *m, const char *const *outputs, co
 
 /* name, corpus, higher_is_better, arg, eval, corpus_value, reward */
 static const gkd_metric TABLE[] = {
-    {"rouge1", 0, 1, 1, rouge_n_f, NULL, rouge_n_f},
-    {"rouge2", 0, 1, 2, rouge_n_f, NULL, rouge_n_f},
-    {"rougeL", 0, 1, 0, rouge_l_f, NULL, rouge_l_f},
+    {"rouge1", 0, 1, 1, rouge_f, NULL, rouge_f},
+    {"rouge2", 0, 1, 2, rouge_f, NULL, rouge_f},
+    {"rougeL", 0, 1, 0, rouge_f, NULL, rouge_f},
     {"factual", 0, 1, 0, factual, NULL, factual},
     {"exact_match", 0, 1, 0, exact_match, NULL, exact_match},
     {"length", 0, 1, 0, word_count, NULL, length_reward},

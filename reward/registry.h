@@ -22,7 +22,7 @@ struct gkd_metric {
     const char *name;
     int corpus;           /* 1: one value over a whole evaluation (corpus BLEU, distinct-n) */
     int higher_is_better; /* the direction reports rank by */
-    int arg;              /* the n of ROUGE-n, the order of distinct-n; 0 when unused */
+    int arg;              /* the n of ROUGE-n (0: ROUGE-L), the order of distinct-n; else 0 */
     /* The metric's value on one sample; NULL for corpus metrics and those the trainer records. */
     gkd_status (*eval)(const gkd_metric *m, const gkd_reward_sample *s, double *value);
     /* The corpus value of n outputs against their references (refs may be NULL when the metric reads

@@ -7,11 +7,12 @@
 #include <math.h>
 #include <string.h>
 
-static long count_lines(FILE *f) {
+/* The lines written to f (a terminal line of redraws is one line). */
+static int count_lines(FILE *f) {
+    char buf[4096];
+    int n = 0;
     rewind(f);
-    long n = 0;
-    int c;
-    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    while (fgets(buf, sizeof buf, f)) n++;
     return n;
 }
 

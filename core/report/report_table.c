@@ -181,6 +181,18 @@ void report_table_put_html(const report_table *t, gkd_buf *b, const char *cls) {
     gkd_buf_puts(b, "</tbody></table>\n");
 }
 
+/* A new row with the five columns the runs and finals tables share: id, run name, sweep, `what` (the
+ * status or the setting), seed. Returns the row (-1 after a failed allocation, which cells ignore). */
+static int run_row(report_table *t, const gkd_report_run *run, const char *what) {
+    int row = table_row(t);
+    table_cell(t, row, 0, "%lld", (long long)run->id);
+    table_cell(t, row, 1, "%s", run->name);
+    table_cell(t, row, 2, "%s", run->sweep ? run->sweep : "-");
+    table_cell(t, row, 3, "%s", what);
+    table_cell(t, row, 4, "%lld", (long long)run->seed);
+    return row;
+}
+
 void report_table_runs(const gkd_report *r, report_table *t) {
     static const char *const head[] = {"id",    "name",      "sweep",   "status",   "seed",
                                        "steps", "last loss", "started", "finished", "duration"};
@@ -190,12 +202,7 @@ void report_table_runs(const gkd_report *r, report_table *t) {
     char a[64], b[64];
     for (int i = 0; i < r->n_runs; i++) {
         const gkd_report_run *run = &r->runs[i];
-        int row = table_row(t);
-        table_cell(t, row, 0, "%lld", (long long)run->id);
-        table_cell(t, row, 1, "%s", run->name);
-        table_cell(t, row, 2, "%s", run->sweep ? run->sweep : "-");
-        table_cell(t, row, 3, "%s", run->status);
-        table_cell(t, row, 4, "%lld", (long long)run->seed);
+        int row = run_row(t, run, run->status);
         if (run->total_steps >= 0)
             table_cell(t, row, 5, "%lld/%lld", (long long)run->last_step, (long long)run->total_steps);
         else
@@ -218,12 +225,7 @@ void report_table_finals(const gkd_report *r, report_table *t) {
     char a[64];
     for (int i = 0; i < r->n_runs; i++) {
         const gkd_report_run *run = &r->runs[i];
-        int row = table_row(t);
-        table_cell(t, row, 0, "%lld", (long long)run->id);
-        table_cell(t, row, 1, "%s", run->name);
-        table_cell(t, row, 2, "%s", run->sweep ? run->sweep : "-");
-        table_cell(t, row, 3, "%s", r->groups[run->group].label);
-        table_cell(t, row, 4, "%lld", (long long)run->seed);
+        int row = run_row(t, run, r->groups[run->group].label);
         for (int k = 0; k < r->n_metrics; k++)
             table_cell(t, row, 5 + k, "%s", report_fmt_num(a, sizeof a, run->final[k]));
     }
