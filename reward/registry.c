@@ -22,7 +22,8 @@ static const char *text_or_empty(const char *s) {
 static gkd_status rouge_f(const gkd_metric *m, const gkd_reward_sample *s, double *value) {
     gkd_prf prf;
     const char *ref = text_or_empty(s->reference);
-    gkd_status st = m->arg > 0 ? gkd_rouge_n(s->output, ref, m->arg, 0, &prf) : gkd_rouge_l(s->output, ref, 0, &prf);
+    gkd_status st =
+        m->arg > 0 ? gkd_rouge_n(s->output, ref, m->arg, 0, &prf) : gkd_rouge_l(s->output, ref, 0, &prf);
     *value = prf.f;
     return st;
 }
@@ -50,8 +51,8 @@ static gkd_status word_count(const gkd_metric *m, const gkd_reward_sample *s, do
 static gkd_status length_reward(const gkd_metric *m, const gkd_reward_sample *s, double *score) {
     (void)m;
     double penalty;
-    gkd_status st =
-        gkd_length_penalty(gkd_word_count(s->output), LENGTH_MIN_WORDS, LENGTH_MAX_WORDS, LENGTH_SCALE, &penalty);
+    gkd_status st = gkd_length_penalty(gkd_word_count(s->output), LENGTH_MIN_WORDS, LENGTH_MAX_WORDS,
+                                       LENGTH_SCALE, &penalty);
     *score = -penalty;
     return st;
 }
@@ -106,9 +107,12 @@ const gkd_metric *gkd_metric_at(int i) {
 
 int gkd_metric_usable(const gkd_metric *m, gkd_metric_use use) {
     switch (use) {
-    case GKD_METRIC_USE_REWARD: return m->reward != NULL;
-    case GKD_METRIC_USE_EVAL: return m->eval || m->corpus_value || !m->reward;
-    case GKD_METRIC_USE_ANY: break;
+    case GKD_METRIC_USE_REWARD:
+        return m->reward != NULL;
+    case GKD_METRIC_USE_EVAL:
+        return m->eval || m->corpus_value || !m->reward;
+    case GKD_METRIC_USE_ANY:
+        break;
     }
     return 1;
 }
@@ -132,8 +136,11 @@ const gkd_metric *gkd_metric_find(const char *name, gkd_metric_use use) {
     list[0] = '\0';
     for (int i = 0; i < N_TABLE; i++)
         if (gkd_metric_usable(&TABLE[i], use) && used < sizeof list)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", TABLE[i].name);
-    const char *what = use == GKD_METRIC_USE_REWARD ? "reward" : use == GKD_METRIC_USE_EVAL ? "eval metric" : "metric";
+            used +=
+                (size_t)snprintf(list + used, sizeof list - used, "%s%s", used ? ", " : "", TABLE[i].name);
+    const char *what = use == GKD_METRIC_USE_REWARD ? "reward"
+                       : use == GKD_METRIC_USE_EVAL ? "eval metric"
+                                                    : "metric";
     gkd_error_set(GKD_ERR_ARG, "unknown %s \"%s\" (built-in: %s)", what, name ? name : "(null)", list);
     return NULL;
 }

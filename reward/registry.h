@@ -27,8 +27,8 @@ struct gkd_metric {
     gkd_status (*eval)(const gkd_metric *m, const gkd_reward_sample *s, double *value);
     /* The corpus value of n outputs against their references (refs may be NULL when the metric reads
      * none: distinct-n); NULL for per-sample metrics. */
-    gkd_status (*corpus_value)(const gkd_metric *m, const char *const *outputs, const char *const *refs, int n,
-                               double *value);
+    gkd_status (*corpus_value)(const gkd_metric *m, const char *const *outputs, const char *const *refs,
+                               int n, double *value);
     /* The score of one sample as a training reward; NULL when the name is no reward. */
     gkd_status (*reward)(const gkd_metric *m, const gkd_reward_sample *s, double *score);
 };

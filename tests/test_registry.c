@@ -15,9 +15,10 @@ static const struct {
     const char *name;
     int corpus, higher, reward, eval;
 } DOCUMENTED[] = {
-    {"rouge1", 0, 1, 1, 1},      {"rouge2", 0, 1, 1, 1},    {"rougeL", 0, 1, 1, 1},    {"factual", 0, 1, 1, 1},
-    {"exact_match", 0, 1, 1, 1}, {"length", 0, 1, 1, 1},    {"bleu", 1, 1, 1, 1},      {"distinct1", 1, 1, 0, 1},
-    {"distinct2", 1, 1, 0, 1},   {"distinct3", 1, 1, 0, 1}, {"divergence", 0, 0, 0, 1},
+    {"rouge1", 0, 1, 1, 1},    {"rouge2", 0, 1, 1, 1},      {"rougeL", 0, 1, 1, 1},
+    {"factual", 0, 1, 1, 1},   {"exact_match", 0, 1, 1, 1}, {"length", 0, 1, 1, 1},
+    {"bleu", 1, 1, 1, 1},      {"distinct1", 1, 1, 0, 1},   {"distinct2", 1, 1, 0, 1},
+    {"distinct3", 1, 1, 0, 1}, {"divergence", 0, 0, 0, 1},
 };
 enum { N_DOCUMENTED = (int)(sizeof DOCUMENTED / sizeof DOCUMENTED[0]) };
 
@@ -28,7 +29,8 @@ static void check_table(void) {
         const gkd_metric *m = gkd_metric_find(DOCUMENTED[i].name, GKD_METRIC_USE_ANY);
         CHECKF(m && m == gkd_metric_at(i), "%s", DOCUMENTED[i].name);
         if (!m) continue;
-        CHECKF(m->corpus == DOCUMENTED[i].corpus && m->higher_is_better == DOCUMENTED[i].higher, "%s", m->name);
+        CHECKF(m->corpus == DOCUMENTED[i].corpus && m->higher_is_better == DOCUMENTED[i].higher, "%s",
+               m->name);
         CHECKF(gkd_metric_usable(m, GKD_METRIC_USE_REWARD) == DOCUMENTED[i].reward, "%s", m->name);
         CHECKF(gkd_metric_usable(m, GKD_METRIC_USE_EVAL) == DOCUMENTED[i].eval, "%s", m->name);
         CHECKF(gkd_metric_higher_is_better(m->name) == m->higher_is_better, "%s", m->name);
@@ -40,8 +42,9 @@ static void check_table(void) {
 
 static void check_names(void) {
     /* the order gkd.run has always listed (and suggested) its eval metrics in */
-    static const char *const eval[] = {"rouge1", "rouge2",    "rougeL",    "factual",   "exact_match", "length",
-                                       "bleu",   "distinct1", "distinct2", "distinct3", "divergence"};
+    static const char *const eval[] = {"rouge1",      "rouge2",    "rougeL",    "factual",
+                                       "exact_match", "length",    "bleu",      "distinct1",
+                                       "distinct2",   "distinct3", "divergence"};
     const char *names[16];
     int n = gkd_metric_names(GKD_METRIC_USE_EVAL, names, 16);
     CHECK(n == 11 && names[n] == NULL);
@@ -54,10 +57,12 @@ static void check_names(void) {
 static void check_unknown(void) {
     CHECK(gkd_metric_find("rogueL", GKD_METRIC_USE_ANY) == NULL && strstr(gkd_error_message(), "\"rogueL\""));
     CHECK(gkd_metric_find("distinct2", GKD_METRIC_USE_REWARD) == NULL &&
-          strstr(gkd_error_message(), "unknown reward \"distinct2\"") && strstr(gkd_error_message(), "length"));
+          strstr(gkd_error_message(), "unknown reward \"distinct2\"") &&
+          strstr(gkd_error_message(), "length"));
     CHECK(gkd_metric_find("rougel", GKD_METRIC_USE_EVAL) == NULL); /* names are case-sensitive */
     gkd_reward *r = NULL;
-    CHECK(gkd_reward_builtin("nope", &r) == GKD_ERR_ARG && r == NULL && strstr(gkd_error_message(), "\"nope\""));
+    CHECK(gkd_reward_builtin("nope", &r) == GKD_ERR_ARG && r == NULL &&
+          strstr(gkd_error_message(), "\"nope\""));
 }
 
 /* Each entry's function gives the bits of the metric function it stands for. */
@@ -81,9 +86,14 @@ static void check_values(void) {
             int as_reward;
             double want;
         } cases[] = {
-            {"rouge1", 0, rs.rouge1.f},      {"rouge2", 0, rs.rouge2.f}, {"rougeL", 1, rs.rougeL.f},
-            {"factual", 1, fp.score},        {"exact_match", 1, gkd_exact_match_number(outs[i], refs[i])},
-            {"length", 0, gkd_word_count(outs[i])}, {"length", 1, -pen},  {"bleu", 1, br.score / 100.0},
+            {"rouge1", 0, rs.rouge1.f},
+            {"rouge2", 0, rs.rouge2.f},
+            {"rougeL", 1, rs.rougeL.f},
+            {"factual", 1, fp.score},
+            {"exact_match", 1, gkd_exact_match_number(outs[i], refs[i])},
+            {"length", 0, gkd_word_count(outs[i])},
+            {"length", 1, -pen},
+            {"bleu", 1, br.score / 100.0},
         };
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
             const gkd_metric *m = gkd_metric_find(cases[c].name, GKD_METRIC_USE_ANY);
