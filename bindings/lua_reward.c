@@ -1,10 +1,11 @@
-/* gkd.reward: the text metrics and rewards of reward/metrics.h on Lua strings. Argument order follows
- * the Lua API (docs/lua-api.md): hypothesis first, except factual(source, output) as the design sketch
- * writes it. */
+/* gkd.reward: the text metrics and rewards of reward/metrics.h on Lua strings, and gkd.reward.metrics,
+ * the registry of reward/registry.h as a Lua table. Argument order follows the Lua API
+ * (docs/lua-api.md): hypothesis first, except factual(source, output) as the design sketch writes it. */
 #include <stdlib.h>
 
 #include "bindings/lua_internal.h"
 #include "reward/metrics.h"
+#include "reward/registry.h"
 
 static void push_prf(lua_State *L, const gkd_prf *p) {
     lua_createtable(L, 0, 3);
@@ -155,6 +156,22 @@ static int l_distinct(lua_State *L) {
     return 1;
 }
 
+/* Pushes {[name] = {corpus, higher_is_better, reward, eval}} of every registry entry: what Lua code
+ * checks names against, so no Lua list of names is written by hand. */
+static void push_registry(lua_State *L) {
+    int n = gkd_metric_count();
+    lua_createtable(L, 0, n);
+    for (int i = 0; i < n; i++) {
+        const gkd_metric *m = gkd_metric_at(i);
+        lua_createtable(L, 0, 4);
+        lua_pushboolean(L, m->corpus), lua_setfield(L, -2, "corpus");
+        lua_pushboolean(L, m->higher_is_better), lua_setfield(L, -2, "higher_is_better");
+        lua_pushboolean(L, gkd_metric_usable(m, GKD_METRIC_USE_REWARD)), lua_setfield(L, -2, "reward");
+        lua_pushboolean(L, gkd_metric_usable(m, GKD_METRIC_USE_EVAL)), lua_setfield(L, -2, "eval");
+        lua_setfield(L, -2, m->name);
+    }
+}
+
 void gkd_lua_open_reward(lua_State *L) {
     static const luaL_Reg fns[] = {{"rouge", l_rouge},
                                    {"rougeL", l_rougeL},
@@ -169,4 +186,6 @@ void gkd_lua_open_reward(lua_State *L) {
                                    {"distinct", l_distinct},
                                    {NULL, NULL}};
     luaL_newlib(L, fns);
+    push_registry(L);
+    lua_setfield(L, -2, "metrics");
 }

@@ -12,6 +12,7 @@
 
 #include "core/report/report.h"
 #include "core/store/store.h"
+#include "reward/registry.h"
 
 enum { REPORT_MAX_LIST = 64 };
 
@@ -157,6 +158,7 @@ int gkd_cmd_report(int argc, char **argv) {
         .n_metrics = metrics.n,
         .ignore_keys = (const char *const *)ignore.items,
         .n_ignore_keys = ignore.n,
+        .higher_is_better = gkd_metric_higher_is_better,
         .maximize = (const char *const *)maximize.items,
         .n_maximize = maximize.n,
         .minimize = (const char *const *)minimize.items,

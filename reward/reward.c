@@ -1,4 +1,4 @@
-/* Built-in rewards and composition (see reward.h). */
+/* Built-in rewards (the registry's, reward/registry.h) and composition (see reward.h). */
 #include "reward/reward.h"
 
 #include <math.h>
@@ -7,51 +7,18 @@
 #include <string.h>
 
 #include "reward/metrics.h"
-
-typedef enum { BUILTIN_FACTUAL, BUILTIN_ROUGE1, BUILTIN_ROUGE2, BUILTIN_ROUGEL, BUILTIN_BLEU, BUILTIN_EXACT } builtin_kind;
-
-typedef struct {
-    builtin_kind kind;
-} builtin_ctx;
+#include "reward/registry.h"
 
 typedef struct {
     int min_words, max_words;
     double scale;
 } length_ctx;
 
+/* A built-in reward: the registry entry's reward function on each sample (ctx: the entry). */
 static gkd_status builtin_score(gkd_reward *r, const gkd_reward_sample *s, int n, double *scores) {
-    const builtin_ctx *c = r->ctx;
+    const gkd_metric *m = r->ctx;
     for (int i = 0; i < n; i++) {
-        gkd_status st = GKD_OK;
-        const char *ref = s[i].reference ? s[i].reference : "";
-        switch (c->kind) {
-        case BUILTIN_FACTUAL: {
-            gkd_factual_parts p;
-            st = gkd_factual_score(s[i].output, s[i].source ? s[i].source : "", NULL, &p);
-            scores[i] = p.score;
-            break;
-        }
-        case BUILTIN_ROUGE1:
-        case BUILTIN_ROUGE2: {
-            gkd_prf prf;
-            st = gkd_rouge_n(s[i].output, ref, c->kind == BUILTIN_ROUGE1 ? 1 : 2, 0, &prf);
-            scores[i] = prf.f;
-            break;
-        }
-        case BUILTIN_ROUGEL: {
-            gkd_prf prf;
-            st = gkd_rouge_l(s[i].output, ref, 0, &prf);
-            scores[i] = prf.f;
-            break;
-        }
-        case BUILTIN_BLEU: {
-            gkd_bleu_result b;
-            st = gkd_bleu_sentence(s[i].output, ref, NULL, &b);
-            scores[i] = b.score / 100.0;
-            break;
-        }
-        case BUILTIN_EXACT: scores[i] = gkd_exact_match_number(s[i].output, ref); break;
-        }
+        gkd_status st = m->reward(m, &s[i], &scores[i]);
         if (st != GKD_OK) return st;
     }
     return GKD_OK;
@@ -107,22 +74,10 @@ gkd_status gkd_reward_custom(const char *name,
 }
 
 gkd_status gkd_reward_builtin(const char *name, gkd_reward **out) {
-    static const struct {
-        const char *name;
-        builtin_kind kind;
-    } table[] = {{"factual", BUILTIN_FACTUAL}, {"rouge1", BUILTIN_ROUGE1}, {"rouge2", BUILTIN_ROUGE2},
-                 {"rougeL", BUILTIN_ROUGEL},   {"bleu", BUILTIN_BLEU},     {"exact_match", BUILTIN_EXACT}};
-    if (strcmp(name, "length") == 0) return gkd_reward_length(5, 20, 10.0, out);
-    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
-        if (strcmp(name, table[i].name) != 0) continue;
-        builtin_ctx *c = malloc(sizeof *c);
-        if (!c) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-        c->kind = table[i].kind;
-        return gkd_reward_custom(name, builtin_score, c, free, out);
-    }
-    return gkd_error_set(GKD_ERR_ARG,
-                         "unknown reward \"%s\" (built-in: factual, rouge1, rouge2, rougeL, bleu, exact_match, length)",
-                         name);
+    const gkd_metric *m = gkd_metric_find(name, GKD_METRIC_USE_REWARD);
+    if (!m) return GKD_ERR_ARG;
+    /* The entry is static, so the reward borrows it (no free_ctx). */
+    return gkd_reward_custom(name, builtin_score, (void *)m, NULL, out);
 }
 
 gkd_status gkd_reward_length(int min_words, int max_words, double scale, gkd_reward **out) {

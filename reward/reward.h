@@ -31,10 +31,12 @@ struct gkd_reward {
     double clip_lo, clip_hi;
 };
 
-/* A built-in reward by name: "factual" (gkd_factual_score of output vs source), "rouge1", "rouge2",
+/* A built-in reward by name: an entry of the registry (reward/registry.h, listed in docs/metrics.md)
+ * with a reward function: "factual" (gkd_factual_score of output vs source), "rouge1", "rouge2",
  * "rougeL" (F-measure vs reference), "bleu" (sentence BLEU / 100 vs reference), "exact_match" (final
  * number), "length" (minus the length penalty: 0 inside [min_words, max_words], -min(1, distance/scale) outside;
- * defaults 5..20 words, scale 10; see gkd_reward_length). The caller owns *out (gkd_reward_free). */
+ * 5..20 words, scale 10; see gkd_reward_length). An unknown name is GKD_ERR_ARG naming it and listing
+ * the built-ins. The caller owns *out (gkd_reward_free). */
 gkd_status gkd_reward_builtin(const char *name, gkd_reward **out);
 gkd_status gkd_reward_length(int min_words, int max_words, double scale, gkd_reward **out);
 /* A weighted sum of parts (taking ownership of them), clipped to [lo, hi] (use -INFINITY/INFINITY for

@@ -1,7 +1,6 @@
 /* Reports over the run store: the runs table, each run's final metric values, a sweep's settings with
  * mean +- std over seeds, the best setting per metric, a long-format CSV, one self-contained HTML page
- * with inline SVG plots, and the progress line a long run prints. docs/reports.md describes what each
- * table and plot shows.
+ * with inline SVG plots. docs/reports.md describes what each table and plot shows.
  * Rules:
  * - Everything is read through gkd_store_query (read-only SQL); a report never writes to the store.
  * - A run's final value of a metric is its value at the largest step logged for that metric (evals:
@@ -36,7 +35,11 @@ typedef struct {
     int n_metrics;
     const char *const *ignore_keys; /* config keys that are not part of a setting; NULL/0: seed, name */
     int n_ignore_keys;
-    const char *const *maximize; /* override the direction rule (gkd_report_maximizes) per metric */
+    /* Which way each metric is better: 1 higher, 0 lower. The report sits below reward/, so the caller
+     * passes the registry's rule (gkd_metric_higher_is_better, reward/registry.h). NULL: higher is
+     * better for every metric not in `minimize`. */
+    int (*higher_is_better)(const char *metric);
+    const char *const *maximize; /* override the direction (higher_is_better) per metric */
     int n_maximize;
     const char *const *minimize;
     int n_minimize;
@@ -88,6 +91,7 @@ typedef struct {
     gkd_report_metric *metrics;
     int n_groups;
     gkd_report_group *groups; /* in order of their first run */
+    int (*higher_is_better)(const char *metric); /* the options' direction, for metrics added later */
 } gkd_report;
 
 /* Reads the selected runs, their final values and the group aggregates. On success *out is a new
@@ -97,14 +101,10 @@ gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_
 void gkd_report_free(gkd_report *r);
 
 /* Adds one metric (final values, aggregates, best group) to a loaded report and sets *index to it; a
- * metric already there just gives its index. `maximize` < 0 applies gkd_report_maximizes. */
+ * metric already there just gives its index. `maximize` < 0 applies the options' higher_is_better. */
 gkd_status gkd_report_add_metric(gkd_store *store, gkd_report *r, const char *name, int maximize, int *index);
 /* Index of a metric in r->metrics, -1 if absent. */
 int gkd_report_metric_index(const gkd_report *r, const char *name);
-/* The direction rule: 0 (lower is better) when the lowercased name contains loss, kl, jsd, tvd,
- * diverg, perplex, ppl, nll, error or penalty; 1 (higher is better) otherwise: rewards, ROUGE, BLEU,
- * accuracy, factual, distinct-n. */
-int gkd_report_maximizes(const char *metric);
 
 /* A number read from a run's config by key; a dotted key walks nested objects ("divergence.beta").
  * A number is taken as is; an object (a schedule) gives its "value" member, else its "start". Returns
@@ -163,30 +163,10 @@ typedef struct {
 gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_report_html_options *opt,
                                  FILE *out);
 
-/* --- the progress line of a long run --- */
+/* --- formatting shared with the CLI --- */
 
-typedef struct {
-    FILE *out;
-    int64_t total;         /* steps in the run */
-    int tty;               /* 1: one line redrawn in place; 0: a plain line every `every` steps */
-    int64_t every;         /* plain lines: steps between lines (default: total / 20, at least 1) */
-    double min_interval_s; /* terminal: redraw at most this often (default 0.1 s) */
-    double start_s, last_draw_s;
-    int64_t first_step; /* the first step reported here: a resumed run's rate counts from it */
-    int drawn;          /* terminal: a line is showing, so finish ends it */
-} gkd_progress;
-
-/* Starts the clock. out NULL means stderr; tty is isatty(fileno(out)). Fields may be changed after init. */
-void gkd_progress_init(gkd_progress *p, int64_t total_steps, FILE *out);
-/* Reports that optimizer step `step` (counted from 0) is done; loss and tokens_per_s may be NaN. The
- * last step is always shown. */
-void gkd_progress_update(gkd_progress *p, int64_t step, double loss, double tokens_per_s);
-/* Ends a terminal line with a newline (plain mode: nothing). Accepts NULL. */
-void gkd_progress_finish(gkd_progress *p);
-/* The line itself, "step 120/500  loss 2.346  12.3k tok/s  elapsed 1m02s  ETA 3m10s", written to
- * buf[0..cap) (truncated, always terminated). done_here: steps completed since timing began (0: no
- * ETA). Returns the untruncated length, as snprintf does. */
-int gkd_progress_format(char *buf, size_t cap, int64_t step, int64_t total, double loss, double tokens_per_s,
-                        double elapsed_s, int64_t done_here);
+/* A duration as the runs table shows it: "12.3s", "4m05s", "2h03m07s", "3d04h05m", "-" when negative
+ * or not finite. Writes buf[0..cap) and returns buf. */
+const char *gkd_report_format_duration(char *buf, size_t cap, double seconds);
 
 #endif

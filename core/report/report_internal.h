@@ -1,0 +1,68 @@
+/* What the report's files share (core/report/report.h is the public side): the run selection every
+ * query uses, the cell tables the text and HTML outputs render, and the helpers of more than one file.
+ * Rules: private to core/report/; names start with report_. Files: report_load.c (runs, settings,
+ * final values, aggregates), report_table.c (cell tables, text output, CSV), report_svg.c (heatmap
+ * cells and the SVG plots), report_html.c (the page). */
+#ifndef GKD_REPORT_INTERNAL_H
+#define GKD_REPORT_INTERNAL_H
+
+#include <stdio.h>
+
+#include "core/base/json.h"
+#include "core/report/report.h"
+
+/* The selected runs' ids. ?1 and ?2 are the sweep and status filters (NULL: no filter), so the
+ * tables, the CSV and the plots all see the same runs. */
+#define REPORT_SELECTED                                                                                      \
+    "(SELECT r.id FROM runs r LEFT JOIN sweeps s ON s.id = r.sweep_id "                                      \
+    "WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR r.status = ?2))"
+
+/* ---- report_load.c ---- */
+
+/* A copy the caller frees; NULL for NULL (or out of memory). */
+char *report_strdup(const char *s);
+/* Sets the last error to GKD_ERR_NOMEM naming `what` and returns that status. */
+gkd_status report_nomem(const char *what);
+/* The index in r->runs of run `id` (runs are ordered by id), -1 if absent. */
+int report_run_index(const gkd_report *r, int64_t id);
+
+/* ---- report_table.c ---- */
+
+typedef struct {
+    int n_cols;
+    const char **head;
+    int *right; /* numeric column: right-aligned */
+    char **cells;
+    int n_rows, cap_rows;
+    int nomem;
+} report_table;
+
+/* "%.6g", or "-" for a missing value; writes buf[0..cap) and returns buf. */
+const char *report_fmt_num(char *buf, size_t cap, double x);
+/* GKD_OK, or GKD_ERR_IO when writing `out` failed. */
+gkd_status report_check_written(FILE *out);
+/* The tables of the text output and the page, as cells; t->nomem reports a failed allocation. pm is
+ * the plus-minus sign ("+-" on a terminal, "\xc2\xb1" in HTML). */
+void report_table_runs(const gkd_report *r, report_table *t);
+void report_table_finals(const gkd_report *r, report_table *t);
+void report_table_grid(const gkd_report *r, report_table *t, const char *pm);
+void report_table_best(const gkd_report *r, report_table *t, const char *pm);
+/* Appends the table as HTML, class `cls`, every text escaped. */
+void report_table_put_html(const report_table *t, gkd_buf *b, const char *cls);
+void report_table_free(report_table *t);
+
+/* ---- report_svg.c: each plot appended to b as one inline <svg> ---- */
+
+/* Metric k against step, one series per run. */
+gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_buf *b);
+/* Metric k's mean over the cells of config keys xk x yk. */
+gkd_status report_svg_heatmap(const gkd_report *r, int k, const char *xk, const char *yk, gkd_buf *b);
+/* One point per run: metric kx against metric ky, labelled by the config key label_key. */
+gkd_status report_svg_scatter(const gkd_report *r, int kx, int ky, const char *label_key, gkd_buf *b);
+
+/* ---- report_html.c ---- */
+
+/* Appends s with &, <, >, " and ' escaped; NULL appends nothing. */
+void report_html_put(gkd_buf *b, const char *s);
+
+#endif
