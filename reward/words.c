@@ -3,24 +3,11 @@
  * a word is. */
 #include "reward/text.h"
 
+#include "core/base/utf8.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Decodes one UTF-8 character; a malformed byte decodes as U+FFFD of length 1. */
-static uint32_t utf8_decode(const unsigned char *s, size_t n, int *len) {
-    *len = 1;
-    if (s[0] < 0x80) return s[0];
-    int k = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (k == 0 || (size_t)k > n) return 0xfffd;
-    uint32_t cp = s[0] & (0x7f >> k);
-    for (int i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0xfffd;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    *len = k;
-    return cp;
-}
 
 static int is_ascii_alnum(uint32_t c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -57,7 +44,11 @@ static gkd_status word_list_push(gkd_word_list *w, gkd_word x) {
 
 static int word_char_at(const char *text, size_t n, size_t i, int *len) {
     if (i >= n) return 0;
-    return is_word_char(utf8_decode((const unsigned char *)text + i, n - i, len));
+    /* Malformed UTF-8 (core/base/utf8.h's strict decoder: overlong forms and surrogates included) is one
+     * byte of U+FFFD, which is not a word character. */
+    uint32_t cp;
+    *len = (int)gkd_utf8_decode(text + i, n - i, &cp);
+    return is_word_char(cp == GKD_UTF8_INVALID ? 0xfffd : cp);
 }
 
 gkd_status gkd_words_split(const char *text, size_t n, gkd_word_list *out) {

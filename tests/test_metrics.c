@@ -9,6 +9,7 @@
  * (exp and log come from the C library on both sides). */
 // ctest-labels: cpu
 #include "reward/metrics.h"
+#include "reward/text.h"
 #include "tests/check.h"
 
 #include <stdint.h>
@@ -510,7 +511,22 @@ static void test_answers_length_diversity(void) {
     CHECK(gkd_distinct_n(with_null, 2, 1, &d) == GKD_ERR_ARG);
 }
 
+/* The word splitter decodes with core/base/utf8.h's strict decoder: a valid non-ASCII letter joins its
+ * word, while malformed UTF-8 (here a UTF-16 surrogate, which the splitter's old lenient decoder took for
+ * a letter) separates words like punctuation. */
+static void test_words_utf8(void) {
+    gkd_word_list w = {0};
+    const char valid[] = "caf\xc3\xa9 ok";
+    CHECK(gkd_words_split(valid, sizeof valid - 1, &w) == GKD_OK);
+    CHECK(w.n == 2 && w.v[0].len == 5);
+    const char surrogate[] = "ab\xed\xa0\x80" "cd";
+    CHECK(gkd_words_split(surrogate, sizeof surrogate - 1, &w) == GKD_OK);
+    CHECKF(w.n == 2 && w.v[0].len == 2 && w.v[1].start == 5, "%d words", w.n);
+    gkd_word_list_free(&w);
+}
+
 int main(void) {
+    test_words_utf8();
     test_against_packages();
     test_porter_stems();
     test_rouge_bleu_by_hand();
