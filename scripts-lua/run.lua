@@ -138,12 +138,13 @@ local function check_config(cfg)
   end
 end
 
--- Evaluation metrics by name: text metrics of the student's samples on held-out examples. The
--- trainer's own (ce_loss, forward_kl, reverse_kl, jsd_0.5, own_*) are always recorded.
-gkd.METRICS = {
-  rouge1 = true, rouge2 = true, rougeL = true, bleu = true, factual = true, exact_match = true,
-  distinct1 = true, distinct2 = true, distinct3 = true, length = true, divergence = true,
-}
+-- Evaluation metrics by name: text metrics of the student's samples on held-out examples, from the
+-- registry (reward/registry.h, gkd.reward.metrics). The trainer's own (ce_loss, forward_kl, reverse_kl,
+-- jsd_0.5, own_*) are always recorded.
+gkd.METRICS = {}
+for name, m in pairs(gkd.reward.metrics) do
+  if m.eval then gkd.METRICS[name] = true end
+end
 
 -- A JSON-able description of a configuration: handles and functions become descriptions.
 local function describe(v, depth)
