@@ -16,10 +16,10 @@
  * - Every call into Lua is bracketed by gkd_lua_callback_begin/end: the run's callback_limit (and the
  *   command line's) bounds it, and a stop signal interrupts it after a grace period; the run then stops
  *   as interrupted and continues from its last checkpoint.
- * - Checkpoints rotate by listing the folder's step-N folders, so those of an earlier process (a run
- *   killed and resumed) are rotated too.
+ * - The run loop is rl/'s (gkd_trainer_run_hooked): this file only passes it hooks (the script's
+ *   callbacks, the stop signal, the store's checkpoint records, the progress line); the checkpoint
+ *   folders and their rotation are rl/checkpoints.h's.
  * - Lua time is measured around every call into Lua (gkd_lua_seconds_in_lua; result.lua_seconds). */
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -91,14 +91,14 @@ struct train_state {
     int n_train, n_eval;
     int64_t eval_step;
     int eval_dirty;
-    gkd_store *store; /* borrowed from the gkd.Store in ctx */
-    int64_t run_id;
+    gkd_store_sink sink; /* the store borrowed from the gkd.Store in ctx */
     int samples_per_eval, samples_recorded;
     double lua_seconds;
     char *checkpoint_dir;
-    int checkpoint_keep;
     gkd_lua_callback_limit limit; /* of each call into Lua */
-    char name[128];
+    const char *name; /* ctx.name, kept by ctx while _train runs */
+    int quiet, tty;
+    double t0, last_print; /* of the progress line */
     /* the handles the trainer reads, pinned while it runs */
     gkd_lua_model *student, *teacher;
     gkd_lua_tokenizer *tok;
@@ -417,16 +417,16 @@ static int call_metric(lua_State *L) {
 }
 
 static void record_sample(train_state *s, const char *output, const gkd_example *ex) {
-    if (s->samples_recorded >= s->samples_per_eval || !s->store) return;
+    if (s->samples_recorded >= s->samples_per_eval || !s->sink.store) return;
     gkd_store_sample_row row;
     memset(&row, 0, sizeof row);
-    row.run_id = s->run_id;
+    row.run_id = s->sink.run_id;
     row.step = gkd_trainer_current_step(s->trainer);
     row.split = "held_out";
     row.prompt = ex->prompt;
     row.output = output;
     row.reward = NAN;
-    if (gkd_store_sample(s->store, &row) == GKD_OK) s->samples_recorded++;
+    if (gkd_store_sample(s->sink.store, &row) == GKD_OK) s->samples_recorded++;
 }
 
 static double text_metric_fn(void *ctx, const char *output, const gkd_example *ex, int *failed) {
@@ -484,12 +484,12 @@ static double corpus_value(text_metric *m) {
 
 /* ---- the metric sink ---- */
 
+/* Keeps each value for the callbacks and the result (a corpus metric's value replaced by its corpus
+ * value), then writes it to the store. */
 static int metric_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
     train_state *s = ctx;
-    gkd_status st = GKD_OK;
     if (strcmp(split, "train") == 0) {
         slot_set(s->train_slots, &s->n_train, name, value);
-        if (s->store) st = gkd_store_metric(s->store, s->run_id, step, name, value);
     } else {
         for (int i = 0; i < s->n_metrics; i++)
             if ((s->metrics[i].kind == TM_BLEU || s->metrics[i].kind == TM_DISTINCT) &&
@@ -498,9 +498,8 @@ static int metric_sink(void *ctx, const char *split, int64_t step, const char *n
         slot_set(s->eval_slots, &s->n_eval, name, value);
         s->eval_step = step;
         s->eval_dirty = 1;
-        if (s->store) st = gkd_store_eval(s->store, s->run_id, step, split, name, value);
     }
-    return st != GKD_OK;
+    return gkd_store_metric_sink(&s->sink, split, step, name, value);
 }
 
 /* ---- building the configuration ---- */
@@ -559,8 +558,7 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     }
     lua_pop(L, 1);
     /* beta and the teacher temperature default to the divergence's own. */
-    double div_beta = c->divergence.kind == GKD_DIV_JSD ? c->divergence.beta : c->divergence.skew;
-    c->beta = gkd_schedule_constant(div_beta);
+    c->beta = gkd_schedule_constant(gkd_divergence_param(&c->divergence));
     c->teacher_temperature = gkd_schedule_constant(c->divergence.teacher_temperature);
     read_schedule(L, cfg, state_idx, s, "lambda", &c->lambda);
     read_schedule(L, cfg, state_idx, s, "beta", &c->beta);
@@ -762,114 +760,6 @@ static int l_resolve(lua_State *L) {
     return 1;
 }
 
-/* ---- checkpoints ---- */
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static gkd_status make_dirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return GKD_OK;
-}
-
-/* The step of a folder named as save_checkpoint names them ("step-%08lld", with ".tmp" when `tmp`), or -1. */
-static int64_t checkpoint_step(const char *name, int tmp) {
-    if (strncmp(name, "step-", 5) != 0) return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(name + 5, &end, 10);
-    if (errno || v < 0 || end == name + 5 || strcmp(end, tmp ? ".tmp" : "") != 0) return -1;
-    char canon[64];
-    snprintf(canon, sizeof canon, tmp ? "step-%08lld.tmp" : "step-%08lld", v);
-    return strcmp(canon, name) == 0 ? v : -1;
-}
-
-static int step_desc(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Keeps the newest `keep` step folders up to `step` (the one just saved among them) and removes the
- * older ones, whichever process wrote them, with the half-written .tmp folders of a killed save. Folders
- * after `step` belong to no history this run continues (it resumed from an earlier checkpoint) and are
- * left alone. */
-static void rotate_checkpoints(const char *dir, int64_t step, int keep) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    int64_t *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(d)) != NULL) {
-        int64_t v = checkpoint_step(e->d_name, 1);
-        if (v >= 0 && v < step) { /* a save that was killed half-way */
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove_dir(path);
-            continue;
-        }
-        v = checkpoint_step(e->d_name, 0);
-        if (v < 0 || v > step) continue;
-        if (n == cap) {
-            size_t c = cap ? 2 * cap : 16;
-            int64_t *grown = realloc(steps, c * sizeof *grown);
-            if (!grown) break; /* rotation is housekeeping: the next save tries again */
-            steps = grown;
-            cap = c;
-        }
-        steps[n++] = v;
-    }
-    closedir(d);
-    if (n > 0) qsort(steps, n, sizeof *steps, step_desc);
-    for (size_t i = (size_t)keep; i < n; i++) {
-        if (steps[i] == step) continue;
-        snprintf(path, sizeof path, "%s/step-%08lld", dir, (long long)steps[i]);
-        remove_dir(path);
-    }
-    free(steps);
-}
-
-/* Saves into dir/step-N (written as .tmp, then renamed, so a crash never leaves a half checkpoint that
- * looks whole), records it, and removes checkpoints older than the last `keep` (0: keeps all). */
-static gkd_status save_checkpoint(train_state *s, int64_t step) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/step-%08lld", s->checkpoint_dir, (long long)step);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    gkd_status st = make_dirs(s->checkpoint_dir);
-    if (st != GKD_OK) return st;
-    remove_dir(tmp);
-    if ((st = gkd_trainer_save(s->trainer, tmp)) != GKD_OK) return st;
-    remove_dir(path);
-    if (rename(tmp, path) != 0) return gkd_error_set(GKD_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-    /* The metrics up to the checkpoint reach the disk before the checkpoint is recorded, so a run resumed
-     * from it has every row before it. */
-    if (s->store && (st = gkd_store_flush(s->store)) != GKD_OK) return st;
-    if (s->store && (st = gkd_store_checkpoint(s->store, s->run_id, step, path, NULL)) != GKD_OK) return st;
-    if (s->checkpoint_keep > 0) rotate_checkpoints(s->checkpoint_dir, step, s->checkpoint_keep);
-    return GKD_OK;
-}
-
 /* ---- _train ---- */
 
 static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
@@ -928,23 +818,242 @@ static void read_callback_limit(lua_State *L, int cfg, train_state *s) {
     s->limit = lim;
 }
 
+/* ---- the run loop's hooks (rl/trainer.h gkd_run_hooks) ---- */
+
+static int hook_should_stop(void *ctx) {
+    (void)ctx;
+    return gkd_lua_stop_requested();
+}
+
+static gkd_status hook_on_step(void *ctx, int64_t step) {
+    train_state *s = ctx;
+    double ignored;
+    if (s->on_step_ref != LUA_NOREF && !protected_number(s, call_on_step, s, step, "on_step", &ignored))
+        return GKD_ERR_SCRIPT;
+    return GKD_OK;
+}
+
+/* The evaluation's metrics reached the store through the metric sink; the script's on_eval follows. */
+static gkd_status hook_on_eval(void *ctx, int64_t step) {
+    train_state *s = ctx;
+    double ignored;
+    s->samples_recorded = 0; /* the next evaluation records samples of its own */
+    if (s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored))
+        return GKD_ERR_SCRIPT;
+    return GKD_OK;
+}
+
+/* The metrics up to the checkpoint reach the disk before the checkpoint is recorded, so a run resumed
+ * from it has every row before it. */
+static gkd_status hook_on_checkpoint(void *ctx, int64_t step, const char *path) {
+    train_state *s = ctx;
+    if (!s->sink.store) return GKD_OK;
+    gkd_status st = gkd_store_flush(s->sink.store);
+    return st == GKD_OK ? gkd_store_checkpoint(s->sink.store, s->sink.run_id, step, path, NULL) : st;
+}
+
+static void hook_on_step_end(void *ctx, int64_t step, int last) {
+    train_state *s = ctx;
+    double now = gkd_lua_now();
+    if (!s->quiet && ((s->tty && now - s->last_print > 0.1) || last)) {
+        print_progress(s, s->name, step, now - s->t0, last, s->tty);
+        s->last_print = now;
+    }
+}
+
+/* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or from
+ * the student, for its tokenizer) while the trainer reads them. */
+static void read_handles(lua_State *L, int si, train_state *s) {
+    lua_getfield(L, 1, "student");
+    s->student = gkd_lua_check_model(L, -1);
+    keep(L, si, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "teacher");
+    s->teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
+    keep(L, si, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "tokenizer");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "student");
+        lua_getiuservalue(L, -1, 1); /* the student's own tokenizer */
+        lua_remove(L, -2);
+    }
+    s->tok = gkd_lua_check_tokenizer(L, -1);
+    keep(L, si, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "task");
+    s->task = gkd_lua_check_task(L, -1);
+    keep(L, si, -1);
+    lua_pop(L, 1);
+    /* A sampled id must have a token, and every token an embedding row. */
+    int model_vocab = gkd_model_get_config(s->student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(s->tok->tok);
+    if (model_vocab != tok_vocab)
+        luaL_error(L,
+                   "gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
+                   "(give a tokenizer of the model's vocabulary)",
+                   model_vocab, tok_vocab,
+                   model_vocab > tok_vocab ? "the ids it samples past the tokenizer's would have no token"
+                                           : "token ids past the model's would have no embedding");
+}
+
+/* The training and held-out text: cfg.held_out as a task, or a split of the task (cfg.held_out the
+ * fraction held out, 0.1 by default); none held out when cfg.eval is false. */
+static void read_held_out(lua_State *L, int si, train_state *s) {
+    const gkd_lua_task *task = s->task;
+    int eval_on = !field_is(L, 1, "eval", LUA_TBOOLEAN);
+    lua_getfield(L, 1, "eval");
+    if (lua_isboolean(L, -1)) eval_on = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "held_out");
+    if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
+        gkd_lua_task *held = gkd_lua_check_task(L, -1);
+        keep(L, si, -1);
+        s->held = held;
+        s->train_text = &task->ds;
+        s->held_text = &held->ds;
+    } else {
+        double frac = lua_isnil(L, -1) ? 0.1 : luaL_checknumber(L, -1);
+        /* The copy keeps the task's text format (template, terminator): the split hands it to both parts. */
+        gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0, {0}};
+        if (!copy.items || gkd_text_format_copy(&copy.fmt, &task->ds.fmt) != GKD_OK) {
+            gkd_dataset_free(&copy);
+            luaL_error(L, "out of memory");
+        }
+        for (int i = 0; i < task->ds.n; i++) {
+            gkd_example *d = &copy.items[i];
+            const gkd_example *e = &task->ds.items[i];
+            copy.n = i + 1;
+            d->source = gkd_lua_strdup(e->source);
+            d->prompt = gkd_lua_strdup(e->prompt);
+            d->target = gkd_lua_strdup(e->target);
+            d->cue_len = e->cue_len;
+        }
+        /* One split for every seed, so the runs of a sweep evaluate on the same examples. */
+        gkd_status st = frac > 0 ? gkd_dataset_split(&copy, frac, 1, &s->train_copy, &s->held_copy) : GKD_OK;
+        if (frac <= 0) {
+            s->train_copy = copy; /* moved: the items and the format now belong to train_copy */
+            copy.items = NULL;
+            copy.n = 0;
+            copy.fmt = (gkd_text_format){0};
+        }
+        gkd_dataset_free(&copy);
+        if (st != GKD_OK) gkd_lua_raise(L, "gkd.run: held_out");
+        s->train_text = &s->train_copy;
+        s->held_text = frac > 0 ? &s->held_copy : NULL;
+    }
+    lua_pop(L, 1);
+    if (!eval_on) s->held_text = NULL;
+}
+
+/* Tokenizes both splits within the models' context, and hands the evaluation metrics to the trainer. */
+static void tokenize_data(lua_State *L, train_state *s) {
+    gkd_train_config *c = &s->cfg;
+    const gkd_model_config *sc = gkd_model_get_config(s->student->m);
+    int seq = sc->max_seq_len;
+    if (s->teacher && gkd_model_get_config(s->teacher->m)->max_seq_len < seq)
+        seq = gkd_model_get_config(s->teacher->m)->max_seq_len;
+    int max_target = gkd_lua_opt_size(L, 1, "gkd.run", "max_target", c->max_new_tokens);
+    int longest = max_target > c->max_new_tokens ? max_target : c->max_new_tokens;
+    int max_prompt = gkd_lua_opt_size(L, 1, "gkd.run", "max_prompt", seq + 1 - longest > 0 ? seq + 1 - longest : 0);
+    if (max_prompt < 2)
+        luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d", longest,
+                   seq);
+    if (gkd_dataset_tokenize(s->train_text, s->tok->tok, max_prompt, max_target, &s->train_tok) != GKD_OK)
+        gkd_lua_raise(L, "gkd.run: tokenizing the training data");
+    if (s->held_text && s->held_text->n > 0) {
+        if (gkd_dataset_tokenize(s->held_text, s->tok->tok, max_prompt, max_target, &s->held_tok) != GKD_OK)
+            gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
+        s->has_held = 1;
+    }
+    if (s->has_held && s->n_metrics == 0) add_metric(L, s, "length", TM_LENGTH);
+    if (s->n_metrics > 0) s->metrics[0].records = 1;
+    s->samples_per_eval = 8;
+    for (int i = 0; i < s->n_metrics; i++) {
+        c->text_metrics[i].name = s->metrics[i].name;
+        c->text_metrics[i].fn = text_metric_fn;
+        c->text_metrics[i].ctx = &s->metrics[i];
+    }
+    c->n_text_metrics = s->has_held ? s->n_metrics : 0;
+}
+
+/* cfg.checkpoint: default on, at the end only, the last 2 kept, in checkpoints/<name>. */
+static void read_checkpoint(lua_State *L, train_state *s) {
+    gkd_train_config *c = &s->cfg;
+    lua_getfield(L, 1, "checkpoint");
+    int ck_on = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
+    const char *ck_dir = NULL;
+    c->checkpoint_keep = 2;
+    if (lua_istable(L, -1)) {
+        int ck = lua_gettop(L);
+        c->checkpoint_every = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "every", 0);
+        ck_dir = gkd_lua_opt_string(L, ck, "gkd.run: checkpoint", "dir", NULL);
+        c->checkpoint_keep = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "keep", 2);
+    }
+    if (ck_on) {
+        if (ck_dir) {
+            s->checkpoint_dir = gkd_lua_strdup(ck_dir);
+        } else {
+            /* checkpoints/<name> with characters outside [A-Za-z0-9._=,-] replaced */
+            size_t n = strlen(s->name);
+            s->checkpoint_dir = malloc(n + 16);
+            if (s->checkpoint_dir) {
+                strcpy(s->checkpoint_dir, "checkpoints/");
+                char *p = s->checkpoint_dir + strlen(s->checkpoint_dir);
+                for (size_t i = 0; i < n; i++) {
+                    char ch = s->name[i];
+                    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                             strchr("._=,-", ch) != NULL;
+                    *p++ = ch == '/' ? '/' : ok ? ch : '_';
+                }
+                *p = '\0';
+            }
+        }
+        if (!s->checkpoint_dir) luaL_error(L, "out of memory");
+        if (gkd_lua_is_sandboxed(L) && !gkd_lua_path_allowed(s->checkpoint_dir))
+            luaL_error(L,
+                       "gkd.run: checkpoint folder '%s' is outside the current directory: in --sandbox gkd writes "
+                       "only below it",
+                       s->checkpoint_dir);
+    }
+    lua_pop(L, 1);
+    c->checkpoint_dir = s->checkpoint_dir;
+}
+
+/* The result: the last training metrics (with step, when steps ran), eval = the last evaluation. */
+static void push_result(lua_State *L, train_state *s, const gkd_run_result *r, int64_t first_step, double elapsed) {
+    lua_newtable(L);
+    int steps_run = (int)(gkd_trainer_current_step(s->trainer) - first_step);
+    if (steps_run > 0) {
+        for (int i = 0; i < s->n_train; i++) {
+            lua_pushnumber(L, s->train_slots[i].value);
+            lua_setfield(L, -2, s->train_slots[i].name);
+        }
+        lua_pushinteger(L, gkd_trainer_current_step(s->trainer));
+        lua_setfield(L, -2, "step");
+    }
+    lua_createtable(L, 0, s->n_eval);
+    for (int i = 0; i < s->n_eval; i++) {
+        lua_pushnumber(L, s->eval_slots[i].value);
+        lua_setfield(L, -2, s->eval_slots[i].name);
+    }
+    lua_setfield(L, -2, "eval");
+    lua_pushinteger(L, steps_run), lua_setfield(L, -2, "steps_run");
+    lua_pushnumber(L, elapsed), lua_setfield(L, -2, "seconds");
+    lua_pushnumber(L, s->lua_seconds), lua_setfield(L, -2, "lua_seconds");
+    if (s->checkpoint_dir) lua_pushstring(L, s->checkpoint_dir), lua_setfield(L, -2, "checkpoint_dir");
+    if (r->interrupted) {
+        lua_pushstring(L, gkd_lua_stop_signal()), lua_setfield(L, -2, "interrupted_by");
+        if (r->checkpoint_step >= 0) lua_pushinteger(L, r->checkpoint_step), lua_setfield(L, -2, "checkpoint_step");
+    }
+    lua_pushstring(L, r->interrupted ? "interrupted" : "finished");
+}
+
 /* gkd._train(cfg, ctx) -> final metrics, "finished" | "interrupted"
  * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool}
  * An interrupted run's result has interrupted_by ("SIGTERM", "SIGINT") and checkpoint_step (the step it
  * continues from: the checkpoint saved as it stopped, or nil when it stopped inside a callback and
  * continues from its last earlier checkpoint). */
-/* One evaluation on the held-out split at `step` (its metrics reach the store through the trainer), then the
- * script's on_eval; GKD_ERR_SCRIPT when on_eval fails. */
-static gkd_status evaluate(train_state *s, int64_t step) {
-    gkd_eval_stats es;
-    double ignored;
-    s->samples_recorded = 0;
-    gkd_status st = gkd_trainer_evaluate(s->trainer, &es);
-    if (st == GKD_OK && s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored))
-        st = GKD_ERR_SCRIPT;
-    return st;
-}
-
 static int l_train(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -967,12 +1076,11 @@ static int l_train(lua_State *L) {
     lua_getfield(L, 2, "store");
     gkd_lua_store *store = lua_isnil(L, -1) ? NULL : gkd_lua_check_store(L, -1);
     lua_pop(L, 1);
-    s->store = store ? store->store : NULL;
-    s->run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
-    const char *name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
-    snprintf(s->name, sizeof s->name, "%s", name);
+    s->sink.store = store ? store->store : NULL;
+    s->sink.run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
+    s->name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
     const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
-    int quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
+    s->quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
     read_callback_limit(L, 1, s);
 
     s->reward_ref = LUA_NOREF;
@@ -990,158 +1098,14 @@ static int l_train(lua_State *L) {
     lua_getfield(L, 1, "on_eval");
     if (lua_isfunction(L, -1)) s->on_eval_ref = keep(L, si, -1);
     lua_pop(L, 1);
+    read_handles(L, si, s);
+    read_held_out(L, si, s);
+    tokenize_data(L, s);
+    read_checkpoint(L, s);
 
-    /* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or
-     * from the student, for its tokenizer) while the trainer reads them. */
-    lua_getfield(L, 1, "student");
-    gkd_lua_model *student = gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "teacher");
-    gkd_lua_model *teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "tokenizer");
-    if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        lua_getfield(L, 1, "student");
-        lua_getiuservalue(L, -1, 1); /* the student's own tokenizer */
-        lua_remove(L, -2);
-    }
-    gkd_lua_tokenizer *tok = gkd_lua_check_tokenizer(L, -1);
-    keep(L, si, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "task");
-    gkd_lua_task *task = gkd_lua_check_task(L, -1);
-    keep(L, si, -1);
-    lua_pop(L, 1);
-    s->student = student;
-    s->teacher = teacher;
-    s->tok = tok;
-    s->task = task;
-    {
-        /* A sampled id must have a token, and every token an embedding row. */
-        int model_vocab = gkd_model_get_config(student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(tok->tok);
-        if (model_vocab != tok_vocab)
-            return luaL_error(L,
-                              "gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
-                              "(give a tokenizer of the model's vocabulary)",
-                              model_vocab, tok_vocab,
-                              model_vocab > tok_vocab ? "the ids it samples past the tokenizer's would have no token"
-                                                      : "token ids past the model's would have no embedding");
-    }
-
-    int eval_on = !field_is(L, 1, "eval", LUA_TBOOLEAN);
-    lua_getfield(L, 1, "eval");
-    if (lua_isboolean(L, -1)) eval_on = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "held_out");
-    if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
-        gkd_lua_task *held = gkd_lua_check_task(L, -1);
-        keep(L, si, -1);
-        s->held = held;
-        s->train_text = &task->ds;
-        s->held_text = &held->ds;
-    } else {
-        double frac = lua_isnil(L, -1) ? 0.1 : luaL_checknumber(L, -1);
-        /* The copy keeps the task's text format (template, terminator): the split hands it to both parts. */
-        gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0, {0}};
-        if (!copy.items || gkd_text_format_copy(&copy.fmt, &task->ds.fmt) != GKD_OK) {
-            gkd_dataset_free(&copy);
-            return luaL_error(L, "out of memory");
-        }
-        for (int i = 0; i < task->ds.n; i++) {
-            gkd_example *d = &copy.items[i];
-            const gkd_example *e = &task->ds.items[i];
-            copy.n = i + 1;
-            d->source = gkd_lua_strdup(e->source);
-            d->prompt = gkd_lua_strdup(e->prompt);
-            d->target = gkd_lua_strdup(e->target);
-            d->cue_len = e->cue_len;
-        }
-        /* One split for every seed, so the runs of a sweep evaluate on the same examples. */
-        gkd_status st = frac > 0 ? gkd_dataset_split(&copy, frac, 1, &s->train_copy, &s->held_copy) : GKD_OK;
-        if (frac <= 0) {
-            s->train_copy = copy; /* moved: the items and the format now belong to train_copy */
-            copy.items = NULL;
-            copy.n = 0;
-            copy.fmt = (gkd_text_format){0};
-        }
-        gkd_dataset_free(&copy);
-        if (st != GKD_OK) return gkd_lua_raise(L, "gkd.run: held_out");
-        s->train_text = &s->train_copy;
-        s->held_text = frac > 0 ? &s->held_copy : NULL;
-    }
-    lua_pop(L, 1);
-    if (!eval_on) s->held_text = NULL;
-
-    const gkd_model_config *sc = gkd_model_get_config(student->m);
-    int seq = sc->max_seq_len;
-    if (teacher && gkd_model_get_config(teacher->m)->max_seq_len < seq) seq = gkd_model_get_config(teacher->m)->max_seq_len;
-    int max_target = gkd_lua_opt_size(L, 1, "gkd.run", "max_target", c->max_new_tokens);
-    int longest = max_target > c->max_new_tokens ? max_target : c->max_new_tokens;
-    int max_prompt = gkd_lua_opt_size(L, 1, "gkd.run", "max_prompt", seq + 1 - longest > 0 ? seq + 1 - longest : 0);
-    if (max_prompt < 2)
-        return luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d",
-                          longest, seq);
-    if (gkd_dataset_tokenize(s->train_text, tok->tok, max_prompt, max_target, &s->train_tok) != GKD_OK)
-        return gkd_lua_raise(L, "gkd.run: tokenizing the training data");
-    if (s->held_text && s->held_text->n > 0) {
-        if (gkd_dataset_tokenize(s->held_text, tok->tok, max_prompt, max_target, &s->held_tok) != GKD_OK)
-            return gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
-        s->has_held = 1;
-    }
-    if (s->has_held && s->n_metrics == 0) add_metric(L, s, "length", TM_LENGTH);
-    if (s->n_metrics > 0) s->metrics[0].records = 1;
-    s->samples_per_eval = 8;
-    for (int i = 0; i < s->n_metrics; i++) {
-        c->text_metrics[i].name = s->metrics[i].name;
-        c->text_metrics[i].fn = text_metric_fn;
-        c->text_metrics[i].ctx = &s->metrics[i];
-    }
-    c->n_text_metrics = s->has_held ? s->n_metrics : 0;
-
-    /* checkpoints: default on, at the end only, in checkpoints/<name> */
-    lua_getfield(L, 1, "checkpoint");
-    int ck_on = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
-    const char *ck_dir = NULL;
-    s->checkpoint_keep = 2;
-    if (lua_istable(L, -1)) {
-        int ck = lua_gettop(L);
-        c->checkpoint_every = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "every", 0);
-        ck_dir = gkd_lua_opt_string(L, ck, "gkd.run: checkpoint", "dir", NULL);
-        s->checkpoint_keep = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "keep", 2);
-    }
-    if (ck_on) {
-        if (ck_dir) {
-            s->checkpoint_dir = gkd_lua_strdup(ck_dir);
-        } else {
-            /* checkpoints/<name> with characters outside [A-Za-z0-9._=,-] replaced */
-            size_t n = strlen(name);
-            s->checkpoint_dir = malloc(n + 16);
-            if (s->checkpoint_dir) {
-                strcpy(s->checkpoint_dir, "checkpoints/");
-                char *p = s->checkpoint_dir + strlen(s->checkpoint_dir);
-                for (size_t i = 0; i < n; i++) {
-                    char ch = name[i];
-                    int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                             strchr("._=,-", ch) != NULL;
-                    *p++ = ch == '/' ? '/' : ok ? ch : '_';
-                }
-                *p = '\0';
-            }
-        }
-        if (!s->checkpoint_dir) return luaL_error(L, "out of memory");
-        if (gkd_lua_is_sandboxed(L) && !gkd_lua_path_allowed(s->checkpoint_dir))
-            return luaL_error(L,
-                              "gkd.run: checkpoint folder '%s' is outside the current directory: in --sandbox gkd "
-                              "writes only below it",
-                              s->checkpoint_dir);
-    }
-    lua_pop(L, 1);
-
-    if (gkd_trainer_create(c, student->m, teacher ? teacher->m : NULL, tok->tok, s->train_text, &s->train_tok,
-                           s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL, &s->trainer) != GKD_OK)
+    if (gkd_trainer_create(c, s->student->m, s->teacher ? s->teacher->m : NULL, s->tok->tok, s->train_text,
+                           &s->train_tok, s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL,
+                           &s->trainer) != GKD_OK)
         return gkd_lua_raise(L, "gkd.run");
 
     /* From here on the trainer may call into Lua: publish the context and pin the handles. Nothing
@@ -1157,82 +1121,30 @@ static int l_train(lua_State *L) {
         lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
         return gkd_lua_raise(L, "gkd.run: resuming");
     }
-    int tty = !quiet && isatty(2);
-    double t0 = gkd_lua_now(), last_print = 0;
-    const char *status = "finished";
+    s->tty = !s->quiet && isatty(2);
+    s->t0 = gkd_lua_now();
+    s->last_print = 0;
     int64_t first_step = gkd_trainer_current_step(s->trainer);
-    int64_t stop_checkpoint = -1;
-    /* steps = 0 evaluates the student as it is (a baseline, a warm start's score): the loop below never
-     * reaches its "last step" evaluation, and an eval setting must not be silently ignored. */
-    if (c->steps == 0 && first_step == 0 && s->has_held) st = evaluate(s, 0);
-    while (st == GKD_OK && gkd_trainer_current_step(s->trainer) < c->steps) {
-        if (gkd_lua_stop_requested()) {
-            status = "interrupted";
-            int64_t at = gkd_trainer_current_step(s->trainer);
-            if (s->checkpoint_dir && (st = save_checkpoint(s, at)) == GKD_OK) stop_checkpoint = at;
-            break;
-        }
-        gkd_step_stats stats;
-        if ((st = gkd_trainer_step(s->trainer, &stats)) != GKD_OK) break;
-        int64_t step = gkd_trainer_current_step(s->trainer);
-        int last = step == c->steps;
-        double ignored;
-        if (s->on_step_ref != LUA_NOREF && !protected_number(s, call_on_step, s, step, "on_step", &ignored)) {
-            st = GKD_ERR_SCRIPT;
-            break;
-        }
-        if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
-            (st = evaluate(s, step)) != GKD_OK)
-            break;
-        if (s->checkpoint_dir && ((c->checkpoint_every > 0 && step % c->checkpoint_every == 0) || last))
-            if ((st = save_checkpoint(s, step)) != GKD_OK) break;
-        double now = gkd_lua_now();
-        if (!quiet && ((tty && now - last_print > 0.1) || last)) {
-            print_progress(s, name, step, now - t0, last, tty);
-            last_print = now;
-        }
-    }
+    const gkd_run_hooks hooks = {s, hook_should_stop, hook_on_step, hook_on_eval, hook_on_checkpoint, hook_on_step_end};
+    gkd_run_result result;
+    st = gkd_trainer_run_hooked(s->trainer, &hooks, &result);
     if (st == GKD_ERR_SCRIPT && gkd_lua_callback_interrupted(L)) {
         /* A callback outlived the stop signal's grace period: the step it was in is abandoned (no
          * checkpoint of a half-done step); the run continues from its last checkpoint. */
-        status = "interrupted";
+        result.interrupted = 1;
+        result.checkpoint_step = -1;
         st = GKD_OK;
     }
-    double elapsed = gkd_lua_now() - t0;
+    double elapsed = gkd_lua_now() - s->t0;
     pin(s, -1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-    if (s->store && st == GKD_OK) st = gkd_store_flush(s->store);
+    if (s->sink.store && st == GKD_OK) st = gkd_store_flush(s->sink.store);
     if (st != GKD_OK) {
-        if (tty) fputc('\n', stderr);
+        if (s->tty) fputc('\n', stderr);
         return luaL_error(L, "%s", gkd_error_message());
     }
-    /* the result: last training metrics, eval = last evaluation */
-    lua_newtable(L);
-    int steps_run = (int)(gkd_trainer_current_step(s->trainer) - first_step);
-    if (steps_run > 0) {
-        for (int i = 0; i < s->n_train; i++) {
-            lua_pushnumber(L, s->train_slots[i].value);
-            lua_setfield(L, -2, s->train_slots[i].name);
-        }
-        lua_pushinteger(L, gkd_trainer_current_step(s->trainer));
-        lua_setfield(L, -2, "step");
-    }
-    lua_createtable(L, 0, s->n_eval);
-    for (int i = 0; i < s->n_eval; i++) {
-        lua_pushnumber(L, s->eval_slots[i].value);
-        lua_setfield(L, -2, s->eval_slots[i].name);
-    }
-    lua_setfield(L, -2, "eval");
-    lua_pushinteger(L, steps_run), lua_setfield(L, -2, "steps_run");
-    lua_pushnumber(L, elapsed), lua_setfield(L, -2, "seconds");
-    lua_pushnumber(L, s->lua_seconds), lua_setfield(L, -2, "lua_seconds");
-    if (s->checkpoint_dir) lua_pushstring(L, s->checkpoint_dir), lua_setfield(L, -2, "checkpoint_dir");
-    if (strcmp(status, "interrupted") == 0) {
-        lua_pushstring(L, gkd_lua_stop_signal()), lua_setfield(L, -2, "interrupted_by");
-        if (stop_checkpoint >= 0) lua_pushinteger(L, stop_checkpoint), lua_setfield(L, -2, "checkpoint_step");
-    }
-    lua_pushstring(L, status);
+    push_result(L, s, &result, first_step, elapsed);
     return 2;
 }
 

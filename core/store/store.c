@@ -884,6 +884,14 @@ gkd_status gkd_store_eval(gkd_store *s, int64_t run_id, int64_t step, const char
     return store_commit(s);
 }
 
+int gkd_store_metric_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
+    const gkd_store_sink *sink = ctx;
+    if (!sink->store) return 0;
+    gkd_status st = strcmp(split, "train") == 0 ? gkd_store_metric(sink->store, sink->run_id, step, name, value)
+                                                : gkd_store_eval(sink->store, sink->run_id, step, split, name, value);
+    return st != GKD_OK;
+}
+
 /* Little-endian float32, whatever the host's byte order, so a store moves between machines. */
 static void store_floats_encode(unsigned char *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) {
