@@ -29,92 +29,9 @@
 #include <unistd.h>
 
 #include "bindings/gkd_lua.h"
-#include "bindings/lua_internal.h"
-#include "reward/metrics.h"
-#include "reward/reward_model.h"
-#include "reward/reward.h"
-#include "rl/trainer.h"
-
-#define TRAIN_STATE "gkd.TrainState"
-#define REGISTRY_KEY "gkd.train.current"
-
-enum { MAX_METRICS = 96, N_SCHEDULES = 5 };
-
-typedef struct train_state train_state;
-
-/* A Lua function standing for a schedule. */
-typedef struct {
-    train_state *s;
-    int ref;
-    const char *name;
-} lua_schedule;
-
-typedef enum {
-    TM_ROUGE1, TM_ROUGE2, TM_ROUGEL, TM_FACTUAL, TM_EXACT, TM_LENGTH, TM_BLEU, TM_DISTINCT, TM_LUA,
-} text_metric_kind;
-
-typedef struct {
-    train_state *s;
-    text_metric_kind kind;
-    int order;      /* distinct-n */
-    int ref;        /* TM_LUA */
-    char name[64];
-    /* corpus metrics: the outputs (and references) of the evaluation in progress */
-    char **hyps, **refs;
-    int n, cap;
-    int records;    /* this metric also records the evaluation's samples */
-} text_metric;
-
-typedef struct {
-    const char *name; /* static strings of the trainer or of text_metric.name */
-    double value;
-} metric_slot;
-
-struct train_state {
-    lua_State *L;
-    gkd_train_config cfg;
-    gkd_trainer *trainer;
-    gkd_dataset train_copy, held_copy; /* owned when the task was split here */
-    const gkd_dataset *train_text, *held_text;
-    gkd_token_dataset train_tok, held_tok;
-    int has_held;
-    lua_schedule schedules[N_SCHEDULES];
-    int n_schedules;
-    text_metric metrics[GKD_MAX_TEXT_METRICS];
-    int n_metrics;
-    int on_step_ref, on_eval_ref, metrics_ref;
-    gkd_reward *reward; /* owned: the run's reward (a Lua function, a built-in or a weighted sum) */
-    int reward_ref;     /* the Lua reward function, or LUA_NOREF */
-    char reward_name[64];
-    /* last values, synced into the Lua metrics table before each call into Lua */
-    metric_slot train_slots[MAX_METRICS], eval_slots[MAX_METRICS];
-    int n_train, n_eval;
-    int64_t eval_step;
-    int eval_dirty;
-    gkd_store_sink sink; /* the store borrowed from the gkd.Store in ctx */
-    int samples_per_eval, samples_recorded;
-    double lua_seconds;
-    char *checkpoint_dir;
-    gkd_lua_callback_limit limit; /* of each call into Lua */
-    const char *name; /* ctx.name, kept by ctx while _train runs */
-    int quiet, tty;
-    double t0, last_print; /* of the progress line */
-    /* the handles the trainer reads, pinned while it runs */
-    gkd_lua_model *student, *teacher;
-    gkd_lua_tokenizer *tok;
-    gkd_lua_task *task, *held;
-    int pinned;
-};
+#include "bindings/lua_train.h"
 
 /* ---- state lifetime ---- */
-
-static void free_corpus(text_metric *m) {
-    for (int i = 0; i < m->n; i++) {
-        free(m->hyps[i]);
-        if (m->refs) free(m->refs[i]);
-    }
-    m->n = 0;
-}
 
 static void pin(train_state *s, int delta) {
     if (s->student) s->student->pins += delta;
@@ -137,7 +54,7 @@ static int state_gc(lua_State *L) {
     gkd_dataset_free(&s->train_copy);
     gkd_dataset_free(&s->held_copy);
     for (int i = 0; i < s->n_metrics; i++) {
-        free_corpus(&s->metrics[i]);
+        gkd_lua_train_free_corpus(&s->metrics[i]);
         free(s->metrics[i].hyps);
         free(s->metrics[i].refs);
         s->metrics[i].hyps = s->metrics[i].refs = NULL;
@@ -152,7 +69,7 @@ static int state_gc(lua_State *L) {
 
 /* The state's uservalue 1 is a table that keeps every Lua value it refers to (functions, tables, the
  * gkd.run config); refs index it. */
-static int keep(lua_State *L, int state_idx, int value_idx) {
+int gkd_lua_train_keep(lua_State *L, int state_idx, int value_idx) {
     value_idx = lua_absindex(L, value_idx);
     lua_getiuservalue(L, state_idx, 1);
     lua_pushvalue(L, value_idx);
@@ -161,7 +78,7 @@ static int keep(lua_State *L, int state_idx, int value_idx) {
     return ref;
 }
 
-static void push_kept(lua_State *L, train_state *s, int ref) {
+void gkd_lua_train_push_kept(lua_State *L, train_state *s, int ref) {
     lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
     lua_getiuservalue(L, -1, 1);
     lua_rawgeti(L, -1, ref);
@@ -188,7 +105,7 @@ static void slot_set(metric_slot *slots, int *n, const char *name, double value)
 /* Pushes the metrics table (fields: the last training metrics; eval: the last evaluation; eval_step),
  * brought up to date. Runs inside a protected call. */
 static void push_metrics(lua_State *L, train_state *s) {
-    push_kept(L, s, s->metrics_ref);
+    gkd_lua_train_push_kept(L, s, s->metrics_ref);
     for (int i = 0; i < s->n_train; i++) {
         lua_pushnumber(L, s->train_slots[i].value);
         lua_setfield(L, -2, s->train_slots[i].name);
@@ -211,7 +128,7 @@ static void push_metrics(lua_State *L, train_state *s) {
 static int call_schedule(lua_State *L) {
     lua_schedule *cb = lua_touserdata(L, 1);
     lua_Integer step = lua_tointeger(L, 2);
-    push_kept(L, cb->s, cb->ref);
+    gkd_lua_train_push_kept(L, cb->s, cb->ref);
     lua_pushinteger(L, step);
     push_metrics(L, cb->s);
     lua_call(L, 2, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
@@ -224,7 +141,7 @@ static int call_schedule(lua_State *L) {
 /* Runs fn (a C function taking 2 light arguments) in a protected call under the run's callback limit;
  * on failure records "<what>: <message with traceback>" as the last error. Nothing here allocates
  * outside the protected call, so a Lua memory error cannot escape into the trainer. */
-static int protected_number(train_state *s, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
+int gkd_lua_train_call(train_state *s, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
     lua_State *L = s->L;
     double t0 = gkd_lua_now();
     gkd_lua_hook_state hook;
@@ -250,7 +167,7 @@ static int protected_number(train_state *s, lua_CFunction fn, void *a, lua_Integ
 static int call_on_step(lua_State *L) {
     train_state *s = lua_touserdata(L, 1);
     lua_Integer step = lua_tointeger(L, 2);
-    push_kept(L, s, s->on_step_ref);
+    gkd_lua_train_push_kept(L, s, s->on_step_ref);
     push_metrics(L, s);
     lua_pushinteger(L, step);
     lua_setfield(L, -2, "step");
@@ -261,7 +178,7 @@ static int call_on_step(lua_State *L) {
 
 static int call_on_eval(lua_State *L) {
     train_state *s = lua_touserdata(L, 1);
-    push_kept(L, s, s->on_eval_ref);
+    gkd_lua_train_push_kept(L, s, s->on_eval_ref);
     push_metrics(L, s);
     lua_getfield(L, -1, "eval");
     lua_remove(L, -2);
@@ -275,210 +192,7 @@ static double schedule_fn(void *ctx, int64_t step, int *failed) {
     char what[96];
     snprintf(what, sizeof what, "schedule '%s'", cb->name);
     double v = NAN;
-    if (!protected_number(cb->s, call_schedule, cb, step, what, &v)) *failed = 1;
-    return v;
-}
-
-/* ---- a Lua reward ---- */
-
-typedef struct {
-    train_state *s;
-    const gkd_reward_sample *samples;
-    int n;
-    double *scores;
-} lua_reward_call;
-
-/* Calls the reward function once per sample, inside one protected call for the batch. */
-static int call_reward(lua_State *L) {
-    lua_reward_call *c = lua_touserdata(L, 1);
-    for (int i = 0; i < c->n; i++) {
-        const gkd_reward_sample *x = &c->samples[i];
-        gkd_lua_callback_restart(L); /* the limit is per sample */
-        push_kept(L, c->s, c->s->reward_ref);
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, x->source ? x->source : ""), lua_setfield(L, -2, "source");
-        lua_pushstring(L, x->prompt ? x->prompt : ""), lua_setfield(L, -2, "prompt");
-        lua_pushstring(L, x->output ? x->output : ""), lua_setfield(L, -2, "output");
-        lua_pushstring(L, x->reference ? x->reference : ""), lua_setfield(L, -2, "reference");
-        lua_call(L, 1, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "returned %s for sample %d (a number expected)", luaL_typename(L, -1), i + 1);
-        c->scores[i] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
-    lua_pushnumber(L, 0);
-    return 1;
-}
-
-static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *samples, int n, double *scores) {
-    train_state *s = r->ctx;
-    lua_reward_call c = {s, samples, n, scores};
-    double ignored;
-    /* gkd_reward_score prefixes the reward's name ("reward 'reward'") to what fails here. */
-    return protected_number(s, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
-}
-
-/* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of
- * built-ins summed. NULL when absent. */
-static void read_reward(lua_State *L, int cfg, int state_idx, train_state *s) {
-    int t = lua_getfield(L, cfg, "reward");
-    gkd_status st = GKD_OK;
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (t == LUA_TFUNCTION) {
-        s->reward_ref = keep(L, state_idx, -1);
-        snprintf(s->reward_name, sizeof s->reward_name, "reward");
-        st = gkd_reward_custom("'reward'", lua_reward_score, s, NULL, &s->reward);
-    } else if (t == LUA_TSTRING) {
-        const char *name = lua_tostring(L, -1);
-        snprintf(s->reward_name, sizeof s->reward_name, "%s", name);
-        if (strncmp(name, "model:", 6) == 0) {
-            /* A learned reward model saved by gkd_reward_model_save (reward/reward_model.h): P(consistent). */
-            gkd_reward_model *rm = NULL;
-            st = gkd_reward_model_load(name + 6, gkd_backend_cpu(), &rm);
-            if (st == GKD_OK) st = gkd_reward_model_as_reward(rm, 1, &s->reward);
-            else gkd_reward_model_free(rm);
-        } else {
-            st = gkd_reward_builtin(name, &s->reward);
-        }
-    } else if (t == LUA_TTABLE) {
-        int idx = lua_gettop(L);
-        gkd_reward *parts[16];
-        double weights[16];
-        int n = 0;
-        lua_pushnil(L);
-        while (st == GKD_OK && lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER || n == 16) {
-                for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
-                luaL_error(L, "gkd.run: reward as a table is {name = weight, ...} of built-in rewards (at most 16)");
-            }
-            weights[n] = lua_tonumber(L, -1);
-            st = gkd_reward_builtin(lua_tostring(L, -2), &parts[n]);
-            if (st == GKD_OK) n++;
-            lua_pop(L, 1);
-        }
-        if (st == GKD_OK) st = gkd_reward_sum(parts, weights, n, -INFINITY, INFINITY, &s->reward);
-        else
-            for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
-        snprintf(s->reward_name, sizeof s->reward_name, "sum");
-    } else {
-        luaL_error(L, "gkd.run: 'reward' must be a function, a built-in reward name or {name = weight}");
-    }
-    lua_pop(L, 1);
-    if (st != GKD_OK) gkd_lua_raise(L, "gkd.run: reward");
-}
-
-/* ---- evaluation text metrics ---- */
-
-static int push_corpus(text_metric *m, const char *hyp, const char *ref) {
-    if (m->n == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 64;
-        char **h = realloc(m->hyps, (size_t)cap * sizeof *h);
-        if (!h) return 0;
-        m->hyps = h;
-        if (m->kind == TM_BLEU) {
-            char **r = realloc(m->refs, (size_t)cap * sizeof *r);
-            if (!r) return 0;
-            m->refs = r;
-        }
-        m->cap = cap;
-    }
-    m->hyps[m->n] = gkd_lua_strdup(hyp);
-    if (m->kind == TM_BLEU) m->refs[m->n] = gkd_lua_strdup(ref);
-    if (!m->hyps[m->n] || (m->kind == TM_BLEU && !m->refs[m->n])) {
-        free(m->hyps[m->n]);
-        if (m->kind == TM_BLEU) free(m->refs[m->n]);
-        return 0;
-    }
-    m->n++;
-    return 1;
-}
-
-typedef struct {
-    text_metric *m;
-    const char *output;
-    const gkd_example *example;
-} lua_metric_call;
-
-static int call_metric(lua_State *L) {
-    lua_metric_call *c = lua_touserdata(L, 1);
-    push_kept(L, c->m->s, c->m->ref);
-    lua_pushstring(L, c->output);
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, c->example->source ? c->example->source : ""), lua_setfield(L, -2, "source");
-    lua_pushstring(L, c->example->prompt ? c->example->prompt : ""), lua_setfield(L, -2, "prompt");
-    lua_pushstring(L, c->example->target ? c->example->target : ""), lua_setfield(L, -2, "target");
-    lua_call(L, 2, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_error(L, "metric '%s' returned %s (a number expected)", c->m->name, luaL_typename(L, -1));
-    return 1;
-}
-
-static void record_sample(train_state *s, const char *output, const gkd_example *ex) {
-    if (s->samples_recorded >= s->samples_per_eval || !s->sink.store) return;
-    gkd_store_sample_row row;
-    memset(&row, 0, sizeof row);
-    row.run_id = s->sink.run_id;
-    row.step = gkd_trainer_current_step(s->trainer);
-    row.split = "held_out";
-    row.prompt = ex->prompt;
-    row.output = output;
-    row.reward = NAN;
-    if (gkd_store_sample(s->sink.store, &row) == GKD_OK) s->samples_recorded++;
-}
-
-static double text_metric_fn(void *ctx, const char *output, const gkd_example *ex, int *failed) {
-    text_metric *m = ctx;
-    train_state *s = m->s;
-    if (m->records) record_sample(s, output, ex);
-    const char *ref = ex->target ? ex->target : "";
-    switch (m->kind) {
-    case TM_ROUGE1:
-    case TM_ROUGE2:
-    case TM_ROUGEL: {
-        gkd_rouge_scores r;
-        if (gkd_rouge_all(output, ref, 0, &r) != GKD_OK) break;
-        return m->kind == TM_ROUGE1 ? r.rouge1.f : m->kind == TM_ROUGE2 ? r.rouge2.f : r.rougeL.f;
-    }
-    case TM_FACTUAL: {
-        gkd_factual_parts p;
-        if (gkd_factual_score(output, ex->source ? ex->source : "", NULL, &p) != GKD_OK) break;
-        return p.score;
-    }
-    case TM_EXACT: return gkd_exact_match_number(output, ref);
-    case TM_LENGTH: return gkd_word_count(output);
-    case TM_BLEU:
-    case TM_DISTINCT:
-        if (push_corpus(m, output, ref)) return 0.0; /* the corpus value replaces the mean at emit time */
-        gkd_error_set(GKD_ERR_NOMEM, "out of memory (metric %s)", m->name);
-        break;
-    case TM_LUA: {
-        lua_metric_call c = {m, output, ex};
-        char what[96];
-        snprintf(what, sizeof what, "metric '%s'", m->name);
-        double v = NAN;
-        if (protected_number(s, call_metric, &c, 0, what, &v)) return v;
-        break;
-    }
-    }
-    *failed = 1;
-    return NAN;
-}
-
-/* The corpus value of a corpus metric whose per-output calls just ended; clears its outputs. */
-static double corpus_value(text_metric *m) {
-    double v = NAN;
-    if (m->kind == TM_BLEU) {
-        gkd_bleu_result r;
-        if (gkd_bleu_corpus((const char *const *)m->hyps, (const char *const *)m->refs, m->n, NULL, &r) == GKD_OK)
-            v = r.score;
-    } else {
-        double d;
-        if (gkd_distinct_n((const char *const *)m->hyps, m->n, m->order, &d) == GKD_OK) v = d;
-    }
-    free_corpus(m);
+    if (!gkd_lua_train_call(cb->s, call_schedule, cb, step, what, &v)) *failed = 1;
     return v;
 }
 
@@ -494,7 +208,7 @@ static int metric_sink(void *ctx, const char *split, int64_t step, const char *n
         for (int i = 0; i < s->n_metrics; i++)
             if ((s->metrics[i].kind == TM_BLEU || s->metrics[i].kind == TM_DISTINCT) &&
                 strcmp(s->metrics[i].name, name) == 0)
-                value = corpus_value(&s->metrics[i]);
+                value = gkd_lua_train_corpus_value(&s->metrics[i]);
         slot_set(s->eval_slots, &s->n_eval, name, value);
         s->eval_step = step;
         s->eval_dirty = 1;
@@ -503,9 +217,6 @@ static int metric_sink(void *ctx, const char *split, int64_t step, const char *n
 }
 
 /* ---- building the configuration ---- */
-
-static const char *const METRIC_NAMES[] = {"rouge1", "rouge2", "rougeL", "factual", "exact_match", "length",
-                                           "bleu",   "distinct1", "distinct2", "distinct3", "divergence", NULL};
 
 /* A schedule-valued setting at cfg[key] (absent: leave *out). Lua functions are kept by the state. */
 static void read_schedule(lua_State *L, int cfg, int state_idx, train_state *s, const char *key, gkd_schedule *out) {
@@ -522,7 +233,7 @@ static void read_schedule(lua_State *L, int cfg, int state_idx, train_state *s, 
         } else {
             lua_schedule *cb = &s->schedules[s->n_schedules++];
             cb->s = s;
-            cb->ref = keep(L, state_idx, -1);
+            cb->ref = gkd_lua_train_keep(L, state_idx, -1);
             cb->name = key;
             memset(out, 0, sizeof *out);
             out->kind = GKD_SCHEDULE_CALLBACK;
@@ -614,68 +325,6 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
         c->eval_temperature = (float)gkd_lua_opt_number(L, e, "gkd.run: eval", "temperature", 0.0);
     }
     lua_pop(L, 1);
-}
-
-static text_metric *add_metric(lua_State *L, train_state *s, const char *name, text_metric_kind kind) {
-    if (s->n_metrics == GKD_MAX_TEXT_METRICS)
-        luaL_error(L, "gkd.run: at most %d evaluation text metrics", GKD_MAX_TEXT_METRICS);
-    text_metric *m = &s->metrics[s->n_metrics++];
-    memset(m, 0, sizeof *m);
-    m->s = s;
-    m->kind = kind;
-    snprintf(m->name, sizeof m->name, "%s", name);
-    return m;
-}
-
-/* The eval.metrics list: names, and name = function(output, example) entries. */
-static void read_metrics(lua_State *L, int cfg, int state_idx, train_state *s) {
-    lua_getfield(L, cfg, "eval");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_getfield(L, -1, "metrics");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 2);
-        return;
-    }
-    int list = lua_gettop(L);
-    lua_Integer n = luaL_len(L, list);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        const char *name = luaL_checkstring(L, -1);
-        int k = 0;
-        while (METRIC_NAMES[k] && strcmp(METRIC_NAMES[k], name) != 0) k++;
-        if (!METRIC_NAMES[k]) {
-            const char *near = gkd_lua_closest(name, METRIC_NAMES);
-            luaL_error(L, "gkd.run: unknown eval metric '%s'%s%s%s", name, near ? " (did you mean '" : "",
-                       near ? near : "", near ? "'?)" : "");
-        }
-        if (strcmp(name, "divergence") != 0) { /* the trainer reports divergences by itself */
-            text_metric_kind kind = TM_ROUGEL;
-            int order = 0;
-            if (strcmp(name, "rouge1") == 0) kind = TM_ROUGE1;
-            else if (strcmp(name, "rouge2") == 0) kind = TM_ROUGE2;
-            else if (strcmp(name, "factual") == 0) kind = TM_FACTUAL;
-            else if (strcmp(name, "exact_match") == 0) kind = TM_EXACT;
-            else if (strcmp(name, "length") == 0) kind = TM_LENGTH;
-            else if (strcmp(name, "bleu") == 0) kind = TM_BLEU;
-            else if (strncmp(name, "distinct", 8) == 0) kind = TM_DISTINCT, order = name[8] - '0';
-            add_metric(L, s, name, kind)->order = order;
-        }
-        lua_pop(L, 1);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, list)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            if (!lua_isfunction(L, -1))
-                luaL_error(L, "gkd.run: eval.metrics.%s must be a function(output, example)", lua_tostring(L, -2));
-            text_metric *m = add_metric(L, s, lua_tostring(L, -2), TM_LUA);
-            m->ref = keep(L, state_idx, -1);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 2);
 }
 
 /* ---- _resolve ---- */
@@ -828,7 +477,7 @@ static int hook_should_stop(void *ctx) {
 static gkd_status hook_on_step(void *ctx, int64_t step) {
     train_state *s = ctx;
     double ignored;
-    if (s->on_step_ref != LUA_NOREF && !protected_number(s, call_on_step, s, step, "on_step", &ignored))
+    if (s->on_step_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_step, s, step, "on_step", &ignored))
         return GKD_ERR_SCRIPT;
     return GKD_OK;
 }
@@ -838,7 +487,7 @@ static gkd_status hook_on_eval(void *ctx, int64_t step) {
     train_state *s = ctx;
     double ignored;
     s->samples_recorded = 0; /* the next evaluation records samples of its own */
-    if (s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored))
+    if (s->on_eval_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_eval, s, step, "on_eval", &ignored))
         return GKD_ERR_SCRIPT;
     return GKD_OK;
 }
@@ -856,7 +505,7 @@ static void hook_on_step_end(void *ctx, int64_t step, int last) {
     train_state *s = ctx;
     double now = gkd_lua_now();
     if (!s->quiet && ((s->tty && now - s->last_print > 0.1) || last)) {
-        print_progress(s, s->name, step, now - s->t0, last, s->tty);
+        print_progress(s, s->ctx_name, step, now - s->t0, last, s->tty);
         s->last_print = now;
     }
 }
@@ -866,11 +515,11 @@ static void hook_on_step_end(void *ctx, int64_t step, int last) {
 static void read_handles(lua_State *L, int si, train_state *s) {
     lua_getfield(L, 1, "student");
     s->student = gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "teacher");
     s->teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "tokenizer");
     if (lua_isnil(L, -1)) {
@@ -880,11 +529,11 @@ static void read_handles(lua_State *L, int si, train_state *s) {
         lua_remove(L, -2);
     }
     s->tok = gkd_lua_check_tokenizer(L, -1);
-    keep(L, si, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "task");
     s->task = gkd_lua_check_task(L, -1);
-    keep(L, si, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     /* A sampled id must have a token, and every token an embedding row. */
     int model_vocab = gkd_model_get_config(s->student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(s->tok->tok);
@@ -908,7 +557,7 @@ static void read_held_out(lua_State *L, int si, train_state *s) {
     lua_getfield(L, 1, "held_out");
     if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
         gkd_lua_task *held = gkd_lua_check_task(L, -1);
-        keep(L, si, -1);
+        gkd_lua_train_keep(L, si, -1);
         s->held = held;
         s->train_text = &task->ds;
         s->held_text = &held->ds;
@@ -966,12 +615,12 @@ static void tokenize_data(lua_State *L, train_state *s) {
             gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
         s->has_held = 1;
     }
-    if (s->has_held && s->n_metrics == 0) add_metric(L, s, "length", TM_LENGTH);
+    if (s->has_held && s->n_metrics == 0) gkd_lua_train_add_metric(L, s, "length", TM_LENGTH);
     if (s->n_metrics > 0) s->metrics[0].records = 1;
     s->samples_per_eval = 8;
     for (int i = 0; i < s->n_metrics; i++) {
         c->text_metrics[i].name = s->metrics[i].name;
-        c->text_metrics[i].fn = text_metric_fn;
+        c->text_metrics[i].fn = gkd_lua_train_text_metric;
         c->text_metrics[i].ctx = &s->metrics[i];
     }
     c->n_text_metrics = s->has_held ? s->n_metrics : 0;
@@ -995,13 +644,13 @@ static void read_checkpoint(lua_State *L, train_state *s) {
             s->checkpoint_dir = gkd_lua_strdup(ck_dir);
         } else {
             /* checkpoints/<name> with characters outside [A-Za-z0-9._=,-] replaced */
-            size_t n = strlen(s->name);
+            size_t n = strlen(s->ctx_name);
             s->checkpoint_dir = malloc(n + 16);
             if (s->checkpoint_dir) {
                 strcpy(s->checkpoint_dir, "checkpoints/");
                 char *p = s->checkpoint_dir + strlen(s->checkpoint_dir);
                 for (size_t i = 0; i < n; i++) {
-                    char ch = s->name[i];
+                    char ch = s->ctx_name[i];
                     int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                              strchr("._=,-", ch) != NULL;
                     *p++ = ch == '/' ? '/' : ok ? ch : '_';
@@ -1070,7 +719,7 @@ static int l_train(lua_State *L) {
     s->L = L;
     s->on_step_ref = s->on_eval_ref = LUA_NOREF;
     lua_newtable(L);
-    s->metrics_ref = keep(L, si, -1);
+    s->metrics_ref = gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
 
     lua_getfield(L, 2, "store");
@@ -1078,25 +727,26 @@ static int l_train(lua_State *L) {
     lua_pop(L, 1);
     s->sink.store = store ? store->store : NULL;
     s->sink.run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
-    s->name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
+    s->ctx_name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
+    snprintf(s->name, sizeof s->name, "%s", s->ctx_name);
     const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
     s->quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
     read_callback_limit(L, 1, s);
 
     s->reward_ref = LUA_NOREF;
     build_config(L, 1, si, s, &s->cfg);
-    read_metrics(L, 1, si, s);
-    read_reward(L, 1, si, s);
+    gkd_lua_train_read_metrics(L, 1, si, s);
+    gkd_lua_train_read_reward(L, 1, si, s);
     gkd_train_config *c = &s->cfg;
     c->reward = s->reward;
     c->on_metric = metric_sink;
     c->metric_ctx = s;
 
     lua_getfield(L, 1, "on_step");
-    if (lua_isfunction(L, -1)) s->on_step_ref = keep(L, si, -1);
+    if (lua_isfunction(L, -1)) s->on_step_ref = gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "on_eval");
-    if (lua_isfunction(L, -1)) s->on_eval_ref = keep(L, si, -1);
+    if (lua_isfunction(L, -1)) s->on_eval_ref = gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     read_handles(L, si, s);
     read_held_out(L, si, s);

@@ -446,6 +446,16 @@ static gkd_status step_divergence(gkd_trainer *t, gkd_divergence *div) {
     return GKD_OK;
 }
 
+/* Adds a micro-batch's logged divergences to the step's, as means over the grad_accum micro-batches. */
+static void add_distill_stats(gkd_distill_stats *sum, const gkd_distill_stats *ds, int grad_accum) {
+    sum->forward_kl += ds->forward_kl / grad_accum;
+    sum->reverse_kl += ds->reverse_kl / grad_accum;
+    sum->jsd_half += ds->jsd_half / grad_accum;
+    sum->teacher_entropy += ds->teacher_entropy / grad_accum;
+    sum->student_entropy += ds->student_entropy / grad_accum;
+    sum->positions += ds->positions;
+}
+
 /* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
  * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
 static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
@@ -550,13 +560,8 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
     stats->reward += mean_r / c->grad_accum;
     stats->ret += mean_ret / c->grad_accum;
     stats->advantage_std += sqrt(var) / c->grad_accum;
-    stats->div.forward_kl += ds.forward_kl / c->grad_accum;
-    stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
-    stats->div.jsd_half += ds.jsd_half / c->grad_accum;
-    stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
-    stats->div.student_entropy += ds.student_entropy / c->grad_accum;
+    add_distill_stats(&stats->div, &ds, c->grad_accum);
     stats->div.divergence += ds.divergence / c->grad_accum;
-    stats->div.positions += ds.positions;
     return GKD_OK;
 }
 
@@ -639,12 +644,7 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
         if (st != GKD_OK) return st;
         stats->loss += ds.loss / c->grad_accum;
     }
-    stats->div.forward_kl += ds.forward_kl / c->grad_accum;
-    stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
-    stats->div.jsd_half += ds.jsd_half / c->grad_accum;
-    stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
-    stats->div.student_entropy += ds.student_entropy / c->grad_accum;
-    stats->div.positions += ds.positions;
+    add_distill_stats(&stats->div, &ds, c->grad_accum);
     if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
     stats->t_student += now_seconds() - t1;
     return GKD_OK;
