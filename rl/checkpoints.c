@@ -91,14 +91,14 @@ void gkd_checkpoints_rotate(const char *dir, int64_t step, int keep) {
     free(steps);
 }
 
-gkd_status gkd_checkpoints_save(gkd_trainer *t, const char *dir, int64_t step, char *path, size_t cap) {
+gkd_status gkd_checkpoints_save(const gkd_run_target *target, const char *dir, int64_t step, char *path, size_t cap) {
     char tmp[4200];
     snprintf(path, cap, "%s/step-%08lld", dir, (long long)step);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     gkd_status st = make_dirs(dir);
     if (st != GKD_OK) return st;
     remove_dir(tmp);
-    if ((st = gkd_trainer_save(t, tmp)) != GKD_OK) return st;
+    if ((st = target->save(target->self, tmp)) != GKD_OK) return st;
     remove_dir(path);
     if (rename(tmp, path) != 0) return gkd_error_set(GKD_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     return GKD_OK;

@@ -17,6 +17,7 @@
 #include "reward/reward.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"
+#include "rl/run.h"
 #include "rl/schedule.h"
 
 typedef enum {
@@ -129,31 +130,10 @@ const gkd_train_config *gkd_trainer_config(const gkd_trainer *t);
 /* Whether the trainer was given held-out data to evaluate on. */
 int gkd_trainer_has_held_out(const gkd_trainer *t);
 
-/* What a caller of the run loop adds to it; every member may be NULL. A hook's failure (a status other
- * than GKD_OK, with the last error set) ends the run with that status. */
-typedef struct {
-    void *ctx;
-    /* Before each step: non-zero ends the run as interrupted, checkpointed at the step it reached. */
-    int (*should_stop)(void *ctx);
-    /* After each step, before its evaluation; `step` counts the step just taken. */
-    gkd_status (*on_step)(void *ctx, int64_t step);
-    /* After each evaluation (gkd_trainer_last_eval holds its numbers). */
-    gkd_status (*on_eval)(void *ctx, int64_t step);
-    /* After each checkpoint folder is whole, before older ones are rotated out: a record of it. */
-    gkd_status (*on_checkpoint)(void *ctx, int64_t step, const char *path);
-    /* Last in each step, after its evaluation and checkpoint; `last` on the final step. */
-    void (*on_step_end)(void *ctx, int64_t step, int last);
-} gkd_run_hooks;
-
-typedef struct {
-    int interrupted;         /* should_stop ended the run */
-    int64_t checkpoint_step; /* interrupted: the step of the checkpoint saved as it stopped, else -1 */
-} gkd_run_result;
-
-/* The run loop, the only one: steps until cfg.steps, evaluating every cfg.eval_every steps and at the
- * last (with held-out data; a run of 0 steps from step 0 evaluates once, at step 0), and checkpointing
- * every cfg.checkpoint_every steps and at the last into cfg.checkpoint_dir (rl/checkpoints.h). hooks and
- * result may be NULL. */
+/* gkd_run_loop (rl/run.h) over the trainer: cfg.steps steps, evaluations every cfg.eval_every steps and
+ * at the last when it has held-out data, checkpoints (gkd_trainer_save) every cfg.checkpoint_every steps
+ * and at the last into cfg.checkpoint_dir, the newest cfg.checkpoint_keep kept. hooks and result may be
+ * NULL. */
 gkd_status gkd_trainer_run_hooked(gkd_trainer *t, const gkd_run_hooks *hooks, gkd_run_result *result);
 /* gkd_trainer_run_hooked without hooks. */
 gkd_status gkd_trainer_run(gkd_trainer *t);
