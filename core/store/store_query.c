@@ -187,16 +187,26 @@ static int store_read_first(const gkd_store_row *row, void *ctx) {
     return 1;
 }
 
+/* The first column of the query's first row into *f; GKD_ERR_NOT_FOUND when there is no row, or when
+ * the value is NULL and null_is_missing. */
+static gkd_status store_vquery_first(gkd_store *s, store_first *f, int null_is_missing, const char *sql,
+                                     const char *types, va_list ap) {
+    gkd_status st = store_vquery(s, store_read_first, f, sql, types, ap);
+    if (st != GKD_OK) return st;
+    if (!f->found || (null_is_missing && f->is_null))
+        return gkd_error_set(GKD_ERR_NOT_FOUND, "run store '%s': query '%s' gave %s", s->path, sql,
+                             f->found ? "NULL" : "no row");
+    return GKD_OK;
+}
+
 gkd_status gkd_store_query_double(gkd_store *s, double *out, const char *sql, const char *types, ...) {
     if (!out) return gkd_error_set(GKD_ERR_ARG, "gkd_store_query_double: out is NULL");
     store_first f = {0};
     va_list ap;
     va_start(ap, types);
-    gkd_status st = store_vquery(s, store_read_first, &f, sql, types, ap);
+    gkd_status st = store_vquery_first(s, &f, 0, sql, types, ap);
     va_end(ap);
     if (st != GKD_OK) return st;
-    if (!f.found)
-        return gkd_error_set(GKD_ERR_NOT_FOUND, "run store '%s': query '%s' gave no row", s->path, sql);
     *out = f.d;
     return GKD_OK;
 }
@@ -206,12 +216,9 @@ gkd_status gkd_store_query_int(gkd_store *s, int64_t *out, const char *sql, cons
     store_first f = {0};
     va_list ap;
     va_start(ap, types);
-    gkd_status st = store_vquery(s, store_read_first, &f, sql, types, ap);
+    gkd_status st = store_vquery_first(s, &f, 1, sql, types, ap);
     va_end(ap);
     if (st != GKD_OK) return st;
-    if (!f.found || f.is_null)
-        return gkd_error_set(GKD_ERR_NOT_FOUND, "run store '%s': query '%s' gave %s", s->path, sql,
-                             f.found ? "NULL" : "no row");
     *out = f.i;
     return GKD_OK;
 }
