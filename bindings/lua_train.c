@@ -20,12 +20,10 @@
  *   callbacks, the stop signal, the store's checkpoint records, the progress line); the checkpoint
  *   folders and their rotation are rl/checkpoints.h's.
  * - Lua time is measured around every call into Lua (gkd_lua_seconds_in_lua; result.lua_seconds). */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bindings/gkd_lua.h"

@@ -16,12 +16,8 @@
 #include "core/format/checkpoint.h"
 #include "core/base/json.h"
 #include "core/tensor/model.h"
-#include "core/tensor/optim.h"
-#include "core/base/rng.h"
 #include "core/format/safetensors.h"
 #include "core/text/tokenizer.h"
-#include "reward/metrics.h"
-#include "reward/text.h"
 
 /* ---------- the model ---------- */
 

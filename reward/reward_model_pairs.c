@@ -6,7 +6,6 @@
  * stream. */
 #include "reward/reward_model.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,7 +1,6 @@
 /* The run loop (see run.h). */
 #include "rl/run.h"
 
-#include <stdio.h>
 
 #include "rl/checkpoints.h"
 

@@ -409,7 +409,7 @@ int64_t gkd_trainer_current_step(const gkd_trainer *t) {
     return t->step;
 }
 
-const gkd_train_config *gkd_trainer_config(const gkd_trainer *t) {
+const gkd_train_config *gkd_trainer_get_config(const gkd_trainer *t) {
     return &t->cfg;
 }
 

@@ -126,7 +126,7 @@ typedef struct {
 gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats);
 int64_t gkd_trainer_current_step(const gkd_trainer *t);
 /* The configuration the trainer runs with (its copy, owned by the trainer). */
-const gkd_train_config *gkd_trainer_config(const gkd_trainer *t);
+const gkd_train_config *gkd_trainer_get_config(const gkd_trainer *t);
 /* Whether the trainer was given held-out data to evaluate on. */
 int gkd_trainer_has_held_out(const gkd_trainer *t);
 
