@@ -16,105 +16,20 @@
  * - Every call into Lua is bracketed by gkd_lua_callback_begin/end: the run's callback_limit (and the
  *   command line's) bounds it, and a stop signal interrupts it after a grace period; the run then stops
  *   as interrupted and continues from its last checkpoint.
- * - Checkpoints rotate by listing the folder's step-N folders, so those of an earlier process (a run
- *   killed and resumed) are rotated too.
+ * - The run loop is rl/'s (gkd_trainer_run_hooked): this file only passes it hooks (the script's
+ *   callbacks, the stop signal, the store's checkpoint records, the progress line); the checkpoint
+ *   folders and their rotation are rl/checkpoints.h's.
  * - Lua time is measured around every call into Lua (gkd_lua_seconds_in_lua; result.lua_seconds). */
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bindings/gkd_lua.h"
-#include "bindings/lua_internal.h"
-#include "reward/metrics.h"
-#include "reward/reward_model.h"
-#include "reward/reward.h"
-#include "rl/trainer.h"
-
-#define TRAIN_STATE "gkd.TrainState"
-#define REGISTRY_KEY "gkd.train.current"
-
-enum { MAX_METRICS = 96, N_SCHEDULES = 5 };
-
-typedef struct train_state train_state;
-
-/* A Lua function standing for a schedule. */
-typedef struct {
-    train_state *s;
-    int ref;
-    const char *name;
-} lua_schedule;
-
-typedef enum {
-    TM_ROUGE1, TM_ROUGE2, TM_ROUGEL, TM_FACTUAL, TM_EXACT, TM_LENGTH, TM_BLEU, TM_DISTINCT, TM_LUA,
-} text_metric_kind;
-
-typedef struct {
-    train_state *s;
-    text_metric_kind kind;
-    int order;      /* distinct-n */
-    int ref;        /* TM_LUA */
-    char name[64];
-    /* corpus metrics: the outputs (and references) of the evaluation in progress */
-    char **hyps, **refs;
-    int n, cap;
-    int records;    /* this metric also records the evaluation's samples */
-} text_metric;
-
-typedef struct {
-    const char *name; /* static strings of the trainer or of text_metric.name */
-    double value;
-} metric_slot;
-
-struct train_state {
-    lua_State *L;
-    gkd_train_config cfg;
-    gkd_trainer *trainer;
-    gkd_dataset train_copy, held_copy; /* owned when the task was split here */
-    const gkd_dataset *train_text, *held_text;
-    gkd_token_dataset train_tok, held_tok;
-    int has_held;
-    lua_schedule schedules[N_SCHEDULES];
-    int n_schedules;
-    text_metric metrics[GKD_MAX_TEXT_METRICS];
-    int n_metrics;
-    int on_step_ref, on_eval_ref, metrics_ref;
-    gkd_reward *reward; /* owned: the run's reward (a Lua function, a built-in or a weighted sum) */
-    int reward_ref;     /* the Lua reward function, or LUA_NOREF */
-    char reward_name[64];
-    /* last values, synced into the Lua metrics table before each call into Lua */
-    metric_slot train_slots[MAX_METRICS], eval_slots[MAX_METRICS];
-    int n_train, n_eval;
-    int64_t eval_step;
-    int eval_dirty;
-    gkd_store *store; /* borrowed from the gkd.Store in ctx */
-    int64_t run_id;
-    int samples_per_eval, samples_recorded;
-    double lua_seconds;
-    char *checkpoint_dir;
-    int checkpoint_keep;
-    gkd_lua_callback_limit limit; /* of each call into Lua */
-    char name[128];
-    /* the handles the trainer reads, pinned while it runs */
-    gkd_lua_model *student, *teacher;
-    gkd_lua_tokenizer *tok;
-    gkd_lua_task *task, *held;
-    int pinned;
-};
+#include "bindings/lua_train.h"
 
 /* ---- state lifetime ---- */
-
-static void free_corpus(text_metric *m) {
-    for (int i = 0; i < m->n; i++) {
-        free(m->hyps[i]);
-        if (m->refs) free(m->refs[i]);
-    }
-    m->n = 0;
-}
 
 static void pin(train_state *s, int delta) {
     if (s->student) s->student->pins += delta;
@@ -137,7 +52,7 @@ static int state_gc(lua_State *L) {
     gkd_dataset_free(&s->train_copy);
     gkd_dataset_free(&s->held_copy);
     for (int i = 0; i < s->n_metrics; i++) {
-        free_corpus(&s->metrics[i]);
+        gkd_lua_train_free_corpus(&s->metrics[i]);
         free(s->metrics[i].hyps);
         free(s->metrics[i].refs);
         s->metrics[i].hyps = s->metrics[i].refs = NULL;
@@ -152,7 +67,7 @@ static int state_gc(lua_State *L) {
 
 /* The state's uservalue 1 is a table that keeps every Lua value it refers to (functions, tables, the
  * gkd.run config); refs index it. */
-static int keep(lua_State *L, int state_idx, int value_idx) {
+int gkd_lua_train_keep(lua_State *L, int state_idx, int value_idx) {
     value_idx = lua_absindex(L, value_idx);
     lua_getiuservalue(L, state_idx, 1);
     lua_pushvalue(L, value_idx);
@@ -161,7 +76,7 @@ static int keep(lua_State *L, int state_idx, int value_idx) {
     return ref;
 }
 
-static void push_kept(lua_State *L, train_state *s, int ref) {
+void gkd_lua_train_push_kept(lua_State *L, train_state *s, int ref) {
     lua_getfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
     lua_getiuservalue(L, -1, 1);
     lua_rawgeti(L, -1, ref);
@@ -188,7 +103,7 @@ static void slot_set(metric_slot *slots, int *n, const char *name, double value)
 /* Pushes the metrics table (fields: the last training metrics; eval: the last evaluation; eval_step),
  * brought up to date. Runs inside a protected call. */
 static void push_metrics(lua_State *L, train_state *s) {
-    push_kept(L, s, s->metrics_ref);
+    gkd_lua_train_push_kept(L, s, s->metrics_ref);
     for (int i = 0; i < s->n_train; i++) {
         lua_pushnumber(L, s->train_slots[i].value);
         lua_setfield(L, -2, s->train_slots[i].name);
@@ -211,7 +126,7 @@ static void push_metrics(lua_State *L, train_state *s) {
 static int call_schedule(lua_State *L) {
     lua_schedule *cb = lua_touserdata(L, 1);
     lua_Integer step = lua_tointeger(L, 2);
-    push_kept(L, cb->s, cb->ref);
+    gkd_lua_train_push_kept(L, cb->s, cb->ref);
     lua_pushinteger(L, step);
     push_metrics(L, cb->s);
     lua_call(L, 2, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
@@ -224,7 +139,7 @@ static int call_schedule(lua_State *L) {
 /* Runs fn (a C function taking 2 light arguments) in a protected call under the run's callback limit;
  * on failure records "<what>: <message with traceback>" as the last error. Nothing here allocates
  * outside the protected call, so a Lua memory error cannot escape into the trainer. */
-static int protected_number(train_state *s, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
+int gkd_lua_train_call(train_state *s, lua_CFunction fn, void *a, lua_Integer b, const char *what, double *out) {
     lua_State *L = s->L;
     double t0 = gkd_lua_now();
     gkd_lua_hook_state hook;
@@ -250,7 +165,7 @@ static int protected_number(train_state *s, lua_CFunction fn, void *a, lua_Integ
 static int call_on_step(lua_State *L) {
     train_state *s = lua_touserdata(L, 1);
     lua_Integer step = lua_tointeger(L, 2);
-    push_kept(L, s, s->on_step_ref);
+    gkd_lua_train_push_kept(L, s, s->on_step_ref);
     push_metrics(L, s);
     lua_pushinteger(L, step);
     lua_setfield(L, -2, "step");
@@ -261,7 +176,7 @@ static int call_on_step(lua_State *L) {
 
 static int call_on_eval(lua_State *L) {
     train_state *s = lua_touserdata(L, 1);
-    push_kept(L, s, s->on_eval_ref);
+    gkd_lua_train_push_kept(L, s, s->on_eval_ref);
     push_metrics(L, s);
     lua_getfield(L, -1, "eval");
     lua_remove(L, -2);
@@ -275,238 +190,31 @@ static double schedule_fn(void *ctx, int64_t step, int *failed) {
     char what[96];
     snprintf(what, sizeof what, "schedule '%s'", cb->name);
     double v = NAN;
-    if (!protected_number(cb->s, call_schedule, cb, step, what, &v)) *failed = 1;
-    return v;
-}
-
-/* ---- a Lua reward ---- */
-
-typedef struct {
-    train_state *s;
-    const gkd_reward_sample *samples;
-    int n;
-    double *scores;
-} lua_reward_call;
-
-/* Calls the reward function once per sample, inside one protected call for the batch. */
-static int call_reward(lua_State *L) {
-    lua_reward_call *c = lua_touserdata(L, 1);
-    for (int i = 0; i < c->n; i++) {
-        const gkd_reward_sample *x = &c->samples[i];
-        gkd_lua_callback_restart(L); /* the limit is per sample */
-        push_kept(L, c->s, c->s->reward_ref);
-        lua_createtable(L, 0, 4);
-        lua_pushstring(L, x->source ? x->source : ""), lua_setfield(L, -2, "source");
-        lua_pushstring(L, x->prompt ? x->prompt : ""), lua_setfield(L, -2, "prompt");
-        lua_pushstring(L, x->output ? x->output : ""), lua_setfield(L, -2, "output");
-        lua_pushstring(L, x->reference ? x->reference : ""), lua_setfield(L, -2, "reference");
-        lua_call(L, 1, 1); /* inside gkd_lua_pcall: errors reach its traceback handler */
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            return luaL_error(L, "returned %s for sample %d (a number expected)", luaL_typename(L, -1), i + 1);
-        c->scores[i] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
-    lua_pushnumber(L, 0);
-    return 1;
-}
-
-static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *samples, int n, double *scores) {
-    train_state *s = r->ctx;
-    lua_reward_call c = {s, samples, n, scores};
-    double ignored;
-    /* gkd_reward_score prefixes the reward's name ("reward 'reward'") to what fails here. */
-    return protected_number(s, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
-}
-
-/* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of
- * built-ins summed. NULL when absent. */
-static void read_reward(lua_State *L, int cfg, int state_idx, train_state *s) {
-    int t = lua_getfield(L, cfg, "reward");
-    gkd_status st = GKD_OK;
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (t == LUA_TFUNCTION) {
-        s->reward_ref = keep(L, state_idx, -1);
-        snprintf(s->reward_name, sizeof s->reward_name, "reward");
-        st = gkd_reward_custom("'reward'", lua_reward_score, s, NULL, &s->reward);
-    } else if (t == LUA_TSTRING) {
-        const char *name = lua_tostring(L, -1);
-        snprintf(s->reward_name, sizeof s->reward_name, "%s", name);
-        if (strncmp(name, "model:", 6) == 0) {
-            /* A learned reward model saved by gkd_reward_model_save (reward/reward_model.h): P(consistent). */
-            gkd_reward_model *rm = NULL;
-            st = gkd_reward_model_load(name + 6, gkd_backend_cpu(), &rm);
-            if (st == GKD_OK) st = gkd_reward_model_as_reward(rm, 1, &s->reward);
-            else gkd_reward_model_free(rm);
-        } else {
-            st = gkd_reward_builtin(name, &s->reward);
-        }
-    } else if (t == LUA_TTABLE) {
-        int idx = lua_gettop(L);
-        gkd_reward *parts[16];
-        double weights[16];
-        int n = 0;
-        lua_pushnil(L);
-        while (st == GKD_OK && lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER || n == 16) {
-                for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
-                luaL_error(L, "gkd.run: reward as a table is {name = weight, ...} of built-in rewards (at most 16)");
-            }
-            weights[n] = lua_tonumber(L, -1);
-            st = gkd_reward_builtin(lua_tostring(L, -2), &parts[n]);
-            if (st == GKD_OK) n++;
-            lua_pop(L, 1);
-        }
-        if (st == GKD_OK) st = gkd_reward_sum(parts, weights, n, -INFINITY, INFINITY, &s->reward);
-        else
-            for (int i = 0; i < n; i++) gkd_reward_free(parts[i]);
-        snprintf(s->reward_name, sizeof s->reward_name, "sum");
-    } else {
-        luaL_error(L, "gkd.run: 'reward' must be a function, a built-in reward name or {name = weight}");
-    }
-    lua_pop(L, 1);
-    if (st != GKD_OK) gkd_lua_raise(L, "gkd.run: reward");
-}
-
-/* ---- evaluation text metrics ---- */
-
-static int push_corpus(text_metric *m, const char *hyp, const char *ref) {
-    if (m->n == m->cap) {
-        int cap = m->cap ? 2 * m->cap : 64;
-        char **h = realloc(m->hyps, (size_t)cap * sizeof *h);
-        if (!h) return 0;
-        m->hyps = h;
-        if (m->kind == TM_BLEU) {
-            char **r = realloc(m->refs, (size_t)cap * sizeof *r);
-            if (!r) return 0;
-            m->refs = r;
-        }
-        m->cap = cap;
-    }
-    m->hyps[m->n] = gkd_lua_strdup(hyp);
-    if (m->kind == TM_BLEU) m->refs[m->n] = gkd_lua_strdup(ref);
-    if (!m->hyps[m->n] || (m->kind == TM_BLEU && !m->refs[m->n])) {
-        free(m->hyps[m->n]);
-        if (m->kind == TM_BLEU) free(m->refs[m->n]);
-        return 0;
-    }
-    m->n++;
-    return 1;
-}
-
-typedef struct {
-    text_metric *m;
-    const char *output;
-    const gkd_example *example;
-} lua_metric_call;
-
-static int call_metric(lua_State *L) {
-    lua_metric_call *c = lua_touserdata(L, 1);
-    push_kept(L, c->m->s, c->m->ref);
-    lua_pushstring(L, c->output);
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, c->example->source ? c->example->source : ""), lua_setfield(L, -2, "source");
-    lua_pushstring(L, c->example->prompt ? c->example->prompt : ""), lua_setfield(L, -2, "prompt");
-    lua_pushstring(L, c->example->target ? c->example->target : ""), lua_setfield(L, -2, "target");
-    lua_call(L, 2, 1);
-    if (lua_type(L, -1) != LUA_TNUMBER)
-        return luaL_error(L, "metric '%s' returned %s (a number expected)", c->m->name, luaL_typename(L, -1));
-    return 1;
-}
-
-static void record_sample(train_state *s, const char *output, const gkd_example *ex) {
-    if (s->samples_recorded >= s->samples_per_eval || !s->store) return;
-    gkd_store_sample_row row;
-    memset(&row, 0, sizeof row);
-    row.run_id = s->run_id;
-    row.step = gkd_trainer_current_step(s->trainer);
-    row.split = "held_out";
-    row.prompt = ex->prompt;
-    row.output = output;
-    row.reward = NAN;
-    if (gkd_store_sample(s->store, &row) == GKD_OK) s->samples_recorded++;
-}
-
-static double text_metric_fn(void *ctx, const char *output, const gkd_example *ex, int *failed) {
-    text_metric *m = ctx;
-    train_state *s = m->s;
-    if (m->records) record_sample(s, output, ex);
-    const char *ref = ex->target ? ex->target : "";
-    switch (m->kind) {
-    case TM_ROUGE1:
-    case TM_ROUGE2:
-    case TM_ROUGEL: {
-        gkd_rouge_scores r;
-        if (gkd_rouge_all(output, ref, 0, &r) != GKD_OK) break;
-        return m->kind == TM_ROUGE1 ? r.rouge1.f : m->kind == TM_ROUGE2 ? r.rouge2.f : r.rougeL.f;
-    }
-    case TM_FACTUAL: {
-        gkd_factual_parts p;
-        if (gkd_factual_score(output, ex->source ? ex->source : "", NULL, &p) != GKD_OK) break;
-        return p.score;
-    }
-    case TM_EXACT: return gkd_exact_match_number(output, ref);
-    case TM_LENGTH: return gkd_word_count(output);
-    case TM_BLEU:
-    case TM_DISTINCT:
-        if (push_corpus(m, output, ref)) return 0.0; /* the corpus value replaces the mean at emit time */
-        gkd_error_set(GKD_ERR_NOMEM, "out of memory (metric %s)", m->name);
-        break;
-    case TM_LUA: {
-        lua_metric_call c = {m, output, ex};
-        char what[96];
-        snprintf(what, sizeof what, "metric '%s'", m->name);
-        double v = NAN;
-        if (protected_number(s, call_metric, &c, 0, what, &v)) return v;
-        break;
-    }
-    }
-    *failed = 1;
-    return NAN;
-}
-
-/* The corpus value of a corpus metric whose per-output calls just ended; clears its outputs. */
-static double corpus_value(text_metric *m) {
-    double v = NAN;
-    if (m->kind == TM_BLEU) {
-        gkd_bleu_result r;
-        if (gkd_bleu_corpus((const char *const *)m->hyps, (const char *const *)m->refs, m->n, NULL, &r) == GKD_OK)
-            v = r.score;
-    } else {
-        double d;
-        if (gkd_distinct_n((const char *const *)m->hyps, m->n, m->order, &d) == GKD_OK) v = d;
-    }
-    free_corpus(m);
+    if (!gkd_lua_train_call(cb->s, call_schedule, cb, step, what, &v)) *failed = 1;
     return v;
 }
 
 /* ---- the metric sink ---- */
 
+/* Keeps each value for the callbacks and the result (a corpus metric's value replaced by its corpus
+ * value), then writes it to the store. */
 static int metric_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
     train_state *s = ctx;
-    gkd_status st = GKD_OK;
     if (strcmp(split, "train") == 0) {
         slot_set(s->train_slots, &s->n_train, name, value);
-        if (s->store) st = gkd_store_metric(s->store, s->run_id, step, name, value);
     } else {
         for (int i = 0; i < s->n_metrics; i++)
             if ((s->metrics[i].kind == TM_BLEU || s->metrics[i].kind == TM_DISTINCT) &&
                 strcmp(s->metrics[i].name, name) == 0)
-                value = corpus_value(&s->metrics[i]);
+                value = gkd_lua_train_corpus_value(&s->metrics[i]);
         slot_set(s->eval_slots, &s->n_eval, name, value);
         s->eval_step = step;
         s->eval_dirty = 1;
-        if (s->store) st = gkd_store_eval(s->store, s->run_id, step, split, name, value);
     }
-    return st != GKD_OK;
+    return gkd_store_metric_sink(&s->sink, split, step, name, value);
 }
 
 /* ---- building the configuration ---- */
-
-static const char *const METRIC_NAMES[] = {"rouge1", "rouge2", "rougeL", "factual", "exact_match", "length",
-                                           "bleu",   "distinct1", "distinct2", "distinct3", "divergence", NULL};
 
 /* A schedule-valued setting at cfg[key] (absent: leave *out). Lua functions are kept by the state. */
 static void read_schedule(lua_State *L, int cfg, int state_idx, train_state *s, const char *key, gkd_schedule *out) {
@@ -523,7 +231,7 @@ static void read_schedule(lua_State *L, int cfg, int state_idx, train_state *s, 
         } else {
             lua_schedule *cb = &s->schedules[s->n_schedules++];
             cb->s = s;
-            cb->ref = keep(L, state_idx, -1);
+            cb->ref = gkd_lua_train_keep(L, state_idx, -1);
             cb->name = key;
             memset(out, 0, sizeof *out);
             out->kind = GKD_SCHEDULE_CALLBACK;
@@ -559,8 +267,7 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     }
     lua_pop(L, 1);
     /* beta and the teacher temperature default to the divergence's own. */
-    double div_beta = c->divergence.kind == GKD_DIV_JSD ? c->divergence.beta : c->divergence.skew;
-    c->beta = gkd_schedule_constant(div_beta);
+    c->beta = gkd_schedule_constant(gkd_divergence_param(&c->divergence));
     c->teacher_temperature = gkd_schedule_constant(c->divergence.teacher_temperature);
     read_schedule(L, cfg, state_idx, s, "lambda", &c->lambda);
     read_schedule(L, cfg, state_idx, s, "beta", &c->beta);
@@ -616,68 +323,6 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
         c->eval_temperature = (float)gkd_lua_opt_number(L, e, "gkd.run: eval", "temperature", 0.0);
     }
     lua_pop(L, 1);
-}
-
-static text_metric *add_metric(lua_State *L, train_state *s, const char *name, text_metric_kind kind) {
-    if (s->n_metrics == GKD_MAX_TEXT_METRICS)
-        luaL_error(L, "gkd.run: at most %d evaluation text metrics", GKD_MAX_TEXT_METRICS);
-    text_metric *m = &s->metrics[s->n_metrics++];
-    memset(m, 0, sizeof *m);
-    m->s = s;
-    m->kind = kind;
-    snprintf(m->name, sizeof m->name, "%s", name);
-    return m;
-}
-
-/* The eval.metrics list: names, and name = function(output, example) entries. */
-static void read_metrics(lua_State *L, int cfg, int state_idx, train_state *s) {
-    lua_getfield(L, cfg, "eval");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_getfield(L, -1, "metrics");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 2);
-        return;
-    }
-    int list = lua_gettop(L);
-    lua_Integer n = luaL_len(L, list);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, list, i);
-        const char *name = luaL_checkstring(L, -1);
-        int k = 0;
-        while (METRIC_NAMES[k] && strcmp(METRIC_NAMES[k], name) != 0) k++;
-        if (!METRIC_NAMES[k]) {
-            const char *near = gkd_lua_closest(name, METRIC_NAMES);
-            luaL_error(L, "gkd.run: unknown eval metric '%s'%s%s%s", name, near ? " (did you mean '" : "",
-                       near ? near : "", near ? "'?)" : "");
-        }
-        if (strcmp(name, "divergence") != 0) { /* the trainer reports divergences by itself */
-            text_metric_kind kind = TM_ROUGEL;
-            int order = 0;
-            if (strcmp(name, "rouge1") == 0) kind = TM_ROUGE1;
-            else if (strcmp(name, "rouge2") == 0) kind = TM_ROUGE2;
-            else if (strcmp(name, "factual") == 0) kind = TM_FACTUAL;
-            else if (strcmp(name, "exact_match") == 0) kind = TM_EXACT;
-            else if (strcmp(name, "length") == 0) kind = TM_LENGTH;
-            else if (strcmp(name, "bleu") == 0) kind = TM_BLEU;
-            else if (strncmp(name, "distinct", 8) == 0) kind = TM_DISTINCT, order = name[8] - '0';
-            add_metric(L, s, name, kind)->order = order;
-        }
-        lua_pop(L, 1);
-    }
-    lua_pushnil(L);
-    while (lua_next(L, list)) {
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            if (!lua_isfunction(L, -1))
-                luaL_error(L, "gkd.run: eval.metrics.%s must be a function(output, example)", lua_tostring(L, -2));
-            text_metric *m = add_metric(L, s, lua_tostring(L, -2), TM_LUA);
-            m->ref = keep(L, state_idx, -1);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 2);
 }
 
 /* ---- _resolve ---- */
@@ -762,114 +407,6 @@ static int l_resolve(lua_State *L) {
     return 1;
 }
 
-/* ---- checkpoints ---- */
-
-static void remove_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4096];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static gkd_status make_dirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) break;
-        }
-    }
-    return GKD_OK;
-}
-
-/* The step of a folder named as save_checkpoint names them ("step-%08lld", with ".tmp" when `tmp`), or -1. */
-static int64_t checkpoint_step(const char *name, int tmp) {
-    if (strncmp(name, "step-", 5) != 0) return -1;
-    char *end;
-    errno = 0;
-    long long v = strtoll(name + 5, &end, 10);
-    if (errno || v < 0 || end == name + 5 || strcmp(end, tmp ? ".tmp" : "") != 0) return -1;
-    char canon[64];
-    snprintf(canon, sizeof canon, tmp ? "step-%08lld.tmp" : "step-%08lld", v);
-    return strcmp(canon, name) == 0 ? v : -1;
-}
-
-static int step_desc(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-/* Keeps the newest `keep` step folders up to `step` (the one just saved among them) and removes the
- * older ones, whichever process wrote them, with the half-written .tmp folders of a killed save. Folders
- * after `step` belong to no history this run continues (it resumed from an earlier checkpoint) and are
- * left alone. */
-static void rotate_checkpoints(const char *dir, int64_t step, int keep) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    int64_t *steps = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    char path[4200];
-    while ((e = readdir(d)) != NULL) {
-        int64_t v = checkpoint_step(e->d_name, 1);
-        if (v >= 0 && v < step) { /* a save that was killed half-way */
-            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-            remove_dir(path);
-            continue;
-        }
-        v = checkpoint_step(e->d_name, 0);
-        if (v < 0 || v > step) continue;
-        if (n == cap) {
-            size_t c = cap ? 2 * cap : 16;
-            int64_t *grown = realloc(steps, c * sizeof *grown);
-            if (!grown) break; /* rotation is housekeeping: the next save tries again */
-            steps = grown;
-            cap = c;
-        }
-        steps[n++] = v;
-    }
-    closedir(d);
-    if (n > 0) qsort(steps, n, sizeof *steps, step_desc);
-    for (size_t i = (size_t)keep; i < n; i++) {
-        if (steps[i] == step) continue;
-        snprintf(path, sizeof path, "%s/step-%08lld", dir, (long long)steps[i]);
-        remove_dir(path);
-    }
-    free(steps);
-}
-
-/* Saves into dir/step-N (written as .tmp, then renamed, so a crash never leaves a half checkpoint that
- * looks whole), records it, and removes checkpoints older than the last `keep` (0: keeps all). */
-static gkd_status save_checkpoint(train_state *s, int64_t step) {
-    char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/step-%08lld", s->checkpoint_dir, (long long)step);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    gkd_status st = make_dirs(s->checkpoint_dir);
-    if (st != GKD_OK) return st;
-    remove_dir(tmp);
-    if ((st = gkd_trainer_save(s->trainer, tmp)) != GKD_OK) return st;
-    remove_dir(path);
-    if (rename(tmp, path) != 0) return gkd_error_set(GKD_ERR_IO, "%s: cannot rename to %s: %s", tmp, path, strerror(errno));
-    /* The metrics up to the checkpoint reach the disk before the checkpoint is recorded, so a run resumed
-     * from it has every row before it. */
-    if (s->store && (st = gkd_store_flush(s->store)) != GKD_OK) return st;
-    if (s->store && (st = gkd_store_checkpoint(s->store, s->run_id, step, path, NULL)) != GKD_OK) return st;
-    if (s->checkpoint_keep > 0) rotate_checkpoints(s->checkpoint_dir, step, s->checkpoint_keep);
-    return GKD_OK;
-}
-
 /* ---- _train ---- */
 
 static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
@@ -928,78 +465,59 @@ static void read_callback_limit(lua_State *L, int cfg, train_state *s) {
     s->limit = lim;
 }
 
-/* gkd._train(cfg, ctx) -> final metrics, "finished" | "interrupted"
- * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool}
- * An interrupted run's result has interrupted_by ("SIGTERM", "SIGINT") and checkpoint_step (the step it
- * continues from: the checkpoint saved as it stopped, or nil when it stopped inside a callback and
- * continues from its last earlier checkpoint). */
-/* One evaluation on the held-out split at `step` (its metrics reach the store through the trainer), then the
- * script's on_eval; GKD_ERR_SCRIPT when on_eval fails. */
-static gkd_status evaluate(train_state *s, int64_t step) {
-    gkd_eval_stats es;
-    double ignored;
-    s->samples_recorded = 0;
-    gkd_status st = gkd_trainer_evaluate(s->trainer, &es);
-    if (st == GKD_OK && s->on_eval_ref != LUA_NOREF && !protected_number(s, call_on_eval, s, step, "on_eval", &ignored))
-        st = GKD_ERR_SCRIPT;
-    return st;
+/* ---- the run loop's hooks (rl/trainer.h gkd_run_hooks) ---- */
+
+static int hook_should_stop(void *ctx) {
+    (void)ctx;
+    return gkd_lua_stop_requested();
 }
 
-static int l_train(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    gkd_lua_check_keys(L, 2, "gkd._train", train_ctx_keys);
-    refuse_nested(L);
-    lua_settop(L, 2);
-    /* The state first: everything below belongs to it. */
-    train_state *s = lua_newuserdatauv(L, sizeof *s, 1);
-    memset(s, 0, sizeof *s);
-    luaL_setmetatable(L, TRAIN_STATE);
-    int si = lua_gettop(L); /* 3 */
-    lua_newtable(L);
-    lua_setiuservalue(L, si, 1);
-    s->L = L;
-    s->on_step_ref = s->on_eval_ref = LUA_NOREF;
-    lua_newtable(L);
-    s->metrics_ref = keep(L, si, -1);
-    lua_pop(L, 1);
+static gkd_status hook_on_step(void *ctx, int64_t step) {
+    train_state *s = ctx;
+    double ignored;
+    if (s->on_step_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_step, s, step, "on_step", &ignored))
+        return GKD_ERR_SCRIPT;
+    return GKD_OK;
+}
 
-    lua_getfield(L, 2, "store");
-    gkd_lua_store *store = lua_isnil(L, -1) ? NULL : gkd_lua_check_store(L, -1);
-    lua_pop(L, 1);
-    s->store = store ? store->store : NULL;
-    s->run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
-    const char *name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
-    snprintf(s->name, sizeof s->name, "%s", name);
-    const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
-    int quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
-    read_callback_limit(L, 1, s);
+/* The evaluation's metrics reached the store through the metric sink; the script's on_eval follows. */
+static gkd_status hook_on_eval(void *ctx, int64_t step) {
+    train_state *s = ctx;
+    double ignored;
+    s->samples_recorded = 0; /* the next evaluation records samples of its own */
+    if (s->on_eval_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_eval, s, step, "on_eval", &ignored))
+        return GKD_ERR_SCRIPT;
+    return GKD_OK;
+}
 
-    s->reward_ref = LUA_NOREF;
-    build_config(L, 1, si, s, &s->cfg);
-    read_metrics(L, 1, si, s);
-    read_reward(L, 1, si, s);
-    gkd_train_config *c = &s->cfg;
-    c->reward = s->reward;
-    c->on_metric = metric_sink;
-    c->metric_ctx = s;
+/* The metrics up to the checkpoint reach the disk before the checkpoint is recorded, so a run resumed
+ * from it has every row before it. */
+static gkd_status hook_on_checkpoint(void *ctx, int64_t step, const char *path) {
+    train_state *s = ctx;
+    if (!s->sink.store) return GKD_OK;
+    gkd_status st = gkd_store_flush(s->sink.store);
+    return st == GKD_OK ? gkd_store_checkpoint(s->sink.store, s->sink.run_id, step, path, NULL) : st;
+}
 
-    lua_getfield(L, 1, "on_step");
-    if (lua_isfunction(L, -1)) s->on_step_ref = keep(L, si, -1);
-    lua_pop(L, 1);
-    lua_getfield(L, 1, "on_eval");
-    if (lua_isfunction(L, -1)) s->on_eval_ref = keep(L, si, -1);
-    lua_pop(L, 1);
+static void hook_on_step_end(void *ctx, int64_t step, int last) {
+    train_state *s = ctx;
+    double now = gkd_lua_now();
+    if (!s->quiet && ((s->tty && now - s->last_print > 0.1) || last)) {
+        print_progress(s, s->ctx_name, step, now - s->t0, last, s->tty);
+        s->last_print = now;
+    }
+}
 
-    /* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or
-     * from the student, for its tokenizer) while the trainer reads them. */
+/* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or from
+ * the student, for its tokenizer) while the trainer reads them. */
+static void read_handles(lua_State *L, int si, train_state *s) {
     lua_getfield(L, 1, "student");
-    gkd_lua_model *student = gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
+    s->student = gkd_lua_check_model(L, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "teacher");
-    gkd_lua_model *teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
-    keep(L, si, -1);
+    s->teacher = lua_isnil(L, -1) ? NULL : gkd_lua_check_model(L, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "tokenizer");
     if (lua_isnil(L, -1)) {
@@ -1008,29 +526,28 @@ static int l_train(lua_State *L) {
         lua_getiuservalue(L, -1, 1); /* the student's own tokenizer */
         lua_remove(L, -2);
     }
-    gkd_lua_tokenizer *tok = gkd_lua_check_tokenizer(L, -1);
-    keep(L, si, -1);
+    s->tok = gkd_lua_check_tokenizer(L, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
     lua_getfield(L, 1, "task");
-    gkd_lua_task *task = gkd_lua_check_task(L, -1);
-    keep(L, si, -1);
+    s->task = gkd_lua_check_task(L, -1);
+    gkd_lua_train_keep(L, si, -1);
     lua_pop(L, 1);
-    s->student = student;
-    s->teacher = teacher;
-    s->tok = tok;
-    s->task = task;
-    {
-        /* A sampled id must have a token, and every token an embedding row. */
-        int model_vocab = gkd_model_get_config(student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(tok->tok);
-        if (model_vocab != tok_vocab)
-            return luaL_error(L,
-                              "gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
-                              "(give a tokenizer of the model's vocabulary)",
-                              model_vocab, tok_vocab,
-                              model_vocab > tok_vocab ? "the ids it samples past the tokenizer's would have no token"
-                                                      : "token ids past the model's would have no embedding");
-    }
+    /* A sampled id must have a token, and every token an embedding row. */
+    int model_vocab = gkd_model_get_config(s->student->m)->vocab_size, tok_vocab = gkd_tokenizer_vocab_size(s->tok->tok);
+    if (model_vocab != tok_vocab)
+        luaL_error(L,
+                   "gkd.run: the student's vocabulary (%d) differs from the tokenizer's (%d): %s "
+                   "(give a tokenizer of the model's vocabulary)",
+                   model_vocab, tok_vocab,
+                   model_vocab > tok_vocab ? "the ids it samples past the tokenizer's would have no token"
+                                           : "token ids past the model's would have no embedding");
+}
 
+/* The training and held-out text: cfg.held_out as a task, or a split of the task (cfg.held_out the
+ * fraction held out, 0.1 by default); none held out when cfg.eval is false. */
+static void read_held_out(lua_State *L, int si, train_state *s) {
+    const gkd_lua_task *task = s->task;
     int eval_on = !field_is(L, 1, "eval", LUA_TBOOLEAN);
     lua_getfield(L, 1, "eval");
     if (lua_isboolean(L, -1)) eval_on = lua_toboolean(L, -1);
@@ -1038,7 +555,7 @@ static int l_train(lua_State *L) {
     lua_getfield(L, 1, "held_out");
     if (luaL_testudata(L, -1, GKD_LUA_TASK)) {
         gkd_lua_task *held = gkd_lua_check_task(L, -1);
-        keep(L, si, -1);
+        gkd_lua_train_keep(L, si, -1);
         s->held = held;
         s->train_text = &task->ds;
         s->held_text = &held->ds;
@@ -1048,7 +565,7 @@ static int l_train(lua_State *L) {
         gkd_dataset copy = {calloc((size_t)(task->ds.n > 0 ? task->ds.n : 1), sizeof(gkd_example)), 0, {0}};
         if (!copy.items || gkd_text_format_copy(&copy.fmt, &task->ds.fmt) != GKD_OK) {
             gkd_dataset_free(&copy);
-            return luaL_error(L, "out of memory");
+            luaL_error(L, "out of memory");
         }
         for (int i = 0; i < task->ds.n; i++) {
             gkd_example *d = &copy.items[i];
@@ -1068,62 +585,70 @@ static int l_train(lua_State *L) {
             copy.fmt = (gkd_text_format){0};
         }
         gkd_dataset_free(&copy);
-        if (st != GKD_OK) return gkd_lua_raise(L, "gkd.run: held_out");
+        if (st != GKD_OK) gkd_lua_raise(L, "gkd.run: held_out");
         s->train_text = &s->train_copy;
         s->held_text = frac > 0 ? &s->held_copy : NULL;
     }
     lua_pop(L, 1);
     if (!eval_on) s->held_text = NULL;
+}
 
-    const gkd_model_config *sc = gkd_model_get_config(student->m);
+/* Tokenizes both splits within the models' context, and hands the evaluation metrics to the trainer. */
+static void tokenize_data(lua_State *L, train_state *s) {
+    gkd_train_config *c = &s->cfg;
+    const gkd_model_config *sc = gkd_model_get_config(s->student->m);
     int seq = sc->max_seq_len;
-    if (teacher && gkd_model_get_config(teacher->m)->max_seq_len < seq) seq = gkd_model_get_config(teacher->m)->max_seq_len;
+    if (s->teacher && gkd_model_get_config(s->teacher->m)->max_seq_len < seq)
+        seq = gkd_model_get_config(s->teacher->m)->max_seq_len;
     int max_target = gkd_lua_opt_size(L, 1, "gkd.run", "max_target", c->max_new_tokens);
     int longest = max_target > c->max_new_tokens ? max_target : c->max_new_tokens;
     int max_prompt = gkd_lua_opt_size(L, 1, "gkd.run", "max_prompt", seq + 1 - longest > 0 ? seq + 1 - longest : 0);
     if (max_prompt < 2)
-        return luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d",
-                          longest, seq);
-    if (gkd_dataset_tokenize(s->train_text, tok->tok, max_prompt, max_target, &s->train_tok) != GKD_OK)
-        return gkd_lua_raise(L, "gkd.run: tokenizing the training data");
+        luaL_error(L, "gkd.run: max_new_tokens/max_target (%d) leave no room for a prompt in max_seq_len %d", longest,
+                   seq);
+    if (gkd_dataset_tokenize(s->train_text, s->tok->tok, max_prompt, max_target, &s->train_tok) != GKD_OK)
+        gkd_lua_raise(L, "gkd.run: tokenizing the training data");
     if (s->held_text && s->held_text->n > 0) {
-        if (gkd_dataset_tokenize(s->held_text, tok->tok, max_prompt, max_target, &s->held_tok) != GKD_OK)
-            return gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
+        if (gkd_dataset_tokenize(s->held_text, s->tok->tok, max_prompt, max_target, &s->held_tok) != GKD_OK)
+            gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
         s->has_held = 1;
     }
-    if (s->has_held && s->n_metrics == 0) add_metric(L, s, "length", TM_LENGTH);
+    if (s->has_held && s->n_metrics == 0) gkd_lua_train_add_metric(L, s, "length", TM_LENGTH);
     if (s->n_metrics > 0) s->metrics[0].records = 1;
     s->samples_per_eval = 8;
     for (int i = 0; i < s->n_metrics; i++) {
         c->text_metrics[i].name = s->metrics[i].name;
-        c->text_metrics[i].fn = text_metric_fn;
+        c->text_metrics[i].fn = gkd_lua_train_text_metric;
         c->text_metrics[i].ctx = &s->metrics[i];
     }
     c->n_text_metrics = s->has_held ? s->n_metrics : 0;
+}
 
-    /* checkpoints: default on, at the end only, in checkpoints/<name> */
+/* cfg.checkpoint: default on, at the end only, the last 2 kept, in checkpoints/<name>. */
+static void read_checkpoint(lua_State *L, train_state *s) {
+    gkd_train_config *c = &s->cfg;
     lua_getfield(L, 1, "checkpoint");
     int ck_on = !(lua_isboolean(L, -1) && !lua_toboolean(L, -1));
     const char *ck_dir = NULL;
-    s->checkpoint_keep = 2;
+    c->checkpoint_keep = 2;
     if (lua_istable(L, -1)) {
         int ck = lua_gettop(L);
         c->checkpoint_every = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "every", 0);
         ck_dir = gkd_lua_opt_string(L, ck, "gkd.run: checkpoint", "dir", NULL);
-        s->checkpoint_keep = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "keep", 2);
+        c->checkpoint_keep = gkd_lua_opt_size(L, ck, "gkd.run: checkpoint", "keep", 2);
     }
     if (ck_on) {
         if (ck_dir) {
             s->checkpoint_dir = gkd_lua_strdup(ck_dir);
         } else {
             /* checkpoints/<name> with characters outside [A-Za-z0-9._=,-] replaced */
-            size_t n = strlen(name);
+            size_t n = strlen(s->ctx_name);
             s->checkpoint_dir = malloc(n + 16);
             if (s->checkpoint_dir) {
                 strcpy(s->checkpoint_dir, "checkpoints/");
                 char *p = s->checkpoint_dir + strlen(s->checkpoint_dir);
                 for (size_t i = 0; i < n; i++) {
-                    char ch = name[i];
+                    char ch = s->ctx_name[i];
                     int ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                              strchr("._=,-", ch) != NULL;
                     *p++ = ch == '/' ? '/' : ok ? ch : '_';
@@ -1131,83 +656,19 @@ static int l_train(lua_State *L) {
                 *p = '\0';
             }
         }
-        if (!s->checkpoint_dir) return luaL_error(L, "out of memory");
+        if (!s->checkpoint_dir) luaL_error(L, "out of memory");
         if (gkd_lua_is_sandboxed(L) && !gkd_lua_path_allowed(s->checkpoint_dir))
-            return luaL_error(L,
-                              "gkd.run: checkpoint folder '%s' is outside the current directory: in --sandbox gkd "
-                              "writes only below it",
-                              s->checkpoint_dir);
+            luaL_error(L,
+                       "gkd.run: checkpoint folder '%s' is outside the current directory: in --sandbox gkd writes "
+                       "only below it",
+                       s->checkpoint_dir);
     }
     lua_pop(L, 1);
+    c->checkpoint_dir = s->checkpoint_dir;
+}
 
-    if (gkd_trainer_create(c, student->m, teacher ? teacher->m : NULL, tok->tok, s->train_text, &s->train_tok,
-                           s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL, &s->trainer) != GKD_OK)
-        return gkd_lua_raise(L, "gkd.run");
-
-    /* From here on the trainer may call into Lua: publish the context and pin the handles. Nothing
-     * below raises until both are undone (the callbacks run in protected calls). */
-    luaL_checkstack(L, 16, "gkd.run");
-    lua_pushvalue(L, si);
-    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-    pin(s, 1);
-    gkd_status st = GKD_OK;
-    if (resume_dir && (st = gkd_trainer_load(s->trainer, resume_dir)) != GKD_OK) {
-        pin(s, -1);
-        lua_pushnil(L);
-        lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-        return gkd_lua_raise(L, "gkd.run: resuming");
-    }
-    int tty = !quiet && isatty(2);
-    double t0 = gkd_lua_now(), last_print = 0;
-    const char *status = "finished";
-    int64_t first_step = gkd_trainer_current_step(s->trainer);
-    int64_t stop_checkpoint = -1;
-    /* steps = 0 evaluates the student as it is (a baseline, a warm start's score): the loop below never
-     * reaches its "last step" evaluation, and an eval setting must not be silently ignored. */
-    if (c->steps == 0 && first_step == 0 && s->has_held) st = evaluate(s, 0);
-    while (st == GKD_OK && gkd_trainer_current_step(s->trainer) < c->steps) {
-        if (gkd_lua_stop_requested()) {
-            status = "interrupted";
-            int64_t at = gkd_trainer_current_step(s->trainer);
-            if (s->checkpoint_dir && (st = save_checkpoint(s, at)) == GKD_OK) stop_checkpoint = at;
-            break;
-        }
-        gkd_step_stats stats;
-        if ((st = gkd_trainer_step(s->trainer, &stats)) != GKD_OK) break;
-        int64_t step = gkd_trainer_current_step(s->trainer);
-        int last = step == c->steps;
-        double ignored;
-        if (s->on_step_ref != LUA_NOREF && !protected_number(s, call_on_step, s, step, "on_step", &ignored)) {
-            st = GKD_ERR_SCRIPT;
-            break;
-        }
-        if (s->has_held && ((c->eval_every > 0 && step % c->eval_every == 0) || last) &&
-            (st = evaluate(s, step)) != GKD_OK)
-            break;
-        if (s->checkpoint_dir && ((c->checkpoint_every > 0 && step % c->checkpoint_every == 0) || last))
-            if ((st = save_checkpoint(s, step)) != GKD_OK) break;
-        double now = gkd_lua_now();
-        if (!quiet && ((tty && now - last_print > 0.1) || last)) {
-            print_progress(s, name, step, now - t0, last, tty);
-            last_print = now;
-        }
-    }
-    if (st == GKD_ERR_SCRIPT && gkd_lua_callback_interrupted(L)) {
-        /* A callback outlived the stop signal's grace period: the step it was in is abandoned (no
-         * checkpoint of a half-done step); the run continues from its last checkpoint. */
-        status = "interrupted";
-        st = GKD_OK;
-    }
-    double elapsed = gkd_lua_now() - t0;
-    pin(s, -1);
-    lua_pushnil(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
-    if (s->store && st == GKD_OK) st = gkd_store_flush(s->store);
-    if (st != GKD_OK) {
-        if (tty) fputc('\n', stderr);
-        return luaL_error(L, "%s", gkd_error_message());
-    }
-    /* the result: last training metrics, eval = last evaluation */
+/* The result: the last training metrics (with step, when steps ran), eval = the last evaluation. */
+static void push_result(lua_State *L, train_state *s, const gkd_run_result *r, int64_t first_step, double elapsed) {
     lua_newtable(L);
     int steps_run = (int)(gkd_trainer_current_step(s->trainer) - first_step);
     if (steps_run > 0) {
@@ -1228,11 +689,110 @@ static int l_train(lua_State *L) {
     lua_pushnumber(L, elapsed), lua_setfield(L, -2, "seconds");
     lua_pushnumber(L, s->lua_seconds), lua_setfield(L, -2, "lua_seconds");
     if (s->checkpoint_dir) lua_pushstring(L, s->checkpoint_dir), lua_setfield(L, -2, "checkpoint_dir");
-    if (strcmp(status, "interrupted") == 0) {
+    if (r->interrupted) {
         lua_pushstring(L, gkd_lua_stop_signal()), lua_setfield(L, -2, "interrupted_by");
-        if (stop_checkpoint >= 0) lua_pushinteger(L, stop_checkpoint), lua_setfield(L, -2, "checkpoint_step");
+        if (r->checkpoint_step >= 0) lua_pushinteger(L, r->checkpoint_step), lua_setfield(L, -2, "checkpoint_step");
     }
-    lua_pushstring(L, status);
+    lua_pushstring(L, r->interrupted ? "interrupted" : "finished");
+}
+
+/* gkd._train(cfg, ctx) -> final metrics, "finished" | "interrupted"
+ * ctx: {store = gkd.Store, run_id = n, name = s, resume_dir = path|nil, quiet = bool}
+ * An interrupted run's result has interrupted_by ("SIGTERM", "SIGINT") and checkpoint_step (the step it
+ * continues from: the checkpoint saved as it stopped, or nil when it stopped inside a callback and
+ * continues from its last earlier checkpoint). */
+static int l_train(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    gkd_lua_check_keys(L, 2, "gkd._train", train_ctx_keys);
+    refuse_nested(L);
+    lua_settop(L, 2);
+    /* The state first: everything below belongs to it. */
+    train_state *s = lua_newuserdatauv(L, sizeof *s, 1);
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, TRAIN_STATE);
+    int si = lua_gettop(L); /* 3 */
+    lua_newtable(L);
+    lua_setiuservalue(L, si, 1);
+    s->L = L;
+    s->on_step_ref = s->on_eval_ref = LUA_NOREF;
+    lua_newtable(L);
+    s->metrics_ref = gkd_lua_train_keep(L, si, -1);
+    lua_pop(L, 1);
+
+    lua_getfield(L, 2, "store");
+    gkd_lua_store *store = lua_isnil(L, -1) ? NULL : gkd_lua_check_store(L, -1);
+    lua_pop(L, 1);
+    s->sink.store = store ? store->store : NULL;
+    s->sink.run_id = gkd_lua_opt_int(L, 2, "gkd._train", "run_id", 0);
+    s->ctx_name = gkd_lua_opt_string(L, 2, "gkd._train", "name", "run");
+    snprintf(s->name, sizeof s->name, "%s", s->ctx_name);
+    const char *resume_dir = gkd_lua_opt_string(L, 2, "gkd._train", "resume_dir", NULL);
+    s->quiet = gkd_lua_opt_bool(L, 2, "gkd._train", "quiet", 0);
+    read_callback_limit(L, 1, s);
+
+    s->reward_ref = LUA_NOREF;
+    build_config(L, 1, si, s, &s->cfg);
+    gkd_lua_train_read_metrics(L, 1, si, s);
+    gkd_lua_train_read_reward(L, 1, si, s);
+    gkd_train_config *c = &s->cfg;
+    c->reward = s->reward;
+    c->on_metric = metric_sink;
+    c->metric_ctx = s;
+
+    lua_getfield(L, 1, "on_step");
+    if (lua_isfunction(L, -1)) s->on_step_ref = gkd_lua_train_keep(L, si, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "on_eval");
+    if (lua_isfunction(L, -1)) s->on_eval_ref = gkd_lua_train_keep(L, si, -1);
+    lua_pop(L, 1);
+    read_handles(L, si, s);
+    read_held_out(L, si, s);
+    tokenize_data(L, s);
+    read_checkpoint(L, s);
+
+    if (gkd_trainer_create(c, s->student->m, s->teacher ? s->teacher->m : NULL, s->tok->tok, s->train_text,
+                           &s->train_tok, s->has_held ? s->held_text : NULL, s->has_held ? &s->held_tok : NULL,
+                           &s->trainer) != GKD_OK)
+        return gkd_lua_raise(L, "gkd.run");
+
+    /* From here on the trainer may call into Lua: publish the context and pin the handles. Nothing
+     * below raises until both are undone (the callbacks run in protected calls). */
+    luaL_checkstack(L, 16, "gkd.run");
+    lua_pushvalue(L, si);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    pin(s, 1);
+    gkd_status st = GKD_OK;
+    if (resume_dir && (st = gkd_trainer_load(s->trainer, resume_dir)) != GKD_OK) {
+        pin(s, -1);
+        lua_pushnil(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+        return gkd_lua_raise(L, "gkd.run: resuming");
+    }
+    s->tty = !s->quiet && isatty(2);
+    s->t0 = gkd_lua_now();
+    s->last_print = 0;
+    int64_t first_step = gkd_trainer_current_step(s->trainer);
+    const gkd_run_hooks hooks = {s, hook_should_stop, hook_on_step, hook_on_eval, hook_on_checkpoint, hook_on_step_end};
+    gkd_run_result result;
+    st = gkd_trainer_run_hooked(s->trainer, &hooks, &result);
+    if (st == GKD_ERR_SCRIPT && gkd_lua_callback_interrupted(L)) {
+        /* A callback outlived the stop signal's grace period: the step it was in is abandoned (no
+         * checkpoint of a half-done step); the run continues from its last checkpoint. */
+        result.interrupted = 1;
+        result.checkpoint_step = -1;
+        st = GKD_OK;
+    }
+    double elapsed = gkd_lua_now() - s->t0;
+    pin(s, -1);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
+    if (s->sink.store && st == GKD_OK) st = gkd_store_flush(s->sink.store);
+    if (st != GKD_OK) {
+        if (s->tty) fputc('\n', stderr);
+        return luaL_error(L, "%s", gkd_error_message());
+    }
+    push_result(L, s, &result, first_step, elapsed);
     return 2;
 }
 

@@ -228,18 +228,16 @@ static gkd_status bench_distill(const gkd_backend *be, int N, int V, int Cs, int
 
 
 typedef struct {
-    gkd_store *store;
-    int64_t run_id;
+    gkd_store_sink sink;
     double seconds; /* spent in the sink, i.e. logging */
 } logging_ctx;
 
 static int logging_sink(void *ctx, const char *split, int64_t step, const char *name, double value) {
     logging_ctx *l = ctx;
     double t0 = now();
-    gkd_status st = strcmp(split, "train") == 0 ? gkd_store_metric(l->store, l->run_id, step, name, value)
-                                                : gkd_store_eval(l->store, l->run_id, step, split, name, value);
+    int failed = gkd_store_metric_sink(&l->sink, split, step, name, value);
     l->seconds += now() - t0;
-    return st == GKD_OK ? 0 : 1;
+    return failed;
 }
 
 typedef struct {
@@ -277,8 +275,8 @@ static gkd_status bench_gkd_step(const gkd_backend *be, int steps, gkd_step_resu
     if (st == GKD_OK) st = gkd_model_create_ex(&tc, be, GKD_MODEL_INFERENCE, &teacher);
     if (st == GKD_OK) st = gkd_model_create(&sc, be, &student);
     if (st == GKD_OK) st = gkd_store_open(db, &store);
-    logging_ctx log = {store, 0, 0.0};
-    if (st == GKD_OK) st = gkd_store_run_begin(store, "bench/gkd_step", 0, "{}", 1, &log.run_id);
+    logging_ctx log = {{store, 0}, 0.0};
+    if (st == GKD_OK) st = gkd_store_run_begin(store, "bench/gkd_step", 0, "{}", 1, &log.sink.run_id);
     if (st == GKD_OK) {
         gkd_model_init_weights(teacher, 1);
         gkd_model_init_weights(student, 2);

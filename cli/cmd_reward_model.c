@@ -15,6 +15,7 @@
 #include "core/tensor/backend.h"
 #include "core/text/data.h"
 #include "reward/reward_model.h"
+#include "rl/reward_model_train.h"
 
 static double now(void) {
     struct timespec t;

@@ -19,6 +19,7 @@
 #ifndef GKD_REWARD_MODEL_H
 #define GKD_REWARD_MODEL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/tensor/backend.h"
@@ -67,6 +68,10 @@ gkd_status gkd_reward_model_make_pairs(const gkd_dataset *d, const gkd_reward_mo
                                        gkd_reward_model_pairs *out);
 void gkd_reward_model_pairs_free(gkd_reward_model_pairs *p);
 
+/* The matching key of a word, written to out (len + 1 bytes, NUL-terminated): lowercase ASCII, a trailing
+ * "'s" dropped and a plural folded, as gkd_factual_score matches words. Returns the key's length. */
+size_t gkd_reward_model_word_key(const char *s, size_t len, char *out);
+
 /* The text the model reads: the words of `text` (runs of letters and digits joined across an inner
  * '.', '-', '_' or apostrophe, as gkd_factual_score splits them) lowercased, with a trailing "'s" dropped
  * and a plural folded ("libraries" -> "library"), each preceded by one space; punctuation is dropped.
@@ -96,40 +101,19 @@ gkd_status gkd_reward_model_create(const gkd_reward_model_config *cfg, const gkd
                                    const gkd_backend *be, gkd_reward_model **out);
 void gkd_reward_model_free(gkd_reward_model *rm);
 
-typedef struct {
-    int64_t step;     /* updates done */
-    float lr;         /* learning rate of the last update */
-    double loss;      /* mean row loss (logistic on z) of the batches since the last report */
-    double accuracy;  /* training accuracy of those updates' batches (before each update) */
-    double eval_loss; /* on eval pairs when given and due (else NAN) */
-    double eval_accuracy;
-} gkd_reward_model_progress;
-
-typedef struct {
-    int64_t steps;
-    int batch;
-    float lr, min_lr; /* warmup to lr, then cosine to min_lr (core/tensor/optim.h) */
-    int64_t warmup_steps;
-    float weight_decay, grad_clip;
-    /* weight of the per-token loss: each summary position's head logit against "this token belongs to
-     * the swapped-in word" (known for the corrupted pairs gkd_reward_model_make_pairs makes) */
-    float token_loss_weight;
-    uint64_t seed;                      /* data order */
-    int report_every;                   /* progress is called every this many steps and at the end */
-    const gkd_reward_model_pairs *eval; /* may be NULL */
-    int eval_every;                     /* 0: only at the end */
-    void (*progress)(void *user, const gkd_reward_model_progress *p); /* may be NULL */
-    void *user;
-} gkd_reward_model_train_config;
-
-/* 6000 steps of 32 pairs, lr 2e-3 -> 1e-4 with 100 warmup steps, weight decay 0.01, clip 1, token loss
- * weight 4, seed 1, report every 100 steps, no eval set. */
-gkd_reward_model_train_config gkd_reward_model_train_config_default(void);
-
-/* Trains rm on `train` with AdamW (a fresh optimizer state each call); the pairs are shuffled per
- * epoch. *last (may be NULL) receives the final report. */
-gkd_status gkd_reward_model_train(gkd_reward_model *rm, const gkd_reward_model_train_config *cfg,
-                                  const gkd_reward_model_pairs *train, gkd_reward_model_progress *last);
+/* Training pairs encoded once, with the buffers of batches of B rows: what a training loop takes its
+ * gradient steps on (gkd_reward_model_train, rl/reward_model_train.h). Borrows rm and pairs, which must
+ * outlive it; the caller frees it with gkd_reward_model_batches_free (NULL is accepted). */
+typedef struct gkd_reward_model_batches gkd_reward_model_batches;
+gkd_status gkd_reward_model_batches_create(gkd_reward_model *rm, const gkd_reward_model_pairs *pairs, int B,
+                                           gkd_reward_model_batches **out);
+void gkd_reward_model_batches_free(gkd_reward_model_batches *b);
+/* gkd_reward_model_gradients on pairs idx[0..B) of the set (+= into the transformer's gradients); the
+ * rows' row losses and correct answers (z >= 0 for a consistent pair) are summed, row by row, into the
+ * set's running totals. */
+gkd_status gkd_reward_model_batches_gradients(gkd_reward_model_batches *b, const int *idx, float token_loss_weight);
+/* The running totals since the last take (the summed row loss, the count of correct rows), reset to 0. */
+void gkd_reward_model_batches_take(gkd_reward_model_batches *b, double *loss_sum, double *correct);
 
 /* The transformer inside rm (owned by rm): its parameter and gradient blocks, for custom training loops. */
 gkd_model *gkd_reward_model_transformer(gkd_reward_model *rm);

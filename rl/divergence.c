@@ -65,6 +65,15 @@ gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out) {
     return gkd_error_set(GKD_ERR_ARG, "unknown divergence '%s' (valid: %s)", name, valid);
 }
 
+double gkd_divergence_param(const gkd_divergence *d) {
+    return d->kind == GKD_DIV_JSD ? d->beta : d->skew;
+}
+
+void gkd_divergence_set_param(gkd_divergence *d, double value) {
+    if (d->kind == GKD_DIV_JSD) d->beta = value;
+    if (d->kind == GKD_DIV_SKEW_KL || d->kind == GKD_DIV_SKEW_REVERSE_KL) d->skew = value;
+}
+
 const char *gkd_divergence_name(const gkd_divergence *d) {
     switch (d->kind) {
     case GKD_DIV_FORWARD_KL:

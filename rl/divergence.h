@@ -64,6 +64,13 @@ gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out);
 /* The canonical name parse() accepts for d's kind and convention (a static string). */
 const char *gkd_divergence_name(const gkd_divergence *d);
 
+/* The divergence's one scalar setting, the one a run's "beta" schedule drives: beta for JSD, skew for
+ * the other kinds (the skew KLs read it; the rest ignore it, and report their unused skew). */
+double gkd_divergence_param(const gkd_divergence *d);
+/* Sets what gkd_divergence_param reads, for the kinds that use it: beta for JSD, skew for the skew KLs;
+ * the other kinds are left as they are. */
+void gkd_divergence_set_param(gkd_divergence *d, double value);
+
 /* GKD_ERR_ARG, naming the field, unless kind and convention are known, beta and skew lie in [0, 1],
  * the teacher temperature is finite and > 0, and top_k >= 0. */
 gkd_status gkd_divergence_check(const gkd_divergence *d);

@@ -409,6 +409,14 @@ int64_t gkd_trainer_current_step(const gkd_trainer *t) {
     return t->step;
 }
 
+const gkd_train_config *gkd_trainer_get_config(const gkd_trainer *t) {
+    return &t->cfg;
+}
+
+int gkd_trainer_has_held_out(const gkd_trainer *t) {
+    return t->held != NULL;
+}
+
 static gkd_status emit(gkd_trainer *t, const char *split, const char *name, double value) {
     if (!t->cfg.on_metric) return GKD_OK;
     if (t->cfg.on_metric(t->cfg.metric_ctx, split, t->step, name, value) != 0)
@@ -433,10 +441,19 @@ static gkd_status step_divergence(gkd_trainer *t, gkd_divergence *div) {
     gkd_status st = schedule_at(&t->cfg.beta, t->step, "beta", 0.0, 1.0, &beta);
     if (st == GKD_OK) st = schedule_at(&t->cfg.teacher_temperature, t->step, "teacher_temperature", 1e-6, 1e6, &tau);
     if (st != GKD_OK) return st;
-    if (div->kind == GKD_DIV_JSD) div->beta = beta;
-    if (div->kind == GKD_DIV_SKEW_KL || div->kind == GKD_DIV_SKEW_REVERSE_KL) div->skew = beta;
+    gkd_divergence_set_param(div, beta);
     div->teacher_temperature = tau;
     return GKD_OK;
+}
+
+/* Adds a micro-batch's logged divergences to the step's, as means over the grad_accum micro-batches. */
+static void add_distill_stats(gkd_distill_stats *sum, const gkd_distill_stats *ds, int grad_accum) {
+    sum->forward_kl += ds->forward_kl / grad_accum;
+    sum->reverse_kl += ds->reverse_kl / grad_accum;
+    sum->jsd_half += ds->jsd_half / grad_accum;
+    sum->teacher_entropy += ds->teacher_entropy / grad_accum;
+    sum->student_entropy += ds->student_entropy / grad_accum;
+    sum->positions += ds->positions;
 }
 
 /* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
@@ -543,13 +560,134 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
     stats->reward += mean_r / c->grad_accum;
     stats->ret += mean_ret / c->grad_accum;
     stats->advantage_std += sqrt(var) / c->grad_accum;
-    stats->div.forward_kl += ds.forward_kl / c->grad_accum;
-    stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
-    stats->div.jsd_half += ds.jsd_half / c->grad_accum;
-    stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
-    stats->div.student_entropy += ds.student_entropy / c->grad_accum;
+    add_distill_stats(&stats->div, &ds, c->grad_accum);
     stats->div.divergence += ds.divergence / c->grad_accum;
-    stats->div.positions += ds.positions;
+    return GKD_OK;
+}
+
+/* One micro-batch on the fixed data or the student's own samples, by the lambda coin: the divergence
+ * (or cross-entropy) between teacher and student on its outputs, differentiated into the student. */
+static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double lambda, double temperature,
+                                   const gkd_divergence *div, gkd_step_stats *stats, long *tokens, int *on_rows,
+                                   int *out_total) {
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size;
+    const gkd_token_dataset *fixed = c->fixed == GKD_FIXED_TEACHER ? &t->teacher_data : t->train;
+    gkd_status st;
+    gkd_data_order_next(&t->order, t->idx, B);
+    /* The coin: one per batch (the paper) or one per row. */
+    int on[4096];
+    int n_on = 0, on_idx[4096];
+    if (B > 4096) return gkd_error_set(GKD_ERR_ARG, "batch larger than 4096");
+    double batch_u = gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1)));
+    for (int b = 0; b < B; b++) {
+        double u = c->per_sample_coin
+                       ? gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1) + 1 + b))
+                       : batch_u;
+        on[b] = u <= lambda && lambda > 0.0;
+        if (on[b]) on_idx[n_on++] = t->idx[b];
+    }
+    double t0 = now_seconds();
+    if (n_on > 0) {
+        st = generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
+                      GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+        if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
+    }
+    stats->t_generate += now_seconds() - t0;
+    for (int b = 0, k = 0; b < B; b++) {
+        int *dst = t->out_tokens + (size_t)b * t->max_out;
+        if (on[b]) {
+            t->out_lens[b] = t->gen_lens[k];
+            memcpy(dst, t->gen_tokens + (size_t)k * t->max_out, (size_t)t->gen_lens[k] * sizeof(int));
+            k++;
+        } else {
+            const gkd_tokenized *r = &fixed->rows[t->idx[b]];
+            int n = r->len - r->prompt_len;
+            if (n > t->max_out) n = t->max_out;
+            t->out_lens[b] = n;
+            memcpy(dst, r->ids + r->prompt_len, (size_t)n * sizeof(int));
+        }
+        *out_total += t->out_lens[b];
+    }
+    *on_rows += n_on;
+    st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
+                                  t->pad_id);
+    if (st != GKD_OK) return st;
+    int T = t->batch.T;
+    *tokens += (long)B * T;
+    if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
+    const float *ht = NULL, *hs = NULL;
+    t0 = now_seconds();
+    if (t->teacher && (st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
+        return gkd_error_prefix(st, "teacher forward");
+    double t1 = now_seconds();
+    stats->t_teacher += t1 - t0;
+    if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
+        return gkd_error_prefix(st, "student forward");
+    gkd_distill_stats ds;
+    if (c->use_ce) {
+        float ce;
+        st = gkd_model_ce_loss(t->student, hs, t->batch.targets, t->batch.mask, B, T, (int)c->norm, &ce, t->dhidden);
+        if (st != GKD_OK) return st;
+        stats->loss += ce / c->grad_accum;
+        if (t->teacher) {
+            st = gkd_distill_loss(t->ws, div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                                  gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, NULL, NULL, &ds);
+            if (st != GKD_OK) return st;
+        } else {
+            memset(&ds, 0, sizeof ds);
+        }
+    } else {
+        st = gkd_distill_loss(t->ws, div, c->norm, hs, gkd_model_output_weight(t->student), ht,
+                              gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, t->dhidden,
+                              gkd_model_output_weight_grad(t->student), &ds);
+        if (st != GKD_OK) return st;
+        stats->loss += ds.loss / c->grad_accum;
+    }
+    add_distill_stats(&stats->div, &ds, c->grad_accum);
+    if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
+    stats->t_student += now_seconds() - t1;
+    return GKD_OK;
+}
+
+/* Which runs log a per-step metric: all, or only those with a teacher, a reward, a KL penalty. */
+enum { NEEDS_TEACHER = 1, NEEDS_REWARD = 2, NEEDS_KL_COEF = 4 };
+
+/* The per-step metrics of the step just taken (t->step already counts it), in their logged order. */
+static gkd_status emit_step_metrics(gkd_trainer *t, const gkd_step_stats *stats, double beta) {
+    const gkd_train_config *c = &t->cfg;
+    const struct {
+        const char *name;
+        double v;
+        int needs;
+    } m[] = {{"loss", stats->loss, 0},
+             {"lr", stats->lr, 0},
+             {"lambda", stats->lambda, 0},
+             {"beta", beta, 0},
+             {"grad_norm", stats->grad_norm, 0},
+             {"on_policy_fraction", stats->on_policy_fraction, 0},
+             {"output_length", stats->output_length, 0},
+             {"forward_kl", stats->div.forward_kl, NEEDS_TEACHER},
+             {"reverse_kl", stats->div.reverse_kl, NEEDS_TEACHER},
+             {"jsd_0.5", stats->div.jsd_half, NEEDS_TEACHER},
+             {"teacher_entropy", stats->div.teacher_entropy, NEEDS_TEACHER},
+             {"student_entropy", stats->div.student_entropy, NEEDS_TEACHER},
+             {"tokens_per_s", stats->tokens_per_s, 0},
+             {"time_generate", stats->t_generate, 0},
+             {"time_teacher", stats->t_teacher, NEEDS_TEACHER},
+             {"time_student", stats->t_student, 0},
+             {"time_optimizer", stats->t_optimizer, 0},
+             {"reward", stats->reward, NEEDS_REWARD},
+             {"return", stats->ret, NEEDS_REWARD},
+             {"advantage_std", stats->advantage_std, NEEDS_REWARD},
+             {"alpha", stats->alpha, NEEDS_REWARD},
+             {"kl_reference", stats->kl_reference, NEEDS_TEACHER | NEEDS_REWARD | NEEDS_KL_COEF}};
+    int has = (t->teacher ? NEEDS_TEACHER : 0) | (c->reward ? NEEDS_REWARD : 0) | (c->kl_coef <= 0 ? 0 : NEEDS_KL_COEF);
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
+        if ((m[i].needs & has) != m[i].needs) continue;
+        gkd_status st = emit(t, "train", m[i].name, m[i].v);
+        if (st != GKD_OK) return st;
+    }
     return GKD_OK;
 }
 
@@ -565,7 +703,6 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     if (st == GKD_OK) st = schedule_at(&c->lr, t->step, "lr", 0.0, 10.0, &lr);
     if (st == GKD_OK) st = step_divergence(t, &div);
     if (st != GKD_OK) return st;
-    const gkd_token_dataset *fixed = c->fixed == GKD_FIXED_TEACHER ? &t->teacher_data : t->train;
     gkd_model_zero_grad(t->student);
     long tokens = 0;
     int on_rows = 0, out_tokens_total = 0;
@@ -579,84 +716,9 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
             on_rows += B;
             continue;
         }
-        gkd_data_order_next(&t->order, t->idx, B);
-        /* The coin: one per batch (the paper) or one per row. */
-        int on[4096];
-        int n_on = 0, on_idx[4096];
-        if (B > 4096) return gkd_error_set(GKD_ERR_ARG, "batch larger than 4096");
-        double batch_u = gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1)));
-        for (int b = 0; b < B; b++) {
-            double u = c->per_sample_coin
-                           ? gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1) + 1 + b))
-                           : batch_u;
-            on[b] = u <= lambda && lambda > 0.0;
-            if (on[b]) on_idx[n_on++] = t->idx[b];
-        }
-        double t0 = now_seconds();
-        if (n_on > 0) {
-            st = generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
-                          GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
-            if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
-        }
-        stats->t_generate += now_seconds() - t0;
-        for (int b = 0, k = 0; b < B; b++) {
-            int *dst = t->out_tokens + (size_t)b * t->max_out;
-            if (on[b]) {
-                t->out_lens[b] = t->gen_lens[k];
-                memcpy(dst, t->gen_tokens + (size_t)k * t->max_out, (size_t)t->gen_lens[k] * sizeof(int));
-                k++;
-            } else {
-                const gkd_tokenized *r = &fixed->rows[t->idx[b]];
-                int n = r->len - r->prompt_len;
-                if (n > t->max_out) n = t->max_out;
-                t->out_lens[b] = n;
-                memcpy(dst, r->ids + r->prompt_len, (size_t)n * sizeof(int));
-            }
-            out_tokens_total += t->out_lens[b];
-        }
-        on_rows += n_on;
-        st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
-                                      t->pad_id);
-        if (st != GKD_OK) return st;
-        int T = t->batch.T;
-        tokens += (long)B * T;
-        if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
-        const float *ht = NULL, *hs = NULL;
-        t0 = now_seconds();
-        if (t->teacher && (st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
-            return gkd_error_prefix(st, "teacher forward");
-        double t1 = now_seconds();
-        stats->t_teacher += t1 - t0;
-        if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
-            return gkd_error_prefix(st, "student forward");
-        gkd_distill_stats ds;
-        if (c->use_ce) {
-            float ce;
-            st = gkd_model_ce_loss(t->student, hs, t->batch.targets, t->batch.mask, B, T, (int)c->norm, &ce, t->dhidden);
-            if (st != GKD_OK) return st;
-            stats->loss += ce / c->grad_accum;
-            if (t->teacher) {
-                st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
-                                      gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, NULL, NULL, &ds);
-                if (st != GKD_OK) return st;
-            } else {
-                memset(&ds, 0, sizeof ds);
-            }
-        } else {
-            st = gkd_distill_loss(t->ws, &div, c->norm, hs, gkd_model_output_weight(t->student), ht,
-                                  gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, t->dhidden,
-                                  gkd_model_output_weight_grad(t->student), &ds);
-            if (st != GKD_OK) return st;
-            stats->loss += ds.loss / c->grad_accum;
-        }
-        stats->div.forward_kl += ds.forward_kl / c->grad_accum;
-        stats->div.reverse_kl += ds.reverse_kl / c->grad_accum;
-        stats->div.jsd_half += ds.jsd_half / c->grad_accum;
-        stats->div.teacher_entropy += ds.teacher_entropy / c->grad_accum;
-        stats->div.student_entropy += ds.student_entropy / c->grad_accum;
-        stats->div.positions += ds.positions;
-        if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
-        stats->t_student += now_seconds() - t1;
+        if ((st = fixed_micro_step(t, micro_step, lambda, temperature, &div, stats, &tokens, &on_rows,
+                                   &out_tokens_total)) != GKD_OK)
+            return st;
     }
     double t2 = now_seconds();
     gkd_optim_stats ostats;
@@ -675,41 +737,8 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     stats->output_length = (double)out_tokens_total / ((double)B * c->grad_accum);
     double elapsed = now_seconds() - t_start;
     stats->tokens_per_s = elapsed > 0 ? (double)tokens / elapsed : 0.0;
-    struct {
-        const char *name;
-        double v;
-    } m[] = {{"loss", stats->loss},
-             {"lr", lr},
-             {"lambda", lambda},
-             {"beta", div.kind == GKD_DIV_JSD ? div.beta : div.skew},
-             {"grad_norm", grad_norm},
-             {"on_policy_fraction", stats->on_policy_fraction},
-             {"output_length", stats->output_length},
-             {"forward_kl", stats->div.forward_kl},
-             {"reverse_kl", stats->div.reverse_kl},
-             {"jsd_0.5", stats->div.jsd_half},
-             {"teacher_entropy", stats->div.teacher_entropy},
-             {"student_entropy", stats->div.student_entropy},
-             {"tokens_per_s", stats->tokens_per_s},
-             {"time_generate", stats->t_generate},
-             {"time_teacher", stats->t_teacher},
-             {"time_student", stats->t_student},
-             {"time_optimizer", stats->t_optimizer},
-             {"reward", stats->reward},
-             {"return", stats->ret},
-             {"advantage_std", stats->advantage_std},
-             {"alpha", alpha},
-             {"kl_reference", stats->kl_reference}};
     t->step++;
-    for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
-        if (!t->teacher && (strstr(m[i].name, "kl") || strstr(m[i].name, "jsd") || strstr(m[i].name, "entropy") ||
-                            strcmp(m[i].name, "time_teacher") == 0))
-            continue;
-        int rl_metric = i >= sizeof m / sizeof *m - 5;
-        if (rl_metric && (!c->reward || (strcmp(m[i].name, "kl_reference") == 0 && c->kl_coef <= 0))) continue;
-        if ((st = emit(t, "train", m[i].name, m[i].v)) != GKD_OK) return st;
-    }
-    return GKD_OK;
+    return emit_step_metrics(t, stats, gkd_divergence_param(&div));
 }
 
 gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
@@ -956,22 +985,5 @@ gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir) {
     }
     free(m);
     free(v);
-    return st;
-}
-
-gkd_status gkd_trainer_run(gkd_trainer *t) {
-    const gkd_train_config *c = &t->cfg;
-    gkd_status st = GKD_OK;
-    while (t->step < c->steps) {
-        gkd_step_stats stats;
-        if ((st = gkd_trainer_step(t, &stats)) != GKD_OK) return st;
-        int last = t->step == c->steps;
-        if (t->held && ((c->eval_every > 0 && t->step % c->eval_every == 0) || last)) {
-            gkd_eval_stats es;
-            if ((st = gkd_trainer_evaluate(t, &es)) != GKD_OK) return st;
-        }
-        if (c->checkpoint_dir && ((c->checkpoint_every > 0 && t->step % c->checkpoint_every == 0) || last))
-            if ((st = gkd_trainer_save(t, c->checkpoint_dir)) != GKD_OK) return st;
-    }
     return st;
 }

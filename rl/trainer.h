@@ -17,6 +17,7 @@
 #include "reward/reward.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"
+#include "rl/run.h"
 #include "rl/schedule.h"
 
 typedef enum {
@@ -82,7 +83,8 @@ typedef struct {
     float kl_coef;            /* > 0: adds kl_coef * KL(student || frozen initial student) per token */
 
     int checkpoint_every;     /* 0: only at the end (if checkpoint_dir) */
-    const char *checkpoint_dir;
+    const char *checkpoint_dir; /* the run loop saves into its step-N folders (rl/checkpoints.h); NULL: none */
+    int checkpoint_keep;      /* the run loop keeps the newest this many step folders; 0: all */
 
     gkd_metric_fn on_metric;
     void *metric_ctx;
@@ -123,7 +125,17 @@ typedef struct {
 /* One optimizer step (grad_accum micro-batches). */
 gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats);
 int64_t gkd_trainer_current_step(const gkd_trainer *t);
-/* Runs steps until cfg.steps, evaluating and checkpointing as configured. */
+/* The configuration the trainer runs with (its copy, owned by the trainer). */
+const gkd_train_config *gkd_trainer_get_config(const gkd_trainer *t);
+/* Whether the trainer was given held-out data to evaluate on. */
+int gkd_trainer_has_held_out(const gkd_trainer *t);
+
+/* gkd_run_loop (rl/run.h) over the trainer: cfg.steps steps, evaluations every cfg.eval_every steps and
+ * at the last when it has held-out data, checkpoints (gkd_trainer_save) every cfg.checkpoint_every steps
+ * and at the last into cfg.checkpoint_dir, the newest cfg.checkpoint_keep kept. hooks and result may be
+ * NULL. */
+gkd_status gkd_trainer_run_hooked(gkd_trainer *t, const gkd_run_hooks *hooks, gkd_run_result *result);
+/* gkd_trainer_run_hooked without hooks. */
 gkd_status gkd_trainer_run(gkd_trainer *t);
 
 typedef struct {

@@ -20,6 +20,7 @@
 #include "core/text/tokenizer.h"
 #include "reward/reward.h"
 #include "reward/reward_model.h"
+#include "rl/reward_model_train.h"
 #include "rl/trainer.h"
 #include "tests/check.h"
 

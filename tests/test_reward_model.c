@@ -10,6 +10,7 @@
  * tests/test_reward_model_debdesc.c (slow). */
 // ctest-labels: cpu
 #include "reward/reward_model.h"
+#include "rl/reward_model_train.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,6 +9,7 @@
  * pairs stay the same. */
 // ctest-labels: cpu;slow;experiment
 #include "reward/reward_model.h"
+#include "rl/reward_model_train.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -103,6 +103,17 @@ gkd_status gkd_store_flush(gkd_store *store);
 gkd_status gkd_store_eval(gkd_store *store, int64_t run_id, int64_t step, const char *split,
                           const char *metric, double value);
 
+/* Where gkd_store_metric_sink writes: one run of a store (store NULL: nowhere). Borrowed. */
+typedef struct {
+    gkd_store *store;
+    int64_t run_id;
+} gkd_store_sink;
+
+/* A metric sink of the trainer's kind (gkd_metric_fn, rl/trainer.h) with ctx a gkd_store_sink: split
+ * "train" goes to gkd_store_metric (buffered), any other split to gkd_store_eval. Returns non-zero on
+ * failure, with the last error set. */
+int gkd_store_metric_sink(void *ctx, const char *split, int64_t step, const char *name, double value);
+
 /* One generated sample. Log-probabilities are per output token, natural log; either array may be
  * NULL (not computed). They are stored as little-endian float32 BLOBs of 4 * n_tokens bytes. */
 typedef struct {
