@@ -204,8 +204,7 @@ static int metric_sink(void *ctx, const char *split, int64_t step, const char *n
         slot_set(s->train_slots, &s->n_train, name, value);
     } else {
         for (int i = 0; i < s->n_metrics; i++)
-            if ((s->metrics[i].kind == TM_BLEU || s->metrics[i].kind == TM_DISTINCT) &&
-                strcmp(s->metrics[i].name, name) == 0)
+            if (s->metrics[i].def && s->metrics[i].def->corpus && strcmp(s->metrics[i].name, name) == 0)
                 value = gkd_lua_train_corpus_value(&s->metrics[i]);
         slot_set(s->eval_slots, &s->n_eval, name, value);
         s->eval_step = step;
@@ -613,7 +612,7 @@ static void tokenize_data(lua_State *L, train_state *s) {
             gkd_lua_raise(L, "gkd.run: tokenizing the held-out data");
         s->has_held = 1;
     }
-    if (s->has_held && s->n_metrics == 0) gkd_lua_train_add_metric(L, s, "length", TM_LENGTH);
+    if (s->has_held && s->n_metrics == 0) gkd_lua_train_add_metric(L, s, "length", gkd_metric_find("length", GKD_METRIC_USE_EVAL));
     if (s->n_metrics > 0) s->metrics[0].records = 1;
     s->samples_per_eval = 8;
     for (int i = 0; i < s->n_metrics; i++) {

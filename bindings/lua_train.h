@@ -6,6 +6,7 @@
 
 #include "bindings/lua_internal.h"
 #include "core/store/store.h"
+#include "reward/registry.h"
 #include "rl/trainer.h"
 
 #define TRAIN_STATE "gkd.TrainState"
@@ -22,15 +23,10 @@ typedef struct {
     const char *name;
 } lua_schedule;
 
-typedef enum {
-    TM_ROUGE1, TM_ROUGE2, TM_ROUGEL, TM_FACTUAL, TM_EXACT, TM_LENGTH, TM_BLEU, TM_DISTINCT, TM_LUA,
-} text_metric_kind;
-
 typedef struct {
     train_state *s;
-    text_metric_kind kind;
-    int order;      /* distinct-n */
-    int ref;        /* TM_LUA */
+    const gkd_metric *def; /* the registry's entry (reward/registry.h); NULL: a Lua metric */
+    int ref;               /* a Lua metric's function */
     char name[64];
     /* corpus metrics: the outputs (and references) of the evaluation in progress */
     char **hyps, **refs;
@@ -92,8 +88,9 @@ int gkd_lua_train_call(train_state *s, lua_CFunction fn, void *a, lua_Integer b,
 void gkd_lua_train_read_reward(lua_State *L, int cfg, int state_idx, train_state *s);
 /* Reads cfg.eval.metrics into s->metrics; raises on an unknown name. */
 void gkd_lua_train_read_metrics(lua_State *L, int cfg, int state_idx, train_state *s);
-/* Appends an evaluation text metric of `kind` to s->metrics; raises past GKD_MAX_TEXT_METRICS. */
-text_metric *gkd_lua_train_add_metric(lua_State *L, train_state *s, const char *name, text_metric_kind kind);
+/* Appends an evaluation text metric (def: its registry entry, NULL for a Lua function) to s->metrics;
+ * raises past GKD_MAX_TEXT_METRICS. */
+text_metric *gkd_lua_train_add_metric(lua_State *L, train_state *s, const char *name, const gkd_metric *def);
 /* A gkd_text_metric function; ctx is a text_metric of the state. */
 double gkd_lua_train_text_metric(void *ctx, const char *output, const gkd_example *ex, int *failed);
 /* The corpus value of a corpus metric whose per-output calls just ended; clears its outputs. */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "bindings/lua_train.h"
-#include "reward/metrics.h"
+#include "reward/registry.h"
 #include "reward/reward_model.h"
 #include "reward/reward.h"
 
@@ -121,18 +121,16 @@ static int push_corpus(text_metric *m, const char *hyp, const char *ref) {
         char **h = realloc(m->hyps, (size_t)cap * sizeof *h);
         if (!h) return 0;
         m->hyps = h;
-        if (m->kind == TM_BLEU) {
-            char **r = realloc(m->refs, (size_t)cap * sizeof *r);
-            if (!r) return 0;
-            m->refs = r;
-        }
+        char **r = realloc(m->refs, (size_t)cap * sizeof *r);
+        if (!r) return 0;
+        m->refs = r;
         m->cap = cap;
     }
     m->hyps[m->n] = gkd_lua_strdup(hyp);
-    if (m->kind == TM_BLEU) m->refs[m->n] = gkd_lua_strdup(ref);
-    if (!m->hyps[m->n] || (m->kind == TM_BLEU && !m->refs[m->n])) {
+    m->refs[m->n] = gkd_lua_strdup(ref);
+    if (!m->hyps[m->n] || !m->refs[m->n]) {
         free(m->hyps[m->n]);
-        if (m->kind == TM_BLEU) free(m->refs[m->n]);
+        free(m->refs[m->n]);
         return 0;
     }
     m->n++;
@@ -176,35 +174,19 @@ double gkd_lua_train_text_metric(void *ctx, const char *output, const gkd_exampl
     text_metric *m = ctx;
     train_state *s = m->s;
     if (m->records) record_sample(s, output, ex);
-    const char *ref = ex->target ? ex->target : "";
-    switch (m->kind) {
-    case TM_ROUGE1:
-    case TM_ROUGE2:
-    case TM_ROUGEL: {
-        gkd_rouge_scores r;
-        if (gkd_rouge_all(output, ref, 0, &r) != GKD_OK) break;
-        return m->kind == TM_ROUGE1 ? r.rouge1.f : m->kind == TM_ROUGE2 ? r.rouge2.f : r.rougeL.f;
-    }
-    case TM_FACTUAL: {
-        gkd_factual_parts p;
-        if (gkd_factual_score(output, ex->source ? ex->source : "", NULL, &p) != GKD_OK) break;
-        return p.score;
-    }
-    case TM_EXACT: return gkd_exact_match_number(output, ref);
-    case TM_LENGTH: return gkd_word_count(output);
-    case TM_BLEU:
-    case TM_DISTINCT:
-        if (push_corpus(m, output, ref)) return 0.0; /* the corpus value replaces the mean at emit time */
-        gkd_error_set(GKD_ERR_NOMEM, "out of memory (metric %s)", m->name);
-        break;
-    case TM_LUA: {
+    if (!m->def) {
         lua_metric_call c = {m, output, ex};
         char what[96];
         snprintf(what, sizeof what, "metric '%s'", m->name);
         double v = NAN;
         if (gkd_lua_train_call(s, call_metric, &c, 0, what, &v)) return v;
-        break;
-    }
+    } else if (m->def->corpus) {
+        if (push_corpus(m, output, ex->target ? ex->target : "")) return 0.0; /* the corpus value replaces the mean at emit time */
+        gkd_error_set(GKD_ERR_NOMEM, "out of memory (metric %s)", m->name);
+    } else {
+        gkd_reward_sample x = {ex->source, ex->prompt, output, ex->target};
+        double v;
+        if (m->def->eval(m->def, &x, &v) == GKD_OK) return v;
     }
     *failed = 1;
     return NAN;
@@ -212,28 +194,19 @@ double gkd_lua_train_text_metric(void *ctx, const char *output, const gkd_exampl
 
 double gkd_lua_train_corpus_value(text_metric *m) {
     double v = NAN;
-    if (m->kind == TM_BLEU) {
-        gkd_bleu_result r;
-        if (gkd_bleu_corpus((const char *const *)m->hyps, (const char *const *)m->refs, m->n, NULL, &r) == GKD_OK)
-            v = r.score;
-    } else {
-        double d;
-        if (gkd_distinct_n((const char *const *)m->hyps, m->n, m->order, &d) == GKD_OK) v = d;
-    }
+    if (m->def->corpus_value(m->def, (const char *const *)m->hyps, (const char *const *)m->refs, m->n, &v) != GKD_OK)
+        v = NAN;
     gkd_lua_train_free_corpus(m);
     return v;
 }
 
-static const char *const METRIC_NAMES[] = {"rouge1", "rouge2", "rougeL", "factual", "exact_match", "length",
-                                           "bleu",   "distinct1", "distinct2", "distinct3", "divergence", NULL};
-
-text_metric *gkd_lua_train_add_metric(lua_State *L, train_state *s, const char *name, text_metric_kind kind) {
+text_metric *gkd_lua_train_add_metric(lua_State *L, train_state *s, const char *name, const gkd_metric *def) {
     if (s->n_metrics == GKD_MAX_TEXT_METRICS)
         luaL_error(L, "gkd.run: at most %d evaluation text metrics", GKD_MAX_TEXT_METRICS);
     text_metric *m = &s->metrics[s->n_metrics++];
     memset(m, 0, sizeof *m);
     m->s = s;
-    m->kind = kind;
+    m->def = def;
     snprintf(m->name, sizeof m->name, "%s", name);
     return m;
 }
@@ -255,25 +228,15 @@ void gkd_lua_train_read_metrics(lua_State *L, int cfg, int state_idx, train_stat
     for (lua_Integer i = 1; i <= n; i++) {
         lua_rawgeti(L, list, i);
         const char *name = luaL_checkstring(L, -1);
-        int k = 0;
-        while (METRIC_NAMES[k] && strcmp(METRIC_NAMES[k], name) != 0) k++;
-        if (!METRIC_NAMES[k]) {
-            const char *near = gkd_lua_closest(name, METRIC_NAMES);
+        const gkd_metric *def = gkd_metric_find(name, GKD_METRIC_USE_EVAL);
+        if (!def) {
+            const char *names[32];
+            gkd_metric_names(GKD_METRIC_USE_EVAL, names, 32);
+            const char *near = gkd_lua_closest(name, names);
             luaL_error(L, "gkd.run: unknown eval metric '%s'%s%s%s", name, near ? " (did you mean '" : "",
                        near ? near : "", near ? "'?)" : "");
         }
-        if (strcmp(name, "divergence") != 0) { /* the trainer reports divergences by itself */
-            text_metric_kind kind = TM_ROUGEL;
-            int order = 0;
-            if (strcmp(name, "rouge1") == 0) kind = TM_ROUGE1;
-            else if (strcmp(name, "rouge2") == 0) kind = TM_ROUGE2;
-            else if (strcmp(name, "factual") == 0) kind = TM_FACTUAL;
-            else if (strcmp(name, "exact_match") == 0) kind = TM_EXACT;
-            else if (strcmp(name, "length") == 0) kind = TM_LENGTH;
-            else if (strcmp(name, "bleu") == 0) kind = TM_BLEU;
-            else if (strncmp(name, "distinct", 8) == 0) kind = TM_DISTINCT, order = name[8] - '0';
-            gkd_lua_train_add_metric(L, s, name, kind)->order = order;
-        }
+        if (def->eval || def->corpus_value) gkd_lua_train_add_metric(L, s, name, def); /* the trainer records the rest */
         lua_pop(L, 1);
     }
     lua_pushnil(L);
@@ -281,7 +244,7 @@ void gkd_lua_train_read_metrics(lua_State *L, int cfg, int state_idx, train_stat
         if (lua_type(L, -2) == LUA_TSTRING) {
             if (!lua_isfunction(L, -1))
                 luaL_error(L, "gkd.run: eval.metrics.%s must be a function(output, example)", lua_tostring(L, -2));
-            text_metric *m = gkd_lua_train_add_metric(L, s, lua_tostring(L, -2), TM_LUA);
+            text_metric *m = gkd_lua_train_add_metric(L, s, lua_tostring(L, -2), NULL);
             m->ref = gkd_lua_train_keep(L, state_idx, -1);
         }
         lua_pop(L, 1);
