@@ -90,7 +90,7 @@ typedef struct {
 /* Runs `steps` (>= 1) GKD + RL training steps of a tiny model (dim 32, 2 layers, vocab 300, batch 8 =
  * 2 prompts x 4 samples, 16 new tokens) on the built-in sample data, every schedule a Lua function, the
  * reward a Lua function called on every sample, and a Lua on_step callback, in a fresh state, writing
- * nothing to disk (an in-memory run store); the first step (allocations) is included. GKD_ERR_SCRIPT with
+ * nothing to disk (an in-memory run store); the first step (allocations) is included. GKD_ERR_CALLBACK with
  * the Lua message on failure. */
 gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out);
 

@@ -43,15 +43,15 @@ gkd_status gkd_lua_bench_overhead(int steps, gkd_lua_overhead *out) {
     lua_getglobal(L, "require");
     lua_pushstring(L, "gkd");
     if (gkd_lua_pcall(L, 1, 1) != LUA_OK) {
-        st = gkd_error_set(GKD_ERR_SCRIPT, "bench: %s", lua_tostring(L, -1));
+        st = gkd_error_set(GKD_ERR_CALLBACK, "bench: %s", lua_tostring(L, -1));
     } else {
         lua_setglobal(L, "gkd");
         if (luaL_loadbuffer(L, BENCH_SCRIPT, sizeof BENCH_SCRIPT - 1, "=bench") != LUA_OK) {
-            st = gkd_error_set(GKD_ERR_SCRIPT, "bench: %s", lua_tostring(L, -1));
+            st = gkd_error_set(GKD_ERR_CALLBACK, "bench: %s", lua_tostring(L, -1));
         } else {
             lua_pushinteger(L, steps);
             if (gkd_lua_pcall(L, 1, 3) != LUA_OK) {
-                st = gkd_error_set(GKD_ERR_SCRIPT, "bench: %s", lua_tostring(L, -1));
+                st = gkd_error_set(GKD_ERR_CALLBACK, "bench: %s", lua_tostring(L, -1));
             } else {
                 double total = lua_tonumber(L, -3), lua = lua_tonumber(L, -2);
                 int ran = (int)lua_tointeger(L, -1);

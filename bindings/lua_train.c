@@ -6,7 +6,7 @@
  * - Everything _train allocates belongs to one userdata (a "train state") created first, whose __gc
  *   frees it, so a Lua error at any point leaks nothing.
  * - The trainer's callbacks never raise: a Lua error inside them becomes the trainer's failure
- *   (GKD_ERR_SCRIPT, message "schedule 'lambda': <error and traceback>"), and _train raises it after the
+ *   (GKD_ERR_CALLBACK, message "schedule 'lambda': <error and traceback>"), and _train raises it after the
  *   trainer has returned.
  * - The per-call context (the train state) is reachable from the registry while _train runs
  *   (REGISTRY_KEY) and cleared after; while it is set, _train and _resolve refuse (runs do not nest: a
@@ -153,7 +153,7 @@ int gkd_lua_train_call(train_state *s, lua_CFunction fn, void *a, lua_Integer b,
     if (ok)
         *out = lua_tonumber(L, -1);
     else
-        gkd_error_set(GKD_ERR_SCRIPT, "%s: %s", what, lua_tostring(L, -1));
+        gkd_error_set(GKD_ERR_CALLBACK, "%s: %s", what, lua_tostring(L, -1));
     lua_pop(L, 1);
     double dt = gkd_lua_now() - t0;
     s->lua_seconds += dt;
@@ -475,7 +475,7 @@ static gkd_status hook_on_step(void *ctx, int64_t step) {
     train_state *s = ctx;
     double ignored;
     if (s->on_step_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_step, s, step, "on_step", &ignored))
-        return GKD_ERR_SCRIPT;
+        return GKD_ERR_CALLBACK;
     return GKD_OK;
 }
 
@@ -485,7 +485,7 @@ static gkd_status hook_on_eval(void *ctx, int64_t step) {
     double ignored;
     s->samples_recorded = 0; /* the next evaluation records samples of its own */
     if (s->on_eval_ref != LUA_NOREF && !gkd_lua_train_call(s, call_on_eval, s, step, "on_eval", &ignored))
-        return GKD_ERR_SCRIPT;
+        return GKD_ERR_CALLBACK;
     return GKD_OK;
 }
 
@@ -775,7 +775,7 @@ static int l_train(lua_State *L) {
     const gkd_run_hooks hooks = {s, hook_should_stop, hook_on_step, hook_on_eval, hook_on_checkpoint, hook_on_step_end};
     gkd_run_result result;
     st = gkd_trainer_run_hooked(s->trainer, &hooks, &result);
-    if (st == GKD_ERR_SCRIPT && gkd_lua_callback_interrupted(L)) {
+    if (st == GKD_ERR_CALLBACK && gkd_lua_callback_interrupted(L)) {
         /* A callback outlived the stop signal's grace period: the step it was in is abandoned (no
          * checkpoint of a half-done step); the run continues from its last checkpoint. */
         result.interrupted = 1;

@@ -58,7 +58,7 @@ static gkd_status lua_reward_score(gkd_reward *r, const gkd_reward_sample *sampl
     lua_reward_call c = {s, samples, n, scores};
     double ignored;
     /* gkd_reward_score prefixes the reward's name ("reward 'reward'") to what fails here. */
-    return gkd_lua_train_call(s, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_SCRIPT;
+    return gkd_lua_train_call(s, call_reward, &c, 0, "Lua function", &ignored) ? GKD_OK : GKD_ERR_CALLBACK;
 }
 
 /* The reward at cfg.reward: a Lua function(sample), a built-in name, or {name = weight, ...} of

@@ -135,7 +135,7 @@ gkd_status gkd_reward_score(gkd_reward *r, const gkd_reward_sample *samples, int
     if (st != GKD_OK) return gkd_error_prefix(st, "reward %s", r->name);
     for (int i = 0; i < n; i++)
         if (!isfinite(scores[i]))
-            return gkd_error_set(GKD_ERR_SCRIPT, "reward %s returned %g for sample %d (output \"%.60s\")", r->name,
+            return gkd_error_set(GKD_ERR_CALLBACK, "reward %s returned %g for sample %d (output \"%.60s\")", r->name,
                                  scores[i], i + 1, samples[i].output);
     return GKD_OK;
 }

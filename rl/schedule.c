@@ -90,7 +90,7 @@ gkd_status gkd_schedule_value(const gkd_schedule *s, int64_t step, double *value
     case GKD_SCHEDULE_CALLBACK: {
         int failed = 0;
         *value = s->fn(s->ctx, step, &failed);
-        if (failed) return GKD_ERR_SCRIPT;
+        if (failed) return GKD_ERR_CALLBACK;
         break;
     }
     }

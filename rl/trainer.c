@@ -420,7 +420,7 @@ int gkd_trainer_has_held_out(const gkd_trainer *t) {
 static gkd_status emit(gkd_trainer *t, const char *split, const char *name, double value) {
     if (!t->cfg.on_metric) return GKD_OK;
     if (t->cfg.on_metric(t->cfg.metric_ctx, split, t->step, name, value) != 0)
-        return gkd_error_prefix(GKD_ERR_SCRIPT, "metric sink (%s)", name);
+        return gkd_error_prefix(GKD_ERR_CALLBACK, "metric sink (%s)", name);
     return GKD_OK;
 }
 
@@ -814,7 +814,7 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
                                                      &failed);
                     if (failed) {
                         free(text);
-                        return gkd_error_prefix(GKD_ERR_SCRIPT, "metric %s", c->text_metrics[k].name);
+                        return gkd_error_prefix(GKD_ERR_CALLBACK, "metric %s", c->text_metrics[k].name);
                     }
                     out->text[k] += v;
                 }

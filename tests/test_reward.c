@@ -18,7 +18,7 @@ static gkd_status failing_reward(gkd_reward *r, const gkd_reward_sample *s, int 
     (void)s;
     (void)n;
     (void)scores;
-    return gkd_error_set(GKD_ERR_SCRIPT, "boom");
+    return gkd_error_set(GKD_ERR_CALLBACK, "boom");
 }
 
 int main(void) {
@@ -64,11 +64,11 @@ int main(void) {
     CHECK(gkd_reward_builtin("rouge9", &bad) == GKD_ERR_ARG);
     CHECK(strstr(gkd_error_message(), "rouge9") != NULL);
     CHECK(gkd_reward_custom("nanny", nan_reward, NULL, NULL, &bad) == GKD_OK);
-    CHECK(gkd_reward_score(bad, s, 3, scores) == GKD_ERR_SCRIPT);
+    CHECK(gkd_reward_score(bad, s, 3, scores) == GKD_ERR_CALLBACK);
     CHECKF(strstr(gkd_error_message(), "nanny") && strstr(gkd_error_message(), "sample 2"), "%s", gkd_error_message());
     gkd_reward_free(bad);
     CHECK(gkd_reward_custom("failing", failing_reward, NULL, NULL, &bad) == GKD_OK);
-    CHECK(gkd_reward_score(bad, s, 3, scores) == GKD_ERR_SCRIPT);
+    CHECK(gkd_reward_score(bad, s, 3, scores) == GKD_ERR_CALLBACK);
     CHECKF(strstr(gkd_error_message(), "failing") && strstr(gkd_error_message(), "boom"), "%s", gkd_error_message());
     gkd_reward_free(bad);
 

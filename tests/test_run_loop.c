@@ -43,7 +43,7 @@ static gkd_status on_step(void *ctx, int64_t step) {
     recorder *r = ctx;
     r->step = step;
     note(r, "s", step);
-    if (r->fail_on_step && step == r->fail_on_step) return gkd_error_set(GKD_ERR_SCRIPT, "on_step failed");
+    if (r->fail_on_step && step == r->fail_on_step) return gkd_error_set(GKD_ERR_CALLBACK, "on_step failed");
     return GKD_OK;
 }
 
@@ -164,7 +164,7 @@ static void check_zero_steps_and_failure(const char *dir) {
     CHECKF(strcmp(r.log, "e0") == 0, "a run of 0 steps ran \"%s\"", r.log);
     CHECK(!exists(dir, "step-00000000"));
     recorder f = {.fail_on_step = 2};
-    CHECK(run(6, dir, 2, &f, &result) == GKD_ERR_SCRIPT);
+    CHECK(run(6, dir, 2, &f, &result) == GKD_ERR_CALLBACK);
     CHECKF(strcmp(f.log, "s1 end1 s2") == 0, "a failed run ran \"%s\"", f.log);
     CHECK(strstr(gkd_error_message(), "on_step failed") != NULL);
     remove_tree(dir);

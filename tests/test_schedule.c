@@ -52,7 +52,7 @@ int main(void) {
     gkd_schedule cb = {.kind = GKD_SCHEDULE_CALLBACK, .fn = square_of_step};
     CHECK(at(&cb, 7) == 49.0);
     double v;
-    CHECK(gkd_schedule_value(&cb, -1, &v) == GKD_ERR_SCRIPT);
+    CHECK(gkd_schedule_value(&cb, -1, &v) == GKD_ERR_CALLBACK);
 
     CHECK(gkd_schedule_check_range(&lin, "lambda", 0, 1) == GKD_OK);
     gkd_schedule too_far = gkd_schedule_linear(0.0, 1.5, 10);

@@ -50,7 +50,7 @@ const char *gkd_status_name(gkd_status status) {
     case GKD_ERR_NOMEM: return "out of memory";
     case GKD_ERR_DB: return "database error";
     case GKD_ERR_DEVICE: return "device error";
-    case GKD_ERR_SCRIPT: return "script error";
+    case GKD_ERR_CALLBACK: return "callback error";
     case GKD_ERR_NOT_FOUND: return "not found";
     }
     return "unknown error";

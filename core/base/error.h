@@ -14,7 +14,7 @@ typedef enum {
     GKD_ERR_NOMEM,   /* an allocation failed */
     GKD_ERR_DB,      /* SQLite failed */
     GKD_ERR_DEVICE,  /* the accelerator failed (CUDA) */
-    GKD_ERR_SCRIPT,  /* a Lua script failed */
+    GKD_ERR_CALLBACK, /* a caller-supplied function failed: a reward, metric, schedule or hook (in C or a script) */
     GKD_ERR_NOT_FOUND,
 } gkd_status;
 
