@@ -125,9 +125,8 @@ static int l_divergence_value(lua_State *L) {
 static void describe_into(const gkd_divergence *d, char *buf, size_t cap) {
     int n = snprintf(buf, cap, "%s(", gkd_divergence_name(d));
     const char *sep = "";
-    if (d->kind == GKD_DIV_JSD) n += snprintf(buf + n, cap - (size_t)n, "beta=%.6g", d->beta), sep = ", ";
-    if (d->kind == GKD_DIV_SKEW_KL || d->kind == GKD_DIV_SKEW_REVERSE_KL)
-        n += snprintf(buf + n, cap - (size_t)n, "skew=%.6g", d->skew), sep = ", ";
+    const char *param = gkd_divergence_param_name(d);
+    if (param) n += snprintf(buf + n, cap - (size_t)n, "%s=%.6g", param, gkd_divergence_param(d)), sep = ", ";
     if (d->teacher_temperature != 1.0)
         n += snprintf(buf + n, cap - (size_t)n, "%steacher_temperature=%.6g", sep, d->teacher_temperature), sep = ", ";
     if (d->top_k > 0) n += snprintf(buf + n, cap - (size_t)n, "%stop_k=%d", sep, d->top_k);

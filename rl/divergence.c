@@ -26,22 +26,45 @@
 /* ---------------------------------------------------------------------------------------------- */
 /* Names and settings */
 
+/* One row per name. `param` is the scalar setting the kind reads (the one a "beta" schedule drives);
+ * the first row of a kind and convention gives its canonical name. Parsing, naming, checking and the
+ * parameter accessors read this table only: a new kind is a row here, its value in divergence.h and its
+ * case in gkd_div_resolve (divergence_terms.h). */
+typedef enum { PARAM_NONE, PARAM_BETA, PARAM_SKEW } divergence_param;
 static const struct {
     const char *name;
     gkd_divergence_kind kind;
     gkd_jsd_convention convention;
+    divergence_param param;
 } divergence_names[] = {
-    {"forward_kl", GKD_DIV_FORWARD_KL, GKD_JSD_PAPER},
-    {"reverse_kl", GKD_DIV_REVERSE_KL, GKD_JSD_PAPER},
-    {"jsd", GKD_DIV_JSD, GKD_JSD_PAPER},
-    {"jsd_paper", GKD_DIV_JSD, GKD_JSD_PAPER},
-    {"jsd_trl", GKD_DIV_JSD, GKD_JSD_TRL},
-    {"jsd_scaled", GKD_DIV_JSD, GKD_JSD_SCALED},
-    {"tv", GKD_DIV_TV, GKD_JSD_PAPER},
-    {"skew_kl", GKD_DIV_SKEW_KL, GKD_JSD_PAPER},
-    {"skew_reverse_kl", GKD_DIV_SKEW_REVERSE_KL, GKD_JSD_PAPER},
+    {"forward_kl", GKD_DIV_FORWARD_KL, GKD_JSD_PAPER, PARAM_NONE},
+    {"reverse_kl", GKD_DIV_REVERSE_KL, GKD_JSD_PAPER, PARAM_NONE},
+    {"jsd", GKD_DIV_JSD, GKD_JSD_PAPER, PARAM_BETA},
+    {"jsd_paper", GKD_DIV_JSD, GKD_JSD_PAPER, PARAM_BETA},
+    {"jsd_trl", GKD_DIV_JSD, GKD_JSD_TRL, PARAM_BETA},
+    {"jsd_scaled", GKD_DIV_JSD, GKD_JSD_SCALED, PARAM_BETA},
+    {"tv", GKD_DIV_TV, GKD_JSD_PAPER, PARAM_NONE},
+    {"skew_kl", GKD_DIV_SKEW_KL, GKD_JSD_PAPER, PARAM_SKEW},
+    {"skew_reverse_kl", GKD_DIV_SKEW_REVERSE_KL, GKD_JSD_PAPER, PARAM_SKEW},
 };
 enum { DIVERGENCE_NAME_COUNT = sizeof divergence_names / sizeof divergence_names[0] };
+
+/* The row of d's kind and convention, else the first of its kind (conventions other than JSD's mean
+ * nothing); -1 for a kind with no row. */
+static int row_of(const gkd_divergence *d) {
+    int first = -1;
+    for (int i = 0; i < DIVERGENCE_NAME_COUNT; i++) {
+        if (divergence_names[i].kind != d->kind) continue;
+        if (divergence_names[i].convention == d->convention) return i;
+        if (first < 0) first = i;
+    }
+    return first;
+}
+
+static divergence_param param_of(const gkd_divergence *d) {
+    int i = row_of(d);
+    return i < 0 ? PARAM_NONE : divergence_names[i].param;
+}
 
 gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out) {
     if (!name) return gkd_error_set(GKD_ERR_ARG, "divergence name is NULL");
@@ -66,37 +89,28 @@ gkd_status gkd_divergence_parse(const char *name, gkd_divergence *out) {
 }
 
 double gkd_divergence_param(const gkd_divergence *d) {
-    return d->kind == GKD_DIV_JSD ? d->beta : d->skew;
+    return param_of(d) == PARAM_BETA ? d->beta : d->skew;
+}
+
+const char *gkd_divergence_param_name(const gkd_divergence *d) {
+    divergence_param p = param_of(d);
+    return p == PARAM_BETA ? "beta" : p == PARAM_SKEW ? "skew" : NULL;
 }
 
 void gkd_divergence_set_param(gkd_divergence *d, double value) {
-    if (d->kind == GKD_DIV_JSD) d->beta = value;
-    if (d->kind == GKD_DIV_SKEW_KL || d->kind == GKD_DIV_SKEW_REVERSE_KL) d->skew = value;
+    divergence_param p = param_of(d);
+    if (p == PARAM_BETA) d->beta = value;
+    if (p == PARAM_SKEW) d->skew = value;
 }
 
 const char *gkd_divergence_name(const gkd_divergence *d) {
-    switch (d->kind) {
-    case GKD_DIV_FORWARD_KL:
-        return "forward_kl";
-    case GKD_DIV_REVERSE_KL:
-        return "reverse_kl";
-    case GKD_DIV_JSD:
-        return d->convention == GKD_JSD_TRL      ? "jsd_trl"
-               : d->convention == GKD_JSD_SCALED ? "jsd_scaled"
-                                                 : "jsd";
-    case GKD_DIV_TV:
-        return "tv";
-    case GKD_DIV_SKEW_KL:
-        return "skew_kl";
-    case GKD_DIV_SKEW_REVERSE_KL:
-        return "skew_reverse_kl";
-    }
-    return "unknown";
+    int i = row_of(d);
+    return i < 0 ? "unknown" : divergence_names[i].name;
 }
 
 gkd_status gkd_divergence_check(const gkd_divergence *d) {
     if (!d) return gkd_error_set(GKD_ERR_ARG, "divergence settings are NULL");
-    if ((unsigned)d->kind > GKD_DIV_SKEW_REVERSE_KL)
+    if (row_of(d) < 0)
         return gkd_error_set(GKD_ERR_ARG, "divergence kind = %d: not a gkd_divergence_kind", (int)d->kind);
     if ((unsigned)d->convention > GKD_JSD_SCALED)
         return gkd_error_set(GKD_ERR_ARG, "divergence convention = %d: not a gkd_jsd_convention",

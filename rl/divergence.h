@@ -70,6 +70,9 @@ double gkd_divergence_param(const gkd_divergence *d);
 /* Sets what gkd_divergence_param reads, for the kinds that use it: beta for JSD, skew for the skew KLs;
  * the other kinds are left as they are. */
 void gkd_divergence_set_param(gkd_divergence *d, double value);
+/* The name of the setting d's kind reads ("beta" for JSD, "skew" for the skew KLs), NULL for the kinds
+ * that read none. */
+const char *gkd_divergence_param_name(const gkd_divergence *d);
 
 /* GKD_ERR_ARG, naming the field, unless kind and convention are known, beta and skew lie in [0, 1],
  * the teacher temperature is finite and > 0, and top_k >= 0. */
