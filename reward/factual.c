@@ -50,42 +50,6 @@ static int is_stopword(const char *lower, size_t len) {
     return 0;
 }
 
-static int is_letter(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-/* Lowercases ASCII into `out` (len bytes); returns the length. */
-static size_t lower_copy(const char *s, size_t len, char *out) {
-    for (size_t i = 0; i < len; i++) out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
-    return len;
-}
-
-/* The matching key of a lowercased word, in place: drops "'s" and folds a plural. */
-static size_t fold_key(char *w, size_t len) {
-    if (len > 2 && w[len - 2] == '\'' && w[len - 1] == 's') len -= 2;
-    if (len > 4 && memcmp(w + len - 3, "ies", 3) == 0 && is_letter(w[len - 4])) {
-        w[len - 3] = 'y';
-        return len - 2;
-    }
-    if (len > 3 && w[len - 1] == 's' && is_letter(w[len - 2]) && w[len - 2] != 's' && w[len - 2] != 'u' &&
-        w[len - 2] != 'i')
-        return len - 1;
-    return len;
-}
-
-/* A key in the sorted table of source keys. */
-typedef struct {
-    const char *s;
-    int len;
-} key_view;
-
-static int key_view_cmp(const void *pa, const void *pb) {
-    const key_view *a = pa, *b = pb;
-    int n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->s, b->s, (size_t)n);
-    return c ? c : (a->len > b->len) - (a->len < b->len);
-}
-
 /* Grows the buffer that holds one word's key. */
 static gkd_status reserve_scratch(char **scratch, size_t *cap, size_t len) {
     if (len + 1 <= *cap) return GKD_OK;
@@ -97,7 +61,7 @@ static gkd_status reserve_scratch(char **scratch, size_t *cap, size_t len) {
 }
 
 static gkd_status add_key(gkd_toklist *keys, const char *s, size_t len, char *scratch) {
-    size_t k = fold_key(scratch, lower_copy(s, len, scratch));
+    size_t k = gkd_word_fold(scratch, gkd_word_lower(s, len, scratch));
     return k ? gkd_toklist_push(keys, scratch, k) : GKD_OK;
 }
 
@@ -124,15 +88,15 @@ static gkd_status add_source_words(gkd_toklist *keys, const char *text, char **s
     return st;
 }
 
-static int key_set_has(const key_view *set, int n, const char *s, size_t len) {
-    key_view k = {s, (int)len};
-    return bsearch(&k, set, (size_t)n, sizeof *set, key_view_cmp) != NULL;
+static int key_set_has(const gkd_key_view *set, int n, const char *s, size_t len) {
+    gkd_key_view k = {s, (int)len};
+    return bsearch(&k, set, (size_t)n, sizeof *set, gkd_key_view_cmp) != NULL;
 }
 
 /* A summary word is supported when its key is a source key, or, for a word joined by '-' or '_',
  * when every part's key is. */
-static int word_supported(const key_view *set, int n, const char *s, size_t len, char *scratch) {
-    size_t k = fold_key(scratch, lower_copy(s, len, scratch));
+static int word_supported(const gkd_key_view *set, int n, const char *s, size_t len, char *scratch) {
+    size_t k = gkd_word_fold(scratch, gkd_word_lower(s, len, scratch));
     if (key_set_has(set, n, scratch, k)) return 1;
     int compound = 0;
     for (size_t i = 0; i < len; i++) compound |= s[i] == '-' || s[i] == '_';
@@ -141,7 +105,7 @@ static int word_supported(const key_view *set, int n, const char *s, size_t len,
     for (size_t i = 0; i <= len; i++) {
         if (i == len || s[i] == '-' || s[i] == '_') {
             if (i > part) {
-                size_t pk = fold_key(scratch, lower_copy(s + part, i - part, scratch));
+                size_t pk = gkd_word_fold(scratch, gkd_word_lower(s + part, i - part, scratch));
                 if (!key_set_has(set, n, scratch, pk)) return 0;
             }
             part = i + 1;
@@ -167,7 +131,7 @@ gkd_status gkd_factual_score(const char *summary, const char *document, const ch
     if (!summary || !document)
         return gkd_error_set(GKD_ERR_ARG, "factual score: NULL %s", summary ? "document" : "summary");
     gkd_toklist keys = {0};
-    key_view *set = NULL;
+    gkd_key_view *set = NULL;
     gkd_word_list words = {0};
     char *scratch = NULL;
     size_t scratch_cap = 0;
@@ -178,8 +142,8 @@ gkd_status gkd_factual_score(const char *summary, const char *document, const ch
         if (!set) st = gkd_error_set(GKD_ERR_NOMEM, "factual: %d source words", keys.n);
     }
     if (st == GKD_OK) {
-        for (int i = 0; i < keys.n; i++) set[i] = (key_view){keys.text.data + keys.start[i], keys.len[i]};
-        qsort(set, (size_t)keys.n, sizeof *set, key_view_cmp);
+        for (int i = 0; i < keys.n; i++) set[i] = (gkd_key_view){keys.text.data + keys.start[i], keys.len[i]};
+        qsort(set, (size_t)keys.n, sizeof *set, gkd_key_view_cmp);
         st = gkd_words_split(summary, strlen(summary), &words);
     }
     gkd_factual_parts p = {0};
@@ -188,7 +152,7 @@ gkd_status gkd_factual_score(const char *summary, const char *document, const ch
         size_t len = words.v[w].len;
         st = reserve_scratch(&scratch, &scratch_cap, len);
         if (st != GKD_OK) break;
-        if (is_stopword(scratch, lower_copy(s, len, scratch))) continue;
+        if (is_stopword(scratch, gkd_word_lower(s, len, scratch))) continue;
         int supported = word_supported(set, keys.n, s, len, scratch);
         p.n_content++;
         p.n_content_supported += supported;

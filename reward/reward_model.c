@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "core/format/checkpoint.h"
+#include "reward/text.h"
 #include "core/base/json.h"
 #include "core/tensor/model.h"
 #include "core/format/safetensors.h"
@@ -236,7 +237,7 @@ static gkd_status row_set_build(const gkd_reward_model *rm, const char *const *s
             label = pairs[i].label ? 1 : 0;
             const char *r = pairs[i].replacement;
             if (!pairs[i].label && r && strlen(r) < sizeof bad_key)
-                gkd_reward_model_word_key(r, strlen(r), bad_key);
+                gkd_word_key(r, strlen(r), bad_key);
             else
                 bad_key[0] = '\0';
         }

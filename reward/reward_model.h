@@ -68,10 +68,6 @@ gkd_status gkd_reward_model_make_pairs(const gkd_dataset *d, const gkd_reward_mo
                                        gkd_reward_model_pairs *out);
 void gkd_reward_model_pairs_free(gkd_reward_model_pairs *p);
 
-/* The matching key of a word, written to out (len + 1 bytes, NUL-terminated): lowercase ASCII, a trailing
- * "'s" dropped and a plural folded, as gkd_factual_score matches words. Returns the key's length. */
-size_t gkd_reward_model_word_key(const char *s, size_t len, char *out);
-
 /* The text the model reads: the words of `text` (runs of letters and digits joined across an inner
  * '.', '-', '_' or apostrophe, as gkd_factual_score splits them) lowercased, with a trailing "'s" dropped
  * and a plural folded ("libraries" -> "library"), each preceded by one space; punctuation is dropped.

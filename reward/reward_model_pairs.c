@@ -1,5 +1,5 @@
 /* The reward model's text side (see reward_model.h): the words it reads (gkd_reward_model_normalize,
- * gkd_reward_model_word_key) and its training pairs (gkd_reward_model_make_pairs: real summaries and
+ * gkd_word_key) and its training pairs (gkd_reward_model_make_pairs: real summaries and
  * one-word corruptions).
  * Rules: words are split as reward/factual.c splits them, so "a word absent from the source" means the
  * same thing here and in gkd_factual_score; every random draw comes from the seed's GKD_RNG_STREAM_USER
@@ -16,25 +16,8 @@
 
 /* ---------- words ---------- */
 
-/* Words are split as gkd_factual_score splits them: gkd_words_split (reward/words.c). */
-
-static int is_letter(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
-size_t gkd_reward_model_word_key(const char *s, size_t len, char *out) {
-    for (size_t i = 0; i < len; i++) out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
-    if (len > 2 && out[len - 2] == '\'' && out[len - 1] == 's') len -= 2;
-    if (len > 4 && memcmp(out + len - 3, "ies", 3) == 0 && is_letter(out[len - 4])) {
-        out[len - 3] = 'y';
-        len -= 2;
-    } else if (len > 3 && out[len - 1] == 's' && is_letter(out[len - 2]) && out[len - 2] != 's' &&
-               out[len - 2] != 'u' && out[len - 2] != 'i') {
-        len -= 1;
-    }
-    out[len] = '\0';
-    return len;
-}
+/* Words are split and keyed as gkd_factual_score splits and keys them: gkd_words_split and gkd_word_key
+ * (reward/words.c). */
 
 gkd_status gkd_reward_model_normalize(const char *text, char **out, int *n_words) {
     *out = NULL;
@@ -51,7 +34,7 @@ gkd_status gkd_reward_model_normalize(const char *text, char **out, int *n_words
     size_t used = 0;
     for (int w = 0; w < words.n; w++) {
         s[used++] = ' ';
-        used += gkd_reward_model_word_key(text + words.v[w].start, words.v[w].len, s + used);
+        used += gkd_word_key(text + words.v[w].start, words.v[w].len, s + used);
     }
     s[used] = '\0';
     if (n_words) *n_words = words.n;
@@ -63,20 +46,8 @@ gkd_status gkd_reward_model_normalize(const char *text, char **out, int *n_words
 /* ---------- key sets: the normalised words of a text, sorted for lookup ---------- */
 
 typedef struct {
-    const char *s;
-    int len;
-} key_view;
-
-static int key_view_cmp(const void *pa, const void *pb) {
-    const key_view *a = pa, *b = pb;
-    int n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->s, b->s, (size_t)n);
-    return c ? c : (a->len > b->len) - (a->len < b->len);
-}
-
-typedef struct {
     char *text; /* the normalised text the views point into */
-    key_view *keys;
+    gkd_key_view *keys;
     int n;
 } key_set;
 
@@ -101,24 +72,24 @@ static gkd_status key_set_build(const char *text, int with_parts, key_set *out) 
     for (size_t i = 0; i < len;) {
         size_t j = ++i; /* every word follows one space */
         while (j < len && t[j] != ' ') j++;
-        out->keys[out->n++] = (key_view){t + i, (int)(j - i)};
+        out->keys[out->n++] = (gkd_key_view){t + i, (int)(j - i)};
         int has_joiner = 0;
         for (size_t k = i; k < j; k++) has_joiner |= gkd_word_is_joiner(t[k]);
         for (size_t k = i, part = i; with_parts && has_joiner && k <= j; k++) {
             if (k == j || gkd_word_is_joiner(t[k])) {
-                if (k > part) out->keys[out->n++] = (key_view){t + part, (int)(k - part)};
+                if (k > part) out->keys[out->n++] = (gkd_key_view){t + part, (int)(k - part)};
                 part = k + 1;
             }
         }
         i = j;
     }
-    qsort(out->keys, (size_t)out->n, sizeof *out->keys, key_view_cmp);
+    qsort(out->keys, (size_t)out->n, sizeof *out->keys, gkd_key_view_cmp);
     return GKD_OK;
 }
 
 static int key_set_has(const key_set *k, const char *s, size_t len) {
-    key_view v = {s, (int)len};
-    return k->n && bsearch(&v, k->keys, (size_t)k->n, sizeof *k->keys, key_view_cmp) != NULL;
+    gkd_key_view v = {s, (int)len};
+    return k->n && bsearch(&v, k->keys, (size_t)k->n, sizeof *k->keys, gkd_key_view_cmp) != NULL;
 }
 
 /* ---------- pairs ---------- */
@@ -211,7 +182,7 @@ static gkd_status word_pool_add(word_pool *p, const char *s, size_t len, int exa
         free(k);
         return gkd_error_set(GKD_ERR_NOMEM, "reward model: word of %zu bytes", len);
     }
-    gkd_reward_model_word_key(s, len, k);
+    gkd_word_key(s, len, k);
     p->surface[p->n] = w;
     p->key[p->n] = k;
     p->example[p->n] = example;
@@ -346,7 +317,7 @@ static gkd_status example_pairs(const gkd_dataset *d, int e, const gkd_reward_mo
             continue;
         }
         n_content++;
-        grounded &= key_set_has(&exact, key, gkd_reward_model_word_key(s, len, key));
+        grounded &= key_set_has(&exact, key, gkd_word_key(s, len, key));
     }
     int usable = st == GKD_OK && n_content > 0 && (grounded || !cfg->require_grounded);
     for (int r = 0; usable && r < cfg->rounds && st == GKD_OK; r++) {
@@ -355,7 +326,7 @@ static gkd_status example_pairs(const gkd_dataset *d, int e, const gkd_reward_mo
             if (content[w] && pick-- == 0) break;
         const char *s = summary + words->v[w].start;
         size_t len = words->v[w].len;
-        gkd_reward_model_word_key(s, len, key);
+        gkd_word_key(s, len, key);
         word_kind kind = kind_of(s, len, w == 0);
         int j = draw_replacement(pool, kind, e, key, src, &parts, rng, 64, &st);
         if (j < 0 && st == GKD_OK && kind != KIND_WORD)

@@ -77,4 +77,20 @@ gkd_status gkd_words_split(const char *text, size_t n, gkd_word_list *out);
 void gkd_word_list_free(gkd_word_list *w);
 int gkd_word_is_joiner(char c);
 
+/* The key a word is matched by (the factual metric's support test, the reward model's corruptions):
+ * ASCII lowercased, a trailing "'s" dropped and a plural folded ("libraries" -> "library", "tools" ->
+ * "tool"; not after s, u or i: "class", "bus", "apis"). gkd_word_lower copies s[0..len) lowercased into
+ * out and returns len; gkd_word_fold folds a lowercased word in place and returns its new length;
+ * gkd_word_key does both into out (len + 1 bytes) and NUL-terminates it. */
+size_t gkd_word_lower(const char *s, size_t len, char *out);
+size_t gkd_word_fold(char *w, size_t len);
+size_t gkd_word_key(const char *s, size_t len, char *out);
+
+/* A key in a sorted table of keys, and the order the table is sorted and searched in (qsort, bsearch). */
+typedef struct {
+    const char *s;
+    int len;
+} gkd_key_view;
+int gkd_key_view_cmp(const void *a, const void *b);
+
 #endif

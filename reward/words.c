@@ -81,6 +81,40 @@ gkd_status gkd_words_split(const char *text, size_t n, gkd_word_list *out) {
     return GKD_OK;
 }
 
+static int is_letter(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+size_t gkd_word_lower(const char *s, size_t len, char *out) {
+    for (size_t i = 0; i < len; i++) out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    return len;
+}
+
+size_t gkd_word_fold(char *w, size_t len) {
+    if (len > 2 && w[len - 2] == '\'' && w[len - 1] == 's') len -= 2;
+    if (len > 4 && memcmp(w + len - 3, "ies", 3) == 0 && is_letter(w[len - 4])) {
+        w[len - 3] = 'y';
+        return len - 2;
+    }
+    if (len > 3 && w[len - 1] == 's' && is_letter(w[len - 2]) && w[len - 2] != 's' && w[len - 2] != 'u' &&
+        w[len - 2] != 'i')
+        return len - 1;
+    return len;
+}
+
+size_t gkd_word_key(const char *s, size_t len, char *out) {
+    len = gkd_word_fold(out, gkd_word_lower(s, len, out));
+    out[len] = '\0';
+    return len;
+}
+
+int gkd_key_view_cmp(const void *pa, const void *pb) {
+    const gkd_key_view *a = pa, *b = pb;
+    int n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->s, b->s, (size_t)n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
 void gkd_word_list_free(gkd_word_list *w) {
     if (!w) return;
     free(w->v);
