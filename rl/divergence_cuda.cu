@@ -410,3 +410,31 @@ gkd_status gkd_divergence_cuda_pg_rows(gkd_divergence_cuda *w, const float *logi
 }
 
 } // extern "C"
+
+namespace {
+
+gkd_status device_create(int max_rows, void **scratch) {
+    return gkd_divergence_cuda_create(max_rows, (gkd_divergence_cuda **)scratch);
+}
+
+void device_free(void *scratch) {
+    gkd_divergence_cuda_free((gkd_divergence_cuda *)scratch);
+}
+
+gkd_status device_rows(void *scratch, const gkd_divergence *d, const float *teacher, const float *student,
+                       int N, int V, double *value, float *dstudent, const float *grad_scale,
+                       gkd_token_metrics *metrics) {
+    return gkd_divergence_cuda_rows((gkd_divergence_cuda *)scratch, d, teacher, student, N, V, value,
+                                    dstudent, grad_scale, metrics);
+}
+
+gkd_status device_pg_rows(void *scratch, const float *logits, int N, int V, const int *targets,
+                          const float *weights, float *grad, double *nll) {
+    return gkd_divergence_cuda_pg_rows((gkd_divergence_cuda *)scratch, logits, N, V, targets, weights, grad,
+                                       nll);
+}
+
+} // namespace
+
+extern "C" const gkd_divergence_device gkd_divergence_cuda_device = {device_create, device_free, device_rows,
+                                                                     device_pg_rows};

@@ -18,6 +18,8 @@
  * - Attention's products call the fp32 path directly: they stay fp32 (tf32 when on) in bf16 precision,
  *   as on the CPU, whose attention does not go through matmul. */
 #include "core/tensor/backend_cuda.h"
+#include "core/tensor/backend_cuda_internal.h"
+#include "core/tensor/sample_cuda.h"
 
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -789,7 +791,7 @@ void attn_rows_cb(int backward, void *user) {
 
 /* Scores q k^T / sqrt(head_dim) into att (cuBLAS), the causal softmax in place (a row kernel), out = att v
  * (cuBLAS), each product on exactly the pos0[b] + T keys its sequence sees, batched as
- * gkd_cuda_attn_plan_make decides (backend_cuda.h). With at most ROW_ATTN_MAX_T
+ * gkd_cuda_attn_plan_make decides (backend_cuda_internal.h). With at most ROW_ATTN_MAX_T
  * queries per sequence (decoding), one fused row kernel does all three instead. */
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                             const int *pos0, const gkd_attn_dims *d) {
@@ -1050,6 +1052,8 @@ void fill_table(gkd_backend *t) {
     t->sumsq = cuda_sumsq;
     t->precision = cuda_get_precision;
     t->set_precision = set_precision;
+    t->sample_workspace_bytes = gkd_sample_cuda_workspace_bytes;
+    t->sample_draw = gkd_sample_cuda_draw;
 }
 
 int env_flag(const char *name) {
@@ -1109,6 +1113,10 @@ const gkd_backend *gkd_backend_cuda(void) {
         return NULL;
     }
     return &S.table;
+}
+
+int gkd_backend_is_cuda(const gkd_backend *be) {
+    return be == &S.table;
 }
 
 int gkd_backend_cuda_device_count(void) {
