@@ -19,6 +19,7 @@
  *   as on the CPU, whose attention does not go through matmul. */
 #include "core/tensor/backend_cuda.h"
 #include "core/tensor/backend_cuda_internal.h"
+#include "core/tensor/cuda_reduce.cuh"
 #include "core/tensor/sample_cuda.h"
 
 #include <cublas_v2.h>
@@ -174,30 +175,15 @@ int grid_for(size_t n) {
     return (int)(blocks < (size_t)MAX_GRID ? blocks : (size_t)MAX_GRID);
 }
 
-/* ---------- block reductions (fixed shuffle tree: deterministic) ---------- */
+/* ---------- block reductions (core/tensor/cuda_reduce.cuh's shuffle tree: deterministic) ---------- */
 
-/* Every thread of the block gets the total. blockDim.x must be a multiple of 32 (a partial warp would
- * shuffle with absent lanes) and at most 1024; sh: 32 slots. */
+/* Every thread of the block gets the total; sh: 32 slots. */
 template <typename T> __device__ T block_sum(T v, T *sh) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    __syncthreads(); /* sh may still be read by a previous reduction */
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    v = lane < n_warps ? sh[lane] : (T)0;
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
+    return gkd_cuda_block_reduce(v, gkd_cuda_add(), (T)0, sh);
 }
 
 __device__ float block_max(float v, float *sh) {
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    __syncthreads();
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    v = lane < n_warps ? sh[lane] : -INFINITY;
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
+    return gkd_cuda_block_reduce(v, gkd_cuda_fmax(), -INFINITY, sh);
 }
 
 /* ---------- memory ---------- */
