@@ -148,6 +148,16 @@ struct gkd_backend {
                               float *logprobs);
 };
 
+/* The table's entries in order, for a backend that names its functions <prefix>_<entry>: with
+ * `#define CPU_OP(op) .op = cpu_##op,` a table lists GKD_BACKEND_MEMORY_OPS(CPU_OP) and
+ * GKD_BACKEND_COMPUTE_OPS(CPU_OP) instead of every entry by hand. */
+#define GKD_BACKEND_MEMORY_OPS(X) X(alloc) X(free) X(zero) X(copy_in) X(copy_out) X(copy) X(copy_2d)
+#define GKD_BACKEND_COMPUTE_OPS(X)                                                                            \
+    X(matmul) X(matmul_batched) X(embedding_forward) X(embedding_backward) X(rmsnorm_forward)                \
+    X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(kv_write) X(attention_forward)                    \
+    X(attention_backward) X(swiglu_forward) X(swiglu_backward) X(residual_forward) X(residual_backward)      \
+    X(crossentropy_forward) X(crossentropy_backward) X(adamw_update) X(sumsq)
+
 /* The CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest. Static table. */
 const gkd_backend *gkd_backend_cpu(void);
 

@@ -379,15 +379,9 @@ gkd_precision cuda_get_precision(void) {
 void fill_table(gkd_backend *t) {
     memset(t, 0, sizeof *t);
     t->name = "cuda";
-    t->alloc = cuda_alloc;
-    t->free = cuda_free;
-    t->zero = cuda_zero;
-    t->copy_in = cuda_copy_in;
-    t->copy_out = cuda_copy_out;
-    t->copy = cuda_copy;
-    t->copy_2d = cuda_copy_2d;
-    t->matmul = cuda_matmul;
-    t->matmul_batched = cuda_matmul_batched;
+#define CUDA_OP(op) t->op = cuda_##op;
+    GKD_BACKEND_MEMORY_OPS(CUDA_OP)
+#undef CUDA_OP
     fill_ops(t);
     t->precision = cuda_get_precision;
     t->set_precision = set_precision;

@@ -29,13 +29,19 @@ bool cuda_ok(cudaError_t e, const char *what, ...) __attribute__((format(printf,
 /* After each kernel launch: records a bad launch at once, a fault while running at the next waiting call
  * (or here with GKD_CUDA_SYNC=1). */
 void launched(const char *what, ...) __attribute__((format(printf, 1, 2)));
+/* The table's matmul and matmul_batched (backend_cuda.cu), for fill_ops. */
+void cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
+void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
+                         size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c,
+                         int ldc, size_t stride_c, int batch);
 /* The table's matmul_batched in fp32 (tf32 when on) whatever the precision: attention's products. */
 void sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
                    size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc,
                    size_t stride_c, int batch);
 /* sumsq's partial sums: (SUMSQ_BLOCKS + 1) doubles of device memory, made at initialisation. */
 double *sumsq_workspace(void);
-/* Fills the entries of the ops in backend_cuda_ops.cu. */
+/* Fills the compute entries (GKD_BACKEND_COMPUTE_OPS): the kernels of backend_cuda_ops.cu, the products. */
 void fill_ops(gkd_backend *t);
 
 } // namespace gkd_cuda

@@ -643,23 +643,9 @@ double cuda_sumsq(const float *x, size_t n) {
 } // namespace
 
 void fill_ops(gkd_backend *t) {
-    t->embedding_forward = cuda_embedding_forward;
-    t->embedding_backward = cuda_embedding_backward;
-    t->rmsnorm_forward = cuda_rmsnorm_forward;
-    t->rmsnorm_backward = cuda_rmsnorm_backward;
-    t->rope_forward = cuda_rope_forward;
-    t->rope_backward = cuda_rope_backward;
-    t->kv_write = cuda_kv_write;
-    t->attention_forward = cuda_attention_forward;
-    t->attention_backward = cuda_attention_backward;
-    t->swiglu_forward = cuda_swiglu_forward;
-    t->swiglu_backward = cuda_swiglu_backward;
-    t->residual_forward = cuda_residual_forward;
-    t->residual_backward = cuda_residual_backward;
-    t->crossentropy_forward = cuda_crossentropy_forward;
-    t->crossentropy_backward = cuda_crossentropy_backward;
-    t->adamw_update = cuda_adamw_update;
-    t->sumsq = cuda_sumsq;
+#define CUDA_OP(op) t->op = cuda_##op;
+    GKD_BACKEND_COMPUTE_OPS(CUDA_OP)
+#undef CUDA_OP
 }
 
 } // namespace gkd_cuda

@@ -13,6 +13,15 @@
 
 /* ---------- KV cache ---------- */
 
+void gkd_kv_cache_free(gkd_kv_cache *c) {
+    if (!c) return;
+    c->be->free(c->k);
+    c->be->free(c->v);
+    c->be->free(c->logits);
+    gkd_model_act_set_free(c->be, &c->acts);
+    free(c);
+}
+
 gkd_status gkd_kv_cache_create(const gkd_model *m, int B, int max_T, gkd_kv_cache **out) {
     const char *fn = "gkd_kv_cache_create";
     if (!out) return gkd_error_set(GKD_ERR_ARG, "%s: out is NULL", fn);
@@ -42,15 +51,6 @@ gkd_status gkd_kv_cache_create(const gkd_model *m, int B, int max_T, gkd_kv_cach
     m->be->zero(c->v, bytes);
     *out = c;
     return GKD_OK;
-}
-
-void gkd_kv_cache_free(gkd_kv_cache *c) {
-    if (!c) return;
-    c->be->free(c->k);
-    c->be->free(c->v);
-    c->be->free(c->logits);
-    gkd_model_act_set_free(c->be, &c->acts);
-    free(c);
 }
 
 int gkd_kv_cache_batch(const gkd_kv_cache *c) {
