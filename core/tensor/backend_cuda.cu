@@ -2,8 +2,8 @@
  * error, the memory accounting, the table and the matrix products, which go to cuBLAS (row-major products
  * computed as the column-major product of the transposes); every other op is a kernel in
  * backend_cuda_ops.cu (what the two share: backend_cuda_impl.cuh), written to be plainly right first:
- * one block per row for row reductions, one thread per element for elementwise ops. The CPU backend (backend_cpu.c) is the reference; tests/cuda/test_cuda_ops.c compares
- * the two op by op.
+ * one block per row for row reductions, one thread per element for elementwise ops. The CPU backend
+ * (backend_cpu.c) is the reference; tests/cuda/test_cuda_ops.c compares the two op by op.
  * Rules:
  * - Everything is queued on the legacy default stream, so ops run in call order with no extra syncs;
  *   host-side arguments (pos0, attention dims) are read before the op returns.
