@@ -152,7 +152,7 @@ struct gkd_backend {
  * `#define CPU_OP(op) .op = cpu_##op,` a table lists GKD_BACKEND_MEMORY_OPS(CPU_OP) and
  * GKD_BACKEND_COMPUTE_OPS(CPU_OP) instead of every entry by hand. */
 #define GKD_BACKEND_MEMORY_OPS(X) X(alloc) X(free) X(zero) X(copy_in) X(copy_out) X(copy) X(copy_2d)
-#define GKD_BACKEND_COMPUTE_OPS(X)                                                                            \
+#define GKD_BACKEND_COMPUTE_OPS(X)                                                                           \
     X(matmul) X(matmul_batched) X(embedding_forward) X(embedding_backward) X(rmsnorm_forward)                \
     X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(kv_write) X(attention_forward)                    \
     X(attention_backward) X(swiglu_forward) X(swiglu_backward) X(residual_forward) X(residual_backward)      \

@@ -276,8 +276,8 @@ static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
 /* The rotation of x's head pairs by the angles of pos; sign +1 turns by +angle (the forward), -1 by -angle
  * (its transpose, the backward). Multiplying by sign is exact, so each direction computes what its own
  * formula would. */
-static void rope_rotate(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N, int n_heads,
-                        int head_dim, int ld, float sign) {
+static void rope_rotate(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                        int n_heads, int head_dim, int ld, float sign) {
     int half = head_dim / 2;
 #pragma omp parallel for schedule(static) if ((size_t)N * n_heads * head_dim > PAR_MIN)
     for (int n = 0; n < N; n++) {
