@@ -135,8 +135,9 @@ struct gkd_backend {
 
     /* Optional fused operations: NULL where the backend has none, and the caller then takes its generic
      * path. A backend that runs one natively fills its entry; no caller asks which backend it holds.
-     * (The divergence rows are fused too, but they are rl's: rl/divergence_device.h picks them.) */
-    /* Bytes of device scratch sample_draw needs for B rows of V logits. */
+     * (The divergence rows of the distillation loss are fused too, but their types and formulas are rl's,
+     * which this layer cannot see, so rl picks them per table: rl/divergence_device.h.) */
+    /* Bytes of device scratch sample_draw needs for B rows of V logits; set with sample_draw. */
     size_t (*sample_workspace_bytes)(int B, int V);
     /* The draw of gkd_sample_token (core/tensor/sample.h) for every row of logits: (B,V) in backend memory,
      * so only tokens and log-probabilities reach the host. Row b uses the uniform at word offset + b of
