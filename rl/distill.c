@@ -1,9 +1,9 @@
 /* Chunked distillation loss (see distill.h).
  * Rules:
- * - On the CPU backend the divergence rows run in place on the chunk's logits. On the CUDA backend they
- *   run on the device (divergence_cuda.h): only per-row numbers cross to the host, never (chunk, V)
- *   logits. Another device backend (sim, core/tensor/backend_sim.h) gets host copies of the logits (host_ls,
- *   host_lt, host_grad).
+ * - On the CPU backend the divergence rows run in place on the chunk's logits. On a backend with device
+ *   rows (rl/divergence_device.h, chosen once when the workspace is made) they run there: only per-row
+ *   numbers cross to the host, never (chunk, V) logits. Another device backend (sim,
+ *   core/tensor/backend_sim.h) gets host copies of the logits (host_ls, host_lt, host_grad).
  * - Hidden rows are gathered and scattered one copy per run of consecutive positions (an output span
  *   of a sequence is one run). */
 #include "rl/distill.h"
@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef GKD_HAVE_CUDA
-#include "rl/divergence_cuda.h"
-#endif
+#include "rl/divergence_device.h"
 
 struct gkd_distill_workspace {
     const gkd_backend *be;
@@ -27,12 +25,11 @@ struct gkd_distill_workspace {
     /* On a device backend without device divergence rows, the logits of a chunk are copied into these
      * host rows and the gradient copied back (NULL on the CPU backend, whose buffers are host memory). */
     float *host_ls, *host_lt, *host_grad;
-#ifdef GKD_HAVE_CUDA
-    gkd_divergence_cuda *dev; /* the device divergence rows (CUDA backend), else NULL */
-    int *targets;             /* (chunk) host: the policy-gradient rows' targets */
-    float *pg_w;              /* (chunk) host: their weights */
-    double *nll;              /* (chunk) host: their -log q(target) */
-#endif
+    const gkd_divergence_device *device; /* the backend's own divergence rows, else NULL */
+    void *dev;                           /* their scratch */
+    int *targets;                        /* (chunk) host: the policy-gradient rows' targets (device rows) */
+    float *pg_w;                         /* (chunk) host: their weights */
+    double *nll;                         /* (chunk) host: their -log q(target) */
     float *dhs_rows;            /* (chunk, Cs) */
     double *values;             /* (chunk) host */
     gkd_token_metrics *metrics; /* (chunk) host */
@@ -53,12 +50,10 @@ void gkd_distill_workspace_free(gkd_distill_workspace *ws) {
     free(ws->host_ls);
     free(ws->host_lt);
     free(ws->host_grad);
-#ifdef GKD_HAVE_CUDA
-    gkd_divergence_cuda_free(ws->dev);
+    if (ws->device) ws->device->free_scratch(ws->dev);
     free(ws->targets);
     free(ws->pg_w);
     free(ws->nll);
-#endif
     be->free(ws->dhs_rows);
     free(ws->values);
     free(ws->metrics);
@@ -87,11 +82,8 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
     ws->lt = be->alloc(cv);
     ws->grad = be->alloc(cv);
     int rows_on_host = be != gkd_backend_cpu();
-#ifdef GKD_HAVE_CUDA
-    /* recognised by its name: comparing with gkd_backend_cuda() would initialise CUDA for another device
-     * backend (sim, core/tensor/backend_sim.h) */
-    if (rows_on_host && strcmp(be->name, "cuda") == 0) {
-        gkd_status st = gkd_divergence_cuda_create(chunk, &ws->dev);
+    if (rows_on_host && (ws->device = gkd_divergence_device_for(be))) {
+        gkd_status st = ws->device->create(chunk, &ws->dev);
         ws->targets = malloc((size_t)chunk * sizeof(int));
         ws->pg_w = malloc((size_t)chunk * sizeof(float));
         ws->nll = malloc((size_t)chunk * sizeof(double));
@@ -101,7 +93,6 @@ gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V,
         }
         rows_on_host = 0;
     }
-#endif
     if (rows_on_host) {
         ws->host_ls = malloc(cv);
         ws->host_lt = malloc(cv);
@@ -202,11 +193,8 @@ static double pg_row(const float *z, int V, int y, float w, float *g) {
  * where the workspace has device rows. */
 static gkd_status chunk_divergence(gkd_distill_workspace *ws, const gkd_divergence *div, const float *lt,
                                    const float *ls, int n, float *grad) {
-#ifdef GKD_HAVE_CUDA
-    if (ws->dev)
-        return gkd_divergence_cuda_rows(ws->dev, div, lt, ls, n, ws->V, ws->values, grad, ws->weights,
-                                        ws->metrics);
-#endif
+    if (ws->device)
+        return ws->device->rows(ws->dev, div, lt, ls, n, ws->V, ws->values, grad, ws->weights, ws->metrics);
     return gkd_divergence_rows_ex(div, lt, ls, n, ws->V, ws->values, grad, ws->weights, ws->metrics);
 }
 
@@ -217,18 +205,16 @@ static gkd_status chunk_policy_gradient(gkd_distill_workspace *ws, const float *
                                         double *pg_loss) {
     int V = ws->V;
     const float *pg_weight = extra->pg_weight;
-#ifdef GKD_HAVE_CUDA
-    if (ws->dev) {
+    if (ws->device) {
         for (int i = 0; i < n; i++) {
             ws->targets[i] = extra->targets[pos[i]];
             ws->pg_w[i] = pg_weight[pos[i]] * scale;
         }
-        gkd_status st = gkd_divergence_cuda_pg_rows(ws->dev, ls, n, V, ws->targets, ws->pg_w, grad, ws->nll);
+        gkd_status st = ws->device->pg_rows(ws->dev, ls, n, V, ws->targets, ws->pg_w, grad, ws->nll);
         if (st != GKD_OK) return st;
         for (int i = 0; i < n; i++) *pg_loss += pg_weight[pos[i]] * ws->nll[i];
         return GKD_OK;
     }
-#endif
     for (int i = 0; i < n; i++)
         *pg_loss += pg_weight[pos[i]] * pg_row(ls + (size_t)i * V, V, extra->targets[pos[i]],
                                                pg_weight[pos[i]] * scale, grad ? grad + (size_t)i * V : NULL);

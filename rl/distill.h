@@ -8,8 +8,8 @@
  * 1 / masked-positions, TRL's); dhidden is overwritten (zero on unmasked positions), dW accumulates (+=).
  * The monitoring metrics (forward KL, reverse KL, JSD(0.5), entropies) are computed from the same logits
  * with the same weights, whatever the training divergence, in the same pass (gkd_divergence_rows_ex).
- * On the CUDA backend the rows and the policy-gradient term run on the device (rl/divergence_cuda.h): no
- * (chunk, V) logits are copied to the host. The policy-gradient term at a sampling temperature T != 1
+ * On a backend with device rows (rl/divergence_device.h: CUDA's) the rows and the policy-gradient term
+ * run on the device: no (chunk, V) logits are copied to the host. The policy-gradient term at a sampling temperature T != 1
  * costs one more product per chunk (the logits at 1/T; the divergence keeps the temperature-1 logits). */
 #ifndef GKD_DISTILL_H
 #define GKD_DISTILL_H

@@ -15,6 +15,7 @@
 #include "rl/divergence_cuda.h"
 
 #include "core/tensor/backend_cuda.h"
+#include "core/tensor/cuda_reduce.cuh"
 #include "rl/divergence_terms.h"
 
 #include <cuda_runtime.h>
@@ -49,19 +50,11 @@ struct rows_args {
 
 /* ---------- fixed-order block reductions ---------- */
 
-/* K sums at once: every thread gets the totals in v. sh: (K, THREADS). */
+/* K sums at once (core/tensor/cuda_reduce.cuh's halving tree over this file's THREADS). */
 template <int K> __device__ void block_sums(double *v, double *sh) {
-    int tid = threadIdx.x;
-    __syncthreads(); /* sh may still be read by the previous reduction */
-    for (int k = 0; k < K; k++) sh[k * THREADS + tid] = v[k];
-    __syncthreads();
-    for (int s = THREADS / 2; s > 0; s >>= 1) {
-        if (tid < s)
-            for (int k = 0; k < K; k++) sh[k * THREADS + tid] += sh[k * THREADS + tid + s];
-        __syncthreads();
-    }
-    for (int k = 0; k < K; k++) v[k] = sh[k * THREADS];
+    gkd_cuda_block_tree_sums<K, THREADS>(v, sh);
 }
+
 
 /* The largest value and its lowest index (the CPU's strict '>' keeps the first maximum), and the lowest
  * bad index; per side (2). sh_val: (2, THREADS), sh_idx: (4, THREADS). */
@@ -410,3 +403,31 @@ gkd_status gkd_divergence_cuda_pg_rows(gkd_divergence_cuda *w, const float *logi
 }
 
 } // extern "C"
+
+namespace {
+
+gkd_status device_create(int max_rows, void **scratch) {
+    return gkd_divergence_cuda_create(max_rows, (gkd_divergence_cuda **)scratch);
+}
+
+void device_free(void *scratch) {
+    gkd_divergence_cuda_free((gkd_divergence_cuda *)scratch);
+}
+
+gkd_status device_rows(void *scratch, const gkd_divergence *d, const float *teacher, const float *student,
+                       int N, int V, double *value, float *dstudent, const float *grad_scale,
+                       gkd_token_metrics *metrics) {
+    return gkd_divergence_cuda_rows((gkd_divergence_cuda *)scratch, d, teacher, student, N, V, value,
+                                    dstudent, grad_scale, metrics);
+}
+
+gkd_status device_pg_rows(void *scratch, const float *logits, int N, int V, const int *targets,
+                          const float *weights, float *grad, double *nll) {
+    return gkd_divergence_cuda_pg_rows((gkd_divergence_cuda *)scratch, logits, N, V, targets, weights, grad,
+                                       nll);
+}
+
+} // namespace
+
+extern "C" const gkd_divergence_device gkd_divergence_cuda_device = {device_create, device_free, device_rows,
+                                                                     device_pg_rows};

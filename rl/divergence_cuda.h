@@ -1,6 +1,6 @@
 /* Token divergences on the CUDA backend: gkd_divergence_rows_ex (divergence.h) over device logits, and
  * the policy-gradient rows of the GKD + RL loss, for the distillation loss (distill.c) to keep its
- * (chunk, V) logits on the device.
+ * (chunk, V) logits on the device; rl/divergence_device.c hands them to it as gkd_divergence_cuda_device.
  * Rules:
  * - The same per-entry formulas as the CPU (divergence_terms.h), in double; one thread block per row,
  *   every sum a fixed-order block reduction (no atomics), so results repeat bit for bit on one GPU. They
@@ -23,6 +23,7 @@ extern "C" {
 
 #include "core/base/error.h"
 #include "rl/divergence.h"
+#include "rl/divergence_device.h"
 
 /* Device scratch for rows of up to max_rows positions (a few hundred bytes per row, allocated through
  * the CUDA backend's table). */
@@ -50,6 +51,9 @@ gkd_status gkd_divergence_cuda_pg_rows(gkd_divergence_cuda *w, const float *logi
                                        const float *weights,                        /* (N) host */
                                        float *grad, /* (N,V) device or NULL, += */
                                        double *nll /* (N) host */);
+
+/* These rows as rl/divergence_device.h's table, the CUDA backend's entry there. */
+extern const gkd_divergence_device gkd_divergence_cuda_device;
 
 #ifdef __cplusplus
 }

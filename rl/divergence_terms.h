@@ -158,6 +158,24 @@ typedef struct {
     int jsd_gradient;
 } gkd_div_resolved;
 
+/* Skew KL, KL(P || skew P + (1-skew) Q), on the teacher's side; with student set, skew reverse KL, the same
+ * with P and Q swapped. skew 1 leaves the zero form; skew 0 is the plain KL of that side. */
+GKD_HD static inline void gkd_div_resolve_skew(gkd_div_resolved *r, double skew, int student) {
+    r->select = student ? GKD_DIV_SELECT_STUDENT : GKD_DIV_SELECT_TEACHER;
+    if (skew == 1.0) return;
+    if (skew == 0.0) {
+        r->form = student ? GKD_DIV_FORM_REVERSE_KL : GKD_DIV_FORM_FORWARD_KL;
+        return;
+    }
+    r->form = GKD_DIV_FORM_MIX;
+    r->wp = student ? 1.0 - skew : skew;
+    r->wq = student ? skew : 1.0 - skew;
+    if (student)
+        r->cb = 1.0;
+    else
+        r->ca = 1.0;
+}
+
 /* d must have passed gkd_divergence_check. */
 GKD_HD static inline gkd_div_resolved gkd_div_resolve(const gkd_divergence *d) {
     gkd_div_resolved r = {GKD_DIV_FORM_ZERO, GKD_DIV_SELECT_UNION, 0.0, 0.0, 0.0, 0.0, 0};
@@ -196,28 +214,10 @@ GKD_HD static inline gkd_div_resolved gkd_div_resolve(const gkd_divergence *d) {
         r.form = GKD_DIV_FORM_TV;
         break;
     case GKD_DIV_SKEW_KL:
-        r.select = GKD_DIV_SELECT_TEACHER;
-        if (d->skew == 1.0) break;
-        if (d->skew == 0.0) {
-            r.form = GKD_DIV_FORM_FORWARD_KL;
-            break;
-        }
-        r.form = GKD_DIV_FORM_MIX;
-        r.wp = d->skew;
-        r.wq = 1.0 - d->skew;
-        r.ca = 1.0;
+        gkd_div_resolve_skew(&r, d->skew, 0);
         break;
     case GKD_DIV_SKEW_REVERSE_KL:
-        r.select = GKD_DIV_SELECT_STUDENT;
-        if (d->skew == 1.0) break;
-        if (d->skew == 0.0) {
-            r.form = GKD_DIV_FORM_REVERSE_KL;
-            break;
-        }
-        r.form = GKD_DIV_FORM_MIX;
-        r.wp = 1.0 - d->skew;
-        r.wq = d->skew;
-        r.cb = 1.0;
+        gkd_div_resolve_skew(&r, d->skew, 1);
         break;
     }
     return r;

@@ -1,7 +1,7 @@
-/* The CUDA backend's host-side planning (core/tensor/backend_cuda.h), checked without a GPU: how attention is
- * split into cuBLAS calls and row-kernel launches, and the byte formatting of its messages. The products
- * are driven through gkd_cuda_attn_product exactly as the CUDA backend drives them, but with the CPU
- * backend's matmul_batched, and the row launches are replayed on the host with the kernels' row
+/* The CUDA backend's host-side planning (core/tensor/backend_cuda_internal.h), checked without a GPU: how
+ * attention is split into cuBLAS calls and row-kernel launches, and the byte formatting of its messages.
+ * The products are driven through gkd_cuda_attn_product exactly as the CUDA backend drives them, but with
+ * the CPU backend's matmul_batched, and the row launches are replayed on the host with the kernels' row
  * numbering; the result must match the CPU backend's own attention. So every pointer, stride, leading
  * dimension and key count that the GPU will be handed is checked here, and only the kernels' insides are
  * left for the GPU tests (tests/cuda/test_cuda_ops.c). */
@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "core/tensor/backend.h"
-#include "core/tensor/backend_cuda.h"
+#include "core/tensor/backend_cuda_internal.h"
 #include "core/base/rng.h"
 #include "tests/check.h"
 

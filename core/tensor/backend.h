@@ -18,6 +18,8 @@
 
 #include "core/tensor/precision.h"
 
+struct gkd_sample_config; /* core/tensor/sample.h, which includes this header */
+
 /* Geometry of causal grouped-query attention. Query head h of sequence b reads key/value head
  * h / (n_heads / n_kv_heads). Position t of q row b is at q + b*bs_q + t*ld_q + h*head_dim; keys and
  * values at k + b*bs_kv + j*ld_kv + g*head_dim (same for v); outputs like queries with ld_out, bs_out.
@@ -130,7 +132,32 @@ struct gkd_backend {
      * changes nothing. Both NULL: fp32 only. Callers use gkd_backend_precision/_set_precision. */
     gkd_precision (*precision)(void);
     gkd_status (*set_precision)(gkd_precision p);
+
+    /* Optional fused operations: NULL where the backend has none, and the caller then takes its generic
+     * path. A backend that runs one natively fills its entry; no caller asks which backend it holds.
+     * (The divergence rows of the distillation loss are fused too, but their types and formulas are rl's,
+     * which this layer cannot see, so rl picks them per table: rl/divergence_device.h.) */
+    /* Bytes of device scratch sample_draw needs for B rows of V logits; set with sample_draw. */
+    size_t (*sample_workspace_bytes)(int B, int V);
+    /* The draw of gkd_sample_token (core/tensor/sample.h) for every row of logits: (B,V) in backend memory,
+     * so only tokens and log-probabilities reach the host. Row b uses the uniform at word offset + b of
+     * (seed, stream), none when greedy. workspace: sample_workspace_bytes(B, V) bytes of backend memory.
+     * tokens, logprobs: (B) host; a row holding a NaN or infinite logit gets -1 and NaN. Waits for the
+     * device. */
+    gkd_status (*sample_draw)(const float *logits, int B, int V, const struct gkd_sample_config *cfg,
+                              uint64_t seed, uint64_t stream, uint64_t offset, void *workspace, int *tokens,
+                              float *logprobs);
 };
+
+/* The table's entries in order, for a backend that names its functions <prefix>_<entry>: with
+ * `#define CPU_OP(op) .op = cpu_##op,` a table lists GKD_BACKEND_MEMORY_OPS(CPU_OP) and
+ * GKD_BACKEND_COMPUTE_OPS(CPU_OP) instead of every entry by hand. */
+#define GKD_BACKEND_MEMORY_OPS(X) X(alloc) X(free) X(zero) X(copy_in) X(copy_out) X(copy) X(copy_2d)
+#define GKD_BACKEND_COMPUTE_OPS(X)                                                                           \
+    X(matmul) X(matmul_batched) X(embedding_forward) X(embedding_backward) X(rmsnorm_forward)                \
+    X(rmsnorm_backward) X(rope_forward) X(rope_backward) X(kv_write) X(attention_forward)                    \
+    X(attention_backward) X(swiglu_forward) X(swiglu_backward) X(residual_forward) X(residual_backward)      \
+    X(crossentropy_forward) X(crossentropy_backward) X(adamw_update) X(sumsq)
 
 /* The CPU backend: OpenBLAS sgemm for matrix products, OpenMP loops for the rest. Static table. */
 const gkd_backend *gkd_backend_cpu(void);

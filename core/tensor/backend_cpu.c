@@ -273,8 +273,11 @@ static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
     }
 }
 
-static void cpu_rope_forward(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
-                             int n_heads, int head_dim, int ld) {
+/* The rotation of x's head pairs by the angles of pos; sign +1 turns by +angle (the forward), -1 by -angle
+ * (its transpose, the backward). Multiplying by sign is exact, so each direction computes what its own
+ * formula would. */
+static void rope_rotate(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                        int n_heads, int head_dim, int ld, float sign) {
     int half = head_dim / 2;
 #pragma omp parallel for schedule(static) if ((size_t)N * n_heads * head_dim > PAR_MIN)
     for (int n = 0; n < N; n++) {
@@ -284,29 +287,21 @@ static void cpu_rope_forward(float *x, const int *pos, const float *cos_tab, con
             float *v = x + (size_t)n * ld + (size_t)h * head_dim;
             for (int i = 0; i < half; i++) {
                 float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] - b * sn[i];
-                v[i + half] = b * cs[i] + a * sn[i];
+                v[i] = a * cs[i] - (sign * b) * sn[i];
+                v[i + half] = b * cs[i] + (sign * a) * sn[i];
             }
         }
     }
 }
 
+static void cpu_rope_forward(float *x, const int *pos, const float *cos_tab, const float *sin_tab, int N,
+                             int n_heads, int head_dim, int ld) {
+    rope_rotate(x, pos, cos_tab, sin_tab, N, n_heads, head_dim, ld, 1.0f);
+}
+
 static void cpu_rope_backward(float *dx, const int *pos, const float *cos_tab, const float *sin_tab, int N,
                               int n_heads, int head_dim, int ld) {
-    int half = head_dim / 2;
-#pragma omp parallel for schedule(static) if ((size_t)N * n_heads * head_dim > PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const float *cs = cos_tab + (size_t)pos[n] * half;
-        const float *sn = sin_tab + (size_t)pos[n] * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = dx + (size_t)n * ld + (size_t)h * head_dim;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] + b * sn[i];
-                v[i + half] = b * cs[i] - a * sn[i];
-            }
-        }
-    }
+    rope_rotate(dx, pos, cos_tab, sin_tab, N, n_heads, head_dim, ld, -1.0f);
 }
 
 static inline int attn_pos0(const int *pos0, int b) {
@@ -490,37 +485,21 @@ static double cpu_sumsq(const float *x, size_t n) {
     return s;
 }
 
+#define CPU_OP(op) .op = cpu_##op,
 static const gkd_backend cpu_backend = {
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
-    .copy_in = cpu_copy,
+    .copy_in = cpu_copy, /* host memory: every direction is one memcpy */
     .copy_out = cpu_copy,
     .copy = cpu_copy,
     .copy_2d = cpu_copy_2d,
-    .matmul = cpu_matmul,
-    .matmul_batched = cpu_matmul_batched,
-    .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = cpu_embedding_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
-    .rmsnorm_backward = cpu_rmsnorm_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .kv_write = cpu_kv_write,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .residual_forward = cpu_residual_forward,
-    .residual_backward = cpu_residual_backward,
-    .crossentropy_forward = cpu_crossentropy_forward,
-    .crossentropy_backward = cpu_crossentropy_backward,
-    .adamw_update = cpu_adamw_update,
-    .sumsq = cpu_sumsq,
+    GKD_BACKEND_COMPUTE_OPS(CPU_OP)
     .precision = cpu_get_precision,
     .set_precision = cpu_set_precision,
 };
+#undef CPU_OP
 
 static void cpu_init(void) {
     openblas_set_num_threads(1);

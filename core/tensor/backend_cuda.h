@@ -16,10 +16,7 @@
 #ifndef GKD_BACKEND_CUDA_H
 #define GKD_BACKEND_CUDA_H
 
-#include <limits.h>
-#include <math.h>
 #include <stddef.h>
-#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,6 +29,10 @@ extern "C" {
  * on the first call; NULL when no device is usable, with the reason in gkd_error_message() and
  * gkd_backend_cuda_last_error(). Static: never freed. */
 const gkd_backend *gkd_backend_cuda(void);
+
+/* 1 when be is the CUDA backend's table, for the layers above that pick their own kernels for a table
+ * (rl/divergence_device.c). Never initialises CUDA, so asking about another backend costs nothing. */
+int gkd_backend_is_cuda(const gkd_backend *be);
 
 /* Number of CUDA devices, 0 when the driver or the device is missing. Does not initialise the backend. */
 int gkd_backend_cuda_device_count(void);
@@ -74,160 +75,6 @@ void gkd_backend_cuda_clear_error(void);
 /* Waits for all queued work; GKD_OK or GKD_ERR_DEVICE with the failure recorded (and set as the
  * thread-local gkd error). */
 gkd_status gkd_backend_cuda_sync(void);
-
-/* ---------- host-side planning (internal) ----------
- * Pure functions of sizes that shape the backend's launches, inline here so that a CPU test
- * (tests/test_cuda_plan.c) checks them on machines without a GPU. Not an API for other callers. */
-
-enum {
-    GKD_CUDA_POS_CHUNK = 128,   /* attention row kernels take up to this many distinct pos0 values by value */
-    GKD_CUDA_MAX_BATCH = 32768, /* products per cuBLAS batched call: some cuBLAS versions fail above 65535 */
-};
-
-/* "1.50 GiB", "3.00 MiB", "512 bytes": for messages about memory. */
-static inline void gkd_cuda_format_bytes(char *buf, size_t cap, size_t bytes) {
-    if (bytes >= ((size_t)1 << 30))
-        snprintf(buf, cap, "%.2f GiB", (double)bytes / (double)((size_t)1 << 30));
-    else if (bytes >= ((size_t)1 << 20))
-        snprintf(buf, cap, "%.2f MiB", (double)bytes / (double)((size_t)1 << 20));
-    else
-        snprintf(buf, cap, "%zu bytes", bytes);
-}
-
-/* How attention covers its (sequence, head) products and its rows. */
-typedef struct {
-    int uniform; /* every sequence starts at p0 (pos0 NULL: 0), so every one sees the same p0 + T keys */
-    int p0;
-    /* 1: each product is one cuBLAS call per query head, batched over the sequences (needs uniform);
-     * 0: one call per (sequence, head within its group), batched over the key/value heads. */
-    int per_head;
-    int calls;           /* cuBLAS calls per product, counting batches split at GKD_CUDA_MAX_BATCH */
-    int seqs_per_launch; /* sequences per row-kernel launch: one block per row, at most INT_MAX blocks */
-} gkd_cuda_attn_plan;
-
-static inline int gkd_cuda_batch_calls(int batch) {
-    return (batch + GKD_CUDA_MAX_BATCH - 1) / GKD_CUDA_MAX_BATCH;
-}
-
-/* d's B, T and heads must be >= 1; pos0: (B) host, or NULL. */
-static inline gkd_cuda_attn_plan gkd_cuda_attn_plan_make(const gkd_attn_dims *d, const int *pos0) {
-    gkd_cuda_attn_plan p;
-    int group = d->n_heads / d->n_kv_heads;
-    p.uniform = 1;
-    p.p0 = pos0 ? pos0[0] : 0;
-    for (int b = 1; pos0 && b < d->B; b++)
-        if (pos0[b] != p.p0) p.uniform = 0;
-    long long per_head_calls = (long long)d->n_heads * gkd_cuda_batch_calls(d->B);
-    long long per_seq_calls = (long long)d->B * group * gkd_cuda_batch_calls(d->n_kv_heads);
-    p.per_head = p.uniform && per_head_calls <= per_seq_calls;
-    p.calls = (int)(p.per_head ? per_head_calls : per_seq_calls);
-    long long rows_per_seq = (long long)d->n_heads * d->T;
-    long long seqs = rows_per_seq <= INT_MAX ? INT_MAX / rows_per_seq : 1;
-    if (!p.uniform && seqs > GKD_CUDA_POS_CHUNK) seqs = GKD_CUDA_POS_CHUNK;
-    if (seqs > d->B) seqs = d->B;
-    p.seqs_per_launch = (int)seqs;
-    return p;
-}
-
-/* One operand of an attention product, for sequence b and query head h: the matrix at
- * base + b*bs + head*hs with rows ld floats apart, where head is h, or h's key/value head when kv. */
-typedef struct {
-    const float *base;
-    int ld;
-    size_t bs, hs;
-    int kv;
-} gkd_cuda_attn_operand;
-
-enum { GKD_CUDA_KEYS = -1 }; /* a product dimension that is the sequence's key count, pos0[b] + T */
-
-typedef void (*gkd_cuda_matmul_batched_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha,
-                                           const float *a, int lda, size_t stride_a, const float *b, int ldb,
-                                           size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
-                                           int batch);
-
-/* For every (sequence b, query head h): C = alpha op(A) op(B) + beta C (C's base is written), through mm.
- * The query heads h = g*group + r of one sequence and one r are evenly strided in every operand (key/value
- * ones by hs, the others by group*hs), and with a uniform pos0 so are the sequences of one head (by bs):
- * plan->per_head picks whichever takes fewer calls. Heads of a group that add into the same dk, dv
- * (beta = 1) are never in one call: they run in order, h ascending, on either path. */
-static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, const gkd_attn_dims *d,
-                                         const int *pos0, const gkd_cuda_attn_plan *plan, int ta, int tb,
-                                         int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
-                                         gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C) {
-    const int H = d->n_heads, KV = d->n_kv_heads, group = H / KV;
-    float *c_base = (float *)C.base;
-    if (plan->per_head) {
-        int keys = plan->p0 + d->T;
-        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
-            k = K == GKD_CUDA_KEYS ? keys : K;
-        for (int h = 0; h < H; h++) {
-            size_t ha = (size_t)(A.kv ? h / group : h) * A.hs, hb = (size_t)(B.kv ? h / group : h) * B.hs;
-            size_t hc = (size_t)(C.kv ? h / group : h) * C.hs;
-            mm(ta, tb, m, n, k, alpha, A.base + ha, A.ld, A.bs, B.base + hb, B.ld, B.bs, beta, c_base + hc,
-               C.ld, C.bs, d->B);
-        }
-        return;
-    }
-    for (int b = 0; b < d->B; b++) {
-        int keys = (pos0 ? pos0[b] : 0) + d->T;
-        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
-            k = K == GKD_CUDA_KEYS ? keys : K;
-        for (int r = 0; r < group; r++) { /* batch entry g is head h = g*group + r */
-            size_t oa = b * A.bs + (A.kv ? 0 : (size_t)r * A.hs), sa = A.kv ? A.hs : (size_t)group * A.hs;
-            size_t ob = b * B.bs + (B.kv ? 0 : (size_t)r * B.hs), sb = B.kv ? B.hs : (size_t)group * B.hs;
-            size_t oc = b * C.bs + (C.kv ? 0 : (size_t)r * C.hs), sc = C.kv ? C.hs : (size_t)group * C.hs;
-            mm(ta, tb, m, n, k, alpha, A.base + oa, A.ld, sa, B.base + ob, B.ld, sb, beta, c_base + oc, C.ld,
-               sc, KV);
-        }
-    }
-}
-
-/* The attention's GEMM path as the CUDA backend runs it (attention_forward / _backward for more than a few
- * queries per sequence): the products through mm, the causal softmax and its backward through
- * rows(backward, user) over att (and datt). Shared with tests/test_cuda_plan.c, which drives it with the
- * CPU's products and a host replay of the row kernels, so the test checks this very sequence. */
-typedef void (*gkd_cuda_attn_rows_fn)(int backward, void *user);
-
-static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
-                                                   void *user, float *out, float *att, const float *q,
-                                                   const float *k, const float *v, const int *pos0,
-                                                   const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
-    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t head_att = (size_t)T * Tk;
-    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
-                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
-                                OUT = {out, d->ld_out, d->bs_out, (size_t)D, 0};
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, Q, K, 0.0f, ATT); /* q k^T */
-    rows(0, user);                                                                                 /* softmax */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, ATT, V, 0.0f, OUT); /* att v */
-}
-
-static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
-                                                    void *user, float *dq, float *dk, float *dv, float *datt,
-                                                    const float *dout, const float *att, const float *q,
-                                                    const float *k, const float *v, const int *pos0,
-                                                    const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
-    const int H = d->n_heads, D = d->head_dim, T = d->T, Tk = d->Tk;
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t head_att = (size_t)T * Tk;
-    const gkd_cuda_attn_operand Q = {q, d->ld_q, d->bs_q, (size_t)D, 0},
-                                K = {k, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                V = {v, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                ATT = {att, Tk, (size_t)H * head_att, head_att, 0},
-                                DATT = {datt, Tk, (size_t)H * head_att, head_att, 0},
-                                DOUT = {dout, d->ld_out, d->bs_out, (size_t)D, 0},
-                                DQ = {dq, d->ld_q, d->bs_q, (size_t)D, 0},
-                                DK = {dk, d->ld_kv, d->bs_kv, (size_t)D, 1},
-                                DV = {dv, d->ld_kv, d->bs_kv, (size_t)D, 1};
-    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, ATT, DOUT, 1.0f, DV); /* dv += att^T dout */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, DOUT, V, 0.0f, DATT); /* datt = dout v^T */
-    rows(1, user); /* softmax backward, in place on datt */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, DATT, K, 1.0f, DQ); /* dq += s datt k */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, DATT, Q, 1.0f, DK); /* dk += s datt^T q */
-}
 
 #ifdef __cplusplus
 }

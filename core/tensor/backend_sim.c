@@ -168,37 +168,15 @@ static gkd_status sim_set_precision(gkd_precision p) {
     return gkd_backend_set_precision(cpu(), p, NULL);
 }
 
+#define SIM_OP(op) .op = sim_##op,
 static const gkd_backend sim_backend = {
     .name = "sim",
-    .alloc = sim_alloc,
-    .free = sim_free,
-    .zero = sim_zero,
-    .copy_in = sim_copy_in,
-    .copy_out = sim_copy_out,
-    .copy = sim_copy,
-    .copy_2d = sim_copy_2d,
-    .matmul = sim_matmul,
-    .matmul_batched = sim_matmul_batched,
-    .embedding_forward = sim_embedding_forward,
-    .embedding_backward = sim_embedding_backward,
-    .rmsnorm_forward = sim_rmsnorm_forward,
-    .rmsnorm_backward = sim_rmsnorm_backward,
-    .rope_forward = sim_rope_forward,
-    .rope_backward = sim_rope_backward,
-    .kv_write = sim_kv_write,
-    .attention_forward = sim_attention_forward,
-    .attention_backward = sim_attention_backward,
-    .swiglu_forward = sim_swiglu_forward,
-    .swiglu_backward = sim_swiglu_backward,
-    .residual_forward = sim_residual_forward,
-    .residual_backward = sim_residual_backward,
-    .crossentropy_forward = sim_crossentropy_forward,
-    .crossentropy_backward = sim_crossentropy_backward,
-    .adamw_update = sim_adamw_update,
-    .sumsq = sim_sumsq,
+    GKD_BACKEND_MEMORY_OPS(SIM_OP)
+    GKD_BACKEND_COMPUTE_OPS(SIM_OP)
     .precision = sim_precision,
     .set_precision = sim_set_precision,
 };
+#undef SIM_OP
 
 const gkd_backend *gkd_backend_sim(void) {
     cpu();

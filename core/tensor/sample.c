@@ -1,55 +1,19 @@
 /* Batched sampling over the model's own KV cache (kept between calls, see gkd_model_kv_cache); see
  * sample.h for the contract on draws. The prefill runs every prompt right-padded in one pass and keeps only
  * the logits at each prompt's last token; each later step feeds one token per row at that row's own
- * position. On the CUDA backend the logits stay on the device and a kernel draws every row there
- * (core/tensor/sample_cuda.h): only the B tokens and log-probabilities of a step come back to the host. On any
- * other backend the step's (B,V) logits are copied to the host (on the CPU a copy between host buffers)
- * and rows are drawn in parallel, each from its own scratch. */
+ * position. On a backend with its own draw (the table's sample_draw, e.g. CUDA's core/tensor/sample_cuda.h)
+ * the logits stay in backend memory and only the B tokens and log-probabilities of a step come back to
+ * the host. On any other backend the step's (B,V) logits are copied to the host (on the CPU a copy between
+ * host buffers) and rows are drawn in parallel, each from its own scratch. */
 #include "core/tensor/sample.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-#ifdef GKD_HAVE_CUDA
-#include "core/tensor/sample_cuda.h"
-#endif
-
-/* The CUDA backend is recognised by its table's name, so a CPU model never initialises CUDA to ask. */
-static int on_cuda(const gkd_model *m) {
-#ifdef GKD_HAVE_CUDA
-    return strcmp(gkd_model_backend(m)->name, "cuda") == 0;
-#else
-    (void)m;
-    return 0;
-#endif
-}
-
-static gkd_status device_workspace(gkd_model *m, int B, int V, void **ws) {
-#ifdef GKD_HAVE_CUDA
-    return gkd_model_workspace(m, gkd_sample_cuda_workspace_bytes(B, V), ws);
-#else
-    (void)m, (void)B, (void)V, (void)ws;
-    return gkd_error_set(GKD_ERR_DEVICE, "gkd_sample_generate: this gkd was built without CUDA");
-#endif
-}
-
-static gkd_status device_draw(const float *logits, int B, int V, const gkd_sample_config *cfg,
-                              const gkd_rng *rng, uint64_t step_offset, void *ws, int *tokens,
-                              float *logprobs) {
-#ifdef GKD_HAVE_CUDA
-    return gkd_sample_cuda_draw(logits, B, V, cfg, rng->seed, rng->stream, rng->offset + step_offset, ws,
-                                tokens, logprobs);
-#else
-    (void)logits, (void)B, (void)V, (void)cfg, (void)rng, (void)step_offset, (void)ws, (void)tokens,
-        (void)logprobs;
-    return gkd_error_set(GKD_ERR_DEVICE, "gkd_sample_generate: this gkd was built without CUDA");
-#endif
-}
-
-/* One cached forward, leaving *logits: (B,V) where the step draws from them: on the device when host_logits
- * is NULL (CUDA), else copied into host_logits, since another backend's buffers need not be host memory. */
+/* One cached forward, leaving *logits: (B,V) where the step draws from them: in backend memory when
+ * host_logits is NULL (the backend draws), else copied into host_logits, since another backend's buffers
+ * need not be host memory. */
 static gkd_status forward_step(gkd_model *m, gkd_kv_cache *c, const int *tokens, const int *pos0, int B,
                                int T, const int *at, float *host_logits, const float **logits) {
     if (!host_logits) return gkd_model_forward_cached_at_device(m, c, tokens, pos0, B, T, at, logits);
@@ -240,9 +204,10 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
     for (int b = 0; b < B; b++) out_lens[b] = 0;
     if (max_new == 0) return GKD_OK;
 
-    const int device = on_cuda(m);
+    const gkd_backend *be = gkd_model_backend(m);
+    const int device = be->sample_draw != NULL;
     gkd_kv_cache *cache = NULL;
-    const float *logits = NULL; /* (B,V): device memory on CUDA, else host_logits */
+    const float *logits = NULL; /* (B,V): backend memory when the backend draws, else host_logits */
     void *ws = NULL;
     float *probs = NULL, *host_logits = NULL, *step_lp = malloc((size_t)B * sizeof(float));
     int *order = NULL, *ints = malloc(((size_t)5 * B + (size_t)B * P) * sizeof(int));
@@ -263,7 +228,7 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
         for (int t = 0; t < P; t++)
             prefill[(size_t)b * P + t] = t < prompt_lens[b] ? prompts[(size_t)b * P + t] : 0;
     st = gkd_model_kv_cache(m, B, max_T, &cache);
-    if (!st && device) st = device_workspace(m, B, V, &ws);
+    if (!st && device) st = gkd_model_workspace(m, be->sample_workspace_bytes(B, V), &ws);
     if (st) goto done;
     for (int b = 0; b < B; b++) pos[b] = 0, at[b] = prompt_lens[b] - 1, done[b] = 0;
     st = forward_step(m, cache, prefill, pos, B, P, at, host_logits, &logits);
@@ -271,7 +236,8 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
     const int draws = cfg->temperature > 0.0f && cfg->top_k != 1;
     for (int t = 0; !st && t < max_new; t++) {
         if (device) {
-            st = device_draw(logits, B, V, cfg, rng, (uint64_t)t * B, ws, step_tok, step_lp);
+            st = be->sample_draw(logits, B, V, cfg, rng->seed, rng->stream, rng->offset + (uint64_t)t * B, ws,
+                                 step_tok, step_lp);
             if (st) break;
         } else {
 #pragma omp parallel for schedule(dynamic, 1) if (B > 1 && (size_t)B * V > 4096)

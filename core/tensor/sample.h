@@ -13,8 +13,9 @@
  * - Generation decodes through the model's own KV cache (gkd_model_kv_cache): kept between calls, grown
  *   when a call needs more rows or positions, freed with the model. So a model must not generate from two
  *   threads at once (as for every model call).
- * - On the CUDA backend the logits stay on the device and a kernel draws each row (core/tensor/sample_cuda.h):
- *   the same uniforms, the same rules; only B tokens and B log-probabilities per step reach the host. */
+ * - On a backend with its own draw (the table's sample_draw: CUDA's, core/tensor/sample_cuda.h) the logits
+ *   stay on the device and a kernel draws each row: the same uniforms, the same rules; only B tokens and B
+ *   log-probabilities per step reach the host. */
 #ifndef GKD_SAMPLE_H
 #define GKD_SAMPLE_H
 
@@ -22,7 +23,7 @@
 #include "core/tensor/model.h"
 #include "core/base/rng.h"
 
-typedef struct {
+typedef struct gkd_sample_config {
     float temperature; /* softmax temperature of the draw; 0: greedy */
     int top_k;         /* keep the k most probable tokens; 0: all */
     float top_p;       /* keep the most probable tokens until their mass reaches top_p; 1: all */

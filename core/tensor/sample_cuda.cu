@@ -9,6 +9,8 @@
  *   when the set shrinks: the binary searches over it are searches over a monotone function. */
 #include "core/tensor/sample_cuda.h"
 
+#include "core/tensor/cuda_reduce.cuh"
+
 #include <cuda_runtime.h>
 #include <curand_kernel.h>
 #include <math.h>
@@ -22,36 +24,7 @@ enum {
     WS_ALIGN = 256,  /* bytes: alignment of the workspace's parts */
 };
 
-/* ---------- block reductions and scan (fixed shuffle trees) ---------- */
-
-struct add_op {
-    template <typename T> __device__ T operator()(T a, T b) const {
-        return a + b;
-    }
-};
-struct min_op {
-    template <typename T> __device__ T operator()(T a, T b) const {
-        return a < b ? a : b;
-    }
-};
-struct max_op {
-    template <typename T> __device__ T operator()(T a, T b) const {
-        return a > b ? a : b;
-    }
-};
-
-/* Every thread gets op over the block. The butterfly hands each lane op(a, b) or op(b, a), equal because
- * every op here is commutative, so all threads hold the same bits. sh: 32 slots. */
-template <typename T, typename Op> __device__ T block_reduce(T v, Op op, T identity, T *sh) {
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
-    __syncthreads(); /* sh may still be read by the previous reduction */
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    v = lane < n_warps ? sh[lane] : identity;
-    for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
+/* ---------- block scan (a fixed shuffle tree; the reductions are core/tensor/cuda_reduce.cuh) ---------- */
 
 /* Sum of x over the threads before this one (thread order), in a fixed order. sh: 32 slots. */
 __device__ double block_exclusive_sum(double x, double *sh) {
@@ -100,7 +73,7 @@ __device__ __forceinline__ bool within(cut_t c, int v, unsigned lvl) {
 template <typename Pred> __device__ int block_count(const float *w, int V, Pred pred, int *sh) {
     int n = 0;
     for (int v = threadIdx.x; v < V; v += blockDim.x) n += pred(v, level_of(w[v])) ? 1 : 0;
-    return block_reduce(n, add_op(), 0, sh);
+    return gkd_cuda_block_reduce(n, gkd_cuda_add(), 0, sh);
 }
 
 template <typename Pred> __device__ double block_mass(const float *w, int V, Pred pred, double *sh) {
@@ -109,7 +82,7 @@ template <typename Pred> __device__ double block_mass(const float *w, int V, Pre
         float x = w[v];
         if (pred(v, level_of(x))) s += x;
     }
-    return block_reduce(s, add_op(), 0.0, sh);
+    return gkd_cuda_block_reduce(s, gkd_cuda_add(), 0.0, sh);
 }
 
 /* The r-th smallest id (r >= 1) among the tokens at `level` that `keep` admits: binary lifting for the
@@ -151,7 +124,7 @@ __global__ void __launch_bounds__(THREADS)
      * past the row; such a row is refused as the CPU refuses it. */
     int nonfinite = 0;
     for (int v = threadIdx.x; v < V; v += blockDim.x) nonfinite |= !isfinite(x[v]);
-    if (block_reduce(nonfinite, max_op(), 0, sh_i)) {
+    if (gkd_cuda_block_reduce(nonfinite, gkd_cuda_max(), 0, sh_i)) {
         if (threadIdx.x == 0) {
             out_tok[b] = -1;
             out_lp[b] = NAN;
@@ -160,17 +133,17 @@ __global__ void __launch_bounds__(THREADS)
     }
     float mx = -INFINITY;
     for (int v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, x[v]);
-    mx = block_reduce(mx, max_op(), -INFINITY, sh_f);
+    mx = gkd_cuda_block_reduce(mx, gkd_cuda_max(), -INFINITY, sh_f);
     int first = V;
     for (int v = threadIdx.x; v < V; v += blockDim.x)
         if (x[v] == mx) {
             first = v;
             break;
         }
-    first = block_reduce(first, min_op(), V, sh_i);
+    first = gkd_cuda_block_reduce(first, gkd_cuda_min(), V, sh_i);
     double s = 0.0;
     for (int v = threadIdx.x; v < V; v += blockDim.x) s += exp((double)x[v] - (double)mx);
-    s = block_reduce(s, add_op(), 0.0, sh_d);
+    s = gkd_cuda_block_reduce(s, gkd_cuda_add(), 0.0, sh_d);
     const double lse = (double)mx + log(s);
     int tok = first;
 
@@ -257,8 +230,8 @@ __global__ void __launch_bounds__(THREADS)
                 break;
             }
         }
-        found = block_reduce(found, min_op(), V, sh_i);
-        last = block_reduce(last, max_op(), -1, sh_i);
+        found = gkd_cuda_block_reduce(found, gkd_cuda_min(), V, sh_i);
+        last = gkd_cuda_block_reduce(last, gkd_cuda_max(), -1, sh_i);
         tok = found < V ? found : last; /* past the end only by rounding: the CPU then keeps the last token */
     }
     if (threadIdx.x == 0) {

@@ -1,6 +1,6 @@
-/* Token draws on the CUDA device, for gkd_sample_generate on a model of the CUDA backend: the logits of a
- * step stay on the device, one block per row draws that row's token, and only the tokens and their
- * log-probabilities come back to the host.
+/* Token draws on the CUDA device: the CUDA table's sample_draw and sample_workspace_bytes (backend.h), which
+ * gkd_sample_generate calls on a model of that backend. The logits of a step stay on the device, one block
+ * per row draws that row's token, and only the tokens and their log-probabilities come back to the host.
  * Rules:
  * - The same draw as gkd_sample_token on the CPU (core/tensor/sample.h): greedy takes the first largest logit;
  *   otherwise the weights exp((logit - max) / temperature) are computed in double and rounded to float as

@@ -14,6 +14,7 @@
 
 #include "core/tensor/backend.h"
 #include "core/tensor/backend_cuda.h"
+#include "core/tensor/backend_cuda_internal.h" /* GKD_CUDA_MAX_BATCH: the test crosses the batch split */
 #include "core/tensor/precision.h"
 #include "core/base/rng.h"
 #include "tests/check.h"
