@@ -59,6 +59,12 @@ typedef struct {
     char *path;
 } gkd_lua_store;
 
+/* A new zeroed handle of `size` bytes with `nuv` user values and the metatable `tname`, on the stack. */
+void *gkd_lua_new_handle(lua_State *L, size_t size, int nuv, const char *tname);
+/* Raises "<tname>: cannot close a <what> that a running gkd.run uses ..." when pins > 0 (see the rules
+ * above). */
+void gkd_lua_refuse_pinned(lua_State *L, int pins, const char *tname, const char *what);
+
 /* Returns nil, "<gkd_error_message()>" (2 results) for an environmental failure. */
 int gkd_lua_fail(lua_State *L);
 /* Raises the last gkd error, prefixed with `what` (misuse). */

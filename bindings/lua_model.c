@@ -14,7 +14,7 @@
 
 static int model_gc(lua_State *L) {
     gkd_lua_model *m = luaL_checkudata(L, 1, GKD_LUA_MODEL);
-    if (m->pins > 0) return luaL_error(L, "gkd.Model: cannot close a model that a running gkd.run uses (close it after the run)");
+    gkd_lua_refuse_pinned(L, m->pins, GKD_LUA_MODEL, "model");
     gkd_model_free(m->m);
     free(m->path);
     m->m = NULL;
@@ -23,10 +23,7 @@ static int model_gc(lua_State *L) {
 }
 
 static gkd_lua_model *new_model(lua_State *L) {
-    gkd_lua_model *m = lua_newuserdatauv(L, sizeof *m, 1);
-    memset(m, 0, sizeof *m);
-    luaL_setmetatable(L, GKD_LUA_MODEL);
-    return m;
+    return gkd_lua_new_handle(L, sizeof(gkd_lua_model), 1, GKD_LUA_MODEL);
 }
 
 /* The device a model goes to: the option's value, else gkd.options.device (`gkd run --device`), else "cpu".

@@ -19,16 +19,13 @@ static void task_release(gkd_lua_task *t) {
 
 static int task_gc(lua_State *L) {
     gkd_lua_task *t = luaL_checkudata(L, 1, GKD_LUA_TASK);
-    if (t->pins > 0) return luaL_error(L, "gkd.Task: cannot close a task that a running gkd.run uses (close it after the run)");
+    gkd_lua_refuse_pinned(L, t->pins, GKD_LUA_TASK, "task");
     task_release(t);
     return 0;
 }
 
 static gkd_lua_task *new_task(lua_State *L) {
-    gkd_lua_task *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    luaL_setmetatable(L, GKD_LUA_TASK);
-    return t;
+    return gkd_lua_new_handle(L, sizeof(gkd_lua_task), 0, GKD_LUA_TASK);
 }
 
 static int set_strings(lua_State *L, gkd_lua_task *t, const char *kind, const char *path, const char *prompt,

@@ -6,8 +6,7 @@
 
 static int tok_gc(lua_State *L) {
     gkd_lua_tokenizer *t = luaL_checkudata(L, 1, GKD_LUA_TOKENIZER);
-    if (t->pins > 0)
-        return luaL_error(L, "gkd.Tokenizer: cannot close a tokenizer that a running gkd.run uses (close it after the run)");
+    gkd_lua_refuse_pinned(L, t->pins, GKD_LUA_TOKENIZER, "tokenizer");
     gkd_tokenizer_free(t->tok);
     free(t->path);
     t->tok = NULL;
@@ -16,10 +15,7 @@ static int tok_gc(lua_State *L) {
 }
 
 static gkd_lua_tokenizer *new_tok(lua_State *L) {
-    gkd_lua_tokenizer *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    luaL_setmetatable(L, GKD_LUA_TOKENIZER);
-    return t;
+    return gkd_lua_new_handle(L, sizeof(gkd_lua_tokenizer), 0, GKD_LUA_TOKENIZER);
 }
 
 static const char *const train_keys[] = {"texts", "task", "vocab", "specials", NULL};

@@ -407,3 +407,15 @@ void gkd_lua_open_json(lua_State *L) {
     static const luaL_Reg fns[] = {{"encode", l_json_encode}, {"decode", l_json_decode}, {NULL, NULL}};
     luaL_newlib(L, fns);
 }
+
+void *gkd_lua_new_handle(lua_State *L, size_t size, int nuv, const char *tname) {
+    void *p = lua_newuserdatauv(L, size, nuv);
+    memset(p, 0, size);
+    luaL_setmetatable(L, tname);
+    return p;
+}
+
+void gkd_lua_refuse_pinned(lua_State *L, int pins, const char *tname, const char *what) {
+    if (pins > 0)
+        luaL_error(L, "%s: cannot close a %s that a running gkd.run uses (close it after the run)", tname, what);
+}
