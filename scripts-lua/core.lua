@@ -203,21 +203,14 @@ end
 
 -- Divergence shorthands: gkd.jsd(0.9), gkd.fkl(), gkd.rkl(), gkd.tv(), gkd.skew_kl(0.1), gkd.skew_rkl(0.1);
 -- opts as gkd.divergence's (convention, teacher_temperature, top_k).
-function gkd.jsd(beta, opts)
+local function with_setting(name, key, value, opts)
   opts = util.copy(opts or {})
-  opts.beta = beta
-  return gkd.divergence("jsd", opts)
+  opts[key] = value
+  return gkd.divergence(name, opts)
 end
+function gkd.jsd(beta, opts) return with_setting("jsd", "beta", beta, opts) end
 function gkd.fkl(opts) return gkd.divergence("forward_kl", opts) end
 function gkd.rkl(opts) return gkd.divergence("reverse_kl", opts) end
 function gkd.tv(opts) return gkd.divergence("tv", opts) end
-function gkd.skew_kl(skew, opts)
-  opts = util.copy(opts or {})
-  opts.skew = skew
-  return gkd.divergence("skew_kl", opts)
-end
-function gkd.skew_rkl(skew, opts)
-  opts = util.copy(opts or {})
-  opts.skew = skew
-  return gkd.divergence("skew_reverse_kl", opts)
-end
+function gkd.skew_kl(skew, opts) return with_setting("skew_kl", "skew", skew, opts) end
+function gkd.skew_rkl(skew, opts) return with_setting("skew_reverse_kl", "skew", skew, opts) end

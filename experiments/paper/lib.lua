@@ -48,15 +48,8 @@ function M.mkdir(path) assert(gkd.sys.mkdir(path)) end
 
 -- Mean and sample standard deviation of a list (nil when empty; std 0 for one value).
 function M.mean_std(xs)
-  local n = #xs
-  if n == 0 then return nil end
-  local s = 0
-  for _, x in ipairs(xs) do s = s + x end
-  local mean = s / n
-  if n == 1 then return mean, 0 end
-  local v = 0
-  for _, x in ipairs(xs) do v = v + (x - mean) ^ 2 end
-  return mean, math.sqrt(v / (n - 1))
+  if #xs == 0 then return nil end
+  return gkd.util.mean_std(xs)
 end
 
 -- Area under an evaluation curve {{step, value}, ...} by the trapezoid rule, divided by the step range:
