@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bindings/gkd_lua.h"
 #include "bindings/lua_train.h"
@@ -408,32 +407,34 @@ static int l_resolve(lua_State *L) {
 
 /* ---- _train ---- */
 
-static void print_progress(train_state *s, const char *name, int64_t step, double elapsed, int final, int tty) {
-    double loss = NAN, lambda = NAN, lr = NAN, reward = NAN, alpha = NAN;
+/* The progress line (bindings/progress.h) with the run's name before it and, after it, the setting worth
+ * watching, the learning rate and the latest evaluation. */
+static void print_progress(train_state *s, int64_t step, double now) {
+    double loss = NAN, lambda = NAN, lr = NAN, reward = NAN, alpha = NAN, tokens_per_s = NAN;
     for (int i = 0; i < s->n_train; i++) {
-        if (strcmp(s->train_slots[i].name, "alpha") == 0) alpha = s->train_slots[i].value;
-        if (strcmp(s->train_slots[i].name, "reward") == 0) reward = s->train_slots[i].value;
-        if (strcmp(s->train_slots[i].name, "loss") == 0) loss = s->train_slots[i].value;
-        if (strcmp(s->train_slots[i].name, "lambda") == 0) lambda = s->train_slots[i].value;
-        if (strcmp(s->train_slots[i].name, "lr") == 0) lr = s->train_slots[i].value;
+        const char *name = s->train_slots[i].name;
+        double v = s->train_slots[i].value;
+        if (strcmp(name, "alpha") == 0) alpha = v;
+        if (strcmp(name, "reward") == 0) reward = v;
+        if (strcmp(name, "loss") == 0) loss = v;
+        if (strcmp(name, "lambda") == 0) lambda = v;
+        if (strcmp(name, "lr") == 0) lr = v;
+        if (strcmp(name, "tokens_per_s") == 0) tokens_per_s = v;
     }
-    double per_step = step > 0 ? elapsed / (double)step : 0;
-    char line[512];
+    char tail[512];
     /* GKD + RL trains on the student's samples only: alpha, not lambda, is the setting worth showing. */
-    int n = snprintf(line, sizeof line, "%s step %lld/%d loss %.4f %s %.2f lr %.2e %.2f s/step", name,
-                     (long long)step, s->cfg.steps, loss, s->reward ? "alpha" : "lambda", s->reward ? alpha : lambda,
-                     lr, per_step);
-    if (s->reward) n += snprintf(line + n, sizeof line - (size_t)n, " reward %.4f", reward);
+    int n = snprintf(tail, sizeof tail, "  %s %.2f  lr %.2e", s->reward ? "alpha" : "lambda",
+                     s->reward ? alpha : lambda, lr);
+    if (s->reward) n += snprintf(tail + n, sizeof tail - (size_t)n, "  reward %.4f", reward);
     /* the held-out cross-entropy and the text metrics; the divergences are in the store */
     static const char *const hidden[] = {"forward_kl", "reverse_kl", "jsd_0.5", "own_forward_kl", "own_reverse_kl",
                                          "own_jsd_0.5", "own_length", NULL};
-    for (int i = 0; i < s->n_eval && n < (int)sizeof line - 40; i++) {
+    for (int i = 0; i < s->n_eval && n < (int)sizeof tail - 40; i++) {
         int skip = 0;
         for (int h = 0; hidden[h] && !skip; h++) skip = strcmp(hidden[h], s->eval_slots[i].name) == 0;
-        if (!skip) n += snprintf(line + n, sizeof line - (size_t)n, " | %s %.4g", s->eval_slots[i].name, s->eval_slots[i].value);
+        if (!skip) n += snprintf(tail + n, sizeof tail - (size_t)n, " | %s %.4g", s->eval_slots[i].name, s->eval_slots[i].value);
     }
-    fprintf(stderr, tty && !final ? "\r%s\033[K" : "%s\n", line);
-    fflush(stderr);
+    gkd_progress_print(&s->progress, step, now, s->ctx_name, loss, tokens_per_s, tail);
 }
 
 static const char *const train_ctx_keys[] = {"store", "run_id", "name", "resume_dir", "quiet", NULL};
@@ -501,10 +502,10 @@ static gkd_status hook_on_checkpoint(void *ctx, int64_t step, const char *path) 
 static void hook_on_step_end(void *ctx, int64_t step, int last) {
     train_state *s = ctx;
     double now = gkd_lua_now();
-    if (!s->quiet && ((s->tty && now - s->last_print > 0.1) || last)) {
-        print_progress(s, s->ctx_name, step, now - s->t0, last, s->tty);
-        s->last_print = now;
-    }
+    if (s->quiet) return;
+    /* step counts the steps done; the progress line counts the step just done from 0. due() is asked
+     * first: it notes the first step reported, from which the rate counts. */
+    if (gkd_progress_due(&s->progress, step - 1, now) || last) print_progress(s, step - 1, now);
 }
 
 /* Models, tokenizer, data: kept by the state, since a callback may drop them from the cfg table (or from
@@ -768,9 +769,9 @@ static int l_train(lua_State *L) {
         lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
         return gkd_lua_raise(L, "gkd.run: resuming");
     }
-    s->tty = !s->quiet && isatty(2);
     s->t0 = gkd_lua_now();
-    s->last_print = 0;
+    gkd_progress_init(&s->progress, s->cfg.steps, stderr, s->t0);
+    s->progress.interval_s = gkd_progress_interval_from_env();
     int64_t first_step = gkd_trainer_current_step(s->trainer);
     const gkd_run_hooks hooks = {s, hook_should_stop, hook_on_step, hook_on_eval, hook_on_checkpoint, hook_on_step_end};
     gkd_run_result result;
@@ -783,12 +784,12 @@ static int l_train(lua_State *L) {
         st = GKD_OK;
     }
     double elapsed = gkd_lua_now() - s->t0;
+    gkd_progress_finish(&s->progress);
     pin(s, -1);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, REGISTRY_KEY);
     if (s->sink.store && st == GKD_OK) st = gkd_store_flush(s->sink.store);
     if (st != GKD_OK) {
-        if (s->tty) fputc('\n', stderr);
         return luaL_error(L, "%s", gkd_error_message());
     }
     push_result(L, s, &result, first_step, elapsed);

@@ -5,6 +5,7 @@
 #define GKD_LUA_TRAIN_H
 
 #include "bindings/lua_internal.h"
+#include "bindings/progress.h"
 #include "core/store/store.h"
 #include "reward/registry.h"
 #include "rl/trainer.h"
@@ -67,8 +68,9 @@ struct train_state {
     gkd_lua_callback_limit limit; /* of each call into Lua */
     char name[128];       /* ctx.name, for messages */
     const char *ctx_name; /* ctx.name in full (kept by ctx while _train runs) */
-    int quiet, tty;
-    double t0, last_print; /* of the progress line */
+    int quiet;
+    double t0;
+    gkd_progress progress;
     /* the handles the trainer reads, pinned while it runs */
     gkd_lua_model *student, *teacher;
     gkd_lua_tokenizer *tok;

@@ -4,7 +4,7 @@
  * the runs table, the CSV's row count, the HTML's curves, heatmap cells and scatter points -- is
  * compared with the same quantity computed by SQL written here, independently, over the database
  * file. Also: the direction rule and its overrides, config numbers (schedules, dotted keys), the
- * filters and their refusals. (The progress line is cli/progress.c's: tests/test_progress.c.)
+ * filters and their refusals. (The progress line is bindings/progress.c's: tests/test_progress.c.)
  * With `--write-html DIR` it only writes DIR/runs.db, DIR/report.html and DIR/expected.txt (one line
  * "series NAME" per run of the loss curves, then "cells N") for tests/test_report_html.sh. */
 // ctest-labels: cpu

@@ -1,31 +1,40 @@
-/* The progress line of a long run (cli/progress.h).
- * Rules: the rate counts from the first step reported here, so a resumed run's ETA is not skewed by the
- * steps done before it; the last step is always shown. */
-#include "cli/progress.h"
+/* The progress line of a training run (bindings/progress.h). */
+#include "bindings/progress.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/report/report.h"
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
-void gkd_progress_init(gkd_progress *p, int64_t total_steps, FILE *out) {
+void gkd_progress_init(gkd_progress *p, int64_t total_steps, FILE *out, double now_s) {
     if (!p) return;
     memset(p, 0, sizeof *p);
     p->out = out ? out : stderr;
     p->total = total_steps;
     p->tty = isatty(fileno(p->out));
-    p->every = total_steps >= 20 ? total_steps / 20 : 1;
+    p->interval_s = GKD_PROGRESS_DEFAULT_SECONDS;
     p->min_interval_s = 0.1;
-    p->start_s = now_s();
-    p->last_draw_s = -INFINITY;
+    p->start_s = p->last_draw_s = now_s;
     p->first_step = -1;
+}
+
+double gkd_progress_interval_from_env(void) {
+    const char *v = getenv("GKD_PROGRESS_SECONDS");
+    if (!v || !*v) return GKD_PROGRESS_DEFAULT_SECONDS;
+    char *end;
+    errno = 0;
+    double s = strtod(v, &end);
+    if (errno || *end || !(s >= 0) || isinf(s)) {
+        static int warned;
+        if (!warned++)
+            fprintf(stderr, "gkd: GKD_PROGRESS_SECONDS must be a number of seconds >= 0, got '%s'; using %g\n", v,
+                    GKD_PROGRESS_DEFAULT_SECONDS);
+        return GKD_PROGRESS_DEFAULT_SECONDS;
+    }
+    return s;
 }
 
 static const char *fmt_rate(char *buf, size_t cap, double x) {
@@ -56,27 +65,30 @@ int gkd_progress_format(char *buf, size_t cap, int64_t step, int64_t total, doub
     return n + m;
 }
 
-void gkd_progress_update(gkd_progress *p, int64_t step, double loss, double tokens_per_s) {
+int gkd_progress_due(gkd_progress *p, int64_t step, double now_s) {
+    if (!p || !p->out) return 0;
+    if (p->first_step < 0) p->first_step = step;
+    if (p->total > 0 && step + 1 >= p->total) return 1;
+    double since = now_s - p->last_draw_s;
+    return p->tty ? since >= p->min_interval_s : since >= p->interval_s;
+}
+
+void gkd_progress_print(gkd_progress *p, int64_t step, double now_s, const char *prefix, double loss,
+                        double tokens_per_s, const char *suffix) {
     if (!p || !p->out) return;
     if (p->first_step < 0) p->first_step = step;
-    int last = p->total > 0 && step + 1 >= p->total;
-    double t = now_s();
-    if (p->tty) {
-        if (!last && t - p->last_draw_s < p->min_interval_s) return;
-    } else if (!last && (p->every <= 0 || (step + 1) % p->every != 0)) {
-        return;
-    }
     char line[256];
-    gkd_progress_format(line, sizeof line, step, p->total, loss, tokens_per_s, t - p->start_s,
+    gkd_progress_format(line, sizeof line, step, p->total, loss, tokens_per_s, now_s - p->start_s,
                         step - p->first_step + 1);
+    const char *sep = prefix && *prefix ? " " : "";
     if (p->tty) {
-        fprintf(p->out, "\r%s\033[K", line);
+        fprintf(p->out, "\r%s%s%s%s\033[K", prefix ? prefix : "", sep, line, suffix ? suffix : "");
         p->drawn = 1;
     } else {
-        fprintf(p->out, "%s\n", line);
+        fprintf(p->out, "%s%s%s%s\n", prefix ? prefix : "", sep, line, suffix ? suffix : "");
     }
     fflush(p->out);
-    p->last_draw_s = t;
+    p->last_draw_s = now_s;
 }
 
 void gkd_progress_finish(gkd_progress *p) {
