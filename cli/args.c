@@ -17,7 +17,7 @@ void gkd_cli_error(const char *command, const char *fmt, ...) {
     va_end(ap);
 }
 
-static int is_flag(const char *flags, const char *name) {
+int gkd_cli_is_flag(const char *flags, const char *name) {
     size_t n = strlen(name);
     for (const char *p = flags; p && *p;) {
         const char *comma = strchr(p, ',');
@@ -58,7 +58,7 @@ int gkd_cli_parse(gkd_cli_args *a, const char *command, int argc, char **argv, i
                 names_buf[a->n_options][n] = '\0';
                 a->names[a->n_options] = names_buf[a->n_options];
                 a->values[a->n_options] = eq + 1;
-            } else if (is_flag(flags, name)) {
+            } else if (gkd_cli_is_flag(flags, name)) {
                 a->names[a->n_options] = name;
                 a->values[a->n_options] = NULL;
             } else {

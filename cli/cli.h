@@ -5,6 +5,7 @@
 #define GKD_CLI_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 /* Options of the form --name value or --flag; positional arguments kept in order. */
 typedef struct {
@@ -32,6 +33,11 @@ int gkd_cli_flag(gkd_cli_args *a, const char *name);
 /* 0 when every option given was read by the command, else prints the unknown ones and returns 2. */
 int gkd_cli_check_unused(gkd_cli_args *a);
 void gkd_cli_error(const char *command, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether `name` is in the comma-separated list `flags` ("json,quiet"). */
+int gkd_cli_is_flag(const char *flags, const char *name);
+/* Prints "usage: gkd COMMAND ..." with every option of the command, from cli/main.c's command table (what
+ * `gkd COMMAND --help` prints); 0 when the command has none there. */
+int gkd_cli_usage(FILE *out, const char *command);
 
 int gkd_cmd_train_tokenizer(int argc, char **argv);
 int gkd_cmd_sample(int argc, char **argv);

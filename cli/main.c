@@ -1,36 +1,135 @@
-/* gkd: the command-line program. Dispatches to one function per subcommand (cli.h). */
+/* gkd: the command-line program. Dispatches to one function per subcommand (cli.h).
+ * Rules: the command table holds each command's usage, which names every option it reads
+ * (tests/test_cli_help.sh checks that against the sources); `gkd COMMAND --help` or `-h` prints it on
+ * stdout and exits 0 before the command runs, so no command can take "-h" for a file name. Help is looked
+ * for before "--" (the script's arguments after it), and for `gkd run` only before the script or -e
+ * CODE: everything after them is the script's, --help included (lua.c's convention). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 
+#define DEVICE "[--device cpu|cuda|auto|sim]"
+#define LIMITS "[--sandbox] [--memory-limit MIB] [--instruction-limit N] [--callback-instructions N] [--callback-seconds S]"
+
 typedef struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *summary;
+    const char *usage; /* from "gkd NAME" on: every option the command reads */
+    /* gkd run: its options that take no value, so that the scan for --help can step over the others'
+     * values and stop at the script; NULL for a command whose --help counts anywhere before "--" */
+    const char *script_flags;
 } command;
 
 static const command commands[] = {
-    {"run", gkd_cmd_run, "run an experiment script: gkd run SCRIPT.lua [args] | gkd run -e 'CODE'"},
-    {"sweep", gkd_cmd_sweep, "run a sweep script with N workers, resumable: gkd sweep SCRIPT.lua [--workers N]"},
-    {"resume", gkd_cmd_resume, "continue an interrupted run from its last checkpoint: gkd resume RUN"},
-    {"runs", gkd_cmd_runs, "list the runs in the database: gkd runs [--db runs.db]"},
-    {"report", gkd_cmd_report, "tables, --html FILE or --csv of runs and sweeps"},
-    {"quickstart", gkd_cmd_quickstart, "the main job: supervised KD vs on-policy GKD on 3-digit addition (experiments/quickstart.lua)"},
-    {"train-tokenizer", gkd_cmd_train_tokenizer, "train a byte-level BPE tokenizer on a JSONL corpus"},
-    {"sample", gkd_cmd_sample, "sample from a model checkpoint"},
+    {"run", gkd_cmd_run, "run an experiment script: gkd run SCRIPT.lua [args] | gkd run -e 'CODE'",
+     "gkd run [--db FILE] " DEVICE " [--quiet] [--resume] " LIMITS " SCRIPT.lua [args...]\n"
+     "       gkd run [options] -e 'CODE' [args...]\n"
+     "Runs a Lua experiment script (docs/lua-api.md); the arguments after the script are its own (arg[1]..).\n"
+     "  --db FILE     the run store (default runs.db)\n"
+     "  --quiet       no progress line (GKD_PROGRESS_SECONDS: seconds between lines in a log, default 30)\n"
+     "  --resume      look each run up by name: a finished one is skipped, a stopped one continues\n"
+     "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n",
+     "quiet,resume,sandbox"},
+    {"sweep", gkd_cmd_sweep, "run a sweep script with N workers, resumable: gkd sweep SCRIPT.lua [--workers N]",
+     "gkd sweep SCRIPT.lua [--workers N] [--db FILE] " DEVICE " [--retry-failed] [--quiet] " LIMITS
+     " [args...] [-- args...]\n"
+     "Runs a sweep script (gkd.sweep, docs/lua-api.md); finished runs are skipped, stopped ones continue.\n"
+     "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n",
+     NULL},
+    {"resume", gkd_cmd_resume, "continue an interrupted run from its last checkpoint: gkd resume RUN",
+     "gkd resume RUN [--db FILE] " DEVICE " [--quiet] " LIMITS "\n"
+     "Runs the script that started RUN again, which continues it from its last checkpoint.\n"
+     "The run's own sandbox and limit flags apply again; those given here override them.\n",
+     NULL},
+    {"runs", gkd_cmd_runs, "list the runs in the database: gkd runs [--db runs.db]",
+     "gkd runs [--db FILE | FILE] [--sweep NAME] [--status running|finished|failed|interrupted]\n"
+     "Lists the runs of a run store (default runs.db), opened read-only (docs/reports.md).\n",
+     NULL},
+    {"report", gkd_cmd_report, "tables, --html FILE or --csv of runs and sweeps",
+     "gkd report [--db FILE | FILE] [--sweep NAME] [--status S] [--split held_out]\n"
+     "           [--metric M[,M...]]... [--maximize M,...] [--minimize M,...] [--ignore KEY,...]\n"
+     "           [--csv FILE|-] [--html FILE] [--title TEXT] [--curve M,...]\n"
+     "           [--heatmap M] [--heatmap-x KEY] [--heatmap-y KEY] [--reward M] [--task M] [--label KEY]\n"
+     "Tables of the runs and sweeps of a run store, as CSV or as one HTML page (docs/reports.md).\n",
+     NULL},
+    {"quickstart", gkd_cmd_quickstart,
+     "the main job: supervised KD vs on-policy GKD on 3-digit addition (experiments/quickstart.lua)",
+     "gkd quickstart " DEVICE " [--db FILE] [--out DIR] [--seeds 1,2,3] [--ablation] [--warm-gate X] [--smoke]\n"
+     "Runs experiments/quickstart.lua (GKD_QUICKSTART_SCRIPT overrides it): about 3 minutes on 2 cores;\n"
+     "--smoke: seconds.\n",
+     NULL},
+    {"train-tokenizer", gkd_cmd_train_tokenizer, "train a byte-level BPE tokenizer on a JSONL corpus",
+     "gkd train-tokenizer --data FILE.jsonl --out tokenizer.json [--vocab N] [--fields a,b] [--max-docs N]\n"
+     "Trains a byte-level BPE tokenizer on the text of the given fields (docs/tokenizer.md).\n",
+     NULL},
+    {"sample", gkd_cmd_sample, "sample from a model checkpoint",
+     "gkd sample --model MODEL --prompt TEXT [--tokenizer tokenizer.json] [--n N] [--max-new-tokens N]\n"
+     "           [--temperature T] [--top-k K] [--top-p P] [--seed S] " DEVICE "\n"
+     "Samples continuations of a prompt from a model checkpoint.\n",
+     NULL},
     {"score", gkd_cmd_score,
      "per-token log-probs of a sequence under a model: gkd score --model M "
-     "(--text S | --tokens \"1 2 3\") [--tokenizer T] [--special] [--json]"},
-    {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned factual-consistency reward model"},
-    {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)"},
+     "(--text S | --tokens \"1 2 3\") [--tokenizer T] [--special] [--json]",
+     "gkd score --model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] [--special]\n"
+     "          [--json] " DEVICE "\n"
+     "The log-probability of each token of a sequence under a model.\n",
+     NULL},
+    {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned factual-consistency reward model",
+     "gkd reward-model train --data FILE --out DIR [--source-field F] [--summary-field F] [--max-examples N]\n"
+     "           [--steps N] [--batch N] [--lr X] [--min-lr X] [--warmup N] [--dim N] [--layers N] [--heads N]\n"
+     "           [--hidden N] [--vocab N] [--source-tokens N] [--summary-tokens N] [--source-words N]\n"
+     "           [--rounds N] [--held-out F] [--seed S] [--report-every N] [--eval-every N] [--quiet]\n"
+     "       gkd reward-model eval --model DIR --data FILE [--rounds N] [--seed S] [--source-words N]\n"
+     "           [--source-field F] [--summary-field F] [--max-examples N]\n"
+     "       gkd reward-model score --model DIR --source TEXT --summary TEXT\n"
+     "A learned factual-consistency reward (docs/reward-model.md).\n",
+     NULL},
+    {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)",
+     "gkd bench [--json] [--quick] " DEVICE " [--precision fp32|tf32|bf16]\n"
+     "          [--only distill,sgemm,train,generate,gkd_step,lua] [--reps N] [--vocab N] [--dim N] [--layers N]\n"
+     "          [--heads N] [--kv-heads N] [--ffn N] [--seq N] [--batch N] [--gen-batch N] [--gen-new N]\n"
+     "Training and generation speed, memory and overheads (docs/benchmarks.md).\n",
+     NULL},
 };
+
+static const command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
+        if (strcmp(name, commands[i].name) == 0) return &commands[i];
+    return NULL;
+}
 
 static void usage(FILE *out) {
     fprintf(out, "usage: gkd COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
         fprintf(out, "  %-16s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\n  gkd help        this text\n  gkd version     the version\n");
+    fprintf(out, "\n  gkd help        this text\n  gkd version     the version\n"
+                 "  gkd COMMAND --help   the command's options\n");
+}
+
+int gkd_cli_usage(FILE *out, const char *name) {
+    const command *c = find_command(name);
+    if (!c || !c->usage) return 0;
+    fprintf(out, "usage: %s", c->usage);
+    return 1;
+}
+
+static int is_help(const char *arg) {
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* Whether argv[2..] asks for the command's help (see the Rules above). */
+static int wants_help(const command *c, int argc, char **argv) {
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--") == 0) return 0;
+        if (is_help(arg)) return 1;
+        if (!c->script_flags) continue;
+        if (arg[0] != '-' || strcmp(arg, "-e") == 0) return 0; /* the script or its code: the rest is its own */
+        if (strncmp(arg, "--", 2) == 0 && !strchr(arg, '=') && !gkd_cli_is_flag(c->script_flags, arg + 2)) i++;
+    }
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -39,7 +138,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+    if (strcmp(cmd, "help") == 0 || is_help(cmd)) {
+        if (argc > 2 && gkd_cli_usage(stdout, argv[2])) return 0;
         usage(stdout);
         return 0;
     }
@@ -47,8 +147,9 @@ int main(int argc, char **argv) {
         printf("gkd %s\n", GKD_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (strcmp(cmd, commands[i].name) == 0) return commands[i].fn(argc, argv);
+    const command *c = find_command(cmd);
+    if (c && c->usage && wants_help(c, argc, argv)) return gkd_cli_usage(stdout, cmd) ? 0 : 2;
+    if (c) return c->fn(argc, argv);
     fprintf(stderr, "gkd: unknown command \"%s\"\n", cmd);
     usage(stderr);
     return 2;
