@@ -73,6 +73,12 @@ int gkd_lua_raise(lua_State *L, const char *what);
 /* Raises "<fname>: unknown key 'k' (did you mean 'x'?)" when the table at idx has a string key outside
  * valid (NULL-terminated); non-string keys are errors too. */
 void gkd_lua_check_keys(lua_State *L, int idx, const char *fname, const char *const *valid);
+/* What gkd calls `name`, a key from Hugging Face TRL ("lmbda": "did you mean 'lambda'? ..."), when that
+ * key is in valid; else NULL. Checked before gkd_lua_closest. */
+const char *gkd_lua_foreign_hint(const char *name, const char *const *valid);
+/* gkd._foreign_hint(name, valid) -> the hint or nothing; valid is a schema (names as keys) or a list. The
+ * prelude's util.unknown_key asks it first. */
+int gkd_lua_foreign_hint_l(lua_State *L);
 /* The valid name closest to `name` by edit distance, or NULL when none is close (distance > 1/2 length). */
 const char *gkd_lua_closest(const char *name, const char *const *valid);
 int gkd_lua_edit_distance(const char *a, const char *b);

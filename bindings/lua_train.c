@@ -801,7 +801,10 @@ void gkd_lua_add_train(lua_State *L) {
     lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
-    static const luaL_Reg fns[] = {{"_train", l_train}, {"_resolve", l_resolve}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"_train", l_train},
+                                   {"_resolve", l_resolve},
+                                   {"_foreign_hint", gkd_lua_foreign_hint_l},
+                                   {NULL, NULL}};
     luaL_setfuncs(L, fns, 0);
     lua_newtable(L);
     lua_pushboolean(L, 1); /* GKD + RL: reward and alpha are supported */

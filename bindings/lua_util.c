@@ -70,6 +70,76 @@ const char *gkd_lua_closest(const char *name, const char *const *valid) {
     return best && best_d <= (len + 1) / 2 ? best : NULL;
 }
 
+/* Names people bring from Hugging Face TRL (GKDConfig, GRPOConfig, TrainingArguments, generalized_jsd_loss)
+ * and what gkd calls them: looked up before the edit-distance guess, which sends seq_kd to 'seed' and
+ * max_steps to 'on_step'. An entry applies only where its gkd key is valid, so a hint never names a key
+ * the table being checked does not take (docs/trl.md has the whole mapping). */
+typedef struct {
+    const char *foreign, *key, *hint;
+} foreign_name;
+
+#define LR_SCHEDULE "give 'lr' a schedule: lr = gkd.schedule.warmup_cosine(peak, min, warmup_steps, steps)"
+static const foreign_name foreign_names[] = {
+    {"lmbda", "lambda", "did you mean 'lambda'? TRL's lmbda is gkd's lambda"},
+    {"seq_kd", "method", "TRL's seq_kd = True is gkd's method = \"seqkd\""},
+    {"max_steps", "steps", "did you mean 'steps'? TRL's max_steps is gkd's steps"},
+    {"num_train_epochs", "steps", "gkd counts optimizer steps: steps = epochs x rows / (batch x grad_accum)"},
+    {"learning_rate", "lr", "did you mean 'lr'? TRL's learning_rate is gkd's lr (a number or a schedule)"},
+    {"lr_scheduler_type", "lr", LR_SCHEDULE},
+    {"warmup_steps", "lr", LR_SCHEDULE},
+    {"warmup_ratio", "lr", LR_SCHEDULE},
+    {"num_generations", "group_size",
+     "did you mean 'group_size'? TRL's num_generations (samples per prompt) is gkd's group_size (GKD + RL, "
+     "with a reward)"},
+    {"per_device_train_batch_size", "batch", "did you mean 'batch'? TRL's per_device_train_batch_size is gkd's batch"},
+    {"gradient_accumulation_steps", "grad_accum",
+     "did you mean 'grad_accum'? TRL's gradient_accumulation_steps is gkd's grad_accum"},
+    {"max_grad_norm", "clip", "did you mean 'clip'? TRL's max_grad_norm is gkd's clip"},
+    {"max_completion_length", "max_new_tokens", "did you mean 'max_new_tokens'?"},
+    {"max_length", "max_prompt", "gkd limits the prompt and the output apart: max_prompt and max_target"},
+    {"eval_steps", "eval", "evaluation every N steps is eval = {every = N}"},
+    {"save_steps", "checkpoint", "a checkpoint every N steps is checkpoint = {every = N}"},
+    {"save_total_limit", "checkpoint", "keeping the last N checkpoints is checkpoint = {keep = N}"},
+    {"output_dir", "checkpoint", "checkpoints go to checkpoint = {dir = DIR}; metrics to the run store, db"},
+    {"teacher_model_name_or_path", "teacher", "the teacher is teacher = gkd.model.load(PATH)"},
+    {"model", "student", "the model being trained is the student: student = a gkd.Model"},
+    {"train_dataset", "task", "the training data is the task: task = gkd.task.jsonl{...}"},
+    {"eval_dataset", "held_out", "held-out data is held_out = a gkd.Task (or a fraction of the task)"},
+    {"temperature", "teacher_temperature",
+     "the divergence's temperature is teacher_temperature, which divides the teacher's logits only; TRL's "
+     "generalized_jsd_loss(temperature = tau) divides both sides' logits; the student's sampling temperature "
+     "is gkd.run's temperature (docs/trl.md)"},
+};
+
+/* The entry for `name`, or NULL. */
+static const foreign_name *find_foreign(const char *name) {
+    for (size_t i = 0; i < sizeof foreign_names / sizeof *foreign_names; i++)
+        if (strcmp(name, foreign_names[i].foreign) == 0) return &foreign_names[i];
+    return NULL;
+}
+
+const char *gkd_lua_foreign_hint(const char *name, const char *const *valid) {
+    const foreign_name *f = find_foreign(name);
+    for (int i = 0; f && valid[i]; i++)
+        if (strcmp(valid[i], f->key) == 0) return f->hint;
+    return NULL;
+}
+
+int gkd_lua_foreign_hint_l(lua_State *L) {
+    const foreign_name *f = find_foreign(luaL_checkstring(L, 1));
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int valid = lua_getfield(L, 2, f ? f->key : "") != LUA_TNIL; /* a schema: keys are the names */
+    lua_pop(L, 1);
+    for (lua_Integer i = 1; f && !valid && lua_rawgeti(L, 2, i) != LUA_TNIL; i++) { /* a list of names */
+        valid = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), f->key) == 0;
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    if (!f || !valid) return 0;
+    lua_pushstring(L, f->hint);
+    return 1;
+}
+
 void gkd_lua_check_keys(lua_State *L, int idx, const char *fname, const char *const *valid) {
     idx = lua_absindex(L, idx);
     lua_pushnil(L);
@@ -83,6 +153,11 @@ void gkd_lua_check_keys(lua_State *L, int idx, const char *fname, const char *co
         int ok = 0;
         for (int i = 0; valid[i] && !ok; i++) ok = strcmp(k, valid[i]) == 0;
         if (!ok) {
+            const char *hint = gkd_lua_foreign_hint(k, valid);
+            if (hint) {
+                luaL_error(L, "%s: unknown key '%s' (%s)", fname, k, hint);
+                return;
+            }
             const char *near = gkd_lua_closest(k, valid);
             if (near)
                 luaL_error(L, "%s: unknown key '%s' (did you mean '%s'?)", fname, k, near);

@@ -44,6 +44,8 @@ end
 
 -- "what: unknown key 'lamda' (did you mean 'lambda'?)"
 function util.unknown_key(what, key, valid)
+  local hint = gkd._foreign_hint(key, valid) -- a name from TRL first ("lmbda": gkd's lambda)
+  if hint then return string.format("%s: unknown key '%s' (%s)", what, key, hint) end
   local near = util.closest(key, valid)
   if near then
     return string.format("%s: unknown key '%s' (did you mean '%s'?)", what, key, near)
