@@ -81,7 +81,9 @@ typedef struct {
 #define LR_SCHEDULE "give 'lr' a schedule: lr = gkd.schedule.warmup_cosine(peak, min, warmup_steps, steps)"
 static const foreign_name foreign_names[] = {
     {"lmbda", "lambda", "did you mean 'lambda'? TRL's lmbda is gkd's lambda"},
-    {"seq_kd", "method", "TRL's seq_kd = True is gkd's method = \"seqkd\""},
+    {"seq_kd", "method",
+     "TRL's seq_kd = True is gkd's method = \"seqkd\" (cross-entropy on the teacher's outputs); to keep the "
+     "divergence on them, as TRL does, give fixed = \"teacher\" instead"},
     {"max_steps", "steps", "did you mean 'steps'? TRL's max_steps is gkd's steps"},
     {"num_train_epochs", "steps", "gkd counts optimizer steps: steps = epochs x rows / (batch x grad_accum)"},
     {"learning_rate", "lr", "did you mean 'lr'? TRL's learning_rate is gkd's lr (a number or a schedule)"},

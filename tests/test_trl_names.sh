@@ -29,7 +29,7 @@ LUA
 cat out.txt
 has() { grep -qF -- "$1" out.txt; }
 check "lmbda -> lambda" has "unknown key 'lmbda' (did you mean 'lambda'?"
-check "seq_kd -> method = \"seqkd\"" has "unknown key 'seq_kd' (TRL's seq_kd = True is gkd's method = \"seqkd\")"
+check "seq_kd -> method = \"seqkd\" or fixed = \"teacher\"" has "unknown key 'seq_kd' (TRL's seq_kd = True is gkd's method = \"seqkd\" (cross-entropy on the teacher's outputs); to keep the divergence on them, as TRL does, give fixed = \"teacher\" instead)"
 check "max_steps -> steps" has "unknown key 'max_steps' (did you mean 'steps'?"
 check "learning_rate -> lr" has "unknown key 'learning_rate' (did you mean 'lr'?"
 check "num_generations -> group_size (samples per prompt)" has "unknown key 'num_generations' (did you mean 'group_size'? TRL's num_generations (samples per prompt)"
