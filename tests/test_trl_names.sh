@@ -9,8 +9,7 @@
 export OMP_NUM_THREADS=1
 cat >names.lua <<'LUA'
 local t = gkd.task.arithmetic{n = 20}
-local tok = gkd.tokenizer.train{task = t, vocab = 280}
-local m = gkd.model.new{layers = 1, dim = 16, tokenizer = tok, max_seq_len = 64}
+local m = gkd.model.new{layers = 1, dim = 16, tokenizer = gkd.tokenizer.train{task = t, vocab = 280}, max_seq_len = 64}
 local function run_error(key)
   local cfg = {name = "x", db = ":memory:", task = t, student = m, teacher = m, steps = 1, quiet = true}
   cfg[key] = 1
