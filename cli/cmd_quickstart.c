@@ -6,7 +6,6 @@
  *                  --ablation --smoke]
  *
  * GKD_QUICKSTART_SCRIPT overrides the script's path (default: the source tree the binary was built from). */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,14 +24,6 @@ int gkd_cmd_quickstart(int argc, char **argv) {
     v[n++] = argv[0];
     v[n++] = "run";
     for (; i < argc; i++) {
-        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            fprintf(stderr, "usage: gkd quickstart [--device cpu|cuda|auto|sim] [--db FILE] [--out DIR] [--seeds 1,2,3] "
-                            "[--ablation] [--warm-gate X] [--smoke]\n"
-                            "Runs %s (about 3 minutes on 2 cores; --smoke: seconds).\n",
-                            script);
-            free(v);
-            return 0;
-        }
         if ((strcmp(argv[i], "--device") == 0 || strcmp(argv[i], "--db") == 0) && i + 1 < argc) {
             v[n++] = argv[i];
             v[n++] = argv[++i];
