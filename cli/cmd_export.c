@@ -50,9 +50,13 @@ int gkd_cmd_export(int argc, char **argv) {
     gkd_report_tensorboard_counts n = {0};
     gkd_status st = gkd_report_write_tensorboard(store, dir, &opt, &n);
     gkd_store_close(store);
+    if (st == GKD_ERR_NOT_FOUND) { /* nothing selected: say which store was searched */
+        gkd_cli_error("export", "run store '%s': %s", db, gkd_error_message());
+        return 2;
+    }
     if (st != GKD_OK) {
         gkd_cli_error("export", "%s", gkd_error_message());
-        return st == GKD_ERR_NOT_FOUND || st == GKD_ERR_ARG ? 2 : 1;
+        return st == GKD_ERR_ARG ? 2 : 1;
     }
     fprintf(stderr, "gkd export: wrote %d run%s to %s (%lld scalars, %lld samples, %d hparams)\n", n.runs,
             n.runs == 1 ? "" : "s", dir, (long long)n.scalars, (long long)n.samples, n.hparams);

@@ -289,7 +289,8 @@ static gkd_status tb_note_tag(tb_export *x, const char *tag) {
     return GKD_OK;
 }
 
-static gkd_status tb_scalars_flush(tb_scalars *s) {
+static gkd_status tb_scalars_flush(void *ctx) {
+    tb_scalars *s = ctx;
     if (!s->summary.len) return GKD_OK;
     gkd_status st = gkd_buf_check(&s->summary, "scalars");
     if (st == GKD_OK) st = tb_event(s->f, s->step, &s->summary, NULL);
@@ -314,15 +315,23 @@ static int tb_scalar_row(const gkd_store_row *row, void *ctx) {
     return 0;
 }
 
+/* Runs the query `sql` over run r (?1), whose rows `row` gathers into events, then writes the event
+ * the last rows left pending (`flush`). */
+static gkd_status tb_query_events(tb_export *x, tb_file *f, const tb_run *r, const char *sql,
+                                  gkd_store_row_fn row, gkd_status (*flush)(void *ctx), void *ctx) {
+    gkd_status st = gkd_store_query(x->store, row, ctx, sql, "i", r->id);
+    if (st == GKD_OK) st = f->st;
+    if (st == GKD_OK) st = flush(ctx);
+    return st;
+}
+
 static gkd_status tb_write_scalars(tb_export *x, tb_file *f, const tb_run *r) {
     tb_scalars s = {.x = x, .f = f, .step = INT64_MIN};
-    gkd_status st = gkd_store_query(x->store, tb_scalar_row, &s,
+    gkd_status st = tb_query_events(x, f, r,
                                     "SELECT step, 'train/' || name, value FROM metrics WHERE run_id = ?1 "
                                     "UNION ALL SELECT step, split || '/' || metric, value FROM evals "
                                     "WHERE run_id = ?1 ORDER BY 1, 2",
-                                    "i", r->id);
-    if (st == GKD_OK) st = f->st;
-    if (st == GKD_OK) st = tb_scalars_flush(&s);
+                                    tb_scalar_row, tb_scalars_flush, &s);
     gkd_buf_free(&s.summary);
     return st;
 }
@@ -338,7 +347,8 @@ typedef struct {
     gkd_buf cells; /* string_val fields, row-major */
 } tb_texts;
 
-static gkd_status tb_texts_flush(tb_texts *t) {
+static gkd_status tb_texts_flush(void *ctx) {
+    tb_texts *t = ctx;
     if (!t->n) return GKD_OK;
     gkd_buf tensor = {0}, content = {0}, summary = {0}, tag = {0};
     int64_t dims[2] = {t->n, 2};
@@ -384,12 +394,10 @@ static int tb_sample_row(const gkd_store_row *row, void *ctx) {
 
 static gkd_status tb_write_texts(tb_export *x, tb_file *f, const tb_run *r) {
     tb_texts t = {.x = x, .f = f, .step = INT64_MIN};
-    gkd_status st = gkd_store_query(x->store, tb_sample_row, &t,
+    gkd_status st = tb_query_events(x, f, r,
                                     "SELECT step, split, prompt, output FROM samples WHERE run_id = ?1 "
                                     "ORDER BY step, split, id",
-                                    "i", r->id);
-    if (st == GKD_OK) st = f->st;
-    if (st == GKD_OK) st = tb_texts_flush(&t);
+                                    tb_sample_row, tb_texts_flush, &t);
     free(t.split);
     gkd_buf_free(&t.cells);
     return st;
@@ -442,7 +450,8 @@ static gkd_status tb_file_close(tb_file *f, const char *folder, const char *name
     gkd_buf_printf(&final, "%s/%s", folder, name);
     if (st == GKD_OK) st = gkd_buf_check(&final, "path");
     if (st == GKD_OK && rename(f->path, final.data) != 0)
-        st = gkd_error_set(GKD_ERR_IO, "cannot rename '%s' to '%s': %s", f->path, final.data, strerror(errno));
+        st =
+            gkd_error_set(GKD_ERR_IO, "cannot rename '%s' to '%s': %s", f->path, final.data, strerror(errno));
     if (st != GKD_OK && f->path) remove(f->path);
     free(f->path);
     gkd_buf_free(&final);
@@ -545,7 +554,8 @@ static gkd_status tb_write_experiment(tb_export *x, double created) {
         gkd_buf metric = {0}, mname = {0};
         gkd_pb_string(&mname, METRIC_NAME_TAG, x->tags[i]);
         gkd_pb_message(&metric, METRIC_NAME, &mname);
-        if (strncmp(x->tags[i], "train/", 6) == 0) gkd_pb_varint(&metric, METRIC_DATASET_TYPE, DATASET_TRAINING);
+        if (strncmp(x->tags[i], "train/", 6) == 0)
+            gkd_pb_varint(&metric, METRIC_DATASET_TYPE, DATASET_TRAINING);
         gkd_pb_message(&exp, EXPERIMENT_METRIC_INFOS, &metric);
         gkd_buf_free(&metric);
         gkd_buf_free(&mname);
@@ -576,22 +586,24 @@ static int tb_run_row(const gkd_store_row *row, void *ctx) {
 static gkd_status tb_select(tb_export *x, const gkd_report_tensorboard_options *opt) {
     const char *sweep = opt ? opt->sweep : NULL, *run = opt ? opt->run : NULL;
     int64_t sweep_id = 0;
-    if (sweep && gkd_store_sweep_find(x->store, sweep, &sweep_id) != GKD_OK)
-        return gkd_error_set(GKD_ERR_NOT_FOUND, "no sweep named '%s' in the store", sweep);
+    gkd_status st = sweep ? gkd_store_sweep_find(x->store, sweep, &sweep_id) : GKD_OK;
+    if (st == GKD_ERR_NOT_FOUND) return gkd_error_set(st, "no sweep named '%s'", sweep);
+    if (st != GKD_OK) return st;
     /* julianday(...) - 2440587.5 days is the time since the Unix epoch */
-    gkd_status st = gkd_store_query(
+    st = gkd_store_query(
         x->store, tb_run_row, x,
         "SELECT r.id, r.name, r.status, r.config, (julianday(r.started_at) - 2440587.5) * 86400.0, "
-        "(julianday(r.finished_at) - 2440587.5) * 86400.0 FROM runs r LEFT JOIN sweeps s ON s.id = r.sweep_id "
-        "WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR r.name = ?2) ORDER BY r.id",
+        "(julianday(r.finished_at) - 2440587.5) * 86400.0 "
+        "FROM runs r LEFT JOIN sweeps s ON s.id = r.sweep_id WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS "
+        "NULL OR r.name = ?2) ORDER BY r.id",
         "ss", sweep, run);
     if (st != GKD_OK) return st;
     if (x->nomem) return tb_nomem("runs");
     if (x->n_runs > 0) return GKD_OK;
     if (run && sweep) return gkd_error_set(GKD_ERR_NOT_FOUND, "no run named '%s' in sweep '%s'", run, sweep);
-    if (run) return gkd_error_set(GKD_ERR_NOT_FOUND, "no run named '%s' in the store", run);
+    if (run) return gkd_error_set(GKD_ERR_NOT_FOUND, "no run named '%s'", run);
     if (sweep) return gkd_error_set(GKD_ERR_NOT_FOUND, "sweep '%s' has no runs", sweep);
-    return gkd_error_set(GKD_ERR_NOT_FOUND, "the store has no runs to export");
+    return gkd_error_set(GKD_ERR_NOT_FOUND, "no runs to export");
 }
 
 static void tb_export_free(tb_export *x) {

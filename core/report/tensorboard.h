@@ -25,10 +25,10 @@ typedef struct {
 } gkd_report_tensorboard_options;
 
 typedef struct {
-    int runs;          /* run folders written */
-    int64_t scalars;   /* scalar values (training metrics and evaluations) */
-    int64_t samples;   /* samples written as text */
-    int hparams;       /* distinct hyperparameter keys in the experiment summary */
+    int runs;        /* run folders written */
+    int64_t scalars; /* scalar values (training metrics and evaluations) */
+    int64_t samples; /* samples written as text */
+    int hparams;     /* distinct hyperparameter keys in the experiment summary */
 } gkd_report_tensorboard_counts;
 
 /* Writes the selected runs under `dir` (created with its parents when missing) and the HParams
