@@ -202,7 +202,7 @@ def main():
     folders = []
     for run in runs:
         base = safe_dir(run[1])
-        d = base if base not in folders else f"{base}-{run[0]}"
+        d = base if base.lower() not in [f.lower() for f in folders] else f"{base}-{run[0]}"
         folders.append(d)
     found = sorted(os.path.relpath(os.path.dirname(p), out)
                    for p in glob.glob(os.path.join(out, "**", "*tfevents*"), recursive=True))

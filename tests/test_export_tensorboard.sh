@@ -2,8 +2,9 @@
 # ctest-labels: cpu
 # `gkd export --tensorboard DIR` read back by the tensorboard package (tests/export_tensorboard_check.py):
 # a store with one real tiny run and a synthetic sweep (a NaN metric, evals, samples with markdown and
-# line breaks, a failed run sharing a name, a name with '..' and spaces), exported whole, again into the
-# same folder, by --sweep and by --run; every scalar, hparam, text and checksum must match the store.
+# line breaks, a failed run sharing a name, one equal but for case, a name with '..' and spaces, values
+# of mixed types), exported whole, again into the same folder, by --sweep and by --run; every scalar,
+# hparam, text and checksum must match the store.
 # Then the refusals: an unknown sweep or run, a missing or non-SQLite --db, a folder that cannot be
 # created or written, no --tensorboard. Skipped (77) without the tensorboard Python package.
 . "$(dirname "$0")/lib.sh"
@@ -49,6 +50,9 @@ s:metric(dup, 1, "loss", 7)
 s:run_finish(dup, "failed", "boom")
 local odd = s:run_begin("../up  and: away", {config = [[{"lambda":1}]]})
 s:eval(odd, 2, "held_out", "rougeL", 0.5)
+local upper = s:run_begin("Grid/LAMBDA=0.5", {config = [[{"lambda":0.5,"seed":3,"on_policy":"yes"}]]})
+s:metric(upper, 1, "loss", 1e-40)
+s:run_finish(upper, "interrupted")
 assert(s:close())' >store.out 2>&1
 check "building the synthetic store (output: $(tail -3 store.out))" test $? -eq 0
 
@@ -61,7 +65,8 @@ export_ok "all runs" tb
 check "all runs read back" python3 "$checker" runs.db tb all
 check "folder of '../up  and: away' stays inside" test -d "tb/_./up__and__away"
 check "the failed run sharing a name gets -ID" test -d "tb/grid/lambda=0-4"
-check "the summary line counts 5 runs" grep -q "wrote 5 runs to tb" tb.out
+check "a name equal but for case gets -ID" test -d "tb/Grid/LAMBDA=0.5-6"
+check "the summary line counts 6 runs" grep -q "wrote 6 runs to tb" tb.out
 export_ok "again into the same folder" tb
 check "re-export replaces the files" python3 "$checker" runs.db tb all
 export_ok "--sweep grid" tb-sweep --sweep grid

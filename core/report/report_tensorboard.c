@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "core/base/json.h"
@@ -482,9 +483,10 @@ static char *tb_safe_dir(const char *name) {
     return d.data;
 }
 
+/* Letters compared without case: on a case-insensitive file system "Run" and "run" are one folder. */
 static int tb_dir_taken(const tb_export *x, int upto, const char *dir) {
     for (int i = 0; i < upto; i++)
-        if (strcmp(x->runs[i].dir, dir) == 0) return 1;
+        if (strcasecmp(x->runs[i].dir, dir) == 0) return 1;
     return 0;
 }
 
