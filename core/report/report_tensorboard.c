@@ -118,8 +118,7 @@ static void tb_plugin_value(gkd_buf *summary, const char *tag, const char *plugi
                             const gkd_buf *tensor) {
     gkd_buf data = {0}, meta = {0}, value = {0};
     gkd_pb_string(&data, PLUGIN_DATA_NAME, plugin);
-    gkd_pb_bytes(&data, PLUGIN_DATA_CONTENT, content->data, content->len);
-    if (content->failed) data.failed = 1;
+    gkd_pb_message(&data, PLUGIN_DATA_CONTENT, content); /* bytes holding a serialized message */
     gkd_pb_message(&meta, METADATA_PLUGIN_DATA, &data);
     gkd_pb_string(&value, VALUE_TAG, tag);
     gkd_pb_message(&value, VALUE_METADATA, &meta);
@@ -223,7 +222,8 @@ static void tb_put_hparam(gkd_buf *start, const char *key, const gkd_json *v) {
 /* Every leaf under v, keyed `key` (the dotted path so far, restored on return); nulls and empty
  * objects are left out. */
 static gkd_status tb_walk_config(tb_export *x, gkd_buf *start, gkd_buf *key, const gkd_json *v) {
-    if (v->type == GKD_JSON_NULL) return GKD_OK;
+    /* a null has nothing to show, and a config that is not an object has no keys */
+    if (v->type == GKD_JSON_NULL || (v->type != GKD_JSON_OBJECT && !key->len)) return GKD_OK;
     if (v->type != GKD_JSON_OBJECT) {
         gkd_status st = gkd_buf_check(key, "hparam key");
         if (st != GKD_OK) return st;
