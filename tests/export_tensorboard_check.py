@@ -30,7 +30,13 @@ def fail(msg):
     print("FAILED: " + msg, file=sys.stderr)
 
 
+FLT_MAX = 3.4028234663852886e38
+
+
 def f32(x):
+    """The float32 TensorBoard holds for a stored double: beyond float's range, an infinity."""
+    if abs(x) > FLT_MAX:
+        return math.copysign(math.inf, x)
     return struct.unpack("<f", struct.pack("<f", x))[0]
 
 

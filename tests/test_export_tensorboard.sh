@@ -3,8 +3,8 @@
 # `gkd export --tensorboard DIR` read back by the tensorboard package (tests/export_tensorboard_check.py):
 # a store with one real tiny run and a synthetic sweep (a NaN metric, evals, samples with markdown and
 # line breaks, a failed run sharing a name, one equal but for case, a name with '..' and spaces, values
-# of mixed types), exported whole, again into the same folder, by --sweep and by --run; every scalar,
-# hparam, text and checksum must match the store.
+# of mixed types, numbers beyond float's range), exported whole, again into the same folder, by --sweep
+# and by --run; every scalar, hparam, text and checksum must match the store.
 # Then the refusals: an unknown sweep or run, a missing or non-SQLite --db, a folder that cannot be
 # created or written, no --tensorboard. Skipped (77) without the tensorboard Python package.
 . "$(dirname "$0")/lib.sh"
@@ -52,6 +52,8 @@ local odd = s:run_begin("../up  and: away", {config = [[{"lambda":1}]]})
 s:eval(odd, 2, "held_out", "rougeL", 0.5)
 local upper = s:run_begin("Grid/LAMBDA=0.5", {config = [[{"lambda":0.5,"seed":3,"on_policy":"yes"}]]})
 s:metric(upper, 1, "loss", 1e-40)
+s:metric(upper, 2, "loss", -1e300)
+s:metric(upper, 3, "loss", 1 / 0)
 s:run_finish(upper, "interrupted")
 assert(s:close())' >store.out 2>&1
 check "building the synthetic store (output: $(tail -3 store.out))" test $? -eq 0

@@ -11,6 +11,7 @@
 #include "core/report/tensorboard.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +291,14 @@ static gkd_status tb_note_tag(tb_export *x, const char *tag) {
     return GKD_OK;
 }
 
+/* The nearest float; beyond float's range an infinity of that sign, where a plain cast would be
+ * undefined. */
+static float tb_to_float(double v) {
+    if (v > FLT_MAX) return INFINITY;
+    if (v < -FLT_MAX) return -INFINITY;
+    return (float)v;
+}
+
 static gkd_status tb_scalars_flush(void *ctx) {
     tb_scalars *s = ctx;
     if (!s->summary.len) return GKD_OK;
@@ -309,7 +318,7 @@ static int tb_scalar_row(const gkd_store_row *row, void *ctx) {
     if (s->f->st != GKD_OK) return 1;
     gkd_buf value = {0};
     gkd_pb_string(&value, VALUE_TAG, tag);
-    gkd_pb_float(&value, VALUE_SIMPLE_VALUE, (float)gkd_store_row_double(row, 2));
+    gkd_pb_float(&value, VALUE_SIMPLE_VALUE, tb_to_float(gkd_store_row_double(row, 2)));
     gkd_pb_message(&s->summary, SUMMARY_VALUE, &value);
     gkd_buf_free(&value);
     s->x->counts.scalars++;
