@@ -6,11 +6,12 @@
  *   TFRecord framing with masked CRC32C, Event protos of file_version "brain.Event:2"), no TensorFlow.
  * - One folder per run under `dir`, from the run's name: each '/'-separated part made filesystem-safe
  *   (bytes other than ASCII letters, digits and ._,=+- become '_'; a leading '.' too), a suffix -ID
- *   (the run id) when two runs would share a folder (letters compared without case). The folder holds one event file, named from the
- *   run's start time, which an export of the same run replaces (written beside it, then renamed).
+ *   (the run id) when two runs would share a folder (letters compared without case). The folder holds
+ *   one event file, named from the run's start time, which an export of the same run replaces (written
+ *   beside it, then renamed).
  * - Every event of a run carries the run's start time as wall_time: the store keeps no time per step.
- * - Scalars are float32 in TensorBoard (Summary.simple_value): a stored double is rounded to float, a
- *   NaN (stored NULL) is written as NaN. */
+ * - Scalars are float32 in TensorBoard (Summary.simple_value): a stored double is rounded to float
+ *   (beyond float's range: an infinity of its sign), a NaN (stored NULL) is written as NaN. */
 #ifndef GKD_TENSORBOARD_H
 #define GKD_TENSORBOARD_H
 
