@@ -393,10 +393,8 @@ static int tb_sample_row(const gkd_store_row *row, void *ctx) {
         if (t->f->st == GKD_OK && !t->split) t->f->st = tb_nomem("samples");
         if (t->f->st != GKD_OK) return 1;
     }
-    for (int col = 2; col <= 3; col++) {
-        const char *s = gkd_store_row_text(row, col);
-        gkd_pb_string(&t->cells, TENSOR_STRING_VAL, s ? s : "");
-    }
+    for (int col = 2; col <= 3; col++)
+        gkd_pb_string(&t->cells, TENSOR_STRING_VAL, gkd_store_row_text(row, col));
     t->n++;
     t->x->counts.samples++;
     return 0;
