@@ -6,8 +6,8 @@ Used by tests/test_export_tensorboard.sh:
 
 Everything expected is derived here from the store independently of gkd's C code: the run folders
 (docs/reports.md, "TensorBoard"), every scalar's steps and float32 values, the hparams of each run from
-its config, the experiment summary, the text of the samples, and the TFRecord checksums of every
-record. Prints one line per failure and exits 1 when there is any."""
+its config, the experiment summary, the text of the samples, the TFRecord checksums of every record,
+and what the hparams plugin serves to the HPARAMS tab. Prints one line per failure and exits 1 when there is any."""
 import glob
 import json
 import math
@@ -191,6 +191,53 @@ def check_run(db, run, folder, tags_seen):
                 fail(f"{where}: {tag} step {e.step}: text {got_rows!r} != store's {by_step.get(e.step)!r}")
 
 
+def check_hparams_tab(db, out, runs, folders):
+    """What TensorBoard's HPARAMS tab receives: the hparams plugin's own /session_groups handler, over
+    the folder as TensorBoard loads it, must list every run with the last value of each of its scalars."""
+    try:
+        import werkzeug.test
+        import werkzeug.wrappers
+        from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+        from tensorboard.plugins import base_plugin
+        from tensorboard.plugins.hparams import hparams_plugin
+    except ImportError as e:
+        print(f"note: the HPARAMS plugin check is skipped: {e}")
+        return
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(out)
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, out)
+    plugin = hparams_plugin.HParamsPlugin(base_plugin.TBContext(logdir=out, multiplexer=mux, data_provider=provider))
+    request = {"experimentName": "", "colParams": [], "startIndex": 0, "sliceSize": 100000,
+               "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]}
+    client = werkzeug.test.Client(plugin.get_plugin_apps()["/session_groups"], werkzeug.wrappers.Response)
+    resp = client.post("/session_groups", data=json.dumps(request), content_type="application/json")
+    if resp.status_code != 200:
+        fail(f"HPARAMS: /session_groups answered {resp.status_code}: {resp.data[:300]!r}")
+        return
+    sessions = {s["name"]: s for g in json.loads(resp.data)["sessionGroups"] for s in g["sessions"]}
+    if sorted(sessions) != sorted(folders):
+        fail(f"HPARAMS: sessions {sorted(sessions)} != run folders {sorted(folders)}")
+    for run, folder in zip(runs, folders):
+        if folder not in sessions:
+            continue
+        last = {}
+        for tag, value in db.execute(
+                "SELECT 'train/' || name, value FROM metrics m WHERE run_id = ?1 AND step = "
+                "(SELECT max(step) FROM metrics WHERE run_id = ?1 AND name = m.name) UNION ALL "
+                "SELECT split || '/' || metric, value FROM evals e WHERE run_id = ?1 AND step = "
+                "(SELECT max(step) FROM evals WHERE run_id = ?1 AND split = e.split AND metric = e.metric)",
+                (run[0],)):
+            last[tag] = float("nan") if value is None else f32(value)
+        got = {m["name"]["tag"]: m["value"] for m in sessions[folder].get("metricValues", [])}
+        if sorted(got) != sorted(last):
+            fail(f"HPARAMS: session {folder}: metrics {sorted(got)} != {sorted(last)}")
+        for tag in set(got) & set(last):
+            g, w = float(got[tag]), last[tag]
+            if not (g == w or (math.isnan(g) and math.isnan(w))):
+                fail(f"HPARAMS: session {folder}: {tag} = {g!r}, the store's last value is {w!r}")
+
+
 def main():
     db_path, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     db = sqlite3.connect(db_path)
@@ -250,6 +297,8 @@ def main():
     for m in exp.metric_infos:
         if (m.dataset_type == 1) != m.name.tag.startswith("train/"):
             fail(f"experiment metric {m.name.tag}: dataset_type {m.dataset_type}")
+
+    check_hparams_tab(db, out, runs, folders)
 
     if failures:
         print(f"{len(failures)} failure(s)", file=sys.stderr)
