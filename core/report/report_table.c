@@ -18,6 +18,16 @@ const char *report_fmt_num(char *buf, size_t cap, double x) {
     return buf;
 }
 
+const char *report_fmt_exact(char *buf, size_t cap, double x) {
+    buf[0] = '\0';
+    if (isnan(x)) return buf;
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
 const char *gkd_report_format_duration(char *buf, size_t cap, double s) {
     if (!isfinite(s) || s < 0) {
         snprintf(buf, cap, "-");
@@ -203,10 +213,12 @@ void report_table_runs(const gkd_report *r, report_table *t) {
     for (int i = 0; i < r->n_runs; i++) {
         const gkd_report_run *run = &r->runs[i];
         int row = run_row(t, run, run->status);
+        /* no training metric yet: no step done (last_step is -1 then) */
+        long long done = run->last_step < 0 ? 0 : (long long)run->last_step;
         if (run->total_steps >= 0)
-            table_cell(t, row, 5, "%lld/%lld", (long long)run->last_step, (long long)run->total_steps);
+            table_cell(t, row, 5, "%lld/%lld", done, (long long)run->total_steps);
         else
-            table_cell(t, row, 5, "%lld", (long long)run->last_step);
+            table_cell(t, row, 5, "%lld", done);
         table_cell(t, row, 6, "%s", report_fmt_num(a, sizeof a, run->last_loss));
         table_cell(t, row, 7, "%s", fmt_time(a, sizeof a, run->started_at));
         table_cell(t, row, 8, "%s", fmt_time(b, sizeof b, run->finished_at));

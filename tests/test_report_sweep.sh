@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# ctest-labels: cpu
+# A real 2 x 3 x 3-seed sweep (lambda {0, 1} x beta {0.1, 0.5, 0.9} x seeds {1, 2, 3}, tiny models, two
+# steps), reported with no options: 6 settings of 3 runs each with mean +- std, labelled by lambda and
+# beta once each (the stored config also holds resolved.lambda, resolved.beta, the divergence's text and
+# a per-seed student.init_seed). `--ignore` takes nested keys. `gkd runs` shows a run that has not
+# started as 0/N steps.
+. "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=1
+
+cat >sweep.lua <<'LUA'
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local function model(seed)
+  return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed}
+end
+local teacher = model(3)
+return {
+  name = "g", grid = {lambda = {0, 1}, beta = {0.1, 0.5, 0.9}}, seeds = {1, 2, 3}, workers = 1, quiet = true,
+  run = function(p)
+    return {task = task, teacher = teacher, student = model(p.seed), divergence = gkd.jsd(p.beta),
+      lambda = p.lambda, steps = 2, batch = 2, max_new_tokens = 4, max_prompt = 40,
+      eval = {examples = 2, metrics = {"rougeL"}}, checkpoint = false}
+  end,
+}
+LUA
+"$bin" sweep sweep.lua --db runs.db >sweep.out 2>sweep.err
+check "the sweep ran (rc $?)" grep -q "18 finished" sweep.out
+
+# the Settings table: the lines between its title and the next blank line, header and rule dropped
+settings() { sed -n '/^Settings/,/^$/p' "$1" | sed '1,3d;/^$/d'; }
+
+"$bin" report runs.db >report.txt 2>report.err; rc=$?
+check "gkd report exits 0 (got $rc)" test "$rc" -eq 0
+settings report.txt >settings.txt
+check "6 settings" test "$(wc -l <settings.txt)" -eq 6
+check "3 runs each" test "$(awk '$4 == 3' settings.txt | wc -l)" -eq 6
+check "mean +- std in every row" test "$(grep -c ' +- ' settings.txt)" -eq 6
+for l in 0 1; do for b in 0.1 0.5 0.9; do
+  check "setting beta=$b lambda=$l, labelled once each" grep -q "^g  *beta=$b lambda=$l  " settings.txt
+done; done
+check "no resolved.* or duplicate in the labels" test "$(grep -c 'resolved\.\|divergence=\|init_seed' report.txt)" -eq 0
+
+# --ignore takes nested keys: pooling over beta (its copies: beta, resolved.beta, the divergence's text)
+"$bin" report runs.db --ignore 'beta,resolved.beta,divergence' >pooled.txt 2>&1
+settings pooled.txt >pooled_settings.txt
+check "--ignore with a dotted key: 2 settings of 9 runs" test "$(awk '$3 == 9' pooled_settings.txt | wc -l)" -eq 2
+"$bin" report runs.db --ignore '*.beta,divergence' >star.txt 2>&1
+check "--ignore '*.beta' ignores beta at any depth" cmp -s <(settings star.txt) pooled_settings.txt
+
+# a run that has not started: 0/N steps, not -1/N
+"$bin" run -e 'local s = assert(gkd.store.open("runs.db"))
+  s:run_begin("fresh", {config = "{\"steps\": 3}"}); s:close()'
+"$bin" runs runs.db >runs.txt 2>&1
+check "a fresh run shows 0/3 steps" grep -q '^ *19  fresh .* 0/3 ' runs.txt
+check "no negative step count" test "$(grep -c -- '-1/' runs.txt)" -eq 0
+[ "$fails" -eq 0 ] || { cat report.txt runs.txt >&2; exit 1; }
+echo "ok"
