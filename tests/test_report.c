@@ -307,6 +307,47 @@ static long count_lines(FILE *f) {
     return n;
 }
 
+/* Every row of the tidy CSV (after its header) against SQL: the run's hyperparameters and seed from its
+ * config, the value stored at (run, split, step, metric). */
+static void check_csv_rows(FILE *f) {
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *field[16];
+        int nf = 0;
+        for (char *p = line; nf < 16;) {
+            field[nf++] = p;
+            p = strpbrk(p, ",\n");
+            if (!p || *p == '\n') {
+                if (p) *p = '\0';
+                break;
+            }
+            *p++ = '\0';
+        }
+        CHECKF(nf == 12, "csv row %d: %d fields", n, nf);
+        if (nf != 12) continue;
+        int64_t id = atoll(field[0]);
+        double cfg[4];
+        sql_row(cfg, 4,
+                "SELECT json_extract(config, '$.lambda'), json_extract(config, '$.beta'), "
+                "json_extract(config, '$.alpha'), seed FROM runs WHERE id = ?1",
+                "i", id);
+        CHECK(same(strtod(field[5], NULL), cfg[0]) && same(strtod(field[6], NULL), cfg[1]) &&
+              same(strtod(field[7], NULL), cfg[2]) && atoll(field[4]) == (int64_t)cfg[3]);
+        int train = strcmp(field[8], "train") == 0;
+        double want =
+            train ? sql_d("SELECT value FROM metrics WHERE run_id = ?1 AND step = ?2 AND name = ?3", "iis",
+                          id, (int64_t)atoll(field[9]), field[10])
+                  : sql_d("SELECT value FROM evals WHERE run_id = ?1 AND step = ?2 AND split = ?3 AND "
+                          "metric = ?4",
+                          "iiss", id, (int64_t)atoll(field[9]), field[8], field[10]);
+        double got = field[11][0] ? strtod(field[11], NULL) : NAN;
+        CHECKF(got == want || (isnan(got) && isnan(want)), "csv row %d: %s vs SQL %.17g", n, field[11], want);
+        n++;
+    }
+    CHECK(n > 0);
+}
+
 static void check_csv(gkd_store *store, const gkd_report *r) {
     FILE *f = tmpfile();
     int64_t rows = -1;
@@ -321,7 +362,9 @@ static void check_csv(gkd_store *store, const gkd_report *r) {
         CHECK(count_lines(f) == rows + 1);
         char head[128] = "";
         rewind(f);
-        CHECK(fgets(head, sizeof head, f) && strcmp(head, "run_id,run,sweep,step,split,metric,value\n") == 0);
+        CHECK(fgets(head, sizeof head, f) &&
+              strcmp(head, "run_id,run,sweep,setting,seed,lambda,beta,alpha,split,step,metric,value\n") == 0);
+        check_csv_rows(f);
         fclose(f);
     }
     f = tmpfile();
@@ -574,11 +617,13 @@ static void check_options(gkd_store *store) {
 static void check_rules(gkd_store *store) {
     CHECK(gkd_metric_higher_is_better("loss") == 0 && gkd_metric_higher_is_better("eval_loss") == 0);
     CHECK(gkd_metric_higher_is_better("divergence") == 0 && gkd_metric_higher_is_better("KL_forward") == 0);
-    CHECK(gkd_metric_higher_is_better("length_penalty") == 0 && gkd_metric_higher_is_better("perplexity") == 0);
+    CHECK(gkd_metric_higher_is_better("length_penalty") == 0 &&
+          gkd_metric_higher_is_better("perplexity") == 0);
     CHECK(gkd_metric_higher_is_better("rougeL") == 1 && gkd_metric_higher_is_better("bleu") == 1);
     CHECK(gkd_metric_higher_is_better("reward") == 1 && gkd_metric_higher_is_better("factual") == 1);
     const char *metrics[] = {"loss", "rougeL"}, *minimize[] = {"rougeL"};
-    gkd_report_options o = {.sweep = "grid", .metrics = metrics, .n_metrics = 2, .minimize = minimize, .n_minimize = 1};
+    gkd_report_options o = {
+        .sweep = "grid", .metrics = metrics, .n_metrics = 2, .minimize = minimize, .n_minimize = 1};
     gkd_report *r = NULL;
     CHECK(gkd_report_load(store, &o, &r) == GKD_OK);
     if (r) CHECK(r->metrics[0].maximize == 1 && r->metrics[1].maximize == 0);

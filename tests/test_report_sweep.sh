@@ -3,8 +3,11 @@
 # A real 2 x 3 x 3-seed sweep (lambda {0, 1} x beta {0.1, 0.5, 0.9} x seeds {1, 2, 3}, tiny models, two
 # steps), reported with no options: 6 settings of 3 runs each with mean +- std, labelled by lambda and
 # beta once each (the stored config also holds resolved.lambda, resolved.beta, the divergence's text and
-# a per-seed student.init_seed). `--ignore` takes nested keys. `gkd runs` shows a run that has not
-# started as 0/N steps.
+# a per-seed student.init_seed). `--ignore` takes nested keys. The tidy CSV has the hyperparameters as
+# columns, and the pandas recipe of docs/reports.md, run on it, gives each setting's mean over its
+# seeds of held-out values only (forward_kl is also a training metric; skipped without pandas).
+# `--html FILE` prints one line saying where, no tables. `gkd runs` shows a run that has not started as
+# 0/N steps.
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1
 
@@ -47,6 +50,47 @@ settings pooled.txt >pooled_settings.txt
 check "--ignore with a dotted key: 2 settings of 9 runs" test "$(awk '$3 == 9' pooled_settings.txt | wc -l)" -eq 2
 "$bin" report runs.db --ignore '*.beta,divergence' >star.txt 2>&1
 check "--ignore '*.beta' ignores beta at any depth" cmp -s <(settings star.txt) pooled_settings.txt
+
+# the tidy CSV: hyperparameter columns beta and lambda
+"$bin" report runs.db --csv runs.csv >csv.out 2>&1
+check "CSV header" test "$(head -1 runs.csv)" = "run_id,run,sweep,setting,seed,beta,lambda,split,step,metric,value"
+check "--csv FILE prints one line saying where" test "$(cat csv.out)" = "gkd report: wrote runs.csv ($(($(wc -l <runs.csv) - 1)) rows)"
+if python3 -c 'import pandas' 2>/dev/null; then
+  # the recipe exactly as docs/reports.md has it, then its table checked against the store
+  sed -n '/^```python$/,/^```$/p' "$src/docs/reports.md" | sed '1d;$d' >recipe.py
+  check "the docs hold the recipe" test -s recipe.py
+  cat >>recipe.py <<'PY'
+import json, sqlite3, statistics, sys
+db = sqlite3.connect("runs.db")
+want = {}
+for cfg, fwd, rouge in db.execute(
+        "SELECT r.config, (SELECT value FROM evals e WHERE e.run_id = r.id AND e.split = 'held_out' AND "
+        "e.metric = 'forward_kl' ORDER BY step DESC LIMIT 1), (SELECT value FROM evals e WHERE "
+        "e.run_id = r.id AND e.split = 'held_out' AND e.metric = 'rougeL' ORDER BY step DESC LIMIT 1) "
+        "FROM runs r WHERE r.status = 'finished'"):
+    c = json.loads(cfg)
+    want.setdefault((c["lambda"], c["beta"]), []).append((fwd, rouge))
+bad = len(table) != 6
+for key, vals in want.items():
+    for i, metric in enumerate(["forward_kl", "rougeL"]):
+        xs = [v[i] for v in vals]
+        got = table.loc[key]
+        if got[("count", metric)] != 3 or abs(got[("mean", metric)] - statistics.mean(xs)) > 1e-12 * max(1, abs(statistics.mean(xs))):
+            print("setting", key, metric, "recipe", got[("mean", metric)], got[("count", metric)], "store", xs)
+            bad = True
+sys.exit(1 if bad else 0)
+PY
+  python3 recipe.py >recipe.out 2>&1; rc=$?
+  check "the pandas recipe groups held-out values by setting ($(tail -3 recipe.out))" test "$rc" -eq 0
+else
+  echo "pandas is not installed: the recipe is not run"
+fi
+
+# --html FILE: the file, and one line on stdout saying where (the tables are not printed)
+"$bin" report runs.db --html report.html >html.out 2>html.err
+check "--html writes the file" test -s report.html
+check "--html prints one line saying where" test "$(cat html.out)" = "gkd report: wrote report.html (18 runs, 6 settings)"
+check "--html prints nothing else" test ! -s html.err
 
 # a run that has not started: 0/N steps, not -1/N
 "$bin" run -e 'local s = assert(gkd.store.open("runs.db"))

@@ -20,12 +20,12 @@
 #include <string.h>
 
 const char *const report_identity_keys[] = {
-    "name",    /* the run's name, which carries its seed */
-    "sweep",   /* the sweep's name: a column and a grouping of its own */
-    "*.seed",  /* the run's seed, resolved.seed, a data seed */
-    "*.init_seed", /* a model built per seed (gkd.model.new{seed = p.seed}) records it */
-    "script",  /* the script's path and arguments: where it was started from */
-    "warnings", /* messages stored with the run */
+    "name",           /* the run's name, which carries its seed */
+    "sweep",          /* the sweep's name: a column and a grouping of its own */
+    "*.seed",         /* the run's seed, resolved.seed, a data seed */
+    "*.init_seed",    /* a model built per seed (gkd.model.new{seed = p.seed}) records it */
+    "script",         /* the script's path and arguments: where it was started from */
+    "warnings",       /* messages stored with the run */
     "checkpoint.dir", /* a per-run folder */
 };
 const int report_n_identity_keys = (int)(sizeof report_identity_keys / sizeof report_identity_keys[0]);
@@ -281,7 +281,8 @@ static void leaf_select(const leaf_table *t, int *keep) {
         }
     for (int a = 0; a < n; a++) {
         int dup = 0;
-        for (int b = 0; b < a && !dup; b++) dup = keep[order[b]] && same_hyperparameter(t, order[b], order[a]);
+        for (int b = 0; b < a && !dup; b++)
+            dup = keep[order[b]] && same_hyperparameter(t, order[b], order[a]);
         keep[order[a]] = !dup;
     }
     free(order);
