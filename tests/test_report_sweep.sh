@@ -14,18 +14,15 @@ export OMP_NUM_THREADS=1
 cat >sweep.lua <<'LUA'
 local task = assert(gkd.task.summarize{max_examples = 20})
 local tok = gkd.tokenizer.train{task = task, vocab = 260}
-local function model(seed)
-  return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed}
-end
-local teacher = model(3)
-return {
-  name = "g", grid = {lambda = {0, 1}, beta = {0.1, 0.5, 0.9}}, seeds = {1, 2, 3}, workers = 1, quiet = true,
-  run = function(p)
-    return {task = task, teacher = teacher, student = model(p.seed), divergence = gkd.jsd(p.beta),
-      lambda = p.lambda, steps = 2, batch = 2, max_new_tokens = 4, max_prompt = 40,
-      eval = {examples = 2, metrics = {"rougeL"}}, checkpoint = false}
-  end,
-}
+local tiny = {layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64}
+local function seeded(seed) local m = gkd.util.copy(tiny); m.seed = seed; return gkd.model.new(m) end
+local teacher = seeded(3)
+local grid = {lambda = {0, 1}, beta = {0.1, 0.5, 0.9}}
+return {name = "g", grid = grid, seeds = {1, 2, 3}, workers = 1, quiet = true, run = function(p)
+  return {task = task, teacher = teacher, student = seeded(p.seed),
+    divergence = gkd.jsd(p.beta), lambda = p.lambda, steps = 2, batch = 2, max_new_tokens = 4,
+    max_prompt = 40, eval = {examples = 2, metrics = {"rougeL"}}, checkpoint = false}
+end}
 LUA
 "$bin" sweep sweep.lua --db runs.db >sweep.out 2>sweep.err
 check "the sweep ran (rc $?)" grep -q "18 finished" sweep.out

@@ -1,5 +1,5 @@
 /* Reports over the run store: the runs table, each run's final metric values, a sweep's settings with
- * mean +- std over seeds, the best setting per metric, a long-format CSV, one self-contained HTML page
+ * mean +- std over seeds, the best setting per metric, a tidy CSV, one self-contained HTML page
  * with inline SVG plots. docs/reports.md describes what each table and plot shows.
  * Rules:
  * - Everything is read through gkd_store_query (read-only SQL); a report never writes to the store.
@@ -129,9 +129,11 @@ gkd_status gkd_report_print_tables(const gkd_report *r, FILE *out);
 
 /* --- CSV --- */
 
-/* Long format, one row per stored value of the selected runs: run_id,run,sweep,step,split,metric,value
- * (training metrics have split "train"; NaN is an empty field; RFC 4180 quoting). only_report_metrics:
- * keep only the names in r->metrics. *rows (may be NULL) receives the number of data rows. */
+/* A tidy table, one row per stored value of the selected runs: run_id,run,sweep,setting,seed, one column
+ * per r->params (named by its path; "config.NAME" when NAME is another column's), split,step,metric,value
+ * (training metrics have split "train"; numbers in the fewest digits that read back exactly; NaN is an
+ * empty field; RFC 4180 quoting). only_report_metrics: keep only the names in r->metrics. *rows (may be
+ * NULL) receives the number of data rows. */
 gkd_status gkd_report_write_csv(gkd_store *store, const gkd_report *r, int only_report_metrics, FILE *out,
                                 int64_t *rows);
 
