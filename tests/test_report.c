@@ -640,6 +640,60 @@ static void check_rules(gkd_store *store) {
     CHECK(!gkd_report_config_number("{not json", "lambda", &v));
 }
 
+/* Settings as gkd.run stores them: per-seed identity keys (seed, resolved.seed, student.init_seed, the
+ * script's path) pooled; each hyperparameter labelled once (not its resolved copy, nor the divergence's
+ * text naming it), but a text that only resembles it ("beta=0.10") and a covarying key (alpha) kept;
+ * --ignore patterns by path and by "*.KEY". */
+static void check_settings(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/settings.db", dir);
+    gkd_store *s = NULL;
+    int64_t sweep = 0, run = 0;
+    int ok = gkd_store_open(path, &s) == GKD_OK && gkd_store_sweep_create(s, "d", NULL, &sweep) == GKD_OK;
+    for (int i = 0; ok && i < 8; i++) {
+        int lambda = i / 4, seed = 1 + i % 2;
+        const char *beta = i / 2 % 2 ? "0.15" : "0.1";
+        char config[512];
+        snprintf(config, sizeof config,
+                 "{\"name\":\"r%d\",\"lambda\":%d,\"beta\":%s,\"alpha\":%d,\"divergence\":\"jsd(beta=%s)\","
+                 "\"note\":\"beta=%s0\",\"seed\":%d,\"student\":{\"init_seed\":%d,\"dim\":16},"
+                 "\"resolved\":{\"lambda\":%d,\"beta\":%s,\"seed\":%d},\"script\":{\"path\":\"/w%d/s.lua\"}}",
+                 i, lambda, beta, 2 * lambda, beta, beta, seed, seed, lambda, beta, seed, seed);
+        char name[16];
+        snprintf(name, sizeof name, "r%d", i);
+        ok = gkd_store_run_begin(s, name, sweep, config, (uint64_t)seed, &run) == GKD_OK &&
+             gkd_store_metric(s, run, 1, "loss", i) == GKD_OK;
+    }
+    CHECK(gkd_store_close(s) == GKD_OK && ok);
+    CHECK(gkd_store_open_readonly(path, &s) == GKD_OK);
+    gkd_report *r = NULL;
+    gkd_report_options o = {0};
+    CHECK(gkd_report_load(s, &o, &r) == GKD_OK);
+    if (r) {
+        CHECK(r->n_groups == 4 && r->groups[0].n_runs == 2 && r->groups[3].n_runs == 2);
+        CHECKF(strcmp(r->groups[0].label, "lambda=0 beta=0.1 alpha=0 note=beta=0.10") == 0, "label '%s'",
+               r->groups[0].label);
+        CHECKF(strcmp(r->groups[3].label, "lambda=1 beta=0.15 alpha=2 note=beta=0.150") == 0, "label '%s'",
+               r->groups[3].label);
+        CHECK(r->n_params == 4 && strcmp(r->params[0], "lambda") == 0 && strcmp(r->params[3], "note") == 0);
+        CHECK(r->n_params == 4 && strcmp(r->groups[1].param_values[1], "0.15") == 0);
+    }
+    gkd_report_free(r);
+    const char *pool[] = {"*.lambda", "alpha"};
+    gkd_report_options pooled = {.ignore_keys = pool, .n_ignore_keys = 2};
+    CHECK(gkd_report_load(s, &pooled, &r) == GKD_OK);
+    if (r) {
+        CHECK(r->n_groups == 2 && r->groups[0].n_runs == 4);
+        CHECKF(strcmp(r->groups[0].label, "beta=0.1 note=beta=0.10") == 0, "label '%s'", r->groups[0].label);
+    }
+    gkd_report_free(r);
+    const char *nested[] = {"resolved.lambda", "lambda", "alpha"};
+    gkd_report_options by_path = {.ignore_keys = nested, .n_ignore_keys = 3};
+    CHECK(gkd_report_load(s, &by_path, &r) == GKD_OK && r && r->n_groups == 2);
+    gkd_report_free(r);
+    gkd_store_close(s);
+}
+
 static void remove_dir(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
@@ -716,6 +770,7 @@ int main(int argc, char **argv) {
     check_unfiltered(store, dir);
     check_options(store);
     check_rules(store);
+    check_settings(dir);
     gkd_store_close(store);
     sqlite3_close(db);
     remove_dir(dir);
