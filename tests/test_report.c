@@ -687,6 +687,10 @@ static void check_settings(const char *dir) {
         CHECKF(strcmp(r->groups[0].label, "beta=0.1 note=beta=0.10") == 0, "label '%s'", r->groups[0].label);
     }
     gkd_report_free(r);
+    const char *typo[] = {"seed", "resolved.lamda"};
+    gkd_report_options bad = {.ignore_keys = typo, .n_ignore_keys = 2};
+    CHECK(gkd_report_load(s, &bad, &r) == GKD_ERR_NOT_FOUND && !r &&
+          strstr(gkd_error_message(), "'resolved.lamda'"));
     const char *nested[] = {"resolved.lambda", "lambda", "alpha"};
     gkd_report_options by_path = {.ignore_keys = nested, .n_ignore_keys = 3};
     CHECK(gkd_report_load(s, &by_path, &r) == GKD_OK && r && r->n_groups == 2);

@@ -48,6 +48,10 @@ check "--ignore with a dotted key: 2 settings of 9 runs" test "$(awk '$3 == 9' p
 "$bin" report runs.db --ignore '*.beta,divergence' >star.txt 2>&1
 check "--ignore '*.beta' ignores beta at any depth" cmp -s <(settings star.txt) pooled_settings.txt
 
+"$bin" report runs.db --ignore 'lamda' >typo.txt 2>&1; rc=$?
+check "--ignore with a key no config has exits 2 (got $rc)" test "$rc" -eq 2
+check "and names the key" grep -q "ignore key 'lamda': no selected run's config has it" typo.txt
+
 # the tidy CSV: hyperparameter columns beta and lambda
 "$bin" report runs.db --csv runs.csv >csv.out 2>&1
 check "CSV header" test "$(head -1 runs.csv)" = "run_id,run,sweep,setting,seed,beta,lambda,split,step,metric,value"

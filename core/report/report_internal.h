@@ -35,8 +35,10 @@ int report_streq(const char *a, const char *b);
 extern const char *const report_identity_keys[];
 extern const int report_n_identity_keys;
 /* *out: config (JSON) as compact JSON without the identity keys and the patterns ignore[0..n_ignore);
- * a config that is not a JSON object is its own setting. The caller frees *out. */
-gkd_status report_setting_of(const char *config, const char *const *ignore, int n_ignore, char **out);
+ * a config that is not a JSON object is its own setting. hits (NULL, or n_ignore counters) counts
+ * the keys each pattern left out. The caller frees *out. */
+gkd_status report_setting_of(const char *config, const char *const *ignore, int n_ignore, int *hits,
+                             char **out);
 /* Sets every group's label: the hyperparameters that vary between the settings of its sweep. */
 gkd_status report_label_groups(gkd_report *r);
 /* Sets r->params and every group's param_values: the hyperparameters that vary between all groups. */

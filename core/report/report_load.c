@@ -124,6 +124,25 @@ static int read_run(const gkd_store_row *row, void *vctx) {
     return 0;
 }
 
+/* Every run's setting; an ignored key that no selected run's config has is refused (a typo would
+ * otherwise change nothing, silently). */
+static gkd_status settings_of_runs(gkd_report *r, const gkd_report_options *o) {
+    int n = o->n_ignore_keys > 0 ? o->n_ignore_keys : 0;
+    int *hits = calloc((size_t)(n ? n : 1), sizeof *hits);
+    if (!hits) return report_nomem("settings");
+    gkd_status st = GKD_OK;
+    for (int i = 0; st == GKD_OK && i < r->n_runs; i++)
+        st = report_setting_of(r->runs[i].config, o->ignore_keys, n, hits, &r->runs[i].setting);
+    for (int k = 0; st == GKD_OK && r->n_runs > 0 && k < n; k++)
+        if (!hits[k])
+            st = gkd_error_set(GKD_ERR_NOT_FOUND,
+                               "ignore key '%s': no selected run's config has it (a dotted path from the "
+                               "top, e.g. resolved.beta, or *.KEY for KEY at any depth)",
+                               o->ignore_keys[k]);
+    free(hits);
+    return st;
+}
+
 static gkd_status group_runs(gkd_report *r) {
     r->groups = calloc((size_t)(r->n_runs ? r->n_runs : 1), sizeof *r->groups);
     if (!r->groups) return report_nomem("groups");
@@ -471,8 +490,7 @@ gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_
             "ss", o.sweep, o.status);
     if (st == GKD_OK && rc.nomem) st = report_nomem("runs");
 
-    for (int i = 0; st == GKD_OK && i < r->n_runs; i++)
-        st = report_setting_of(r->runs[i].config, o.ignore_keys, o.n_ignore_keys, &r->runs[i].setting);
+    if (st == GKD_OK) st = settings_of_runs(r, &o);
     if (st == GKD_OK) st = group_runs(r);
     if (st == GKD_OK) st = report_find_params(r);
     if (st == GKD_OK) st = choose_split(store, r, o.split);

@@ -36,6 +36,7 @@ const int report_n_identity_keys = (int)(sizeof report_identity_keys / sizeof re
 typedef struct {
     const char *const *user;
     int n_user;
+    int *hits; /* (n_user) or NULL: counts what each user pattern left out */
 } ignore_set;
 
 static int pattern_matches(const char *pattern, const char *path, const char *key) {
@@ -44,11 +45,15 @@ static int pattern_matches(const char *pattern, const char *path, const char *ke
 }
 
 static int path_ignored(const ignore_set *ig, const char *path, const char *key) {
-    for (int i = 0; i < report_n_identity_keys; i++)
-        if (pattern_matches(report_identity_keys[i], path, key)) return 1;
-    for (int i = 0; i < ig->n_user; i++)
-        if (pattern_matches(ig->user[i], path, key)) return 1;
-    return 0;
+    int found = 0;
+    for (int i = 0; i < ig->n_user; i++) /* counted first: a user pattern may name an identity key */
+        if (pattern_matches(ig->user[i], path, key)) {
+            if (ig->hits) ig->hits[i]++;
+            found = 1;
+        }
+    for (int i = 0; i < report_n_identity_keys && !found; i++)
+        found = pattern_matches(report_identity_keys[i], path, key);
+    return found;
 }
 
 /* Appends v as compact JSON without the members whose path is ignored; path holds v's own path. */
@@ -76,7 +81,8 @@ static void put_setting(gkd_buf *b, const gkd_json *v, gkd_buf *path, const igno
     gkd_buf_puts(b, "}");
 }
 
-gkd_status report_setting_of(const char *config, const char *const *ignore, int n_ignore, char **out) {
+gkd_status report_setting_of(const char *config, const char *const *ignore, int n_ignore, int *hits,
+                             char **out) {
     *out = NULL;
     gkd_json *root = NULL;
     if (gkd_json_parse(config, strlen(config), "run config", &root) != GKD_OK ||
@@ -86,7 +92,7 @@ gkd_status report_setting_of(const char *config, const char *const *ignore, int 
         *out = report_strdup(config); /* not an object: its own setting */
         return *out ? GKD_OK : report_nomem("setting");
     }
-    ignore_set ig = {ignore, n_ignore};
+    ignore_set ig = {ignore, n_ignore, hits};
     gkd_buf b = {0}, path = {0};
     put_setting(&b, root, &path, &ig);
     gkd_json_free(root);
