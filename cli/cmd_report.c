@@ -1,9 +1,10 @@
 /* `gkd runs` and `gkd report`: tables, CSV and an HTML page over a run store (core/report/report.h; the
  * commands and what they show: docs/reports.md).
  * Rules: the store is opened read-only, so a report can run beside live runs and never changes the
- * file. Exit status: 0 ok; 2 bad usage or input (unknown option, sweep, status or metric); 1 a failure
- * at run time (the store cannot be read, a file cannot be written). List options (--metric, --maximize,
- * --minimize, --ignore, --curve) take comma-separated names and may also be repeated. */
+ * file. Exit status: 0 ok; 2 bad usage or input (unknown option, sweep, status, metric or ignored key);
+ * 1 a failure at run time (the store cannot be read, a file cannot be written). List options (--metric,
+ * --maximize, --minimize, --ignore, --curve) take comma-separated names and may also be repeated. The
+ * tables go to stdout only when no file is asked for; each file written gets one line saying where. */
 #include "cli/cli.h"
 
 #include <stdio.h>
