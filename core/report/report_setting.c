@@ -218,14 +218,14 @@ static const char *last_key(const char *path) {
     return dot ? dot + 1 : path;
 }
 
-/* Whether leaves i and j split the settings the same way. */
-static int same_partition(const leaf_table *t, int i, int j) {
-    for (int g = 0; g < t->n_groups; g++)
-        for (int h = g + 1; h < t->n_groups; h++)
-            if (report_streq(leaf_value(t, i, g), leaf_value(t, i, h)) !=
-                report_streq(leaf_value(t, j, g), leaf_value(t, j, h)))
-                return 0;
-    return 1;
+/* part[g]: the first setting whose value of leaf i equals setting g's. Two leaves split the settings
+ * the same way (vary in lockstep) exactly when their arrays are equal. */
+static void leaf_partition(const leaf_table *t, int i, int *part) {
+    for (int g = 0; g < t->n_groups; g++) {
+        int h = 0;
+        while (!report_streq(leaf_value(t, i, h), leaf_value(t, i, g))) h++;
+        part[g] = h;
+    }
 }
 
 /* Whether `text` contains "key=value" standing alone (not inside a longer name or number). */
@@ -250,8 +250,8 @@ static int text_names_leaf(const leaf_table *t, int j, int i) {
     return 1;
 }
 
-static int same_hyperparameter(const leaf_table *t, int i, int j) {
-    if (!same_partition(t, i, j)) return 0;
+static int same_hyperparameter(const leaf_table *t, int i, int j, const int *part_i, const int *part_j) {
+    if (memcmp(part_i, part_j, (size_t)t->n_groups * sizeof *part_i) != 0) return 0;
     if (strcmp(last_key(t->paths[i]), last_key(t->paths[j])) == 0) return 1;
     return text_names_leaf(t, j, i) || text_names_leaf(t, i, j);
 }
@@ -266,19 +266,18 @@ static int leaf_rank(const leaf_table *t, int i) {
 
 /* keep[i] = 1 for the leaves shown: those that vary, each hyperparameter once. */
 static void leaf_select(const leaf_table *t, int *keep) {
-    int *order = malloc((size_t)(t->n_paths ? t->n_paths : 1) * sizeof *order);
     int n = 0;
-    for (int i = 0; i < t->n_paths; i++) {
-        keep[i] = 0;
-        if (leaf_varies(t, i)) {
-            if (order) order[n] = i;
-            n++;
-        }
-    }
-    if (!order) { /* out of memory: show every varying leaf rather than none */
-        for (int i = 0; i < t->n_paths; i++) keep[i] = leaf_varies(t, i);
+    for (int i = 0; i < t->n_paths; i++) n += keep[i] = leaf_varies(t, i);
+    int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    int *part = malloc((size_t)(n ? n : 1) * (size_t)t->n_groups * sizeof *part);
+    if (!order || !part) { /* out of memory: every varying leaf shown, rather than none */
+        free(order);
+        free(part);
         return;
     }
+    n = 0;
+    for (int i = 0; i < t->n_paths; i++)
+        if (keep[i]) order[n++] = i;
     for (int a = 1; a < n; a++) /* insertion sort by rank: a handful of leaves */
         for (int b = a; b > 0 && leaf_rank(t, order[b]) < leaf_rank(t, order[b - 1]); b--) {
             int x = order[b];
@@ -286,12 +285,15 @@ static void leaf_select(const leaf_table *t, int *keep) {
             order[b - 1] = x;
         }
     for (int a = 0; a < n; a++) {
-        int dup = 0;
-        for (int b = 0; b < a && !dup; b++)
-            dup = keep[order[b]] && same_hyperparameter(t, order[b], order[a]);
-        keep[order[a]] = !dup;
+        int *pa = part + (size_t)a * t->n_groups;
+        leaf_partition(t, order[a], pa);
+        for (int b = 0; b < a && keep[order[a]]; b++)
+            if (keep[order[b]] &&
+                same_hyperparameter(t, order[b], order[a], part + (size_t)b * t->n_groups, pa))
+                keep[order[a]] = 0;
     }
     free(order);
+    free(part);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
