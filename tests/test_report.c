@@ -656,9 +656,9 @@ static void check_settings(const char *dir) {
         char config[512];
         snprintf(config, sizeof config,
                  "{\"name\":\"r%d\",\"lambda\":%d,\"beta\":%s,\"alpha\":%d,\"divergence\":\"jsd(beta=%s)\","
-                 "\"note\":\"beta=%s0\",\"seed\":%d,\"student\":{\"init_seed\":%d,\"dim\":16},"
+                 "\"note\":\"beta=%s0\",\"step\":%d,\"seed\":%d,\"student\":{\"init_seed\":%d,\"dim\":16},"
                  "\"resolved\":{\"lambda\":%d,\"beta\":%s,\"seed\":%d},\"script\":{\"path\":\"/w%d/s.lua\"}}",
-                 i, lambda, beta, 2 * lambda, beta, beta, seed, seed, lambda, beta, seed, seed);
+                 i, lambda, beta, 2 * lambda, beta, beta, 10 * lambda, seed, seed, lambda, beta, seed, seed);
         char name[16];
         snprintf(name, sizeof name, "r%d", i);
         ok = gkd_store_run_begin(s, name, sweep, config, (uint64_t)seed, &run) == GKD_OK &&
@@ -671,16 +671,27 @@ static void check_settings(const char *dir) {
     CHECK(gkd_report_load(s, &o, &r) == GKD_OK);
     if (r) {
         CHECK(r->n_groups == 4 && r->groups[0].n_runs == 2 && r->groups[3].n_runs == 2);
-        CHECKF(strcmp(r->groups[0].label, "lambda=0 beta=0.1 alpha=0 note=beta=0.10") == 0, "label '%s'",
-               r->groups[0].label);
-        CHECKF(strcmp(r->groups[3].label, "lambda=1 beta=0.15 alpha=2 note=beta=0.150") == 0, "label '%s'",
-               r->groups[3].label);
-        CHECK(r->n_params == 4 && strcmp(r->params[0], "lambda") == 0 && strcmp(r->params[3], "note") == 0);
-        CHECK(r->n_params == 4 && strcmp(r->groups[1].param_values[1], "0.15") == 0);
+        CHECKF(strcmp(r->groups[0].label, "lambda=0 beta=0.1 alpha=0 note=beta=0.10 step=0") == 0,
+               "label '%s'", r->groups[0].label);
+        CHECKF(strcmp(r->groups[3].label, "lambda=1 beta=0.15 alpha=2 note=beta=0.150 step=10") == 0,
+               "label '%s'", r->groups[3].label);
+        CHECK(r->n_params == 5 && strcmp(r->params[0], "lambda") == 0 && strcmp(r->params[3], "note") == 0);
+        CHECK(r->n_params == 5 && strcmp(r->groups[1].param_values[1], "0.15") == 0);
+        /* a hyperparameter named like a CSV column is written config.NAME */
+        FILE *f = tmpfile();
+        char head[256] = "";
+        CHECK(f && gkd_report_write_csv(s, r, 0, f, NULL) == GKD_OK);
+        if (f) {
+            rewind(f);
+            CHECK(fgets(head, sizeof head, f) &&
+                  strcmp(head, "run_id,run,sweep,setting,seed,lambda,beta,alpha,note,config.step,split,step,"
+                               "metric,value\n") == 0);
+            fclose(f);
+        }
     }
     gkd_report_free(r);
-    const char *pool[] = {"*.lambda", "alpha"};
-    gkd_report_options pooled = {.ignore_keys = pool, .n_ignore_keys = 2};
+    const char *pool[] = {"*.lambda", "alpha", "step"};
+    gkd_report_options pooled = {.ignore_keys = pool, .n_ignore_keys = 3};
     CHECK(gkd_report_load(s, &pooled, &r) == GKD_OK);
     if (r) {
         CHECK(r->n_groups == 2 && r->groups[0].n_runs == 4);
@@ -691,8 +702,8 @@ static void check_settings(const char *dir) {
     gkd_report_options bad = {.ignore_keys = typo, .n_ignore_keys = 2};
     CHECK(gkd_report_load(s, &bad, &r) == GKD_ERR_NOT_FOUND && !r &&
           strstr(gkd_error_message(), "'resolved.lamda'"));
-    const char *nested[] = {"resolved.lambda", "lambda", "alpha"};
-    gkd_report_options by_path = {.ignore_keys = nested, .n_ignore_keys = 3};
+    const char *nested[] = {"resolved.lambda", "lambda", "alpha", "step"};
+    gkd_report_options by_path = {.ignore_keys = nested, .n_ignore_keys = 4};
     CHECK(gkd_report_load(s, &by_path, &r) == GKD_OK && r && r->n_groups == 2);
     gkd_report_free(r);
     gkd_store_close(s);
