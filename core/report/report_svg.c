@@ -233,8 +233,10 @@ static void curves_free(curves_ctx *c) {
     free(c->series);
 }
 
+/* Each line starts with a zero-length segment: with round caps, a point that has no neighbour (an eval
+ * logged once) still shows as a dot. */
 static void path_point(gkd_buf *b, int *pen_down, double x, double y) {
-    gkd_buf_printf(b, "%c%.1f %.1f ", *pen_down ? 'L' : 'M', x, y);
+    gkd_buf_printf(b, *pen_down ? "L%.1f %.1f " : "M%.1f %.1f l0 0 ", x, y);
     *pen_down = 1;
 }
 
@@ -656,7 +658,7 @@ static gkd_status heatmap_svg(const gkd_report *r, int k, const char *xk, const 
         if (h.count[c]) lo = fmin(lo, h.mean[c]), hi = fmax(hi, h.mean[c]);
     const int cw = 90, ch = 44, left = 90, top = 30;
     int w = left + cw * h.nx + 20, ht = top + ch * h.ny + 60;
-    svg_open(b, w < 320 ? 320 : w, ht);
+    svg_open(b, w < 440 ? 440 : w, ht); /* room for the caption */
     gkd_buf_puts(b, " class=\"plot\" data-plot=\"heatmap\" data-metric=\"");
     report_html_put(b, m->name);
     gkd_buf_puts(b, "\" data-x-key=\"");
