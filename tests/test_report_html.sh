@@ -8,8 +8,10 @@
 # per setting), clicks a legend entry (that setting's paths hide), ticks the log scale and moves the
 # smoothing slider (the lines are redrawn). The screenshot's first plot must be painted: enough
 # non-white pixels, and each legend colour present, while a margin of the same screenshot stays blank
-# (so the pixel check can fail). Exits 77 (skipped) without Chromium, python3 or the test_report binary
-# (run from the build directory, as CTest does).
+# (so the pixel check can fail). The page of tests/test_report_plots.c (two sweeps, a teacher, fifteen
+# settings, long run names) gets the same probe, and every full legend name must be in its DOM. Exits 77
+# (skipped) without Chromium, python3 or the test_report binary (run from the build directory, as CTest
+# does).
 # ctest-labels: cpu
 set -u
 
@@ -127,22 +129,23 @@ check_page() { # page label
         [ "$legends" = "$figures" ] || fail "$label: legend '$s' in $legends of $figures curves figures"
     done
 
-    check_interaction "$page" "$label"
+    check_interaction "$page" "$label" "${#settings[@]}" $((2 * ${#settings[@]}))
+    for s in "${settings[@]}"; do
+        grep -qF "tiprow $s: " "$tmp/$label-probe.txt" || fail "$label: hover: no value for '$s'"
+    done
 }
 
 # Hover, toggle, log scale and smoothing through the probe, then the screenshot of the plot it located.
-check_interaction() { # page label
-    local page=$1 label=$2 probed=$tmp/$2-probe.html out=$tmp/$2-probe.txt
+check_interaction() { # page label settings runs: the first figure's settings and the runs the tooltip lists
+    local page=$1 label=$2 probed=$tmp/$2-probe.html out=$tmp/$2-probe.txt n=$3 n_runs=$4
     awk -v probe="$tmp/probe.js" '/<\/body>/ { print "<script>"; while ((getline l < probe) > 0) print l; print "</script>" }
         { print }' "$page" >"$probed"
     chrome "$label-probe" --dump-dom "file://$probed" 2>/dev/null |
         sed -n '/<pre id="probe">/,/<\/pre>/p' | sed -e 's/<[^>]*>//g' -e 's/&amp;/\&/g' >"$out"
-    local n=${#settings[@]}
-    grep -qx "tip block $n $((2 * n)) $n" "$out" ||
-        fail "$label: hover: want a tooltip with $n settings, $((2 * n)) runs, $n markers: $(grep '^tip ' "$out")"
-    for s in "${settings[@]}"; do
-        grep -qE "^tiprow $s: [0-9.e+-]+ ± [0-9.e+-]+ at step [0-9]+$" "$out" || fail "$label: hover: no value for '$s'"
-    done
+    grep -qx "tip block $n $n_runs $n" "$out" ||
+        fail "$label: hover: want a tooltip with $n settings, $n_runs runs, $n markers: $(grep '^tip ' "$out")"
+    [ "$(grep -cE '^tiprow .+: [0-9.e+-]+( ± [0-9.e+-]+)? at step [0-9]+$' "$out")" = "$n" ] ||
+        fail "$label: hover: not a value for each of $n settings"
     grep -qx 'toggle true 4' "$out" || fail "$label: a legend click does not hide its setting (mean, band, 2 runs)"
     grep -qx 'untoggle true true' "$out" || fail "$label: a second legend click does not show it again"
     grep -qx 'log true true' "$out" || fail "$label: the log scale does not redraw"
@@ -169,6 +172,25 @@ check_interaction() { # page label
 }
 
 check_page "$tmp/report.html" library
+
+# tests/test_report_plots.c's page: fifteen settings over two sweeps and a teacher, long run names. Each
+# legend name is in the DOM in full once the script ran; the first plot (the students' JSD loss: 14
+# settings, 12 of them with two runs) hovers, toggles and is painted in every one of its 14 colours.
+plots_page() {
+    mkdir "$tmp/plots" && ./test_report_plots --write-html "$tmp/plots" >/dev/null || { fail "test_report_plots --write-html"; return; }
+    local dom=$tmp/plots.dom
+    chrome plots --enable-logging=stderr --v=0 --dump-dom "file://$tmp/plots/plots.html" >"$dom" 2>"$tmp/plots.log" ||
+        { fail "plots: chromium failed"; return; }
+    if grep -q ':CONSOLE' "$tmp/plots.log"; then fail "plots: console messages:"; grep ':CONSOLE' "$tmp/plots.log" >&2; fi
+    while read -r name; do
+        grep -qF "<span class=\"name\">$name</span>" "$dom" || fail "plots: no full legend name '$name'"
+    done <"$tmp/plots/legend.txt"
+    grep -q '<svg[^>]*data-metric="loss"[^>]*data-quantity="cross-entropy"' "$dom" &&
+        grep -q '<svg[^>]*data-metric="loss"[^>]*data-quantity="jsd"' "$dom" ||
+        fail "plots: the teacher's cross-entropy and the students' JSD do not have a plot each"
+    check_interaction "$tmp/plots/plots.html" plots 14 24
+}
+if [ -x ./test_report_plots ]; then plots_page; else echo "note: ./test_report_plots is not built; its page is not checked"; fi
 
 if [ -n "${GKD_BIN:-}" ] && [ -x "${GKD_BIN}" ]; then
     if "$GKD_BIN" report --db "$tmp/runs.db" --sweep grid --heatmap rougeL --html "$tmp/cli.html" >/dev/null; then
