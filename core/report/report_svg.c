@@ -323,6 +323,7 @@ typedef struct {
     const int *in;         /* (c->n) */
     const char *quantity;  /* what the metric measures in this plot; "" unknown */
     curve_mean *means;     /* (r->n_groups) */
+    char (*colour)[8];     /* (r->n_groups): a setting keeps its colour in every plot */
     int several_sweeps;    /* legend names carry their sweep */
 } curves_plot;
 
@@ -461,8 +462,7 @@ static gkd_status curves_bands_and_runs(gkd_buf *b, const curves_plot *p, const 
     gkd_buf_puts(b, "<g class=\"bands\">\n");
     for (int g = 0; g < r->n_groups; g++) {
         if (!p->means[g].n) continue;
-        char colour[8];
-        report_svg_colour(g, colour);
+        const char *colour = p->colour[g];
         gkd_buf_printf(b, "<path class=\"band\" data-group=\"%d\" fill=\"%s\" d=\"", g, colour);
         gkd_status st = band_path(b, f, &p->means[g]);
         if (st != GKD_OK) return st;
@@ -473,8 +473,7 @@ static gkd_status curves_bands_and_runs(gkd_buf *b, const curves_plot *p, const 
         if (!p->in[i]) continue;
         const curve_series *s = &p->c->series[i];
         const gkd_report_run *run = &r->runs[s->run];
-        char colour[8];
-        report_svg_colour(run->group, colour);
+        const char *colour = p->colour[run->group];
         gkd_buf_puts(b, "<path class=\"series\" data-series=\"");
         report_html_put(b, run->name);
         gkd_buf_printf(b, "\" data-run-id=\"%lld\" data-points=\"%d\" data-group=\"%d\"", (long long)run->id,
@@ -497,8 +496,7 @@ static void curves_means_and_legend(gkd_buf *b, const curves_plot *p, const plot
     for (int g = 0; g < r->n_groups; g++) {
         const curve_mean *cm = &p->means[g];
         if (!cm->n) continue;
-        char colour[8];
-        report_svg_colour(g, colour);
+        const char *colour = p->colour[g];
         gkd_buf_printf(b, "<path class=\"mean\" data-group=\"%d\" data-runs=\"%d\"", g, r->groups[g].n_runs);
         attr_list(b, "data-steps", cm->step, cm->n);
         attr_list(b, "data-mean", cm->mean, cm->n);
@@ -513,8 +511,7 @@ static void curves_means_and_legend(gkd_buf *b, const curves_plot *p, const plot
     gkd_buf_puts(b, "</g>\n</svg>\n<ul class=\"legend\">\n");
     for (int g = 0; g < r->n_groups; g++) {
         if (!p->means[g].n) continue;
-        char colour[8];
-        report_svg_colour(g, colour);
+        const char *colour = p->colour[g];
         gkd_buf_printf(b, "<li data-group=\"%d\" data-colour=\"%s\" title=\"", g, colour);
         for (int j = 0; j < r->groups[g].n_runs; j++) {
             if (j) gkd_buf_puts(b, ", ");
@@ -584,9 +581,11 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
     curves_ctx c = {r, calloc((size_t)(r->n_runs ? r->n_runs : 1), sizeof *c.series), 0, 0};
     int *in = calloc(2 * (size_t)(r->n_runs ? r->n_runs : 1), sizeof *in); /* in[], then plotted[] */
     char(*quantity)[64] = calloc((size_t)(r->n_runs ? r->n_runs : 1), sizeof *quantity);
-    curves_plot p = {r, m, &c, in, "", calloc((size_t)(r->n_groups ? r->n_groups : 1), sizeof *p.means),
+    size_t n_groups = (size_t)(r->n_groups ? r->n_groups : 1);
+    curves_plot p = {r, m, &c, in, "", calloc(n_groups, sizeof *p.means), calloc(n_groups, sizeof *p.colour),
                      sweeps_differ(r)};
-    gkd_status st = c.series && in && quantity && p.means ? GKD_OK : report_nomem("curves");
+    gkd_status st = c.series && in && quantity && p.means && p.colour ? GKD_OK : report_nomem("curves");
+    for (int g = 0; st == GKD_OK && g < r->n_groups; g++) report_svg_colour(g, p.colour[g]);
     if (st == GKD_OK)
         st = m->source == GKD_REPORT_FROM_EVALS
                  ? gkd_store_query(store, read_curve_point, &c, SQL_CURVE_EVALS, "ssss", r->sweep_filter,
@@ -618,7 +617,7 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
         st = curves_figure(b, &p);
     }
     curves_free(&c);
-    free(in), free(quantity), free(p.means);
+    free(in), free(quantity), free(p.means), free(p.colour);
     return st;
 }
 
