@@ -414,10 +414,17 @@ static gkd_status band_path(gkd_buf *b, const plot_frame *f, const curve_mean *c
     return GKD_OK;
 }
 
-/* Numbers for the script (report_js.c) to redraw from: 10 significant digits, NaN as "NaN". */
+/* Numbers for the script (report_js.c) to redraw from: 10 significant digits, spelled as JavaScript
+ * reads them back (NaN, Infinity). */
 static void attr_list(gkd_buf *b, const char *name, const double *v, int n) {
     gkd_buf_printf(b, " %s=\"", name);
-    for (int i = 0; i < n; i++) gkd_buf_printf(b, i ? " %.10g" : "%.10g", v[i]);
+    for (int i = 0; i < n; i++) {
+        if (i) gkd_buf_puts(b, " ");
+        if (isfinite(v[i]))
+            gkd_buf_printf(b, "%.10g", v[i]);
+        else
+            gkd_buf_puts(b, isnan(v[i]) ? "NaN" : v[i] > 0 ? "Infinity" : "-Infinity");
+    }
     gkd_buf_puts(b, "\"");
 }
 
