@@ -113,6 +113,8 @@ check_page() { # page label
         fail "$label: heatmap: not $cells cells"
     [ "$(svg_section "$dom" 'data-plot="scatter"' | grep -c '<circle class="point"')" = "$runs" ] ||
         fail "$label: scatter: not $runs points"
+    [ "$(svg_section "$dom" 'data-plot="scatter"' | grep -cE '<title>[^<]+: reward [0-9.e+-]+, rougeL [0-9.e+-]+</title>')" = "$runs" ] ||
+        fail "$label: scatter: not a hover value (the point's numbers) per point"
 
     # plots come before the wide tables
     local first_plot first_table

@@ -821,7 +821,12 @@ gkd_status report_svg_scatter(const gkd_report *r, int kx, int ky, const char *l
         if (has_label) attr_num(b, a);
         gkd_buf_printf(b, "\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>", px, py, colour);
         report_html_put(b, run->name);
-        gkd_buf_puts(b, "</title></circle><text x=\"");
+        /* the hover value: the point's two numbers */
+        gkd_buf_puts(b, ": ");
+        report_html_put(b, xname);
+        gkd_buf_printf(b, " %.6g, ", x);
+        report_html_put(b, yname);
+        gkd_buf_printf(b, " %.6g</title></circle><text x=\"", y);
         gkd_buf_printf(b, "%.1f\" y=\"%.1f\" class=\"label\">", px + 6, py - 6);
         if (has_label) {
             report_html_put(b, label_key);
