@@ -5,6 +5,7 @@
  * settings get fifteen colours; each setting's mean and standard deviation over its seeds, as the script
  * reads them (data-mean, data-std), match the values written; the lambda x beta heatmap is drawn per sweep
  * (a cell that both sweeps have is not pooled across them). report_svg_colour's first 200 colours differ.
+ * A run of 10,000 steps keeps its spike and its gap in the script's data, at most four points a column.
  * With `--write-html DIR` it only writes DIR/plots.html and DIR/legend.txt (one full legend name a line)
  * for tests/test_report_html.sh. */
 // ctest-labels: cpu
@@ -198,6 +199,45 @@ static void check_heatmaps(const char *html) {
     }
 }
 
+/* A run of 10,000 steps: the data the script redraws from is bounded as the path is (at most four points
+ * per pixel column), and keeps the spike and the NaN gap. */
+static void check_long_run(const char *dir) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/long.db", dir);
+    gkd_store *s = NULL;
+    int64_t run;
+    int ok = gkd_store_open(path, &s) == GKD_OK && gkd_store_run_begin(s, "long", 0, "{}", 1, &run) == GKD_OK;
+    for (int step = 0; ok && step < 10000; step++)
+        ok = gkd_store_metric(s, run, step, "loss", step == 5003 ? 100 : step == 7000 ? NAN : 1 + (step % 7) * 0.01) ==
+             GKD_OK;
+    ok = ok && gkd_store_run_finish(s, run, GKD_RUN_STATUS_FINISHED, NULL) == GKD_OK;
+    CHECK(gkd_store_close(s) == GKD_OK && ok);
+    gkd_report *r = NULL;
+    gkd_report_options o = {0};
+    CHECK(gkd_store_open_readonly(path, &s) == GKD_OK && gkd_report_load(s, &o, &r) == GKD_OK);
+    snprintf(path, sizeof path, "%s/long.html", dir);
+    char *html = r ? write_page(s, r, path) : NULL;
+    const char *end, *svg = html ? find_svg(html, "data-metric=\"loss\"", "data-plot=\"curves\"", &end) : NULL;
+    const char *series = svg ? strstr(svg, "<path class=\"series\"") : NULL;
+    CHECK(series && strstr(series, "data-points=\"10000\""));
+    if (series) {
+        static double steps[10001], values[10001];
+        int n = attr_numbers(series, "data-steps", steps, 10001), nv = attr_numbers(series, "data-values", values, 10001);
+        CHECKF(n == nv && n > 760 && n <= 4 * 760 + 1, "%d steps, %d values kept of 10000", n, nv);
+        int spike = 0, gap = 0;
+        for (int i = 0; i < nv; i++) spike |= values[i] == 100 && steps[i] == 5003, gap |= isnan(values[i]) && steps[i] == 7000;
+        CHECK(spike && gap);
+    }
+    free(html);
+    gkd_report_free(r);
+    gkd_store_close(s);
+    const char *files[] = {"long.db", "long.db-wal", "long.db-shm", "long.html"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+}
+
 int main(int argc, char **argv) {
     int browser = argc == 3 && strcmp(argv[1], "--write-html") == 0;
     char dir[] = "/tmp/gkd-test-report-plots-XXXXXX", path[600];
@@ -222,6 +262,7 @@ int main(int argc, char **argv) {
         check_loss_plots(r, html);
         check_legends_and_colours(r, html);
         check_heatmaps(html);
+        check_long_run(dir);
     }
     free(html);
     gkd_report_free(r);

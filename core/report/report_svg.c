@@ -242,8 +242,10 @@ static void path_point(gkd_buf *b, int *pen_down, double x, double y) {
 
 /* The path of one series. Past four points per pixel column only each column's first, lowest, highest
  * and last points are drawn: the same picture (spikes kept) in a bounded size. NaN breaks the line.
- * join: continue the path drawn before (a band's second edge) instead of starting a new one. */
-static void series_path(gkd_buf *b, const plot_frame *f, const curve_series *s, int join) {
+ * join: continue the path drawn before (a band's second edge) instead of starting a new one.
+ * keep (NULL, or s->n flags): set for each point drawn and each NaN, so that the data the script redraws
+ * from (attr_list) is as bounded as the path and keeps its gaps. */
+static void series_path(gkd_buf *b, const plot_frame *f, const curve_series *s, int join, char *keep) {
     int thin = s->n > 4 * (int)f->width;
     int pen_down = join;
     long col = -1;
@@ -260,18 +262,20 @@ static void series_path(gkd_buf *b, const plot_frame *f, const curve_series *s, 
                     idx[z] = idx[z - 1];
                     idx[z - 1] = t;
                 }
-            for (int a = 0; a < 4; a++)
-                if (a == 0 || idx[a] != idx[a - 1])
-                    path_point(b, &pen_down, plot_x(f, s->step[idx[a]]), plot_y(f, s->value[idx[a]]));
+            for (int a = 0; a < 4; a++) {
+                if (a > 0 && idx[a] == idx[a - 1]) continue;
+                path_point(b, &pen_down, plot_x(f, s->step[idx[a]]), plot_y(f, s->value[idx[a]]));
+                if (keep) keep[idx[a]] = 1;
+            }
             first = -1;
         }
         if (end) break;
-        if (gap) {
-            pen_down = 0;
-            continue;
-        }
-        if (!thin) {
-            path_point(b, &pen_down, plot_x(f, s->step[i]), plot_y(f, s->value[i]));
+        if (gap || !thin) {
+            if (keep) keep[i] = 1;
+            if (gap)
+                pen_down = 0;
+            else
+                path_point(b, &pen_down, plot_x(f, s->step[i]), plot_y(f, s->value[i]));
             continue;
         }
         if (first < 0) {
@@ -324,6 +328,7 @@ typedef struct {
     const char *quantity;  /* what the metric measures in this plot; "" unknown */
     curve_mean *means;     /* (r->n_groups) */
     char (*colour)[8];     /* (r->n_groups): a setting keeps its colour in every plot */
+    char *keep;            /* scratch: the points a line draws (line_with_data) */
     int several_sweeps;    /* legend names carry their sweep */
 } curves_plot;
 
@@ -406,20 +411,21 @@ static gkd_status band_path(gkd_buf *b, const plot_frame *f, const curve_mean *c
         return report_nomem("curve bands");
     }
     band_edge(cm, 1, 0, &edge);
-    series_path(b, f, &edge, 0);
+    series_path(b, f, &edge, 0, NULL);
     band_edge(cm, -1, 1, &edge);
-    series_path(b, f, &edge, 1);
+    series_path(b, f, &edge, 1, NULL);
     if (cm->n) gkd_buf_puts(b, "Z");
     free(edge.step), free(edge.value);
     return GKD_OK;
 }
 
-/* Numbers for the script (report_js.c) to redraw from: 10 significant digits, spelled as JavaScript
- * reads them back (NaN, Infinity). */
-static void attr_list(gkd_buf *b, const char *name, const double *v, int n) {
+/* Numbers for the script (report_js.c) to redraw from: those of v[0..n) flagged in keep, 10 significant
+ * digits, spelled as JavaScript reads them back (NaN, Infinity). */
+static void attr_list(gkd_buf *b, const char *name, const double *v, int n, const char *keep) {
     gkd_buf_printf(b, " %s=\"", name);
-    for (int i = 0; i < n; i++) {
-        if (i) gkd_buf_puts(b, " ");
+    for (int i = 0, sep = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if (sep++) gkd_buf_puts(b, " ");
         if (isfinite(v[i]))
             gkd_buf_printf(b, "%.10g", v[i]);
         else
@@ -464,6 +470,17 @@ static void curves_open(gkd_buf *b, const curves_plot *p, const plot_frame *f) {
     svg_axes(b, f, "step", m->name);
 }
 
+/* A line's path, then the data of the points it draws (d first: drawing picks the points). lists are
+ * parallel to s's points; keep is scratch of s->n flags. */
+static void line_with_data(gkd_buf *b, const plot_frame *f, const curve_series *s, char *keep,
+                           const char *const *names, const double *const *lists, int n_lists) {
+    memset(keep, 0, (size_t)s->n);
+    gkd_buf_puts(b, " d=\"");
+    series_path(b, f, s, 0, keep);
+    gkd_buf_puts(b, "\"");
+    for (int l = 0; l < n_lists; l++) attr_list(b, names[l], lists[l], s->n, keep);
+}
+
 static gkd_status curves_bands_and_runs(gkd_buf *b, const curves_plot *p, const plot_frame *f) {
     const gkd_report *r = p->r;
     gkd_buf_puts(b, "<g class=\"bands\">\n");
@@ -485,11 +502,11 @@ static gkd_status curves_bands_and_runs(gkd_buf *b, const curves_plot *p, const 
         report_html_put(b, run->name);
         gkd_buf_printf(b, "\" data-run-id=\"%lld\" data-points=\"%d\" data-group=\"%d\"", (long long)run->id,
                        s->n, run->group);
-        attr_list(b, "data-steps", s->step, s->n);
-        attr_list(b, "data-values", s->value, s->n);
-        gkd_buf_printf(b, " stroke=\"%s\" d=\"", colour);
-        series_path(b, f, s, 0);
-        gkd_buf_puts(b, "\"><title>");
+        gkd_buf_printf(b, " stroke=\"%s\"", colour);
+        const char *names[] = {"data-steps", "data-values"};
+        const double *lists[] = {s->step, s->value};
+        line_with_data(b, f, s, p->keep, names, lists, 2);
+        gkd_buf_puts(b, "><title>");
         report_html_put(b, run->name);
         gkd_buf_puts(b, "</title></path>\n");
     }
@@ -505,13 +522,12 @@ static void curves_means_and_legend(gkd_buf *b, const curves_plot *p, const plot
         if (!cm->n) continue;
         const char *colour = p->colour[g];
         gkd_buf_printf(b, "<path class=\"mean\" data-group=\"%d\" data-runs=\"%d\"", g, r->groups[g].n_runs);
-        attr_list(b, "data-steps", cm->step, cm->n);
-        attr_list(b, "data-mean", cm->mean, cm->n);
-        attr_list(b, "data-std", cm->std, cm->n);
-        gkd_buf_printf(b, " stroke=\"%s\" d=\"", colour);
+        gkd_buf_printf(b, " stroke=\"%s\"", colour);
         curve_series line = {0, cm->n, cm->n, cm->step, cm->mean};
-        series_path(b, f, &line, 0);
-        gkd_buf_puts(b, "\"><title>");
+        const char *names[] = {"data-steps", "data-mean", "data-std"};
+        const double *lists[] = {cm->step, cm->mean, cm->std};
+        line_with_data(b, f, &line, p->keep, names, lists, 3);
+        gkd_buf_puts(b, "><title>");
         group_name(b, r, g, p->several_sweeps);
         gkd_buf_puts(b, "</title></path>\n");
     }
@@ -590,7 +606,7 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
     char(*quantity)[64] = calloc((size_t)(r->n_runs ? r->n_runs : 1), sizeof *quantity);
     size_t n_groups = (size_t)(r->n_groups ? r->n_groups : 1);
     curves_plot p = {r, m, &c, in, "", calloc(n_groups, sizeof *p.means), calloc(n_groups, sizeof *p.colour),
-                     sweeps_differ(r)};
+                     NULL, sweeps_differ(r)};
     gkd_status st = c.series && in && quantity && p.means && p.colour ? GKD_OK : report_nomem("curves");
     for (int g = 0; st == GKD_OK && g < r->n_groups; g++) report_svg_colour(g, p.colour[g]);
     if (st == GKD_OK)
@@ -600,6 +616,10 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
                  : gkd_store_query(store, read_curve_point, &c, SQL_CURVE_METRICS, "sss", r->sweep_filter,
                                    r->status_filter, m->name);
     if (st == GKD_OK && c.nomem) st = report_nomem("curves");
+    /* a mean has at most as many points as its runs together */
+    size_t points = 1;
+    for (int i = 0; i < c.n; i++) points += (size_t)c.series[i].n;
+    if (st == GKD_OK && !(p.keep = malloc(points))) st = report_nomem("curves");
     /* the training loss is a different quantity per method: one plot per quantity, in order of first run */
     int split = m->source == GKD_REPORT_FROM_METRICS && strcmp(m->name, "loss") == 0;
     for (int i = 0; st == GKD_OK && i < c.n; i++)
@@ -624,7 +644,7 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
         st = curves_figure(b, &p);
     }
     curves_free(&c);
-    free(in), free(quantity), free(p.means), free(p.colour);
+    free(in), free(quantity), free(p.means), free(p.colour), free(p.keep);
     return st;
 }
 
