@@ -4,7 +4,8 @@
  * never shares an axis with the students' JSD); every setting's legend name is there in full; fifteen
  * settings get fifteen colours; each setting's mean and standard deviation over its seeds, as the script
  * reads them (data-mean, data-std), match the values written; the lambda x beta heatmap is drawn per sweep
- * (a cell that both sweeps have is not pooled across them). report_svg_colour's first 200 colours differ.
+ * (a cell that both sweeps have is not pooled across them). report_svg_colour's first 200 colours differ,
+ * the first 40 clearly.
  * A run of 10,000 steps keeps its spike and its gap in the script's data, at most four points a column.
  * With `--write-html DIR` it only writes DIR/plots.html and DIR/legend.txt (one full legend name a line)
  * for tests/test_report_html.sh. */
@@ -175,10 +176,18 @@ static void check_legends_and_colours(const gkd_report *r, const char *html) {
         CHECKF(strstr(html, want) != NULL, "no legend entry coloured %s", colour);
     }
     CHECK(strstr(html, "...<") == NULL);
+    int rgb[200][3];
     for (int i = 0; i < 200; i++) {
         report_svg_colour(i, seen[i]);
-        CHECK(seen[i][0] == '#' && strlen(seen[i]) == 7);
-        for (int j = 0; j < i; j++) CHECKF(strcmp(seen[i], seen[j]) != 0, "colours %d and %d: %s", j, i, seen[i]);
+        CHECK(seen[i][0] == '#' && strlen(seen[i]) == 7 &&
+              sscanf(seen[i] + 1, "%2x%2x%2x", &rgb[i][0], &rgb[i][1], &rgb[i][2]) == 3);
+        for (int j = 0; j < i; j++) {
+            CHECKF(strcmp(seen[i], seen[j]) != 0, "colours %d and %d: %s", j, i, seen[i]);
+            /* the first forty are told apart at a glance: at least 30 apart in 0..255 RGB */
+            double d = 0;
+            for (int k = 0; k < 3; k++) d += (rgb[i][k] - rgb[j][k]) * (double)(rgb[i][k] - rgb[j][k]);
+            if (i < 40) CHECKF(sqrt(d) >= 30, "colours %d %s and %d %s are %.1f apart", j, seen[j], i, seen[i], sqrt(d));
+        }
     }
 }
 

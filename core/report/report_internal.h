@@ -60,8 +60,8 @@ gkd_status report_svg_heatmap(const gkd_report *r, int k, const char *xk, const 
 /* One point per run: metric kx against metric ky, labelled by the config key label_key. */
 gkd_status report_svg_scatter(const gkd_report *r, int kx, int ky, const char *label_key, gkd_buf *b);
 
-/* The colour of series i (a setting's index): Tableau's ten, then golden-angle hues at three
- * lightnesses, so that colours do not repeat after ten series. out: "#rrggbb". */
+/* The colour of series i (a setting's index): Tableau's ten, thirty more chosen to stay apart from
+ * them and each other, then golden-angle hues, so that colours do not repeat after ten. out: "#rrggbb". */
 void report_svg_colour(int i, char out[8]);
 
 /* ---- report_js.c ---- */

@@ -96,15 +96,21 @@ gkd_status gkd_report_heatmap_build(const gkd_report *r, int metric, const char 
 /* SVG plots */
 
 void report_svg_colour(int i, char out[8]) {
-    static const char *const tab10[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                        "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-    if (i >= 0 && i < 10) {
-        memcpy(out, tab10[i], 8);
+    /* Tableau's ten, then thirty picked one by one from a grid of hues, lightnesses and saturations as
+     * the one farthest (in CIELAB) from all before it: any two of the forty differ by Delta E >= 23. */
+    static const char *const table[40] = {
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+        "#17becf", "#1212e2", "#e212e2", "#39efb8", "#170b84", "#676f20", "#12e212", "#0b8460", "#840b54",
+        "#e21266", "#be7a37", "#395def", "#20306f", "#e212a4", "#a6ef39", "#840b23", "#9537be", "#e2a412",
+        "#3982ef", "#39ef82", "#0b7884", "#cf5971", "#206f20", "#843b0b", "#5f206f", "#94cf59", "#9439ef",
+        "#cfb759", "#39b8ef", "#204f6f", "#59cfb7"};
+    if (i >= 0 && i < 40) {
+        memcpy(out, table[i], 8);
         return;
     }
-    /* Hues a golden angle apart never come back to the same hue; three lightnesses in turn keep
-     * neighbours in the sequence apart even where two hues come close. */
-    int j = i < 0 ? 0 : i - 10;
+    /* Past forty, hues a golden angle apart never come back to the same hue; three lightnesses in turn
+     * keep neighbours in the sequence apart where two hues come close. */
+    int j = i < 0 ? 0 : i - 40;
     double h = fmod(j * 137.50776405003785 + 15, 360) / 60, s = 0.7, l = (double[]){0.45, 0.32, 0.6}[j % 3];
     double c = (1 - fabs(2 * l - 1)) * s, x = c * (1 - fabs(fmod(h, 2) - 1)), m = l - c / 2;
     double rgb[6][3] = {{c, x, 0}, {x, c, 0}, {0, c, x}, {0, x, c}, {x, 0, c}, {c, 0, x}};
