@@ -85,7 +85,8 @@ cat >"$tmp/probe.js" <<'PROBE'
   out.push('smooth ' + (mean.getAttribute('d') !== d0));
   svg.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + r.width * 0.5,
     clientY: r.top + r.height * 0.4, bubbles: true }));
-  out.push('smoothtip ' + (tip.textContent.indexOf('(unsmoothed ') >= 0));
+  out.push('smoothtip ' + (tip.textContent.indexOf('(unsmoothed ') >= 0) + ' ' +
+    tip.querySelectorAll('.row').length);
   var pre = document.createElement('pre');
   pre.id = 'probe';
   pre.textContent = out.join('\n');
@@ -156,7 +157,8 @@ check_interaction() { # page label settings runs: the first figure's settings an
     grep -qx 'log true true' "$out" || fail "$label: the log scale does not redraw"
     grep -qx 'unlog true' "$out" || fail "$label: back from the log scale, the lines differ"
     grep -qx 'smooth true' "$out" || fail "$label: smoothing does not redraw"
-    grep -qx 'smoothtip true' "$out" || fail "$label: the smoothed hover values do not give the unsmoothed ones"
+    grep -qx "smoothtip true $n" "$out" ||
+        fail "$label: a second hover: not the unsmoothed values, or not $n rows: $(grep '^smoothtip' "$out")"
 
     local plot colours
     plot=$(sed -n 's/^plot //p' "$out")

@@ -203,6 +203,7 @@ const char report_js[] =
     "\n"
     "    function hide() {\n"
     "      while (hover.firstChild) hover.removeChild(hover.firstChild);\n"
+    "      while (tip.firstChild) tip.removeChild(tip.firstChild);\n"
     "      tip.style.display = 'none';\n"
     "    }\n"
     "\n"
