@@ -167,9 +167,10 @@ typedef struct {
     const char *label_key;     /* config key labelling scatter points; NULL: "alpha" */
 } gkd_report_html_options;
 
-/* Writes one HTML page with no scripts and no external resources: the tables, learning curves, the
- * heatmap and the reward/task scatter, as inline SVG whose elements carry data-* attributes (see
- * docs/reports.md). Plot metrics missing from r are added to it (gkd_report_add_metric); a plot whose
+/* Writes one self-contained HTML page (nothing loaded; one inline script of gkd's own, report_js.c): the
+ * learning curves (each setting's mean and std band over its runs; the loss one plot per quantity), the
+ * heatmap per sweep and the reward/task scatter as inline SVG whose elements carry data-* attributes
+ * (docs/reports.md), then the tables. Plot metrics missing from r are added to it (gkd_report_add_metric); a plot whose
  * data is absent is replaced by a sentence saying so. */
 gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_report_html_options *opt,
                                  FILE *out);

@@ -1,8 +1,9 @@
 /* What the report's files share (core/report/report.h is the public side): the run selection every
  * query uses, the cell tables the text and HTML outputs render, and the helpers of more than one file.
- * Rules: private to core/report/; names start with report_. Files: report_load.c (runs, groups,
- * final values, aggregates), report_setting.c (settings, labels, hyperparameters), report_table.c (cell tables, text output, CSV), report_svg.c (heatmap
- * cells and the SVG plots), report_html.c (the page). */
+ * Rules: private to core/report/; names start with report_. Files: report_load.c (runs, groups, final
+ * values, aggregates), report_setting.c (settings, labels, hyperparameters), report_table.c (cell tables,
+ * text output, CSV), report_svg.c (heatmap cells and the SVG plots), report_js.c (the page's script),
+ * report_html.c (the page). */
 #ifndef GKD_REPORT_INTERNAL_H
 #define GKD_REPORT_INTERNAL_H
 
@@ -79,6 +80,15 @@ gkd_status report_svg_curves(gkd_store *store, const gkd_report *r, int k, gkd_b
 gkd_status report_svg_heatmap(const gkd_report *r, int k, const char *xk, const char *yk, gkd_buf *b);
 /* One point per run: metric kx against metric ky, labelled by the config key label_key. */
 gkd_status report_svg_scatter(const gkd_report *r, int kx, int ky, const char *label_key, gkd_buf *b);
+
+/* The colour of series i (a setting's index): Tableau's ten, thirty more chosen to stay apart from
+ * them and each other, then golden-angle hues, so that colours do not repeat after ten. out: "#rrggbb". */
+void report_svg_colour(int i, char out[8]);
+
+/* ---- report_js.c ---- */
+
+/* The page's script: hover values, legend toggles, log scale and smoothing of the learning curves. */
+extern const char report_js[];
 
 /* ---- report_html.c ---- */
 
