@@ -54,6 +54,12 @@ static const command commands[] = {
      "           [--heatmap M] [--heatmap-x KEY] [--heatmap-y KEY] [--reward M] [--task M] [--label KEY]\n"
      "Tables of the runs and sweeps of a run store, as CSV or as one HTML page (docs/reports.md).\n",
      NULL},
+    {"export", gkd_cmd_export, "TensorBoard event files of the runs: gkd export --tensorboard DIR",
+     "gkd export --tensorboard DIR [--db FILE] [--run NAME] [--sweep NAME]\n"
+     "Writes the runs of the store (default runs.db) as TensorBoard event files under DIR, one folder per run:\n"
+     "training metrics and evaluations as scalars, the config as HParams, stored samples as text.\n"
+     "--run keeps the runs of that name, --sweep that sweep's runs. Then: tensorboard --logdir DIR\n",
+     NULL},
     {"quickstart", gkd_cmd_quickstart,
      "the main job: supervised KD vs on-policy GKD on 3-digit addition (experiments/quickstart.lua)",
      "gkd quickstart " DEVICE " [--db FILE] [--out DIR] [--seeds 1,2,3] [--ablation] [--warm-gate X] [--smoke]\n"
