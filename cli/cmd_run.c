@@ -171,7 +171,8 @@ static int set_options(lua_State *L, const run_options *o) {
     return 1;
 }
 
-/* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep. */
+/* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep by gkd sweep
+ * (and by gkd resume of a sweep's run), and refused by gkd run. */
 static int run_script(const char *command, const run_options *o, int is_sweep) {
     gkd_lua_limits limits = limits_of(&o->limits);
     lua_State *L = gkd_lua_state_new_limited(&limits);
@@ -188,35 +189,39 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
     char *error = NULL;
     int top = lua_gettop(L);
     int rc = gkd_lua_run_script(L, o->script, o->code, "=(command line)", o->argc, o->argv, 1, &error);
-    int returned_sweep = 0;
+    int returned_sweep = 0, swept = 0;
     if (rc == 0 && lua_istable(L, -1)) { /* a returned table with a grid or a random search is a sweep */
-        lua_getfield(L, -1, "grid");
-        lua_getfield(L, -2, "random");
-        returned_sweep = !lua_isnil(L, -1) || !lua_isnil(L, -2);
-        lua_pop(L, 2);
+        static const char *const sweep_keys[] = {"grid", "grids", "random"};
+        for (int k = 0; k < 3; k++) {
+            lua_getfield(L, -1, sweep_keys[k]);
+            returned_sweep |= !lua_isnil(L, -1);
+            lua_pop(L, 1);
+        }
     }
-    if (rc == 0 && (is_sweep || returned_sweep) && lua_istable(L, -1)) {
+    if (rc == 0) { /* whether the script called gkd.sweep itself */
         lua_getglobal(L, "gkd");
         lua_getfield(L, -1, "options");
         lua_getfield(L, -1, "sweeps_run");
-        int already = !lua_isnil(L, -1);
-        lua_pop(L, 2);
-        if (!already) {
-            lua_getfield(L, -1, "sweep");
-            lua_pushvalue(L, top + 1);
-            if (gkd_lua_pcall(L, 1, 0) != LUA_OK) {
-                error = strdup(lua_tostring(L, -1));
-                rc = 1;
-            }
-        }
-    } else if (rc == 0 && is_sweep) {
+        swept = !lua_isnil(L, -1);
+        lua_pop(L, 3);
+    }
+    if (rc == 0 && !swept && returned_sweep && !is_sweep) {
+        /* Running it here would miss gkd sweep's options (--workers, --retry-failed); and a misspelt key
+         * ("grids") used to make gkd run do nothing and exit 0. */
+        gkd_cli_error(command, "%s returned a sweep table (grid or random); run it with: gkd sweep %s",
+                      o->script ? o->script : "the code", o->script ? o->script : "SCRIPT.lua");
+        rc = 2;
+    } else if (rc == 0 && !swept && is_sweep && lua_istable(L, -1)) {
         lua_getglobal(L, "gkd");
-        lua_getfield(L, -1, "options");
-        lua_getfield(L, -1, "sweeps_run");
-        if (lua_isnil(L, -1)) {
-            gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
-            rc = 2;
+        lua_getfield(L, -1, "sweep");
+        lua_pushvalue(L, top + 1);
+        if (gkd_lua_pcall(L, 1, 0) != LUA_OK) {
+            error = strdup(lua_tostring(L, -1));
+            rc = 1;
         }
+    } else if (rc == 0 && !swept && is_sweep) {
+        gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
+        rc = 2;
     }
     if (rc == 0) { /* a sweep that went on past failed runs still reports them in its exit status */
         lua_getglobal(L, "gkd");

@@ -170,6 +170,25 @@ local function say(fmt, ...)
   io.stderr:flush()
 end
 
+-- A point that failed is stored as a failed run, also when it failed before gkd.run stored it (a
+-- configuration check, an error in the sweep's run function): otherwise it would read as "not
+-- finished" and the sweep as a success. A run that gkd.run already ended (failed, interrupted) is left
+-- as it is; one it left 'running' is ended as failed. A stop signal is not a failure.
+local function record_failure(spec, p, db, err)
+  if gkd.stop_requested() then return end
+  local store <close> = assert(gkd.store.open(db))
+  local sweep_id = assert(store:sweep(spec.name))
+  local info = store:run_find(p.name, sweep_id)
+  if info and info.status ~= "running" then return end
+  local id = info and info.id
+  if not id then
+    local record = { name = p.name, sweep = spec.name, settings = util.describe(p.settings) }
+    id = assert(store:run_begin(p.name, { sweep_id = sweep_id, config = gkd.json.encode(record),
+      seed = math.tointeger(p.settings.seed) or 0 }))
+  end
+  assert(store:run_finish(id, "failed", tostring(err)))
+end
+
 -- Runs the points, `workers` at a time, returning {[name] = "ok" | error message}.
 local function execute(spec, points, db, workers, steps_of)
   local outcome = {}
@@ -183,6 +202,7 @@ local function execute(spec, points, db, workers, steps_of)
     for _, p in ipairs(points) do
       if gkd.stop_requested() then break end
       local ok, err = xpcall(run_point, debug.traceback, spec, p, db, steps_of and steps_of[p.name])
+      if not ok then record_failure(spec, p, db, err) end
       done = done + 1
       outcome[p.name] = ok and "ok" or tostring(err)
       say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or ("failed: " .. tostring(err)))
@@ -226,6 +246,10 @@ local function execute(spec, points, db, workers, steps_of)
       outcome[p.name] = ok and "ok" or (how == "signal" and ("killed by signal " .. code))
         or (code == 3 and "interrupted") or "failed"
       say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or outcome[p.name])
+      if not ok and outcome[p.name] ~= "interrupted" then
+        record_failure(spec, p, db, how == "signal" and outcome[p.name]
+          or string.format("the worker process exited with status %d", code))
+      end
     end
   end
   return outcome
@@ -366,7 +390,10 @@ function gkd.sweep(spec)
     for _, p in ipairs(points) do
       if p.name == gkd.options.worker_point then
         local ok, err = xpcall(run_point, debug.traceback, spec, p, db, gkd.options.worker_steps)
-        if not ok then say("%s: %s", p.name, tostring(err)) end
+        if not ok then
+          say("%s: %s", p.name, tostring(err))
+          record_failure(spec, p, db, err)
+        end
         io.stdout:flush()
         os.exit(ok and 0 or (gkd.stop_requested() and 3 or 1), true)
       end
