@@ -127,6 +127,7 @@ typedef struct {
     int resume;
     int quiet;
     int retry_failed;
+    int reuse_stale; /* gkd.options.reuse = "any": reuse stored runs whose configuration differs */
     const char *worker_point; /* a sweep worker: the one point to run */
     long long worker_steps;
     const char *script; /* NULL with -e */
@@ -154,6 +155,7 @@ static int set_options(lua_State *L, const run_options *o) {
     if (o->resume) lua_pushboolean(L, 1), lua_setfield(L, -2, "resume");
     if (o->quiet) lua_pushboolean(L, 1), lua_setfield(L, -2, "quiet");
     if (o->retry_failed) lua_pushboolean(L, 1), lua_setfield(L, -2, "retry_failed");
+    if (o->reuse_stale) lua_pushliteral(L, "any"), lua_setfield(L, -2, "reuse");
     if (o->worker_point) lua_pushstring(L, o->worker_point), lua_setfield(L, -2, "worker_point");
     if (o->worker_steps > 0) lua_pushinteger(L, o->worker_steps), lua_setfield(L, -2, "worker_steps");
     if (o->limits.sandbox) lua_pushboolean(L, 1), lua_setfield(L, -2, "sandbox");
@@ -262,7 +264,7 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
 #define LIMIT_USAGE "[--sandbox] [--memory-limit MIB] [--instruction-limit N] [--callback-instructions N] [--callback-seconds S]"
 
 static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
+    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
                     "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " -e 'CODE' [args...]\n"
                     "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n");
 }
@@ -301,6 +303,8 @@ int gkd_cmd_run(int argc, char **argv) {
             o.quiet = 1;
         } else if (strcmp(argv[i], "--resume") == 0) {
             o.resume = 1;
+        } else if (strcmp(argv[i], "--reuse-stale") == 0) {
+            o.reuse_stale = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage_run();
             return 0;
@@ -332,9 +336,9 @@ int gkd_cmd_run(int argc, char **argv) {
 
 int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help,sandbox") != 0) return 2;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
-        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] "
+        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] [--reuse-stale] "
                         "[--quiet] " LIMIT_USAGE " [args...] [-- args...]\n"
                         "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n");
         return a.n_positional < 1 ? 2 : 0;
@@ -349,6 +353,7 @@ int gkd_cmd_sweep(int argc, char **argv) {
     o.workers = gkd_cli_int(&a, "workers", 0, &bad);
     o.quiet = gkd_cli_flag(&a, "quiet");
     o.retry_failed = gkd_cli_flag(&a, "retry-failed");
+    o.reuse_stale = gkd_cli_flag(&a, "reuse-stale");
     o.worker_point = gkd_cli_str(&a, "worker-point", NULL); /* internal: set by gkd.sweep for its workers */
     o.worker_steps = gkd_cli_int(&a, "worker-steps", 0, &bad);
     o.resume = 1;
@@ -382,9 +387,9 @@ static int read_run(const gkd_store_row *row, void *ctx) {
 
 int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help,sandbox") != 0) return 2;
+    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,reuse-stale,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE "\n"
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE "\n"
                         "The run's own sandbox and limit flags apply again; those given here override them.\n");
         return a.n_positional != 1 ? 2 : 0;
     }
@@ -397,6 +402,7 @@ int gkd_cmd_resume(int argc, char **argv) {
     o.db = gkd_cli_str(&a, "db", "runs.db");
     o.device = gkd_cli_str(&a, "device", NULL);
     o.quiet = gkd_cli_flag(&a, "quiet");
+    o.reuse_stale = gkd_cli_flag(&a, "reuse-stale");
     o.resume = 1;
     int rc = gkd_cli_check_unused(&a);
     if (rc) return rc;

@@ -74,6 +74,7 @@ gkd.RUN_SCHEMA = {
   score_function = { type = "boolean" },
   kl_coef = { type = "number", min = 0 },
   resume = { type = "boolean" },
+  reuse = { type = "string", values = { "same", "any" } },
   quiet = { type = "boolean" },
 }
 
@@ -164,6 +165,81 @@ local function describe(v, depth)
 end
 gkd.util.describe = describe
 
+-- What decides a run's results: its recorded configuration without the keys that say only where it is
+-- written, how it is shown or how it is resumed (docs/schema.md, "The config hash").
+local IDENTITY_SKIP = { name = true, sweep = true, db = true, resume = true, reuse = true, quiet = true,
+  script = true, checkpoint = true, callback_limit = true, on_step = true, on_eval = true, warnings = true }
+
+local function identity_of(record)
+  local id = {}
+  for k, v in pairs(record) do
+    if not IDENTITY_SKIP[k] then id[k] = v end
+  end
+  return id
+end
+
+local function hash_of(identity)
+  local json = gkd.json.encode(identity)
+  return "fnv1a64:" .. util.fnv1a64(json), gkd.json.decode(json)
+end
+
+-- The config hash of a gkd.run configuration and its identity (as JSON decodes it). halving: set by a
+-- sweep's successive halving, whose rungs train fewer steps of the same run: {steps = the run's own
+-- steps setting (nil: the default)}.
+function util.run_identity(cfg, halving)
+  if halving then
+    cfg = util.copy(cfg)
+    cfg.steps = halving.steps
+  end
+  local id = identity_of(describe(cfg))
+  id.resolved = gkd._resolve(cfg)
+  return hash_of(id)
+end
+
+-- "key: old -> new" for each setting that differs between two identities (nested keys dotted).
+local function flatten(t, prefix, out)
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "table" and next(v) ~= nil then flatten(v, key, out) else out[key] = gkd.json.encode(v) end
+  end
+  return out
+end
+
+local function identity_diff(old, new)
+  local a, b = flatten(old, nil, {}), flatten(new, nil, {})
+  local keys = {}
+  for k in pairs(a) do if a[k] ~= b[k] then keys[k] = true end end
+  for k in pairs(b) do if a[k] ~= b[k] then keys[k] = true end end
+  local out = {}
+  for _, k in ipairs(util.keys(keys)) do
+    out[#out + 1] = string.format("%s: %s -> %s", k, a[k] or "(none)", b[k] or "(none)")
+  end
+  return out
+end
+
+-- The settings in which the stored run differs from `identity`, or nil when its config hash is `hash`
+-- (a row without a hash, from before schema version 3, is compared by the hash of its stored config).
+function util.stale_settings(store, run_id, hash, identity)
+  local row = store:query("SELECT config, config_hash FROM runs WHERE id = ?", run_id)[1]
+  if not row then return nil end
+  local ok, stored = pcall(gkd.json.decode, row.config or "{}")
+  local old_hash, old_identity = hash_of(identity_of(ok and type(stored) == "table" and stored or {}))
+  if (row.config_hash or old_hash) == hash then return nil end
+  local diff = identity_diff(old_identity, identity)
+  if #diff == 0 then diff = { "(the stored configuration is not recorded in full)" } end
+  return diff
+end
+
+-- The error for a stored run whose configuration differs from the one asked for.
+function util.stale_message(what, name, diff)
+  local shown = {}
+  for i = 1, math.min(#diff, 8) do shown[i] = diff[i] end
+  if #diff > 8 then shown[#shown + 1] = string.format("and %d more", #diff - 8) end
+  return string.format("%s: run '%s' in the store was made with another configuration (%s); its results "
+    .. "are not this configuration's. Give the run (or the sweep) a new name, or reuse it anyway with "
+    .. "reuse = \"any\" (gkd sweep/run/resume --reuse-stale)", what, name, table.concat(shown, "; "))
+end
+
 local function final_metrics_from_store(store, run_id)
   local out = { eval = {} }
   local rows = store:query([[SELECT m.name, m.value, m.step FROM metrics m
@@ -224,9 +300,12 @@ local function eos_warning(cfg)
     .. "for an instruct teacher, or terminator = \"\\n\")", count, p, EOS_WARN_BELOW)
 end
 
-function gkd.run(cfg)
+-- halving: given by gkd.sweep's successive halving only (util.run_identity).
+function gkd.run(cfg, halving)
   check_config(cfg)
   local resolved = gkd._resolve(cfg)
+  local hash, identity = util.run_identity(cfg, halving)
+  local reuse = gkd.options.reuse or cfg.reuse or "same"
   local name = cfg.name or default_name(cfg)
   local db = cfg.db or gkd.options.db or "runs.db"
   local resume = cfg.resume
@@ -245,6 +324,15 @@ function gkd.run(cfg)
   local run_id, resume_dir, resumed_from
   if resume then
     local info = store:run_find(name, sweep_id)
+    local stale = info and util.stale_settings(store, info.id, hash, identity)
+    if stale and info.status == "failed" then
+      info = nil -- a failed run of another configuration: this one starts in a new row
+    elseif stale and reuse ~= "any" then
+      error(util.stale_message("gkd.run", name, stale), 2)
+    elseif stale then
+      io.stderr:write(string.format("%s: reusing it although its configuration differs (reuse = \"any\"): %s\n",
+        name, table.concat(stale, "; ")))
+    end
     if info then
       local step, path = store:checkpoint_latest(info.id)
       if info.status == "finished" and info.last_step >= resolved.steps then
@@ -276,7 +364,8 @@ function gkd.run(cfg)
     record.warnings = { warning }
   end
   if not run_id then
-    run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed }))
+    run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed,
+      config_hash = hash }))
   end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end

@@ -23,6 +23,7 @@ local SWEEP_SCHEMA = {
   workers = { type = "integer", min = 1 },
   db = { type = "string" },
   retry_failed = { type = "boolean" },
+  reuse = { type = "string", values = { "same", "any" } },
   summary = { type = "table" },
   halving = { type = "table", fields = {
     metric = { type = "string" }, mode = { type = "string", values = { "min", "max" } },
@@ -139,7 +140,7 @@ function gkd.sweep_points(spec)
   return points
 end
 
--- The gkd.run configuration of one point.
+-- The gkd.run configuration of one point, and its own steps setting when `steps` replaced it.
 local function point_config(spec, p, db, steps)
   local settings = util.copy(p.settings)
   settings.name = p.name
@@ -156,9 +157,11 @@ local function point_config(spec, p, db, steps)
     if cfg[k] == nil and gkd.RUN_SCHEMA[k] then cfg[k] = v end
   end
   cfg.name, cfg.sweep, cfg.db, cfg.resume = p.name, spec.name, db, true
+  local own_steps = cfg.steps
   if steps then cfg.steps = steps end
   if spec.quiet ~= nil and cfg.quiet == nil then cfg.quiet = spec.quiet end
-  return cfg
+  if spec.reuse ~= nil and cfg.reuse == nil then cfg.reuse = spec.reuse end
+  return cfg, steps and { steps = own_steps }
 end
 
 local function run_point(spec, p, db, steps)
@@ -223,6 +226,7 @@ local function execute(spec, points, db, workers, steps_of)
       local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
       if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
       for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
+      if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
@@ -354,6 +358,31 @@ local function collect(store, sweep_id, points)
   return results
 end
 
+-- Refuses to reuse stored runs (finished, or stopped and to be continued) whose configuration is not
+-- the point's any more, before anything runs; gkd.run checks again for the run it is given.
+local function check_stale(spec, store, sweep_id, points, db, steps_of)
+  local stale, first = 0, nil
+  for _, p in ipairs(points) do
+    local info = store:run_find(p.name, sweep_id)
+    if info and info.status ~= "failed" then
+      -- A point whose configuration cannot be built fails when it runs, with its own message.
+      local ok, hash, identity = pcall(function()
+        local cfg, halving = point_config(spec, p, db, steps_of and steps_of[p.name])
+        return util.run_identity(cfg, halving)
+      end)
+      local diff = ok and util.stale_settings(store, info.id, hash, identity)
+      if diff then
+        stale = stale + 1
+        first = first or { name = p.name, diff = diff }
+      end
+    end
+  end
+  if stale > 0 then
+    error(util.stale_message("gkd.sweep", first.name, first.diff)
+      .. string.format(" [%d of the sweep's %d stored runs differ]", stale, #points), 0)
+  end
+end
+
 -- Points still to run: not finished (with at least `steps` steps when given), not failed (unless
 -- retry_failed), not running in a live process.
 local function pending(store, sweep_id, points, retry_failed, steps_of)
@@ -381,6 +410,7 @@ function gkd.sweep(spec)
   gkd.options.sweeps_run = (gkd.options.sweeps_run or 0) + 1
   local retry_failed = spec.retry_failed
   if retry_failed == nil then retry_failed = gkd.options.retry_failed end
+  local reuse = gkd.options.reuse or spec.reuse or "same"
   if not spec.name then error("gkd.sweep: 'name' is required", 2) end
   if not spec.run and not spec.base then error("gkd.sweep: give 'run' (function(settings) -> config) or 'base'", 2) end
   local points = gkd.sweep_points(spec)
@@ -429,6 +459,13 @@ function gkd.sweep(spec)
       for _, p in ipairs(survivors) do steps_of[p.name] = steps end
     end
     store = assert(gkd.store.open(db))
+    if reuse ~= "any" then
+      local ok, err = pcall(check_stale, spec, store, sweep_id, survivors, db, steps_of)
+      if not ok then
+        store:close()
+        error(err, 0)
+      end
+    end
     local todo, busy, failed = pending(store, sweep_id, survivors, retry_failed, steps_of)
     store:close()
     local skipped = #survivors - #todo - busy - failed

@@ -4,6 +4,9 @@
 # 1. points that fail their config checks are stored as failed runs, counted as failed, and the sweep
 #    exits non-zero (it printed "0 failed, 6 not finished" and exited 0); gkd run on a sweep file is
 #    an error that names gkd sweep (it did nothing and exited 0).
+# 2. a stored run is reused only when its config hash is the run's: changing steps and running the
+#    sweep (or gkd.run{resume = true}) again is an error naming the run and the keys (it reported the old
+#    results as "already finished"), unless --reuse-stale / reuse = "any".
 . "$(dirname "$0")/lib.sh"
 
 # status_of DB: "name status" per run, by name
@@ -50,6 +53,59 @@ sed 's/grid =/grids =/' nofit.lua >grids.lua
 check "gkd run on a sweep file with a misspelt 'grids' exits 2 (got $rc)" test "$rc" -eq 2
 "$bin" sweep grids.lua --db run.db >out.txt 2>err.txt; rc=$?
 check "gkd sweep suggests 'grid' for 'grids' (exit $rc)" grep -q "unknown key 'grids' (did you mean 'grid'?)" err.txt
+
+# --- 2. stale runs reused
+cat >ok.lua <<'LUA'
+local steps = tonumber(arg[1]) or 2
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local teacher = gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = 3}
+return {
+  name = "ok", grid = {lambda = {0, 1}}, seeds = {1, 2}, quiet = true, workers = tonumber(arg[2]) or 1,
+  run = function(p)
+    return {task = task, teacher = teacher, steps = steps, batch = 2, max_new_tokens = 4, max_prompt = 40,
+      student = gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = p.seed},
+      eval = false, checkpoint = false}
+  end,
+}
+LUA
+# rows DB: the number of runs, and of runs with a config hash
+rows() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1], {readonly = true}))
+    local r = s:query("SELECT count(*) AS n, count(config_hash) AS h FROM runs")[1]
+    print(r.n .. " " .. r.h)' "$1" 2>&1
+}
+"$bin" sweep ok.lua --db stale.db -- 2 >out.txt 2>err.txt; rc=$?
+check "a 2-step sweep exits 0 (got $rc)" test "$rc" -eq 0
+check "its 4 runs are stored with their config hash" test "$(rows stale.db)" = "4 4"
+"$bin" sweep ok.lua --db stale.db -- 2 2 >out.txt 2>err.txt; rc=$?
+check "the same sweep again (2 workers) exits 0 (got $rc)" test "$rc" -eq 0
+check "and reuses its 4 runs" grep -q "4 runs, 0 to run, 4 already finished" err.txt
+"$bin" sweep ok.lua --db stale.db -- 3 >out.txt 2>err.txt; rc=$?
+check "with steps 3 instead of 2 the sweep exits 1 (got $rc)" test "$rc" -eq 1
+check "naming a run and the setting that differs" \
+  grep -q "run 'ok/lambda=0,seed=1' in the store was made with another configuration (.*steps: 2 -> 3" err.txt
+check "and how many runs differ" grep -q "4 of the sweep's 4 stored runs differ" err.txt
+check "and it ran nothing" test "$(rows stale.db)" = "4 4"
+"$bin" sweep ok.lua --db stale.db --reuse-stale -- 3 >out.txt 2>err.txt; rc=$?
+check "--reuse-stale reuses them anyway (exit $rc)" grep -q "4 runs, 0 to run, 4 already finished" err.txt
+cat >single.lua <<'LUA'
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local function m(seed) return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed} end
+gkd.run{name = "one", task = task, teacher = m(3), student = m(1), steps = tonumber(arg[1]), batch = 2,
+  max_new_tokens = 4, max_prompt = 40, eval = false, checkpoint = false, resume = true, quiet = true,
+  reuse = arg[2]}
+LUA
+"$bin" run --db single.db single.lua 2 >out.txt 2>err.txt
+"$bin" run --db single.db single.lua 3 >out.txt 2>err.txt; rc=$?
+check "gkd.run{resume = true} with other steps exits 1 (got $rc)" test "$rc" -eq 1
+check "naming the run and the setting" grep -q "run 'one' in the store was made with another configuration (.*steps: 2 -> 3" err.txt
+"$bin" run --db single.db single.lua 3 any >out.txt 2>err.txt; rc=$?
+check "reuse = 'any' reuses it (exit $rc)" test "$rc" -eq 0
+check "saying that its configuration differs" grep -q "reusing it although its configuration differs" err.txt
+check "still one run" test "$(rows single.db)" = "1 1"
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]
