@@ -139,6 +139,53 @@ local function check_config(cfg)
   end
 end
 
+-- The parameter ("beta" or "skew") of a divergence name, or nil when it has none (forward_kl, tv, ...):
+-- a divergence's text shows it first, "jsd(beta=0.5)".
+local function divergence_param(name)
+  local ok, d = pcall(gkd.divergence, name)
+  local p = ok and tostring(d):match("^[%w_]+%((%a+)=")
+  return (p == "beta" or p == "skew") and p or nil
+end
+
+-- Settings given that cannot change this run: an error when they would change nothing at all, a warning
+-- (returned, stored with the run) when they change only what is logged or are inert at the values used.
+local function ineffective_settings(cfg, resolved)
+  local function refuse(key, why) error(string.format("gkd.run: '%s' has no effect %s; remove it", key, why), 4) end
+  if cfg.reward ~= nil then
+    for _, k in ipairs({ "lambda", "per_sample", "fixed" }) do
+      if cfg[k] ~= nil then
+        refuse(k, "with 'reward': GKD + RL trains on the student's own samples only (alpha weighs the divergence)")
+      end
+    end
+  end
+  if not cfg.teacher then
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature" }) do
+      if cfg[k] ~= nil then refuse(k, "without a 'teacher'") end
+    end
+  end
+  if cfg.beta ~= nil and resolved.divergence and not divergence_param(resolved.divergence) then
+    refuse("beta", string.format("with the divergence %s, which has no beta or skew", resolved.divergence))
+  end
+  local warnings = {}
+  if resolved.cross_entropy and cfg.teacher then
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature" }) do
+      if cfg[k] ~= nil then
+        warnings[#warnings + 1] = string.format("'%s' has no effect on training: method '%s' trains on "
+          .. "cross-entropy; it changes only the logged divergences", k, resolved.method)
+      end
+    end
+  end
+  local lambda = resolved.lambda
+  if cfg.reward == nil and (lambda == 0 or lambda == 1) and cfg.per_sample ~= nil then
+    warnings[#warnings + 1] = string.format("'per_sample' has no effect with lambda = %g: every row is %s",
+      lambda, lambda == 0 and "fixed data" or "the student's own sample")
+  end
+  if cfg.reward == nil and lambda == 0 and cfg.temperature ~= nil then
+    warnings[#warnings + 1] = "'temperature' has no effect with lambda = 0: no row is sampled from the student"
+  end
+  return warnings
+end
+
 -- Evaluation metrics by name: text metrics of the student's samples on held-out examples, from the
 -- registry (reward/registry.h, gkd.reward.metrics). The trainer's own (ce_loss, forward_kl, reverse_kl,
 -- jsd_0.5, own_*) are always recorded.
@@ -304,6 +351,7 @@ end
 function gkd.run(cfg, halving)
   check_config(cfg)
   local resolved = gkd._resolve(cfg)
+  local warnings = ineffective_settings(cfg, resolved)
   local hash, identity = util.run_identity(cfg, halving)
   local reuse = gkd.options.reuse or cfg.reuse or "same"
   local name = cfg.name or default_name(cfg)
@@ -325,13 +373,13 @@ function gkd.run(cfg, halving)
   if resume then
     local info = store:run_find(name, sweep_id)
     local stale = info and util.stale_settings(store, info.id, hash, identity)
-    if stale and info.status == "failed" then
-      info = nil -- a failed run of another configuration: this one starts in a new row
-    elseif stale and reuse ~= "any" then
-      error(util.stale_message("gkd.run", name, stale), 2)
-    elseif stale then
+    if stale and reuse == "any" then
       io.stderr:write(string.format("%s: reusing it although its configuration differs (reuse = \"any\"): %s\n",
         name, table.concat(stale, "; ")))
+    elseif stale and info.status == "failed" then
+      info = nil -- a failed run of another configuration: this one starts in a new row
+    elseif stale then
+      error(util.stale_message("gkd.run", name, stale), 2)
     end
     if info then
       local step, path = store:checkpoint_latest(info.id)
@@ -358,15 +406,14 @@ function gkd.run(cfg, halving)
       assert(store:truncate_after(run_id, resumed_from))
     end
   end
-  local warning = eos_warning(cfg)
-  if warning then
-    io.stderr:write(name .. ": warning: " .. warning .. "\n")
-    record.warnings = { warning }
-  end
+  warnings[#warnings + 1] = eos_warning(cfg)
+  for _, w in ipairs(warnings) do io.stderr:write(name .. ": warning: " .. w .. "\n") end
+  if #warnings > 0 then record.warnings = warnings end
   if not run_id then
     run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed,
       config_hash = hash }))
   end
+  for _, w in ipairs(warnings) do assert(store:run_warning(run_id, w)) end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end
   local ok, result, status = pcall(gkd._train, cfg, {

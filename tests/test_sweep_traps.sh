@@ -7,6 +7,9 @@
 # 2. a stored run is reused only when its config hash is the run's: changing steps and running the
 #    sweep (or gkd.run{resume = true}) again is an error naming the run and the keys (it reported the old
 #    results as "already finished"), unless --reuse-stale / reuse = "any".
+# 3. a setting that has no effect is an error (lambda with a reward: a sweep over lambda gave identical
+#    runs; beta with a divergence that has none; teacher settings without a teacher) or, when it only
+#    changes what is logged or is inert at the value used, a warning stored with the run.
 . "$(dirname "$0")/lib.sh"
 
 # status_of DB: "name status" per run, by name
@@ -106,6 +109,60 @@ check "naming the run and the setting" grep -q "run 'one' in the store was made 
 check "reuse = 'any' reuses it (exit $rc)" test "$rc" -eq 0
 check "saying that its configuration differs" grep -q "reusing it although its configuration differs" err.txt
 check "still one run" test "$(rows single.db)" = "1 1"
+
+# --- 3. settings that are silently ignored
+cat >ignored.lua <<'LUA'
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local function m(seed) return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed} end
+local case = arg[1]
+local cfg = {name = case, task = task, teacher = m(3), student = m(1), steps = 1, batch = 2, max_new_tokens = 4,
+  max_prompt = 40, eval = false, checkpoint = false, quiet = true}
+if case == "rl-lambda" then cfg.reward = "length"; cfg.group_size = 2; cfg.lambda = 0.5
+elseif case == "fkl-beta" then cfg.divergence = "forward_kl"; cfg.beta = 0.3
+elseif case == "no-teacher" then cfg.method = "sft"; cfg.teacher = nil; cfg.teacher_temperature = 2
+elseif case == "sft-beta" then cfg.method = "sft"; cfg.beta = 0.3
+elseif case == "lambda0-temperature" then cfg.lambda = 0; cfg.temperature = 0.7 end
+gkd.run(cfg)
+LUA
+refused() {
+  "$bin" run --db ignored.db ignored.lua "$1" >out.txt 2>err.txt; local rc=$?
+  check "$1: refused (exit $rc)" test "$rc" -eq 1
+  check "$1: naming the setting and why" grep -q "$2" err.txt
+}
+refused rl-lambda "gkd.run: 'lambda' has no effect with 'reward'"
+refused fkl-beta "gkd.run: 'beta' has no effect with the divergence forward_kl"
+refused no-teacher "gkd.run: 'teacher_temperature' has no effect without a 'teacher'"
+# warnings DB NAME: the run's stored warnings, one a line
+warnings() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1], {readonly = true}))
+    for _, r in ipairs(s:query("SELECT w.value FROM runs r, json_each(r.warnings) w WHERE r.name = ?", arg[2])) do
+      print(r.value)
+    end' "$1" "$2" 2>&1
+}
+for c in sft-beta lambda0-temperature; do
+  "$bin" run --db ignored.db ignored.lua $c >out.txt 2>err.txt; rc=$?
+  check "$c: runs with a warning (exit $rc)" test "$rc" -eq 0
+  check "$c: the warning is printed" grep -q "$c: warning: '" err.txt
+done
+check "sft-beta: the warning is stored with the run" \
+  grep -q "'beta' has no effect on training: method 'sft' trains on cross-entropy" <(warnings ignored.db sft-beta)
+check "lambda0-temperature: the warning is stored with the run" \
+  grep -q "'temperature' has no effect with lambda = 0" <(warnings ignored.db lambda0-temperature)
+# A sweep over lambda with a reward: every point is refused, stored failed, and the sweep exits 1.
+cat >rl-sweep.lua <<'LUA'
+local task = assert(gkd.task.summarize{max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local function m(seed) return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed} end
+return {name = "rl", grid = {lambda = {0, 0.5, 1}}, quiet = true,
+  run = function(p) return {task = task, teacher = m(3), student = m(p.seed), reward = "length", group_size = 2,
+    steps = 1, batch = 2, max_new_tokens = 4, max_prompt = 40, eval = false, checkpoint = false} end}
+LUA
+"$bin" sweep rl-sweep.lua --db rl.db >out.txt 2>err.txt; rc=$?
+check "a sweep over lambda with a reward exits 1 (got $rc)" test "$rc" -eq 1
+check "its 3 points are failed runs saying why" \
+  test "$(status_of rl.db | grep -c "failed	gkd.run: 'lambda' has no effect with 'reward'")" -eq 3
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]
