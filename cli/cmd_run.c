@@ -1,19 +1,21 @@
 /* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
  * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
  * message and its traceback and exits 1. Options given to the command reach the prelude through
- * gkd.options (db, device, workers, resume, script, args, sandbox, worker_flags). SIGINT/SIGTERM ask
+ * gkd.options (db, device, workers, resume, reuse, script, cwd, args, sandbox, worker_flags). SIGINT/SIGTERM ask
  * running trainings to stop at the next step (checkpoint saved, run marked interrupted; a callback still
  * running a second later is interrupted) and the command then exits GKD_LUA_EXIT_INTERRUPTED (3); a
  * second signal a second or more after the first kills. Scripts are trusted code unless --sandbox
  * (docs/trust.md); the limit flags (--memory-limit, --instruction-limit, --callback-instructions,
  * --callback-seconds) work with or without it, and a sweep passes them, with --sandbox, to its workers;
- * a run records them, and gkd resume applies them again. */
+ * a run records them, and gkd resume applies them again; it also runs the script in the directory the run
+ * was started in (recorded with it), so that the script's relative paths mean what they meant. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -165,6 +167,9 @@ static int set_options(lua_State *L, const run_options *o) {
         char resolved[PATH_MAX];
         lua_pushstring(L, realpath(o->script, resolved) ? resolved : o->script);
         lua_setfield(L, -2, "script");
+        /* The script's relative paths (data, checkpoints, the store) are relative to it: gkd resume goes
+         * back here. */
+        if (getcwd(resolved, sizeof resolved)) lua_pushstring(L, resolved), lua_setfield(L, -2, "cwd");
         lua_createtable(L, o->argc, 0);
         for (int i = 0; i < o->argc; i++) lua_pushstring(L, o->argv[i]), lua_rawseti(L, -2, i + 1);
         lua_setfield(L, -2, "args");
@@ -487,6 +492,19 @@ int gkd_cmd_resume(int argc, char **argv) {
         if (given.instructions >= 0) o.limits.instructions = given.instructions;
         if (given.callback_instructions >= 0) o.limits.callback_instructions = given.callback_instructions;
         if (given.callback_seconds >= 0) o.limits.callback_seconds = given.callback_seconds;
+    }
+    char db_path[PATH_MAX];
+    const char *cwd = rc ? NULL : gkd_json_get_string(script, "cwd", NULL);
+    if (cwd) { /* the store as named here, then the run's own directory (older runs did not record it) */
+        if (realpath(o.db, db_path)) o.db = db_path;
+        if (chdir(cwd) != 0) {
+            gkd_buf shown = {0};
+            gkd_buf_put_printable(&shown, cwd, strlen(cwd), 0);
+            gkd_cli_error("resume", "run '%s' was started in %s, which cannot be entered: %s", name,
+                          shown.data ? shown.data : "", strerror(errno));
+            gkd_buf_free(&shown);
+            rc = 1;
+        }
     }
     if (!rc) {
         o.argc = n_args;

@@ -7,7 +7,7 @@
 local gkd = ...
 local util = gkd.util
 
--- Options the command line sets (gkd run / sweep / resume): db, workers, resume, script, args, quiet,
+-- Options the command line sets (gkd run / sweep / resume): db, workers, resume, reuse, script, cwd, args, quiet,
 -- sandbox, worker_flags (the limit and sandbox flags a sweep passes on to its workers, and a resume reuses).
 gkd.options = gkd.options or {}
 
@@ -364,7 +364,7 @@ function gkd.run(cfg, halving)
   record.resolved = resolved
   if gkd.options.script then
     record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device,
-      flags = gkd.options.worker_flags }
+      flags = gkd.options.worker_flags, cwd = gkd.options.cwd }
   end
 
   local store <close> = assert(gkd.store.open(db))

@@ -10,6 +10,8 @@
 # 3. a setting that has no effect is an error (lambda with a reward: a sweep over lambda gave identical
 #    runs; beta with a divergence that has none; teacher settings without a teacher) or, when it only
 #    changes what is logged or is inert at the value used, a warning stored with the run.
+# 4. gkd resume RUN from another directory runs the script where the run started, so its relative paths
+#    (data, checkpoints) still resolve (it failed: they resolved against the current directory).
 . "$(dirname "$0")/lib.sh"
 
 # status_of DB: "name status" per run, by name
@@ -163,6 +165,25 @@ LUA
 check "a sweep over lambda with a reward exits 1 (got $rc)" test "$rc" -eq 1
 check "its 3 points are failed runs saying why" \
   test "$(status_of rl.db | grep -c "failed	gkd.run: 'lambda' has no effect with 'reward'")" -eq 3
+
+# --- 4. resume from another directory
+mkdir -p start elsewhere
+cp "$src/tests/fixtures/debdesc-sample.jsonl" start/data.jsonl
+cat >start/crash.lua <<'LUA'
+local task = assert(gkd.task.summarize{path = "data.jsonl", max_examples = 20})
+local tok = gkd.tokenizer.train{task = task, vocab = 260}
+local function m(seed) return gkd.model.new{layers = 1, dim = 16, heads = 2, tokenizer = tok, max_seq_len = 64, seed = seed} end
+gkd.run{name = "crash", task = task, teacher = m(3), student = m(1), steps = 4, batch = 2, max_new_tokens = 4,
+  max_prompt = 40, eval = false, checkpoint = {every = 2}, quiet = true,
+  on_step = function(s) if s.step == 3 and os.getenv("CRASH") then error("crash at step 3") end end}
+LUA
+(cd start && CRASH=1 "$bin" run crash.lua >out.txt 2>err.txt); rc=$?
+check "the run crashes at step 3 (exit $rc)" test "$rc" -eq 1
+(cd elsewhere && "$bin" resume crash --db ../start/runs.db >out.txt 2>err.txt); rc=$?
+check "gkd resume from another directory exits 0 (got $rc; $(head -c 300 elsewhere/err.txt))" test "$rc" -eq 0
+check "it continued from the checkpoint in the run's directory" grep -q "crash: continuing from step 2" elsewhere/err.txt
+check "the run is finished" grep -q "^crash	finished" <(status_of start/runs.db)
+check "nothing was written where gkd resume was called" test -z "$(ls elsewhere | grep -v '^out.txt$\|^err.txt$')"
 
 echo "$fails failed"
 [ "$fails" -eq 0 ]

@@ -130,8 +130,8 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
                         "pid = ?3 WHERE id = ?1",
     [STMT_RUN_SET_HASH] = "UPDATE runs SET config_hash = ?2 WHERE id = ?1",
     /* A warning already there is not added again: a resumed run checks its settings again. */
-    [STMT_RUN_WARNING] = "UPDATE runs SET warnings = json_insert(warnings, '$[#]', ?2) WHERE id = ?1 AND NOT EXISTS "
-                         "(SELECT 1 FROM json_each(runs.warnings) WHERE value = ?2)",
+    [STMT_RUN_WARNING] = "UPDATE runs SET warnings = CASE WHEN EXISTS (SELECT 1 FROM json_each(runs.warnings) WHERE "
+                         "value = ?2) THEN warnings ELSE json_insert(warnings, '$[#]', ?2) END WHERE id = ?1",
     [STMT_RUN_FIND] = "SELECT id, coalesce(sweep_id, 0), seed, status, "
                       "coalesce((SELECT max(step) FROM metrics WHERE run_id = runs.id), -1) "
                       "FROM runs WHERE name = ?1 AND (?2 = 0 OR sweep_id = ?2) ORDER BY id DESC LIMIT 1",
@@ -723,31 +723,25 @@ gkd_status gkd_store_run_resume(gkd_store *s, int64_t run_id) {
     return store_run_update(s, stmt, run_id, "resuming a run");
 }
 
-gkd_status gkd_store_run_set_config_hash(gkd_store *s, int64_t run_id, const char *config_hash) {
-    if (!s) return gkd_error_set(GKD_ERR_ARG, "gkd_store_run_set_config_hash: store is NULL");
-    gkd_status st = store_check_writable(s, "record a run's config hash");
+/* Sets one run's value through a cached UPDATE of (id ?1, text ?2) that changes exactly its row. */
+static gkd_status store_run_set(gkd_store *s, store_stmt_id id, int64_t run_id, const char *text, const char *what) {
+    gkd_status st = store_check_writable(s, what);
     if (st != GKD_OK) return st;
-    sqlite3_stmt *stmt = store_stmt(s, STMT_RUN_SET_HASH);
+    sqlite3_stmt *stmt = store_stmt(s, id);
     if (!stmt) return GKD_ERR_DB;
     sqlite3_bind_int64(stmt, 1, run_id);
-    store_bind_text(stmt, 2, config_hash);
-    return store_run_update(s, stmt, run_id, "recording a run's config hash");
+    store_bind_text(stmt, 2, text);
+    return store_run_update(s, stmt, run_id, what);
+}
+
+gkd_status gkd_store_run_set_config_hash(gkd_store *s, int64_t run_id, const char *config_hash) {
+    if (!s) return gkd_error_set(GKD_ERR_ARG, "gkd_store_run_set_config_hash: store is NULL");
+    return store_run_set(s, STMT_RUN_SET_HASH, run_id, config_hash, "record a run's config hash");
 }
 
 gkd_status gkd_store_run_warning(gkd_store *s, int64_t run_id, const char *message) {
     if (!s || !message) return gkd_error_set(GKD_ERR_ARG, "gkd_store_run_warning: store or message is NULL");
-    gkd_status st = store_check_writable(s, "record a run's warning");
-    if (st != GKD_OK) return st;
-    sqlite3_stmt *stmt = store_stmt(s, STMT_RUN_WARNING);
-    if (!stmt) return GKD_ERR_DB;
-    sqlite3_bind_int64(stmt, 1, run_id);
-    store_bind_text(stmt, 2, message);
-    if ((st = store_begin(s)) != GKD_OK) {
-        store_stmt_done(stmt);
-        return st;
-    }
-    if ((st = store_step_done(s, stmt, "recording a run's warning")) != GKD_OK) return store_abort(s, st);
-    return store_commit(s);
+    return store_run_set(s, STMT_RUN_WARNING, run_id, message, "record a run's warning");
 }
 
 typedef struct {
