@@ -3,7 +3,9 @@
 -- (C) turns it into the trainer's settings, which are recorded with the run; gkd._train (C) trains.
 -- Resume rule (gkd.run{resume = true}, and every run of a sweep or of `gkd resume`): a run of the same
 -- name (and sweep) that finished is skipped (its final weights are loaded into the student); one that
--- stopped or failed continues from its last checkpoint, or starts again in the same row.
+-- stopped or failed continues from its last checkpoint, or starts again in the same row; only a run of
+-- the same config hash is reused (a failed one of another configuration is left for a new row).
+-- Settings that have no effect are refused, or, when they only change what is logged, stored warnings.
 local gkd = ...
 local util = gkd.util
 
@@ -374,8 +376,10 @@ function gkd.run(cfg, halving)
     local info = store:run_find(name, sweep_id)
     local stale = info and util.stale_settings(store, info.id, hash, identity)
     if stale and reuse == "any" then
+      local note = "reused (reuse = \"any\") by a configuration that differs: " .. table.concat(stale, "; ")
       io.stderr:write(string.format("%s: reusing it although its configuration differs (reuse = \"any\"): %s\n",
         name, table.concat(stale, "; ")))
+      assert(store:run_warning(info.id, note))
     elseif stale and info.status == "failed" then
       info = nil -- a failed run of another configuration: this one starts in a new row
     elseif stale then

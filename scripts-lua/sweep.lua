@@ -2,7 +2,9 @@
 -- resumable, with a summary over seeds and optional successive halving.
 -- Rules: a point's run name is a function of its settings ("sweep/lambda=0.5,beta=0.9,seed=1"), so a
 -- sweep started again finds its runs in the store: finished ones are skipped, stopped ones continue from
--- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true.
+-- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true. A
+-- stored run is reused only when its config hash is the point's (else the sweep stops before running
+-- anything, unless reuse = "any"), and a point that fails before its run is stored is stored as failed.
 -- Workers are child processes running the same script (`gkd sweep SCRIPT --worker-point NAME`), one
 -- run each, handed out by the parent; each opens the store itself and gets the parent's sandbox and
 -- limit flags. A script file is needed for that; code given with -e runs its points one by one in the

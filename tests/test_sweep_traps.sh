@@ -23,6 +23,15 @@ status_of() {
     end' "$1" 2>&1
 }
 
+# warnings DB NAME: the run's stored warnings, one a line
+warnings() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1], {readonly = true}))
+    for _, r in ipairs(s:query("SELECT w.value FROM runs r, json_each(r.warnings) w WHERE r.name = ?", arg[2])) do
+      print(r.value)
+    end' "$1" "$2" 2>&1
+}
+
 # --- 1. failures that looked like success
 cat >nofit.lua <<'LUA'
 local task = assert(gkd.task.summarize{max_examples = 20})
@@ -111,6 +120,7 @@ check "naming the run and the setting" grep -q "run 'one' in the store was made 
 check "reuse = 'any' reuses it (exit $rc)" test "$rc" -eq 0
 check "saying that its configuration differs" grep -q "reusing it although its configuration differs" err.txt
 check "still one run" test "$(rows single.db)" = "1 1"
+check "with a warning saying it was reused" grep -q 'reused (reuse = "any") by a configuration that differs: .*steps: 2 -> 3' <(warnings single.db one)
 
 # --- 3. settings that are silently ignored
 cat >ignored.lua <<'LUA'
@@ -135,14 +145,6 @@ refused() {
 refused rl-lambda "gkd.run: 'lambda' has no effect with 'reward'"
 refused fkl-beta "gkd.run: 'beta' has no effect with the divergence forward_kl"
 refused no-teacher "gkd.run: 'teacher_temperature' has no effect without a 'teacher'"
-# warnings DB NAME: the run's stored warnings, one a line
-warnings() {
-  "$bin" run -e '
-    local s = assert(gkd.store.open(arg[1], {readonly = true}))
-    for _, r in ipairs(s:query("SELECT w.value FROM runs r, json_each(r.warnings) w WHERE r.name = ?", arg[2])) do
-      print(r.value)
-    end' "$1" "$2" 2>&1
-}
 for c in sft-beta lambda0-temperature; do
   "$bin" run --db ignored.db ignored.lua $c >out.txt 2>err.txt; rc=$?
   check "$c: runs with a warning (exit $rc)" test "$rc" -eq 0
