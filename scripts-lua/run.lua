@@ -185,6 +185,17 @@ local function ineffective_settings(cfg, resolved)
   if cfg.reward == nil and lambda == 0 and cfg.temperature ~= nil then
     warnings[#warnings + 1] = "'temperature' has no effect with lambda = 0: no row is sampled from the student"
   end
+  -- Greedy decoding (evaluation at temperature 0, SeqKD's teacher outputs) takes the top token whatever
+  -- the truncation.
+  local eval_temperature = type(cfg.eval) == "table" and cfg.eval.temperature or 0
+  for _, k in ipairs({ "top_k", "top_p" }) do
+    if cfg.reward == nil and lambda == 0 and eval_temperature == 0 and cfg[k] ~= nil then
+      warnings[#warnings + 1] = string.format("'%s' has no effect with lambda = 0: every sample is greedy", k)
+    end
+  end
+  if cfg.reward == nil and lambda == 1 and cfg.fixed ~= nil then
+    warnings[#warnings + 1] = "'fixed' has no effect with lambda = 1: no row comes from the fixed data"
+  end
   return warnings
 end
 

@@ -134,7 +134,8 @@ if case == "rl-lambda" then cfg.reward = "length"; cfg.group_size = 2; cfg.lambd
 elseif case == "fkl-beta" then cfg.divergence = "forward_kl"; cfg.beta = 0.3
 elseif case == "no-teacher" then cfg.method = "sft"; cfg.teacher = nil; cfg.teacher_temperature = 2
 elseif case == "sft-beta" then cfg.method = "sft"; cfg.beta = 0.3
-elseif case == "lambda0-temperature" then cfg.lambda = 0; cfg.temperature = 0.7 end
+elseif case == "lambda0-temperature" then cfg.lambda = 0; cfg.temperature = 0.7; cfg.top_k = 5
+elseif case == "lambda1-fixed" then cfg.lambda = 1; cfg.fixed = "teacher" end
 gkd.run(cfg)
 LUA
 refused() {
@@ -145,7 +146,7 @@ refused() {
 refused rl-lambda "gkd.run: 'lambda' has no effect with 'reward'"
 refused fkl-beta "gkd.run: 'beta' has no effect with the divergence forward_kl"
 refused no-teacher "gkd.run: 'teacher_temperature' has no effect without a 'teacher'"
-for c in sft-beta lambda0-temperature; do
+for c in sft-beta lambda0-temperature lambda1-fixed; do
   "$bin" run --db ignored.db ignored.lua $c >out.txt 2>err.txt; rc=$?
   check "$c: runs with a warning (exit $rc)" test "$rc" -eq 0
   check "$c: the warning is printed" grep -q "$c: warning: '" err.txt
@@ -154,6 +155,10 @@ check "sft-beta: the warning is stored with the run" \
   grep -q "'beta' has no effect on training: method 'sft' trains on cross-entropy" <(warnings ignored.db sft-beta)
 check "lambda0-temperature: the warning is stored with the run" \
   grep -q "'temperature' has no effect with lambda = 0" <(warnings ignored.db lambda0-temperature)
+check "lambda0-temperature: and one for top_k" \
+  grep -q "'top_k' has no effect with lambda = 0: every sample is greedy" <(warnings ignored.db lambda0-temperature)
+check "lambda1-fixed: the warning is stored with the run" \
+  grep -q "'fixed' has no effect with lambda = 1" <(warnings ignored.db lambda1-fixed)
 # A sweep over lambda with a reward: every point is refused, stored failed, and the sweep exits 1.
 cat >rl-sweep.lua <<'LUA'
 local task = assert(gkd.task.summarize{max_examples = 20})
