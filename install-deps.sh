@@ -21,7 +21,8 @@ fi
 py_missing=$(python3 - <<'PY'
 import importlib.util
 mods = {"numpy": "numpy", "safetensors": "safetensors", "tokenizers": "tokenizers",
-        "rouge_score": "rouge-score", "sacrebleu": "sacrebleu", "gguf": "gguf"}
+        "rouge_score": "rouge-score", "sacrebleu": "sacrebleu", "gguf": "gguf",
+        "tensorboard": "tensorboard"}
 print(" ".join(pkg for mod, pkg in mods.items() if importlib.util.find_spec(mod) is None))
 PY
 )

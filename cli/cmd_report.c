@@ -1,9 +1,10 @@
 /* `gkd runs` and `gkd report`: tables, CSV and an HTML page over a run store (core/report/report.h; the
  * commands and what they show: docs/reports.md).
  * Rules: the store is opened read-only, so a report can run beside live runs and never changes the
- * file. Exit status: 0 ok; 2 bad usage or input (unknown option, sweep, status or metric); 1 a failure
- * at run time (the store cannot be read, a file cannot be written). List options (--metric, --maximize,
- * --minimize, --ignore, --curve) take comma-separated names and may also be repeated. */
+ * file. Exit status: 0 ok; 2 bad usage or input (unknown option, sweep, status, metric or ignored key);
+ * 1 a failure at run time (the store cannot be read, a file cannot be written). List options (--metric,
+ * --maximize, --minimize, --ignore, --curve) take comma-separated names and may also be repeated. The
+ * tables go to stdout only when no file is asked for; each file written gets one line saying where. */
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -114,7 +115,7 @@ int gkd_cmd_runs(int argc, char **argv) {
 }
 
 static int write_file(const char *command, const char *path, gkd_store *store, gkd_report *r, int csv,
-                      int only_report_metrics, const gkd_report_html_options *html) {
+                      int only_report_metrics, const gkd_report_html_options *html, int csv_on_stdout) {
     int to_stdout = csv && strcmp(path, "-") == 0;
     FILE *f = to_stdout ? stdout : fopen(path, "w");
     if (!f) {
@@ -131,10 +132,12 @@ static int write_file(const char *command, const char *path, gkd_store *store, g
         return status_exit(st);
     }
     if (!to_stdout) {
+        /* the one line of a file-writing report: stdout, unless it carries the CSV */
+        FILE *say = csv_on_stdout ? stderr : stdout;
         if (csv)
-            fprintf(stderr, "gkd report: wrote %s (%lld rows)\n", path, (long long)rows);
+            fprintf(say, "gkd report: wrote %s (%lld rows)\n", path, (long long)rows);
         else
-            fprintf(stderr, "gkd report: wrote %s\n", path);
+            fprintf(say, "gkd report: wrote %s (%d runs, %d settings)\n", path, r->n_runs, r->n_groups);
     }
     return 0;
 }
@@ -196,17 +199,18 @@ int gkd_cmd_report(int argc, char **argv) {
             rc = status_exit(st);
         }
     }
-    /* CSV on stdout is for another program: nothing else goes there */
+    /* The tables are the report when no file is asked for; with --html or --csv the files are, and
+     * CSV on stdout is for another program: nothing else goes there. */
     int csv_to_stdout = csv_path && strcmp(csv_path, "-") == 0;
-    if (!rc && !csv_to_stdout) {
+    if (!rc && !csv_path && !html_path) {
         gkd_status st = gkd_report_print_tables(r, stdout);
         if (st != GKD_OK) {
             gkd_cli_error("report", "%s", gkd_error_message());
             rc = 1;
         }
     }
-    if (!rc && csv_path) rc = write_file("report", csv_path, store, r, 1, metrics.n > 0, NULL);
-    if (!rc && html_path) rc = write_file("report", html_path, store, r, 0, 0, &html);
+    if (!rc && csv_path) rc = write_file("report", csv_path, store, r, 1, metrics.n > 0, NULL, csv_to_stdout);
+    if (!rc && html_path) rc = write_file("report", html_path, store, r, 0, 0, &html, csv_to_stdout);
     gkd_report_free(r);
     gkd_store_close(store);
     name_list_free(&metrics);

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"resume", gkd_cmd_resume, "continue an interrupted run from its last checkpoint: gkd resume RUN"},
     {"runs", gkd_cmd_runs, "list the runs in the database: gkd runs [--db runs.db]"},
     {"report", gkd_cmd_report, "tables, --html FILE or --csv of runs and sweeps"},
+    {"export", gkd_cmd_export, "TensorBoard event files of the runs: gkd export --tensorboard DIR"},
     {"quickstart", gkd_cmd_quickstart, "the main job: supervised KD vs on-policy GKD on 3-digit addition (experiments/quickstart.lua)"},
     {"train-tokenizer", gkd_cmd_train_tokenizer, "train a byte-level BPE tokenizer on a JSONL corpus"},
     {"sample", gkd_cmd_sample, "sample from a model checkpoint"},

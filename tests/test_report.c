@@ -307,6 +307,47 @@ static long count_lines(FILE *f) {
     return n;
 }
 
+/* Every row of the tidy CSV (after its header) against SQL: the run's hyperparameters and seed from its
+ * config, the value stored at (run, split, step, metric). */
+static void check_csv_rows(FILE *f) {
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *field[16];
+        int nf = 0;
+        for (char *p = line; nf < 16;) {
+            field[nf++] = p;
+            p = strpbrk(p, ",\n");
+            if (!p || *p == '\n') {
+                if (p) *p = '\0';
+                break;
+            }
+            *p++ = '\0';
+        }
+        CHECKF(nf == 12, "csv row %d: %d fields", n, nf);
+        if (nf != 12) continue;
+        int64_t id = atoll(field[0]);
+        double cfg[4];
+        sql_row(cfg, 4,
+                "SELECT json_extract(config, '$.lambda'), json_extract(config, '$.beta'), "
+                "json_extract(config, '$.alpha'), seed FROM runs WHERE id = ?1",
+                "i", id);
+        CHECK(same(strtod(field[5], NULL), cfg[0]) && same(strtod(field[6], NULL), cfg[1]) &&
+              same(strtod(field[7], NULL), cfg[2]) && atoll(field[4]) == (int64_t)cfg[3]);
+        int train = strcmp(field[8], "train") == 0;
+        double want =
+            train ? sql_d("SELECT value FROM metrics WHERE run_id = ?1 AND step = ?2 AND name = ?3", "iis",
+                          id, (int64_t)atoll(field[9]), field[10])
+                  : sql_d("SELECT value FROM evals WHERE run_id = ?1 AND step = ?2 AND split = ?3 AND "
+                          "metric = ?4",
+                          "iiss", id, (int64_t)atoll(field[9]), field[8], field[10]);
+        double got = field[11][0] ? strtod(field[11], NULL) : NAN;
+        CHECKF(got == want || (isnan(got) && isnan(want)), "csv row %d: %s vs SQL %.17g", n, field[11], want);
+        n++;
+    }
+    CHECK(n > 0);
+}
+
 static void check_csv(gkd_store *store, const gkd_report *r) {
     FILE *f = tmpfile();
     int64_t rows = -1;
@@ -321,7 +362,9 @@ static void check_csv(gkd_store *store, const gkd_report *r) {
         CHECK(count_lines(f) == rows + 1);
         char head[128] = "";
         rewind(f);
-        CHECK(fgets(head, sizeof head, f) && strcmp(head, "run_id,run,sweep,step,split,metric,value\n") == 0);
+        CHECK(fgets(head, sizeof head, f) &&
+              strcmp(head, "run_id,run,sweep,setting,seed,lambda,beta,alpha,split,step,metric,value\n") == 0);
+        check_csv_rows(f);
         fclose(f);
     }
     f = tmpfile();
@@ -403,7 +446,8 @@ static void check_html(gkd_store *store, gkd_report *r, const char *dir) {
     char *html = read_all(path);
     CHECK(html != NULL);
     if (!html) return;
-    CHECK(strstr(html, "<script") == NULL &&
+    /* self-contained: the one script is inline, nothing is loaded */
+    CHECK(strstr(html, "<script>") != NULL && strstr(html, " src=") == NULL && strstr(html, "https://") == NULL &&
           strstr(html, "http://") == strstr(html, "http://www.w3.org/2000/svg"));
     CHECK(strstr(html, "<h2>Settings</h2>") != NULL);
     /* the reward is plotted but not tabled */
@@ -574,11 +618,13 @@ static void check_options(gkd_store *store) {
 static void check_rules(gkd_store *store) {
     CHECK(gkd_metric_higher_is_better("loss") == 0 && gkd_metric_higher_is_better("eval_loss") == 0);
     CHECK(gkd_metric_higher_is_better("divergence") == 0 && gkd_metric_higher_is_better("KL_forward") == 0);
-    CHECK(gkd_metric_higher_is_better("length_penalty") == 0 && gkd_metric_higher_is_better("perplexity") == 0);
+    CHECK(gkd_metric_higher_is_better("length_penalty") == 0 &&
+          gkd_metric_higher_is_better("perplexity") == 0);
     CHECK(gkd_metric_higher_is_better("rougeL") == 1 && gkd_metric_higher_is_better("bleu") == 1);
     CHECK(gkd_metric_higher_is_better("reward") == 1 && gkd_metric_higher_is_better("factual") == 1);
     const char *metrics[] = {"loss", "rougeL"}, *minimize[] = {"rougeL"};
-    gkd_report_options o = {.sweep = "grid", .metrics = metrics, .n_metrics = 2, .minimize = minimize, .n_minimize = 1};
+    gkd_report_options o = {
+        .sweep = "grid", .metrics = metrics, .n_metrics = 2, .minimize = minimize, .n_minimize = 1};
     gkd_report *r = NULL;
     CHECK(gkd_report_load(store, &o, &r) == GKD_OK);
     if (r) CHECK(r->metrics[0].maximize == 1 && r->metrics[1].maximize == 0);
@@ -593,6 +639,75 @@ static void check_rules(gkd_store *store) {
     CHECK(!gkd_report_config_number("{\"lambda\":\"high\"}", "lambda", &v));
     CHECK(!gkd_report_config_number("{\"beta\":1}", "lambda", &v));
     CHECK(!gkd_report_config_number("{not json", "lambda", &v));
+}
+
+/* Settings as gkd.run stores them: per-seed identity keys (seed, resolved.seed, student.init_seed, the
+ * script's path) pooled; each hyperparameter labelled once (not its resolved copy, nor the divergence's
+ * text naming it), but a text that only resembles it ("beta=0.10") and a covarying key (alpha) kept;
+ * --ignore patterns by path and by "*.KEY". */
+static void check_settings(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/settings.db", dir);
+    gkd_store *s = NULL;
+    int64_t sweep = 0, run = 0;
+    int ok = gkd_store_open(path, &s) == GKD_OK && gkd_store_sweep_create(s, "d", NULL, &sweep) == GKD_OK;
+    for (int i = 0; ok && i < 8; i++) {
+        int lambda = i / 4, seed = 1 + i % 2;
+        const char *beta = i / 2 % 2 ? "0.15" : "0.1";
+        char config[512];
+        snprintf(config, sizeof config,
+                 "{\"name\":\"r%d\",\"lambda\":%d,\"beta\":%s,\"alpha\":%d,\"divergence\":\"jsd(beta=%s)\","
+                 "\"note\":\"beta=%s0\",\"step\":%d,\"seed\":%d,\"student\":{\"init_seed\":%d,\"dim\":16},"
+                 "\"resolved\":{\"lambda\":%d,\"beta\":%s,\"seed\":%d},\"script\":{\"path\":\"/w%d/s.lua\"}}",
+                 i, lambda, beta, 2 * lambda, beta, beta, 10 * lambda, seed, seed, lambda, beta, seed, seed);
+        char name[16];
+        snprintf(name, sizeof name, "r%d", i);
+        ok = gkd_store_run_begin(s, name, sweep, config, (uint64_t)seed, &run) == GKD_OK &&
+             gkd_store_metric(s, run, 1, "loss", i) == GKD_OK;
+    }
+    CHECK(gkd_store_close(s) == GKD_OK && ok);
+    CHECK(gkd_store_open_readonly(path, &s) == GKD_OK);
+    gkd_report *r = NULL;
+    gkd_report_options o = {0};
+    CHECK(gkd_report_load(s, &o, &r) == GKD_OK);
+    if (r) {
+        CHECK(r->n_groups == 4 && r->groups[0].n_runs == 2 && r->groups[3].n_runs == 2);
+        CHECKF(strcmp(r->groups[0].label, "lambda=0 beta=0.1 alpha=0 note=beta=0.10 step=0") == 0,
+               "label '%s'", r->groups[0].label);
+        CHECKF(strcmp(r->groups[3].label, "lambda=1 beta=0.15 alpha=2 note=beta=0.150 step=10") == 0,
+               "label '%s'", r->groups[3].label);
+        CHECK(r->n_params == 5 && strcmp(r->params[0], "lambda") == 0 && strcmp(r->params[3], "note") == 0);
+        CHECK(r->n_params == 5 && strcmp(r->groups[1].param_values[1], "0.15") == 0);
+        /* a hyperparameter named like a CSV column is written config.NAME */
+        FILE *f = tmpfile();
+        char head[256] = "";
+        CHECK(f && gkd_report_write_csv(s, r, 0, f, NULL) == GKD_OK);
+        if (f) {
+            rewind(f);
+            CHECK(fgets(head, sizeof head, f) &&
+                  strcmp(head, "run_id,run,sweep,setting,seed,lambda,beta,alpha,note,config.step,split,step,"
+                               "metric,value\n") == 0);
+            fclose(f);
+        }
+    }
+    gkd_report_free(r);
+    const char *pool[] = {"*.lambda", "alpha", "step"};
+    gkd_report_options pooled = {.ignore_keys = pool, .n_ignore_keys = 3};
+    CHECK(gkd_report_load(s, &pooled, &r) == GKD_OK);
+    if (r) {
+        CHECK(r->n_groups == 2 && r->groups[0].n_runs == 4);
+        CHECKF(strcmp(r->groups[0].label, "beta=0.1 note=beta=0.10") == 0, "label '%s'", r->groups[0].label);
+    }
+    gkd_report_free(r);
+    const char *typo[] = {"seed", "resolved.lamda"};
+    gkd_report_options bad = {.ignore_keys = typo, .n_ignore_keys = 2};
+    CHECK(gkd_report_load(s, &bad, &r) == GKD_ERR_NOT_FOUND && !r &&
+          strstr(gkd_error_message(), "'resolved.lamda'"));
+    const char *nested[] = {"resolved.lambda", "lambda", "alpha", "step"};
+    gkd_report_options by_path = {.ignore_keys = nested, .n_ignore_keys = 4};
+    CHECK(gkd_report_load(s, &by_path, &r) == GKD_OK && r && r->n_groups == 2);
+    gkd_report_free(r);
+    gkd_store_close(s);
 }
 
 static void remove_dir(const char *dir) {
@@ -671,6 +786,7 @@ int main(int argc, char **argv) {
     check_unfiltered(store, dir);
     check_options(store);
     check_rules(store);
+    check_settings(dir);
     gkd_store_close(store);
     sqlite3_close(db);
     remove_dir(dir);

@@ -1,5 +1,5 @@
 /* Reports over the run store: the runs table, each run's final metric values, a sweep's settings with
- * mean +- std over seeds, the best setting per metric, a long-format CSV, one self-contained HTML page
+ * mean +- std over seeds, the best setting per metric, a tidy CSV, one self-contained HTML page
  * with inline SVG plots. docs/reports.md describes what each table and plot shows.
  * Rules:
  * - Everything is read through gkd_store_query (read-only SQL); a report never writes to the store.
@@ -7,9 +7,13 @@
  *   for the report's split). A NaN (stored NULL) final value counts as missing in aggregates.
  * - A metric is read from evals (the report's split) when any selected run has it there, otherwise
  *   from the training metrics table; one metric never mixes the two.
- * - A setting is the run config minus the ignored top-level keys (default "seed" and "name"); runs of
- *   one sweep with equal settings form a group, aggregated over its runs (the seeds). std is the
- *   sample standard deviation (n - 1), NaN for fewer than two values.
+ * - A setting is the run config minus the per-run identity keys (name, sweep, any seed or init_seed,
+ *   script, warnings, checkpoint.dir) and the caller's ignored keys; runs of one sweep with equal
+ *   settings form a group, aggregated over its runs (the seeds). std is the sample standard deviation
+ *   (n - 1), NaN for fewer than two values.
+ * - A hyperparameter is a setting leaf (dotted path) that varies between groups, each shown once: a copy
+ *   of one under "resolved" or a text naming its value (divergence "jsd(beta=0.1)") is left out
+ *   (report_setting.c says exactly which).
  * - gkd_report and gkd_report_heatmap own all their memory; their free functions accept NULL. */
 #ifndef GKD_REPORT_H
 #define GKD_REPORT_H
@@ -33,7 +37,9 @@ typedef struct {
     /* the metrics to report; NULL/0: every eval metric of the split, then "loss" */
     const char *const *metrics;
     int n_metrics;
-    const char *const *ignore_keys; /* config keys that are not part of a setting; NULL/0: seed, name */
+    /* config keys that are not part of a setting, besides the identity keys: a dotted path from the top
+     * ("resolved.beta") or "*.KEY" for KEY at any depth */
+    const char *const *ignore_keys;
     int n_ignore_keys;
     /* Which way each metric is better: 1 higher, 0 lower. The report sits below reward/, so the caller
      * passes the registry's rule (gkd_metric_higher_is_better, reward/registry.h). NULL: higher is
@@ -80,6 +86,7 @@ typedef struct {
     double *mean; /* (n_metrics) over the runs with a value */
     double *std;  /* (n_metrics) sample std, NaN when count < 2 */
     int *count;   /* (n_metrics) runs with a value */
+    char **param_values; /* (gkd_report.n_params) each hyperparameter's value as text; NULL: absent */
 } gkd_report_group;
 
 typedef struct {
@@ -91,6 +98,8 @@ typedef struct {
     gkd_report_metric *metrics;
     int n_groups;
     gkd_report_group *groups; /* in order of their first run */
+    int n_params;
+    char **params; /* (n_params) the hyperparameters: dotted paths, in config order */
     int (*higher_is_better)(const char *metric); /* the options' direction, for metrics added later */
 } gkd_report;
 
@@ -120,9 +129,11 @@ gkd_status gkd_report_print_tables(const gkd_report *r, FILE *out);
 
 /* --- CSV --- */
 
-/* Long format, one row per stored value of the selected runs: run_id,run,sweep,step,split,metric,value
- * (training metrics have split "train"; NaN is an empty field; RFC 4180 quoting). only_report_metrics:
- * keep only the names in r->metrics. *rows (may be NULL) receives the number of data rows. */
+/* A tidy table, one row per stored value of the selected runs: run_id,run,sweep,setting,seed, one column
+ * per r->params (named by its path; "config.NAME" when NAME is another column's), split,step,metric,value
+ * (training metrics have split "train"; numbers in the fewest digits that read back exactly; NaN is an
+ * empty field; RFC 4180 quoting). only_report_metrics: keep only the names in r->metrics. *rows (may be
+ * NULL) receives the number of data rows. */
 gkd_status gkd_report_write_csv(gkd_store *store, const gkd_report *r, int only_report_metrics, FILE *out,
                                 int64_t *rows);
 
@@ -156,9 +167,10 @@ typedef struct {
     const char *label_key;     /* config key labelling scatter points; NULL: "alpha" */
 } gkd_report_html_options;
 
-/* Writes one HTML page with no scripts and no external resources: the tables, learning curves, the
- * heatmap and the reward/task scatter, as inline SVG whose elements carry data-* attributes (see
- * docs/reports.md). Plot metrics missing from r are added to it (gkd_report_add_metric); a plot whose
+/* Writes one self-contained HTML page (nothing loaded; one inline script of gkd's own, report_js.c): the
+ * learning curves (each setting's mean and std band over its runs; the loss one plot per quantity), the
+ * heatmap per sweep and the reward/task scatter as inline SVG whose elements carry data-* attributes
+ * (docs/reports.md), then the tables. Plot metrics missing from r are added to it (gkd_report_add_metric); a plot whose
  * data is absent is replaced by a sentence saying so. */
 gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_report_html_options *opt,
                                  FILE *out);

@@ -1,6 +1,6 @@
-/* The report's HTML page (core/report/report.h): the tables, then the plots, in one self-contained file.
- * Rules: the page holds no script and loads nothing: styles and plots (SVG) are inline; every text
- * from the store goes through report_html_put. */
+/* The report's HTML page (core/report/report.h): the plots, then the tables, in one self-contained file.
+ * Rules: the page loads nothing: styles, plots (SVG) and its one script (report_js.c) are inline, and
+ * every plot reads fully without the script; every text from the store goes through report_html_put. */
 #include "core/report/report_internal.h"
 
 #include <stdlib.h>
@@ -41,10 +41,21 @@ static const char html_style[] =
     "th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;white-space:nowrap}"
     "th{background:#f4f4f4}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}"
     "svg{display:block;margin:0.5em 0;font-size:11px}svg text{fill:#222}svg text.title{font-size:12px}"
-    "svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#999}svg path.series{fill:none;stroke-width:1.5}"
-    "svg .key{stroke-width:2}svg rect.cell{stroke:#fff}svg text.label{font-size:10px}"
+    "svg .grid{stroke:#eee}svg .frame{fill:none;stroke:#999}svg path.series{fill:none}"
+    "svg rect.cell{stroke:#fff}svg text.label{font-size:10px}"
     "svg text.on-dark{fill:#fff}svg text.on-light{fill:#000}h3{font-size:1em;margin-bottom:0}"
-    ".note{color:#666;font-style:italic}";
+    ".note{color:#666;font-style:italic}.wide{overflow-x:auto}"
+    "figure.curves{position:relative;margin:0.5em 0 1.5em}svg path.band{stroke:none;fill-opacity:0.18}"
+    "svg path.mean{fill:none;stroke-width:2.2;stroke-linecap:round}"
+    "svg path.series{stroke-opacity:0.35;stroke-width:1;stroke-linecap:round}"
+    "svg line.cursor{stroke:#888;stroke-dasharray:3 3}.controls{font-size:13px;margin:0.3em 0}"
+    ".controls label{margin-right:1.5em}.controls input[type=range]{vertical-align:middle;width:10em}"
+    "ul.legend{list-style:none;padding:0;margin:0.3em 0;font-size:13px;columns:2 28em}"
+    "ul.legend li{cursor:pointer;padding:1px 0;break-inside:avoid}ul.legend li.off{opacity:0.35}"
+    ".swatch{display:inline-block;width:1.6em;height:0.7em;margin-right:0.5em;vertical-align:middle}"
+    "ul.legend .count{color:#666}.tip{position:absolute;display:none;pointer-events:none;background:#fff;"
+    "border:1px solid #999;padding:4px 8px;font-size:12px;box-shadow:1px 1px 4px #0003;z-index:2;"
+    "max-width:40em}.tip .run{padding-left:2.1em;color:#555}";
 
 /* Adds a plot metric to the report; NOT_FOUND is no error here (the plot says the data is absent). */
 static gkd_status plot_metric(gkd_store *store, gkd_report *r, const char *name, int *index) {
@@ -125,6 +136,39 @@ static gkd_status html_plots(gkd_store *store, gkd_report *r, const gkd_report_h
     return st;
 }
 
+/* The four tables, each in a box that scrolls sideways when wide; returns 1 when out of memory. */
+static int html_tables(gkd_report *r, int n_metrics, gkd_buf *b) {
+    static const char *const classes[] = {"runs", "finals", "grid", "best"};
+    static const char *const heads[] = {
+        "<h2>Runs</h2>\n",
+        "<h2>Final values</h2>\n<p>Each run's value at the last step it logged the metric.</p>\n",
+        "<h2>Settings</h2>\n<p>Runs of a sweep whose configs differ only in the seed (and other ignored keys): "
+        "mean &#177; sample standard deviation.</p>\n",
+        "<h2>Best setting per metric</h2>\n"};
+    /* the tables show the metrics asked for, not those the plots added */
+    int all = r->n_metrics, nomem = 0;
+    r->n_metrics = n_metrics;
+    for (int i = 0; i < 4 && !nomem; i++) {
+        report_table t;
+        if (i == 0)
+            report_table_runs(r, &t);
+        else if (i == 1)
+            report_table_finals(r, &t);
+        else if (i == 2)
+            report_table_grid(r, &t, "\xc2\xb1");
+        else
+            report_table_best(r, &t, "\xc2\xb1");
+        gkd_buf_puts(b, heads[i]);
+        gkd_buf_puts(b, "<div class=\"wide\">");
+        if (!t.nomem) report_table_put_html(&t, b, classes[i]);
+        gkd_buf_puts(b, "</div>\n");
+        nomem = t.nomem;
+        report_table_free(&t);
+    }
+    r->n_metrics = all;
+    return nomem;
+}
+
 gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_report_html_options *opt,
                                  FILE *out) {
     if (!store || !r || !out)
@@ -152,34 +196,10 @@ gkd_status gkd_report_write_html(gkd_store *store, gkd_report *r, const gkd_repo
     report_html_put(&b, r->split ? r->split : "-");
     gkd_buf_puts(&b, ".</p>\n");
 
-    /* The tables show the metrics asked for; plot metrics added below stay out of them. */
     int n_table_metrics = r->n_metrics;
-    report_table t;
-    report_table_runs(r, &t);
-    gkd_buf_puts(&b, "<h2>Runs</h2>\n");
-    if (!t.nomem) report_table_put_html(&t, &b, "runs");
-    int nomem = t.nomem;
-    report_table_free(&t);
-    report_table_finals(r, &t);
-    gkd_buf_puts(&b,
-                 "<h2>Final values</h2>\n<p>Each run's value at the last step it logged the metric.</p>\n");
-    if (!t.nomem) report_table_put_html(&t, &b, "finals");
-    nomem |= t.nomem;
-    report_table_free(&t);
-    report_table_grid(r, &t, "\xc2\xb1");
-    gkd_buf_puts(
-        &b, "<h2>Settings</h2>\n<p>Runs of a sweep whose configs differ only in the seed (and other ignored "
-            "keys): mean &#177; sample standard deviation.</p>\n");
-    if (!t.nomem) report_table_put_html(&t, &b, "grid");
-    nomem |= t.nomem;
-    report_table_free(&t);
-    report_table_best(r, &t, "\xc2\xb1");
-    gkd_buf_puts(&b, "<h2>Best setting per metric</h2>\n");
-    if (!t.nomem) report_table_put_html(&t, &b, "best");
-    nomem |= t.nomem;
-    report_table_free(&t);
-
-    gkd_status st = nomem ? report_nomem("html tables") : html_plots(store, r, &o, n_table_metrics, &b);
+    gkd_status st = html_plots(store, r, &o, n_table_metrics, &b);
+    if (st == GKD_OK && html_tables(r, n_table_metrics, &b)) st = report_nomem("html tables");
+    gkd_buf_printf(&b, "<script>\n%s</script>\n", report_js);
     gkd_buf_puts(&b, "</body>\n</html>\n");
     if (st == GKD_OK && b.failed) st = report_nomem("html");
     if (st == GKD_OK && fwrite(b.data, 1, b.len, out) != b.len)

@@ -1,5 +1,6 @@
 /* Loading a report (core/report/report.h): the selected runs, their settings and group labels, each
- * metric's source, final values, group aggregates and best group; and numbers read from run configs.
+ * metric's source, final values, group aggregates and best group; and numbers read from run configs
+ * (settings, labels and hyperparameters: report_setting.c).
  * Rules:
  * - Only read-only SQL through gkd_store_query, every query selecting runs with REPORT_SELECTED.
  * - Aggregates are computed here in C (two passes: mean, then squared deviations from it), not in SQL,
@@ -20,7 +21,7 @@ char *report_strdup(const char *s) {
     return d;
 }
 
-static int report_streq(const char *a, const char *b) {
+int report_streq(const char *a, const char *b) {
     if (!a || !b) return a == b;
     return strcmp(a, b) == 0;
 }
@@ -123,168 +124,22 @@ static int read_run(const gkd_store_row *row, void *vctx) {
     return 0;
 }
 
-static int key_ignored(const char *key, const char *const *ignore, int n_ignore) {
-    for (int i = 0; i < n_ignore; i++)
-        if (strcmp(key, ignore[i]) == 0) return 1;
-    return 0;
-}
-
-/* The config minus the ignored top-level keys, as compact JSON. A config that is not an object is its
- * own setting. */
-static gkd_status setting_of(const char *config, const char *const *ignore, int n_ignore, char **out) {
-    *out = NULL;
-    gkd_json *root = NULL;
-    if (gkd_json_parse(config, strlen(config), "run config", &root) != GKD_OK ||
-        root->type != GKD_JSON_OBJECT) {
-        gkd_error_clear();
-        gkd_json_free(root);
-        *out = report_strdup(config);
-        return *out ? GKD_OK : report_nomem("setting");
-    }
-    gkd_buf b = {0};
-    gkd_buf_puts(&b, "{");
-    int first = 1;
-    for (size_t i = 0; i < root->len; i++) {
-        if (key_ignored(root->keys[i], ignore, n_ignore)) continue;
-        if (!first) gkd_buf_puts(&b, ",");
-        first = 0;
-        gkd_buf_json_string(&b, root->keys[i], strlen(root->keys[i]));
-        gkd_buf_puts(&b, ":");
-        gkd_buf_json_value(&b, root->items[i]);
-    }
-    gkd_buf_puts(&b, "}");
-    gkd_json_free(root);
-    if (b.failed) {
-        gkd_buf_free(&b);
-        return report_nomem("setting");
-    }
-    *out = b.data;
-    return GKD_OK;
-}
-
-/* ---------------------------------------------------------------------------------------------------- */
-/* setting labels: the leaves (dotted paths) whose values differ between groups */
-
-typedef struct {
-    char **paths;
-    char **values; /* (n_groups * n_paths), NULL where a group lacks the path */
-    int n_paths, cap_paths;
-    int n_groups;
-    int nomem;
-} leaf_table;
-
-static int leaf_path_index(leaf_table *t, const char *path) {
-    for (int i = 0; i < t->n_paths; i++)
-        if (strcmp(t->paths[i], path) == 0) return i;
-    if (t->n_paths == t->cap_paths) {
-        int ncap = t->cap_paths ? 2 * t->cap_paths : 16;
-        char **np = realloc(t->paths, (size_t)ncap * sizeof *np);
-        if (!np) return -1;
-        t->paths = np;
-        char **nv = realloc(t->values, (size_t)ncap * (size_t)t->n_groups * sizeof *nv);
-        if (!nv) return -1;
-        t->values = nv;
-        t->cap_paths = ncap;
-    }
-    /* values are stored path-major so that growing the path count keeps earlier rows in place */
-    t->paths[t->n_paths] = report_strdup(path);
-    if (!t->paths[t->n_paths]) return -1;
-    for (int g = 0; g < t->n_groups; g++) t->values[(size_t)t->n_paths * t->n_groups + g] = NULL;
-    return t->n_paths++;
-}
-
-static void leaf_text(gkd_buf *b, const gkd_json *v) {
-    if (v->type == GKD_JSON_NUMBER)
-        gkd_buf_printf(b, "%.6g", v->number);
-    else if (v->type == GKD_JSON_STRING)
-        gkd_buf_put(b, v->string, v->len);
-    else
-        gkd_buf_json_value(b, v);
-}
-
-static void collect_leaves(leaf_table *t, int group, const gkd_json *v, gkd_buf *path) {
-    if (t->nomem) return;
-    if (v->type == GKD_JSON_OBJECT && v->len > 0) {
-        size_t keep = path->len;
-        for (size_t i = 0; i < v->len; i++) {
-            if (keep) gkd_buf_puts(path, ".");
-            gkd_buf_puts(path, v->keys[i]);
-            collect_leaves(t, group, v->items[i], path);
-            path->len = keep;
-            if (path->data) path->data[keep] = '\0';
-        }
-        return;
-    }
-    gkd_buf text = {0};
-    leaf_text(&text, v);
-    int i = path->failed || text.failed ? -1 : leaf_path_index(t, path->data ? path->data : "");
-    if (i < 0) {
-        t->nomem = 1;
-        gkd_buf_free(&text);
-        return;
-    }
-    char **slot = &t->values[(size_t)i * t->n_groups + group];
-    free(*slot);
-    *slot = text.data ? text.data : report_strdup("");
-    if (!*slot) t->nomem = 1;
-}
-
-/* Labels the groups members[0..n) (one sweep's) by the leaves that differ between them. */
-static gkd_status label_sweep(gkd_report *r, const int *members, int n) {
-    leaf_table t = {0};
-    t.n_groups = n;
-    for (int j = 0; j < n && !t.nomem; j++) {
-        gkd_json *root = NULL;
-        const char *s = r->groups[members[j]].setting;
-        if (gkd_json_parse(s, strlen(s), "setting", &root) != GKD_OK) {
-            gkd_error_clear();
-            continue;
-        }
-        gkd_buf path = {0};
-        collect_leaves(&t, j, root, &path);
-        gkd_buf_free(&path);
-        gkd_json_free(root);
-    }
-    for (int j = 0; j < n && !t.nomem; j++) {
-        gkd_buf b = {0};
-        for (int i = 0; i < t.n_paths; i++) {
-            char **row = &t.values[(size_t)i * t.n_groups];
-            int varies = 0;
-            for (int h = 1; h < t.n_groups && !varies; h++) varies = !report_streq(row[0], row[h]);
-            if (!varies) continue;
-            if (b.len) gkd_buf_puts(&b, " ");
-            gkd_buf_printf(&b, "%s=%s", t.paths[i], row[j] ? row[j] : "-");
-        }
-        if (!b.len) gkd_buf_puts(&b, "(one setting)");
-        if (b.failed) {
-            gkd_buf_free(&b);
-            t.nomem = 1;
-            break;
-        }
-        r->groups[members[j]].label = b.data;
-    }
-    for (int i = 0; i < t.n_paths; i++) {
-        free(t.paths[i]);
-        for (int j = 0; j < t.n_groups; j++) free(t.values[(size_t)i * t.n_groups + j]);
-    }
-    free(t.paths);
-    free(t.values);
-    return t.nomem ? report_nomem("setting labels") : GKD_OK;
-}
-
-/* Settings are told apart within their sweep: keys that differ only between sweeps are not shown. */
-static gkd_status label_groups(gkd_report *r) {
-    int *members = malloc((size_t)(r->n_groups ? r->n_groups : 1) * sizeof *members);
-    if (!members) return report_nomem("setting labels");
+/* Every run's setting; an ignored key that no selected run's config has is refused (a typo would
+ * otherwise change nothing, silently). */
+static gkd_status settings_of_runs(gkd_report *r, const gkd_report_options *o) {
+    int n = o->n_ignore_keys > 0 ? o->n_ignore_keys : 0;
+    int *hits = calloc((size_t)(n ? n : 1), sizeof *hits);
+    if (!hits) return report_nomem("settings");
     gkd_status st = GKD_OK;
-    for (int g = 0; st == GKD_OK && g < r->n_groups; g++) {
-        if (r->groups[g].label) continue;
-        int n = 0;
-        for (int h = g; h < r->n_groups; h++)
-            if (report_streq(r->groups[h].sweep, r->groups[g].sweep)) members[n++] = h;
-        st = label_sweep(r, members, n);
-    }
-    free(members);
+    for (int i = 0; st == GKD_OK && i < r->n_runs; i++)
+        st = report_setting_of(r->runs[i].config, o->ignore_keys, n, hits, &r->runs[i].setting);
+    for (int k = 0; st == GKD_OK && r->n_runs > 0 && k < n; k++)
+        if (!hits[k])
+            st = gkd_error_set(GKD_ERR_NOT_FOUND,
+                               "ignore key '%s': no selected run's config has it (a dotted path from the "
+                               "top, e.g. resolved.beta, or *.KEY for KEY at any depth)",
+                               o->ignore_keys[k]);
+    free(hits);
     return st;
 }
 
@@ -315,7 +170,7 @@ static gkd_status group_runs(gkd_report *r) {
         gkd_report_group *grp = &r->groups[r->runs[i].group];
         grp->runs[grp->n_runs++] = i;
     }
-    return label_groups(r);
+    return report_label_groups(r);
 }
 
 /* ---------------------------------------------------------------------------------------------------- */
@@ -594,8 +449,6 @@ static int direction_of(const gkd_report_options *o, const char *name) {
     return -1;
 }
 
-static const char *const default_ignore[] = {"seed", "name"};
-
 gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_report **out) {
     if (!out) return gkd_error_set(GKD_ERR_ARG, "gkd_report_load: out is NULL");
     *out = NULL;
@@ -637,11 +490,9 @@ gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_
             "ss", o.sweep, o.status);
     if (st == GKD_OK && rc.nomem) st = report_nomem("runs");
 
-    const char *const *ignore = o.n_ignore_keys > 0 ? o.ignore_keys : default_ignore;
-    int n_ignore = o.n_ignore_keys > 0 ? o.n_ignore_keys : 2;
-    for (int i = 0; st == GKD_OK && i < r->n_runs; i++)
-        st = setting_of(r->runs[i].config, ignore, n_ignore, &r->runs[i].setting);
+    if (st == GKD_OK) st = settings_of_runs(r, &o);
     if (st == GKD_OK) st = group_runs(r);
+    if (st == GKD_OK) st = report_find_params(r);
     if (st == GKD_OK) st = choose_split(store, r, o.split);
 
     name_list defaults = {0};
@@ -688,7 +539,11 @@ void gkd_report_free(gkd_report *r) {
         free(grp->mean);
         free(grp->std);
         free(grp->count);
+        for (int p = 0; grp->param_values && p < r->n_params; p++) free(grp->param_values[p]);
+        free(grp->param_values);
     }
+    for (int p = 0; p < r->n_params; p++) free(r->params[p]);
+    free(r->params);
     for (int k = 0; k < r->n_metrics; k++) free(r->metrics[k].name);
     free(r->runs);
     free(r->groups);

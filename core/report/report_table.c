@@ -18,6 +18,16 @@ const char *report_fmt_num(char *buf, size_t cap, double x) {
     return buf;
 }
 
+const char *report_fmt_exact(char *buf, size_t cap, double x) {
+    buf[0] = '\0';
+    if (isnan(x)) return buf;
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) break;
+    }
+    return buf;
+}
+
 const char *gkd_report_format_duration(char *buf, size_t cap, double s) {
     if (!isfinite(s) || s < 0) {
         snprintf(buf, cap, "-");
@@ -135,8 +145,10 @@ static void table_print_text(const report_table *t, FILE *out) {
             gkd_buf *b = &shown[(size_t)(r + 1) * t->n_cols + c];
             gkd_buf_put_printable(b, s, strlen(s), 0);
             gkd_buf_puts(b, ""); /* an empty cell still gets its terminating NUL */
-            if (b->failed) failed = 1;
-            else if (text_width(b->data) > w[c]) w[c] = text_width(b->data);
+            if (b->failed)
+                failed = 1;
+            else if (text_width(b->data) > w[c])
+                w[c] = text_width(b->data);
         }
     for (int r = -1; !failed && r < t->n_rows; r++) {
         for (int c = 0; c < t->n_cols; c++) {
@@ -203,10 +215,12 @@ void report_table_runs(const gkd_report *r, report_table *t) {
     for (int i = 0; i < r->n_runs; i++) {
         const gkd_report_run *run = &r->runs[i];
         int row = run_row(t, run, run->status);
+        /* no training metric yet: no step done (last_step is -1 then) */
+        long long done = run->last_step < 0 ? 0 : (long long)run->last_step;
         if (run->total_steps >= 0)
-            table_cell(t, row, 5, "%lld/%lld", (long long)run->last_step, (long long)run->total_steps);
+            table_cell(t, row, 5, "%lld/%lld", done, (long long)run->total_steps);
         else
-            table_cell(t, row, 5, "%lld", (long long)run->last_step);
+            table_cell(t, row, 5, "%lld", done);
         table_cell(t, row, 6, "%s", report_fmt_num(a, sizeof a, run->last_loss));
         table_cell(t, row, 7, "%s", fmt_time(a, sizeof a, run->started_at));
         table_cell(t, row, 8, "%s", fmt_time(b, sizeof b, run->finished_at));
@@ -346,22 +360,53 @@ static void csv_field(FILE *out, const char *s) {
 
 typedef struct {
     FILE *out;
+    const gkd_report *r;
     int64_t rows;
 } csv_ctx;
 
+/* The columns before and after the hyperparameters; a hyperparameter named like one of them is written
+ * "config.NAME". */
+static const char *const csv_fixed[] = {"run_id", "run",  "sweep",  "setting", "seed",
+                                        "split",  "step", "metric", "value"};
+
+static void csv_header(FILE *out, const gkd_report *r) {
+    fputs("run_id,run,sweep,setting,seed", out);
+    for (int p = 0; p < r->n_params; p++) {
+        int clash = 0;
+        for (size_t c = 0; c < sizeof csv_fixed / sizeof *csv_fixed; c++)
+            clash |= strcmp(r->params[p], csv_fixed[c]) == 0;
+        fputs(clash ? ",config." : ",", out);
+        csv_field(out, r->params[p]);
+    }
+    fputs(",split,step,metric,value\n", out);
+}
+
+/* One stored value: run_id, split, step, metric, value; the run's columns come from the report. */
 static int write_csv_row(const gkd_store_row *row, void *vctx) {
     csv_ctx *c = vctx;
-    fprintf(c->out, "%lld,", (long long)gkd_store_row_int(row, 0));
+    int i = report_run_index(c->r, gkd_store_row_int(row, 0));
+    if (i < 0) return 0; /* a run begun after the report was loaded */
+    const gkd_report_run *run = &c->r->runs[i];
+    const gkd_report_group *grp = &c->r->groups[run->group];
+    fprintf(c->out, "%lld,", (long long)run->id);
+    csv_field(c->out, run->name);
+    fputc(',', c->out);
+    csv_field(c->out, run->sweep);
+    fputc(',', c->out);
+    csv_field(c->out, grp->label);
+    fprintf(c->out, ",%lld", (long long)run->seed);
+    for (int p = 0; p < c->r->n_params; p++) {
+        fputc(',', c->out);
+        csv_field(c->out, grp->param_values[p]);
+    }
+    fputc(',', c->out);
     csv_field(c->out, gkd_store_row_text(row, 1));
-    fputc(',', c->out);
-    csv_field(c->out, gkd_store_row_text(row, 2));
-    fprintf(c->out, ",%lld,", (long long)gkd_store_row_int(row, 3));
-    csv_field(c->out, gkd_store_row_text(row, 4));
-    fputc(',', c->out);
-    csv_field(c->out, gkd_store_row_text(row, 5));
-    fputc(',', c->out);
-    if (!gkd_store_row_is_null(row, 6)) fprintf(c->out, "%.17g", gkd_store_row_double(row, 6));
-    fputc('\n', c->out);
+    fprintf(c->out, ",%lld,", (long long)gkd_store_row_int(row, 2));
+    csv_field(c->out, gkd_store_row_text(row, 3));
+    char num[40];
+    fprintf(c->out, ",%s\n",
+            gkd_store_row_is_null(row, 4) ? ""
+                                          : report_fmt_exact(num, sizeof num, gkd_store_row_double(row, 4)));
     c->rows++;
     return 0;
 }
@@ -383,21 +428,18 @@ gkd_status gkd_report_write_csv(gkd_store *store, const gkd_report *r, int only_
             return report_nomem("csv");
         }
     }
-    fputs("run_id,run,sweep,step,split,metric,value\n", out);
-    csv_ctx c = {out, 0};
-    gkd_status st =
-        gkd_store_query(store, write_csv_row, &c,
-                        "SELECT m.run_id, r.name, s.name, m.step, 'train', m.name, m.value FROM metrics m "
-                        "JOIN runs r ON r.id = m.run_id LEFT JOIN sweeps s ON s.id = r.sweep_id "
-                        "WHERE m.run_id IN " REPORT_SELECTED
-                        " AND (?3 IS NULL OR m.name IN (SELECT value FROM json_each(?3))) "
-                        "UNION ALL "
-                        "SELECT e.run_id, r.name, s.name, e.step, e.split, e.metric, e.value FROM evals e "
-                        "JOIN runs r ON r.id = e.run_id LEFT JOIN sweeps s ON s.id = r.sweep_id "
-                        "WHERE e.run_id IN " REPORT_SELECTED
-                        " AND (?3 IS NULL OR e.metric IN (SELECT value FROM json_each(?3))) "
-                        "ORDER BY 1, 5, 6, 4",
-                        "sss", r->sweep_filter, r->status_filter, names.data);
+    csv_header(out, r);
+    csv_ctx c = {out, r, 0};
+    gkd_status st = gkd_store_query(store, write_csv_row, &c,
+                                    "SELECT m.run_id, 'train', m.step, m.name, m.value FROM metrics m "
+                                    "WHERE m.run_id IN " REPORT_SELECTED
+                                    " AND (?3 IS NULL OR m.name IN (SELECT value FROM json_each(?3))) "
+                                    "UNION ALL "
+                                    "SELECT e.run_id, e.split, e.step, e.metric, e.value FROM evals e "
+                                    "WHERE e.run_id IN " REPORT_SELECTED
+                                    " AND (?3 IS NULL OR e.metric IN (SELECT value FROM json_each(?3))) "
+                                    "ORDER BY 1, 2, 4, 3",
+                                    "sss", r->sweep_filter, r->status_filter, names.data);
     gkd_buf_free(&names);
     if (rows) *rows = c.rows;
     if (st != GKD_OK) return gkd_error_prefix(st, "writing the csv");

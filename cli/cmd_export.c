@@ -1,0 +1,64 @@
+/* `gkd export --tensorboard DIR`: the runs of a store as TensorBoard event files (core/report/tensorboard.h;
+ * the layout and tags: docs/reports.md, "TensorBoard").
+ * Rules: the store is opened read-only, so an export can run beside live runs. Exit status: 0 ok; 2 bad
+ * usage or input (unknown option, sweep or run); 1 a failure at run time (the store cannot be read, the
+ * folder cannot be written). */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/report/tensorboard.h"
+#include "core/store/store.h"
+
+static const char export_usage[] =
+    "usage: gkd export --tensorboard DIR [--db runs.db] [--run NAME] [--sweep NAME]\n"
+    "\n"
+    "Writes the runs of the store (default runs.db) as TensorBoard event files under DIR, one folder per\n"
+    "run: every training metric (train/NAME) and evaluation (SPLIT/METRIC) as scalars, the run's config\n"
+    "as HParams, its stored samples as text. --run keeps the runs of that name, --sweep that sweep's runs.\n"
+    "Then: tensorboard --logdir DIR\n";
+
+int gkd_cmd_export(int argc, char **argv) {
+    gkd_cli_args a;
+    if (gkd_cli_parse(&a, "export", argc, argv, 2, "help") != 0) return 2;
+    if (gkd_cli_flag(&a, "help") || (a.n_positional == 1 && strcmp(a.positional[0], "-h") == 0)) {
+        fputs(export_usage, stdout);
+        return 0;
+    }
+    const char *db = gkd_cli_str(&a, "db", "runs.db");
+    const char *dir = gkd_cli_str(&a, "tensorboard", NULL);
+    gkd_report_tensorboard_options opt = {
+        .sweep = gkd_cli_str(&a, "sweep", NULL),
+        .run = gkd_cli_str(&a, "run", NULL),
+    };
+    if (gkd_cli_check_unused(&a) != 0) return 2;
+    if (a.n_positional > 0) {
+        gkd_cli_error("export", "unexpected argument '%s' (the store is --db PATH)\n%s", a.positional[0],
+                      export_usage);
+        return 2;
+    }
+    if (!dir || !*dir) {
+        gkd_cli_error("export", "say where to write: --tensorboard DIR\n%s", export_usage);
+        return 2;
+    }
+    gkd_store *store = NULL;
+    if (gkd_store_open_readonly(db, &store) != GKD_OK) {
+        gkd_cli_error("export", "%s", gkd_error_message());
+        return 1;
+    }
+    gkd_report_tensorboard_counts n = {0};
+    gkd_status st = gkd_report_write_tensorboard(store, dir, &opt, &n);
+    gkd_store_close(store);
+    if (st == GKD_ERR_NOT_FOUND) { /* nothing selected: say which store was searched */
+        gkd_cli_error("export", "run store '%s': %s", db, gkd_error_message());
+        return 2;
+    }
+    if (st != GKD_OK) {
+        gkd_cli_error("export", "%s", gkd_error_message());
+        return st == GKD_ERR_ARG ? 2 : 1;
+    }
+    fprintf(stderr, "gkd export: wrote %d run%s to %s (%lld scalars, %lld samples, %d hparams)\n", n.runs,
+            n.runs == 1 ? "" : "s", dir, (long long)n.scalars, (long long)n.samples, n.hparams);
+    return 0;
+}
