@@ -265,11 +265,17 @@ local function flatten(t, prefix, out)
   return out
 end
 
+-- A resolved setting on one side only is one that the other gkd did not report (a newer gkd resolves
+-- more); what the user set is compared whole.
 local function identity_diff(old, new)
   local a, b = flatten(old, nil, {}), flatten(new, nil, {})
   local keys = {}
-  for k in pairs(a) do if a[k] ~= b[k] then keys[k] = true end end
-  for k in pairs(b) do if a[k] ~= b[k] then keys[k] = true end end
+  for _, side in ipairs({ a, b }) do
+    for k in pairs(side) do
+      local one_sided = a[k] == nil or b[k] == nil
+      if a[k] ~= b[k] and not (one_sided and k:match("^resolved%.")) then keys[k] = true end
+    end
+  end
   local out = {}
   for _, k in ipairs(util.keys(keys)) do
     out[#out + 1] = string.format("%s: %s -> %s", k, a[k] or "(none)", b[k] or "(none)")
@@ -278,7 +284,8 @@ local function identity_diff(old, new)
 end
 
 -- The settings in which the stored run differs from `identity`, or nil when its config hash is `hash`
--- (a row without a hash, from before schema version 3, is compared by the hash of its stored config).
+-- or nothing but resolved settings one side lacks differs (a row without a hash, from before schema
+-- version 3, is compared by the hash of its stored config).
 function util.stale_settings(store, run_id, hash, identity)
   local row = store:query("SELECT config, config_hash FROM runs WHERE id = ?", run_id)[1]
   if not row then return nil end
@@ -286,8 +293,7 @@ function util.stale_settings(store, run_id, hash, identity)
   local old_hash, old_identity = hash_of(identity_of(ok and type(stored) == "table" and stored or {}))
   if (row.config_hash or old_hash) == hash then return nil end
   local diff = identity_diff(old_identity, identity)
-  if #diff == 0 then diff = { "(the stored configuration is not recorded in full)" } end
-  return diff
+  return #diff > 0 and diff or nil
 end
 
 -- The error for a stored run whose configuration differs from the one asked for.
