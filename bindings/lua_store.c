@@ -75,9 +75,9 @@ static int store_sweep_find(lua_State *L) {
     return 1;
 }
 
-/* s:run_begin(name, {sweep_id = 0, config = "{}", seed = 0}) -> id */
+/* s:run_begin(name, {sweep_id = 0, config = "{}", seed = 0, config_hash = nil}) -> id */
 static int store_run_begin(lua_State *L) {
-    static const char *const keys[] = {"sweep_id", "config", "seed", NULL};
+    static const char *const keys[] = {"sweep_id", "config", "seed", "config_hash", NULL};
     const char *fname = "store:run_begin";
     gkd_lua_store *s = gkd_lua_check_store(L, 1);
     const char *name = luaL_checkstring(L, 2);
@@ -88,10 +88,24 @@ static int store_run_begin(lua_State *L) {
     const char *config = gkd_lua_opt_string(L, 3, fname, "config", NULL);
     lua_Integer seed = gkd_lua_opt_int(L, 3, fname, "seed", 0);
     if (seed < 0) return luaL_error(L, "%s: seed must be >= 0", fname);
+    const char *hash = gkd_lua_opt_string(L, 3, fname, "config_hash", NULL);
     int64_t id;
     if (gkd_store_run_begin(s->store, name, sweep, config, (uint64_t)seed, &id) != GKD_OK) return gkd_lua_fail(L);
+    if (hash && gkd_store_run_set_config_hash(s->store, id, hash) != GKD_OK) return gkd_lua_fail(L);
     lua_pushinteger(L, id);
     return 1;
+}
+
+/* s:run_set_config_hash(run_id, hash) -> true | nil, message */
+static int store_run_set_config_hash(lua_State *L) {
+    gkd_lua_store *s = gkd_lua_check_store(L, 1);
+    return ok_or_fail(L, gkd_store_run_set_config_hash(s->store, luaL_checkinteger(L, 2), luaL_optstring(L, 3, NULL)));
+}
+
+/* s:run_warning(run_id, message) -> true | nil, message */
+static int store_run_warning(lua_State *L) {
+    gkd_lua_store *s = gkd_lua_check_store(L, 1);
+    return ok_or_fail(L, gkd_store_run_warning(s->store, luaL_checkinteger(L, 2), luaL_checkstring(L, 3)));
 }
 
 static int store_run_finish(lua_State *L) {
@@ -295,6 +309,8 @@ void gkd_lua_open_store(lua_State *L) {
                                        {"run_finish", store_run_finish},
                                        {"run_resume", store_run_resume},
                                        {"run_find", store_run_find},
+                                       {"run_set_config_hash", store_run_set_config_hash},
+                                       {"run_warning", store_run_warning},
                                        {"metric", store_metric},
                                        {"eval", store_eval},
                                        {"flush", store_flush},

@@ -1,19 +1,21 @@
 /* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
  * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
  * message and its traceback and exits 1. Options given to the command reach the prelude through
- * gkd.options (db, device, workers, resume, script, args, sandbox, worker_flags). SIGINT/SIGTERM ask
+ * gkd.options (db, device, workers, resume, reuse, script, cwd, args, sandbox, worker_flags). SIGINT/SIGTERM ask
  * running trainings to stop at the next step (checkpoint saved, run marked interrupted; a callback still
  * running a second later is interrupted) and the command then exits GKD_LUA_EXIT_INTERRUPTED (3); a
  * second signal a second or more after the first kills. Scripts are trusted code unless --sandbox
  * (docs/trust.md); the limit flags (--memory-limit, --instruction-limit, --callback-instructions,
  * --callback-seconds) work with or without it, and a sweep passes them, with --sandbox, to its workers;
- * a run records them, and gkd resume applies them again. */
+ * a run records them, and gkd resume applies them again; it also runs the script in the directory the run
+ * was started in (recorded with it), so that the script's relative paths mean what they meant. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -127,6 +129,7 @@ typedef struct {
     int resume;
     int quiet;
     int retry_failed;
+    int reuse_stale; /* gkd.options.reuse = "any": reuse stored runs whose configuration differs */
     const char *worker_point; /* a sweep worker: the one point to run */
     long long worker_steps;
     const char *script; /* NULL with -e */
@@ -154,6 +157,7 @@ static int set_options(lua_State *L, const run_options *o) {
     if (o->resume) lua_pushboolean(L, 1), lua_setfield(L, -2, "resume");
     if (o->quiet) lua_pushboolean(L, 1), lua_setfield(L, -2, "quiet");
     if (o->retry_failed) lua_pushboolean(L, 1), lua_setfield(L, -2, "retry_failed");
+    if (o->reuse_stale) lua_pushliteral(L, "any"), lua_setfield(L, -2, "reuse");
     if (o->worker_point) lua_pushstring(L, o->worker_point), lua_setfield(L, -2, "worker_point");
     if (o->worker_steps > 0) lua_pushinteger(L, o->worker_steps), lua_setfield(L, -2, "worker_steps");
     if (o->limits.sandbox) lua_pushboolean(L, 1), lua_setfield(L, -2, "sandbox");
@@ -163,6 +167,9 @@ static int set_options(lua_State *L, const run_options *o) {
         char resolved[PATH_MAX];
         lua_pushstring(L, realpath(o->script, resolved) ? resolved : o->script);
         lua_setfield(L, -2, "script");
+        /* The script's relative paths (data, checkpoints, the store) are relative to it: gkd resume goes
+         * back here. */
+        if (getcwd(resolved, sizeof resolved)) lua_pushstring(L, resolved), lua_setfield(L, -2, "cwd");
         lua_createtable(L, o->argc, 0);
         for (int i = 0; i < o->argc; i++) lua_pushstring(L, o->argv[i]), lua_rawseti(L, -2, i + 1);
         lua_setfield(L, -2, "args");
@@ -171,7 +178,8 @@ static int set_options(lua_State *L, const run_options *o) {
     return 1;
 }
 
-/* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep. */
+/* Runs the script; a returned sweep table that no gkd.sweep call consumed is run as a sweep by gkd sweep
+ * (and by gkd resume of a sweep's run), and refused by gkd run. */
 static int run_script(const char *command, const run_options *o, int is_sweep) {
     gkd_lua_limits limits = limits_of(&o->limits);
     lua_State *L = gkd_lua_state_new_limited(&limits);
@@ -188,35 +196,39 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
     char *error = NULL;
     int top = lua_gettop(L);
     int rc = gkd_lua_run_script(L, o->script, o->code, "=(command line)", o->argc, o->argv, 1, &error);
-    int returned_sweep = 0;
+    int returned_sweep = 0, swept = 0;
     if (rc == 0 && lua_istable(L, -1)) { /* a returned table with a grid or a random search is a sweep */
-        lua_getfield(L, -1, "grid");
-        lua_getfield(L, -2, "random");
-        returned_sweep = !lua_isnil(L, -1) || !lua_isnil(L, -2);
-        lua_pop(L, 2);
+        static const char *const sweep_keys[] = {"grid", "grids", "random"};
+        for (int k = 0; k < 3; k++) {
+            lua_getfield(L, -1, sweep_keys[k]);
+            returned_sweep |= !lua_isnil(L, -1);
+            lua_pop(L, 1);
+        }
     }
-    if (rc == 0 && (is_sweep || returned_sweep) && lua_istable(L, -1)) {
+    if (rc == 0) { /* whether the script called gkd.sweep itself */
         lua_getglobal(L, "gkd");
         lua_getfield(L, -1, "options");
         lua_getfield(L, -1, "sweeps_run");
-        int already = !lua_isnil(L, -1);
-        lua_pop(L, 2);
-        if (!already) {
-            lua_getfield(L, -1, "sweep");
-            lua_pushvalue(L, top + 1);
-            if (gkd_lua_pcall(L, 1, 0) != LUA_OK) {
-                error = strdup(lua_tostring(L, -1));
-                rc = 1;
-            }
-        }
-    } else if (rc == 0 && is_sweep) {
+        swept = !lua_isnil(L, -1);
+        lua_pop(L, 3);
+    }
+    if (rc == 0 && !swept && returned_sweep && !is_sweep) {
+        /* Running it here would miss gkd sweep's options (--workers, --retry-failed); and a misspelt key
+         * ("grids") used to make gkd run do nothing and exit 0. */
+        gkd_cli_error(command, "%s returned a sweep table (grid or random); run it with: gkd sweep %s",
+                      o->script ? o->script : "the code", o->script ? o->script : "SCRIPT.lua");
+        rc = 2;
+    } else if (rc == 0 && !swept && is_sweep && lua_istable(L, -1)) {
         lua_getglobal(L, "gkd");
-        lua_getfield(L, -1, "options");
-        lua_getfield(L, -1, "sweeps_run");
-        if (lua_isnil(L, -1)) {
-            gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
-            rc = 2;
+        lua_getfield(L, -1, "sweep");
+        lua_pushvalue(L, top + 1);
+        if (gkd_lua_pcall(L, 1, 0) != LUA_OK) {
+            error = strdup(lua_tostring(L, -1));
+            rc = 1;
         }
+    } else if (rc == 0 && !swept && is_sweep) {
+        gkd_cli_error(command, "%s neither called gkd.sweep nor returned a sweep table", o->script ? o->script : "the code");
+        rc = 2;
     }
     if (rc == 0) { /* a sweep that went on past failed runs still reports them in its exit status */
         lua_getglobal(L, "gkd");
@@ -257,7 +269,7 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
 #define LIMIT_USAGE "[--sandbox] [--memory-limit MIB] [--instruction-limit N] [--callback-instructions N] [--callback-seconds S]"
 
 static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
+    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
                     "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " -e 'CODE' [args...]\n"
                     "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n");
 }
@@ -296,6 +308,8 @@ int gkd_cmd_run(int argc, char **argv) {
             o.quiet = 1;
         } else if (strcmp(argv[i], "--resume") == 0) {
             o.resume = 1;
+        } else if (strcmp(argv[i], "--reuse-stale") == 0) {
+            o.reuse_stale = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage_run();
             return 0;
@@ -327,9 +341,9 @@ int gkd_cmd_run(int argc, char **argv) {
 
 int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,help,sandbox") != 0) return 2;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
-        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] "
+        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] [--reuse-stale] "
                         "[--quiet] " LIMIT_USAGE " [args...] [-- args...]\n"
                         "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n");
         return a.n_positional < 1 ? 2 : 0;
@@ -344,6 +358,7 @@ int gkd_cmd_sweep(int argc, char **argv) {
     o.workers = gkd_cli_int(&a, "workers", 0, &bad);
     o.quiet = gkd_cli_flag(&a, "quiet");
     o.retry_failed = gkd_cli_flag(&a, "retry-failed");
+    o.reuse_stale = gkd_cli_flag(&a, "reuse-stale");
     o.worker_point = gkd_cli_str(&a, "worker-point", NULL); /* internal: set by gkd.sweep for its workers */
     o.worker_steps = gkd_cli_int(&a, "worker-steps", 0, &bad);
     o.resume = 1;
@@ -377,9 +392,9 @@ static int read_run(const gkd_store_row *row, void *ctx) {
 
 int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,help,sandbox") != 0) return 2;
+    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,reuse-stale,help,sandbox") != 0) return 2;
     if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE "\n"
+        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE "\n"
                         "The run's own sandbox and limit flags apply again; those given here override them.\n");
         return a.n_positional != 1 ? 2 : 0;
     }
@@ -392,6 +407,7 @@ int gkd_cmd_resume(int argc, char **argv) {
     o.db = gkd_cli_str(&a, "db", "runs.db");
     o.device = gkd_cli_str(&a, "device", NULL);
     o.quiet = gkd_cli_flag(&a, "quiet");
+    o.reuse_stale = gkd_cli_flag(&a, "reuse-stale");
     o.resume = 1;
     int rc = gkd_cli_check_unused(&a);
     if (rc) return rc;
@@ -476,6 +492,19 @@ int gkd_cmd_resume(int argc, char **argv) {
         if (given.instructions >= 0) o.limits.instructions = given.instructions;
         if (given.callback_instructions >= 0) o.limits.callback_instructions = given.callback_instructions;
         if (given.callback_seconds >= 0) o.limits.callback_seconds = given.callback_seconds;
+    }
+    char db_path[PATH_MAX];
+    const char *cwd = rc ? NULL : gkd_json_get_string(script, "cwd", NULL);
+    if (cwd) { /* the store as named here, then the run's own directory (older runs did not record it) */
+        if (realpath(o.db, db_path)) o.db = db_path;
+        if (chdir(cwd) != 0) {
+            gkd_buf shown = {0};
+            gkd_buf_put_printable(&shown, cwd, strlen(cwd), 0);
+            gkd_cli_error("resume", "run '%s' was started in %s, which cannot be entered: %s", name,
+                          shown.data ? shown.data : "", strerror(errno));
+            gkd_buf_free(&shown);
+            rc = 1;
+        }
     }
     if (!rc) {
         o.argc = n_args;

@@ -151,6 +151,17 @@ function util.mean_std(xs)
   return mean, math.sqrt(ss / (n - 1))
 end
 
+-- FNV-1a, 64 bits, of a string, as 16 hex digits: a run's config hash (docs/schema.md). Lua's integer
+-- arithmetic wraps around modulo 2^64, as the hash needs.
+function util.fnv1a64(s)
+  local h = 0xcbf29ce484222325
+  for i = 1, #s, 256 do
+    local bytes = { s:byte(i, i + 255) }
+    for j = 1, #bytes do h = (h ~ bytes[j]) * 0x100000001b3 end
+  end
+  return string.format("%016x", h)
+end
+
 -- Data files: `name` is "debdesc-sample" (the built-in sample, a fixture of the source tree), or a
 -- data set name looked up in $GKD_DATA_DIR as NAME.jsonl.xz or NAME.jsonl. A path with a slash is
 -- returned as is.

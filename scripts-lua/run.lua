@@ -3,11 +3,13 @@
 -- (C) turns it into the trainer's settings, which are recorded with the run; gkd._train (C) trains.
 -- Resume rule (gkd.run{resume = true}, and every run of a sweep or of `gkd resume`): a run of the same
 -- name (and sweep) that finished is skipped (its final weights are loaded into the student); one that
--- stopped or failed continues from its last checkpoint, or starts again in the same row.
+-- stopped or failed continues from its last checkpoint, or starts again in the same row; only a run of
+-- the same config hash is reused (a failed one of another configuration is left for a new row).
+-- Settings that have no effect are refused, or, when they only change what is logged, stored warnings.
 local gkd = ...
 local util = gkd.util
 
--- Options the command line sets (gkd run / sweep / resume): db, workers, resume, script, args, quiet,
+-- Options the command line sets (gkd run / sweep / resume): db, workers, resume, reuse, script, cwd, args, quiet,
 -- sandbox, worker_flags (the limit and sandbox flags a sweep passes on to its workers, and a resume reuses).
 gkd.options = gkd.options or {}
 
@@ -74,6 +76,7 @@ gkd.RUN_SCHEMA = {
   score_function = { type = "boolean" },
   kl_coef = { type = "number", min = 0 },
   resume = { type = "boolean" },
+  reuse = { type = "string", values = { "same", "any" } },
   quiet = { type = "boolean" },
 }
 
@@ -138,6 +141,64 @@ local function check_config(cfg)
   end
 end
 
+-- The parameter ("beta" or "skew") of a divergence name, or nil when it has none (forward_kl, tv, ...):
+-- a divergence's text shows it first, "jsd(beta=0.5)".
+local function divergence_param(name)
+  local ok, d = pcall(gkd.divergence, name)
+  local p = ok and tostring(d):match("^[%w_]+%((%a+)=")
+  return (p == "beta" or p == "skew") and p or nil
+end
+
+-- Settings given that cannot change this run: an error when they would change nothing at all, a warning
+-- (returned, stored with the run) when they change only what is logged or are inert at the values used.
+local function ineffective_settings(cfg, resolved)
+  local function refuse(key, why) error(string.format("gkd.run: '%s' has no effect %s; remove it", key, why), 4) end
+  if cfg.reward ~= nil then
+    for _, k in ipairs({ "lambda", "per_sample", "fixed" }) do
+      if cfg[k] ~= nil then
+        refuse(k, "with 'reward': GKD + RL trains on the student's own samples only (alpha weighs the divergence)")
+      end
+    end
+  end
+  if not cfg.teacher then
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature" }) do
+      if cfg[k] ~= nil then refuse(k, "without a 'teacher'") end
+    end
+  end
+  if cfg.beta ~= nil and resolved.divergence and not divergence_param(resolved.divergence) then
+    refuse("beta", string.format("with the divergence %s, which has no beta or skew", resolved.divergence))
+  end
+  local warnings = {}
+  if resolved.cross_entropy and cfg.teacher then
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature" }) do
+      if cfg[k] ~= nil then
+        warnings[#warnings + 1] = string.format("'%s' has no effect on training: method '%s' trains on "
+          .. "cross-entropy; it changes only the logged divergences", k, resolved.method)
+      end
+    end
+  end
+  local lambda = resolved.lambda
+  if cfg.reward == nil and (lambda == 0 or lambda == 1) and cfg.per_sample ~= nil then
+    warnings[#warnings + 1] = string.format("'per_sample' has no effect with lambda = %g: every row is %s",
+      lambda, lambda == 0 and "fixed data" or "the student's own sample")
+  end
+  if cfg.reward == nil and lambda == 0 and cfg.temperature ~= nil then
+    warnings[#warnings + 1] = "'temperature' has no effect with lambda = 0: no row is sampled from the student"
+  end
+  -- Greedy decoding (evaluation at temperature 0, SeqKD's teacher outputs) takes the top token whatever
+  -- the truncation.
+  local eval_temperature = type(cfg.eval) == "table" and cfg.eval.temperature or 0
+  for _, k in ipairs({ "top_k", "top_p" }) do
+    if cfg.reward == nil and lambda == 0 and eval_temperature == 0 and cfg[k] ~= nil then
+      warnings[#warnings + 1] = string.format("'%s' has no effect with lambda = 0: every sample is greedy", k)
+    end
+  end
+  if cfg.reward == nil and lambda == 1 and cfg.fixed ~= nil then
+    warnings[#warnings + 1] = "'fixed' has no effect with lambda = 1: no row comes from the fixed data"
+  end
+  return warnings
+end
+
 -- Evaluation metrics by name: text metrics of the student's samples on held-out examples, from the
 -- registry (reward/registry.h, gkd.reward.metrics). The trainer's own (ce_loss, forward_kl, reverse_kl,
 -- jsd_0.5, own_*) are always recorded.
@@ -163,6 +224,87 @@ local function describe(v, depth)
   return v
 end
 gkd.util.describe = describe
+
+-- What decides a run's results: its recorded configuration without the keys that say only where it is
+-- written, how it is shown or how it is resumed (docs/schema.md, "The config hash").
+local IDENTITY_SKIP = { name = true, sweep = true, db = true, resume = true, reuse = true, quiet = true,
+  script = true, checkpoint = true, callback_limit = true, on_step = true, on_eval = true, warnings = true }
+
+local function identity_of(record)
+  local id = {}
+  for k, v in pairs(record) do
+    if not IDENTITY_SKIP[k] then id[k] = v end
+  end
+  return id
+end
+
+local function hash_of(identity)
+  local json = gkd.json.encode(identity)
+  return "fnv1a64:" .. util.fnv1a64(json), gkd.json.decode(json)
+end
+
+-- The config hash of a gkd.run configuration and its identity (as JSON decodes it). halving: set by a
+-- sweep's successive halving, whose rungs train fewer steps of the same run: {steps = the run's own
+-- steps setting (nil: the default)}.
+function util.run_identity(cfg, halving)
+  if halving then
+    cfg = util.copy(cfg)
+    cfg.steps = halving.steps
+  end
+  local id = identity_of(describe(cfg))
+  id.resolved = gkd._resolve(cfg)
+  return hash_of(id)
+end
+
+-- "key: old -> new" for each setting that differs between two identities (nested keys dotted).
+local function flatten(t, prefix, out)
+  for k, v in pairs(t) do
+    local key = prefix and (prefix .. "." .. tostring(k)) or tostring(k)
+    if type(v) == "table" and next(v) ~= nil then flatten(v, key, out) else out[key] = gkd.json.encode(v) end
+  end
+  return out
+end
+
+-- A resolved setting on one side only is one that the other gkd did not report (a newer gkd resolves
+-- more); what the user set is compared whole.
+local function identity_diff(old, new)
+  local a, b = flatten(old, nil, {}), flatten(new, nil, {})
+  local keys = {}
+  for _, side in ipairs({ a, b }) do
+    for k in pairs(side) do
+      local one_sided = a[k] == nil or b[k] == nil
+      if a[k] ~= b[k] and not (one_sided and k:match("^resolved%.")) then keys[k] = true end
+    end
+  end
+  local out = {}
+  for _, k in ipairs(util.keys(keys)) do
+    out[#out + 1] = string.format("%s: %s -> %s", k, a[k] or "(none)", b[k] or "(none)")
+  end
+  return out
+end
+
+-- The settings in which the stored run differs from `identity`, or nil when its config hash is `hash`
+-- or nothing but resolved settings one side lacks differs (a row without a hash, from before schema
+-- version 3, is compared by the hash of its stored config).
+function util.stale_settings(store, run_id, hash, identity)
+  local row = store:query("SELECT config, config_hash FROM runs WHERE id = ?", run_id)[1]
+  if not row then return nil end
+  local ok, stored = pcall(gkd.json.decode, row.config or "{}")
+  local old_hash, old_identity = hash_of(identity_of(ok and type(stored) == "table" and stored or {}))
+  if (row.config_hash or old_hash) == hash then return nil end
+  local diff = identity_diff(old_identity, identity)
+  return #diff > 0 and diff or nil
+end
+
+-- The error for a stored run whose configuration differs from the one asked for.
+function util.stale_message(what, name, diff)
+  local shown = {}
+  for i = 1, math.min(#diff, 8) do shown[i] = diff[i] end
+  if #diff > 8 then shown[#shown + 1] = string.format("and %d more", #diff - 8) end
+  return string.format("%s: run '%s' in the store was made with another configuration (%s); its results "
+    .. "are not this configuration's. Give the run (or the sweep) a new name, or reuse it anyway with "
+    .. "reuse = \"any\" (gkd sweep/run/resume --reuse-stale)", what, name, table.concat(shown, "; "))
+end
 
 local function final_metrics_from_store(store, run_id)
   local out = { eval = {} }
@@ -224,9 +366,13 @@ local function eos_warning(cfg)
     .. "for an instruct teacher, or terminator = \"\\n\")", count, p, EOS_WARN_BELOW)
 end
 
-function gkd.run(cfg)
+-- halving: given by gkd.sweep's successive halving only (util.run_identity).
+function gkd.run(cfg, halving)
   check_config(cfg)
   local resolved = gkd._resolve(cfg)
+  local warnings = ineffective_settings(cfg, resolved)
+  local hash, identity = util.run_identity(cfg, halving)
+  local reuse = gkd.options.reuse or cfg.reuse or "same"
   local name = cfg.name or default_name(cfg)
   local db = cfg.db or gkd.options.db or "runs.db"
   local resume = cfg.resume
@@ -237,7 +383,7 @@ function gkd.run(cfg)
   record.resolved = resolved
   if gkd.options.script then
     record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device,
-      flags = gkd.options.worker_flags }
+      flags = gkd.options.worker_flags, cwd = gkd.options.cwd }
   end
 
   local store <close> = assert(gkd.store.open(db))
@@ -245,6 +391,17 @@ function gkd.run(cfg)
   local run_id, resume_dir, resumed_from
   if resume then
     local info = store:run_find(name, sweep_id)
+    local stale = info and util.stale_settings(store, info.id, hash, identity)
+    if stale and reuse == "any" then
+      local note = "reused (reuse = \"any\") by a configuration that differs: " .. table.concat(stale, "; ")
+      io.stderr:write(string.format("%s: reusing it although its configuration differs (reuse = \"any\"): %s\n",
+        name, table.concat(stale, "; ")))
+      assert(store:run_warning(info.id, note))
+    elseif stale and info.status == "failed" then
+      info = nil -- a failed run of another configuration: this one starts in a new row
+    elseif stale then
+      error(util.stale_message("gkd.run", name, stale), 2)
+    end
     if info then
       local step, path = store:checkpoint_latest(info.id)
       if info.status == "finished" and info.last_step >= resolved.steps then
@@ -270,14 +427,14 @@ function gkd.run(cfg)
       assert(store:truncate_after(run_id, resumed_from))
     end
   end
-  local warning = eos_warning(cfg)
-  if warning then
-    io.stderr:write(name .. ": warning: " .. warning .. "\n")
-    record.warnings = { warning }
-  end
+  warnings[#warnings + 1] = eos_warning(cfg)
+  for _, w in ipairs(warnings) do io.stderr:write(name .. ": warning: " .. w .. "\n") end
+  if #warnings > 0 then record.warnings = warnings end
   if not run_id then
-    run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed }))
+    run_id = assert(store:run_begin(name, { sweep_id = sweep_id, config = gkd.json.encode(record), seed = resolved.seed,
+      config_hash = hash }))
   end
+  for _, w in ipairs(warnings) do assert(store:run_warning(run_id, w)) end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end
   local ok, result, status = pcall(gkd._train, cfg, {

@@ -2,7 +2,9 @@
 -- resumable, with a summary over seeds and optional successive halving.
 -- Rules: a point's run name is a function of its settings ("sweep/lambda=0.5,beta=0.9,seed=1"), so a
 -- sweep started again finds its runs in the store: finished ones are skipped, stopped ones continue from
--- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true.
+-- their last checkpoint (gkd.run's resume rule), failed ones are kept unless retry_failed = true. A
+-- stored run is reused only when its config hash is the point's (else the sweep stops before running
+-- anything, unless reuse = "any"), and a point that fails before its run is stored is stored as failed.
 -- Workers are child processes running the same script (`gkd sweep SCRIPT --worker-point NAME`), one
 -- run each, handed out by the parent; each opens the store itself and gets the parent's sandbox and
 -- limit flags. A script file is needed for that; code given with -e runs its points one by one in the
@@ -23,6 +25,7 @@ local SWEEP_SCHEMA = {
   workers = { type = "integer", min = 1 },
   db = { type = "string" },
   retry_failed = { type = "boolean" },
+  reuse = { type = "string", values = { "same", "any" } },
   summary = { type = "table" },
   halving = { type = "table", fields = {
     metric = { type = "string" }, mode = { type = "string", values = { "min", "max" } },
@@ -139,7 +142,7 @@ function gkd.sweep_points(spec)
   return points
 end
 
--- The gkd.run configuration of one point.
+-- The gkd.run configuration of one point, and its own steps setting when `steps` replaced it.
 local function point_config(spec, p, db, steps)
   local settings = util.copy(p.settings)
   settings.name = p.name
@@ -156,9 +159,11 @@ local function point_config(spec, p, db, steps)
     if cfg[k] == nil and gkd.RUN_SCHEMA[k] then cfg[k] = v end
   end
   cfg.name, cfg.sweep, cfg.db, cfg.resume = p.name, spec.name, db, true
+  local own_steps = cfg.steps
   if steps then cfg.steps = steps end
   if spec.quiet ~= nil and cfg.quiet == nil then cfg.quiet = spec.quiet end
-  return cfg
+  if spec.reuse ~= nil and cfg.reuse == nil then cfg.reuse = spec.reuse end
+  return cfg, steps and { steps = own_steps }
 end
 
 local function run_point(spec, p, db, steps)
@@ -168,6 +173,25 @@ end
 local function say(fmt, ...)
   io.stderr:write(string.format(fmt, ...), "\n")
   io.stderr:flush()
+end
+
+-- A point that failed is stored as a failed run, also when it failed before gkd.run stored it (a
+-- configuration check, an error in the sweep's run function): otherwise it would read as "not
+-- finished" and the sweep as a success. A run that gkd.run already ended (failed, interrupted) is left
+-- as it is; one it left 'running' is ended as failed. A stop signal is not a failure.
+local function record_failure(spec, p, db, err)
+  if gkd.stop_requested() then return end
+  local store <close> = assert(gkd.store.open(db))
+  local sweep_id = assert(store:sweep(spec.name))
+  local info = store:run_find(p.name, sweep_id)
+  if info and info.status ~= "running" then return end
+  local id = info and info.id
+  if not id then
+    local record = { name = p.name, sweep = spec.name, settings = util.describe(p.settings) }
+    id = assert(store:run_begin(p.name, { sweep_id = sweep_id, config = gkd.json.encode(record),
+      seed = math.tointeger(p.settings.seed) or 0 }))
+  end
+  assert(store:run_finish(id, "failed", tostring(err)))
 end
 
 -- Runs the points, `workers` at a time, returning {[name] = "ok" | error message}.
@@ -183,6 +207,7 @@ local function execute(spec, points, db, workers, steps_of)
     for _, p in ipairs(points) do
       if gkd.stop_requested() then break end
       local ok, err = xpcall(run_point, debug.traceback, spec, p, db, steps_of and steps_of[p.name])
+      if not ok then record_failure(spec, p, db, err) end
       done = done + 1
       outcome[p.name] = ok and "ok" or tostring(err)
       say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or ("failed: " .. tostring(err)))
@@ -203,6 +228,7 @@ local function execute(spec, points, db, workers, steps_of)
       local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
       if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
       for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
+      if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
@@ -226,6 +252,10 @@ local function execute(spec, points, db, workers, steps_of)
       outcome[p.name] = ok and "ok" or (how == "signal" and ("killed by signal " .. code))
         or (code == 3 and "interrupted") or "failed"
       say("[%d/%d] %s %s", done, total, p.name, ok and "finished" or outcome[p.name])
+      if not ok and outcome[p.name] ~= "interrupted" then
+        record_failure(spec, p, db, how == "signal" and outcome[p.name]
+          or string.format("the worker process exited with status %d", code))
+      end
     end
   end
   return outcome
@@ -330,6 +360,31 @@ local function collect(store, sweep_id, points)
   return results
 end
 
+-- Refuses to reuse stored runs (finished, or stopped and to be continued) whose configuration is not
+-- the point's any more, before anything runs; gkd.run checks again for the run it is given.
+local function check_stale(spec, store, sweep_id, points, db, steps_of)
+  local stale, first = 0, nil
+  for _, p in ipairs(points) do
+    local info = store:run_find(p.name, sweep_id)
+    if info and info.status ~= "failed" then
+      -- A point whose configuration cannot be built fails when it runs, with its own message.
+      local ok, hash, identity = pcall(function()
+        local cfg, halving = point_config(spec, p, db, steps_of and steps_of[p.name])
+        return util.run_identity(cfg, halving)
+      end)
+      local diff = ok and util.stale_settings(store, info.id, hash, identity)
+      if diff then
+        stale = stale + 1
+        first = first or { name = p.name, diff = diff }
+      end
+    end
+  end
+  if stale > 0 then
+    error(util.stale_message("gkd.sweep", first.name, first.diff)
+      .. string.format(" [%d of the sweep's %d stored runs differ]", stale, #points), 0)
+  end
+end
+
 -- Points still to run: not finished (with at least `steps` steps when given), not failed (unless
 -- retry_failed), not running in a live process.
 local function pending(store, sweep_id, points, retry_failed, steps_of)
@@ -357,6 +412,7 @@ function gkd.sweep(spec)
   gkd.options.sweeps_run = (gkd.options.sweeps_run or 0) + 1
   local retry_failed = spec.retry_failed
   if retry_failed == nil then retry_failed = gkd.options.retry_failed end
+  local reuse = gkd.options.reuse or spec.reuse or "same"
   if not spec.name then error("gkd.sweep: 'name' is required", 2) end
   if not spec.run and not spec.base then error("gkd.sweep: give 'run' (function(settings) -> config) or 'base'", 2) end
   local points = gkd.sweep_points(spec)
@@ -366,7 +422,10 @@ function gkd.sweep(spec)
     for _, p in ipairs(points) do
       if p.name == gkd.options.worker_point then
         local ok, err = xpcall(run_point, debug.traceback, spec, p, db, gkd.options.worker_steps)
-        if not ok then say("%s: %s", p.name, tostring(err)) end
+        if not ok then
+          say("%s: %s", p.name, tostring(err))
+          record_failure(spec, p, db, err)
+        end
         io.stdout:flush()
         os.exit(ok and 0 or (gkd.stop_requested() and 3 or 1), true)
       end
@@ -402,6 +461,13 @@ function gkd.sweep(spec)
       for _, p in ipairs(survivors) do steps_of[p.name] = steps end
     end
     store = assert(gkd.store.open(db))
+    if reuse ~= "any" then
+      local ok, err = pcall(check_stale, spec, store, sweep_id, survivors, db, steps_of)
+      if not ok then
+        store:close()
+        error(err, 0)
+      end
+    end
     local todo, busy, failed = pending(store, sweep_id, survivors, retry_failed, steps_of)
     store:close()
     local skipped = #survivors - #todo - busy - failed

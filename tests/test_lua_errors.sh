@@ -44,13 +44,13 @@ local function model(seed)
 end
 local teacher = model(7)
 gkd.sweep{
-  name = "errors", grid = {lambda = {0, 0.5, 1}}, seeds = {1}, workers = 2, quiet = true,
+  name = "errors", grid = {case = {0, 0.5, 1}}, seeds = {1}, workers = 2, quiet = true,
   run = function(p)
     local cfg = {task = task, teacher = teacher, student = model(p.seed), steps = 3, batch = 2,
                  max_new_tokens = 4, max_prompt = 64, eval = {every = 1, examples = 2, metrics = {"rougeL"}}}
-    if p.lambda == 0.5 then
-      cfg.beta = function(step) if step == 1 then error("schedule went wrong") end return 0.5 end
-    elseif p.lambda == 1 then
+    if p.case == 0.5 then
+      cfg.divergence, cfg.beta = "jsd", function(step) if step == 1 then error("schedule went wrong") end return 0.5 end
+    elseif p.case == 1 then
       cfg.group_size, cfg.alpha = 2, 0.5
       cfg.reward = function(sample)
         local t = nil
@@ -69,13 +69,13 @@ check "errors come with a traceback" grep -q "stack traceback" err.txt
 "$bin" run -e '
   local s = assert(gkd.store.open("runs.db"))
   local function st(name) return s:run_find("errors/" .. name) end
-  local ok = st("lambda=0,seed=1").status == "finished"
-    and st("lambda=0.5,seed=1").status == "failed" and st("lambda=1,seed=1").status == "failed"
-  local e1 = s:query("SELECT error FROM runs WHERE name = ?", "errors/lambda=0.5,seed=1")[1].error
-  local e2 = s:query("SELECT error FROM runs WHERE name = ?", "errors/lambda=1,seed=1")[1].error
+  local ok = st("case=0,seed=1").status == "finished"
+    and st("case=0.5,seed=1").status == "failed" and st("case=1,seed=1").status == "failed"
+  local e1 = s:query("SELECT error FROM runs WHERE name = ?", "errors/case=0.5,seed=1")[1].error
+  local e2 = s:query("SELECT error FROM runs WHERE name = ?", "errors/case=1,seed=1")[1].error
   ok = ok and e1:find("schedule went wrong", 1, true) and e1:find("stack traceback", 1, true)
   ok = ok and e2:find("attempt to index a nil value", 1, true) and e2:find("stack traceback", 1, true)
-  ok = ok and st("lambda=0.5,seed=1").last_step == 1 and st("lambda=1,seed=1").last_step == -1
+  ok = ok and st("case=0.5,seed=1").last_step == 1 and st("case=1,seed=1").last_step == -1
   os.exit(ok and 0 or 1)'
 check "failed runs recorded with their tracebacks, the other run finished" test $? -eq 0
 check "summary printed" grep -q "1 finished, 2 failed" out.txt

@@ -122,10 +122,11 @@ check "stuck: gkd resume exits 0 (got $rc)" test "$rc" -eq 0
 st="$(state stuck)"
 check "stuck: finished, one loss per step ($st)" test "$st" = "finished 12 12 12 12"
 
-# 4. a sweep whose worker hangs in its reward: SIGTERM to the parent alone stops it
+# 4. a sweep whose worker hangs in its reward: SIGTERM to the parent alone stops it (the grid axis is not
+# lambda, which has no effect with a reward)
 cat >sweep.lua <<'LUA'
 dofile("common.lua")
-return {name = "hang", grid = {lambda = {0}}, seeds = {1}, workers = 2, quiet = true,
+return {name = "hang", grid = {case = {0}}, seeds = {1}, workers = 2, quiet = true,
   run = function(p)
     local calls = 0
     return config(p.name, {reward = function(sample)
@@ -147,12 +148,12 @@ if kill -0 "$pid" 2>/dev/null; then
 fi
 wait "$pid"; rc=$?
 check "sweep: exit 3 (got $rc)" test "$rc" -eq 3
-check "sweep: the worker's run was interrupted" grep -q "hang/lambda=0,seed=1 interrupted" err-sweep.txt
-st="$(state 'hang/lambda=0,seed=1')"
+check "sweep: the worker's run was interrupted" grep -q "hang/case=0,seed=1 interrupted" err-sweep.txt
+st="$(state 'hang/case=0,seed=1')"
 check "sweep: the run is interrupted with a checkpoint at step 2 ($st)" test "$(echo $st | cut -d' ' -f1,5)" = "interrupted 2"
 timeout 120 "$bin" sweep sweep.lua >out-sweep2.txt 2>err-sweep2.txt; rc=$?
 check "sweep: started again, it finishes (exit $rc)" test "$rc" -eq 0
-st="$(state 'hang/lambda=0,seed=1')"
+st="$(state 'hang/case=0,seed=1')"
 check "sweep: finished, one loss per step ($st)" test "$st" = "finished 12 12 12 12"
 
 # 5. checkpoint rotation across a kill and a resume: `keep` folders remain

@@ -506,6 +506,30 @@ static void test_migration(void) {
     gkd_store_close(s);
 }
 
+/* Version 3: a run's config hash and its warnings (settings that have no effect), also on a migrated
+ * version 1 store; a warning recorded twice (a resumed run checks its settings again) is kept once. */
+static void test_config_hash_and_warnings(void) {
+    char path[512];
+    path_in_tmp(path, sizeof path, "v3.db");
+    CHECK(copy_file(GKD_SOURCE_DIR "/tests/fixtures/store-v1.db", path));
+    gkd_store *s = NULL;
+    CHECKF(gkd_store_open(path, &s) == GKD_OK, "%s", gkd_error_message());
+    if (!s) return;
+    CHECK(count(s, "SELECT count(*) FROM runs WHERE config_hash IS NULL AND warnings = '[]'") ==
+          count(s, "SELECT count(*) FROM runs"));
+    int64_t run = 0;
+    CHECK(gkd_store_run_begin(s, "hashed", 0, "{}", 1, &run) == GKD_OK);
+    CHECK(gkd_store_run_set_config_hash(s, run, "fnv1a64:0123456789abcdef") == GKD_OK);
+    CHECK(count(s, "SELECT count(*) FROM runs WHERE config_hash = 'fnv1a64:0123456789abcdef'") == 1);
+    CHECK(gkd_store_run_set_config_hash(s, run + 100, "x") == GKD_ERR_NOT_FOUND);
+    CHECK(gkd_store_run_warning(s, run, "lambda has no effect") == GKD_OK);
+    CHECK(gkd_store_run_warning(s, run, "beta has no effect") == GKD_OK);
+    CHECK(gkd_store_run_warning(s, run, "lambda has no effect") == GKD_OK);
+    CHECK(count(s, "SELECT json_array_length(warnings) FROM runs WHERE name = 'hashed'") == 2);
+    CHECK(count(s, "SELECT count(*) FROM runs r, json_each(r.warnings) w WHERE w.value = 'beta has no effect'") == 1);
+    CHECK(gkd_store_close(s) == GKD_OK);
+}
+
 static void test_failed_migration_rolls_back(void) {
     char path[512];
     path_in_tmp(path, sizeof path, "conflict.db");
@@ -534,7 +558,7 @@ static void test_refusals(void) {
                          "PRAGMA user_version = 99;") == SQLITE_OK);
     CHECK(gkd_store_open(path, &s) == GKD_ERR_FORMAT && s == NULL);
     const char *msg = gkd_error_message();
-    CHECKF(contains(msg, path) && contains(msg, "version 99") && contains(msg, "version 2"), "%s", msg);
+    CHECKF(contains(msg, path) && contains(msg, "version 99") && contains(msg, "version 3"), "%s", msg);
     CHECK(gkd_store_open_readonly(path, &s) == GKD_ERR_FORMAT && s == NULL);
     CHECK(raw_int(path, "PRAGMA user_version") == 99);
 
@@ -659,6 +683,7 @@ int main(void) {
     }
     test_fresh_store();
     test_migration();
+    test_config_hash_and_warnings();
     test_failed_migration_rolls_back();
     test_refusals();
     test_query_guard();

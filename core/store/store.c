@@ -104,6 +104,9 @@ static const struct {
         "  created_at TEXT NOT NULL,\n"
         "  UNIQUE (run_id, step, path)\n"
         ");\n"},
+    {3, "ALTER TABLE runs ADD COLUMN config_hash TEXT;\n"
+        "ALTER TABLE runs ADD COLUMN warnings TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(warnings));\n"
+        "CREATE INDEX runs_config_hash ON runs(config_hash);\n"},
 };
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == GKD_STORE_SCHEMA_VERSION,
                "one migration step per schema version");
@@ -125,6 +128,10 @@ static const char *const store_stmt_sql[STMT_COUNT] = {
     [STMT_RUN_FINISH] = "UPDATE runs SET status = ?2, error = ?3, finished_at = " STORE_NOW " WHERE id = ?1",
     [STMT_RUN_RESUME] = "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, host = ?2, "
                         "pid = ?3 WHERE id = ?1",
+    [STMT_RUN_SET_HASH] = "UPDATE runs SET config_hash = ?2 WHERE id = ?1",
+    /* A warning already there is not added again: a resumed run checks its settings again. */
+    [STMT_RUN_WARNING] = "UPDATE runs SET warnings = CASE WHEN EXISTS (SELECT 1 FROM json_each(runs.warnings) WHERE "
+                         "value = ?2) THEN warnings ELSE json_insert(warnings, '$[#]', ?2) END WHERE id = ?1",
     [STMT_RUN_FIND] = "SELECT id, coalesce(sweep_id, 0), seed, status, "
                       "coalesce((SELECT max(step) FROM metrics WHERE run_id = runs.id), -1) "
                       "FROM runs WHERE name = ?1 AND (?2 = 0 OR sweep_id = ?2) ORDER BY id DESC LIMIT 1",
@@ -714,6 +721,27 @@ gkd_status gkd_store_run_resume(gkd_store *s, int64_t run_id) {
     store_bind_text(stmt, 2, s->host);
     sqlite3_bind_int64(stmt, 3, (int64_t)getpid());
     return store_run_update(s, stmt, run_id, "resuming a run");
+}
+
+/* Sets one run's value through a cached UPDATE of (id ?1, text ?2) that changes exactly its row. */
+static gkd_status store_run_set(gkd_store *s, store_stmt_id id, int64_t run_id, const char *text, const char *what) {
+    gkd_status st = store_check_writable(s, what);
+    if (st != GKD_OK) return st;
+    sqlite3_stmt *stmt = store_stmt(s, id);
+    if (!stmt) return GKD_ERR_DB;
+    sqlite3_bind_int64(stmt, 1, run_id);
+    store_bind_text(stmt, 2, text);
+    return store_run_update(s, stmt, run_id, what);
+}
+
+gkd_status gkd_store_run_set_config_hash(gkd_store *s, int64_t run_id, const char *config_hash) {
+    if (!s) return gkd_error_set(GKD_ERR_ARG, "gkd_store_run_set_config_hash: store is NULL");
+    return store_run_set(s, STMT_RUN_SET_HASH, run_id, config_hash, "record a run's config hash");
+}
+
+gkd_status gkd_store_run_warning(gkd_store *s, int64_t run_id, const char *message) {
+    if (!s || !message) return gkd_error_set(GKD_ERR_ARG, "gkd_store_run_warning: store or message is NULL");
+    return store_run_set(s, STMT_RUN_WARNING, run_id, message, "record a run's warning");
 }
 
 typedef struct {

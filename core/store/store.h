@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 /* The schema version this binary writes (PRAGMA user_version); see docs/schema.md. */
-#define GKD_STORE_SCHEMA_VERSION 2
+#define GKD_STORE_SCHEMA_VERSION 3
 /* PRAGMA application_id of every gkd run store: "GKDs". */
 #define GKD_STORE_APPLICATION_ID 0x474B4473
 
@@ -87,6 +87,12 @@ gkd_status gkd_store_run_finish(gkd_store *store, int64_t run_id, gkd_run_status
 /* Marks a stopped run running again (this host and process), for resuming it; clears its finish time
  * and error. Pair with gkd_store_truncate_after(). */
 gkd_status gkd_store_run_resume(gkd_store *store, int64_t run_id);
+/* Records what identifies the run's settings: a hash of its resolved configuration (the prelude's
+ * "fnv1a64:<hex>"; NULL clears it), compared when a run of the same name would be reused. */
+gkd_status gkd_store_run_set_config_hash(gkd_store *store, int64_t run_id, const char *config_hash);
+/* Appends `message` to the run's warnings (a JSON array of strings, e.g. a setting that has no effect),
+ * unless the same message is there already. */
+gkd_status gkd_store_run_warning(gkd_store *store, int64_t run_id, const char *message);
 /* The most recent run named `name` (largest id); sweep_id 0 searches every run, otherwise only that
  * sweep's. GKD_ERR_NOT_FOUND when there is none. */
 gkd_status gkd_store_run_find(gkd_store *store, const char *name, int64_t sweep_id, gkd_store_run_info *out);
