@@ -11,21 +11,9 @@
 #include "core/report/tensorboard.h"
 #include "core/store/store.h"
 
-static const char export_usage[] =
-    "usage: gkd export --tensorboard DIR [--db runs.db] [--run NAME] [--sweep NAME]\n"
-    "\n"
-    "Writes the runs of the store (default runs.db) as TensorBoard event files under DIR, one folder per\n"
-    "run: every training metric (train/NAME) and evaluation (SPLIT/METRIC) as scalars, the run's config\n"
-    "as HParams, its stored samples as text. --run keeps the runs of that name, --sweep that sweep's runs.\n"
-    "Then: tensorboard --logdir DIR\n";
-
 int gkd_cmd_export(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "export", argc, argv, 2, "help") != 0) return 2;
-    if (gkd_cli_flag(&a, "help") || (a.n_positional == 1 && strcmp(a.positional[0], "-h") == 0)) {
-        fputs(export_usage, stdout);
-        return 0;
-    }
+    if (gkd_cli_parse(&a, "export", argc, argv, 2, "") != 0) return 2;
     const char *db = gkd_cli_str(&a, "db", "runs.db");
     const char *dir = gkd_cli_str(&a, "tensorboard", NULL);
     gkd_report_tensorboard_options opt = {
@@ -34,12 +22,13 @@ int gkd_cmd_export(int argc, char **argv) {
     };
     if (gkd_cli_check_unused(&a) != 0) return 2;
     if (a.n_positional > 0) {
-        gkd_cli_error("export", "unexpected argument '%s' (the store is --db PATH)\n%s", a.positional[0],
-                      export_usage);
+        gkd_cli_error("export", "unexpected argument '%s' (the store is --db PATH)", a.positional[0]);
+        gkd_cli_usage(stderr, "export");
         return 2;
     }
     if (!dir || !*dir) {
-        gkd_cli_error("export", "say where to write: --tensorboard DIR\n%s", export_usage);
+        gkd_cli_error("export", "say where to write: --tensorboard DIR");
+        gkd_cli_usage(stderr, "export");
         return 2;
     }
     gkd_store *store = NULL;

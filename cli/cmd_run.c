@@ -266,13 +266,6 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
     return rc;
 }
 
-#define LIMIT_USAGE "[--sandbox] [--memory-limit MIB] [--instruction-limit N] [--callback-instructions N] [--callback-seconds S]"
-
-static void usage_run(void) {
-    fprintf(stderr, "usage: gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE " SCRIPT.lua [args...]\n"
-                    "       gkd run [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] " LIMIT_USAGE " -e 'CODE' [args...]\n"
-                    "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n");
-}
 
 /* Options come before the script; everything after it is the script's (lua.c's convention). */
 int gkd_cmd_run(int argc, char **argv) {
@@ -310,9 +303,6 @@ int gkd_cmd_run(int argc, char **argv) {
             o.resume = 1;
         } else if (strcmp(argv[i], "--reuse-stale") == 0) {
             o.reuse_stale = 1;
-        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-            usage_run();
-            return 0;
         } else if (strcmp(argv[i], "-e") == 0) {
             if (i + 1 >= argc) {
                 gkd_cli_error("run", "-e needs the code to run");
@@ -323,7 +313,7 @@ int gkd_cmd_run(int argc, char **argv) {
             break;
         } else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
             gkd_cli_error("run", "unknown option %s", argv[i]);
-            usage_run();
+            gkd_cli_usage(stderr, "run");
             return 2;
         } else {
             o.script = argv[i++];
@@ -331,7 +321,7 @@ int gkd_cmd_run(int argc, char **argv) {
         }
     }
     if (!o.script && !o.code) {
-        usage_run();
+        gkd_cli_usage(stderr, "run");
         return 2;
     }
     o.argc = argc - i;
@@ -341,12 +331,10 @@ int gkd_cmd_run(int argc, char **argv) {
 
 int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,help,sandbox") != 0) return 2;
-    if (gkd_cli_flag(&a, "help") || a.n_positional < 1) {
-        fprintf(stderr, "usage: gkd sweep SCRIPT.lua [--workers N] [--db FILE] [--device cpu|cuda|auto|sim] [--retry-failed] [--reuse-stale] "
-                        "[--quiet] " LIMIT_USAGE " [args...] [-- args...]\n"
-                        "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n");
-        return a.n_positional < 1 ? 2 : 0;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,sandbox") != 0) return 2;
+    if (a.n_positional < 1) {
+        gkd_cli_usage(stderr, "sweep");
+        return 2;
     }
     run_options o;
     memset(&o, 0, sizeof o);
@@ -392,11 +380,10 @@ static int read_run(const gkd_store_row *row, void *ctx) {
 
 int gkd_cmd_resume(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,reuse-stale,help,sandbox") != 0) return 2;
-    if (gkd_cli_flag(&a, "help") || a.n_positional != 1) {
-        fprintf(stderr, "usage: gkd resume RUN [--db FILE] [--device cpu|cuda|auto|sim] [--quiet] [--reuse-stale] " LIMIT_USAGE "\n"
-                        "The run's own sandbox and limit flags apply again; those given here override them.\n");
-        return a.n_positional != 1 ? 2 : 0;
+    if (gkd_cli_parse(&a, "resume", argc, argv, 2, "quiet,reuse-stale,sandbox") != 0) return 2;
+    if (a.n_positional != 1) {
+        gkd_cli_usage(stderr, "resume");
+        return 2;
     }
     run_options o;
     memset(&o, 0, sizeof o);

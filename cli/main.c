@@ -24,22 +24,23 @@ typedef struct {
 
 static const command commands[] = {
     {"run", gkd_cmd_run, "run an experiment script: gkd run SCRIPT.lua [args] | gkd run -e 'CODE'",
-     "gkd run [--db FILE] " DEVICE " [--quiet] [--resume] " LIMITS " SCRIPT.lua [args...]\n"
+     "gkd run [--db FILE] " DEVICE " [--quiet] [--resume] [--reuse-stale] " LIMITS " SCRIPT.lua [args...]\n"
      "       gkd run [options] -e 'CODE' [args...]\n"
      "Runs a Lua experiment script (docs/lua-api.md); the arguments after the script are its own (arg[1]..).\n"
      "  --db FILE     the run store (default runs.db)\n"
      "  --quiet       no progress line (GKD_PROGRESS_SECONDS: seconds between lines in a log, default 30)\n"
      "  --resume      look each run up by name: a finished one is skipped, a stopped one continues\n"
+     "  --reuse-stale reuse a stored run even when its configuration hash differs from this one's\n"
      "Scripts are trusted code with your rights unless --sandbox; see docs/trust.md.\n",
-     "quiet,resume,sandbox"},
+     "quiet,resume,reuse-stale,sandbox"},
     {"sweep", gkd_cmd_sweep, "run a sweep script with N workers, resumable: gkd sweep SCRIPT.lua [--workers N]",
-     "gkd sweep SCRIPT.lua [--workers N] [--db FILE] " DEVICE " [--retry-failed] [--quiet] " LIMITS
+     "gkd sweep SCRIPT.lua [--workers N] [--db FILE] " DEVICE " [--retry-failed] [--reuse-stale] [--quiet] " LIMITS
      " [args...] [-- args...]\n"
      "Runs a sweep script (gkd.sweep, docs/lua-api.md); finished runs are skipped, stopped ones continue.\n"
      "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n",
      NULL},
     {"resume", gkd_cmd_resume, "continue an interrupted run from its last checkpoint: gkd resume RUN",
-     "gkd resume RUN [--db FILE] " DEVICE " [--quiet] " LIMITS "\n"
+     "gkd resume RUN [--db FILE] " DEVICE " [--quiet] [--reuse-stale] " LIMITS "\n"
      "Runs the script that started RUN again, which continues it from its last checkpoint.\n"
      "The run's own sandbox and limit flags apply again; those given here override them.\n",
      NULL},
