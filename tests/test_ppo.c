@@ -8,7 +8,8 @@
  * 2. The clipped surrogate's expectation over all 9 outcomes, against a direct min(rho A, clip A) in
  *    this file; its gradient against central differences wrt the new policy's logits; approx KL's
  *    expectation is exactly KL(old || new) of the sequence distributions.
- * 3. GRPO and Dr. GRPO advantages and the loss aggregations against values written out here.
+ * 3. GRPO and Dr. GRPO advantages and the loss aggregations against values written out here; so are
+ *    approx KL (k3, not k1), whitening, the critic-free advantage, GAE(gamma, lambda), the early stop.
  * 4. k1 and k3 are unbiased for KL(q || p) (k2 is not); as losses, k2's gradient is grad KL(q||p),
  *    k3's is grad KL(p||q), k1's is 0 (exact enumeration over a 5-way categorical).
  * 5. The dense reverse-KL reward with the reward-to-go: its score-function gradient equals
@@ -195,6 +196,42 @@ static void check_grpo(void) {
     CHECK(gkd_rl_token_weights(mask, 2, 4, GKD_RL_AGG_CONSTANT, 4, w) == GKD_OK);
     CHECK(fabsf(w[0] - 0.125f) < 1e-7f && fabsf(w[6] - 0.125f) < 1e-7f && w[3] == 0);
     CHECK(gkd_rl_token_weights(mask, 2, 4, GKD_RL_AGG_CONSTANT, 0, w) == GKD_ERR_ARG);
+}
+
+/* ---- 3b. the small pieces, against values written out here ---- */
+static void check_small_pieces(void) {
+    const double ln = -1.0, lo = -2.0, a = 1.0; /* rho = e: k3 = e - 1 - 1, a value k1 (-1) cannot give */
+    double loss, d;
+    gkd_ppo_stats st;
+    CHECK(gkd_ppo_clip_loss(&ln, &lo, &a, NULL, 1, 0.2, &loss, &d, &st) == GKD_OK);
+    CHECK(fabs(st.approx_kl - (exp(1.0) - 2.0)) < 1e-12 && st.clip_fraction == 1.0 && d == 0.0);
+    CHECK(fabs(loss + 1.2) < 1e-12 && fabs(st.ratio_mean - exp(1.0)) < 1e-12);
+    CHECK(gkd_ppo_clip_loss(&ln, &lo, &a, NULL, 1, 0.0, &loss, &d, &st) == GKD_OK); /* eps 0: no clip */
+    CHECK(fabs(d + exp(1.0)) < 1e-12 && st.clip_fraction == 0.0);
+    double x[5] = {1, 2, 3, 4, 100}, sd = sqrt(5.0 / 3.0);
+    const float m[5] = {1, 1, 1, 1, 0};
+    gkd_rl_whiten(x, m, 5, 1);
+    CHECK(fabs(x[0] + 1.5 / sd) < 1e-12 && fabs(x[3] - 1.5 / sd) < 1e-12 && x[4] == 100);
+    double y[4] = {1, 2, 3, 4};
+    gkd_rl_whiten(y, NULL, 4, 0);
+    CHECK(fabs(y[0] - (2.5 - 1.5 / sd)) < 1e-12);
+    /* critic-free: row returns 3, 1 (T = 2; the second row's second token is off the mask) */
+    const double r[4] = {1, 2, 1, 50};
+    const float mk[4] = {1, 1, 1, 0};
+    double adv[4];
+    CHECK(gkd_rl_sequence_advantages(r, mk, 2, 2, adv) == GKD_OK);
+    CHECK(fabs(adv[0] - 1 / sqrt(2.0)) < 1e-12 && fabs(adv[1] - 1 / sqrt(2.0)) < 1e-12);
+    CHECK(fabs(adv[2] + 1 / sqrt(2.0)) < 1e-12 && adv[3] == 0.0);
+    /* GAE on one row of 3: rewards (0, 0, 1), values (0.5, 0.6, 0.7), gamma 0.9, lambda 0.8 */
+    const double rw[3] = {0, 0, 1}, val[3] = {0.5, 0.6, 0.7};
+    double ga[3], ret[3];
+    const double d2 = 1 - 0.7, d1 = 0.9 * 0.7 - 0.6, d0 = 0.9 * 0.6 - 0.5;
+    const double a2 = d2, a1 = d1 + 0.72 * a2, a0 = d0 + 0.72 * a1;
+    CHECK(gkd_rl_gae(rw, val, NULL, 1, 3, 0.9, 0.8, ga, ret) == GKD_OK);
+    CHECK(fabs(ga[0] - a0) < 1e-12 && fabs(ga[1] - a1) < 1e-12 && fabs(ga[2] - a2) < 1e-12);
+    CHECK(fabs(ret[0] - (a0 + 0.5)) < 1e-12);
+    CHECK(gkd_ppo_should_stop(0.08, 0.05, 1.5) && !gkd_ppo_should_stop(0.07, 0.05, 1.5));
+    CHECK(!gkd_ppo_should_stop(10.0, 0.0, 1.5));
 }
 
 /* ---- 4. k1, k2, k3 ---- */
@@ -462,6 +499,7 @@ int main(void) {
     check_ppo_is_reinforce(&rng);
     check_clip_enumeration(&rng);
     check_grpo();
+    check_small_pieces();
     check_kl_estimators(&rng);
     check_dense_reverse_kl(&rng);
     check_training(&rng);
