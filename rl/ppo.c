@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stddef.h>
 
-static int on(const float *mask, int i) { return !mask || mask[i] != 0.0f; }
+static int on(const float *mask, int i) {
+    return !mask || mask[i] != 0.0f;
+}
 
 gkd_status gkd_ppo_clip_loss(const double *logp_new, const double *logp_old, const double *adv,
                              const float *mask, int n, double eps, double *loss, double *dlogp,
@@ -35,8 +37,8 @@ gkd_status gkd_ppo_clip_loss(const double *logp_new, const double *logp_old, con
     return GKD_OK;
 }
 
-gkd_status gkd_kl_estimate(gkd_kl_estimator k, const double *logq, const double *logp_ref,
-                           const float *mask, int n, double *kl, double *dlogq) {
+gkd_status gkd_kl_estimate(gkd_kl_estimator k, const double *logq, const double *logp_ref, const float *mask,
+                           int n, double *kl, double *dlogq) {
     if (k != GKD_KL_K1 && k != GKD_KL_K2 && k != GKD_KL_K3)
         return gkd_error_set(GKD_ERR_ARG, "kl estimator %d: expected k1, k2 or k3", (int)k);
     for (int i = 0; i < n; i++) {
@@ -104,8 +106,7 @@ void gkd_rl_whiten(double *x, const float *mask, int n, int shift_mean) {
         if (on(mask, i)) x[i] = (x[i] - m) / sd + (shift_mean ? 0.0 : m);
 }
 
-gkd_status gkd_rl_sequence_advantages(const double *rewards, const float *mask, int B, int T,
-                                      double *adv) {
+gkd_status gkd_rl_sequence_advantages(const double *rewards, const float *mask, int B, int T, double *adv) {
     if (B < 2 || T < 1) return gkd_error_set(GKD_ERR_ARG, "sequence advantages: need B >= 2 rows");
     for (int b = 0; b < B; b++) {
         double ret = 0;
@@ -144,8 +145,7 @@ gkd_status gkd_grpo_advantages(const double *rewards, int n_groups, int G, int s
     return GKD_OK;
 }
 
-gkd_status gkd_rl_token_weights(const float *mask, int B, int T, gkd_rl_agg agg, double constant,
-                                float *w) {
+gkd_status gkd_rl_token_weights(const float *mask, int B, int T, gkd_rl_agg agg, double constant, float *w) {
     if (B < 1 || T < 1) return gkd_error_set(GKD_ERR_ARG, "loss weights: empty batch");
     if (agg == GKD_RL_AGG_CONSTANT && !(constant > 0))
         return gkd_error_set(GKD_ERR_ARG, "loss weights: constant normaliser %g must be > 0", constant);

@@ -43,8 +43,8 @@ typedef enum {
 /* Per-token estimate of KL(q || p_ref) on tokens sampled from q. logq, logp_ref, kl: (n); dlogq: (n)
  * or NULL, d kl_t / d logq_t (for use as a loss term; as a reward penalty the estimate is a constant).
  * mask: (n) or NULL. */
-gkd_status gkd_kl_estimate(gkd_kl_estimator k, const double *logq, const double *logp_ref,
-                           const float *mask, int n, double *kl, double *dlogq);
+gkd_status gkd_kl_estimate(gkd_kl_estimator k, const double *logq, const double *logp_ref, const float *mask,
+                           int n, double *kl, double *dlogq);
 
 /* reward (B*T) -= beta * kl (B*T) on masked positions: the KL to the reference as a reward penalty. */
 void gkd_rl_kl_penalty(double *reward, const double *kl, const float *mask, int n, double beta);
@@ -58,8 +58,7 @@ gkd_status gkd_rl_gae(const double *rewards, const double *values, const float *
 
 /* Critic-free: each row's return sum_t rewards (B,T), whitened over the batch (mean 0, std 1), written
  * on each of the row's output positions of adv (B,T). Needs B >= 2. */
-gkd_status gkd_rl_sequence_advantages(const double *rewards, const float *mask, int B, int T,
-                                      double *adv);
+gkd_status gkd_rl_sequence_advantages(const double *rewards, const float *mask, int B, int T, double *adv);
 
 /* x (n) <- (x - mean) / std over masked entries (sample std, n - 1); with shift_mean 0 the mean is
  * added back (TRL's whiten for rewards, which keeps their sign). Unchanged when std is ~0. */
@@ -83,8 +82,7 @@ typedef enum {
 
 /* The weight w (B,T) such that the batch loss is sum w * loss_t: one rule for every per-token term.
  * constant: used by GKD_RL_AGG_CONSTANT only (Dr. GRPO's maximum completion length). */
-gkd_status gkd_rl_token_weights(const float *mask, int B, int T, gkd_rl_agg agg, double constant,
-                                float *w);
+gkd_status gkd_rl_token_weights(const float *mask, int B, int T, gkd_rl_agg agg, double constant, float *w);
 
 /* On-policy distillation as RL: r_t = -(log q(y_t) - log p_T(y_t)) on masked positions, the negated
  * per-token reverse KL (its k1 estimate). logq, logp_teacher, r: (n). Treated as a constant reward

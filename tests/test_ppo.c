@@ -30,7 +30,9 @@ enum { V = 3, L = 2, CTX = 1 + V, NY = V * V };
 
 typedef double table[CTX][V];
 
-static int ctx_of(const int *y, int t) { return t == 0 ? 0 : 1 + y[0]; }
+static int ctx_of(const int *y, int t) {
+    return t == 0 ? 0 : 1 + y[0];
+}
 
 static void decode(int code, int *y) {
     y[0] = code / V;
@@ -67,16 +69,14 @@ static double max_abs_diff(const double *a, const double *b, int n) {
 
 /* Central differences of f over every logit of th. */
 static void numeric_gradient(double (*f)(const table), table th, table g) {
-    for (int c = 0; c < CTX; c++)
-        for (int k = 0; k < V; k++) {
-            double keep = th[c][k], h = 1e-5;
-            th[c][k] = keep + h;
-            double fp = f(th);
-            th[c][k] = keep - h;
-            double fm = f(th);
-            th[c][k] = keep;
-            g[c][k] = (fp - fm) / (2 * h);
-        }
+    double *x = &th[0][0], *out = &g[0][0];
+    for (int i = 0; i < CTX * V; i++) {
+        double keep = x[i], h = 1e-5, fp, fm;
+        x[i] = keep + h, fp = f(th);
+        x[i] = keep - h, fm = f(th);
+        x[i] = keep;
+        out[i] = (fp - fm) / (2 * h);
+    }
 }
 
 /* ---- 1. PPO at ratio 1 = REINFORCE ---- */
@@ -256,7 +256,8 @@ static void check_kl_estimators(gkd_rng *rng) {
     softmax5(lp, cat_p);
     softmax5(th, q);
     for (int k = 0; k < C5; k++) lq[k] = log(q[k]), lp[k] = log(cat_p[k]);
-    for (int e = 1; e <= 3; e++) CHECK(gkd_kl_estimate((gkd_kl_estimator)e, lq, lp, NULL, C5, est[e], d[e]) == GKD_OK);
+    for (int e = 1; e <= 3; e++)
+        CHECK(gkd_kl_estimate((gkd_kl_estimator)e, lq, lp, NULL, C5, est[e], d[e]) == GKD_OK);
     CHECK(gkd_kl_estimate((gkd_kl_estimator)4, lq, lp, NULL, C5, est[1], d[1]) == GKD_ERR_ARG);
     CHECK(gkd_kl_estimate(GKD_KL_K1, lq, lp, NULL, C5, est[1], d[1]) == GKD_OK);
     double mean[4] = {0}, g[4][C5] = {{0}}, exact = kl(q, cat_p);
@@ -279,8 +280,10 @@ static void check_kl_estimators(gkd_rng *rng) {
     }
     double zero[C5] = {0};
     CHECKF(max_abs_diff(g[1], zero, C5) < 1e-12, "k1 as a loss has zero expected gradient");
-    CHECKF(max_abs_diff(g[2], rev, C5) < 1e-8, "k2 loss gradient vs grad KL(q||p): %g", max_abs_diff(g[2], rev, C5));
-    CHECKF(max_abs_diff(g[3], fwd, C5) < 1e-8, "k3 loss gradient vs grad KL(p||q): %g", max_abs_diff(g[3], fwd, C5));
+    CHECKF(max_abs_diff(g[2], rev, C5) < 1e-8, "k2 loss gradient vs grad KL(q||p): %g",
+           max_abs_diff(g[2], rev, C5));
+    CHECKF(max_abs_diff(g[3], fwd, C5) < 1e-8, "k3 loss gradient vs grad KL(p||q): %g",
+           max_abs_diff(g[3], fwd, C5));
     for (int x = 0; x < C5; x++) { /* dlogq against differences of the estimate itself */
         for (int e = 1; e <= 3; e++) {
             double h = 1e-6, a = lq[x] + h, b = lq[x] - h, va, vb;
@@ -454,10 +457,11 @@ static int train(train_kind kind, double target_er, double *max_kl, double *fina
         for (int e = 0; e < epochs && !stop; e++)
             for (int m = 0; m < minibatches && !stop; m++) {
                 int o = m * mb * L;
-                for (int i = 0; i < mb * L; i++) lnew[i] = logprob(th, ctx_of(ys + o + i / L * L, i % L), ys[o + i]);
+                for (int i = 0; i < mb * L; i++)
+                    lnew[i] = logprob(th, ctx_of(ys + o + i / L * L, i % L), ys[o + i]);
                 gkd_ppo_stats st;
                 CHECK(gkd_ppo_clip_loss(lnew, lold + o, adv + o, NULL, mb * L, 0.2, loss, d, &st) == GKD_OK);
-                gkd_rl_agg agg = kind == TRAIN_PPO ? GKD_RL_AGG_TOKEN_MEAN
+                gkd_rl_agg agg = kind == TRAIN_PPO    ? GKD_RL_AGG_TOKEN_MEAN
                                  : kind == TRAIN_GRPO ? GKD_RL_AGG_SEQUENCE_MEAN
                                                       : GKD_RL_AGG_CONSTANT;
                 CHECK(gkd_rl_token_weights(NULL, mb, L, agg, L, w) == GKD_OK);
@@ -484,7 +488,8 @@ static void check_training(gkd_rng *rng) {
     for (int kind = 0; kind < 3; kind++) {
         double max_kl, final_er;
         int steps = train((train_kind)kind, er_opt, &max_kl, &final_er);
-        fprintf(stderr, "%s: E[R*] = %.3f, KL(q*||ref) = %.3f; reached in %d steps, final E[R] %.3f, max KL %.3f\n",
+        fprintf(stderr,
+                "%s: E[R*] = %.3f, KL(q*||ref) = %.3f; reached in %d steps, final E[R] %.3f, max KL %.3f\n",
                 names[kind], er_opt, kl_opt, steps, final_er, max_kl);
         CHECKF(fabs(final_er - er_opt) < 0.03, "%s drifted from the optimum: E[R] %g", names[kind], final_er);
         CHECKF(steps > 0, "%s did not reach E[R*] - 0.03 in %d steps", names[kind], STEPS);
