@@ -1,6 +1,9 @@
 /* A learned reward model for factual consistency: gkd's transformer with a scalar head, trained on
  * (source, summary, label) pairs where the negatives are real summaries with one word swapped for one
  * the source does not contain, and used as a reward like any other (score = P(consistent)).
+ * A second kind, the preference model (config.preference = 1, "Preference models" below), is the same
+ * transformer and head trained with a Bradley-Terry loss on (prompt, chosen, rejected) pairs; it scores
+ * the reward z itself.
  * Rules:
  * - The model reads "<bos> source <sep> summary <cls>" after gkd_reward_model_normalize(); the source
  *   loses its end when the row is too long, the summary is kept whole up to max_summary_tokens.
