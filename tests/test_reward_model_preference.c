@@ -212,11 +212,12 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
         CHECKF(scores[0] == z[0] && scores[1] == z[1], "reward %g %g, model %g %g", scores[0], scores[1], z[0], z[1]);
         gkd_reward_free(r);
     }
-    char path[256];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    unlink(path);
-    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
-    unlink(path);
+    static const char *const files[] = {"model.safetensors", "tokenizer.json"};
+    for (int f = 0; f < 2; f++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        unlink(path);
+    }
     rmdir(dir);
     gkd_reward_model_free(rm);
 }

@@ -4,20 +4,9 @@
 # fixture pairs and reports the held-out pairwise accuracy; eval --pairs reports the same number; bad
 # pair files are refused with exit 2 naming the file and line; the model drives gkd.run through
 # reward = "model:DIR", and the run records its rewards (raw Bradley-Terry rewards, not probabilities).
-set -uo pipefail
-bin="${GKD_BIN:-}"
-src="${GKD_SOURCE_DIR:-}"
-[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
+. "$(dirname "$0")/lib.sh"
 fx="$src/tests/fixtures"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
 export OMP_NUM_THREADS=1
-fails=0
-check() {
-  local what="$1"; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what" >&2; fails=$((fails + 1)); fi
-}
 opts=(--steps 300 --batch 16 --lr 1e-3 --dim 32 --heads 4 --hidden 64 --vocab 600 --source-tokens 48
       --summary-tokens 16 --quiet)
 
