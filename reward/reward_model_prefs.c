@@ -51,12 +51,13 @@ static gkd_status add_pair(const gkd_json *j, const char *path, int line, gkd_re
     int pair = out->n / 2;
     for (int r = 0; r < 2; r++) {
         gkd_reward_model_pair *p = &out->items[out->n];
-        *p = (gkd_reward_model_pair){.label = r == 0, .example = pair, .margin = m ? m->number : 0.0,
-                                     .tie = t && t->boolean};
+        *p = (gkd_reward_model_pair){
+            .label = r == 0, .example = pair, .margin = m ? m->number : 0.0, .tie = t && t->boolean};
         p->source = dup_string(v[0]);
         p->summary = dup_string(v[1 + r]);
         out->n++;
-        if (!p->source || !p->summary) return gkd_error_set(GKD_ERR_NOMEM, "%s:%d: out of memory", path, line);
+        if (!p->source || !p->summary)
+            return gkd_error_set(GKD_ERR_NOMEM, "%s:%d: out of memory", path, line);
     }
     return GKD_OK;
 }

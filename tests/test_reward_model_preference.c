@@ -31,8 +31,10 @@ static void test_bt_loss(void) {
             CHECKF(fabs(l - direct) < 1e-12, "d %g margin %g tie %d: %g vs %g", d, margin, tie, l, direct);
             const double h = 1e-5;
             double num = (gkd_reward_model_bt_loss(d + h, margin, tie, NULL) -
-                          gkd_reward_model_bt_loss(d - h, margin, tie, NULL)) / (2 * h);
-            CHECKF(fabs(num - g) < 1e-7, "d %g margin %g tie %d: grad %g, numeric %g", d, margin, tie, g, num);
+                          gkd_reward_model_bt_loss(d - h, margin, tie, NULL)) /
+                         (2 * h);
+            CHECKF(fabs(num - g) < 1e-7, "d %g margin %g tie %d: grad %g, numeric %g", d, margin, tie, g,
+                   num);
         }
     }
     double g;
@@ -40,7 +42,8 @@ static void test_bt_loss(void) {
     /* a margin asks for more: the same d costs more with it */
     CHECK(gkd_reward_model_bt_loss(1.0, 1.0, 0, NULL) > gkd_reward_model_bt_loss(1.0, 0.0, 0, NULL));
     /* a tie penalises a gap either way, symmetrically */
-    CHECK(fabs(gkd_reward_model_bt_loss(2.0, 0.0, 1, NULL) - gkd_reward_model_bt_loss(-2.0, 0.0, 1, NULL)) < 1e-12);
+    CHECK(fabs(gkd_reward_model_bt_loss(2.0, 0.0, 1, NULL) - gkd_reward_model_bt_loss(-2.0, 0.0, 1, NULL)) <
+          1e-12);
 }
 
 static gkd_reward_model_pairs read_pairs(const char *name) {
@@ -69,8 +72,8 @@ static void expect_read_error(const char *text, const char *line, const char *wh
     snprintf(want, sizeof want, "%s:%s", path, line);
     gkd_status st = gkd_reward_model_read_preferences(path, &p);
     const char *msg = gkd_error_message();
-    CHECKF(st != GKD_OK && strstr(msg, want) && strstr(msg, what), "want \"%s\" and \"%s\" in: %s", want, what,
-           msg);
+    CHECKF(st != GKD_OK && strstr(msg, want) && strstr(msg, what), "want \"%s\" and \"%s\" in: %s", want,
+           what, msg);
     CHECK(p.n == 0 && !p.items);
     unlink(path);
 }
@@ -89,9 +92,10 @@ static void test_read(void) {
     expect_read_error("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"p\", "
                       "\"rejected\": \"b\"}\n",
                       "2", "\"chosen\"");
-    expect_read_error("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n\n{\"prompt\": broken\n", "3",
-                      "offset");
-    expect_read_error("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"tie\": 1}\n", "1", "\"tie\"");
+    expect_read_error("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n\n{\"prompt\": broken\n",
+                      "3", "offset");
+    expect_read_error("{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\", \"tie\": 1}\n", "1",
+                      "\"tie\"");
     expect_read_error("[1, 2]\n", "1", "not a JSON object");
 }
 
@@ -149,7 +153,8 @@ static void test_objective(gkd_reward_model_pairs *p) {
     gkd_reward_model_gradients(rm, p, idx, 3, 0.0f, &fm);
     memcpy(params, x0, np * sizeof *x0);
     double numeric = (fp - fm) / (2.0 * h);
-    CHECKF(fabs(numeric - dot) <= 0.03 * fabs(dot) + 1e-3, "directional derivative %g, numeric %g", dot, numeric);
+    CHECKF(fabs(numeric - dot) <= 0.03 * fabs(dot) + 1e-3, "directional derivative %g, numeric %g", dot,
+           numeric);
     p->items[6].margin = p->items[7].margin = 0.0;
     free(v);
     free(x0);
@@ -178,7 +183,8 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
     gkd_reward_model_pairs trunc = {malloc((size_t)hp->n * sizeof *trunc.items), 0};
     for (int k = 0; trunc.items && 2 * k + 1 < hp->n; k++) {
         const gkd_reward_model_pair *c = &hp->items[2 * k], *r = c + 1;
-        if (!c->tie && strlen(r->summary) < strlen(c->summary) && !strncmp(c->summary, r->summary, strlen(r->summary))) {
+        if (!c->tie && strlen(r->summary) < strlen(c->summary) &&
+            !strncmp(c->summary, r->summary, strlen(r->summary))) {
             trunc.items[trunc.n++] = *c;
             trunc.items[trunc.n++] = *r;
         }
@@ -209,7 +215,8 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
         const char *src[2] = {s[0].source, s[1].source}, *sum[2] = {s[0].output, s[1].output};
         CHECK(r && gkd_reward_score(r, s, 2, scores) == GKD_OK);
         CHECK(gkd_reward_model_score(rm, src, sum, 2, z) == GKD_OK);
-        CHECKF(scores[0] == z[0] && scores[1] == z[1], "reward %g %g, model %g %g", scores[0], scores[1], z[0], z[1]);
+        CHECKF(scores[0] == z[0] && scores[1] == z[1], "reward %g %g, model %g %g", scores[0], scores[1],
+               z[0], z[1]);
         gkd_reward_free(r);
     }
     static const char *const files[] = {"model.safetensors", "tokenizer.json"};
@@ -225,7 +232,8 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
 int main(void) {
     test_bt_loss();
     test_read();
-    gkd_reward_model_pairs tp = read_pairs("preference-train.jsonl"), hp = read_pairs("preference-heldout.jsonl");
+    gkd_reward_model_pairs tp = read_pairs("preference-train.jsonl"),
+                           hp = read_pairs("preference-heldout.jsonl");
     CHECK(tp.n == 800 && hp.n == 244);
     if (tp.n > 40 && hp.n > 0) {
         test_objective(&tp);
