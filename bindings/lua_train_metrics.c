@@ -78,7 +78,8 @@ void gkd_lua_train_read_reward(lua_State *L, int cfg, int state_idx, train_state
         const char *name = lua_tostring(L, -1);
         snprintf(s->reward_name, sizeof s->reward_name, "%s", name);
         if (strncmp(name, "model:", 6) == 0) {
-            /* A learned reward model saved by gkd_reward_model_save (reward/reward_model.h): P(consistent). */
+            /* A learned reward model saved by gkd_reward_model_save (reward/reward_model.h): P(consistent), or
+             * a preference model's reward z. */
             gkd_reward_model *rm = NULL;
             st = gkd_reward_model_load(name + 6, gkd_backend_cpu(), &rm);
             if (st == GKD_OK) st = gkd_reward_model_as_reward(rm, 1, &s->reward);

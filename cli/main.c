@@ -83,15 +83,18 @@ static const command commands[] = {
      "          [--json] " DEVICE "\n"
      "The log-probability of each token of a sequence under a model.\n",
      NULL},
-    {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned factual-consistency reward model",
+    {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned reward model (factual or preference)",
      "gkd reward-model train --data FILE --out DIR [--source-field F] [--summary-field F] [--max-examples N]\n"
      "           [--steps N] [--batch N] [--lr X] [--min-lr X] [--warmup N] [--dim N] [--layers N] [--heads N]\n"
      "           [--hidden N] [--vocab N] [--source-tokens N] [--summary-tokens N] [--source-words N]\n"
      "           [--rounds N] [--held-out F] [--seed S] [--report-every N] [--eval-every N] [--quiet]\n"
      "       gkd reward-model eval --model DIR --data FILE [--rounds N] [--seed S] [--source-words N]\n"
      "           [--source-field F] [--summary-field F] [--max-examples N]\n"
+     "       gkd reward-model train --pairs FILE --out DIR [--held-out FILE] [model and training options above]\n"
+     "       gkd reward-model eval --model DIR --pairs FILE\n"
      "       gkd reward-model score --model DIR --source TEXT --summary TEXT\n"
-     "A learned factual-consistency reward (docs/reward-model.md).\n",
+     "A learned factual-consistency reward, or with --pairs a preference (Bradley-Terry) reward model on\n"
+     "{prompt, chosen, rejected[, margin, tie]} JSONL pairs (docs/reward-model.md).\n",
      NULL},
     {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)",
      "gkd bench [--json] [--quick] " DEVICE " [--precision fp32|tf32|bf16]\n"

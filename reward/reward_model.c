@@ -230,16 +230,13 @@ static gkd_status row_set_build(const gkd_reward_model *rm, const char *const *s
     gkd_status st = GKD_OK;
     for (int i = 0; i < n && st == GKD_OK; i++) {
         int len = 0, label = -1;
-        char bad_key[256];
+        char bad_key[256] = "";
         const char *src = sources ? sources[i] : pairs[i].source,
                    *sum = summaries ? summaries[i] : pairs[i].summary;
-        if (pairs) {
+        if (pairs && !rm->cfg.preference) {
             label = pairs[i].label ? 1 : 0;
             const char *r = pairs[i].replacement;
-            if (!pairs[i].label && r && strlen(r) < sizeof bad_key)
-                gkd_word_key(r, strlen(r), bad_key);
-            else
-                bad_key[0] = '\0';
+            if (!pairs[i].label && r && strlen(r) < sizeof bad_key) gkd_word_key(r, strlen(r), bad_key);
         }
         st = encode_row(rm, src, sum, label, pairs && bad_key[0] ? bad_key : NULL, out->ids + out->off[i],
                         out->label + out->off[i], &len, &out->start[i]);
@@ -372,7 +369,7 @@ gkd_status gkd_reward_model_score(gkd_reward_model *rm, const char *const *sourc
     row_set rows;
     gkd_status st = row_set_build(rm, sources, summaries, NULL, n, &rows);
     if (st == GKD_OK) st = rows_logits(rm, &rows, probs);
-    for (int i = 0; st == GKD_OK && i < n; i++) probs[i] = sigmoid(probs[i]);
+    for (int i = 0; st == GKD_OK && !rm->cfg.preference && i < n; i++) probs[i] = sigmoid(probs[i]);
     row_set_free(&rows);
     return st;
 }
@@ -382,13 +379,22 @@ static gkd_status evaluate_rows(gkd_reward_model *rm, const row_set *rows,
     double *z = malloc(((size_t)rows->n + 1) * sizeof *z);
     if (!z) return gkd_error_set(GKD_ERR_NOMEM, "reward model: logits of %d pairs", rows->n);
     gkd_status st = rows_logits(rm, rows, z);
-    double correct = 0, sum = 0;
-    for (int i = 0; st == GKD_OK && i < rows->n; i++) {
+    double correct = 0, sum = 0, counted = 0;
+    int pref = rm->cfg.preference, n = pref ? rows->n / 2 : rows->n;
+    for (int i = 0; st == GKD_OK && i < n; i++) {
+        if (pref) {
+            const gkd_reward_model_pair *p = &pairs->items[2 * i];
+            correct += !p->tie && z[2 * i] > z[2 * i + 1];
+            counted += !p->tie;
+            sum += gkd_reward_model_bt_loss(z[2 * i] - z[2 * i + 1], p->margin, p->tie, NULL);
+            continue;
+        }
         correct += (z[i] >= 0) == (pairs->items[i].label != 0);
+        counted++;
         sum += logistic_loss(z[i], pairs->items[i].label != 0);
     }
-    if (accuracy) *accuracy = rows->n ? correct / rows->n : NAN;
-    if (loss) *loss = rows->n ? sum / rows->n : NAN;
+    if (accuracy) *accuracy = counted ? correct / counted : NAN;
+    if (loss) *loss = n ? sum / n : NAN;
     free(z);
     return st;
 }
@@ -408,7 +414,7 @@ gkd_status gkd_reward_model_evaluate(gkd_reward_model *rm, const gkd_reward_mode
 typedef struct {
     int *sel, *tokens, *pos;
     float *w; /* 3 C: the head vector, scratch, its gradient */
-    double *z;
+    double *z, *gz; /* (B) the rows' logits and the loss's gradients with respect to them */
     double loss_sum, correct;
 } train_scratch;
 
@@ -418,6 +424,7 @@ static void train_scratch_free(train_scratch *sc) {
     free(sc->pos);
     free(sc->w);
     free(sc->z);
+    free(sc->gz);
     *sc = (train_scratch){0};
 }
 
@@ -427,12 +434,44 @@ static gkd_status train_scratch_init(gkd_reward_model *rm, int B, train_scratch 
                           .tokens = malloc((size_t)B * rm->max_len * sizeof(int)),
                           .pos = malloc(((size_t)B + 1) * sizeof(int)),
                           .w = malloc(3 * C * sizeof(float)),
-                          .z = malloc((size_t)B * sizeof(double))};
-    if (!sc->sel || !sc->tokens || !sc->pos || !sc->w || !sc->z) {
+                          .z = malloc((size_t)B * sizeof(double)),
+                          .gz = malloc((size_t)B * sizeof(double))};
+    if (!sc->sel || !sc->tokens || !sc->pos || !sc->w || !sc->z || !sc->gz) {
         train_scratch_free(sc);
         return gkd_error_set(GKD_ERR_NOMEM, "reward model: buffers for batches of %d", B);
     }
     return ensure_host_rows(rm, (B + 1) * rm->max_pool);
+}
+
+/* The row loss of rows sel[0..B) from their logits sc->z: into sc->gz its gradients and into sc's totals
+ * the summed loss and correct count (per row: logistic on z_b averaged over the rows; a preference model:
+ * per pair of rows 2k, 2k+1, the Bradley-Terry loss averaged over the pairs). Returns the mean loss. */
+static double row_gradients(const gkd_reward_model *rm, const gkd_reward_model_pairs *pairs, int B,
+                            train_scratch *sc) {
+    double total = 0;
+    if (rm->cfg.preference) {
+        const int P = B / 2;
+        for (int k = 0; k < P; k++) {
+            const gkd_reward_model_pair *p = &pairs->items[sc->sel[2 * k]];
+            double d = sc->z[2 * k] - sc->z[2 * k + 1], g;
+            double l = gkd_reward_model_bt_loss(d, p->margin, p->tie, &g);
+            total += l;
+            sc->correct += !p->tie && d > 0;
+            sc->gz[2 * k] = g / P;
+            sc->gz[2 * k + 1] = -g / P;
+        }
+        sc->loss_sum += total;
+        return total / P;
+    }
+    for (int b = 0; b < B; b++) {
+        int y = pairs->items[sc->sel[b]].label != 0;
+        double l = logistic_loss(sc->z[b], y);
+        total += l;
+        sc->correct += (sc->z[b] >= 0) == y;
+        sc->gz[b] = (sigmoid(sc->z[b]) - y) / B;
+    }
+    sc->loss_sum += total;
+    return total / B;
 }
 
 /* Forward and backward of the rows sel[0..B): parameter gradients += those of the row loss (logistic on
@@ -464,19 +503,15 @@ static gkd_status batch_gradients(gkd_reward_model *rm, float token_loss_weight,
         const signed char *lab = rows->label + rows->off[sc->sel[b]] + rows->start[sc->sel[b]];
         for (int t = 0; t < sc->pos[b + 1] - sc->pos[b]; t++) n_labelled += lab[t] >= 0;
     }
-    double row_loss = 0, token_loss = 0;
+    double row_loss = row_gradients(rm, pairs, B, sc), token_loss = 0;
     memset(gw, 0, (size_t)C * sizeof *gw);
     be->zero(rm->dhidden, need * sizeof(float));
     for (int b = 0; b < B; b++) {
-        int i = sc->sel[b], y = pairs->items[i].label != 0, n = sc->pos[b + 1] - sc->pos[b];
+        int i = sc->sel[b], n = sc->pos[b + 1] - sc->pos[b];
         const signed char *lab = rows->label + rows->off[i] + rows->start[i];
         const double *s = rm->s + sc->pos[b];
-        double l = logistic_loss(sc->z[b], y);
-        row_loss += l;
-        sc->loss_sum += l;
-        sc->correct += (sc->z[b] >= 0) == y;
         /* dz_b/ds_t = softmax(-s)_t over the row's positions */
-        double gz = (sigmoid(sc->z[b]) - y) / B, lo = INFINITY, sum = 0.0;
+        double gz = sc->gz[b], lo = INFINITY, sum = 0.0;
         for (int t = 0; t < n; t++) lo = s[t] < lo ? s[t] : lo;
         for (int t = 0; t < n; t++) sum += exp(lo - s[t]);
         float *dh = rm->dh, *acc = rm->dh + (size_t)n * C;
@@ -501,7 +536,7 @@ static gkd_status batch_gradients(gkd_reward_model *rm, float token_loss_weight,
         }
         be->copy_in(rm->dhidden + ((size_t)b * T + rows->start[i]) * C, dh, (size_t)n * C * sizeof *dh);
     }
-    if (objective) *objective = row_loss / B + token_loss_weight * token_loss;
+    if (objective) *objective = row_loss + token_loss_weight * token_loss;
     /* w = W[yes] - W[no]: dW[yes] += dw, dW[no] -= dw. */
     float *tmp = sc->w + C;
     const int head_rows[2] = {rm->id[SPECIAL_YES], rm->id[SPECIAL_NO]};
@@ -523,16 +558,16 @@ gkd_status gkd_reward_model_gradients(gkd_reward_model *rm, const gkd_reward_mod
     if (!rm || !pairs || !idx || B < 1 || !(token_loss_weight >= 0))
         return gkd_error_set(GKD_ERR_ARG, "reward model gradients: need a model, pairs, B >= 1 indices and "
                                           "token_loss_weight >= 0");
-    gkd_reward_model_pairs batch = {malloc((size_t)B * sizeof *batch.items), B};
+    const int per = rm->cfg.preference ? 2 : 1, R = per * B, n_idx = pairs->n / per;
+    gkd_reward_model_pairs batch = {malloc((size_t)R * sizeof *batch.items), R};
     if (!batch.items) return gkd_error_set(GKD_ERR_NOMEM, "reward model gradients: %d pairs", B);
     gkd_status st = GKD_OK;
     for (int b = 0; b < B && st == GKD_OK; b++) {
-        if (idx[b] < 0 || idx[b] >= pairs->n)
-            st = gkd_error_set(GKD_ERR_ARG, "reward model gradients: index %d outside [0, %d)", idx[b],
-                               pairs->n);
-        else
-            batch.items[b] = pairs->items[idx[b]];
+        if (idx[b] < 0 || idx[b] >= n_idx)
+            st = gkd_error_set(GKD_ERR_ARG, "reward model gradients: index %d outside [0, %d)", idx[b], n_idx);
+        for (int r = 0; r < per && st == GKD_OK; r++) batch.items[per * b + r] = pairs->items[per * idx[b] + r];
     }
+    B = R;
     train_scratch sc = {0};
     row_set rows = {0};
     if (st == GKD_OK) st = train_scratch_init(rm, B, &sc);
@@ -567,7 +602,10 @@ gkd_status gkd_reward_model_batches_create(gkd_reward_model *rm, const gkd_rewar
     gkd_reward_model_batches *b = calloc(1, sizeof *b);
     if (!b) return gkd_error_set(GKD_ERR_NOMEM, "reward model batches");
     *b = (gkd_reward_model_batches){.rm = rm, .pairs = pairs, .B = B};
-    gkd_status st = train_scratch_init(rm, B, &b->sc);
+    gkd_status st = rm->cfg.preference && pairs->n % 2 ? gkd_error_set(GKD_ERR_ARG, "reward model batches: "
+                                                                                    "a preference set has "
+                                                                                    "2 items a pair")
+                                                       : train_scratch_init(rm, rm->cfg.preference ? 2 * B : B, &b->sc);
     if (st == GKD_OK) st = row_set_build(rm, NULL, NULL, pairs->items, pairs->n, &b->rows);
     if (st != GKD_OK) {
         gkd_reward_model_batches_free(b);
@@ -578,8 +616,10 @@ gkd_status gkd_reward_model_batches_create(gkd_reward_model *rm, const gkd_rewar
 }
 
 gkd_status gkd_reward_model_batches_gradients(gkd_reward_model_batches *b, const int *idx, float token_loss_weight) {
-    memcpy(b->sc.sel, idx, (size_t)b->B * sizeof *idx);
-    return batch_gradients(b->rm, token_loss_weight, &b->rows, b->pairs, b->B, &b->sc, NULL);
+    const int per = b->rm->cfg.preference ? 2 : 1;
+    for (int k = 0; k < b->B; k++)
+        for (int r = 0; r < per; r++) b->sc.sel[per * k + r] = per * idx[k] + r;
+    return batch_gradients(b->rm, token_loss_weight, &b->rows, b->pairs, per * b->B, &b->sc, NULL);
 }
 
 void gkd_reward_model_batches_take(gkd_reward_model_batches *b, double *loss_sum, double *correct) {
@@ -609,8 +649,10 @@ gkd_status gkd_reward_model_save(gkd_reward_model *rm, const char *dir) {
     gkd_buf meta = {0};
     gkd_buf_printf(&meta,
                    "{\"format\":\"gkd-reward-model\",\"version\":1,\"max_source_tokens\":%d,"
-                   "\"max_summary_tokens\":%d,\"seed\":%llu,\"tokenizer\":\"tokenizer.json\"}",
-                   rm->cfg.max_source_tokens, rm->cfg.max_summary_tokens, (unsigned long long)rm->cfg.seed);
+                   "\"max_summary_tokens\":%d,\"seed\":%llu,\"tokenizer\":\"tokenizer.json\","
+                   "\"kind\":\"%s\"}",
+                   rm->cfg.max_source_tokens, rm->cfg.max_summary_tokens, (unsigned long long)rm->cfg.seed,
+                   rm->cfg.preference ? "preference" : "factual");
     if (meta.failed) st = gkd_error_set(GKD_ERR_NOMEM, "reward model save: metadata");
     const char *key = "gkd_reward_model", *value = meta.data;
     if (st == GKD_OK) st = gkd_checkpoint_save_model(rm->m, model_path, &key, &value, 1);
@@ -650,6 +692,12 @@ static gkd_status read_settings(const char *model_path, gkd_reward_model_config 
         cfg->max_source_tokens = (int)source;
         cfg->max_summary_tokens = (int)summary;
         cfg->seed = (uint64_t)seed;
+        /* absent in models saved before preference models: factual */
+        const char *kind = gkd_json_get_string(j, "kind", "factual");
+        cfg->preference = strcmp(kind, "preference") == 0;
+        if (st == GKD_OK && !cfg->preference && strcmp(kind, "factual") != 0)
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: reward model kind \"%s\" (need factual or preference)",
+                               model_path, kind);
     }
     gkd_json_free(j);
     gkd_safetensors_close(sf);

@@ -1,6 +1,9 @@
 /* A learned reward model for factual consistency: gkd's transformer with a scalar head, trained on
  * (source, summary, label) pairs where the negatives are real summaries with one word swapped for one
  * the source does not contain, and used as a reward like any other (score = P(consistent)).
+ * A second kind, the preference model (config.preference = 1, "Preference models" below), is the same
+ * transformer and head trained with a Bradley-Terry loss on (prompt, chosen, rejected) pairs; it scores
+ * the reward z itself.
  * Rules:
  * - The model reads "<bos> source <sep> summary <cls>" after gkd_reward_model_normalize(); the source
  *   loses its end when the row is too long, the summary is kept whole up to max_summary_tokens.
@@ -37,6 +40,11 @@ typedef struct {
     char *original;    /* owned, corrupted pairs only: the summary word that was replaced; else NULL */
     char *replacement; /* owned, corrupted pairs only: the word put in its place; else NULL */
     int example;       /* index of the dataset example the pair comes from */
+    /* Preference sets (gkd_reward_model_read_preferences): items 2k and 2k+1 are pair k's chosen (label
+     * 1) and rejected (label 0) responses to the same prompt (source); both carry the pair's margin and
+     * tie flag. 0 in factual sets. */
+    double margin;
+    int tie;
 } gkd_reward_model_pair;
 
 typedef struct {
@@ -82,6 +90,9 @@ typedef struct {
     int max_source_tokens;  /* source tokens kept */
     int max_summary_tokens; /* summary tokens kept */
     uint64_t seed;          /* weight initialisation */
+    /* The kind, recorded in the saved settings: 0 factual consistency (logistic loss on each row, scores
+     * P(consistent)); 1 preference (Bradley-Terry loss on pairs of rows, scores the reward r = z). */
+    int preference;
 } gkd_reward_model_config;
 
 /* vocab 8192, dim 64, 2 layers, 4 heads, hidden 172, 96 source and 32 summary tokens, seed 1: the model of
@@ -120,7 +131,25 @@ gkd_model *gkd_reward_model_transformer(gkd_reward_model *rm);
 gkd_status gkd_reward_model_gradients(gkd_reward_model *rm, const gkd_reward_model_pairs *pairs,
                                       const int *idx, int B, float token_loss_weight, double *objective);
 
-/* P(consistent) of summaries[i] given sources[i], for i < n, into probs[0..n). */
+/* ---- Preference models (Bradley-Terry) ----
+ * A preference model is the same transformer and head with config.preference = 1: row z_b is the reward of
+ * a response (summary) to a prompt (source), and training minimises, per pair with d = r_chosen - r_rejected,
+ *     -log sigmoid(d - margin)                               (a strict pair)
+ *     -(log sigmoid(d) + log sigmoid(-d)) / 2                (a tie: minimal at d = 0)
+ * averaged over the batch's pairs. In such a model the batch indices of gkd_reward_model_gradients and
+ * gkd_reward_model_batches_gradients are pair indices (k: items 2k and 2k+1), evaluation's accuracy is the
+ * share of non-tie pairs with d > 0 and its loss the mean pair loss. */
+
+/* The pair loss above at d; *grad (may be NULL) receives dloss/dd. */
+double gkd_reward_model_bt_loss(double d, double margin, int tie, double *grad);
+
+/* Reads preference pairs from JSONL: one object a line with string fields "prompt", "chosen", "rejected",
+ * optional number "margin" (default 0) and boolean "tie" (default false); blank lines are skipped. An
+ * error names the file and line. *out holds 2 items a pair (see gkd_reward_model_pair). */
+gkd_status gkd_reward_model_read_preferences(const char *path, gkd_reward_model_pairs *out);
+
+/* P(consistent) of summaries[i] given sources[i] (a preference model: the reward z), for i < n, into
+ * probs[0..n). */
 gkd_status gkd_reward_model_score(gkd_reward_model *rm, const char *const *sources,
                                   const char *const *summaries, int n, double *probs);
 /* Accuracy (P >= 0.5 means consistent) and mean logistic loss over pairs; either output may be NULL. */

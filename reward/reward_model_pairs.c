@@ -263,7 +263,9 @@ static gkd_status pair_push(pair_vec *v, const char *src, size_t src_len, char *
                                label,
                                original ? strdup(original) : NULL,
                                replacement ? strdup(replacement) : NULL,
-                               example};
+                               example,
+                               0.0,
+                               0};
     v->items[v->n++] = p;
     if (!p.source || !p.summary || (original && !p.original) || (replacement && !p.replacement))
         return gkd_error_set(GKD_ERR_NOMEM, "reward model: pair %d", v->n - 1);

@@ -88,7 +88,9 @@ gkd_status gkd_reward_model_train(gkd_reward_model *rm, const gkd_reward_model_t
     gkd_status st = r.idx ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "reward model: batches of %d", cfg->batch);
     if (st == GKD_OK) st = gkd_reward_model_batches_create(rm, train, cfg->batch, &r.batches);
     if (st == GKD_OK) st = gkd_optim_create(&oc, gkd_reward_model_transformer(rm), &r.opt);
-    if (st == GKD_OK) st = gkd_data_order_init(&r.order, train->n, cfg->seed);
+    /* a preference model's batches are of pairs (2 items each) */
+    int n_units = gkd_reward_model_get_config(rm)->preference ? train->n / 2 : train->n;
+    if (st == GKD_OK) st = gkd_data_order_init(&r.order, n_units, cfg->seed);
     const gkd_run_target target = {&r, training_step, training_current_step, NULL, NULL};
     const gkd_run_plan plan = {.steps = cfg->steps};
     const gkd_run_hooks hooks = {.ctx = &r, .on_step = report};

@@ -12,7 +12,7 @@
 typedef struct {
     int64_t step;     /* updates done */
     float lr;         /* learning rate of the last update */
-    double loss;      /* mean row loss (logistic on z) of the batches since the last report */
+    double loss;      /* mean row loss (logistic on z; a preference model: pair loss) since the last report */
     double accuracy;  /* training accuracy of those updates' batches (before each update) */
     double eval_loss; /* on eval pairs when given and due (else NAN) */
     double eval_accuracy;
