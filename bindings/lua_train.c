@@ -248,6 +248,33 @@ static int field_is(lua_State *L, int cfg, const char *key, int type) {
     return t == type;
 }
 
+/* The PPO / GRPO settings (docs/rlhf.md); scripts-lua/run.lua has checked their types and methods. */
+static void read_ppo_settings(lua_State *L, int cfg, int state_idx, train_state *s, gkd_train_config *c) {
+    const char *f = "gkd.run";
+    read_schedule(L, cfg, state_idx, s, "epochs", &c->epochs);
+    read_schedule(L, cfg, state_idx, s, "clip_eps", &c->clip_eps);
+    read_schedule(L, cfg, state_idx, s, "target_kl", &c->target_kl);
+    read_schedule(L, cfg, state_idx, s, "vf_coef", &c->vf_coef);
+    read_schedule(L, cfg, state_idx, s, "teacher_reward", &c->teacher_reward);
+    c->minibatches = gkd_lua_opt_size(L, cfg, f, "minibatches", c->minibatches);
+    const char *k = gkd_lua_opt_string(L, cfg, f, "kl_estimator", NULL);
+    if (k) c->kl_estimator = k[1] == '1' ? GKD_KL_K1 : k[1] == '2' ? GKD_KL_K2 : GKD_KL_K3;
+    const char *in = gkd_lua_opt_string(L, cfg, f, "kl_in", NULL);
+    if (in) c->kl_in_loss = strcmp(in, "loss") == 0;
+    c->value_head = gkd_lua_opt_bool(L, cfg, f, "value_head", c->value_head);
+    c->gamma = gkd_lua_opt_number(L, cfg, f, "gamma", c->gamma);
+    c->gae_lambda = gkd_lua_opt_number(L, cfg, f, "gae_lambda", c->gae_lambda);
+    c->value_clip = gkd_lua_opt_number(L, cfg, f, "value_clip", c->value_clip);
+    c->whiten_advantages = gkd_lua_opt_bool(L, cfg, f, "whiten_advantages", c->whiten_advantages);
+    const char *lt = gkd_lua_opt_string(L, cfg, f, "loss_type", NULL);
+    if (lt)
+        c->loss_agg = strcmp(lt, "bnpo") == 0      ? GKD_RL_AGG_TOKEN_MEAN
+                      : strcmp(lt, "dr_grpo") == 0 ? GKD_RL_AGG_CONSTANT
+                                                   : GKD_RL_AGG_SEQUENCE_MEAN;
+    c->agg_constant = gkd_lua_opt_size(L, cfg, f, "dr_grpo_length", 0);
+    c->scale_rewards = gkd_lua_opt_bool(L, cfg, f, "scale_rewards", c->scale_rewards);
+}
+
 /* Fills c from the gkd.run table at cfg. s may be NULL (resolve only: functions are not kept). */
 static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, gkd_train_config *c) {
     const char *f = "gkd.run";
@@ -310,7 +337,8 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     c->baseline_decay = gkd_lua_opt_number(L, cfg, f, "baseline_decay", c->baseline_decay);
     c->normalize_advantages = gkd_lua_opt_bool(L, cfg, f, "normalize_advantages", c->normalize_advantages);
     c->divergence_score_function = gkd_lua_opt_bool(L, cfg, f, "score_function", c->divergence_score_function);
-    c->kl_coef = (float)gkd_lua_opt_number(L, cfg, f, "kl_coef", c->kl_coef);
+    read_schedule(L, cfg, state_idx, s, "kl_coef", &c->kl_coef);
+    read_ppo_settings(L, cfg, state_idx, s, c);
     /* evaluation */
     c->eval_examples = 16;
     lua_getfield(L, cfg, "eval");
@@ -356,6 +384,33 @@ static void refuse_nested(lua_State *L) {
     lua_pop(L, 1);
 }
 
+/* The PPO / GRPO settings of c into the table on top of the stack (gkd._resolve). */
+static void resolve_ppo(lua_State *L, const gkd_train_config *c) {
+    int grpo = c->rl_method == GKD_RL_GRPO;
+    push_schedule_desc(L, &c->epochs, 1, "epochs"), lua_setfield(L, -2, "epochs");
+    lua_pushinteger(L, c->minibatches), lua_setfield(L, -2, "minibatches");
+    push_schedule_desc(L, &c->clip_eps, 1, "clip_eps"), lua_setfield(L, -2, "clip_eps");
+    push_schedule_desc(L, &c->target_kl, 1, "target_kl"), lua_setfield(L, -2, "target_kl");
+    push_schedule_desc(L, &c->teacher_reward, 1, "teacher_reward"), lua_setfield(L, -2, "teacher_reward");
+    static const char *const est[] = {"k1", "k1", "k2", "k3"};
+    lua_pushstring(L, c->kl_estimator ? est[c->kl_estimator] : grpo ? "k3" : "k1");
+    lua_setfield(L, -2, "kl_estimator");
+    lua_pushstring(L, (c->kl_in_loss >= 0 ? c->kl_in_loss : grpo) ? "loss" : "reward"), lua_setfield(L, -2, "kl_in");
+    if (grpo) {
+        static const char *const agg[] = {"grpo", "bnpo", "dr_grpo"};
+        lua_pushstring(L, agg[c->loss_agg]), lua_setfield(L, -2, "loss_type");
+        lua_pushboolean(L, c->scale_rewards), lua_setfield(L, -2, "scale_rewards");
+        return;
+    }
+    lua_pushboolean(L, c->value_head), lua_setfield(L, -2, "value_head");
+    if (!c->value_head) return;
+    lua_pushnumber(L, c->gamma), lua_setfield(L, -2, "gamma");
+    lua_pushnumber(L, c->gae_lambda), lua_setfield(L, -2, "gae_lambda");
+    push_schedule_desc(L, &c->vf_coef, 1, "vf_coef"), lua_setfield(L, -2, "vf_coef");
+    lua_pushnumber(L, c->value_clip), lua_setfield(L, -2, "value_clip");
+    lua_pushboolean(L, c->whiten_advantages), lua_setfield(L, -2, "whiten_advantages");
+}
+
 /* gkd._resolve(cfg) -> the trainer settings the run will use (defaults and the method's preset applied). */
 static int l_resolve(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -399,7 +454,8 @@ static int l_resolve(lua_State *L) {
         lua_pushnumber(L, c.baseline_decay), lua_setfield(L, -2, "baseline_decay");
         lua_pushboolean(L, c.normalize_advantages), lua_setfield(L, -2, "normalize_advantages");
         lua_pushboolean(L, c.divergence_score_function), lua_setfield(L, -2, "score_function");
-        lua_pushnumber(L, c.kl_coef), lua_setfield(L, -2, "kl_coef");
+        push_schedule_desc(L, &c.kl_coef, 1, "kl_coef"), lua_setfield(L, -2, "kl_coef");
+        if (c.rl_method != GKD_RL_REINFORCE) resolve_ppo(L, &c);
     }
     lua_pushinteger(L, c.eval_examples), lua_setfield(L, -2, "eval_examples");
     return 1;

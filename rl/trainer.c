@@ -1,5 +1,6 @@
 /* The GKD trainer (see trainer.h). */
 #include "rl/trainer.h"
+#include "rl/trainer_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -15,51 +16,8 @@
 #include "core/tensor/sample.h"
 #include "core/text/tokenizer.h"
 
-/* Stream offsets are functions of the micro-step, so runs repeat and resume exactly. */
-enum { EVAL_STREAM = GKD_RNG_STREAM_USER + 1 };
 
-struct gkd_trainer {
-    gkd_train_config cfg;
-    gkd_model *student, *teacher;
-    const gkd_backend *be;
-    const gkd_tokenizer *tok;
-    const gkd_dataset *train_text, *held_text;
-    const gkd_token_dataset *train, *held;
-    gkd_token_dataset teacher_data; /* SeqKD: same prompts, teacher-generated outputs */
-    int eos_id, pad_id;
-    gkd_optim *opt;
-    gkd_distill_workspace *ws;
-    gkd_data_order order;
-    gkd_batch batch;
-    float *dhidden; /* (B*T, C) device */
-    size_t dhidden_cap;
-    int *idx;                /* (B) */
-    int *prompts;            /* (B, max_prompt) */
-    int *prompt_lens;        /* (B) */
-    int *gen_tokens;         /* (B, max_new) */
-    float *gen_logprobs;     /* (B, max_new) */
-    int *gen_lens;           /* (B) */
-    int *out_tokens;         /* (B, max_out) the outputs a batch trains on */
-    int *out_lens;
-    int max_prompt, max_out;
-    /* RL */
-    gkd_pg_baselines baselines; /* moving averages: saved with the checkpoint */
-    int *rl_prompts;     /* (B / K) */
-    double *rewards, *returns, *advantages, *row_div; /* (B) */
-    float *pg_weight;    /* (B*T) grown */
-    size_t pg_cap;
-    gkd_reward_sample *samples; /* (B) */
-    char **texts;        /* (B) decoded outputs */
-    gkd_model *reference; /* frozen initial student, for the KL penalty */
-    gkd_distill_workspace *ws_ref;
-    float *dhidden_ref;
-    size_t dhidden_ref_cap;
-    int64_t step;
-    gkd_eval_stats last_eval;
-    int has_eval;
-};
-
-static double now_seconds(void) {
+double gkd_trainer_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
@@ -98,6 +56,21 @@ void gkd_train_config_default(gkd_train_config *c) {
     c->baseline = GKD_BASELINE_GROUP;
     c->baseline_decay = 0.9;
     c->divergence_score_function = 1;
+    c->kl_coef = gkd_schedule_constant(0.0);
+    c->epochs = gkd_schedule_constant(1.0);
+    c->minibatches = 1;
+    c->clip_eps = gkd_schedule_constant(0.2);
+    c->kl_in_loss = -1;
+    c->target_kl = gkd_schedule_constant(0.0);
+    c->value_head = 1;
+    c->gamma = 1.0;
+    c->gae_lambda = 0.95;
+    c->vf_coef = gkd_schedule_constant(0.1);
+    c->value_clip = 0.2;
+    c->whiten_advantages = 1;
+    c->loss_agg = GKD_RL_AGG_SEQUENCE_MEAN;
+    c->scale_rewards = 1;
+    c->teacher_reward = gkd_schedule_constant(0.0);
 }
 
 gkd_status gkd_train_config_preset(gkd_train_config *c, const char *method) {
@@ -123,9 +96,15 @@ gkd_status gkd_train_config_preset(gkd_train_config *c, const char *method) {
     } else if (strcmp(method, "gkd") == 0 || strcmp(method, "on_policy") == 0) {
         c->use_ce = 0;
         c->lambda = gkd_schedule_constant(1.0);
+    } else if (strcmp(method, "reinforce") == 0 || strcmp(method, "ppo") == 0 || strcmp(method, "grpo") == 0) {
+        /* GKD + RL (they need a reward): every batch is the student's own samples */
+        c->use_ce = 0;
+        c->lambda = gkd_schedule_constant(1.0);
+        c->rl_method = method[0] == 'r' ? GKD_RL_REINFORCE : method[0] == 'p' ? GKD_RL_PPO : GKD_RL_GRPO;
     } else {
         return gkd_error_set(GKD_ERR_ARG,
-                             "unknown method \"%s\" (valid: sft, supervised_kd, seqkd, imitkd, gkd)", method);
+                             "unknown method \"%s\" (valid: sft, supervised_kd, seqkd, imitkd, gkd, reinforce, ppo, grpo)",
+                             method);
     }
     c->method = method;
     return GKD_OK;
@@ -160,6 +139,7 @@ void gkd_trainer_free(gkd_trainer *t) {
     gkd_distill_workspace_free(t->ws_ref);
     if (t->be) t->be->free(t->dhidden_ref);
     gkd_model_free(t->reference);
+    gkd_trainer_ppo_free(t);
     free(t);
 }
 
@@ -197,15 +177,21 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
             return gkd_error_set(GKD_ERR_ARG, "teacher and student are on different devices");
     }
     if (!train || train->n < 1) return gkd_error_set(GKD_ERR_ARG, "the training set is empty");
+    if (!c->reward && c->rl_method != GKD_RL_REINFORCE)
+        return gkd_error_set(GKD_ERR_ARG, "method \"%s\" needs a reward", c->rl_method == GKD_RL_PPO ? "ppo" : "grpo");
+    if (!c->reward && c->method && strcmp(c->method, "reinforce") == 0)
+        return gkd_error_set(GKD_ERR_ARG, "method \"reinforce\" needs a reward");
     if (c->reward) {
         if ((st = gkd_schedule_check_range(&c->alpha, "alpha", 0.0, 1.0)) != GKD_OK) return st;
         if (c->group_size < 1 || c->batch_size % c->group_size != 0)
             return gkd_error_set(GKD_ERR_ARG, "group_size (%d) must divide batch (%d)", c->group_size, c->batch_size);
-        if (c->baseline == GKD_BASELINE_GROUP && c->group_size < 2)
+        int uses_baseline = c->rl_method == GKD_RL_REINFORCE || (c->rl_method == GKD_RL_PPO && !c->value_head);
+        if (uses_baseline && c->baseline == GKD_BASELINE_GROUP && c->group_size < 2)
             return gkd_error_set(GKD_ERR_ARG, "the group baseline needs group_size >= 2");
         if (!(c->baseline_decay >= 0 && c->baseline_decay < 1))
             return gkd_error_set(GKD_ERR_ARG, "baseline_decay must be in [0, 1)");
-        if (!(c->kl_coef >= 0)) return gkd_error_set(GKD_ERR_ARG, "kl_coef must be >= 0");
+        if ((st = gkd_schedule_check_range(&c->kl_coef, "kl_coef", 0.0, 1e6)) != GKD_OK) return st;
+        if (c->rl_method != GKD_RL_REINFORCE && (st = gkd_trainer_check_ppo_config(c)) != GKD_OK) return st;
         /* The surrogate differentiates log softmax(logits / temperature), the distribution the samples come
          * from; greedy decoding has none. */
         if ((st = gkd_schedule_check_range(&c->sample_temperature, "temperature", 1e-6, 1e6)) != GKD_OK)
@@ -263,7 +249,7 @@ static gkd_status alloc_buffers(gkd_trainer *t) {
     return GKD_OK;
 }
 
-static gkd_status ensure_dhidden(gkd_trainer *t, int B, int T) {
+gkd_status gkd_trainer_ensure_dhidden(gkd_trainer *t, int B, int T) {
     size_t need = (size_t)B * T * gkd_model_get_config(t->student)->dim * sizeof(float);
     if (need <= t->dhidden_cap) return GKD_OK;
     t->be->free(t->dhidden);
@@ -273,7 +259,7 @@ static gkd_status ensure_dhidden(gkd_trainer *t, int B, int T) {
 }
 
 /* Samples continuations of the prompts of rows idx[0..n) from `m`; fills gen_tokens/gen_lens. */
-static gkd_status generate(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx, int n,
+gkd_status gkd_trainer_generate(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx, int n,
                            float temperature, int max_new, uint64_t stream, uint64_t offset) {
     for (int b = 0; b < n; b++) {
         const gkd_tokenized *r = &d->rows[idx[b]];
@@ -309,7 +295,7 @@ static gkd_status build_teacher_data(gkd_trainer *t) {
     for (int start = 0; start < d->n && st == GKD_OK; start += B) {
         int n = d->n - start < B ? d->n - start : B;
         for (int b = 0; b < n; b++) idx[b] = start + b;
-        st = generate(t, t->teacher, d, idx, n, 0.0f, t->cfg.max_new_tokens, EVAL_STREAM, 0);
+        st = gkd_trainer_generate(t, t->teacher, d, idx, n, 0.0f, t->cfg.max_new_tokens, GKD_TRAINER_EVAL_STREAM, 0);
         for (int b = 0; st == GKD_OK && b < n; b++) {
             const gkd_tokenized *r = &d->rows[start + b];
             gkd_tokenized *o = &out->rows[start + b];
@@ -343,7 +329,7 @@ static gkd_status rl_create(gkd_trainer *t) {
     t->texts = calloc((size_t)B, sizeof *t->texts);
     if (!t->rl_prompts || !t->rewards || !t->returns || !t->advantages || !t->row_div || !t->samples || !t->texts)
         return gkd_error_set(GKD_ERR_NOMEM, "out of memory (RL buffers)");
-    if (t->cfg.kl_coef > 0) {
+    if (gkd_trainer_schedule_maybe_nonzero(&t->cfg.kl_coef)) {
         const gkd_model_config *sc = gkd_model_get_config(t->student);
         /* frozen: it never needs gradients */
         gkd_status st = gkd_model_create_ex(sc, t->be, GKD_MODEL_INFERENCE, &t->reference);
@@ -393,6 +379,7 @@ gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, g
     }
     if ((st = gkd_data_order_init(&t->order, train->n, cfg->seed)) != GKD_OK) goto fail;
     if (cfg->reward && (st = rl_create(t)) != GKD_OK) goto fail;
+    if (cfg->reward && cfg->rl_method != GKD_RL_REINFORCE && (st = gkd_trainer_ppo_create(t)) != GKD_OK) goto fail;
     if (cfg->fixed == GKD_FIXED_TEACHER && (st = build_teacher_data(t)) != GKD_OK) goto fail;
     *out = t;
     return GKD_OK;
@@ -424,7 +411,7 @@ static gkd_status emit(gkd_trainer *t, const char *split, const char *name, doub
     return GKD_OK;
 }
 
-static gkd_status schedule_at(const gkd_schedule *s, int64_t step, const char *name, double lo, double hi,
+gkd_status gkd_trainer_schedule_at(const gkd_schedule *s, int64_t step, const char *name, double lo, double hi,
                               double *out) {
     gkd_status st = gkd_schedule_value(s, step, out);
     if (st != GKD_OK) return gkd_error_prefix(st, "schedule %s at step %lld", name, (long long)step);
@@ -435,11 +422,11 @@ static gkd_status schedule_at(const gkd_schedule *s, int64_t step, const char *n
 }
 
 /* The divergence of this step, with its scheduled beta / skew and teacher temperature. */
-static gkd_status step_divergence(gkd_trainer *t, gkd_divergence *div) {
+gkd_status gkd_trainer_step_divergence(gkd_trainer *t, gkd_divergence *div) {
     *div = t->cfg.divergence;
     double beta, tau;
-    gkd_status st = schedule_at(&t->cfg.beta, t->step, "beta", 0.0, 1.0, &beta);
-    if (st == GKD_OK) st = schedule_at(&t->cfg.teacher_temperature, t->step, "teacher_temperature", 1e-6, 1e6, &tau);
+    gkd_status st = gkd_trainer_schedule_at(&t->cfg.beta, t->step, "beta", 0.0, 1.0, &beta);
+    if (st == GKD_OK) st = gkd_trainer_schedule_at(&t->cfg.teacher_temperature, t->step, "teacher_temperature", 1e-6, 1e6, &tau);
     if (st != GKD_OK) return st;
     gkd_divergence_set_param(div, beta);
     div->teacher_temperature = tau;
@@ -456,23 +443,12 @@ static void add_distill_stats(gkd_distill_stats *sum, const gkd_distill_stats *d
     sum->positions += ds->positions;
 }
 
-/* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
- * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
-static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
-                                double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
-    const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size, K = c->group_size, G = B / K;
-    if (!(temperature > 0))
-        return gkd_error_set(GKD_ERR_ARG, "temperature is %g at step %lld: with a reward it must be > 0", temperature,
-                             (long long)t->step);
-    gkd_data_order_next(&t->order, t->rl_prompts, G);
-    for (int g = 0; g < G; g++)
-        for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
-    double t0 = now_seconds();
-    gkd_status st = generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
-                             GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
-    if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
-    stats->t_generate += now_seconds() - t0;
+int gkd_trainer_schedule_maybe_nonzero(const gkd_schedule *s) {
+    return s->kind != GKD_SCHEDULE_CONSTANT || s->start != 0.0;
+}
+
+gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total) {
+    gkd_status st;
     for (int b = 0; b < B; b++) {
         t->out_lens[b] = t->gen_lens[b];
         memcpy(t->out_tokens + (size_t)b * t->max_out, t->gen_tokens + (size_t)b * t->max_out,
@@ -489,13 +465,34 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         const gkd_example *ex = &t->train_text->items[t->idx[b]];
         t->samples[b] = (gkd_reward_sample){ex->source, ex->prompt, t->texts[b], ex->target};
     }
-    if ((st = gkd_reward_score(c->reward, t->samples, B, t->rewards)) != GKD_OK) return st;
+    if ((st = gkd_reward_score(t->cfg.reward, t->samples, B, t->rewards)) != GKD_OK) return st;
+    return GKD_OK;
+}
+
+/* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
+ * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
+static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
+                                double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size, K = c->group_size, G = B / K;
+    if (!(temperature > 0))
+        return gkd_error_set(GKD_ERR_ARG, "temperature is %g at step %lld: with a reward it must be > 0", temperature,
+                             (long long)t->step);
+    gkd_data_order_next(&t->order, t->rl_prompts, G);
+    for (int g = 0; g < G; g++)
+        for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
+    double t0 = gkd_trainer_now();
+    gkd_status st = gkd_trainer_generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
+                             GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+    if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
+    stats->t_generate += gkd_trainer_now() - t0;
+    if ((st = gkd_trainer_score_samples(t, B, out_total)) != GKD_OK) return st;
     if ((st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
                                        t->pad_id)) != GKD_OK)
         return st;
     int T = t->batch.T;
     *tokens += (long)B * T;
-    if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
+    if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
     if ((size_t)B * T > t->pg_cap) {
         float *p = realloc(t->pg_weight, (size_t)B * T * sizeof *p);
         if (!p) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
@@ -503,10 +500,10 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         t->pg_cap = (size_t)B * T;
     }
     const float *ht, *hs;
-    t0 = now_seconds();
+    t0 = gkd_trainer_now();
     if ((st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
         return gkd_error_prefix(st, "teacher forward");
-    double t1 = now_seconds();
+    double t1 = gkd_trainer_now();
     stats->t_teacher += t1 - t0;
     if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
         return gkd_error_prefix(st, "student forward");
@@ -533,6 +530,8 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
                                   gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
         return st;
     double loss = ds.loss;
+    double kl_coef = 0;
+    if ((st = gkd_trainer_schedule_at(&c->kl_coef, t->step, "kl_coef", 0.0, 1e6, &kl_coef)) != GKD_OK) return st;
     if (t->reference) { /* kl_coef * KL(student || initial student), per token, on the same samples */
         const float *hr;
         size_t n = (size_t)B * T * gkd_model_get_config(t->student)->dim;
@@ -543,7 +542,7 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
             if (!t->dhidden_ref) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
         }
         gkd_divergence rkl = {.kind = GKD_DIV_REVERSE_KL, .teacher_temperature = 1.0};
-        gkd_distill_extra kx = {.div_scale = c->kl_coef};
+        gkd_distill_extra kx = {.div_scale = (float)kl_coef};
         gkd_distill_stats ks;
         if ((st = gkd_model_forward_nograd(t->reference, t->batch.tokens, B, T, &hr)) != GKD_OK) return st;
         if ((st = gkd_distill_loss_ex(t->ws_ref, &rkl, GKD_NORM_TOKEN, hs, Ws, hr, gkd_model_output_weight(t->reference),
@@ -555,7 +554,7 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         stats->kl_reference += ks.divergence / c->grad_accum;
     }
     if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
-    stats->t_student += now_seconds() - t1;
+    stats->t_student += gkd_trainer_now() - t1;
     stats->loss += loss / c->grad_accum;
     stats->reward += mean_r / c->grad_accum;
     stats->ret += mean_ret / c->grad_accum;
@@ -587,13 +586,13 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
         on[b] = u <= lambda && lambda > 0.0;
         if (on[b]) on_idx[n_on++] = t->idx[b];
     }
-    double t0 = now_seconds();
+    double t0 = gkd_trainer_now();
     if (n_on > 0) {
-        st = generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
+        st = gkd_trainer_generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
                       GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
         if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
     }
-    stats->t_generate += now_seconds() - t0;
+    stats->t_generate += gkd_trainer_now() - t0;
     for (int b = 0, k = 0; b < B; b++) {
         int *dst = t->out_tokens + (size_t)b * t->max_out;
         if (on[b]) {
@@ -615,12 +614,12 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
     if (st != GKD_OK) return st;
     int T = t->batch.T;
     *tokens += (long)B * T;
-    if ((st = ensure_dhidden(t, B, T)) != GKD_OK) return st;
+    if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
     const float *ht = NULL, *hs = NULL;
-    t0 = now_seconds();
+    t0 = gkd_trainer_now();
     if (t->teacher && (st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
         return gkd_error_prefix(st, "teacher forward");
-    double t1 = now_seconds();
+    double t1 = gkd_trainer_now();
     stats->t_teacher += t1 - t0;
     if ((st = gkd_model_forward(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK)
         return gkd_error_prefix(st, "student forward");
@@ -646,12 +645,12 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
     }
     add_distill_stats(&stats->div, &ds, c->grad_accum);
     if ((st = gkd_model_backward(t->student, t->dhidden)) != GKD_OK) return gkd_error_prefix(st, "student backward");
-    stats->t_student += now_seconds() - t1;
+    stats->t_student += gkd_trainer_now() - t1;
     return GKD_OK;
 }
 
 /* Which runs log a per-step metric: all, or only those with a teacher, a reward, a KL penalty. */
-enum { NEEDS_TEACHER = 1, NEEDS_REWARD = 2, NEEDS_KL_COEF = 4 };
+enum { NEEDS_TEACHER = 1, NEEDS_REWARD = 2, NEEDS_KL_COEF = 4, NEEDS_PPO = 8, NEEDS_VALUE = 16 };
 
 /* The per-step metrics of the step just taken (t->step already counts it), in their logged order. */
 static gkd_status emit_step_metrics(gkd_trainer *t, const gkd_step_stats *stats, double beta) {
@@ -681,8 +680,17 @@ static gkd_status emit_step_metrics(gkd_trainer *t, const gkd_step_stats *stats,
              {"return", stats->ret, NEEDS_REWARD},
              {"advantage_std", stats->advantage_std, NEEDS_REWARD},
              {"alpha", stats->alpha, NEEDS_REWARD},
-             {"kl_reference", stats->kl_reference, NEEDS_TEACHER | NEEDS_REWARD | NEEDS_KL_COEF}};
-    int has = (t->teacher ? NEEDS_TEACHER : 0) | (c->reward ? NEEDS_REWARD : 0) | (c->kl_coef <= 0 ? 0 : NEEDS_KL_COEF);
+             {"kl_reference", stats->kl_reference, NEEDS_TEACHER | NEEDS_REWARD | NEEDS_KL_COEF},
+             {"clip_fraction", stats->clip_fraction, NEEDS_PPO},
+             {"approx_kl", stats->approx_kl, NEEDS_PPO},
+             {"ratio", stats->ratio, NEEDS_PPO},
+             {"entropy", stats->entropy, NEEDS_PPO},
+             {"teacher_reward", stats->teacher_reward, NEEDS_PPO},
+             {"updates", stats->updates, NEEDS_PPO},
+             {"value_loss", stats->value_loss, NEEDS_VALUE},
+             {"explained_variance", stats->explained_variance, NEEDS_VALUE}};
+    int has = (t->teacher ? NEEDS_TEACHER : 0) | (c->reward ? NEEDS_REWARD : 0) | (t->reference ? NEEDS_KL_COEF : 0) |
+              (t->ppo ? NEEDS_PPO : 0) | (t->ppo && c->rl_method == GKD_RL_PPO && c->value_head ? NEEDS_VALUE : 0);
     for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
         if ((m[i].needs & has) != m[i].needs) continue;
         gkd_status st = emit(t, "train", m[i].name, m[i].v);
@@ -695,20 +703,25 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     const gkd_train_config *c = &t->cfg;
     int B = c->batch_size;
     memset(stats, 0, sizeof *stats);
-    double t_start = now_seconds();
+    double t_start = gkd_trainer_now();
     double lambda, temperature, lr;
     gkd_divergence div;
-    gkd_status st = schedule_at(&c->lambda, t->step, "lambda", 0.0, 1.0, &lambda);
-    if (st == GKD_OK) st = schedule_at(&c->sample_temperature, t->step, "temperature", 0.0, 1e6, &temperature);
-    if (st == GKD_OK) st = schedule_at(&c->lr, t->step, "lr", 0.0, 10.0, &lr);
-    if (st == GKD_OK) st = step_divergence(t, &div);
+    gkd_status st = gkd_trainer_schedule_at(&c->lambda, t->step, "lambda", 0.0, 1.0, &lambda);
+    if (st == GKD_OK) st = gkd_trainer_schedule_at(&c->sample_temperature, t->step, "temperature", 0.0, 1e6, &temperature);
+    if (st == GKD_OK) st = gkd_trainer_schedule_at(&c->lr, t->step, "lr", 0.0, 10.0, &lr);
+    if (st == GKD_OK) st = gkd_trainer_step_divergence(t, &div);
     if (st != GKD_OK) return st;
     gkd_model_zero_grad(t->student);
     long tokens = 0;
     int on_rows = 0, out_tokens_total = 0;
     double alpha = 0.0;
-    if (c->reward && (st = schedule_at(&c->alpha, t->step, "alpha", 0.0, 1.0, &alpha)) != GKD_OK) return st;
-    for (int micro = 0; micro < c->grad_accum; micro++) {
+    if (c->reward && (st = gkd_trainer_schedule_at(&c->alpha, t->step, "alpha", 0.0, 1.0, &alpha)) != GKD_OK) return st;
+    if (t->ppo) {
+        if ((st = gkd_trainer_ppo_step(t, lr, temperature, &div, alpha, stats, &tokens, &out_tokens_total)) != GKD_OK)
+            return st;
+        on_rows = B;
+    }
+    for (int micro = 0; !t->ppo && micro < c->grad_accum; micro++) {
         uint64_t micro_step = (uint64_t)t->step * (uint64_t)c->grad_accum + (uint64_t)micro;
         if (c->reward) {
             if ((st = rl_micro_step(t, micro_step, temperature, &div, alpha, stats, &tokens, &out_tokens_total)) != GKD_OK)
@@ -720,12 +733,15 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
                                    &out_tokens_total)) != GKD_OK)
             return st;
     }
-    double t2 = now_seconds();
-    gkd_optim_stats ostats;
-    st = gkd_optim_step_scaled(t->opt, (float)lr, 1.0f / (float)c->grad_accum, &ostats);
-    if (st != GKD_OK) return gkd_error_prefix(st, "optimizer step %lld", (long long)t->step);
-    double grad_norm = ostats.grad_norm;
-    stats->t_optimizer = now_seconds() - t2;
+    double t2 = gkd_trainer_now();
+    double grad_norm = stats->grad_norm; /* PPO: the mean over its updates */
+    if (!t->ppo) {
+        gkd_optim_stats ostats;
+        st = gkd_optim_step_scaled(t->opt, (float)lr, 1.0f / (float)c->grad_accum, &ostats);
+        if (st != GKD_OK) return gkd_error_prefix(st, "optimizer step %lld", (long long)t->step);
+        grad_norm = ostats.grad_norm;
+        stats->t_optimizer = gkd_trainer_now() - t2;
+    }
     if (!isfinite(stats->loss))
         return gkd_error_set(GKD_ERR_ARG, "loss is %g at step %lld (diverged: lower lr or check the data)", stats->loss,
                              (long long)t->step);
@@ -733,9 +749,9 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
     stats->lambda = lambda;
     stats->alpha = alpha;
     stats->grad_norm = grad_norm;
-    stats->on_policy_fraction = (double)on_rows / ((double)B * c->grad_accum);
-    stats->output_length = (double)out_tokens_total / ((double)B * c->grad_accum);
-    double elapsed = now_seconds() - t_start;
+    stats->on_policy_fraction = t->ppo ? 1.0 : (double)on_rows / ((double)B * c->grad_accum);
+    stats->output_length = (double)out_tokens_total / ((double)B * (t->ppo ? 1 : c->grad_accum));
+    double elapsed = gkd_trainer_now() - t_start;
     stats->tokens_per_s = elapsed > 0 ? (double)tokens / elapsed : 0.0;
     t->step++;
     return emit_step_metrics(t, stats, gkd_divergence_param(&div));
@@ -748,7 +764,7 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
     int B = c->batch_size;
     int n_total = c->eval_examples > 0 && c->eval_examples < t->held->n ? c->eval_examples : t->held->n;
     gkd_divergence div;
-    gkd_status st = step_divergence(t, &div);
+    gkd_status st = gkd_trainer_step_divergence(t, &div);
     if (st != GKD_OK) return st;
     int batches = 0;
     for (int start = 0; start < n_total; start += B) {
@@ -776,7 +792,7 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
             out->jsd_half += ds.jsd_half;
         }
         /* The student's own samples. */
-        st = generate(t, t->student, t->held, t->idx, n, c->eval_temperature, c->max_new_tokens, EVAL_STREAM,
+        st = gkd_trainer_generate(t, t->student, t->held, t->idx, n, c->eval_temperature, c->max_new_tokens, GKD_TRAINER_EVAL_STREAM,
                       (uint64_t)start * (uint64_t)c->max_new_tokens);
         if (st != GKD_OK) return gkd_error_prefix(st, "sampling at evaluation");
         for (int b = 0; b < n; b++) {
@@ -849,141 +865,4 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out) {
     for (int k = 0; k < c->n_text_metrics; k++)
         if ((st = emit(t, "held_out", c->text_metrics[k].name, out->text[k])) != GKD_OK) return st;
     return GKD_OK;
-}
-
-/* The state format: 1 without the moving-average baselines of GKD + RL, 2 with them. */
-enum { STATE_VERSION = 2 };
-
-/* A moving-average baseline as checkpoint metadata: "unset" before its first batch, else its value in
- * full precision (%.17g reads back as the same double). */
-static void baseline_text(const gkd_baseline *b, char *out, size_t cap) {
-    if (b->initialised)
-        snprintf(out, cap, "%.17g", b->value);
-    else
-        snprintf(out, cap, "unset");
-}
-
-static gkd_status baseline_read(const gkd_safetensors *sf, const char *key, const char *path, gkd_baseline *b) {
-    const char *s = gkd_safetensors_metadata(sf, key);
-    if (!s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is missing", path, key);
-    if (strcmp(s, "unset") == 0) {
-        b->initialised = 0;
-        b->value = 0.0;
-        return GKD_OK;
-    }
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v))
-        return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is not a finite number", path, key);
-    b->value = v;
-    b->initialised = 1;
-    return GKD_OK;
-}
-
-static gkd_status make_dir(const char *dir) {
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return gkd_error_set(GKD_ERR_IO, "%s: cannot create directory: %s", dir, strerror(errno));
-    return GKD_OK;
-}
-
-gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir) {
-    gkd_status st = make_dir(dir);
-    if (st != GKD_OK) return st;
-    char path[4096], step[32], position[32], seed[32], version[16], base_r[40], base_d[40];
-    snprintf(step, sizeof step, "%lld", (long long)t->step);
-    snprintf(position, sizeof position, "%lld", (long long)t->order.position);
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)t->cfg.seed);
-    const char *keys[] = {"gkd_step"}, *values[] = {step};
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    if ((st = gkd_checkpoint_save_model(t->student, path, keys, values, 1)) != GKD_OK) return st;
-    size_t n = gkd_model_num_params(t->student);
-    float *m = malloc(n * sizeof *m), *v = malloc(n * sizeof *v);
-    if (!m || !v) {
-        free(m);
-        free(v);
-        return gkd_error_set(GKD_ERR_NOMEM, "out of memory saving optimizer state");
-    }
-    t->be->copy_out(m, gkd_optim_m(t->opt), n * sizeof *m);
-    t->be->copy_out(v, gkd_optim_v(t->opt), n * sizeof *v);
-    int64_t shape[1] = {(int64_t)n};
-    gkd_st_tensor tensors[2] = {{"adamw.m", GKD_ST_F32, 1, shape, m}, {"adamw.v", GKD_ST_F32, 1, shape, v}};
-    snprintf(version, sizeof version, "%d", STATE_VERSION);
-    baseline_text(&t->baselines.reward, base_r, sizeof base_r);
-    baseline_text(&t->baselines.divergence, base_d, sizeof base_d);
-    const char *skeys[] = {"gkd_step", "gkd_data_position", "gkd_seed", "gkd_state_version",
-                           "gkd_baseline_reward", "gkd_baseline_divergence"};
-    const char *svalues[] = {step, position, seed, version, base_r, base_d};
-    snprintf(path, sizeof path, "%s/state.safetensors", dir);
-    st = gkd_safetensors_write(path, tensors, 2, skeys, svalues, 6);
-    free(m);
-    free(v);
-    return st;
-}
-
-static gkd_status meta_int(const gkd_safetensors *sf, const char *key, const char *path, long long *out) {
-    const char *s = gkd_safetensors_metadata(sf, key);
-    char *end;
-    if (!s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is missing", path, key);
-    errno = 0;
-    *out = strtoll(s, &end, 10);
-    if (errno || *end || end == s) return gkd_error_set(GKD_ERR_FORMAT, "%s: metadata \"%s\" is not an integer", path, key);
-    return GKD_OK;
-}
-
-gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/state.safetensors", dir);
-    gkd_safetensors *sf = NULL;
-    gkd_status st = gkd_safetensors_open(path, &sf);
-    if (st != GKD_OK) return st;
-    long long step = 0, position = 0, seed = 0;
-    if ((st = meta_int(sf, "gkd_step", path, &step)) == GKD_OK && (st = meta_int(sf, "gkd_data_position", path, &position)) == GKD_OK)
-        st = meta_int(sf, "gkd_seed", path, &seed);
-    if (st == GKD_OK && (uint64_t)seed != t->cfg.seed)
-        st = gkd_error_set(GKD_ERR_ARG, "%s: checkpoint was made with seed %lld, this run has seed %llu", path, seed,
-                           (unsigned long long)t->cfg.seed);
-    long long version = 1; /* a state without the key is read as version 1 */
-    if (st == GKD_OK && gkd_safetensors_metadata(sf, "gkd_state_version"))
-        st = meta_int(sf, "gkd_state_version", path, &version);
-    if (st == GKD_OK && (version < 1 || version > STATE_VERSION))
-        st = gkd_error_set(GKD_ERR_FORMAT, "%s: state version %lld is not one this gkd reads (1 to %d): a newer gkd "
-                           "wrote it", path, version, STATE_VERSION);
-    int moving_average = t->cfg.reward && t->cfg.baseline == GKD_BASELINE_MOVING_AVERAGE;
-    if (st == GKD_OK && version < 2 && moving_average)
-        st = gkd_error_set(GKD_ERR_FORMAT,
-                           "%s: state version %lld does not hold the moving-average baseline of GKD + RL, so this run "
-                           "cannot continue identically from it: restart the run, or resume with another baseline",
-                           path, version);
-    gkd_pg_baselines baselines = t->baselines;
-    if (st == GKD_OK && version >= 2 && (st = baseline_read(sf, "gkd_baseline_reward", path, &baselines.reward)) == GKD_OK)
-        st = baseline_read(sf, "gkd_baseline_divergence", path, &baselines.divergence);
-    size_t n = gkd_model_num_params(t->student);
-    float *m = NULL, *v = NULL;
-    if (st == GKD_OK) {
-        m = malloc(n * sizeof *m);
-        v = malloc(n * sizeof *v);
-        if (!m || !v) st = gkd_error_set(GKD_ERR_NOMEM, "out of memory loading optimizer state");
-    }
-    int64_t shape[1] = {(int64_t)n};
-    if (st == GKD_OK) st = gkd_safetensors_read_f32(sf, "adamw.m", m, 1, shape);
-    if (st == GKD_OK) st = gkd_safetensors_read_f32(sf, "adamw.v", v, 1, shape);
-    gkd_safetensors_close(sf);
-    if (st == GKD_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        st = gkd_checkpoint_load_into(t->student, path);
-    }
-    if (st == GKD_OK) {
-        t->be->copy_in(gkd_optim_m(t->opt), m, n * sizeof *m);
-        t->be->copy_in(gkd_optim_v(t->opt), v, n * sizeof *v);
-        st = gkd_optim_set_step_count(t->opt, step);
-    }
-    if (st == GKD_OK) {
-        t->step = step;
-        gkd_data_order_seek(&t->order, position);
-        t->baselines = baselines;
-    }
-    free(m);
-    free(v);
-    return st;
 }

@@ -17,8 +17,16 @@
 #include "reward/reward.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"
+#include "rl/ppo.h"
 #include "rl/run.h"
 #include "rl/schedule.h"
+
+/* The policy-gradient method of GKD + RL (docs/rlhf.md). */
+typedef enum {
+    GKD_RL_REINFORCE = 0, /* one update per batch, the score-function estimator (rl/policy_gradient.h) */
+    GKD_RL_PPO = 1,       /* rollout, then epochs x mini-batches of the clipped surrogate (rl/trainer_ppo.c) */
+    GKD_RL_GRPO = 2,      /* PPO's loop with group-normalised sequence advantages and the KL as a loss term */
+} gkd_rl_method;
 
 typedef enum {
     GKD_FIXED_GROUND_TRUTH = 0, /* the dataset's reference outputs */
@@ -80,7 +88,29 @@ typedef struct {
                                  weight 1 - alpha */
     int divergence_score_function; /* 1 (default): the return includes -alpha D(y): unbiased for the whole
                                       objective; 0: the divergence is only differentiated, GKD-style */
-    float kl_coef;            /* > 0: adds kl_coef * KL(student || frozen initial student) per token */
+    gkd_schedule kl_coef;     /* > 0: a KL(student || frozen initial student) term with this weight: REINFORCE
+                                 adds the exact per-token KL to the loss; PPO / GRPO use kl_estimator, in the
+                                 reward or the loss (kl_in_loss) */
+    /* PPO and GRPO (with a reward; docs/rlhf.md). The reward's part of the return is weighted 1 - alpha and
+     * the divergence term alpha, as in REINFORCE; the divergence is differentiated on the samples (GKD's
+     * convention). */
+    gkd_rl_method rl_method;
+    gkd_schedule epochs;      /* passes over each rollout, an integer >= 1 (TRL num_ppo_epochs / num_iterations) */
+    int minibatches;          /* updates per epoch; must divide batch */
+    gkd_schedule clip_eps;    /* the ratio's clip range; 0: no clipping */
+    gkd_kl_estimator kl_estimator; /* 0: the method's default (PPO k1, GRPO k3) */
+    int kl_in_loss;           /* -1: the method's default (PPO: a reward penalty, GRPO: a loss term) */
+    gkd_schedule target_kl;   /* > 0: stop the step's updates once approx KL > 1.5 target */
+    int value_head;           /* PPO: 1 GAE with a value head on the student's last hidden state, 0 critic-free
+                                 (the REINFORCE advantages: baseline, normalize_advantages) */
+    double gamma, gae_lambda; /* GAE */
+    gkd_schedule vf_coef;     /* weight of the value loss */
+    double value_clip;        /* clip range of the value prediction around the rollout's; 0: none */
+    int whiten_advantages;    /* GAE advantages whitened over the batch's tokens */
+    gkd_rl_agg loss_agg;      /* GRPO: how token losses combine (PPO follows norm) */
+    double agg_constant;      /* GKD_RL_AGG_CONSTANT's length (Dr. GRPO); 0: max_new_tokens */
+    int scale_rewards;        /* GRPO: divide by the group's std (1), Dr. GRPO's 0 */
+    gkd_schedule teacher_reward; /* weight of the teacher's per-token reverse KL as a dense reward */
 
     int checkpoint_every;     /* 0: only at the end (if checkpoint_dir) */
     const char *checkpoint_dir; /* the run loop saves into its step-N folders (rl/checkpoints.h); NULL: none */
@@ -120,6 +150,10 @@ typedef struct {
     double t_generate, t_teacher, t_student, t_optimizer; /* seconds */
     double reward, ret, advantage_std, alpha; /* RL: mean reward and return of the batch */
     double kl_reference; /* RL with kl_coef: KL(student || initial student) per token */
+    /* PPO / GRPO: means over the step's updates (clip_fraction, approx_kl, ratio, entropy, value loss) or
+     * over the rollout (explained_variance, teacher_reward) */
+    double clip_fraction, approx_kl, ratio, entropy, value_loss, explained_variance, teacher_reward;
+    int updates;         /* optimizer updates taken (fewer than epochs x minibatches after an early stop) */
 } gkd_step_stats;
 
 /* One optimizer step (grad_accum micro-batches). */

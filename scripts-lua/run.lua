@@ -37,7 +37,8 @@ gkd.RUN_SCHEMA = {
   tokenizer = { type = "gkd.Tokenizer" },
   teacher = { type = "gkd.Model" },
   student = { type = "gkd.Model" },
-  method = { type = "string", values = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd", "on_policy" } },
+  method = { type = "string", values = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd", "on_policy",
+    "reinforce", "ppo", "grpo" } },
   divergence = { type = { "gkd.Divergence", "string" } },
   lambda = { type = SCHED },
   beta = { type = SCHED },
@@ -74,7 +75,24 @@ gkd.RUN_SCHEMA = {
   baseline_decay = { type = "number", min = 0, max = 0.999999 },
   normalize_advantages = { type = "boolean" },
   score_function = { type = "boolean" },
-  kl_coef = { type = "number", min = 0 },
+  kl_coef = { type = SCHED },
+  -- PPO and GRPO (docs/rlhf.md)
+  epochs = { type = SCHED },
+  minibatches = { type = "integer", min = 1 },
+  clip_eps = { type = SCHED },
+  kl_estimator = { type = "string", values = { "k1", "k2", "k3" } },
+  kl_in = { type = "string", values = { "reward", "loss" } },
+  target_kl = { type = SCHED },
+  teacher_reward = { type = SCHED },
+  value_head = { type = "boolean" },
+  gamma = { type = "number", min = 0, max = 1 },
+  gae_lambda = { type = "number", min = 0, max = 1 },
+  vf_coef = { type = SCHED },
+  value_clip = { type = "number", min = 0 },
+  whiten_advantages = { type = "boolean" },
+  loss_type = { type = "string", values = { "grpo", "bnpo", "dr_grpo" } },
+  dr_grpo_length = { type = "integer", min = 1 },
+  scale_rewards = { type = "boolean" },
   resume = { type = "boolean" },
   reuse = { type = "string", values = { "same", "any" } },
   quiet = { type = "boolean" },
@@ -85,7 +103,44 @@ gkd.RUN_SCHEMA = {
 local SCHED_RANGES = {
   lambda = { 0, 1 }, beta = { 0, 1 }, alpha = { 0, 1 },
   teacher_temperature = { 1e-6, 1e6 }, temperature = { 0, 1e6 }, lr = { 0, 10 },
+  kl_coef = { 0, 1e6 }, epochs = { 1, 1000 }, clip_eps = { 0, 10 }, target_kl = { 0, 1e6 },
+  teacher_reward = { 0, 1e6 }, vf_coef = { 0, 1e6 },
 }
+
+-- Which RL settings apply to which method: a setting given to a run it cannot change is refused.
+local PPO_KEYS = { "epochs", "minibatches", "clip_eps", "kl_estimator", "kl_in", "target_kl", "teacher_reward" }
+local VALUE_KEYS = { "gamma", "gae_lambda", "vf_coef", "value_clip", "whiten_advantages" }
+local GRPO_KEYS = { "loss_type", "dr_grpo_length", "scale_rewards" }
+local REINFORCE_KEYS = { "baseline", "baseline_decay", "normalize_advantages", "score_function" }
+
+local function check_rl_method(cfg)
+  local method = cfg.method
+  local function refuse(k, why) error(string.format("gkd.run: '%s' %s", k, why), 4) end
+  if (method == "ppo" or method == "grpo" or method == "reinforce") and cfg.reward == nil then
+    error(string.format("gkd.run: method '%s' needs a 'reward'", method), 4)
+  end
+  local pg = method == "ppo" or method == "grpo"
+  for _, k in ipairs(PPO_KEYS) do
+    if cfg[k] ~= nil and not pg then refuse(k, "applies to method 'ppo' or 'grpo' only") end
+  end
+  for _, k in ipairs(GRPO_KEYS) do
+    if cfg[k] ~= nil and method ~= "grpo" then refuse(k, "applies to method 'grpo' only") end
+  end
+  if cfg.dr_grpo_length ~= nil and cfg.loss_type ~= "dr_grpo" then
+    refuse("dr_grpo_length", "applies to loss_type = 'dr_grpo' only")
+  end
+  local critic = method == "ppo" and cfg.value_head ~= false
+  if cfg.value_head ~= nil and method ~= "ppo" then refuse("value_head", "applies to method 'ppo' only") end
+  for _, k in ipairs(VALUE_KEYS) do
+    if cfg[k] ~= nil and not critic then refuse(k, "applies to method 'ppo' with its value head only") end
+  end
+  for _, k in ipairs(REINFORCE_KEYS) do
+    if cfg[k] ~= nil and (method == "grpo" or critic) then
+      refuse(k, string.format("has no effect with method '%s'%s (it sets REINFORCE's and critic-free PPO's "
+        .. "advantages)", method, critic and " and a value head" or ""))
+    end
+  end
+end
 
 local function check_config(cfg)
   util.check("gkd.run", cfg, gkd.RUN_SCHEMA, 3)
@@ -108,10 +163,12 @@ local function check_config(cfg)
     error("gkd.run: 'reward' (GKD + RL) is not supported by this build's trainer", 3)
   end
   if cfg.reward == nil then
-    for _, k in ipairs({ "alpha", "group_size", "baseline", "baseline_decay", "normalize_advantages", "score_function", "kl_coef" }) do
+    for _, k in ipairs({ "alpha", "group_size", "baseline", "baseline_decay", "normalize_advantages", "score_function",
+                         "kl_coef" }) do
       if cfg[k] ~= nil then error("gkd.run: '" .. k .. "' applies to GKD + RL runs only: give 'reward' too", 3) end
     end
   end
+  check_rl_method(cfg)
   if type(cfg.eval) == "table" and cfg.eval.metrics then
     local n = 0
     for k, m in pairs(cfg.eval.metrics) do

@@ -433,7 +433,7 @@ static void train_config(gkd_train_config *c, run_kind kind, metric_log *log) {
         c->reward = rouge;
         c->alpha = gkd_schedule_constant(0.5);
         c->group_size = 2;
-        c->kl_coef = 0.1f;
+        c->kl_coef = gkd_schedule_constant(0.1);
     }
 }
 

@@ -326,10 +326,10 @@ static void check_resume(gkd_model *teacher) {
     CHECKF(t && gkd_trainer_load(t, dir) == GKD_OK, "%s", gkd_error_message());
     gkd_trainer_free(t);
     t = NULL;
-    rewrite_state(dir, "3");
+    rewrite_state(dir, "4");
     CHECK(gkd_trainer_create(&c, s3, teacher, tok, &train_text, &train, &held_text, &held, &t) == GKD_OK);
     CHECK(t && gkd_trainer_load(t, dir) == GKD_ERR_FORMAT);
-    CHECKF(strstr(gkd_error_message(), "version 3") != NULL, "%s", gkd_error_message());
+    CHECKF(strstr(gkd_error_message(), "version 4") != NULL, "%s", gkd_error_message());
     gkd_trainer_free(t);
 
     char cmd[256];

@@ -182,7 +182,7 @@ int main(void) {
             c.reward = reward;
             c.alpha = gkd_schedule_constant(0.5);
             c.group_size = 2;
-            c.kl_coef = 0.1f;
+            c.kl_coef = gkd_schedule_constant(0.1);
             c.steps = 3;
             gkd_trainer *tr = NULL;
             CHECKF(gkd_trainer_create(&c, s, teacher, tok, &train_text, &train, &held_text, &held, &tr) == GKD_OK, "%s",
