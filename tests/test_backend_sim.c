@@ -6,7 +6,7 @@
  * cross-entropy, every gradient, the KV-cache logits, sampled tokens), the optimizer, layer selection,
  * checkpoints both ways, GGUF loading, bf16 products (the precision setting is the CPU's), the trainer
  * (supervised KD, on-policy GKD with JSD, per-row lambda 0.5, SFT, SeqKD, RL with a reward, alpha and a KL
- * penalty, evaluation, save on one backend and resume on the other) and the reward model. A difference or a
+ * penalty, PPO with its value head and GRPO, evaluation, save on one backend and resume on the other) and the reward model. A difference or a
  * crash is host code touching a backend buffer. */
 #include "core/tensor/backend_select.h"
 #include "core/tensor/backend_sim.h"
@@ -396,16 +396,16 @@ static double length_metric(void *ctx, const char *output, const gkd_example *ex
     return (double)strlen(output);
 }
 
-typedef enum { RUN_SUPERVISED_KD, RUN_ON_POLICY_JSD, RUN_MIXED, RUN_SFT, RUN_SEQKD, RUN_RL } run_kind;
+typedef enum { RUN_SUPERVISED_KD, RUN_ON_POLICY_JSD, RUN_MIXED, RUN_SFT, RUN_SEQKD, RUN_RL, RUN_PPO, RUN_GRPO } run_kind;
 
-static const char *run_name[] = {"supervised_kd", "on-policy JSD", "lambda 0.5 per row",
-                                 "sft",           "seqkd",         "RL + reward"};
+static const char *run_name[] = {"supervised_kd", "on-policy JSD", "lambda 0.5 per row", "sft",
+                                 "seqkd",         "RL + reward",   "PPO",                "GRPO"};
 
 static gkd_reward *rouge;
 
 static void train_config(gkd_train_config *c, run_kind kind, metric_log *log) {
     gkd_train_config_default(c);
-    const char *preset[] = {"supervised_kd", "gkd", "gkd", "sft", "seqkd", "gkd"};
+    const char *preset[] = {"supervised_kd", "gkd", "gkd", "sft", "seqkd", "gkd", "ppo", "grpo"};
     c->steps = 3;
     gkd_train_config_preset(c, preset[kind]);
     c->batch_size = 4;
@@ -429,11 +429,16 @@ static void train_config(gkd_train_config *c, run_kind kind, metric_log *log) {
         c->per_sample_coin = 1;
         c->top_k = 20; /* the top-k sampling path on device pointers (refused with a reward) */
     }
-    if (kind == RUN_RL) {
+    if (kind == RUN_RL || kind == RUN_PPO || kind == RUN_GRPO) {
         c->reward = rouge;
         c->alpha = gkd_schedule_constant(0.5);
         c->group_size = 2;
         c->kl_coef = gkd_schedule_constant(0.1);
+    }
+    if (kind == RUN_PPO || kind == RUN_GRPO) { /* the policy log-prob rows' host copies, the value head's */
+        c->epochs = gkd_schedule_constant(2);
+        c->minibatches = 2;
+        c->teacher_reward = gkd_schedule_constant(0.1);
     }
 }
 
@@ -484,7 +489,7 @@ static void test_trainer(void) {
     CHECK(gkd_dataset_tokenize(&held_text, tok, 40, 16, &held) == GKD_OK);
     CHECK(gkd_reward_builtin("rouge1", &rouge) == GKD_OK);
     static metric_log lc, ls;
-    for (run_kind k = RUN_SUPERVISED_KD; k <= RUN_RL; k++) {
+    for (run_kind k = RUN_SUPERVISED_KD; k <= RUN_GRPO; k++) {
         fprintf(stderr, "trainer: %s\n", run_name[k]);
         lc.n = ls.n = 0;
         gkd_model *sc = train_on(cpu, k, 3, NULL, NULL, &lc), *ss = train_on(sim, k, 3, NULL, NULL, &ls);
