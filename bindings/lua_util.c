@@ -93,6 +93,13 @@ static const foreign_name foreign_names[] = {
     {"num_generations", "group_size",
      "did you mean 'group_size'? TRL's num_generations (samples per prompt) is gkd's group_size (GKD + RL, "
      "with a reward)"},
+    {"num_ppo_epochs", "epochs", "did you mean 'epochs'? TRL's num_ppo_epochs is gkd's epochs (with method = \"ppo\")"},
+    {"num_iterations", "epochs", "did you mean 'epochs'? TRL GRPO's num_iterations is gkd's epochs (with method = \"grpo\")"},
+    {"num_mini_batches", "minibatches", "did you mean 'minibatches'? TRL's num_mini_batches is gkd's minibatches"},
+    {"cliprange", "clip_eps", "did you mean 'clip_eps'? TRL PPO's cliprange is gkd's clip_eps"},
+    {"epsilon", "clip_eps", "did you mean 'clip_eps'? TRL GRPO's epsilon (the ratio's clip) is gkd's clip_eps"},
+    {"cliprange_value", "value_clip", "did you mean 'value_clip'? TRL's cliprange_value is gkd's value_clip"},
+    {"lam", "gae_lambda", "did you mean 'gae_lambda'? TRL PPO's lam (GAE's lambda) is gkd's gae_lambda"},
     {"per_device_train_batch_size", "batch", "did you mean 'batch'? TRL's per_device_train_batch_size is gkd's batch"},
     {"gradient_accumulation_steps", "grad_accum",
      "did you mean 'grad_accum'? TRL's gradient_accumulation_steps is gkd's grad_accum"},

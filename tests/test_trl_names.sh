@@ -24,7 +24,8 @@ _, err = pcall(gkd.sweep, {name = "s", db = ":memory:", grid = {lmbda = {0, 1}},
 print("sweep grid => " .. tostring(err))
 LUA
 "$bin" run names.lua lmbda seq_kd max_steps learning_rate num_generations per_device_train_batch_size \
-  gradient_accumulation_steps num_train_epochs max_grad_norm warmup_ratio lamda >out.txt 2>&1
+  gradient_accumulation_steps num_train_epochs max_grad_norm warmup_ratio lamda num_ppo_epochs cliprange \
+  num_mini_batches lam >out.txt 2>&1
 cat out.txt
 has() { grep -qF -- "$1" out.txt; }
 check "lmbda -> lambda" has "unknown key 'lmbda' (did you mean 'lambda'?"
@@ -38,6 +39,10 @@ check "num_train_epochs -> steps" has "unknown key 'num_train_epochs' (gkd count
 check "max_grad_norm -> clip" has "unknown key 'max_grad_norm' (did you mean 'clip'?"
 check "warmup_ratio -> an lr schedule" has "unknown key 'warmup_ratio' (give 'lr' a schedule"
 check "a typo keeps its guess" has "unknown key 'lamda' (did you mean 'lambda'?)"
+check "num_ppo_epochs -> epochs" has "unknown key 'num_ppo_epochs' (did you mean 'epochs'?"
+check "cliprange -> clip_eps" has "unknown key 'cliprange' (did you mean 'clip_eps'?"
+check "num_mini_batches -> minibatches" has "unknown key 'num_mini_batches' (did you mean 'minibatches'?"
+check "lam -> gae_lambda" has "unknown key 'lam' (did you mean 'gae_lambda'?"
 check "no suggestion of 'seed' or 'on_step'" bash -c "! grep -qE \"did you mean '(seed|on_step)'\" out.txt"
 check "temperature in a divergence -> teacher_temperature, the difference explained" \
   has "unknown key 'temperature' (the divergence's temperature is teacher_temperature, which divides the teacher's logits only; TRL's generalized_jsd_loss(temperature = tau) divides both sides' logits; the student's sampling temperature is gkd.run's temperature"
