@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
@@ -93,6 +94,8 @@ static void read_model_options(gkd_cli_args *a, gkd_reward_model_config *m, gkd_
     tc.warmup_steps = gkd_cli_int(a, "warmup", tc.warmup_steps, bad);
     tc.report_every = gkd_cli_size(a, "report-every", tc.report_every, bad);
     tc.eval_every = gkd_cli_size(a, "eval-every", 0, bad);
+    (void)gkd_cli_str(a, "init", NULL); /* read by create_model, after the unused-option check */
+    (void)gkd_cli_str(a, "init-tokenizer", NULL);
     *m = mc;
     *t = tc;
 }
@@ -107,6 +110,54 @@ static const char *check_model_options(const gkd_reward_model_train_config *tc, 
 }
 
 static int train_preferences(const char *cmd, gkd_cli_args *a);
+
+/* The starting model: --init MODEL (a gkd .safetensors file or a Hugging Face directory) with its
+ * tokenizer (--init-tokenizer, else the tokenizer.json in the directory or next to the file), or a new
+ * model whose tokenizer is trained on `corpus`. With --init the shape options have no effect and are
+ * refused. Prints the error and returns 2 on failure. */
+static int create_model(const char *cmd, gkd_cli_args *a, const gkd_reward_model_config *mc,
+                        const gkd_reward_model_pairs *corpus, gkd_reward_model **rm) {
+    const char *init = gkd_cli_str(a, "init", NULL), *init_tok = gkd_cli_str(a, "init-tokenizer", NULL);
+    if (!init) {
+        if (init_tok) {
+            gkd_cli_error(cmd, "--init-tokenizer needs --init MODEL");
+            return 2;
+        }
+        if (gkd_reward_model_create(mc, corpus, gkd_backend_cpu(), rm) == GKD_OK) return 0;
+        gkd_cli_error(cmd, "%s", gkd_error_message());
+        return 2;
+    }
+    char tok_path[4096];
+    if (init_tok) {
+        snprintf(tok_path, sizeof tok_path, "%s", init_tok);
+    } else {
+        struct stat sb;
+        int dir = stat(init, &sb) == 0 && S_ISDIR(sb.st_mode);
+        const char *slash = strrchr(init, '/');
+        if (dir)
+            snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", init);
+        else if (slash)
+            snprintf(tok_path, sizeof tok_path, "%.*s/tokenizer.json", (int)(slash - init), init);
+        else
+            snprintf(tok_path, sizeof tok_path, "tokenizer.json");
+    }
+    if (gkd_reward_model_create_from(mc, init, tok_path, gkd_backend_cpu(), rm) == GKD_OK) return 0;
+    gkd_cli_error(cmd, "%s", gkd_error_message());
+    return 2;
+}
+
+/* With --init the model's shape comes from the base: a shape option given too would have no effect. */
+static const char *shape_option_with_init(gkd_cli_args *a) {
+    static const char *const shape[] = {"vocab", "dim", "layers", "heads", "hidden"};
+    static char why[128];
+    if (!gkd_cli_str(a, "init", NULL)) return NULL;
+    for (size_t i = 0; i < sizeof shape / sizeof *shape; i++)
+        if (gkd_cli_str(a, shape[i], NULL)) {
+            snprintf(why, sizeof why, "--%s has no effect with --init: the shape is the base model's", shape[i]);
+            return why;
+        }
+    return NULL;
+}
 
 static int cmd_train(int argc, char **argv) {
     const char *cmd = "reward-model train";
@@ -135,7 +186,7 @@ static int cmd_train(int argc, char **argv) {
     if (!out_dir) why = "--out DIR is required (the model is written to DIR/model.safetensors and DIR/tokenizer.json)";
     else if (!(held_out >= 0.0 && held_out < 1.0)) why = "--held-out must be in [0, 1)";
     else if (pc.rounds < 1) why = "--rounds must be >= 1";
-    else why = check_model_options(&tc, seed);
+    else if (!(why = shape_option_with_init(&a))) why = check_model_options(&tc, seed);
     if (why) {
         gkd_cli_error(cmd, "%s", why);
         gkd_dataset_free(&all);
@@ -163,12 +214,12 @@ static int cmd_train(int argc, char **argv) {
         rc = 2;
         goto done;
     }
-    if (st == GKD_OK) st = gkd_reward_model_create(&mc, &tp, gkd_backend_cpu(), &rm);
     if (st != GKD_OK) {
         gkd_cli_error(cmd, "%s", gkd_error_message());
         rc = 2;
         goto done;
     }
+    if ((rc = create_model(cmd, &a, &mc, &tp, &rm)) != 0) goto done;
     mc = *gkd_reward_model_get_config(rm);
     if (!quiet)
         printf("%d training examples -> %d pairs, %d held-out examples -> %d pairs; model: vocab %d, dim %d, "
@@ -220,7 +271,8 @@ static int train_preferences(const char *cmd, gkd_cli_args *a) {
     read_model_options(a, &mc, &tc, &bad);
     int quiet = gkd_cli_flag(a, "quiet");
     if (bad || gkd_cli_check_unused(a)) return 2;
-    const char *why = out_dir ? check_model_options(&tc, seed) : "--out DIR is required";
+    const char *why = !out_dir ? "--out DIR is required" : shape_option_with_init(a);
+    if (!why) why = check_model_options(&tc, seed);
     if (why) {
         gkd_cli_error(cmd, "%s", why);
         return 2;
@@ -233,14 +285,11 @@ static int train_preferences(const char *cmd, gkd_cli_args *a) {
     gkd_reward_model *rm = NULL;
     int rc = load_preferences(cmd, path, &tp);
     if (rc == 0 && held) rc = load_preferences(cmd, held, &hp);
-    if (rc == 0 && gkd_reward_model_create(&mc, &tp, gkd_backend_cpu(), &rm) != GKD_OK) {
-        gkd_cli_error(cmd, "%s", gkd_error_message());
-        rc = 2;
-    }
+    if (rc == 0) rc = create_model(cmd, a, &mc, &tp, &rm);
     if (rc == 0 && !quiet)
         printf("%d training pairs, %d held-out pairs; preference model: vocab %d, dim %d, %d layers, %zu parameters\n",
-               tp.n / 2, hp.n / 2, gkd_reward_model_get_config(rm)->vocab_size, mc.dim, mc.n_layers,
-               gkd_model_num_params(gkd_reward_model_transformer(rm)));
+               tp.n / 2, hp.n / 2, gkd_reward_model_get_config(rm)->vocab_size, gkd_reward_model_get_config(rm)->dim,
+               gkd_reward_model_get_config(rm)->n_layers, gkd_model_num_params(gkd_reward_model_transformer(rm)));
     progress_state ps = {t0, quiet};
     tc.progress = on_progress;
     tc.user = &ps;

@@ -88,6 +88,7 @@ static const command commands[] = {
      "           [--steps N] [--batch N] [--lr X] [--min-lr X] [--warmup N] [--dim N] [--layers N] [--heads N]\n"
      "           [--hidden N] [--vocab N] [--source-tokens N] [--summary-tokens N] [--source-words N]\n"
      "           [--rounds N] [--held-out F] [--seed S] [--report-every N] [--eval-every N] [--quiet]\n"
+     "           [--init MODEL [--init-tokenizer FILE]]  (start from a pretrained gkd or Hugging Face model)\n"
      "       gkd reward-model eval --model DIR --data FILE [--rounds N] [--seed S] [--source-words N]\n"
      "           [--source-field F] [--summary-field F] [--max-examples N]\n"
      "       gkd reward-model train --pairs FILE --out DIR [--held-out FILE] [model and training options above]\n"

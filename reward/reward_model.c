@@ -147,6 +147,73 @@ gkd_status gkd_reward_model_create(const gkd_reward_model_config *cfg, const gkd
     return GKD_OK;
 }
 
+/* Copies every tensor of base into the same-named tensor of m; the embedding (V_base, C) into the first
+ * V_base rows of m's (V, C). Any other difference in shape is an error. */
+static gkd_status copy_base_weights(gkd_model *m, gkd_model *base, const char *path) {
+    const gkd_backend *be = gkd_model_backend(m);
+    int n = gkd_model_num_tensors(base);
+    for (int i = 0; i < n; i++) {
+        const gkd_tensor_info *bt = gkd_model_tensor(base, i);
+        int j = gkd_model_tensor_find(m, bt->name);
+        const gkd_tensor_info *mt = j >= 0 ? gkd_model_tensor(m, j) : NULL;
+        int rows_prefix = mt && bt->ndim == 2 && mt->ndim == 2 && bt->shape[1] == mt->shape[1] &&
+                          bt->shape[0] <= mt->shape[0] && strstr(bt->name, "embed_tokens") != NULL;
+        if (!mt || (mt->numel != bt->numel && !rows_prefix))
+            return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor %s has no place in the reward model", path, bt->name);
+        be->copy(gkd_model_params(m) + mt->offset, gkd_model_params(base) + bt->offset, bt->numel * sizeof(float));
+    }
+    return GKD_OK;
+}
+
+gkd_status gkd_reward_model_create_from(const gkd_reward_model_config *cfg, const char *model_path,
+                                        const char *tokenizer_path, const gkd_backend *be, gkd_reward_model **out) {
+    *out = NULL;
+    if (!cfg || !model_path || !tokenizer_path || !be)
+        return gkd_error_set(GKD_ERR_ARG, "reward model from a model: NULL argument");
+    if (cfg->max_source_tokens < 1 || cfg->max_summary_tokens < 1)
+        return gkd_error_set(GKD_ERR_ARG, "reward model: max_source_tokens and max_summary_tokens must be >= 1");
+    gkd_reward_model *rm = calloc(1, sizeof *rm);
+    if (!rm) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+    rm->cfg = *cfg;
+    set_lengths(rm);
+    gkd_model_config bc;
+    gkd_model *base = NULL;
+    gkd_status st = gkd_checkpoint_read_config(model_path, &bc);
+    if (st == GKD_OK && !bc.tied_embeddings)
+        st = gkd_error_set(GKD_ERR_ARG, "%s has a separate output matrix (lm_head.weight): the reward model's head "
+                           "is built from tied embeddings, so only a model with tied embeddings can start it",
+                           model_path);
+    if (st == GKD_OK) st = gkd_tokenizer_load(tokenizer_path, &rm->tok);
+    int base_tokens = rm->tok ? gkd_tokenizer_vocab_size(rm->tok) : 0;
+    if (st == GKD_OK && base_tokens > bc.vocab_size)
+        st = gkd_error_set(GKD_ERR_ARG, "%s has %d tokens but the model %s only %d embedding rows: not its tokenizer",
+                           tokenizer_path, base_tokens, model_path, bc.vocab_size);
+    if (st == GKD_OK) st = gkd_tokenizer_add_specials(rm->tok, specials, N_SPECIALS);
+    if (st == GKD_OK) st = find_specials(rm);
+    if (st == GKD_OK) st = gkd_checkpoint_load_model_ex(model_path, be, GKD_MODEL_INFERENCE, &base);
+    gkd_model_config mc = bc;
+    int tokens = rm->tok ? gkd_tokenizer_vocab_size(rm->tok) : 0;
+    mc.vocab_size = tokens > bc.vocab_size ? tokens : bc.vocab_size;
+    if (mc.max_seq_len < rm->max_len) mc.max_seq_len = rm->max_len;
+    if (st == GKD_OK) st = gkd_model_create(&mc, be, &rm->m);
+    if (st == GKD_OK) {
+        gkd_model_init_weights(rm->m, cfg->seed); /* the new rows (the specials past the base's) */
+        st = copy_base_weights(rm->m, base, model_path);
+    }
+    gkd_model_free(base);
+    if (st != GKD_OK) {
+        gkd_reward_model_free(rm);
+        return gkd_error_prefix(st, "reward model from %s", model_path);
+    }
+    rm->cfg.vocab_size = mc.vocab_size;
+    rm->cfg.dim = mc.dim;
+    rm->cfg.n_layers = mc.n_layers;
+    rm->cfg.n_heads = mc.n_heads;
+    rm->cfg.hidden_dim = mc.hidden_dim;
+    *out = rm;
+    return GKD_OK;
+}
+
 /* Rows "<bos> source <sep> summary <cls>" tokenised once: row i is ids[off[i] .. off[i+1]); the head reads
  * its positions from start[i] on (the summary's and <cls>), whose labels are in label (laid out like ids):
  * 1 supported, 0 the swapped-in word (or the whole row at <cls>), -1 unknown or not read. */

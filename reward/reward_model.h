@@ -106,6 +106,15 @@ typedef struct gkd_reward_model gkd_reward_model;
  * *out (gkd_reward_model_free). */
 gkd_status gkd_reward_model_create(const gkd_reward_model_config *cfg, const gkd_reward_model_pairs *corpus,
                                    const gkd_backend *be, gkd_reward_model **out);
+/* A new reward model that starts from a pretrained transformer: a gkd checkpoint (.safetensors) or a
+ * Hugging Face directory at model_path, with its tokenizer.json at tokenizer_path. The tokenizer gains the
+ * reward model's special tokens (new ids after its own), the embedding new rows for them (initialised from
+ * cfg->seed); every other weight is the base model's. The base must have tied embeddings (the head is two
+ * rows of the output matrix) and at least as many embedding rows as its tokenizer has tokens. cfg's
+ * max_source_tokens, max_summary_tokens, seed and preference are used; the shape comes from the base.
+ * The caller owns *out. */
+gkd_status gkd_reward_model_create_from(const gkd_reward_model_config *cfg, const char *model_path,
+                                        const char *tokenizer_path, const gkd_backend *be, gkd_reward_model **out);
 void gkd_reward_model_free(gkd_reward_model *rm);
 
 /* Training pairs encoded once, with the buffers of batches of B rows: what a training loop takes its

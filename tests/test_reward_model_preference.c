@@ -5,7 +5,10 @@
  * (file and line), and a short training on tests/fixtures/preference-train.jsonl whose held-out pairwise
  * accuracy on tests/fixtures/preference-heldout.jsonl (other packages) is well above chance; the saved
  * model loads as a preference model, scores the same and works through the reward interface that
- * reward = "model:DIR" uses. */
+ * reward = "model:DIR" uses. And a preference model started from a pretrained gkd model saved as a
+ * Hugging Face directory (gkd_reward_model_create_from): its tokenizer gains the specials after its own
+ * ids, every base tensor is copied (the embedding's rows as a prefix), training lowers the loss, it saves
+ * and loads; an untied base, a tokenizer larger than the model and a missing file are refused by name. */
 // ctest-labels: cpu
 #include "reward/reward_model.h"
 #include "rl/reward_model_train.h"
@@ -16,7 +19,9 @@
 #include <unistd.h>
 
 #include "core/base/rng.h"
+#include "core/format/checkpoint.h"
 #include "core/tensor/model.h"
+#include "core/text/tokenizer.h"
 #include "tests/check.h"
 
 static void test_bt_loss(void) {
@@ -229,6 +234,105 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
     gkd_reward_model_free(rm);
 }
 
+static void remove_files(const char *dir, const char *const *files, int n) {
+    for (int f = 0; f < n; f++) {
+        char path[256];
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static void test_init_from_model(const gkd_reward_model_pairs *tp, const gkd_reward_model_pairs *hp) {
+    /* The base: a tied gkd model with a tokenizer of its vocabulary, saved as a Hugging Face directory. */
+    const char *texts[200];
+    int nt = 0;
+    for (int i = 0; i < tp->n && nt < 200; i += 2) texts[nt++] = tp->items[i].summary;
+    const char *specials[] = {"<|endoftext|>"};
+    gkd_tokenizer *tok = NULL;
+    CHECK(gkd_tokenizer_train(texts, nt, 400, specials, 1, &tok) == GKD_OK);
+    if (!tok) return;
+    int V = gkd_tokenizer_vocab_size(tok);
+    gkd_model_config bc = {.vocab_size = V + 3, .dim = 32, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2,
+                           .hidden_dim = 64, .max_seq_len = 32, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+                           .tied_embeddings = 1};
+    gkd_model *base = NULL;
+    CHECK(gkd_model_create(&bc, gkd_backend_cpu(), &base) == GKD_OK);
+    if (!base) return;
+    gkd_model_init_weights(base, 9);
+    char dir[] = "/tmp/gkd-pref-base-XXXXXX", tok_path[256];
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", dir);
+    CHECKF(gkd_checkpoint_save_hf_dir(base, dir) == GKD_OK, "%s", gkd_error_message());
+    CHECK(gkd_tokenizer_save(tok, tok_path) == GKD_OK);
+
+    gkd_reward_model_config mc = gkd_reward_model_config_default();
+    mc.max_source_tokens = 48;
+    mc.max_summary_tokens = 16;
+    mc.preference = 1;
+    gkd_reward_model *rm = NULL;
+    CHECKF(gkd_reward_model_create_from(&mc, dir, tok_path, gkd_backend_cpu(), &rm) == GKD_OK, "%s",
+           gkd_error_message());
+    if (rm) {
+        gkd_model *m = gkd_reward_model_transformer(rm);
+        const gkd_model_config *c = gkd_model_get_config(m);
+        /* 6 specials are new (<|endoftext|> keeps its id): ids V .. V+5; the base had V + 3 rows. */
+        CHECKF(c->vocab_size == V + 6 && c->dim == 32 && c->n_kv_heads == 2 && c->max_seq_len >= 67,
+               "vocab %d, dim %d, kv %d, positions %d", c->vocab_size, c->dim, c->n_kv_heads, c->max_seq_len);
+        CHECK(gkd_reward_model_get_config(rm)->vocab_size == V + 6);
+        int same = 1;
+        for (int i = 0; i < gkd_model_num_tensors(base); i++) {
+            const gkd_tensor_info *bt = gkd_model_tensor(base, i);
+            int j = gkd_model_tensor_find(m, bt->name);
+            if (j < 0 || memcmp(gkd_model_params(m) + gkd_model_tensor(m, j)->offset, gkd_model_params(base) + bt->offset,
+                                bt->numel * sizeof(float)) != 0) {
+                fprintf(stderr, "tensor %s not copied\n", bt->name);
+                same = 0;
+            }
+        }
+        CHECK(same);
+        gkd_reward_model_train_config tc = gkd_reward_model_train_config_default();
+        tc.steps = 60;
+        tc.batch = 16;
+        tc.lr = 1e-3f;
+        tc.token_loss_weight = 0;
+        double loss0 = 0, loss = 0;
+        CHECK(gkd_reward_model_evaluate(rm, tp, NULL, &loss0) == GKD_OK);
+        CHECKF(gkd_reward_model_train(rm, &tc, tp, NULL) == GKD_OK, "%s", gkd_error_message());
+        CHECK(gkd_reward_model_evaluate(rm, tp, NULL, &loss) == GKD_OK);
+        fprintf(stderr, "started from a base model: training pair loss %.4f -> %.4f\n", loss0, loss);
+        CHECKF(loss < loss0 - 0.01, "training from the base did not lower the loss (%.4f -> %.4f)", loss0, loss);
+        char out[] = "/tmp/gkd-pref-init-XXXXXX";
+        CHECK(mkdtemp(out) != NULL);
+        CHECK(gkd_reward_model_save(rm, out) == GKD_OK);
+        gkd_reward_model *back = NULL;
+        CHECKF(gkd_reward_model_load(out, gkd_backend_cpu(), &back) == GKD_OK, "%s", gkd_error_message());
+        double a1 = -1, a2 = -2;
+        CHECK(back && gkd_reward_model_evaluate(rm, hp, &a1, NULL) == GKD_OK &&
+              gkd_reward_model_evaluate(back, hp, &a2, NULL) == GKD_OK && a1 == a2);
+        gkd_reward_model_free(back);
+        static const char *const files[] = {"model.safetensors", "tokenizer.json"};
+        remove_files(out, files, 2);
+        gkd_reward_model_free(rm);
+    }
+    /* Refusals, by name: Hugging Face fixtures made by transformers (tests/fixtures/make_hf_llama_fixtures.py). */
+    rm = NULL;
+    char untied[1024], tied64[1024];
+    snprintf(untied, sizeof untied, "%s/tests/fixtures/hf/gqa-untied", GKD_SOURCE_DIR);
+    snprintf(tied64, sizeof tied64, "%s/tests/fixtures/hf/gqa-tied-old-keys", GKD_SOURCE_DIR);
+    CHECK(gkd_reward_model_create_from(&mc, untied, tok_path, gkd_backend_cpu(), &rm) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "lm_head.weight") != NULL, "%s", gkd_error_message());
+    CHECK(gkd_reward_model_create_from(&mc, tied64, tok_path, gkd_backend_cpu(), &rm) == GKD_ERR_ARG);
+    CHECKF(strstr(gkd_error_message(), "not its tokenizer") != NULL, "%s", gkd_error_message());
+    CHECK(gkd_reward_model_create_from(&mc, dir, "/nonexistent/tokenizer.json", gkd_backend_cpu(), &rm) != GKD_OK);
+    CHECKF(strstr(gkd_error_message(), "/nonexistent/tokenizer.json") != NULL, "%s", gkd_error_message());
+    CHECK(rm == NULL);
+    static const char *const files[] = {"model.safetensors", "config.json", "tokenizer.json"};
+    remove_files(dir, files, 3);
+    gkd_model_free(base);
+    gkd_tokenizer_free(tok);
+}
+
 int main(void) {
     test_bt_loss();
     test_read();
@@ -238,6 +342,7 @@ int main(void) {
     if (tp.n > 40 && hp.n > 0) {
         test_objective(&tp);
         test_train(&tp, &hp);
+        test_init_from_model(&tp, &hp);
     }
     gkd_reward_model_pairs_free(&tp);
     gkd_reward_model_pairs_free(&hp);

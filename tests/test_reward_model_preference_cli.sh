@@ -47,5 +47,21 @@ LUA
 DATA="$fx/debdesc-sample.jsonl" "$bin" run rl.lua pm.d >run.txt 2>&1; rc=$?
 check "gkd.run with reward = model:pm.d (a preference model): exit 0, a reward recorded per step (got $rc: $(tail -3 run.txt))" test $rc -eq 0
 
+# --init: a preference model started from the committed debdesc SFT student (a gkd model and its
+# tokenizer.json next to it); a shape option with it is refused; so is an untied base.
+warm="$fx/../../experiments/paper/results/debdesc/warm-start.safetensors"
+"$bin" reward-model train --pairs "$fx/preference-train.jsonl" --out init.d --steps 5 --batch 8 \
+  --source-tokens 32 --summary-tokens 12 --init "$warm" >init.txt 2>&1; rc=$?
+check "train --pairs --init MODEL: exit 0 (got $rc: $(tail -2 init.txt))" test $rc -eq 0
+check "... the model has the base's shape (dim 96, vocab 2048 + 5 new specials)" grep -q "vocab 2053, dim 96" init.txt
+"$bin" reward-model eval --model init.d --pairs "$fx/preference-heldout.jsonl" >initeval.txt 2>&1; rc=$?
+check "the started model loads and evaluates (got $rc: $(cat initeval.txt))" test $rc -eq 0
+"$bin" reward-model train --pairs "$fx/preference-train.jsonl" --out y.d --init "$warm" --dim 16 >e1.txt 2>&1; rc=$?
+check "--dim with --init: exit 2 naming it (got $rc: $(cat e1.txt))" bash -c "test $rc -eq 2 && grep -q -- '--dim has no effect with --init' e1.txt"
+"$bin" reward-model train --pairs "$fx/preference-train.jsonl" --out y.d --init "$fx/hf/gqa-untied" \
+  --init-tokenizer "$fx/tiny-llama.tokenizer.json" >e2.txt 2>&1; rc=$?
+check "an untied base: exit 2 naming lm_head.weight (got $rc: $(cat e2.txt))" bash -c "test $rc -eq 2 && grep -q lm_head.weight e2.txt"
+check "no model written on refusal" test ! -e y.d
+
 [ $fails -eq 0 ] || { echo "$fails check(s) failed"; exit 1; }
 echo "all checks passed"

@@ -757,6 +757,42 @@ static void check_hugging_face(const text_list *sample) {
     free_texts(&all);
 }
 
+/* gkd_tokenizer_add_specials on a copy of tok: new specials get the next ids in order, one it has keeps its
+ * id, encode_special matches them, and they survive a save and load. */
+static void check_add_specials(const gkd_tokenizer *tok) {
+    gkd_buf j = {0};
+    CHECK(gkd_tokenizer_to_json(tok, &j) == GKD_OK);
+    gkd_tokenizer *t = NULL;
+    CHECK(gkd_tokenizer_from_json(j.data, j.len, "copy", &t) == GKD_OK);
+    gkd_buf_free(&j);
+    if (!t) return;
+    int V = gkd_tokenizer_vocab_size(t), sep = gkd_tokenizer_token_id(t, "<|sep|>");
+    const char *add[] = {"<|cls|>", "<|sep|>", "<|yes|>"};
+    CHECKF(gkd_tokenizer_add_specials(t, add, 3) == GKD_OK, "%s", gkd_error_message());
+    CHECK(gkd_tokenizer_vocab_size(t) == V + 2);
+    CHECK(gkd_tokenizer_token_id(t, "<|cls|>") == V && gkd_tokenizer_token_id(t, "<|yes|>") == V + 1);
+    CHECK(gkd_tokenizer_token_id(t, "<|sep|>") == sep);
+    CHECK(gkd_tokenizer_is_special(t, V) && gkd_tokenizer_is_special(t, V + 1));
+    const char *text = "a<|cls|>b<|yes|>";
+    int *ids = NULL, n = 0;
+    CHECK(gkd_tokenizer_encode_special(t, text, strlen(text), &ids, &n) == GKD_OK);
+    int found = 0;
+    for (int i = 0; i < n; i++) found += ids[i] == V || ids[i] == V + 1;
+    CHECKF(found == 2, "the added specials are matched in text (%d of 2)", found);
+    free(ids);
+    gkd_buf a = {0};
+    CHECK(gkd_tokenizer_to_json(t, &a) == GKD_OK);
+    gkd_tokenizer *back = NULL;
+    CHECK(gkd_tokenizer_from_json(a.data, a.len, "saved", &back) == GKD_OK);
+    CHECK(back && gkd_tokenizer_token_id(back, "<|yes|>") == V + 1 && gkd_tokenizer_vocab_size(back) == V + 2);
+    CHECK(gkd_tokenizer_add_specials(t, add, 1) == GKD_OK && gkd_tokenizer_vocab_size(t) == V + 2);
+    const char *empty[] = {""};
+    CHECK(gkd_tokenizer_add_specials(t, empty, 1) == GKD_ERR_ARG);
+    gkd_buf_free(&a);
+    gkd_tokenizer_free(back);
+    gkd_tokenizer_free(t);
+}
+
 int main(void) {
     text_list sample = {0};
     load_sample(&sample);
@@ -775,6 +811,7 @@ int main(void) {
     CHECK(gkd_tokenizer_vocab_size(tok) == 4096);
 
     check_gpt2_split(tok);
+    check_add_specials(tok);
 
     /* The acceptance criterion: every document and summary round-trips, with and without specials. */
     size_t bytes = 0;

@@ -210,6 +210,37 @@ int gkd_tok_set_token(token *t, const char *bytes, size_t len, const char *str, 
     return 1;
 }
 
+gkd_status gkd_tokenizer_add_specials(gkd_tokenizer *tok, const char *const *specials, int n) {
+    if (n < 0 || (n > 0 && !specials)) return gkd_error_set(GKD_ERR_ARG, "add specials: bad arguments");
+    for (int k = 0; k < n; k++)
+        if (!specials[k] || !specials[k][0]) return gkd_error_set(GKD_ERR_ARG, "add specials: special %d is empty", k);
+    token *tokens = realloc(tok->tokens, ((size_t)tok->n_tokens + (size_t)n) * sizeof *tokens);
+    if (!tokens) return gkd_tok_out_of_memory("adding special tokens");
+    tok->tokens = tokens;
+    int *added = realloc(tok->added, ((size_t)tok->n_added + (size_t)n + 1) * sizeof *added);
+    if (!added) return gkd_tok_out_of_memory("adding special tokens");
+    tok->added = added;
+    for (int k = 0; k < n; k++) {
+        size_t len = strlen(specials[k]);
+        if (gkd_tok_str_map_get(&tok->by_str, specials[k], len) >= 0) continue; /* present: keeps its id */
+        token *t = &tok->tokens[tok->n_tokens];
+        memset(t, 0, sizeof *t);
+        if (!gkd_tok_set_token(t, specials[k], len, specials[k], len)) {
+            free(t->bytes);
+            free(t->str);
+            return gkd_tok_out_of_memory("adding special tokens");
+        }
+        t->in_vocab = t->added = t->special = 1;
+        if (gkd_tok_str_map_intern(&tok->by_str, t->str, t->str_len, tok->n_tokens) == -2) {
+            free(t->bytes);
+            free(t->str);
+            return gkd_tok_out_of_memory("adding special tokens");
+        }
+        tok->added[tok->n_added++] = tok->n_tokens++;
+    }
+    return gkd_tok_index_merges_and_added(tok);
+}
+
 /* ---------------------------------------------------------------------------------------------------
  * Lookups. */
 

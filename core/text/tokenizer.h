@@ -91,6 +91,11 @@ gkd_status gkd_tokenizer_save(const gkd_tokenizer *tok, const char *path);
 /* Appends the tokenizer.json text to *out (caller owns the buffer, gkd_buf_free). */
 gkd_status gkd_tokenizer_to_json(const gkd_tokenizer *tok, gkd_buf *out);
 
+/* Appends the special tokens among specials[0..n) that tok lacks, with the next ids, in order (one it has
+ * keeps its id); they are matched by gkd_tokenizer_encode_special and saved as added tokens. For building
+ * a tokenizer (e.g. a reward model's from a pretrained one), before it is shared. */
+gkd_status gkd_tokenizer_add_specials(gkd_tokenizer *tok, const char *const *specials, int n);
+
 void gkd_tokenizer_free(gkd_tokenizer *tok);
 
 /* Encodes text[0..len) treating every byte as text (a special token's string gives ordinary tokens).
