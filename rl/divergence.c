@@ -16,6 +16,7 @@
  *   (gkd_divergence_rows_ex) evaluates the metrics' terms and the divergence's in the same loop over
  *   entries, sharing the terms they have in common. */
 #include "rl/divergence.h"
+#include "rl/divergence_fast.h"
 #include "rl/divergence_terms.h"
 
 #include <float.h>
@@ -124,6 +125,8 @@ gkd_status gkd_divergence_check(const gkd_divergence *d) {
         return gkd_error_set(GKD_ERR_ARG, "divergence teacher_temperature = %g: must be finite and > 0",
                              d->teacher_temperature);
     if (d->top_k < 0) return gkd_error_set(GKD_ERR_ARG, "divergence top_k = %d: must be >= 0", d->top_k);
+    if (d->precision != GKD_DIV_EXACT && d->precision != GKD_DIV_FLOAT32)
+        return gkd_error_set(GKD_ERR_ARG, "divergence precision = %d: not exact or float32", (int)d->precision);
     return GKD_OK;
 }
 
@@ -460,6 +463,57 @@ static gkd_status run_rows(const gkd_div_resolved *r, int k, double temperature,
     return gkd_div_report_fault(fault.fault, fault.row, fault.entry, name);
 }
 
+/* run_rows for GKD_DIV_FLOAT32 (k = 0): each row by the float kernel of this CPU, or, when it has a logit
+ * that is not finite, by the exact row (which handles masked entries and reports faults). */
+static gkd_status run_rows_fast(const gkd_div_resolved *r, double temperature, const char *name, const float *teacher,
+                                const float *student, int N, int V, double *value, float *dstudent,
+                                const float *grad_scale, gkd_token_metrics *metrics) {
+    gkd_div_fast_row_fn fn;
+    const char *isa;
+    gkd_status st = gkd_div_fast_select(&fn, &isa);
+    if (st != GKD_OK) return st;
+    if (!fn) /* no AVX2: the exact path */
+        return run_rows(r, 0, temperature, name, teacher, student, N, V, value, dstudent, grad_scale, metrics);
+    gkd_div_fast_row fr = {.form = r->form, .wp = (float)r->wp, .wq = (float)r->wq, .ca = (float)r->ca,
+                           .cb = (float)r->cb, .jsd_gradient = r->jsd_gradient, .half = gkd_div_uses_half(r),
+                           .inv_t = 1.0 / temperature};
+    fr.g_alpha = r->form == GKD_DIV_FORM_REVERSE_KL ? 1.0 : 0.0;
+    fr.g_beta = 0.0; /* the mixtures' log(M/Q) is large only where Q is small: no part in double */
+    fr.ih = (float)fr.inv_t;
+    fr.il = (float)(fr.inv_t - (double)fr.ih);
+    first_fault fault = {N, -1, GKD_DIV_FAULT_NONE};
+#pragma omp parallel if (N > 1)
+    {
+        float *fs = malloc((2 * (size_t)V + 80) * sizeof *fs);
+        scratch w = {0};
+        int have_exact = 0;
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            size_t off = (size_t)n * V;
+            double row_value = NAN, scale = grad_scale ? grad_scale[n] : 1.0;
+            float *dst = dstudent ? dstudent + off : NULL;
+            gkd_token_metrics *m = metrics ? metrics + n : NULL;
+            if (fs && fn(&fr, teacher + off, student + off, V, fs, &row_value, dst, scale, m) == 0) {
+                if (value) value[n] = row_value;
+                continue;
+            }
+            gkd_div_fault f = GKD_DIV_FAULT_NOMEM;
+            int entry = -1;
+            if (!have_exact) have_exact = scratch_init(&w, V, 0) ? 1 : -1;
+            if (fs && have_exact > 0)
+                f = divergence_row(r, 0, teacher + off, student + off, V, temperature, &w, &row_value, dst, scale,
+                                   m, &entry);
+            else if (m)
+                *m = (gkd_token_metrics){NAN, NAN, NAN, NAN, NAN};
+            if (value) value[n] = row_value;
+            if (f != GKD_DIV_FAULT_NONE) note_fault(&fault, n, entry, f);
+        }
+        if (have_exact > 0) scratch_free(&w);
+        free(fs);
+    }
+    return gkd_div_report_fault(fault.fault, fault.row, fault.entry, name);
+}
+
 gkd_status gkd_divergence_rows_ex(const gkd_divergence *d, const float *teacher, const float *student, int N,
                                   int V, double *value, float *dstudent, const float *grad_scale,
                                   gkd_token_metrics *metrics) {
@@ -468,6 +522,9 @@ gkd_status gkd_divergence_rows_ex(const gkd_divergence *d, const float *teacher,
     if (st != GKD_OK) return st;
     gkd_div_resolved r = gkd_div_resolve(d);
     int k = d->top_k < V ? d->top_k : V;
+    if (d->precision == GKD_DIV_FLOAT32 && k == 0)
+        return run_rows_fast(&r, d->teacher_temperature, gkd_divergence_name(d), teacher, student, N, V, value,
+                             dstudent, grad_scale, metrics);
     return run_rows(&r, k, d->teacher_temperature, gkd_divergence_name(d), teacher, student, N, V, value,
                     dstudent, grad_scale, metrics);
 }

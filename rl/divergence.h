@@ -34,6 +34,12 @@ typedef enum {
     GKD_JSD_SCALED, /* JSD(beta) / (beta (1-beta)): continuous, forward KL at 0, reverse KL at 1 */
 } gkd_jsd_convention;
 
+/* How the rows are computed (rl/divergence_fast.h). */
+typedef enum {
+    GKD_DIV_EXACT = 0,   /* double per entry, cancellation-free forms: the reference */
+    GKD_DIV_FLOAT32 = 1, /* float32 SIMD per entry, double per row; within 1e-5 relative of the exact path */
+} gkd_div_precision;
+
 typedef struct {
     gkd_divergence_kind kind;
     double beta;                   /* JSD only, in [0, 1] */
@@ -45,6 +51,10 @@ typedef struct {
      * both for JSD and TV) plus one tail bucket holding the rest of each distribution's mass. A k of
      * V or more keeps every entry. */
     int top_k;
+    /* GKD_DIV_EXACT (0, the default of a zeroed struct and of parse) or GKD_DIV_FLOAT32. The float path
+     * covers rows with finite logits and top_k 0; other rows take the exact path. CUDA's device rows are
+     * double whatever this says. */
+    gkd_div_precision precision;
 } gkd_divergence;
 
 /* Per-position numbers logged whatever the training divergence (exact, no top-k). */

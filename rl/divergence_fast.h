@@ -1,0 +1,52 @@
+/* The divergence rows in float32 SIMD (issue 12): the value, the gradient and the logged metrics of
+ * gkd_divergence_rows_ex in one vectorised pass per row, for d->precision = GKD_DIV_FLOAT32. The exact
+ * double path (divergence.c) stays the reference; tests/test_divergence_fast.c holds the two within 1e-5
+ * relative (1e-7 absolute near zero) on every divergence and JSD convention.
+ * Rules:
+ * - The instruction set is chosen at each call from the CPU: AVX-512 (16 lanes), else AVX2 + FMA (8);
+ *   a CPU with neither falls back to the exact path (a plain-C float instance was tried and left out: on
+ *   jsd_scaled at beta = 1 - 1e-6 it missed the tolerance by 2x, and the exact path is the reference).
+ *   GKD_DIVERGENCE_ISA=avx512|avx2|exact overrides the choice (tests, benchmarks); an unknown value, or
+ *   one this CPU cannot run, is refused.
+ * - Rows the float path does not cover are computed by the exact path, whole: rows with a logit that is
+ *   not finite (masked -inf entries, and the NaN / +inf faults the exact path reports), and every row of a
+ *   top-k divergence. Nothing is approximated silently: the float path's accuracy is the tested one. */
+#ifndef GKD_DIVERGENCE_FAST_H
+#define GKD_DIVERGENCE_FAST_H
+
+#include "rl/divergence.h"
+#include "rl/divergence_terms.h"
+
+/* What a float row needs of the divergence, and its per-row normalisers (set by the row itself). */
+typedef struct {
+    gkd_div_form form;
+    float wp, wq, ca, cb;
+    int jsd_gradient;
+    int half; /* the training mixture is the metrics' (wp = wq = 1/2) */
+    double inv_t;   /* 1 / teacher temperature */
+    float ih, il;   /* inv_t as float hi + lo */
+    /* per row, set by the row: max_t / T as m_hi + m_lo; the logs of the normalisers lt, ls (over
+     * exp(t/T - max_t/T) and exp(s - max_s)); c = (max_s + ls) - (max_t/T + lt) as c_hi + c_lo */
+    float m_hi, m_lo, lt, ls, max_s, c_hi, c_lo, inv_zt, inv_zs, q_top;
+    double c;
+    /* G = dD/dQ (up to a constant) is B + g_alpha x + g_beta max(-x, 0), with x = log Q - log P and B
+     * computed per entry in float: the large parts in double. g_k: their value at the student's top entry */
+    double g_alpha, g_beta, g_k;
+} gkd_div_fast_row;
+
+/* One row at V entries. Returns 1 when a logit is not finite (nothing is written: the caller uses the
+ * exact path), else 0. scratch: 2 V + 80 floats. */
+typedef int (*gkd_div_fast_row_fn)(const gkd_div_fast_row *r, const float *t, const float *s, int V, float *scratch,
+                                   double *value, float *dst, double scale, gkd_token_metrics *metrics);
+
+int gkd_div_fast_row_avx512(const gkd_div_fast_row *r, const float *t, const float *s, int V, float *scratch,
+                            double *value, float *dst, double scale, gkd_token_metrics *metrics);
+int gkd_div_fast_row_avx2(const gkd_div_fast_row *r, const float *t, const float *s, int V, float *scratch,
+                          double *value, float *dst, double scale, gkd_token_metrics *metrics);
+
+/* The row function for this CPU (or GKD_DIVERGENCE_ISA), and its name ("avx512", "avx2"; "exact" with
+ * *fn NULL: use the exact path).
+ * GKD_ERR_ARG for a GKD_DIVERGENCE_ISA this CPU cannot run or that names nothing. */
+gkd_status gkd_div_fast_select(gkd_div_fast_row_fn *fn, const char **name);
+
+#endif

@@ -1,0 +1,369 @@
+/* The float32 divergence row (divergence_fast.h), written once over a small vector vocabulary and
+ * instantiated per instruction set: divergence_fast_avx512.c (16 lanes), divergence_fast_avx2.c (8) and
+ * divergence_fast.c (1, plain C), each defining the V_* macros and KFN(name) before including this file.
+ * Rules:
+ * - Per entry everything is float32 (SLEEF's vector exp, expm1, log1p, log); per row the sums (value,
+ *   metrics, the gradient's mean) are accumulated in double, and the row's normalisers are double.
+ * - The terms are the exact path's non-negative, cancellation-free forms (divergence_terms.h), with the
+ *   series in float: h(x) = e^x - 1 - x by its Taylor polynomial for |x| < 0.5, u - log1p(u) by its series
+ *   for |u| < 0.1. The log ratio x = log Q - log P is formed as (s - t/T) - c with c one double constant,
+ *   so it carries one rounding of the logits' difference, not of two log-probabilities.
+ * - A row with a logit that is not finite (-inf masks, NaN, +inf) is not handled here (return 1): the
+ *   caller takes the exact path for it. */
+
+/* V_W lanes; VF a float vector, VM a lane mask. Required macros: V_LOAD, V_STORE, V_SET1, V_ADD, V_SUB,
+ * V_MUL, V_DIV, V_FMA(a, b, c) = a*b + c, V_MAX, V_MIN, V_ABS, V_LT, V_GE, V_GT, V_SEL(m, yes, no),
+ * V_EXP, V_EXPM1, V_LOG1P, V_LOG, V_HSUM(v) -> double, V_NONFINITE(v) -> int (any lane not finite),
+ * V_MASK_FIRST(n) -> the first n lanes. */
+
+/* e^x - 1 - x for |x| < 0.5 (terms to x^11: the rest is < 1e-12 of the value). */
+static inline VF KFN(h_poly)(VF x) {
+    VF r = V_SET1(1.0f / 39916800.0f);
+    r = V_FMA(r, x, V_SET1(1.0f / 3628800.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 362880.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 40320.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 5040.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 720.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 120.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 24.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 6.0f));
+    r = V_FMA(r, x, V_SET1(0.5f));
+    return V_MUL(r, V_MUL(x, x));
+}
+
+/* u - log1p(u) >= 0, given l = log1p(u): the series u^2/2 - u^3/3 + ... for |u| < 0.1, else u - l. */
+static inline VF KFN(u_minus_log1p)(VF u, VF l) {
+    VF r = V_SET1(-1.0f / 9.0f);
+    r = V_FMA(r, u, V_SET1(1.0f / 8.0f));
+    r = V_FMA(r, u, V_SET1(-1.0f / 7.0f));
+    r = V_FMA(r, u, V_SET1(1.0f / 6.0f));
+    r = V_FMA(r, u, V_SET1(-1.0f / 5.0f));
+    r = V_FMA(r, u, V_SET1(1.0f / 4.0f));
+    r = V_FMA(r, u, V_SET1(-1.0f / 3.0f));
+    r = V_FMA(r, u, V_SET1(0.5f));
+    VF series = V_MUL(r, V_MUL(u, u));
+    return V_SEL(V_LT(V_ABS(u), V_SET1(0.1f)), series, V_SUB(u, l));
+}
+
+/* The mixture M = wp P + wq Q of one vector of entries (a, b log-probabilities, p, q probabilities,
+ * x = b - a): the terms P log(P/M) - P + M and Q log(Q/M) - Q + M, and log(M/P), log(M/Q), as
+ * gkd_div_mix_larger_first does it (the larger side X first, rho = Y/X). */
+static inline void KFN(mixture)(VF a, VF b, VF p, VF q, VF x, float wp, float wq, VF *kl_pm, VF *kl_qm, VF *lmp,
+                                VF *lmq) {
+    VM p_larger = V_GE(a, b);
+    VF big = V_SEL(p_larger, p, q), small = V_SEL(p_larger, q, p);
+    VF wx = V_SEL(p_larger, V_SET1(wp), V_SET1(wq)), wy = V_SEL(p_larger, V_SET1(wq), V_SET1(wp));
+    VF d = V_SUB(V_SET1(0.0f), V_ABS(x)); /* log(Y/X) <= 0 */
+    VF rho_m1 = V_EXPM1(d);
+    VF rho = V_DIV(small, big);
+    VF ux = V_MUL(wy, rho_m1); /* in [-wy, 0] */
+    VF lmx = V_LOG1P(ux);
+    if (wp > 0.5f || wq > 0.5f) /* 1 + ux can near 0 only when wy > 1/2: there log(wx + wy rho) */
+        lmx = V_SEL(V_GT(ux, V_SET1(-0.5f)), lmx, V_LOG(V_FMA(wy, rho, wx)));
+    VF kl_x = V_MUL(big, KFN(u_minus_log1p)(ux, lmx));
+    VF uy = V_DIV(V_MUL(wx, V_SUB(V_SET1(0.0f), rho_m1)), rho); /* M/Y - 1, +inf when rho is 0 */
+    VM y_small = V_LT(uy, V_SET1(1.0f));
+    VF uy_c = V_MIN(uy, V_SET1(1.0f));
+    VF lmy_a = V_LOG1P(uy_c);
+    VF kl_y_a = V_MUL(small, KFN(u_minus_log1p)(uy_c, lmy_a));
+    VF lmy_b = V_SUB(lmx, d);
+    VF kl_y_b = V_SUB(V_MUL(V_MUL(wx, big), V_SUB(V_SET1(0.0f), rho_m1)), V_MUL(small, lmy_b));
+    VF lmy = V_SEL(y_small, lmy_a, lmy_b), kl_y = V_SEL(y_small, kl_y_a, kl_y_b);
+    *kl_pm = V_SEL(p_larger, kl_x, kl_y);
+    *kl_qm = V_SEL(p_larger, kl_y, kl_x);
+    *lmp = V_SEL(p_larger, lmx, lmy);
+    *lmq = V_SEL(p_larger, lmy, lmx);
+}
+
+/* phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0 for |x| < 0.5, by its Taylor polynomial (to x^11; the
+ * rest is below 1e-10 of the value there). */
+static inline VF KFN(phi_poly)(VF x) {
+    VF r = V_SET1(1.0f / 79833600.0f);
+    r = V_FMA(r, x, V_SET1(-29.0f / 14515200.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 725760.0f));
+    r = V_FMA(r, x, V_SET1(5.0f / 129024.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 10080.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 2880.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 240.0f));
+    r = V_FMA(r, x, V_SET1(5.0f / 192.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 12.0f));
+    r = V_FMA(r, x, V_SET1(1.0f / 8.0f));
+    return V_MUL(r, V_MUL(x, x));
+}
+
+/* The half mixture M = (P + Q)/2 from the log ratio x alone: with s(x) = log((1 + e^x)/2) =
+ * max(x, 0) + log1p(e^-|x|) - log 2, KL(P||M)'s term is P phi(x) = (Q - P)/2 - P s(x), KL(Q||M)'s is
+ * Q phi(-x) = (P - Q)/2 - Q s(-x), and log(M/Q) = s(-x). One exp and one log1p per entry (the
+ * general mixture takes three calls and two divisions); near x = 0 the polynomial keeps the terms'
+ * relative accuracy where the differences would cancel. */
+static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq) {
+    VF zero = V_SET1(0.0f), ax = V_ABS(x);
+    VF l = V_SUB(V_LOG1P(V_EXP(V_SUB(zero, ax))), V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
+    VF sx = V_ADD(V_MAX(x, zero), l), smx = V_ADD(V_MAX(V_SUB(zero, x), zero), l); /* s(x), s(-x) */
+    VF half_d = V_MUL(V_SET1(0.5f), V_SUB(q, p));
+    VM near = V_LT(ax, V_SET1(0.5f));
+    *kl_pm = V_SEL(near, V_MUL(p, KFN(phi_poly)(x)), V_SUB(half_d, V_MUL(p, sx)));
+    *kl_qm = V_SEL(near, V_MUL(q, KFN(phi_poly)(V_SUB(zero, x))), V_SUB(V_SUB(zero, half_d), V_MUL(q, smx)));
+    /* near 0, log(M/Q) = s(-x) ~ -x/2 by its series: the log-based form is only absolutely accurate there */
+    VF y = V_SUB(zero, x), y2 = V_MUL(y, y);
+    VF ser = V_SET1(31.0f / 14515200.0f);
+    ser = V_FMA(ser, y2, V_SET1(-17.0f / 645120.0f));
+    ser = V_FMA(ser, y2, V_SET1(1.0f / 2880.0f));
+    ser = V_FMA(ser, y2, V_SET1(-1.0f / 192.0f));
+    ser = V_FMA(ser, y2, V_SET1(1.0f / 8.0f));
+    *lmq = V_SEL(near, V_FMA(V_MUL(ser, y2), V_SET1(1.0f), V_MUL(V_SET1(0.5f), y)), smx);
+}
+
+/* The teacher's scaled logit t/T - max_t/T (its log-probability plus Lt) and the log ratio x = log Q -
+ * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
+ * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
+ * floats, so that large logits (30 and more) lose nothing to their differences. */
+static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x) {
+    VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
+    VF e1 = V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), tl = V_MUL(tv, V_SET1(r->il));
+    VF low = V_ADD(e1, tl);
+    *ta = V_ADD(V_SUB(p1, V_SET1(r->m_hi)), V_SUB(low, V_SET1(r->m_lo)));
+    VF mp1 = V_SUB(V_SET1(0.0f), p1), d = V_ADD(sv, mp1), bb = V_SUB(d, sv);
+    VF e2 = V_ADD(V_SUB(sv, V_SUB(d, bb)), V_SUB(mp1, bb));
+    *x = V_ADD(V_SUB(d, V_SET1(r->c_hi)), V_SUB(V_SUB(e2, low), V_SET1(r->c_lo)));
+}
+
+/* A sum in double of float lanes (each vector added as two halves of double lanes). */
+typedef struct {
+    VD lo, hi;
+} KFN(dsum);
+
+static inline void KFN(dadd)(KFN(dsum) *d, VF v) {
+    d->lo = VD_ADD(d->lo, V_TO_D_LO(v));
+    d->hi = VD_ADD(d->hi, V_TO_D_HI(v));
+}
+
+static inline double KFN(dtotal)(const KFN(dsum) *d) {
+    return VD_HSUM(VD_ADD(d->lo, d->hi));
+}
+
+/* Per-row accumulators. */
+typedef struct {
+    KFN(dsum) value, fwd, rev, jsd, ht, hs;
+    VD g_lo, g_hi; /* sum q (B + Gd - K): the gradient's mean, less K */
+} KFN(sums);
+
+/* The log ratio in double, (s - t/T) - C, for the halves of a vector: exact but for the final rounding. */
+static inline void KFN(x_double)(const gkd_div_fast_row *r, VF tv, VF sv, VD *lo, VD *hi) {
+    VD it = VD_SET1(r->inv_t), c = VD_SET1(r->c);
+    *lo = VD_SUB(VD_SUB(V_TO_D_LO(sv), VD_MUL(V_TO_D_LO(tv), it)), c);
+    *hi = VD_SUB(VD_SUB(V_TO_D_HI(sv), VD_MUL(V_TO_D_HI(tv), it)), c);
+}
+
+/* The large part of G = dD/dQ in double: alpha x + beta max(-x, 0), less K. */
+static inline VD KFN(g_large)(const gkd_div_fast_row *r, VD x) {
+    VD neg = VD_SUB(VD_SET1(0.0), x);
+    return VD_SUB(VD_FMA(VD_SET1(r->g_alpha), x, VD_MUL(VD_SET1(r->g_beta), VD_MAX(neg, VD_SET1(0.0)))),
+                  VD_SET1(r->g_k));
+}
+
+/* One vector of entries (n valid lanes: V_W, or fewer at the row's end, read from padded copies); et, es:
+ * the stored exp(t/T - max_t/T), exp(s - max_s), overwritten (with a gradient) by B and Q (FWD: P and Q).
+ * G = B + alpha x + beta max(-x, 0) is dD/dQ up to a constant, with B small where G is large. */
+static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const float *s, float *et, float *es,
+                                int n, int grad, KFN(sums) *acc) {
+    VM valid = V_MASK_FIRST(n);
+    VF zero = V_SET1(0.0f);
+    VF sv = V_LOAD(s), tv = V_LOAD(t), ta, x;
+    KFN(logits)(r, tv, sv, &ta, &x);
+    VF a = V_SUB(ta, V_SET1(r->lt)), b = V_SUB(V_SUB(sv, V_SET1(r->max_s)), V_SET1(r->ls));
+    VF p = V_MUL(V_LOAD(et), V_SET1(r->inv_zt)), q = V_MUL(V_LOAD(es), V_SET1(r->inv_zs));
+    VM near = V_LT(V_ABS(x), V_SET1(0.5f));
+    VF one = V_SET1(1.0f);
+    VF fwd = V_SEL(near, V_MUL(p, KFN(h_poly)(x)), V_SUB(q, V_MUL(p, V_ADD(one, x))));
+    VF mx = V_SUB(zero, x);
+    VF rev = V_SEL(near, V_MUL(q, KFN(h_poly)(mx)), V_SUB(p, V_MUL(q, V_ADD(one, mx))));
+    VF hpm, hqm, hlmq;
+    KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq);
+    VF value = zero, B = zero;
+    switch (r->form) {
+    case GKD_DIV_FORM_ZERO:
+        break;
+    case GKD_DIV_FORM_FORWARD_KL:
+        value = fwd;
+        B = p; /* QG = -P */
+        break;
+    case GKD_DIV_FORM_REVERSE_KL:
+        value = rev; /* G = x */
+        break;
+    case GKD_DIV_FORM_MIX: {
+        VF kpm = hpm, kqm = hqm, lmp, lmq = hlmq;
+        if (!r->half) KFN(mixture)(a, b, p, q, x, r->wp, r->wq, &kpm, &kqm, &lmp, &lmq);
+        value = V_FMA(V_SET1(r->ca), kpm, V_MUL(V_SET1(r->cb), kqm));
+        /* JSD: G = -cb log(M/Q); else -ca wq P/M - cb (log(M/Q) + wq Q/M). log(M/Q) is large only where Q
+         * is small (Q << P), so its float rounding weighs little in Q (G - Gbar). */
+        B = V_MUL(V_SET1(-r->cb), lmq);
+        if (!r->jsd_gradient) {
+            VF m = V_FMA(V_SET1(r->wp), p, V_MUL(V_SET1(r->wq), q));
+            B = V_SUB(B, V_DIV(V_FMA(V_SET1(r->ca * r->wq), p, V_MUL(V_SET1(r->cb * r->wq), q)), m));
+        }
+        break;
+    }
+    case GKD_DIV_FORM_TV: {
+        VF big = V_MAX(p, q);
+        value = V_MUL(V_SET1(-0.5f), V_MUL(big, V_EXPM1(V_SUB(zero, V_ABS(x)))));
+        B = V_SEL(V_GT(x, zero), V_SET1(0.5f), V_SEL(V_LT(x, zero), V_SET1(-0.5f), zero));
+        break;
+    }
+    }
+    KFN(dadd)(&acc->value, V_SEL(valid, value, zero));
+    KFN(dadd)(&acc->fwd, V_SEL(valid, fwd, zero));
+    KFN(dadd)(&acc->rev, V_SEL(valid, rev, zero));
+    KFN(dadd)(&acc->jsd, V_SEL(valid, V_MUL(V_SET1(0.5f), V_ADD(hpm, hqm)), zero));
+    KFN(dadd)(&acc->ht, V_SEL(valid, V_MUL(p, a), zero));
+    KFN(dadd)(&acc->hs, V_SEL(valid, V_MUL(q, b), zero));
+    if (!grad) return;
+    q = V_SEL(valid, q, zero);
+    B = V_SEL(valid, B, zero);
+    V_STORE(et, B);
+    V_STORE(es, q);
+    if (r->form == GKD_DIV_FORM_FORWARD_KL) return; /* its mean is -sum P, summed in the gradient pass */
+    VD xl, xh;
+    KFN(x_double)(r, tv, sv, &xl, &xh);
+    VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q);
+    acc->g_lo = VD_FMA(ql, VD_ADD(V_TO_D_LO(B), KFN(g_large)(r, xl)), acc->g_lo);
+    acc->g_hi = VD_FMA(qh, VD_ADD(V_TO_D_HI(B), KFN(g_large)(r, xh)), acc->g_hi);
+}
+
+/* Pass 4 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). */
+static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *t, const float *s, const float *Bv,
+                                 const float *qv, float *dst, double gbar, float b_top, float scale, VD *top_lo,
+                                 VD *top_hi) {
+    VF q = V_LOAD(qv), B = V_LOAD(Bv);
+    if (r->form == GKD_DIV_FORM_FORWARD_KL) { /* Gbar = -sum P: dst = scale (Q sum P - P) */
+        V_STORE(dst, V_MUL(V_SET1(scale), V_SUB(V_MUL(q, V_SET1((float)-gbar)), B)));
+        /* top: scale (Q_top sum_{v != top} P_v - P_top sum_{v != top} Q_v), summed as Q_top P_v - P_top Q_v */
+        *top_lo = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_LO(B)), VD_MUL(VD_SET1(b_top), V_TO_D_LO(q)));
+        *top_hi = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_HI(B)), VD_MUL(VD_SET1(b_top), V_TO_D_HI(q)));
+        return;
+    }
+    VD xl, xh;
+    KFN(x_double)(r, V_LOAD(t), V_LOAD(s), &xl, &xh);
+    VD gl = KFN(g_large)(r, xl), gh = KFN(g_large)(r, xh), gb = VD_SET1(gbar - r->g_k); /* both less K */
+    VF y = V_ADD(B, V_FROM_D(VD_SUB(gl, gb), VD_SUB(gh, gb)));
+    V_STORE(dst, V_MUL(V_SET1(scale), V_MUL(q, y)));
+    /* G_top - G_v = (B_top - B_v) - (Gd_v - K), Gd_top = K */
+    VF db = V_SUB(V_SET1(b_top), B);
+    *top_lo = VD_MUL(V_TO_D_LO(q), VD_SUB(V_TO_D_LO(db), gl));
+    *top_hi = VD_MUL(V_TO_D_HI(q), VD_SUB(V_TO_D_HI(db), gh));
+}
+
+/* The row (divergence_fast.h): value, metrics, and with dst the gradient. scratch: 2 V + 5 V_W floats.
+ * Returns 1 (nothing written) when a logit is not finite. */
+static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, int V, float *scratch,
+                    double *value, float *dst, double scale, gkd_token_metrics *metrics) {
+    gkd_div_fast_row r = *rs;
+    int full = V / V_W * V_W, tail = V - full;
+    /* 1. maxima (and the finiteness check) */
+    VF mt = V_SET1(-INFINITY), ms = V_SET1(-INFINITY);
+    for (int v = 0; v < full; v += V_W) {
+        VF tv = V_LOAD(t + v), sv = V_LOAD(s + v);
+        if (V_NONFINITE(tv) || V_NONFINITE(sv)) return 1;
+        mt = V_MAX(mt, tv);
+        ms = V_MAX(ms, sv);
+    }
+    float max_t = -INFINITY, max_s = -INFINITY;
+    float lanes[V_W];
+    V_STORE(lanes, mt);
+    for (int i = 0; i < V_W; i++) max_t = lanes[i] > max_t ? lanes[i] : max_t;
+    V_STORE(lanes, ms);
+    for (int i = 0; i < V_W; i++) max_s = lanes[i] > max_s ? lanes[i] : max_s;
+    for (int v = full; v < V; v++) {
+        if (!isfinite(t[v]) || !isfinite(s[v])) return 1;
+        max_t = t[v] > max_t ? t[v] : max_t;
+        max_s = s[v] > max_s ? s[v] : max_s;
+    }
+    /* scratch: et (V + V_W), es (V + V_W), then the padded tail of t and s, and of dst */
+    float *et = scratch, *es = scratch + V + V_W, *tpad = es + V + V_W, *spad = tpad + V_W, *dpad = spad + V_W;
+    if (tail) {
+        for (int i = 0; i < V_W; i++) {
+            tpad[i] = i < tail ? t[full + i] : max_t;
+            spad[i] = i < tail ? s[full + i] : max_s;
+        }
+    }
+    /* 2. the normalisers, in double: Lt = log sum exp(t/T - max_t/T), Ls likewise */
+    double mtt = (double)max_t * r.inv_t;
+    r.m_hi = (float)mtt;
+    r.m_lo = (float)(mtt - (double)r.m_hi);
+    r.c_hi = r.c_lo = 0.0f;
+    KFN(dsum) zt = {VD_SET1(0.0), VD_SET1(0.0)}, zs = zt;
+    VF mss = V_SET1(max_s);
+    for (int v = 0; v < V; v += V_W) {
+        int n = V - v < V_W ? V - v : V_W;
+        const float *tv = n < V_W ? tpad : t + v, *sv = n < V_W ? spad : s + v;
+        VM valid = V_MASK_FIRST(n);
+        VF ta, x;
+        KFN(logits)(&r, V_LOAD(tv), V_LOAD(sv), &ta, &x);
+        VF e_t = V_SEL(valid, V_EXP(ta), V_SET1(0.0f)), e_s = V_SEL(valid, V_EXP(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
+        V_STORE(et + v, e_t);
+        V_STORE(es + v, e_s);
+        KFN(dadd)(&zt, e_t);
+        KFN(dadd)(&zs, e_s);
+    }
+    double zt_sum = KFN(dtotal)(&zt), zs_sum = KFN(dtotal)(&zs);
+    double lt = log(zt_sum), ls = log(zs_sum), c = ((double)max_s + ls) - (mtt + lt);
+    r.lt = (float)lt;
+    r.ls = (float)ls;
+    r.max_s = max_s;
+    r.c = c;
+    r.c_hi = (float)c;
+    r.c_lo = (float)(c - (double)r.c_hi);
+    r.inv_zt = (float)(1.0 / zt_sum);
+    r.inv_zs = (float)(1.0 / zs_sum);
+    /* the student's top entry: K = the large part of G there (the gradient's sums are taken about it) */
+    int top = 0;
+    for (int v = 0; v < V; v++)
+        if (s[v] == max_s) {
+            top = v;
+            break;
+        }
+    double x_top = ((double)s[top] - (double)t[top] * r.inv_t) - c;
+    r.g_k = r.g_alpha * x_top + r.g_beta * (x_top < 0 ? -x_top : 0.0);
+    /* 3. the entries */
+    int grad = dst && scale != 0.0;
+    KFN(sums) acc;
+    memset(&acc, 0, sizeof acc);
+    for (int v = 0; v < V; v += V_W) {
+        int n = V - v < V_W ? V - v : V_W;
+        KFN(entries)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, n, grad, &acc);
+    }
+    *value = KFN(dtotal)(&acc.value);
+    if (metrics)
+        *metrics = (gkd_token_metrics){KFN(dtotal)(&acc.fwd), KFN(dtotal)(&acc.rev), KFN(dtotal)(&acc.jsd),
+                                       -KFN(dtotal)(&acc.ht), -KFN(dtotal)(&acc.hs)};
+    if (!dst) return 0;
+    if (!grad) {
+        memset(dst, 0, (size_t)V * sizeof *dst);
+        return 0;
+    }
+    /* 4. the gradient: scale Q_v (G_v - Gbar); the student's top entry as scale Q_u sum_{v != u} Q_v (G_u - G_v),
+     * which keeps its accuracy when Q saturates (gkd_div_grad_top) */
+    double gbar;
+    if (r.form == GKD_DIV_FORM_FORWARD_KL) {
+        KFN(dsum) sp = {VD_SET1(0.0), VD_SET1(0.0)};
+        for (int v = 0; v < V; v += V_W) KFN(dadd)(&sp, V_LOAD(et + v));
+        gbar = -KFN(dtotal)(&sp);
+    } else {
+        gbar = r.g_k + VD_HSUM(VD_ADD(acc.g_lo, acc.g_hi));
+    }
+    r.q_top = es[top];
+    float b_top = et[top];
+    VD top_lo = VD_SET1(0.0), top_hi = VD_SET1(0.0);
+    for (int v = 0; v < V; v += V_W) {
+        int n = V - v < V_W ? V - v : V_W;
+        VD l, h;
+        KFN(gradient)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, n < V_W ? dpad : dst + v,
+                      gbar, b_top, (float)scale, &l, &h);
+        top_lo = VD_ADD(top_lo, l);
+        top_hi = VD_ADD(top_hi, h);
+        if (n < V_W) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
+    }
+    double top_sum = VD_HSUM(VD_ADD(top_lo, top_hi));
+    dst[top] = (float)(scale * (r.form == GKD_DIV_FORM_FORWARD_KL ? top_sum : (double)r.q_top * top_sum));
+    return 0;
+}
