@@ -294,6 +294,8 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     /* beta and the teacher temperature default to the divergence's own. */
     c->beta = gkd_schedule_constant(gkd_divergence_param(&c->divergence));
     c->teacher_temperature = gkd_schedule_constant(c->divergence.teacher_temperature);
+    const char *dp = gkd_lua_opt_string(L, cfg, f, "divergence_precision", NULL);
+    if (dp) c->divergence_precision = strcmp(dp, "exact") == 0 ? GKD_DIV_EXACT : GKD_DIV_FLOAT32;
     read_schedule(L, cfg, state_idx, s, "lambda", &c->lambda);
     read_schedule(L, cfg, state_idx, s, "beta", &c->beta);
     read_schedule(L, cfg, state_idx, s, "teacher_temperature", &c->teacher_temperature);
@@ -421,6 +423,9 @@ static int l_resolve(lua_State *L) {
     lua_pushstring(L, c.method), lua_setfield(L, -2, "method");
     lua_pushboolean(L, c.use_ce), lua_setfield(L, -2, "cross_entropy");
     if (!c.use_ce) lua_pushstring(L, gkd_divergence_name(&c.divergence)), lua_setfield(L, -2, "divergence");
+    if (!c.use_ce || c.reward)
+        lua_pushstring(L, c.divergence_precision == GKD_DIV_EXACT ? "exact" : "float32"),
+            lua_setfield(L, -2, "divergence_precision");
     push_schedule_desc(L, &c.lambda, 1, "lambda"), lua_setfield(L, -2, "lambda");
     push_schedule_desc(L, &c.beta, 1, "beta"), lua_setfield(L, -2, "beta");
     push_schedule_desc(L, &c.teacher_temperature, 1, "teacher_temperature"), lua_setfield(L, -2, "teacher_temperature");

@@ -27,6 +27,7 @@
 #include "core/store/store.h"
 #include "core/text/tokenizer.h"
 #include "rl/distill.h"
+#include "rl/divergence_fast.h"
 #include "rl/trainer.h"
 
 static double now(void) {
@@ -188,6 +189,62 @@ typedef struct {
     size_t workspace_bytes, both_logits_bytes;
     long rss_increase_kib;
 } distill_result;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Milliseconds per position of the divergence rows alone (value, gradient and metrics of JSD(0.5) at
+ * V = 49,152 over N positions) and of the whole chunked loss (its logit products included), exact and
+ * float32 alternated A B A B over `reps` rounds; medians. */
+typedef struct {
+    double rows_exact, rows_float, loss_exact, loss_float;
+    const char *isa;
+} precision_result;
+
+static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precision_result *out) {
+    int V = 49152, Cs = 64, Ct = 128;
+    float *t = device_random(be, (size_t)N * V, 21, 3.0f), *s = device_random(be, (size_t)N * V, 22, 3.0f);
+    float *g = malloc((size_t)N * V * sizeof *g);
+    double *val = malloc((size_t)N * sizeof *val);
+    gkd_token_metrics *met = malloc((size_t)N * sizeof *met);
+    float *hs = device_random(be, (size_t)N * Cs, 11, 1.0f), *ht = device_random(be, (size_t)N * Ct, 12, 1.0f);
+    float *Ws = device_random(be, (size_t)V * Cs, 13, 0.05f), *Wt = device_random(be, (size_t)V * Ct, 14, 0.05f);
+    float *dhs = be->alloc((size_t)N * Cs * sizeof(float)), *dWs = be->alloc((size_t)V * Cs * sizeof(float));
+    float *mask = malloc((size_t)N * sizeof *mask);
+    gkd_distill_workspace *ws = NULL;
+    gkd_status st = t && s && g && val && met && hs && ht && Ws && Wt && dhs && dWs && mask
+                        ? gkd_distill_workspace_create(be, 128, V, Cs, Ct, &ws)
+                        : gkd_error_set(GKD_ERR_NOMEM, "bench: out of memory");
+    double *times = calloc((size_t)4 * reps, sizeof *times);
+    if (st == GKD_OK && !times) st = gkd_error_set(GKD_ERR_NOMEM, "bench: out of memory");
+    gkd_div_fast_row_fn fn;
+    if (st == GKD_OK) st = gkd_div_fast_select(&fn, &out->isa);
+    for (int i = 0; i < N && mask; i++) mask[i] = 1.0f;
+    gkd_divergence div;
+    gkd_divergence_parse("jsd", &div);
+    gkd_distill_stats stats;
+    for (int r = 0; r < reps && st == GKD_OK; r++)
+        for (int k = 0; k < 4 && st == GKD_OK; k++) { /* rows exact, rows float, loss exact, loss float */
+            div.precision = k % 2 ? GKD_DIV_FLOAT32 : GKD_DIV_EXACT;
+            double t0 = now();
+            if (k < 2)
+                st = gkd_divergence_rows_ex(&div, t, s, N, V, val, g, NULL, met);
+            else
+                st = gkd_distill_loss(ws, &div, GKD_NORM_TOKEN, hs, Ws, ht, Wt, mask, 1, N, 1.0f, dhs, dWs, &stats);
+            times[k * reps + r] = 1e3 * (now() - t0) / N;
+        }
+    double *med[4] = {&out->rows_exact, &out->rows_float, &out->loss_exact, &out->loss_float};
+    for (int k = 0; k < 4 && st == GKD_OK; k++) {
+        qsort(times + k * reps, (size_t)reps, sizeof *times, cmp_double);
+        *med[k] = times[k * reps + reps / 2];
+    }
+    gkd_distill_workspace_free(ws);
+    free(times), free(g), free(val), free(met), free(mask);
+    be->free(t), be->free(s), be->free(hs), be->free(ht), be->free(Ws), be->free(Wt), be->free(dhs), be->free(dWs);
+    return st;
+}
 
 /* The chunked loss at V=49152 over N positions, and its peak extra memory. Run first, while the process's
  * peak resident size is still that of the inputs, so the increase is the loss's own. */
@@ -391,6 +448,23 @@ int gkd_cmd_bench(int argc, char **argv) {
                            N, d.seconds, d.workspace_bytes, d.both_logits_bytes,
                            (double)d.workspace_bytes / (double)d.both_logits_bytes, d.rss_increase_kib * 1024L,
                            (double)d.rss_increase_kib * 1024.0 / (double)d.both_logits_bytes);
+        }
+    }
+    if (strstr(only, "distill") && be == gkd_backend_cpu()) {
+        precision_result p = {0};
+        int N = quick ? 16 : 64;
+        if (bench_precision(be, N, quick ? 3 : 5, &p) != GKD_OK) {
+            gkd_cli_error("bench", "divergence precision: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(&out,
+                           ",\n  \"divergence_rows\": {\"positions\": %d, \"vocab\": 49152, \"isa\": \"%s\", "
+                           "\"rows_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"note\": \"JSD(0.5) value, gradient and metrics; loss = rows + the logit products "
+                           "(student 64, teacher 128 wide); A B A B medians\"}",
+                           N, p.isa, p.rows_exact, p.rows_float, p.rows_exact / p.rows_float, p.loss_exact,
+                           p.loss_float, p.loss_exact / p.loss_float);
         }
     }
     if (strstr(only, "sgemm")) {

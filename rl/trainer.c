@@ -31,6 +31,7 @@ void gkd_train_config_default(gkd_train_config *c) {
     c->divergence.convention = GKD_JSD_PAPER;
     c->divergence.skew = 0.1;
     c->divergence.teacher_temperature = 1.0;
+    c->divergence_precision = GKD_DIV_FLOAT32;
     c->lambda = gkd_schedule_constant(0.0);
     c->beta = gkd_schedule_constant(0.5);
     c->teacher_temperature = gkd_schedule_constant(1.0);
@@ -161,6 +162,8 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
     if ((st = gkd_schedule_check_range(&c->sample_temperature, "temperature", 0.0, 1e6)) != GKD_OK) return st;
     if ((st = gkd_schedule_check_range(&c->lr, "lr", 0.0, 10.0)) != GKD_OK) return st;
     if (!c->use_ce && (st = gkd_divergence_check(&c->divergence)) != GKD_OK) return st;
+    if (c->divergence_precision != GKD_DIV_EXACT && c->divergence_precision != GKD_DIV_FLOAT32)
+        return gkd_error_set(GKD_ERR_ARG, "divergence_precision must be exact or float32");
     if (!(c->weight_decay >= 0)) return gkd_error_set(GKD_ERR_ARG, "weight_decay must be >= 0");
     if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
         return gkd_error_set(GKD_ERR_ARG, "adam betas must be in [0, 1)");
@@ -430,6 +433,7 @@ gkd_status gkd_trainer_step_divergence(gkd_trainer *t, gkd_divergence *div) {
     if (st != GKD_OK) return st;
     gkd_divergence_set_param(div, beta);
     div->teacher_temperature = tau;
+    div->precision = t->cfg.divergence_precision;
     return GKD_OK;
 }
 

@@ -50,6 +50,8 @@ typedef struct {
     const char *method;       /* a label recorded with the run; presets: see gkd_train_config_preset */
     int use_ce;               /* 1: cross-entropy on the batch outputs (SFT/SeqKD-CE), no teacher needed */
     gkd_divergence divergence;
+    gkd_div_precision divergence_precision; /* how the divergence rows are computed (rl/divergence.h); default
+                                               GKD_DIV_FLOAT32, GKD_DIV_EXACT the double reference */
     gkd_schedule lambda;      /* probability of an on-policy batch (or row, with per_sample_coin) */
     gkd_schedule beta;        /* JSD beta / skew alpha, per step (overrides divergence.beta) */
     gkd_schedule teacher_temperature;

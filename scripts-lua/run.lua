@@ -40,6 +40,7 @@ gkd.RUN_SCHEMA = {
   method = { type = "string", values = { "sft", "supervised_kd", "seqkd", "imitkd", "gkd", "on_policy",
     "reinforce", "ppo", "grpo" } },
   divergence = { type = { "gkd.Divergence", "string" } },
+  divergence_precision = { type = "string", values = { "float32", "exact" } },
   lambda = { type = SCHED },
   beta = { type = SCHED },
   teacher_temperature = { type = SCHED },
@@ -218,7 +219,7 @@ local function ineffective_settings(cfg, resolved)
     end
   end
   if not cfg.teacher then
-    for _, k in ipairs({ "divergence", "beta", "teacher_temperature" }) do
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature", "divergence_precision" }) do
       if cfg[k] ~= nil then refuse(k, "without a 'teacher'") end
     end
   end

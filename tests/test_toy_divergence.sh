@@ -28,7 +28,7 @@ if cmake -S tree -B tree/build -DCMAKE_BUILD_TYPE=Release -DGKD_CUDA=OFF > cmake
   lib=tree/build
   check "the check builds" cc -std=c11 -O1 -D_GNU_SOURCE -Itree "$src/tests/toy_divergence/check.c" -o check \
     $lib/libgkd_rl.a $lib/libgkd_reward.a $lib/libgkd_format.a $lib/libgkd_text.a $lib/libgkd_tensor.a \
-    $lib/libgkd_store.a $lib/libgkd_base.a -fopenmp -lopenblas -lsqlite3 -lm
+    $lib/libgkd_store.a $lib/libgkd_base.a -fopenmp -lopenblas -lsqlite3 -lsleef -lm
   check "the toy divergence is right" ./check
 else
   tail -20 cmake.log build.log
