@@ -11,18 +11,8 @@
 # - misplaced settings are refused by name (a GRPO key on PPO, a value-head key without it, REINFORCE's
 #   baseline with GRPO, a PPO method without a reward); a PPO run killed after a checkpoint and resumed
 #   with `gkd resume` ends bit-identical, value head included.
-set -uo pipefail
-bin="${GKD_BIN:-}"
-[ -x "$bin" ] || { echo "SKIPPED: no gkd binary (GKD_BIN)"; exit 77; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
+. "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1
-fails=0
-check() {
-  local what="$1"; shift
-  if "$@"; then echo "ok   $what"; else echo "FAIL $what" >&2; fails=$((fails + 1)); fi
-}
 
 cat >common.lua <<'LUA'
 local task = assert(gkd.task.summarize{max_examples = 30})

@@ -18,56 +18,10 @@
 #include "core/text/tokenizer.h"
 #include "rl/trainer.h"
 #include "tests/check.h"
+#include "tests/rl_fixture.h"
 
 #include <string.h>
 #include <unistd.h>
-
-static gkd_tokenizer *tok;
-static gkd_dataset train_text, held_text;
-static gkd_token_dataset train, held;
-static int V;
-
-static gkd_model *tiny_model(int dim, int layers, uint64_t seed) {
-    gkd_model_config c = {.vocab_size = V, .dim = dim, .n_layers = layers, .n_heads = 4, .n_kv_heads = 2,
-                          .hidden_dim = 2 * dim, .max_seq_len = 128, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
-    gkd_model *m = NULL;
-    if (gkd_model_create(&c, gkd_backend_cpu(), &m) != GKD_OK) return NULL;
-    gkd_model_init_weights(m, seed);
-    return m;
-}
-
-static float *warm; /* the student after a short SFT: its first output token is peaked on a few tokens */
-
-static void warm_start(void) {
-    gkd_model *m = tiny_model(16, 1, 12);
-    gkd_train_config c;
-    gkd_train_config_default(&c);
-    CHECK(gkd_train_config_preset(&c, "sft") == GKD_OK);
-    c.steps = 60;
-    c.batch_size = 8;
-    c.lr = gkd_schedule_constant(1e-2);
-    gkd_trainer *t = NULL;
-    CHECKF(gkd_trainer_create(&c, m, NULL, tok, &train_text, &train, NULL, NULL, &t) == GKD_OK, "%s",
-           gkd_error_message());
-    CHECKF(t && gkd_trainer_run(t) == GKD_OK, "%s", gkd_error_message());
-    gkd_trainer_free(t);
-    size_t n = gkd_model_num_params(m);
-    warm = malloc(n * sizeof *warm);
-    memcpy(warm, gkd_model_params(m), n * sizeof *warm);
-    gkd_model_free(m);
-}
-
-static gkd_model *warm_model(void) {
-    gkd_model *m = tiny_model(16, 1, 12);
-    if (m) memcpy(gkd_model_params(m), warm, gkd_model_num_params(m) * sizeof(float));
-    return m;
-}
-
-static gkd_status length_mod_reward(gkd_reward *r, const gkd_reward_sample *samples, int n, double *scores) {
-    (void)r;
-    for (int i = 0; i < n; i++) scores[i] = (double)(strlen(samples[i].output) % 5) / 4.0;
-    return GKD_OK;
-}
 
 static char target_text[64]; /* the bandit's rewarded token, decoded */
 
@@ -203,7 +157,7 @@ static void optimum(const double *p_ref, int X, double b, double *reward, double
 
 /* beta is chosen so that the optimum's expected reward is 0.8 (bisection: E* falls as beta grows). */
 static void check_bandit(gkd_model *teacher, const bandit_case *bc, int X) {
-    gkd_model *student = warm_model();
+    gkd_model *student = student_model();
     size_t nv = (size_t)train.n * V;
     double *p_ref = malloc(nv * sizeof *p_ref), *q = malloc(nv * sizeof *q);
     first_token_probs(student, p_ref);
@@ -276,7 +230,7 @@ static void check_bandit(gkd_model *teacher, const bandit_case *bc, int X) {
  * first-token probability under the warm start is nearest 0.1 (so that samples hit it from the start,
  * and the optimum is far from where the policy starts). */
 static int pick_bandit_token(void) {
-    gkd_model *m = warm_model();
+    gkd_model *m = student_model();
     double *p = malloc((size_t)train.n * V * sizeof *p), best = INFINITY;
     first_token_probs(m, p);
     gkd_model_free(m);
@@ -447,20 +401,11 @@ static void check_settings(gkd_model *teacher) {
 }
 
 int main(void) {
-    CHECK(gkd_dataset_arithmetic(3, 40, &train_text) == GKD_OK);
-    CHECK(gkd_dataset_arithmetic(4, 8, &held_text) == GKD_OK);
-    const char *texts[40];
-    for (int i = 0; i < 40; i++) texts[i] = train_text.items[i].prompt;
-    const char *specials[] = {"<|endoftext|>", "<|pad|>"};
-    CHECK(gkd_tokenizer_train(texts, 40, 400, specials, 2, &tok) == GKD_OK);
-    CHECK(gkd_dataset_tokenize(&train_text, tok, 48, 24, &train) == GKD_OK);
-    CHECK(gkd_dataset_tokenize(&held_text, tok, 48, 24, &held) == GKD_OK);
-    V = gkd_tokenizer_vocab_size(tok);
+    rl_fixture_init();
     CHECK(gkd_reward_custom("length_mod_5", length_mod_reward, NULL, NULL, &reward_len) == GKD_OK);
     CHECK(gkd_reward_custom("bandit", bandit_reward, NULL, NULL, &reward_bandit) == GKD_OK);
     gkd_model *teacher = tiny_model(32, 2, 11);
 
-    warm_start();
     check_ppo_equals_reinforce(teacher);
     check_settings(teacher);
     check_early_stop(teacher);
@@ -480,13 +425,8 @@ int main(void) {
     }
 
     gkd_model_free(teacher);
-    free(warm);
     gkd_reward_free(reward_len);
     gkd_reward_free(reward_bandit);
-    gkd_token_dataset_free(&train);
-    gkd_token_dataset_free(&held);
-    gkd_dataset_free(&train_text);
-    gkd_dataset_free(&held_text);
-    gkd_tokenizer_free(tok);
+    rl_fixture_free();
     return check_exit();
 }
