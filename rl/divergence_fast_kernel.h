@@ -118,6 +118,13 @@ static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF 
  * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
  * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
  * floats, so that large logits (30 and more) lose nothing to their differences. */
+/* The teacher's part alone (the normaliser pass needs no log ratio). */
+static inline VF KFN(teacher_logit)(const gkd_div_fast_row *r, VF tv) {
+    VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
+    VF low = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
+    return V_ADD(V_SUB(p1, V_SET1(r->m_hi)), V_SUB(low, V_SET1(r->m_lo)));
+}
+
 static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x) {
     VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
     VF e1 = V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), tl = V_MUL(tv, V_SET1(r->il));
@@ -142,11 +149,25 @@ static inline double KFN(dtotal)(const KFN(dsum) *d) {
     return VD_HSUM(VD_ADD(d->lo, d->hi));
 }
 
-/* Per-row accumulators. */
+/* Per-row accumulators: the value and the metrics in float lanes over blocks of FBLOCK vectors (each term is
+ * >= 0 or of one sign, so a block's float sum keeps ~1e-6 of its value), then in double; the gradient's mean
+ * in double lanes throughout. */
+enum { KFN(FBLOCK) = 16 };
 typedef struct {
     KFN(dsum) value, fwd, rev, jsd, ht, hs;
+    VF f[6];
+    int in_block;
     VD g_lo, g_hi; /* sum q (B + Gd - K): the gradient's mean, less K */
 } KFN(sums);
+
+static inline void KFN(flush)(KFN(sums) *acc) {
+    KFN(dsum) *d[6] = {&acc->value, &acc->fwd, &acc->rev, &acc->jsd, &acc->ht, &acc->hs};
+    for (int i = 0; i < 6; i++) {
+        KFN(dadd)(d[i], acc->f[i]);
+        acc->f[i] = V_SET1(0.0f);
+    }
+    acc->in_block = 0;
+}
 
 /* The log ratio in double, (s - t/T) - C, for the halves of a vector: exact but for the final rounding. */
 static inline void KFN(x_double)(const gkd_div_fast_row *r, VF tv, VF sv, VD *lo, VD *hi) {
@@ -175,9 +196,11 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     VF p = V_MUL(V_LOAD(et), V_SET1(r->inv_zt)), q = V_MUL(V_LOAD(es), V_SET1(r->inv_zs));
     VM near = V_LT(V_ABS(x), V_SET1(0.5f));
     VF one = V_SET1(1.0f);
-    VF fwd = V_SEL(near, V_MUL(p, KFN(h_poly)(x)), V_SUB(q, V_MUL(p, V_ADD(one, x))));
-    VF mx = V_SUB(zero, x);
-    VF rev = V_SEL(near, V_MUL(q, KFN(h_poly)(mx)), V_SUB(p, V_MUL(q, V_ADD(one, mx))));
+    VF hx = KFN(h_poly)(x);
+    VF fwd = V_SEL(near, V_MUL(p, hx), V_SUB(q, V_MUL(p, V_ADD(one, x))));
+    /* Q h(-x) = P (x^2 + (x - 1) h(x)) (Q = P e^x, e^x = 1 + x + h): a factor-2 difference at most near 0 */
+    VF rev_near = V_MUL(p, V_FMA(V_SUB(x, one), hx, V_MUL(x, x)));
+    VF rev = V_SEL(near, rev_near, V_SUB(p, V_MUL(q, V_SUB(one, x))));
     VF hpm, hqm, hlmq;
     KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq);
     VF value = zero, B = zero;
@@ -211,23 +234,32 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
         break;
     }
     }
-    KFN(dadd)(&acc->value, V_SEL(valid, value, zero));
-    KFN(dadd)(&acc->fwd, V_SEL(valid, fwd, zero));
-    KFN(dadd)(&acc->rev, V_SEL(valid, rev, zero));
-    KFN(dadd)(&acc->jsd, V_SEL(valid, V_MUL(V_SET1(0.5f), V_ADD(hpm, hqm)), zero));
-    KFN(dadd)(&acc->ht, V_SEL(valid, V_MUL(p, a), zero));
-    KFN(dadd)(&acc->hs, V_SEL(valid, V_MUL(q, b), zero));
+    VF jsd = V_MUL(V_SET1(0.5f), V_ADD(hpm, hqm)), pa = V_MUL(p, a), qb = V_MUL(q, b);
+    if (n < V_W) { /* the row's last, padded vector */
+        value = V_SEL(valid, value, zero), fwd = V_SEL(valid, fwd, zero), rev = V_SEL(valid, rev, zero);
+        jsd = V_SEL(valid, jsd, zero), pa = V_SEL(valid, pa, zero), qb = V_SEL(valid, qb, zero);
+        q = V_SEL(valid, q, zero), B = V_SEL(valid, B, zero);
+    }
+    acc->f[0] = V_ADD(acc->f[0], value);
+    acc->f[1] = V_ADD(acc->f[1], fwd);
+    acc->f[2] = V_ADD(acc->f[2], rev);
+    acc->f[3] = V_ADD(acc->f[3], jsd);
+    acc->f[4] = V_ADD(acc->f[4], pa);
+    acc->f[5] = V_ADD(acc->f[5], qb);
+    if (++acc->in_block == KFN(FBLOCK)) KFN(flush)(acc);
     if (!grad) return;
-    q = V_SEL(valid, q, zero);
-    B = V_SEL(valid, B, zero);
     V_STORE(et, B);
     V_STORE(es, q);
     if (r->form == GKD_DIV_FORM_FORWARD_KL) return; /* its mean is -sum P, summed in the gradient pass */
-    VD xl, xh;
-    KFN(x_double)(r, tv, sv, &xl, &xh);
-    VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q);
-    acc->g_lo = VD_FMA(ql, VD_ADD(V_TO_D_LO(B), KFN(g_large)(r, xl)), acc->g_lo);
-    acc->g_hi = VD_FMA(qh, VD_ADD(V_TO_D_HI(B), KFN(g_large)(r, xh)), acc->g_hi);
+    VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q), bl = V_TO_D_LO(B), bh = V_TO_D_HI(B);
+    if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
+        VD xl, xh;
+        KFN(x_double)(r, tv, sv, &xl, &xh);
+        bl = VD_ADD(bl, KFN(g_large)(r, xl));
+        bh = VD_ADD(bh, KFN(g_large)(r, xh));
+    }
+    acc->g_lo = VD_FMA(ql, bl, acc->g_lo);
+    acc->g_hi = VD_FMA(qh, bh, acc->g_hi);
 }
 
 /* Pass 4 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). */
@@ -242,9 +274,13 @@ static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *t, cons
         *top_hi = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_HI(B)), VD_MUL(VD_SET1(b_top), V_TO_D_HI(q)));
         return;
     }
-    VD xl, xh;
-    KFN(x_double)(r, V_LOAD(t), V_LOAD(s), &xl, &xh);
-    VD gl = KFN(g_large)(r, xl), gh = KFN(g_large)(r, xh), gb = VD_SET1(gbar - r->g_k); /* both less K */
+    VD gl = VD_SET1(0.0), gh = gl, gb = VD_SET1(gbar - r->g_k); /* both less K */
+    if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
+        VD xl, xh;
+        KFN(x_double)(r, V_LOAD(t), V_LOAD(s), &xl, &xh);
+        gl = KFN(g_large)(r, xl);
+        gh = KFN(g_large)(r, xh);
+    }
     VF y = V_ADD(B, V_FROM_D(VD_SUB(gl, gb), VD_SUB(gh, gb)));
     V_STORE(dst, V_MUL(V_SET1(scale), V_MUL(q, y)));
     /* G_top - G_v = (B_top - B_v) - (Gd_v - K), Gd_top = K */
@@ -297,9 +333,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         int n = V - v < V_W ? V - v : V_W;
         const float *tv = n < V_W ? tpad : t + v, *sv = n < V_W ? spad : s + v;
         VM valid = V_MASK_FIRST(n);
-        VF ta, x;
-        KFN(logits)(&r, V_LOAD(tv), V_LOAD(sv), &ta, &x);
-        VF e_t = V_SEL(valid, V_EXP(ta), V_SET1(0.0f)), e_s = V_SEL(valid, V_EXP(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
+        VF e_t = V_SEL(valid, V_EXP(KFN(teacher_logit)(&r, V_LOAD(tv))), V_SET1(0.0f)), e_s = V_SEL(valid, V_EXP(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
         V_STORE(et + v, e_t);
         V_STORE(es + v, e_s);
         KFN(dadd)(&zt, e_t);
@@ -328,10 +362,15 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     int grad = dst && scale != 0.0;
     KFN(sums) acc;
     memset(&acc, 0, sizeof acc);
+    for (int i = 0; i < 6; i++) acc.f[i] = V_SET1(0.0f);
+    acc.value.lo = acc.value.hi = VD_SET1(0.0);
+    acc.fwd = acc.rev = acc.jsd = acc.ht = acc.hs = acc.value;
+    acc.g_lo = acc.g_hi = VD_SET1(0.0);
     for (int v = 0; v < V; v += V_W) {
         int n = V - v < V_W ? V - v : V_W;
         KFN(entries)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, n, grad, &acc);
     }
+    KFN(flush)(&acc);
     *value = KFN(dtotal)(&acc.value);
     if (metrics)
         *metrics = (gkd_token_metrics){KFN(dtotal)(&acc.fwd), KFN(dtotal)(&acc.rev), KFN(dtotal)(&acc.jsd),
