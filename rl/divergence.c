@@ -478,7 +478,8 @@ static gkd_status run_rows_fast(const gkd_div_resolved *r, double temperature, c
                            .cb = (float)r->cb, .jsd_gradient = r->jsd_gradient, .half = gkd_div_uses_half(r),
                            .inv_t = 1.0 / temperature};
     fr.g_alpha = r->form == GKD_DIV_FORM_REVERSE_KL ? 1.0 : 0.0;
-    fr.g_beta = 0.0; /* the mixtures' log(M/Q) is large only where Q is small: no part in double */
+    fr.g_beta = r->form == GKD_DIV_FORM_MIX ? -r->cb : 0.0;
+    fr.g_c0 = r->form == GKD_DIV_FORM_MIX ? log(r->wp / r->wq) : 0.0;
     fr.ih = (float)fr.inv_t;
     fr.il = (float)(fr.inv_t - (double)fr.ih);
     first_fault fault = {N, -1, GKD_DIV_FAULT_NONE};

@@ -29,9 +29,9 @@ typedef struct {
      * exp(t/T - max_t/T) and exp(s - max_s)); c = (max_s + ls) - (max_t/T + lt) as c_hi + c_lo */
     float m_hi, m_lo, lt, ls, max_s, c_hi, c_lo, inv_zt, inv_zs, q_top;
     double c;
-    /* G = dD/dQ (up to a constant) is B + g_alpha x + g_beta max(-x, 0), with x = log Q - log P and B
-     * computed per entry in float: the large parts in double. g_k: their value at the student's top entry */
-    double g_alpha, g_beta, g_k;
+    /* G = dD/dQ (up to a constant) is B + g_alpha x + g_beta max(g_c0 - x, 0), with x = log Q - log P and
+     * B computed per entry in float: the large parts in double. g_k: their value at the student's top entry */
+    double g_alpha, g_beta, g_c0, g_k;
 } gkd_div_fast_row;
 
 /* One row at V entries. Returns 1 when a logit is not finite (nothing is written: the caller uses the

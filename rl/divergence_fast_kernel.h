@@ -96,9 +96,10 @@ static inline VF KFN(phi_poly)(VF x) {
  * Q phi(-x) = (P - Q)/2 - Q s(-x), and log(M/Q) = s(-x). One exp and one log1p per entry (the
  * general mixture takes three calls and two divisions); near x = 0 the polynomial keeps the terms'
  * relative accuracy where the differences would cancel. */
-static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq) {
+static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq, VF *lz) {
     VF zero = V_SET1(0.0f), ax = V_ABS(x);
-    VF l = V_SUB(V_LOG1P(V_EXP(V_SUB(zero, ax))), V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
+    *lz = V_LOG1P(V_EXP(V_SUB(zero, ax)));
+    VF l = V_SUB(*lz, V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
     VF sx = V_ADD(V_MAX(x, zero), l), smx = V_ADD(V_MAX(V_SUB(zero, x), zero), l); /* s(x), s(-x) */
     VF half_d = V_MUL(V_SET1(0.5f), V_SUB(q, p));
     VM near = V_LT(ax, V_SET1(0.5f));
@@ -176,9 +177,9 @@ static inline void KFN(x_double)(const gkd_div_fast_row *r, VF tv, VF sv, VD *lo
     *hi = VD_SUB(VD_SUB(V_TO_D_HI(sv), VD_MUL(V_TO_D_HI(tv), it)), c);
 }
 
-/* The large part of G = dD/dQ in double: alpha x + beta max(-x, 0), less K. */
+/* The large part of G = dD/dQ in double: alpha x + beta max(c0 - x, 0), less K. */
 static inline VD KFN(g_large)(const gkd_div_fast_row *r, VD x) {
-    VD neg = VD_SUB(VD_SET1(0.0), x);
+    VD neg = VD_SUB(VD_SET1(r->g_c0), x);
     return VD_SUB(VD_FMA(VD_SET1(r->g_alpha), x, VD_MUL(VD_SET1(r->g_beta), VD_MAX(neg, VD_SET1(0.0)))),
                   VD_SET1(r->g_k));
 }
@@ -201,8 +202,10 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     /* Q h(-x) = P (x^2 + (x - 1) h(x)) (Q = P e^x, e^x = 1 + x + h): a factor-2 difference at most near 0 */
     VF rev_near = V_MUL(p, V_FMA(V_SUB(x, one), hx, V_MUL(x, x)));
     VF rev = V_SEL(near, rev_near, V_SUB(p, V_MUL(q, V_SUB(one, x))));
-    VF hpm, hqm, hlmq;
-    KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq);
+    VF hpm, hqm, hlmq, hlz;
+    KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq, &hlz);
+    VD xl = VD_SET1(0.0), xh = xl; /* the log ratio in double, where the gradient's large part needs it */
+    if (grad && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
     VF value = zero, B = zero;
     switch (r->form) {
     case GKD_DIV_FORM_ZERO:
@@ -218,9 +221,19 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
         VF kpm = hpm, kqm = hqm, lmp, lmq = hlmq;
         if (!r->half) KFN(mixture)(a, b, p, q, x, r->wp, r->wq, &kpm, &kqm, &lmp, &lmq);
         value = V_FMA(V_SET1(r->ca), kpm, V_MUL(V_SET1(r->cb), kqm));
-        /* JSD: G = -cb log(M/Q); else -ca wq P/M - cb (log(M/Q) + wq Q/M). log(M/Q) is large only where Q
-         * is small (Q << P), so its float rounding weighs little in Q (G - Gbar). */
-        B = V_MUL(V_SET1(-r->cb), lmq);
+        if (!grad) break;
+        /* JSD: G = -cb log(M/Q); else -ca wq P/M - cb (log(M/Q) + wq Q/M). log(M/Q) = log wq + softplus(c0 - x)
+         * with c0 = log(wp/wq): the constant drops out of G - Gbar, softplus(z) = max(z, 0) + log1p(e^-|z|), and
+         * its large part -cb max(c0 - x, 0) is added in double (g_large). It is large where Q << P, and for a
+         * small wq (beta near 1) wherever x < c0, large Q included. z comes from the double log ratio. */
+        VF lz = hlz;
+        if (!r->half) {
+            VD c0 = VD_SET1(r->g_c0);
+            VF z = V_FROM_D(VD_SUB(c0, xl), VD_SUB(c0, xh));
+            lz = V_LOG1P(V_EXP(V_SUB(zero, V_ABS(z))));
+        }
+        (void)lmq;
+        B = V_MUL(V_SET1(-r->cb), lz);
         if (!r->jsd_gradient) {
             VF m = V_FMA(V_SET1(r->wp), p, V_MUL(V_SET1(r->wq), q));
             B = V_SUB(B, V_DIV(V_FMA(V_SET1(r->ca * r->wq), p, V_MUL(V_SET1(r->cb * r->wq), q)), m));
@@ -253,8 +266,6 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     if (r->form == GKD_DIV_FORM_FORWARD_KL) return; /* its mean is -sum P, summed in the gradient pass */
     VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q), bl = V_TO_D_LO(B), bh = V_TO_D_HI(B);
     if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
-        VD xl, xh;
-        KFN(x_double)(r, tv, sv, &xl, &xh);
         bl = VD_ADD(bl, KFN(g_large)(r, xl));
         bh = VD_ADD(bh, KFN(g_large)(r, xh));
     }
@@ -357,7 +368,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
             break;
         }
     double x_top = ((double)s[top] - (double)t[top] * r.inv_t) - c;
-    r.g_k = r.g_alpha * x_top + r.g_beta * (x_top < 0 ? -x_top : 0.0);
+    r.g_k = r.g_alpha * x_top + r.g_beta * (r.g_c0 - x_top > 0 ? r.g_c0 - x_top : 0.0);
     /* 3. the entries */
     int grad = dst && scale != 0.0;
     KFN(sums) acc;
