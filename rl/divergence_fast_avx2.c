@@ -37,12 +37,6 @@ static inline __m256 avx2_first(int n) {
 }
 #define V_MASK_FIRST(n) avx2_first(n)
 
-static inline double avx2_hsum(__m256 v) {
-    __m256d s = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
-    __m128d h = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-}
-#define V_HSUM avx2_hsum
 #define VD __m256d
 #define VD_ADD _mm256_add_pd
 #define VD_SUB _mm256_sub_pd

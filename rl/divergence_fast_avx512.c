@@ -32,12 +32,6 @@
 #define V_LOG Sleef_logf16_u10avx512f
 #define V_MASK_FIRST(n) ((__mmask16)((1u << (n)) - 1u))
 
-static inline double avx512_hsum(__m512 v) {
-    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
-}
-#define V_HSUM avx512_hsum
 #define VD __m512d
 #define VD_ADD _mm512_add_pd
 #define VD_SUB _mm512_sub_pd

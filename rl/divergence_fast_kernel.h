@@ -13,8 +13,9 @@
 
 /* V_W lanes; VF a float vector, VM a lane mask. Required macros: V_LOAD, V_STORE, V_SET1, V_ADD, V_SUB,
  * V_MUL, V_DIV, V_FMA(a, b, c) = a*b + c, V_MAX, V_MIN, V_ABS, V_LT, V_GE, V_GT, V_SEL(m, yes, no),
- * V_EXP, V_EXPM1, V_LOG1P, V_LOG, V_HSUM(v) -> double, V_NONFINITE(v) -> int (any lane not finite),
- * V_MASK_FIRST(n) -> the first n lanes. */
+ * V_EXP, V_EXPM1, V_LOG1P, V_LOG, V_NONFINITE(v) -> int (any lane not finite), V_MASK_FIRST(n) -> the
+ * first n lanes; VD a vector of V_W / 2 doubles with VD_ADD, VD_SUB, VD_MUL, VD_FMA, VD_MAX, VD_SET1,
+ * VD_HSUM(v) -> double, and V_TO_D_LO / V_TO_D_HI / V_FROM_D between a float vector and two double halves. */
 
 /* e^x - 1 - x for |x| < 0.5 (terms to x^11: the rest is < 1e-12 of the value). */
 static inline VF KFN(h_poly)(VF x) {
