@@ -4,7 +4,7 @@
 --
 --   ./build/gkd run experiments/rlhf-debdesc.lua              # everything; resumable: run it again after a kill
 --   GKD_SMOKE=1 ./build/gkd run experiments/rlhf-debdesc.lua  # under a minute: tiny reward models, steps and data
---   GKD_RL_METHOD=ppo ./build/gkd run experiments/rlhf-debdesc.lua   # once gkd.run knows method = "ppo"
+--   GKD_RL_METHOD=ppo GKD_RLHF_ALPHA=0.9 GKD_RL_KL_COEF=0.1 ./build/gkd run experiments/rlhf-debdesc.lua   # PPO
 --
 -- Steps (each skipped when its result is on disk or in OUT/runs.db):
 --   1. Data: the debdesc splits of experiments/paper/debdesc.lua (a hash of the package's stem: 80/10/10), with
@@ -19,7 +19,7 @@
 --      summary above the warm start's (a tie counts one half). Also ROUGE-L against the references and length.
 --
 -- Knobs (environment): GKD_SMOKE=1, GKD_SEEDS (1,2,3), GKD_RLHF_OUT (out/rlhf-debdesc, gitignored),
---   GKD_RL_METHOD (unset: today's REINFORCE; "ppo", "grpo", "reinforce": gkd.run's method key, not there yet),
+--   GKD_RL_METHOD (unset: REINFORCE; "ppo", "grpo", "reinforce": gkd.run's method key),
 --   GKD_RLHF_STEPS, _BATCH, _GROUP, _ALPHA (an alpha other than 0.5 goes into the run names: reinforce-alpha0.9),
 --   _LR, _MAX_NEW, _EVAL_N (test prompts judged), _RM_STEPS,
 --   and the PPO/GRPO settings in RL_SETTINGS below (passed to gkd.run only with GKD_RL_METHOD = ppo or grpo).
@@ -61,7 +61,7 @@ if METHOD == "" then METHOD = nil end
 local METHOD_LABEL = METHOD or "reinforce"
 S.label = METHOD_LABEL .. (S.alpha ~= 0.5 and string.format("-alpha%g", S.alpha) or "")
 -- {gkd.run key, environment variable, PPO default, GRPO default}; TRL's defaults where it has one, except the
--- epochs and mini-batches, kept small for a one-core budget. Untried: PPO is not wired into the trainer yet.
+-- epochs and mini-batches, kept small for a one-core budget.
 local RL_SETTINGS = {
   { "epochs", "GKD_RL_EPOCHS", 2, 1 },
   { "minibatches", "GKD_RL_MINIBATCHES", 2, 1 },
@@ -354,13 +354,17 @@ local function rl_run(seed)
     name = name, db = OUT .. "/runs.db", task = train, held_out = validation, teacher = teacher,
     student = gkd.model.from_layers(warm, { n = warm.layers }), seed = seed,
     reward = "model:" .. JUDGES[1].dir, alpha = S.alpha, divergence = gkd.rkl(),
-    group_size = S.group_size, normalize_advantages = true, score_function = false,
+    group_size = S.group_size,
     steps = S.steps, batch = S.batch, max_new_tokens = S.max_new,
     lr = gkd.schedule.warmup_cosine(S.lr, S.lr / 10, math.max(1, S.steps // 20), S.steps),
     eval = { every = math.max(1, S.steps // 4), examples = S.val_eval, metrics = { "rougeL" } },
     checkpoint = { dir = OUT .. "/checkpoints/" .. name, every = math.max(1, S.steps // 4) }, resume = true,
   }
   if METHOD then cfg.method = METHOD end
+  -- REINFORCE's advantage settings; PPO with its value head (GAE, whitened) and GRPO take none
+  if not METHOD or METHOD == "reinforce" or (METHOD == "ppo" and os.getenv("GKD_RL_VALUE_HEAD") == "false") then
+    cfg.normalize_advantages, cfg.score_function = true, false
+  end
   for k, v in pairs(rl_settings()) do cfg[k] = v end
   local r = gkd.run(cfg)
   local rows = greedy_outputs(cfg.student, string.format("%s/outputs/%s-seed%d.jsonl", OUT, S.label, seed))
