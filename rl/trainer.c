@@ -473,10 +473,8 @@ gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total) {
     return GKD_OK;
 }
 
-/* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
- * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
-static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
-                                double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
+gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double temperature, gkd_step_stats *stats,
+                                  long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
     int B = c->batch_size, K = c->group_size, G = B / K;
     if (!(temperature > 0))
@@ -487,24 +485,36 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
     double t0 = gkd_trainer_now();
     gkd_status st = gkd_trainer_generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
-                             GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+                                         GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
     if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
     stats->t_generate += gkd_trainer_now() - t0;
     if ((st = gkd_trainer_score_samples(t, B, out_total)) != GKD_OK) return st;
     if ((st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
                                        t->pad_id)) != GKD_OK)
         return st;
-    int T = t->batch.T;
-    *tokens += (long)B * T;
-    if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
-    if ((size_t)B * T > t->pg_cap) {
-        float *p = realloc(t->pg_weight, (size_t)B * T * sizeof *p);
-        if (!p) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-        t->pg_weight = p;
-        t->pg_cap = (size_t)B * T;
+    size_t n = (size_t)B * t->batch.T;
+    *tokens += (long)n;
+    if ((st = gkd_trainer_ensure_dhidden(t, B, t->batch.T)) != GKD_OK) return st;
+    if (n > t->pg_cap) {
+        float *q = realloc(t->pg_weight, n * sizeof *q);
+        if (!q) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
+        t->pg_weight = q;
+        t->pg_cap = n;
     }
+    return GKD_OK;
+}
+
+/* One RL micro-batch: K samples of each of B/K prompts from the student, scored by the reward; the
+ * REINFORCE surrogate on the returns plus alpha times the divergence, differentiated together. */
+static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
+                                double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
+    const gkd_train_config *c = &t->cfg;
+    int B = c->batch_size, K = c->group_size, G = B / K;
+    gkd_status st = gkd_trainer_rl_rollout(t, micro_step, temperature, stats, tokens, out_total);
+    if (st != GKD_OK) return st;
+    int T = t->batch.T;
     const float *ht, *hs;
-    t0 = gkd_trainer_now();
+    double t0 = gkd_trainer_now();
     if ((st = gkd_model_forward_nograd(t->teacher, t->batch.tokens, B, T, &ht)) != GKD_OK)
         return gkd_error_prefix(st, "teacher forward");
     double t1 = gkd_trainer_now();

@@ -70,6 +70,11 @@ gkd_status gkd_trainer_generate(gkd_trainer *t, gkd_model *m, const gkd_token_da
 /* Decodes the B sampled rows (without their end-of-sequence token) and scores them with the reward into
  * t->rewards; copies them into out_tokens / out_lens and adds their lengths to *out_total. */
 gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total);
+/* The rollout of GKD + RL: batch_size / group_size prompts from the data order, group_size samples of each
+ * from the student at `temperature` (stream offset from micro_step), scored by the reward, made into
+ * t->batch; dhidden and pg_weight grown to it. */
+gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double temperature, gkd_step_stats *stats,
+                                  long *tokens, int *out_total);
 /* Whether schedule s can take a non-zero value (a callback or a non-zero built-in). */
 int gkd_trainer_schedule_maybe_nonzero(const gkd_schedule *s);
 

@@ -494,31 +494,12 @@ gkd_status gkd_trainer_ppo_step(gkd_trainer *t, double lr, double temperature, c
     step_settings s;
     gkd_status st = read_settings(t, lr, temperature, alpha, &s);
     if (st != GKD_OK) return st;
-    int B = c->batch_size, K = c->group_size, G = B / K;
-    gkd_data_order_next(&t->order, t->rl_prompts, G);
-    for (int g = 0; g < G; g++)
-        for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
-    double t0 = gkd_trainer_now();
-    st = gkd_trainer_generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
-                              GKD_RNG_STREAM_SAMPLE, (uint64_t)t->step * (uint64_t)B * (uint64_t)c->max_new_tokens);
-    if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
-    stats->t_generate += gkd_trainer_now() - t0;
-    if ((st = gkd_trainer_score_samples(t, B, out_total)) != GKD_OK) return st;
-    if ((st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
-                                       t->pad_id)) != GKD_OK)
-        return st;
+    int B = c->batch_size;
+    if ((st = gkd_trainer_rl_rollout(t, (uint64_t)t->step, temperature, stats, tokens, out_total)) != GKD_OK) return st;
     int T = t->batch.T;
     size_t n = (size_t)B * T, C = (size_t)gkd_model_get_config(t->student)->dim;
     size_t Ct = (size_t)gkd_model_get_config(t->teacher)->dim;
-    *tokens += (long)n;
     if ((st = ensure_capacity(t, n)) != GKD_OK) return st;
-    if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
-    if (n > t->pg_cap) {
-        float *q = realloc(t->pg_weight, n * sizeof *q);
-        if (!q) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-        t->pg_weight = q;
-        t->pg_cap = n;
-    }
     if (n * Ct > p->ht_cap) {
         t->be->free(p->ht_rows);
         p->ht_rows = t->be->alloc(n * Ct * sizeof(float));
