@@ -266,6 +266,7 @@ static void read_ppo_settings(lua_State *L, int cfg, int state_idx, train_state 
     c->gae_lambda = gkd_lua_opt_number(L, cfg, f, "gae_lambda", c->gae_lambda);
     c->value_clip = gkd_lua_opt_number(L, cfg, f, "value_clip", c->value_clip);
     c->whiten_advantages = gkd_lua_opt_bool(L, cfg, f, "whiten_advantages", c->whiten_advantages);
+    c->whiten_rewards = gkd_lua_opt_bool(L, cfg, f, "whiten_rewards", c->whiten_rewards);
     const char *lt = gkd_lua_opt_string(L, cfg, f, "loss_type", NULL);
     if (lt)
         c->loss_agg = strcmp(lt, "bnpo") == 0      ? GKD_RL_AGG_TOKEN_MEAN
@@ -411,6 +412,7 @@ static void resolve_ppo(lua_State *L, const gkd_train_config *c) {
     push_schedule_desc(L, &c->vf_coef, 1, "vf_coef"), lua_setfield(L, -2, "vf_coef");
     lua_pushnumber(L, c->value_clip), lua_setfield(L, -2, "value_clip");
     lua_pushboolean(L, c->whiten_advantages), lua_setfield(L, -2, "whiten_advantages");
+    lua_pushboolean(L, c->whiten_rewards), lua_setfield(L, -2, "whiten_rewards");
 }
 
 /* gkd._resolve(cfg) -> the trainer settings the run will use (defaults and the method's preset applied). */

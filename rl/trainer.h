@@ -109,6 +109,8 @@ typedef struct {
     gkd_schedule vf_coef;     /* weight of the value loss */
     double value_clip;        /* clip range of the value prediction around the rollout's; 0: none */
     int whiten_advantages;    /* GAE advantages whitened over the batch's tokens */
+    int whiten_rewards;       /* the per-token rewards scaled by their std over the batch's tokens before GAE
+                                 (mean kept, as TRL's whiten_rewards) */
     gkd_rl_agg loss_agg;      /* GRPO: how token losses combine (PPO follows norm) */
     double agg_constant;      /* GKD_RL_AGG_CONSTANT's length (Dr. GRPO); 0: max_new_tokens */
     int scale_rewards;        /* GRPO: divide by the group's std (1), Dr. GRPO's 0 */

@@ -235,6 +235,7 @@ static gkd_status advantages(gkd_trainer *t, const step_settings *s, const float
                     break;
                 }
         }
+        if (c->whiten_rewards) gkd_rl_whiten(p->dense, mask, (int)n, 0);
         if ((st = gkd_rl_gae(p->dense, p->values, mask, B, T, c->gamma, c->gae_lambda, p->adv, p->returns)) != GKD_OK)
             return st;
         stats->explained_variance = gkd_explained_variance(p->values, p->returns, mask, (int)n);

@@ -91,6 +91,7 @@ gkd.RUN_SCHEMA = {
   vf_coef = { type = SCHED },
   value_clip = { type = "number", min = 0 },
   whiten_advantages = { type = "boolean" },
+  whiten_rewards = { type = "boolean" },
   loss_type = { type = "string", values = { "grpo", "bnpo", "dr_grpo" } },
   dr_grpo_length = { type = "integer", min = 1 },
   scale_rewards = { type = "boolean" },
@@ -110,7 +111,7 @@ local SCHED_RANGES = {
 
 -- Which RL settings apply to which method: a setting given to a run it cannot change is refused.
 local PPO_KEYS = { "epochs", "minibatches", "clip_eps", "kl_estimator", "kl_in", "target_kl", "teacher_reward" }
-local VALUE_KEYS = { "gamma", "gae_lambda", "vf_coef", "value_clip", "whiten_advantages" }
+local VALUE_KEYS = { "gamma", "gae_lambda", "vf_coef", "value_clip", "whiten_advantages", "whiten_rewards" }
 local GRPO_KEYS = { "loss_type", "dr_grpo_length", "scale_rewards" }
 local REINFORCE_KEYS = { "baseline", "baseline_decay", "normalize_advantages", "score_function" }
 

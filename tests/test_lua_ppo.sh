@@ -93,6 +93,7 @@ refused() { # WHAT SETTINGS NEEDLE
 }
 refused "loss_type with ppo" 'method = "ppo", loss_type = "bnpo"' "'loss_type' applies to method 'grpo' only"
 refused "gamma without the value head" 'method = "ppo", value_head = false, gamma = 0.9' "'gamma' applies to method 'ppo' with its value head"
+refused "whiten_rewards without the value head" 'method = "ppo", value_head = false, whiten_rewards = true' "'whiten_rewards' applies to method 'ppo' with its value head"
 refused "baseline with grpo" 'method = "grpo", baseline = "none"' "'baseline' has no effect with method 'grpo'"
 refused "clip_eps with reinforce" 'method = "reinforce", clip_eps = 0.1' "'clip_eps' applies to method 'ppo' or 'grpo' only"
 cat >noreward.lua <<'LUA'

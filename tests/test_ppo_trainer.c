@@ -12,7 +12,7 @@
  *    beta' = beta G / (G - 1), since r - mean_G estimates (1 - 1/G) grad E[R]) must come within 0.03 of
  *    the optimum's expected reward, and their KL must stay below the optimum's plus 0.1 nats at every
  *    check.
- * 3. The approximate-KL early stop takes fewer updates; a PPO run with a value head saved and resumed is
+ * 3. The approximate-KL early stop takes fewer updates; whiten_rewards changes the step; a PPO run with a value head saved and resumed is
  *    bit-identical (weights, optimizer, value head); bad settings are refused by name. */
 #include "core/text/data.h"
 #include "core/text/tokenizer.h"
@@ -281,6 +281,28 @@ static void check_early_stop(gkd_model *teacher) {
     CHECKF(s.updates == 1, "with a tiny target_kl one update is taken, got %d", s.updates);
 }
 
+/* whiten_rewards changes the step (the rewards are rescaled before GAE); off, the step is today's. */
+static void check_whiten_rewards(gkd_model *teacher) {
+    gkd_train_config c;
+    base_config(&c, "ppo");
+    float *g0, *g1, *g2;
+    gkd_step_stats s;
+    one_step_grad(&c, teacher, &g0, &s);
+    one_step_grad(&c, teacher, &g2, &s);
+    c.whiten_rewards = 1;
+    one_step_grad(&c, teacher, &g1, &s);
+    gkd_model *probe = tiny_model(16, 1, 12);
+    size_t n = gkd_model_num_params(probe);
+    gkd_model_free(probe);
+    double d01 = 0, d02 = 0;
+    for (size_t i = 0; i < n; i++) {
+        d01 = fmax(d01, fabs(g0[i] - g1[i]));
+        d02 = fmax(d02, fabs(g0[i] - g2[i]));
+    }
+    CHECKF(d02 == 0.0 && d01 > 1e-6, "whiten_rewards: repeat differs by %g, whitened by %g", d02, d01);
+    free(g0), free(g1), free(g2);
+}
+
 static int read_file(const char *path, char **data, long *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
@@ -409,6 +431,7 @@ int main(void) {
     check_ppo_equals_reinforce(teacher);
     check_settings(teacher);
     check_early_stop(teacher);
+    check_whiten_rewards(teacher);
     check_resume(teacher);
     n_prompts = train.n;
     int X = pick_bandit_token();
