@@ -69,7 +69,7 @@ local RL_SETTINGS = {
   { "kl_coef", "GKD_RL_KL_COEF", 0.05, 0.04 },
   { "kl_estimator", "GKD_RL_KL_ESTIMATOR", "k1", "k3" },
   { "kl_in", "GKD_RL_KL_IN", "reward", "loss" },
-  { "value_head", "GKD_RL_VALUE_HEAD", true, false },
+  { "value_head", "GKD_RL_VALUE_HEAD", true, nil },
   { "gamma", "GKD_RL_GAMMA", 1.0, nil },
   { "gae_lambda", "GKD_RL_GAE_LAMBDA", 0.95, nil },
   { "vf_coef", "GKD_RL_VF_COEF", 0.1, nil },
@@ -127,23 +127,8 @@ local function read_jsonl(path)
   return rows
 end
 
--- 1. Data. The stem of a package name, the split key: the same function as experiments/paper/debdesc.lua's
--- (a script that runs its whole comparison when loaded, so its locals cannot be reused by dofile).
-local SUFFIXES = { "-dev", "-doc", "-dbg", "-dbgsym", "-prof", "-common", "-data", "-bin", "-utils", "-tools",
-  "-examples", "-plugin", "-perl", "-java", "-udeb" }
-local function stem(pkg)
-  local s = pkg
-  local changed = true
-  while changed do
-    changed = false
-    for _, suf in ipairs(SUFFIXES) do
-      if #s > #suf and s:sub(-#suf) == suf then s = s:sub(1, -#suf - 1); changed = true end
-    end
-    local t = s:gsub("[%d%.%-]+$", "")
-    if t ~= s and #t > 0 then s = t; changed = true end
-  end
-  return s
-end
+-- 1. Data. The stem of a package name, the split key of experiments/paper/debdesc.lua (lib.package_stem).
+local stem = lib.package_stem
 
 local DATA = OUT .. "/data"
 local STAMP = string.format("rlhf-debdesc max_examples=%d", S.max_examples)

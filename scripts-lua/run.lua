@@ -117,7 +117,7 @@ local REINFORCE_KEYS = { "baseline", "baseline_decay", "normalize_advantages", "
 
 local function check_rl_method(cfg)
   local method = cfg.method
-  local function refuse(k, why) error(string.format("gkd.run: '%s' %s", k, why), 4) end
+  local function refuse(k, why) error(string.format("gkd.run: '%s' %s", k, why), 5) end -- the script's line
   if (method == "ppo" or method == "grpo" or method == "reinforce") and cfg.reward == nil then
     error(string.format("gkd.run: method '%s' needs a 'reward'", method), 4)
   end

@@ -92,6 +92,7 @@ refused() { # WHAT SETTINGS NEEDLE
   check "$1: the message names it" grep -q "$3" bad.txt
 }
 refused "loss_type with ppo" 'method = "ppo", loss_type = "bnpo"' "'loss_type' applies to method 'grpo' only"
+check "... the message points at the script's line" grep -q "bad.lua:2: gkd.run: 'loss_type'" bad.txt
 refused "gamma without the value head" 'method = "ppo", value_head = false, gamma = 0.9' "'gamma' applies to method 'ppo' with its value head"
 refused "whiten_rewards without the value head" 'method = "ppo", value_head = false, whiten_rewards = true' "'whiten_rewards' applies to method 'ppo' with its value head"
 refused "baseline with grpo" 'method = "grpo", baseline = "none"' "'baseline' has no effect with method 'grpo'"

@@ -137,4 +137,22 @@ function M.note(out, what)
   f:close()
 end
 
+-- The stem of a Debian package name (the name without -dev, -doc, -dbg, ... and a trailing version): the key
+-- that keeps the variants of one package, whose descriptions are near copies, in one split.
+local STEM_SUFFIXES = { "-dev", "-doc", "-dbg", "-dbgsym", "-prof", "-common", "-data", "-bin", "-utils", "-tools",
+  "-examples", "-plugin", "-perl", "-java", "-udeb" }
+function M.package_stem(pkg)
+  local s = pkg
+  local changed = true
+  while changed do
+    changed = false
+    for _, suf in ipairs(STEM_SUFFIXES) do
+      if #s > #suf and s:sub(-#suf) == suf then s = s:sub(1, -#suf - 1); changed = true end
+    end
+    local t = s:gsub("[%d%.%-]+$", "")
+    if t ~= s and #t > 0 then s = t; changed = true end
+  end
+  return s
+end
+
 return M
