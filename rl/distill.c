@@ -156,8 +156,7 @@ static gkd_status collect_positions(gkd_distill_workspace *ws, const float *mask
     return GKD_OK;
 }
 
-/* dst: (n, C) <- the rows pos[0..n) of src: (*, C); one copy per run of consecutive positions. */
-static void gather_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
+void gkd_distill_gather_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
     for (int i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && pos[j] == pos[j - 1] + 1; j++) {
         }
@@ -165,8 +164,7 @@ static void gather_rows(const gkd_backend *be, float *dst, const float *src, con
     }
 }
 
-/* The rows pos[0..n) of dst: (*, C) <- src: (n, C); one copy per run of consecutive positions. */
-static void scatter_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
+void gkd_distill_scatter_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C) {
     for (int i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && pos[j] == pos[j - 1] + 1; j++) {
         }
@@ -253,8 +251,8 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
     for (int start = 0; start < n_pos; start += ws->chunk) {
         int n = n_pos - start < ws->chunk ? n_pos - start : ws->chunk;
         const int *pos = ws->positions + start;
-        gather_rows(be, ws->hs_rows, hs, pos, n, Cs);
-        gather_rows(be, ws->ht_rows, ht, pos, n, Ct);
+        gkd_distill_gather_rows(be, ws->hs_rows, hs, pos, n, Cs);
+        gkd_distill_gather_rows(be, ws->ht_rows, ht, pos, n, Ct);
         /* logits (n,V) = rows (n,C) x W^T, W: (V,C) */
         be->matmul(0, 1, n, V, Cs, 1.0f, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
         be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
@@ -297,7 +295,7 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
         /* grad holds d loss / d logits (n,V): back to the hidden rows and the output matrix. */
         be->matmul(0, 0, n, Cs, V, 1.0f, ws->grad, V, Ws, Cs, 0.0f, ws->dhs_rows, Cs);
         if (dWs) be->matmul(1, 0, V, Cs, n, 1.0f, ws->grad, V, ws->hs_rows, Cs, 1.0f, dWs, Cs);
-        scatter_rows(be, dhs, ws->dhs_rows, pos, n, Cs);
+        gkd_distill_scatter_rows(be, dhs, ws->dhs_rows, pos, n, Cs);
     }
     if (row_values) {
         for (int b = 0; b < B; b++) {

@@ -68,4 +68,10 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
                                int B, int T, float scale, const gkd_distill_extra *extra, float *dhs, float *dWs,
                                gkd_distill_stats *stats);
 
+/* Backend rows by position, one copy per run of consecutive positions (shared with rl/policy_logprob.c):
+ * gather: dst (n, C) <- the rows pos[0..n) of src (*, C); scatter: the rows pos[0..n) of dst (*, C) <- src
+ * (n, C). */
+void gkd_distill_gather_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C);
+void gkd_distill_scatter_rows(const gkd_backend *be, float *dst, const float *src, const int *pos, int n, int C);
+
 #endif

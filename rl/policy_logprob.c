@@ -1,6 +1,8 @@
 /* The policy's token log-probabilities and their gradient (see policy_logprob.h). */
 #include "rl/policy_logprob.h"
 
+#include "rl/distill.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,19 +54,6 @@ gkd_status gkd_policy_workspace_create(const gkd_backend *be, int chunk, int V, 
     return GKD_OK;
 }
 
-/* Copies rows pos[0..n) of src (*, C) into dst (n, C) (to_rows) or back; one copy per run of positions. */
-static void move_rows(const gkd_backend *be, float *rows, float *full, const int *pos, int n, int C, int to_rows) {
-    for (int i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && pos[j] == pos[j - 1] + 1; j++) {
-        }
-        size_t bytes = (size_t)(j - i) * C * sizeof(float);
-        if (to_rows)
-            be->copy(rows + (size_t)i * C, full + (size_t)pos[i] * C, bytes);
-        else
-            be->copy(full + (size_t)pos[i] * C, rows + (size_t)i * C, bytes);
-    }
-}
-
 gkd_status gkd_policy_logprobs(gkd_policy_workspace *ws, const float *h, const float *W, const int *targets,
                                const float *mask, int B, int T, double temperature, gkd_logprob_weight_fn fn,
                                void *ctx, float scale, double *logp, double *entropy, float *dh, float *dW) {
@@ -92,7 +81,7 @@ gkd_status gkd_policy_logprobs(gkd_policy_workspace *ws, const float *h, const f
     for (int start = 0; start < n_pos; start += ws->chunk) {
         int n = n_pos - start < ws->chunk ? n_pos - start : ws->chunk;
         const int *pos = ws->positions + start;
-        move_rows(be, ws->h_rows, (float *)h, pos, n, C, 1);
+        gkd_distill_gather_rows(be, ws->h_rows, h, pos, n, C);
         be->matmul(0, 1, n, V, C, inv_t, ws->h_rows, C, W, C, 0.0f, ws->logits, V);
         float *z = ws->logits;
         if (ws->host) {
@@ -133,9 +122,9 @@ gkd_status gkd_policy_logprobs(gkd_policy_workspace *ws, const float *h, const f
         }
         if (ws->host) be->copy_in(ws->logits, ws->host, (size_t)n * V * sizeof(float));
         if (dh) {
-            move_rows(be, ws->dh_rows, dh, pos, n, C, 1);
+            gkd_distill_gather_rows(be, ws->dh_rows, dh, pos, n, C);
             be->matmul(0, 0, n, C, V, inv_t, ws->logits, V, W, C, 1.0f, ws->dh_rows, C);
-            move_rows(be, ws->dh_rows, dh, pos, n, C, 0);
+            gkd_distill_scatter_rows(be, dh, ws->dh_rows, pos, n, C);
         }
         if (dW) be->matmul(1, 0, V, C, n, inv_t, ws->logits, V, ws->h_rows, C, 1.0f, dW, C);
     }

@@ -180,15 +180,15 @@ static gkd_status read_settings(gkd_trainer *t, double lr, double temperature, d
 }
 
 /* The reward-to-go of x (B,T) along each row's masked positions, in place (GAE with values 0, gamma 1,
- * lambda 1). */
-static gkd_status reward_to_go(double *x, double *tmp, const float *mask, int B, int T) {
-    size_t n = (size_t)B * T;
-    double *zero = calloc(n, sizeof *zero);
-    if (!zero) return gkd_error_set(GKD_ERR_NOMEM, "out of memory");
-    gkd_status st = gkd_rl_gae(x, zero, mask, B, T, 1.0, 1.0, tmp, NULL);
-    free(zero);
-    if (st == GKD_OK) memcpy(x, tmp, n * sizeof *x);
-    return st;
+ * lambda 1, summed the same way); 0 off the mask. */
+static void reward_to_go(double *x, const float *mask, int B, int T) {
+    for (int b = 0; b < B; b++) {
+        double acc = 0.0;
+        for (int t = T - 1; t >= 0; t--) {
+            size_t i = (size_t)b * T + t;
+            x[i] = mask[i] != 0.0f ? (acc = x[i] + acc) : 0.0;
+        }
+    }
 }
 
 /* Step 2: the per-token advantages (and, with a value head, returns) of the rollout. */
@@ -265,7 +265,7 @@ static gkd_status advantages(gkd_trainer *t, const step_settings *s, const float
     } else {
         for (int b = 0; b < B; b++) t->row_div[b] = 0;
     }
-    if ((st = reward_to_go(p->dense, p->adv, mask, B, T)) != GKD_OK) return st;
+    reward_to_go(p->dense, mask, B, T);
     for (size_t i = 0; i < n; i++)
         p->adv[i] = mask[i] != 0.0f ? t->advantages[i / T] + p->dense[i] - t->row_div[i / T] : 0.0;
     return GKD_OK;
@@ -291,9 +291,14 @@ static gkd_status rollout_logprobs(gkd_trainer *t, const step_settings *s, const
     stats->t_teacher += gkd_trainer_now() - t0;
     if ((st = gkd_model_forward_nograd(t->student, t->batch.tokens, B, T, &hs)) != GKD_OK) return st;
     const float *Ws = gkd_model_output_weight(t->student);
-    if ((st = gkd_policy_logprobs(p->pw, hs, Ws, tg, mask, B, T, s->temperature, NULL, NULL, 1.0f, p->logp_old, NULL,
-                                  NULL, NULL)) != GKD_OK)
+    if ((st = gkd_policy_logprobs(p->pw, hs, Ws, tg, mask, B, T, s->temperature, NULL, NULL, 1.0f, p->logp_old,
+                                  p->entropy, NULL, NULL)) != GKD_OK)
         return st;
+    double ent = 0; /* the policy's mean entropy over the rollout's tokens (a metric) */
+    int ent_n = 0;
+    for (size_t i = 0; i < n; i++)
+        if (mask[i] != 0.0f) ent += p->entropy[i], ent_n++;
+    stats->entropy = ent_n ? ent / ent_n : 0;
     if (p->has_vh) {
         t->be->copy_out(p->h_host, hs, n * C * sizeof(float));
         gkd_value_head_forward(&p->vh, p->h_host, mask, (int)n, p->values);
@@ -469,25 +474,6 @@ static void epoch_order(gkd_trainer *t, int epoch, int *rows, int B) {
     }
 }
 
-/* The policy's mean entropy over the rollout's tokens (at the sampling temperature), from its hidden
- * states: one more no-gradient pass, only for the metric. */
-static gkd_status rollout_entropy(gkd_trainer *t, const step_settings *s, double *out) {
-    gkd_ppo_state *p = t->ppo;
-    int B = t->batch.B, T = t->batch.T;
-    const float *hs;
-    gkd_status st = gkd_model_forward_nograd(t->student, t->batch.tokens, B, T, &hs);
-    if (st == GKD_OK)
-        st = gkd_policy_logprobs(p->pw, hs, gkd_model_output_weight(t->student), t->batch.targets, t->batch.mask, B, T,
-                                 s->temperature, NULL, NULL, 1.0f, NULL, p->entropy, NULL, NULL);
-    if (st != GKD_OK) return st;
-    double sum = 0;
-    int cnt = 0;
-    for (size_t i = 0; i < (size_t)B * T; i++)
-        if (t->batch.mask[i] != 0.0f) sum += p->entropy[i], cnt++;
-    *out = cnt ? sum / cnt : 0;
-    return GKD_OK;
-}
-
 gkd_status gkd_trainer_ppo_step(gkd_trainer *t, double lr, double temperature, const gkd_divergence *div,
                                 double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
@@ -522,7 +508,6 @@ gkd_status gkd_trainer_ppo_step(gkd_trainer *t, double lr, double temperature, c
         if (t->batch.mask[i] != 0.0f) var += p->adv[i] * p->adv[i], adv_n += 1;
     stats->reward = mean_r;
     stats->advantage_std = adv_n > 0 ? sqrt(var / adv_n) : 0;
-    if ((st = rollout_entropy(t, &s, &stats->entropy)) != GKD_OK) return st;
     /* Step 3: the updates; the teacher's hidden states of the rollout stay valid (no other teacher pass). */
     int mb = B / c->minibatches, stop = 0;
     for (int e = 0; e < s.epochs && !stop; e++) {
