@@ -189,10 +189,12 @@ gkd_status gkd_trainer_evaluate(gkd_trainer *t, gkd_eval_stats *out);
 /* The latest evaluation's numbers (owned by the trainer), or NULL before the first. */
 const gkd_eval_stats *gkd_trainer_last_eval(const gkd_trainer *t);
 
-/* Writes dir/model.safetensors (the student, Hugging Face names) and dir/state.safetensors (optimizer
- * moments, step, data position, the moving-average baselines of GKD + RL: state version 2) so that
- * gkd_trainer_load continues bit-identically. gkd_trainer_load reads versions 1 and 2, except that a
- * version 1 state is refused for GKD + RL with the moving-average baseline (it does not hold it). */
+/* Writes dir/model.safetensors (the student, Hugging Face names), dir/state.safetensors (optimizer
+ * moments and update count, step, data position, the moving-average baselines of GKD + RL: state version 3)
+ * and, for PPO with a value head, dir/value_head.safetensors (its parameters and AdamW moments, float64), so
+ * that gkd_trainer_load continues bit-identically. gkd_trainer_load reads versions 1 to 3, except that a
+ * version 1 state is refused for GKD + RL with the moving-average baseline (it does not hold it), and a state
+ * without the update count (versions 1 and 2) or without value_head.safetensors is refused for PPO/GRPO. */
 gkd_status gkd_trainer_save(gkd_trainer *t, const char *dir);
 gkd_status gkd_trainer_load(gkd_trainer *t, const char *dir);
 
