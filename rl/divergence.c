@@ -21,6 +21,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -463,8 +464,17 @@ static gkd_status run_rows(const gkd_div_resolved *r, int k, double temperature,
     return gkd_div_report_fault(fault.fault, fault.row, fault.entry, name);
 }
 
+/* Rows the float path has run, and of those the ones it handed to the exact row (divergence_fast.h). */
+static atomic_ullong fast_rows, fast_rows_exact;
+
+void gkd_div_fast_counts(unsigned long long *rows, unsigned long long *exact) {
+    if (rows) *rows = atomic_load(&fast_rows);
+    if (exact) *exact = atomic_load(&fast_rows_exact);
+}
+
 /* run_rows for GKD_DIV_FLOAT32 (k = 0): each row by the float kernel of this CPU, or, when it has a logit
- * that is not finite, by the exact row (which handles masked entries and reports faults). */
+ * that is not finite or the kernel cannot promise its tolerance, by the exact row (which handles masked
+ * entries and reports faults). */
 static gkd_status run_rows_fast(const gkd_div_resolved *r, double temperature, const char *name, const float *teacher,
                                 const float *student, int N, int V, double *value, float *dstudent,
                                 const float *grad_scale, gkd_token_metrics *metrics) {
@@ -494,10 +504,12 @@ static gkd_status run_rows_fast(const gkd_div_resolved *r, double temperature, c
             double row_value = NAN, scale = grad_scale ? grad_scale[n] : 1.0;
             float *dst = dstudent ? dstudent + off : NULL;
             gkd_token_metrics *m = metrics ? metrics + n : NULL;
+            atomic_fetch_add_explicit(&fast_rows, 1, memory_order_relaxed);
             if (fs && fn(&fr, teacher + off, student + off, V, fs, &row_value, dst, scale, m) == 0) {
                 if (value) value[n] = row_value;
                 continue;
             }
+            atomic_fetch_add_explicit(&fast_rows_exact, 1, memory_order_relaxed);
             gkd_div_fault f = GKD_DIV_FAULT_NOMEM;
             int entry = -1;
             if (!have_exact) have_exact = scratch_init(&w, V, 0) ? 1 : -1;

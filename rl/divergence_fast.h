@@ -9,8 +9,12 @@
  *   GKD_DIVERGENCE_ISA=avx512|avx2|exact overrides the choice (tests, benchmarks); an unknown value, or
  *   one this CPU cannot run, is refused.
  * - Rows the float path does not cover are computed by the exact path, whole: rows with a logit that is
- *   not finite (masked -inf entries, and the NaN / +inf faults the exact path reports), and every row of a
- *   top-k divergence. Nothing is approximated silently: the float path's accuracy is the tested one. */
+ *   not finite (masked -inf entries, and the NaN / +inf faults the exact path reports), every row of a
+ *   top-k divergence, and rows whose gradient the kernel cannot promise to the tolerance: it bounds each
+ *   entry's error from its float parts' accuracy (G - Gbar cancels where G is large and nearly constant,
+ *   e.g. a scaled JSD at beta near 0 on nearly equal rows) and hands a row over when a bound exceeds
+ *   1e-5 of the entry or 1e-7. Nothing is approximated silently: the float path's accuracy is the tested
+ *   one, and gkd_div_fast_counts tells how many rows went to the exact path. */
 #ifndef GKD_DIVERGENCE_FAST_H
 #define GKD_DIVERGENCE_FAST_H
 
@@ -34,8 +38,9 @@ typedef struct {
     double g_alpha, g_beta, g_c0, g_k;
 } gkd_div_fast_row;
 
-/* One row at V entries. Returns 1 when a logit is not finite (nothing is written: the caller uses the
- * exact path), else 0. scratch: 2 V + 80 floats. */
+/* One row at V entries. Returns 1 when a logit is not finite or the gradient's error bound exceeds the
+ * tolerance (the caller then computes the row by the exact path, which overwrites whatever was written),
+ * else 0. scratch: 2 V + 80 floats. */
 typedef int (*gkd_div_fast_row_fn)(const gkd_div_fast_row *r, const float *t, const float *s, int V, float *scratch,
                                    double *value, float *dst, double scale, gkd_token_metrics *metrics);
 
@@ -48,5 +53,9 @@ int gkd_div_fast_row_avx2(const gkd_div_fast_row *r, const float *t, const float
  * *fn NULL: use the exact path).
  * GKD_ERR_ARG for a GKD_DIVERGENCE_ISA this CPU cannot run or that names nothing. */
 gkd_status gkd_div_fast_select(gkd_div_fast_row_fn *fn, const char **name);
+
+/* Rows the float path has run in this process (*rows) and how many of them it handed to the exact path
+ * (*exact); either may be NULL. Process-wide counters, for tests and benchmarks. */
+void gkd_div_fast_counts(unsigned long long *rows, unsigned long long *exact);
 
 #endif

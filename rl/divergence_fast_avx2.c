@@ -1,6 +1,7 @@
 /* The float32 divergence row for AVX2 + FMA (8 lanes), from divergence_fast_kernel.h. Compiled with
  * -mavx2 -mfma (CMakeLists.txt) and called only after a CPU check (divergence_fast.c). */
 #include <immintrin.h>
+#include <float.h>
 #include <math.h>
 #include <sleef.h>
 #include <string.h>
@@ -30,6 +31,24 @@
 #define V_EXPM1 Sleef_expm1f8_u10avx2
 #define V_LOG1P Sleef_log1pf8_u10avx2
 #define V_LOG Sleef_logf8_u10avx2
+#define V_ROUND(v) _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+/* p 2^n for integral n in [-160, 0] (exp_neg's range): two exact power-of-two factors, each a normal float,
+ * so the product rounds once, into the subnormals where it lands there */
+static inline __m256 avx2_scale2(__m256 p, __m256 n) {
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, _mm256_set1_epi32(127)), 23));
+    __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, _mm256_set1_epi32(127)), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+}
+#define V_SCALE2 avx2_scale2
+/* v + the index of the first of the V_W floats at p equal to x, or -1 */
+static inline int avx2_first_eq(const float *p, float x, int v) {
+    int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_set1_ps(x), _CMP_EQ_OQ));
+    return m ? v + __builtin_ctz((unsigned)m) : -1;
+}
+#define V_ANY(m) (_mm256_movemask_ps(m) != 0)
+#define V_FIRST_EQ avx2_first_eq
 
 static inline __m256 avx2_first(int n) {
     static const int lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};

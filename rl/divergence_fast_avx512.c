@@ -1,6 +1,7 @@
 /* The float32 divergence row for AVX-512 (16 lanes), from divergence_fast_kernel.h. Compiled with
  * -mavx512f -mavx512dq (CMakeLists.txt) and called only after a CPU check (divergence_fast.c). */
 #include <immintrin.h>
+#include <float.h>
 #include <math.h>
 #include <sleef.h>
 #include <string.h>
@@ -30,6 +31,15 @@
 #define V_EXPM1 Sleef_expm1f16_u10avx512f
 #define V_LOG1P Sleef_log1pf16_u10avx512f
 #define V_LOG Sleef_logf16_u10avx512f
+#define V_ROUND(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define V_SCALE2(p, n) _mm512_scalef_ps(p, n)
+/* v + the index of the first of the V_W floats at p equal to x, or -1 */
+static inline int avx512_first_eq(const float *p, float x, int v) {
+    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_set1_ps(x), _CMP_EQ_OQ);
+    return m ? v + __builtin_ctz(m) : -1;
+}
+#define V_ANY(m) ((m) != 0)
+#define V_FIRST_EQ avx512_first_eq
 #define V_MASK_FIRST(n) ((__mmask16)((1u << (n)) - 1u))
 
 #define VD __m512d

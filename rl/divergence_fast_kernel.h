@@ -17,6 +17,43 @@
  * first n lanes; VD a vector of V_W / 2 doubles with VD_ADD, VD_SUB, VD_MUL, VD_FMA, VD_MAX, VD_SET1,
  * VD_HSUM(v) -> double, and V_TO_D_LO / V_TO_D_HI / V_FROM_D between a float vector and two double halves. */
 
+
+/* e^x for x <= 0 (x = -inf gives 0), inline: n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts, so r
+ * is exact to about one rounding), e^r by its Taylor polynomial to r^7 (|r| <= ln2/2: the rest is below
+ * 1e-8 of the value), times 2^n by V_SCALE2 (which rounds once into the subnormals). Within 2 ulp
+ * (tests/test_divergence_fast.c checks every consumer against the exact path). Inline, unlike a library
+ * call, so the registers live across it are not spilled. */
+static inline VF KFN(exp_neg)(VF x) {
+    x = V_MAX(x, V_SET1(-110.0f)); /* e^-110 is below the smallest subnormal */
+    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
+    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
+    r = V_FMA(n, V_SET1(2.12194440e-4f), r);
+    VF p = V_SET1(1.0f / 5040.0f);
+    p = V_FMA(p, r, V_SET1(1.0f / 720.0f));
+    p = V_FMA(p, r, V_SET1(1.0f / 120.0f));
+    p = V_FMA(p, r, V_SET1(1.0f / 24.0f));
+    p = V_FMA(p, r, V_SET1(1.0f / 6.0f));
+    p = V_FMA(p, r, V_SET1(0.5f));
+    p = V_FMA(p, r, V_SET1(1.0f));
+    p = V_FMA(p, r, V_SET1(1.0f));
+    return V_SCALE2(p, n);
+}
+
+/* log(1 + e) for 0 <= e <= 1, inline: log(1 + f) = 2 atanh(f / (2 + f)) with f = e below 1/2, and with
+ * f = (e - 1)/2 (exact) plus log 2 from 1/2 on, so |f/(2+f)| < 0.2 and the odd series to s^9 leaves < 1e-8;
+ * relative accuracy is kept for small e. */
+static inline VF KFN(log1p_unit)(VF e) {
+    VM big = V_GE(e, V_SET1(0.5f));
+    VF f = V_SEL(big, V_MUL(V_SUB(e, V_SET1(1.0f)), V_SET1(0.5f)), e);
+    VF s = V_DIV(f, V_ADD(V_SET1(2.0f), f)), z = V_MUL(s, s);
+    VF p = V_SET1(1.0f / 9.0f);
+    p = V_FMA(p, z, V_SET1(1.0f / 7.0f));
+    p = V_FMA(p, z, V_SET1(1.0f / 5.0f));
+    p = V_FMA(p, z, V_SET1(1.0f / 3.0f));
+    VF res = V_FMA(V_MUL(s, z), p, s);
+    return V_FMA(res, V_SET1(2.0f), V_SEL(big, V_SET1(0.69314718f), V_SET1(0.0f)));
+}
+
 /* e^x - 1 - x for |x| < 0.5 (terms to x^11: the rest is < 1e-12 of the value). */
 static inline VF KFN(h_poly)(VF x) {
     VF r = V_SET1(1.0f / 39916800.0f);
@@ -56,7 +93,7 @@ static inline void KFN(mixture)(VF a, VF b, VF p, VF q, VF x, float wp, float wq
     VF wx = V_SEL(p_larger, V_SET1(wp), V_SET1(wq)), wy = V_SEL(p_larger, V_SET1(wq), V_SET1(wp));
     VF d = V_SUB(V_SET1(0.0f), V_ABS(x)); /* log(Y/X) <= 0 */
     VF rho_m1 = V_EXPM1(d);
-    VF rho = V_DIV(small, big);
+    VF rho = KFN(exp_neg)(d); /* Y/X from the log ratio: no 0/0 where both underflow */
     VF ux = V_MUL(wy, rho_m1); /* in [-wy, 0] */
     VF lmx = V_LOG1P(ux);
     if (wp > 0.5f || wq > 0.5f) /* 1 + ux can near 0 only when wy > 1/2: there log(wx + wy rho) */
@@ -76,20 +113,25 @@ static inline void KFN(mixture)(VF a, VF b, VF p, VF q, VF x, float wp, float wq
     *lmq = V_SEL(p_larger, lmy, lmx);
 }
 
-/* phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0 for |x| < 0.5, by its Taylor polynomial (to x^11; the
- * rest is below 1e-10 of the value there). */
-static inline VF KFN(phi_poly)(VF x) {
-    VF r = V_SET1(1.0f / 79833600.0f);
-    r = V_FMA(r, x, V_SET1(-29.0f / 14515200.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 725760.0f));
-    r = V_FMA(r, x, V_SET1(5.0f / 129024.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 10080.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 2880.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 240.0f));
-    r = V_FMA(r, x, V_SET1(5.0f / 192.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 12.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 8.0f));
-    return V_MUL(r, V_MUL(x, x));
+/* phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0 and phi(-x) for |x| < 0.5, by the Taylor polynomial (to
+ * x^11; the rest is below 1e-10 of the value there) split into its even part E and odd part O in x^2:
+ * phi(x) = E + O, phi(-x) = E - O, one evaluation for both. */
+static inline void KFN(phi_poly2)(VF x, VF *pos, VF *neg) {
+    VF y = V_MUL(x, x);
+    VF e = V_SET1(-29.0f / 14515200.0f);
+    e = V_FMA(e, y, V_SET1(5.0f / 129024.0f));
+    e = V_FMA(e, y, V_SET1(1.0f / 2880.0f));
+    e = V_FMA(e, y, V_SET1(5.0f / 192.0f));
+    e = V_FMA(e, y, V_SET1(1.0f / 8.0f));
+    VF o = V_SET1(1.0f / 79833600.0f);
+    o = V_FMA(o, y, V_SET1(1.0f / 725760.0f));
+    o = V_FMA(o, y, V_SET1(1.0f / 10080.0f));
+    o = V_FMA(o, y, V_SET1(1.0f / 240.0f));
+    o = V_FMA(o, y, V_SET1(1.0f / 12.0f));
+    e = V_MUL(e, y);
+    o = V_MUL(o, V_MUL(y, x));
+    *pos = V_ADD(e, o);
+    *neg = V_SUB(e, o);
 }
 
 /* The half mixture M = (P + Q)/2 from the log ratio x alone: with s(x) = log((1 + e^x)/2) =
@@ -99,13 +141,15 @@ static inline VF KFN(phi_poly)(VF x) {
  * relative accuracy where the differences would cancel. */
 static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq, VF *lz) {
     VF zero = V_SET1(0.0f), ax = V_ABS(x);
-    *lz = V_LOG1P(V_EXP(V_SUB(zero, ax)));
+    *lz = KFN(log1p_unit)(KFN(exp_neg)(V_SUB(zero, ax)));
     VF l = V_SUB(*lz, V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
     VF sx = V_ADD(V_MAX(x, zero), l), smx = V_ADD(V_MAX(V_SUB(zero, x), zero), l); /* s(x), s(-x) */
     VF half_d = V_MUL(V_SET1(0.5f), V_SUB(q, p));
     VM near = V_LT(ax, V_SET1(0.5f));
-    *kl_pm = V_SEL(near, V_MUL(p, KFN(phi_poly)(x)), V_SUB(half_d, V_MUL(p, sx)));
-    *kl_qm = V_SEL(near, V_MUL(q, KFN(phi_poly)(V_SUB(zero, x))), V_SUB(V_SUB(zero, half_d), V_MUL(q, smx)));
+    VF phi_x, phi_mx;
+    KFN(phi_poly2)(x, &phi_x, &phi_mx);
+    *kl_pm = V_SEL(near, V_MUL(p, phi_x), V_SUB(half_d, V_MUL(p, sx)));
+    *kl_qm = V_SEL(near, V_MUL(q, phi_mx), V_SUB(V_SUB(zero, half_d), V_MUL(q, smx)));
     /* near 0, log(M/Q) = s(-x) ~ -x/2 by its series: the log-based form is only absolutely accurate there */
     VF y = V_SUB(zero, x), y2 = V_MUL(y, y);
     VF ser = V_SET1(31.0f / 14515200.0f);
@@ -158,6 +202,7 @@ enum { KFN(FBLOCK) = 16 };
 typedef struct {
     KFN(dsum) value, fwd, rev, jsd, ht, hs;
     VF f[6];
+    VF babs_max, babs_sum; /* max |B|'s bound and sum Q |B|'s bound, for the gradient's error bound */
     int in_block;
     VD g_lo, g_hi; /* sum q (B + Gd - K): the gradient's mean, less K */
 } KFN(sums);
@@ -189,7 +234,7 @@ static inline VD KFN(g_large)(const gkd_div_fast_row *r, VD x) {
  * the stored exp(t/T - max_t/T), exp(s - max_s), overwritten (with a gradient) by B and Q (FWD: P and Q).
  * G = B + alpha x + beta max(-x, 0) is dD/dQ up to a constant, with B small where G is large. */
 static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const float *s, float *et, float *es,
-                                int n, int grad, KFN(sums) *acc) {
+                                float *el, int n, int grad, KFN(sums) *acc) {
     VM valid = V_MASK_FIRST(n);
     VF zero = V_SET1(0.0f);
     VF sv = V_LOAD(s), tv = V_LOAD(t), ta, x;
@@ -207,7 +252,7 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq, &hlz);
     VD xl = VD_SET1(0.0), xh = xl; /* the log ratio in double, where the gradient's large part needs it */
     if (grad && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
-    VF value = zero, B = zero;
+    VF value = zero, B = zero, babs = zero; /* babs: the sum of B's parts' magnitudes (TV's B is exact) */
     switch (r->form) {
     case GKD_DIV_FORM_ZERO:
         break;
@@ -231,13 +276,19 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
         if (!r->half) {
             VD c0 = VD_SET1(r->g_c0);
             VF z = V_FROM_D(VD_SUB(c0, xl), VD_SUB(c0, xh));
-            lz = V_LOG1P(V_EXP(V_SUB(zero, V_ABS(z))));
+            lz = KFN(log1p_unit)(KFN(exp_neg)(V_SUB(zero, V_ABS(z))));
         }
         (void)lmq;
         B = V_MUL(V_SET1(-r->cb), lz);
+        babs = V_MUL(V_SET1(fabsf(r->cb)), lz);
         if (!r->jsd_gradient) {
             VF m = V_FMA(V_SET1(r->wp), p, V_MUL(V_SET1(r->wq), q));
-            B = V_SUB(B, V_DIV(V_FMA(V_SET1(r->ca * r->wq), p, V_MUL(V_SET1(r->cb * r->wq), q)), m));
+            /* m under the smallest normal float only where P and Q both are: the quotient is then multiplied
+             * by such a Q, and the floor only keeps 0/0 out */
+            VF ratio = V_DIV(V_FMA(V_SET1(r->ca * r->wq), p, V_MUL(V_SET1(r->cb * r->wq), q)),
+                             V_MAX(m, V_SET1(FLT_MIN)));
+            B = V_SUB(B, ratio);
+            babs = V_ADD(babs, V_ABS(ratio));
         }
         break;
     }
@@ -252,7 +303,7 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     if (n < V_W) { /* the row's last, padded vector */
         value = V_SEL(valid, value, zero), fwd = V_SEL(valid, fwd, zero), rev = V_SEL(valid, rev, zero);
         jsd = V_SEL(valid, jsd, zero), pa = V_SEL(valid, pa, zero), qb = V_SEL(valid, qb, zero);
-        q = V_SEL(valid, q, zero), B = V_SEL(valid, B, zero);
+        q = V_SEL(valid, q, zero), B = V_SEL(valid, B, zero), babs = V_SEL(valid, babs, zero);
     }
     acc->f[0] = V_ADD(acc->f[0], value);
     acc->f[1] = V_ADD(acc->f[1], fwd);
@@ -262,47 +313,65 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     acc->f[5] = V_ADD(acc->f[5], qb);
     if (++acc->in_block == KFN(FBLOCK)) KFN(flush)(acc);
     if (!grad) return;
-    V_STORE(et, B);
     V_STORE(es, q);
-    if (r->form == GKD_DIV_FORM_FORWARD_KL) return; /* its mean is -sum P, summed in the gradient pass */
+    if (r->form == GKD_DIV_FORM_FORWARD_KL) { /* its mean is -sum P, summed in the gradient pass */
+        V_STORE(et, B);
+        return;
+    }
+    acc->babs_max = V_MAX(acc->babs_max, babs);
+    acc->babs_sum = V_FMA(q, babs, acc->babs_sum);
     VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q), bl = V_TO_D_LO(B), bh = V_TO_D_HI(B);
     if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
         bl = VD_ADD(bl, KFN(g_large)(r, xl));
         bh = VD_ADD(bh, KFN(g_large)(r, xh));
+        /* Y = B + G's large part, less K, kept as two floats for the gradient pass */
+        VF yh = V_FROM_D(bl, bh);
+        V_STORE(et, yh);
+        V_STORE(el, V_FROM_D(VD_SUB(bl, V_TO_D_LO(yh)), VD_SUB(bh, V_TO_D_HI(yh))));
+    } else {
+        V_STORE(et, B);
+        V_STORE(el, V_SET1(0.0f));
     }
     acc->g_lo = VD_FMA(ql, bl, acc->g_lo);
     acc->g_hi = VD_FMA(qh, bh, acc->g_hi);
 }
 
-/* Pass 4 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). */
-static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *t, const float *s, const float *Bv,
-                                 const float *qv, float *dst, double gbar, float b_top, float scale, VD *top_lo,
-                                 VD *top_hi) {
-    VF q = V_LOAD(qv), B = V_LOAD(Bv);
+/* 1 when an error bound exceeds the tolerance the float path promises, 1e-5 of the value or 1e-7 */
+static inline int KFN(beyond)(VF bound, VF value) {
+    return V_ANY(V_GT(bound, V_MAX(V_MUL(V_ABS(value), V_SET1(1e-5f)), V_SET1(1e-7f))));
+}
+
+/* Pass 4 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). Yh, Yl: G
+ * less K as two floats (Yh + Yl, from pass 3; FWD: P in Yh); gh + gl: Gbar less K as two floats. dst may be
+ * yl itself (pass 3 keeps Yl in the output row). */
+static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *Yh, const float *Yl, const float *qv,
+                                 float *dst, double gbar, float gh, float gl, float yth, float ytl, float scale,
+                                 float err, KFN(dsum) *top, int *inexact) {
+    VF q = V_LOAD(qv), B = V_LOAD(Yh);
     if (r->form == GKD_DIV_FORM_FORWARD_KL) { /* Gbar = -sum P: dst = scale (Q sum P - P) */
-        V_STORE(dst, V_MUL(V_SET1(scale), V_SUB(V_MUL(q, V_SET1((float)-gbar)), B)));
+        VF d = V_MUL(V_SET1(scale), V_SUB(V_MUL(q, V_SET1((float)-gbar)), B));
+        V_STORE(dst, d);
+        *inexact |= KFN(beyond)(V_MUL(V_SET1(err), V_ADD(q, B)), d);
         /* top: scale (Q_top sum_{v != top} P_v - P_top sum_{v != top} Q_v), summed as Q_top P_v - P_top Q_v */
-        *top_lo = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_LO(B)), VD_MUL(VD_SET1(b_top), V_TO_D_LO(q)));
-        *top_hi = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_HI(B)), VD_MUL(VD_SET1(b_top), V_TO_D_HI(q)));
+        VD tl = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_LO(B)), VD_MUL(VD_SET1(yth), V_TO_D_LO(q)));
+        VD th = VD_SUB(VD_MUL(VD_SET1(r->q_top), V_TO_D_HI(B)), VD_MUL(VD_SET1(yth), V_TO_D_HI(q)));
+        top->lo = VD_ADD(top->lo, tl);
+        top->hi = VD_ADD(top->hi, th);
         return;
     }
-    VD gl = VD_SET1(0.0), gh = gl, gb = VD_SET1(gbar - r->g_k); /* both less K */
-    if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
-        VD xl, xh;
-        KFN(x_double)(r, V_LOAD(t), V_LOAD(s), &xl, &xh);
-        gl = KFN(g_large)(r, xl);
-        gh = KFN(g_large)(r, xh);
-    }
-    VF y = V_ADD(B, V_FROM_D(VD_SUB(gl, gb), VD_SUB(gh, gb)));
-    V_STORE(dst, V_MUL(V_SET1(scale), V_MUL(q, y)));
-    /* G_top - G_v = (B_top - B_v) - (Gd_v - K), Gd_top = K */
-    VF db = V_SUB(V_SET1(b_top), B);
-    *top_lo = VD_MUL(V_TO_D_LO(q), VD_SUB(V_TO_D_LO(db), gl));
-    *top_hi = VD_MUL(V_TO_D_HI(q), VD_SUB(V_TO_D_HI(db), gh));
+    VF L = V_LOAD(Yl);
+    /* (Yh - gh) is exact where the two are close (Sterbenz), so y keeps its accuracy when G nears Gbar */
+    VF y = V_ADD(V_SUB(B, V_SET1(gh)), V_SUB(L, V_SET1(gl)));
+    VF out = V_MUL(V_SET1(scale), V_MUL(q, y));
+    V_STORE(dst, out);
+    *inexact |= KFN(beyond)(V_MUL(V_SET1(err), q), out);
+    VF d = V_ADD(V_SUB(V_SET1(yth), B), V_SUB(V_SET1(ytl), L)); /* G_top - G_v */
+    KFN(dadd)(top, V_MUL(q, d));
 }
 
 /* The row (divergence_fast.h): value, metrics, and with dst the gradient. scratch: 2 V + 5 V_W floats.
- * Returns 1 (nothing written) when a logit is not finite. */
+ * Returns 1 when a logit is not finite (nothing written) or when the gradient's error bound exceeds the
+ * tolerance (written, to be overwritten by the exact path). dst's row holds Yl between passes 3 and 4. */
 static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, int V, float *scratch,
                     double *value, float *dst, double scale, gkd_token_metrics *metrics) {
     gkd_div_fast_row r = *rs;
@@ -345,7 +414,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         int n = V - v < V_W ? V - v : V_W;
         const float *tv = n < V_W ? tpad : t + v, *sv = n < V_W ? spad : s + v;
         VM valid = V_MASK_FIRST(n);
-        VF e_t = V_SEL(valid, V_EXP(KFN(teacher_logit)(&r, V_LOAD(tv))), V_SET1(0.0f)), e_s = V_SEL(valid, V_EXP(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
+        VF e_t = V_SEL(valid, KFN(exp_neg)(KFN(teacher_logit)(&r, V_LOAD(tv))), V_SET1(0.0f)), e_s = V_SEL(valid, KFN(exp_neg)(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
         V_STORE(et + v, e_t);
         V_STORE(es + v, e_s);
         KFN(dadd)(&zt, e_t);
@@ -362,12 +431,10 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     r.inv_zt = (float)(1.0 / zt_sum);
     r.inv_zs = (float)(1.0 / zs_sum);
     /* the student's top entry: K = the large part of G there (the gradient's sums are taken about it) */
-    int top = 0;
-    for (int v = 0; v < V; v++)
-        if (s[v] == max_s) {
-            top = v;
-            break;
-        }
+    int top = -1;
+    for (int v = 0; v < full && top < 0; v += V_W) top = V_FIRST_EQ(s + v, max_s, v);
+    for (int v = full; v < V && top < 0; v++)
+        if (s[v] == max_s) top = v;
     double x_top = ((double)s[top] - (double)t[top] * r.inv_t) - c;
     r.g_k = r.g_alpha * x_top + r.g_beta * (r.g_c0 - x_top > 0 ? r.g_c0 - x_top : 0.0);
     /* 3. the entries */
@@ -375,12 +442,15 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     KFN(sums) acc;
     memset(&acc, 0, sizeof acc);
     for (int i = 0; i < 6; i++) acc.f[i] = V_SET1(0.0f);
+    acc.babs_max = acc.babs_sum = V_SET1(0.0f);
     acc.value.lo = acc.value.hi = VD_SET1(0.0);
     acc.fwd = acc.rev = acc.jsd = acc.ht = acc.hs = acc.value;
     acc.g_lo = acc.g_hi = VD_SET1(0.0);
     for (int v = 0; v < V; v += V_W) {
         int n = V - v < V_W ? V - v : V_W;
-        KFN(entries)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, n, grad, &acc);
+        float *el = n < V_W ? dpad : (grad ? dst + v : dpad);
+        KFN(entries)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, el, n, grad, &acc);
+        if (n < V_W && grad) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
     }
     KFN(flush)(&acc);
     *value = KFN(dtotal)(&acc.value);
@@ -403,18 +473,34 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         gbar = r.g_k + VD_HSUM(VD_ADD(acc.g_lo, acc.g_hi));
     }
     r.q_top = es[top];
-    float b_top = et[top];
-    VD top_lo = VD_SET1(0.0), top_hi = VD_SET1(0.0);
+    float yth = et[top], ytl = r.form == GKD_DIV_FORM_FORWARD_KL ? 0.0f : dst[top];
+    double gk = gbar - r.g_k; /* Gbar less K */
+    float gh = (float)gk, gl = (float)(gk - (double)gh);
+    KFN(dsum) tops = {VD_SET1(0.0), VD_SET1(0.0)};
+    /* The gradient's error bound, a multiple of scale Q_v: B's float parts are within 4e-7 of their magnitude,
+     * plus (mixtures) an absolute 6e-8 |cb| from the log ratio's rounding in log1p(e^-|z|) <= |z| e^-|z| eps;
+     * G - Gbar then errs by 4e-7 (|B|max + sum Q|B|) + that. Forward KL: 4e-7 (Q + P). A row where it could
+     * exceed the tolerance goes to the exact path whole (returns 1). */
+    float lanes_b[V_W], babs_max = 0.0f, babs_sum = 0.0f;
+    V_STORE(lanes_b, acc.babs_max);
+    for (int i = 0; i < V_W; i++) babs_max = lanes_b[i] > babs_max ? lanes_b[i] : babs_max;
+    V_STORE(lanes_b, acc.babs_sum);
+    for (int i = 0; i < V_W; i++) babs_sum += lanes_b[i];
+    float err = r.form == GKD_DIV_FORM_FORWARD_KL
+                    ? (float)(fabs(scale) * 4e-7)
+                    : (float)(fabs(scale) * (4e-7 * 1.01 * (babs_max + babs_sum) +
+                                             (r.form == GKD_DIV_FORM_MIX ? 6e-8 * fabs(r.cb) : 0.0)));
+    int inexact = 0;
     for (int v = 0; v < V; v += V_W) {
         int n = V - v < V_W ? V - v : V_W;
-        VD l, h;
-        KFN(gradient)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, n < V_W ? dpad : dst + v,
-                      gbar, b_top, (float)scale, &l, &h);
-        top_lo = VD_ADD(top_lo, l);
-        top_hi = VD_ADD(top_hi, h);
+        if (n < V_W) memcpy(dpad, dst + v, (size_t)n * sizeof *dst);
+        KFN(gradient)(&r, et + v, n < V_W ? dpad : dst + v, es + v, n < V_W ? dpad : dst + v, gbar, gh, gl, yth,
+                      ytl, (float)scale, err, &tops, &inexact);
         if (n < V_W) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
     }
-    double top_sum = VD_HSUM(VD_ADD(top_lo, top_hi));
+    double top_sum = KFN(dtotal)(&tops);
     dst[top] = (float)(scale * (r.form == GKD_DIV_FORM_FORWARD_KL ? top_sum : (double)r.q_top * top_sum));
+    float top_bound = err * (r.q_top + (r.form == GKD_DIV_FORM_FORWARD_KL ? yth : 0.0f));
+    if (inexact || top_bound > fmaxf(1e-5f * fabsf(dst[top]), 1e-7f)) return 1;
     return 0;
 }

@@ -40,9 +40,17 @@ static void make_rows(gkd_rng *rng, int kind, int N, int V, float *t, float *s) 
             t[i] = 4.0f * u;
             s[i] = 4.0f * u + 1e-3f * w;
             break;
-        default: /* far apart, large logits */
+        case 3: /* far apart, large logits */
             t[i] = 30.0f * u;
             s[i] = -30.0f * u + 5.0f * w;
+            break;
+        case 4: /* spans past float's exp range: probabilities under the smallest subnormal, and subnormal */
+            t[i] = 60.0f * u;
+            s[i] = 52.0f * w;
+            break;
+        default: /* ties, the student's largest logit among them (the top entry is the first of them) */
+            t[i] = roundf(2.0f * u);
+            s[i] = roundf(3.0f * w);
             break;
         }
     }
@@ -108,6 +116,26 @@ static void check_all_divergences(const float *t, const float *s, int N, int V, 
         }
 }
 
+/* Rows of `kind` the float path hands to the exact path, for divergence `name` at beta (scale 1). */
+static unsigned long long exact_rows(gkd_rng *rng, int kind, const char *name, double beta) {
+    enum { N = 16, V = 1000 };
+    float *t = malloc((size_t)N * V * sizeof *t), *s = malloc((size_t)N * V * sizeof *s);
+    float *g = malloc((size_t)N * V * sizeof *g);
+    double value[N];
+    make_rows(rng, kind, N, V, t, s);
+    gkd_divergence d;
+    CHECK(gkd_divergence_parse(name, &d) == GKD_OK);
+    d.beta = beta;
+    d.precision = GKD_DIV_FLOAT32;
+    unsigned long long rows0, exact0, rows1, exact1;
+    gkd_div_fast_counts(&rows0, &exact0);
+    CHECK(gkd_divergence_rows_ex(&d, t, s, N, V, value, g, NULL, NULL) == GKD_OK);
+    gkd_div_fast_counts(&rows1, &exact1);
+    CHECKF(rows1 - rows0 == N, "%s: %llu rows counted, want %d", name, rows1 - rows0, (int)N);
+    free(t), free(s), free(g);
+    return exact1 - exact0;
+}
+
 int main(void) {
     static const char *const isas[] = {"avx512", "avx2"};
     static const int sizes[][2] = {{4, 1}, {4, 3}, {4, 17}, {4, 1000}, {2, 49152}};
@@ -125,7 +153,7 @@ int main(void) {
         ran++;
         worst_rel = 0;
         for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
-            for (int kind = 0; kind < 4; kind++) {
+            for (int kind = 0; kind < 6; kind++) {
                 int N = sizes[z][0], V = sizes[z][1];
                 if (V == 49152 && kind != 1 && kind != 2 && i != 0) continue; /* the big rows: twice per ISA */
                 float *t = malloc((size_t)N * V * sizeof *t), *s = malloc((size_t)N * V * sizeof *s);
@@ -137,6 +165,19 @@ int main(void) {
                 free(s);
             }
         fprintf(stderr, "%s: largest error %.3f of the tolerance\n", isas[i], worst_rel);
+        /* The float path really runs the usual rows (a kernel that handed every row to the exact path would pass
+         * the comparisons above), and hands over the rows whose gradient it cannot promise: a scaled JSD at beta
+         * 1e-6 multiplies B's float error by 1e6 where G - Gbar cancels. */
+        static const char *const usual[] = {"jsd", "jsd_trl", "reverse_kl", "forward_kl", "tv"};
+        for (int kind = 0; kind < 3; kind++)
+            for (size_t k = 0; k < sizeof usual / sizeof *usual; k++) {
+                unsigned long long n_exact = exact_rows(&rng, kind, usual[k], k < 2 ? 0.5 : 0.0);
+                CHECKF(n_exact == 0, "%s kind %d %s: %llu of 16 rows went to the exact path", isas[i], kind,
+                       usual[k], n_exact);
+            }
+        unsigned long long n_scaled = exact_rows(&rng, 2, "jsd_scaled", 1e-6);
+        CHECKF(n_scaled == 16, "%s: jsd_scaled at beta 1e-6 on nearly equal rows: %llu of 16 rows went to the "
+               "exact path, want all", isas[i], n_scaled);
     }
     if (ran == 0) check_skip("neither AVX-512 nor AVX2 on this CPU: the float path is not used here");
     /* A row with masked entries goes to the exact path whole (bit for bit); a NaN is the exact path's error. */
