@@ -188,6 +188,7 @@ typedef struct {
     double seconds, max_abs_diff;
     size_t workspace_bytes, both_logits_bytes;
     long rss_increase_kib;
+    const char *precision; /* of the divergence rows: "float32" (CPU, as training) or "exact" */
 } distill_result;
 
 static int cmp_double(const void *a, const void *b) {
@@ -201,6 +202,7 @@ static int cmp_double(const void *a, const void *b) {
 typedef struct {
     double rows_exact, rows_float, loss_exact, loss_float;
     const char *isa;
+    unsigned long long float_rows, handed_to_exact; /* rows the float runs computed, and handed over */
 } precision_result;
 
 static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precision_result *out) {
@@ -225,6 +227,8 @@ static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precis
     gkd_divergence div;
     gkd_divergence_parse("jsd", &div);
     gkd_distill_stats stats;
+    unsigned long long rows0, exact0;
+    gkd_div_fast_counts(&rows0, &exact0);
     for (int r = 0; r < reps && st == GKD_OK; r++)
         for (int k = 0; k < 4 && st == GKD_OK; k++) { /* rows exact, rows float, loss exact, loss float */
             div.precision = k % 2 ? GKD_DIV_FLOAT32 : GKD_DIV_EXACT;
@@ -235,6 +239,10 @@ static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precis
                 st = gkd_distill_loss(ws, &div, GKD_NORM_TOKEN, hs, Ws, ht, Wt, mask, 1, N, 1.0f, dhs, dWs, &stats);
             times[k * reps + r] = 1e3 * (now() - t0) / N;
         }
+    unsigned long long rows1, exact1;
+    gkd_div_fast_counts(&rows1, &exact1);
+    out->float_rows = rows1 - rows0;
+    out->handed_to_exact = exact1 - exact0;
     double *med[4] = {&out->rows_exact, &out->rows_float, &out->loss_exact, &out->loss_float};
     for (int k = 0; k < 4 && st == GKD_OK; k++) {
         qsort(times + k * reps, (size_t)reps, sizeof *times, cmp_double);
@@ -264,6 +272,9 @@ static gkd_status bench_distill(const gkd_backend *be, int N, int V, int Cs, int
     gkd_divergence div;
     gkd_divergence_parse("jsd", &div);
     div.beta = 0.5;
+    /* what training uses: the float rows on the CPU (the CUDA rows are double either way) */
+    div.precision = be == gkd_backend_cpu() ? GKD_DIV_FLOAT32 : GKD_DIV_EXACT;
+    out->precision = be == gkd_backend_cpu() ? "float32" : "exact";
     gkd_distill_stats stats;
     double t0 = now();
     if (st == GKD_OK)
@@ -442,10 +453,11 @@ int gkd_cmd_bench(int argc, char **argv) {
             rc = 1;
         } else {
             gkd_buf_printf(&out,
-                           ",\n  \"distill\": {\"positions\": %d, \"vocab\": 49152, \"chunk\": 128, \"seconds\": %.4f, "
+                           ",\n  \"distill\": {\"positions\": %d, \"vocab\": 49152, \"chunk\": 128, "
+                           "\"divergence_precision\": \"%s\", \"seconds\": %.4f, "
                            "\"workspace_bytes\": %zu, \"both_logits_bytes\": %zu, \"workspace_fraction\": %.5f, "
                            "\"peak_rss_increase_bytes\": %ld, \"peak_rss_fraction\": %.5f}",
-                           N, d.seconds, d.workspace_bytes, d.both_logits_bytes,
+                           N, d.precision, d.seconds, d.workspace_bytes, d.both_logits_bytes,
                            (double)d.workspace_bytes / (double)d.both_logits_bytes, d.rss_increase_kib * 1024L,
                            (double)d.rss_increase_kib * 1024.0 / (double)d.both_logits_bytes);
         }
@@ -461,10 +473,11 @@ int gkd_cmd_bench(int argc, char **argv) {
                            ",\n  \"divergence_rows\": {\"positions\": %d, \"vocab\": 49152, \"isa\": \"%s\", "
                            "\"rows_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
                            "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"float_rows\": %llu, \"float_rows_handed_to_exact\": %llu, "
                            "\"note\": \"JSD(0.5) value, gradient and metrics; loss = rows + the logit products "
                            "(student 64, teacher 128 wide); A B A B medians\"}",
                            N, p.isa, p.rows_exact, p.rows_float, p.rows_exact / p.rows_float, p.loss_exact,
-                           p.loss_float, p.loss_exact / p.loss_float);
+                           p.loss_float, p.loss_exact / p.loss_float, p.float_rows, p.handed_to_exact);
         }
     }
     if (strstr(only, "sgemm")) {
