@@ -217,11 +217,11 @@ int gkd_cmd_score(int argc, char **argv) {
         return 2;
     }
     gkd_model *m = NULL, *packed = NULL;
-    gkd_tokenizer *tok = NULL;
+    gkd_tokenizer *tok = NULL, *packed_tok = NULL; /* packed_tok: the second load's, unused */
     int *ids = NULL, n = 0, rc = 2;
     double *lp = NULL;
     if (load(model_path, tok_path, be, &m, &tok) != GKD_OK || gkd_model_set_weight_format(m, wf) != GKD_OK ||
-        (error_of && (load(model_path, NULL, be, &packed, NULL) != GKD_OK ||
+        (error_of && (load(model_path, tok_path, be, &packed, &packed_tok) != GKD_OK ||
                       gkd_model_set_weight_format(packed, ef) != GKD_OK))) {
         gkd_cli_error("score", "%s", gkd_error_message());
         goto done;
@@ -287,5 +287,6 @@ done:
     gkd_model_free(m);
     gkd_model_free(packed);
     gkd_tokenizer_free(tok);
+    gkd_tokenizer_free(packed_tok);
     return rc;
 }
