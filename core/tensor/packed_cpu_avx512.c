@@ -92,8 +92,51 @@ void gkd_packed_avx512_round_bf16(uint16_t *dst, const float *src, size_t n) {
 /* Weights of one output feature widened a chunk at a time, then reused by every row. */
 enum { Q8_CHUNK = 512 };
 
+/* 16 weights of a block widened to fp32. */
+static inline __m512 q8_widen(const int8_t *q) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+}
+
+/* One row (decoding): no staging, two output features at a time so two chains of sums are in flight. Each block's
+ * dot product is summed in a vector of its own, then scaled into the feature's sum. */
+static void q8_0_one_row(float *y, const float *x, const int8_t *q, const float *d, int in, int o0, int o1) {
+    const int nb = in / GKD_Q8_0_BLOCK;
+    int o = o0;
+    for (; o + 2 <= o1; o += 2) {
+        const int8_t *qa = q + (size_t)o * in, *qb = qa + in;
+        const float *da = d + (size_t)o * nb, *db = da + nb;
+        __m512 sa = _mm512_setzero_ps(), sb = sa;
+        for (int b = 0; b < nb; b++) {
+            const int k = b * GKD_Q8_0_BLOCK;
+            __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+            __m512 pa = _mm512_fmadd_ps(q8_widen(qa + k + 16), x1, _mm512_mul_ps(q8_widen(qa + k), x0));
+            __m512 pb = _mm512_fmadd_ps(q8_widen(qb + k + 16), x1, _mm512_mul_ps(q8_widen(qb + k), x0));
+            sa = _mm512_fmadd_ps(pa, _mm512_set1_ps(da[b]), sa);
+            sb = _mm512_fmadd_ps(pb, _mm512_set1_ps(db[b]), sb);
+        }
+        y[o] = _mm512_reduce_add_ps(sa);
+        y[o + 1] = _mm512_reduce_add_ps(sb);
+    }
+    for (; o < o1; o++) {
+        const int8_t *qa = q + (size_t)o * in;
+        const float *da = d + (size_t)o * nb;
+        __m512 sa = _mm512_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const int k = b * GKD_Q8_0_BLOCK;
+            __m512 pa = _mm512_fmadd_ps(q8_widen(qa + k + 16), _mm512_loadu_ps(x + k + 16),
+                                        _mm512_mul_ps(q8_widen(qa + k), _mm512_loadu_ps(x + k)));
+            sa = _mm512_fmadd_ps(pa, _mm512_set1_ps(da[b]), sa);
+        }
+        y[o] = _mm512_reduce_add_ps(sa);
+    }
+}
+
 void gkd_packed_avx512_q8_0_rows(float *y, int ldy, const float *x, int ldx, const int8_t *q, const float *d,
                                  int N, int in, int o0, int o1) {
+    if (N == 1) {
+        q8_0_one_row(y, x, q, d, in, o0, o1);
+        return;
+    }
     const int nb = in / GKD_Q8_0_BLOCK;
     float wbuf[Q8_CHUNK] __attribute__((aligned(64)));
     for (int o = o0; o < o1; o++) {

@@ -10,8 +10,9 @@
  *   the fp32 sums differs between paths and thread counts.
  * - q8_0: every matrix is stored as blocks of 32 consecutive weights of a row (GGUF's Q8_0 blocking) with
  *   one fp32 scale d = max|w| / 127 per block and 32 signed bytes q = round(w / d) (half away from zero),
- *   1.125 bytes a weight; the weight a product uses is d q. Activations stay fp32: y[n][o] = sum over
- *   blocks of d_block * sum_k q[o][k] x[n][k], in fp32. Rows must be a multiple of 32 long.
+ *   1.125 bytes a weight. Activations stay fp32: y[n][o] = sum over blocks of d_block sum_k q[o][k] x[n][k],
+ *   in fp32 (paths group it differently: d q first, or the block's sum first). Rows must be a multiple of 32
+ *   long. The integer products of VNNI would need the activations quantised too; they are not used.
  * Norm weights, rotary tables, attention and the KV cache stay fp32 in every format; the embedding rows are
  * read from the stored matrix (exactly its stored values, widened to fp32).
  * Rules: a format other than fp32 is an approximation of the checkpoint and must be chosen explicitly;
