@@ -310,6 +310,46 @@ static void format_json(gkd_buf *out, const format_result *r) {
                        (double)r->param_bytes[0] / (double)r->param_bytes[i]);
 }
 
+/* The "batch1_smollm2" object of the generate section; GKD_ERR_* with the error printed. */
+static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens, int reps, gkd_buf *out) {
+    format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0}};
+    gkd_status st = bench_generate_formats(be, 16, new_tokens, reps, &r);
+    if (st != GKD_OK) {
+        gkd_cli_error("bench", "generate (batch 1): %s", gkd_error_message());
+        return st;
+    }
+    gkd_buf_printf(out,
+                   ",\n    \"batch1_smollm2\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+                   "\"q8_0_path\": \"%s\"",
+                   new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1));
+    format_json(out, &r);
+    gkd_buf_puts(out, "}");
+    return GKD_OK;
+}
+
+/* The "teacher_score" section; GKD_ERR_* with the error printed. */
+static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int reps, gkd_buf *out) {
+    format_result r = {.n = 2, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16}};
+    if (!be->packed_matmul) {
+        gkd_cli_error("bench", "teacher_score: the %s backend has no reduced-precision weights (fp32 only)", be->name);
+        return GKD_ERR_ARG;
+    }
+    gkd_status st = bench_teacher_score(be, B, T, reps, &r);
+    if (st != GKD_OK) {
+        gkd_cli_error("bench", "teacher_score: %s", gkd_error_message());
+        return st;
+    }
+    gkd_buf_printf(out,
+                   ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", \"note\": "
+                   "\"forward and logits of every position; A B A B medians\"",
+                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T));
+    format_json(out, &r);
+    gkd_buf_puts(out, "}");
+    return GKD_OK;
+}
+
 typedef struct {
     double seconds, max_abs_diff;
     size_t workspace_bytes, both_logits_bytes;
@@ -542,9 +582,8 @@ int gkd_cmd_bench(int argc, char **argv) {
     int train_seq = gkd_cli_size(&a, "seq", quick ? 64 : 256, &bad);
     int gen_batch = gkd_cli_size(&a, "gen-batch", quick ? 4 : 32, &bad);
     int gen_new = gkd_cli_size(&a, "gen-new", quick ? 8 : 64, &bad);
-    int gen_prompt = 16;
+    int gen_prompt = 16, score_seq = gkd_cli_size(&a, "score-seq", 96, &bad);
     int score_batch = gkd_cli_size(&a, "score-batch", quick ? 8 : 64, &bad);
-    int score_seq = gkd_cli_size(&a, "score-seq", 96, &bad);
     cfg.max_seq_len = train_seq > gen_prompt + gen_new ? train_seq : gen_prompt + gen_new;
     if (bad || gkd_cli_check_unused(&a)) return 2;
     const gkd_backend *be = gkd_backend_by_name(device);
@@ -623,50 +662,18 @@ int gkd_cmd_bench(int argc, char **argv) {
     }
     if (strstr(only, "generate")) {
         double tps;
-        int B = gen_batch, max_new = gen_new;
-        if (bench_generate(be, &cfg, B, gen_prompt, max_new, &tps) != GKD_OK) {
+        if (bench_generate(be, &cfg, gen_batch, gen_prompt, gen_new, &tps) != GKD_OK) {
             gkd_cli_error("bench", "generate: %s", gkd_error_message());
             rc = 1;
         } else {
-            gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f", B,
-                           max_new, tps);
-            format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0}};
-            int new1 = quick ? 16 : 64;
-            if (be->packed_matmul && bench_generate_formats(be, 16, new1, reps, &r) != GKD_OK) {
-                gkd_cli_error("bench", "generate (batch 1): %s", gkd_error_message());
-                rc = 1;
-            } else if (be->packed_matmul) {
-                gkd_buf_printf(&out,
-                               ",\n    \"batch1_smollm2\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 "
-                               "V=49152 tied), random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, "
-                               "\"bf16_path\": \"%s\", \"q8_0_path\": \"%s\"",
-                               new1, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1),
-                               gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1));
-                format_json(&out, &r);
-                gkd_buf_puts(&out, "}");
-            }
+            gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f",
+                           gen_batch, gen_new, tps);
+            if (be->packed_matmul && section_generate_batch1(be, quick ? 16 : 64, reps, &out) != GKD_OK) rc = 1;
             gkd_buf_puts(&out, "}");
         }
     }
-    if (strstr(only, "teacher_score")) {
-        format_result r = {.n = 2, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16}};
-        if (!be->packed_matmul) {
-            gkd_cli_error("bench", "teacher_score: the %s backend has no reduced-precision weights (fp32 only)",
-                          be->name);
-            rc = 1;
-        } else if (bench_teacher_score(be, score_batch, score_seq, reps, &r) != GKD_OK) {
-            gkd_cli_error("bench", "teacher_score: %s", gkd_error_message());
-            rc = 1;
-        } else {
-            gkd_buf_printf(&out,
-                           ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 "
-                           "tied), random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": "
-                           "\"%s\", \"note\": \"forward and logits of every position; A B A B medians\"",
-                           score_batch, score_seq, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, score_batch * score_seq));
-            format_json(&out, &r);
-            gkd_buf_puts(&out, "}");
-        }
-    }
+    if (strstr(only, "teacher_score") && section_teacher_score(be, score_batch, score_seq, reps, &out) != GKD_OK)
+        rc = 1;
     if (strstr(only, "gkd_step")) {
         gkd_step_result g;
         if (bench_gkd_step(be, quick ? 2 : 5, &g) != GKD_OK) {
