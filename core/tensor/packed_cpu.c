@@ -198,6 +198,7 @@ static void matmul_portable(float *y, int ldy, const float *x, int ldx, const vo
 #endif
 
 static void round_rows_bf16(uint16_t *dst, const float *x, int ldx, int N, int in) {
+#pragma omp parallel for schedule(static) num_threads(team_size()) if ((size_t)N * in > PAR_MIN_MACS)
     for (int n = 0; n < N; n++) {
         if (cpu.avx512) {
             gkd_packed_avx512_round_bf16(dst + (size_t)n * in, x + (size_t)n * ldx, (size_t)in);
