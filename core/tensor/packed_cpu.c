@@ -33,7 +33,10 @@
 enum {
     TILE_ROWS = 64,       /* output features widened per tile on the portable path */
     ONEDNN_MIN_ROWS = 16, /* fewer rows than this are decoding: own kernels */
-    PAR_MIN_MACS = 1 << 16,
+    /* Products under ~4 MFLOP run on the calling thread, as backend_cpu.c's: a decoding step's layer products
+     * are that small, and on a shared machine each parallel region can wait a scheduler slice for its other
+     * thread. The output projection (V x C per row) is split. */
+    PAR_MIN_MACS = 1 << 21,
 };
 
 static struct {
