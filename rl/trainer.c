@@ -173,6 +173,11 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
     if (c->teacher_weights != GKD_WEIGHTS_FP32 && !teacher)
         return gkd_error_set(GKD_ERR_ARG, "teacher_precision = %s needs a teacher",
                              gkd_weight_format_name(c->teacher_weights));
+    if (c->reference_weights != GKD_WEIGHTS_FP32 && !(c->reward && gkd_trainer_schedule_maybe_nonzero(&c->kl_coef)))
+        return gkd_error_set(GKD_ERR_ARG,
+                             "reference_precision = %s needs a reward and kl_coef > 0 (the reference policy exists "
+                             "only then)",
+                             gkd_weight_format_name(c->reference_weights));
     if (c->reward && c->rl_method != GKD_RL_REINFORCE &&
         (c->teacher_weights != GKD_WEIGHTS_FP32 || c->reference_weights != GKD_WEIGHTS_FP32 ||
          (teacher && gkd_model_weight_format(teacher) != GKD_WEIGHTS_FP32)))

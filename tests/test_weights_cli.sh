@@ -65,6 +65,22 @@ LUA
 check "a trainable teacher is refused" test "$rc" -ne 0
 check "the refusal names teacher_precision and inference" grep -q "teacher_precision.*inference" err.txt
 
+cat >reference.lua <<'LUA'
+dofile("setup.lua")
+local teacher = assert(gkd.model.load("teacher", {inference = true}))
+gkd.run(config(teacher, {name = "ref", method = "reinforce", reward = "length", alpha = 0.5, group_size = 2,
+                         kl_coef = 0.1, reference_precision = "bf16"}))
+print("ok")
+LUA
+"$bin" run reference.lua >out.txt 2>err.txt; rc=$?
+check "a REINFORCE run with kl_coef and reference_precision = bf16 succeeds (rc $rc: $(tail -3 err.txt))" test "$rc" -eq 0
+cat >reference_bad.lua <<'LUA'
+dofile("setup.lua")
+gkd.run(config(assert(gkd.model.load("teacher", {inference = true})), {reference_precision = "bf16"}))
+LUA
+"$bin" run reference_bad.lua 2>err.txt; rc=$?
+check "reference_precision without kl_coef is refused" grep -q "reference_precision = bf16 needs a reward and kl_coef" err.txt
+
 cat >load_bad.lua <<'LUA'
 dofile("setup.lua")
 gkd.model.load("teacher", {weights = "bf16"})
