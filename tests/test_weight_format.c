@@ -45,9 +45,9 @@ static uint32_t bits(float f) {
 /* Values that exercise the rounding: ties with even and odd kept parts, just above and below a tie,
  * subnormals, the largest finite float (rounds to infinity), infinities, NaNs, zeros. */
 static const uint32_t special[] = {
-    0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0x00000001u, 0x00008000u, 0x00018000u, 0x807fffffu,
-    0x7f7fffffu, 0x7f7f7fffu, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0xffa00000u, 0x00000000u, 0x80000000u,
-    0x3effffffu, 0xc0490fdbu,
+    0x3f808000u, 0x3f818000u, 0x3f808001u, 0x3f807fffu, 0x00000001u, 0x00008000u,
+    0x00018000u, 0x807fffffu, 0x7f7fffffu, 0x7f7f7fffu, 0x7f800000u, 0xff800000u,
+    0x7fc00001u, 0xffa00000u, 0x00000000u, 0x80000000u, 0x3effffffu, 0xc0490fdbu,
 };
 enum { N_SPECIAL = sizeof special / sizeof special[0] };
 
@@ -65,7 +65,8 @@ static void test_bf16_rounding(const gkd_backend *be) {
     be->packed_rows(out, tokens, p, GKD_WEIGHTS_BF16, rows, rows, cols);
     for (int i = 0; i < rows; i++) {
         float want = gkd_bf16_round(w[i]);
-        CHECKF(bits(out[i]) == bits(want) || (isnan(out[i]) && isnan(want) && signbit(out[i]) == signbit(want)),
+        CHECKF(bits(out[i]) == bits(want) ||
+                   (isnan(out[i]) && isnan(want) && signbit(out[i]) == signbit(want)),
                "weight %08x packs to %08x, gkd_bf16_round gives %08x", special[i], bits(out[i]), bits(want));
     }
     free(p);
@@ -163,7 +164,8 @@ static gkd_model *make(const gkd_model_config *cfg, unsigned flags, gkd_weight_f
     gkd_model *m = NULL;
     if (gkd_model_create_ex(cfg, gkd_backend_cpu(), flags, &m)) die("create");
     gkd_model_init_weights(m, seed);
-    /* larger weights than the default init, so the logits spread over several units as a trained model's do */
+    /* larger weights than the default init, so the logits spread over several units as a trained model's do
+     */
     float *p = gkd_model_params(m);
     for (int i = 0; i < gkd_model_num_tensors(m); i++) {
         const gkd_tensor_info *t = gkd_model_tensor(m, i);
@@ -197,14 +199,16 @@ static void test_models(void) {
     gkd_model_config cfg = small_config(97, 24, 40);
     for (int t = 0; t < TL; t++) tokens[t] = (t * 37 + 5) % cfg.vocab_size;
     const size_t VL = (size_t)cfg.vocab_size * TL;
-    float *exact = malloc(VL * sizeof(float)), *ref = malloc(VL * sizeof(float)), *got = malloc(VL * sizeof(float));
+    float *exact = malloc(VL * sizeof(float)), *ref = malloc(VL * sizeof(float)),
+          *got = malloc(VL * sizeof(float));
 
     gkd_model *fp = make(&cfg, GKD_MODEL_INFERENCE, GKD_WEIGHTS_FP32, 5);
     logits_of(fp, tokens, exact);
     gkd_model_memory mem_fp, mem_bf;
     gkd_model_memory_usage(fp, &mem_fp);
     /* The bf16 format's definition: an fp32 model whose matrices hold the rounded weights (the embedding
-     * rows too), with both operands of every product but attention's rounded (the backend's bf16 precision). */
+     * rows too), with both operands of every product but attention's rounded (the backend's bf16 precision).
+     */
     float *p = gkd_model_params(fp);
     for (int i = 0; i < gkd_model_num_tensors(fp); i++) {
         const gkd_tensor_info *t = gkd_model_tensor(fp, i);
@@ -227,13 +231,15 @@ static void test_models(void) {
         logits_of(bf, tokens, got);
         double scale, d = max_abs_diff(got, ref, VL, &scale);
         /* the same rounded operands, summed in another order through 2 layers: fp32-level agreement */
-        CHECKF(d <= 1e-4 * scale, "bf16 model vs fp32 model with bf16 products (portable %d): max |diff| %g of %g",
-               portable, d, scale);
+        CHECKF(d <= 1e-4 * scale,
+               "bf16 model vs fp32 model with bf16 products (portable %d): max |diff| %g of %g", portable, d,
+               scale);
     }
     gkd_packed_cpu_force_portable(0);
     double scale, d = max_abs_diff(got, exact, VL, &scale);
     printf("bf16 vs exact fp32 logits: max |diff| %.3g (max |logit| %.3g)\n", d, scale);
-    /* bf16 keeps 8 significant bits: each product is off by up to 2^-8 relative, a few % of a logit at most */
+    /* bf16 keeps 8 significant bits: each product is off by up to 2^-8 relative, a few % of a logit at most
+     */
     CHECKF(d <= 0.05 * scale && d > 0.0, "bf16 vs exact logits: max |diff| %g of %g", d, scale);
 
     /* the output projection and the cached forward agree, and so does the hidden state path */
@@ -246,7 +252,8 @@ static void test_models(void) {
     free(proj);
 
     /* sampling and scoring end to end: greedy tokens as the reference's, log-probabilities close */
-    gkd_sample_config sc = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 12, .eos_id = -1};
+    gkd_sample_config sc = {
+        .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 12, .eos_id = -1};
     int prompt[4] = {3, 9, 27, 81}, plen = 4, tok_bf[12], tok_ref[12], len_bf, len_ref;
     float lp_bf[12], lp_ref[12];
     gkd_rng rng = {1, GKD_RNG_STREAM_SAMPLE, 0};
@@ -255,13 +262,15 @@ static void test_models(void) {
     CHECK(gkd_sample_generate(fp, prompt, &plen, 1, 4, &sc, &rng, tok_ref, &len_ref, lp_ref) == GKD_OK);
     gkd_backend_set_precision(be, was, NULL);
     CHECK(len_bf == 12 && len_ref == 12 && memcmp(tok_bf, tok_ref, sizeof tok_bf) == 0);
-    for (int i = 0; i < 12; i++) CHECKF(fabsf(lp_bf[i] - lp_ref[i]) < 1e-3f, "log-prob %d: %g vs %g", i, lp_bf[i], lp_ref[i]);
+    for (int i = 0; i < 12; i++)
+        CHECKF(fabsf(lp_bf[i] - lp_ref[i]) < 1e-3f, "log-prob %d: %g vs %g", i, lp_bf[i], lp_ref[i]);
     double lp_a[TL - 1], lp_b[TL - 1];
     CHECK(gkd_model_logprobs(bf, tokens, TL, lp_a) == GKD_OK);
     gkd_backend_set_precision(be, GKD_PRECISION_BF16, NULL);
     CHECK(gkd_model_logprobs(fp, tokens, TL, lp_b) == GKD_OK);
     gkd_backend_set_precision(be, was, NULL);
-    for (int i = 0; i < TL - 1; i++) CHECKF(fabs(lp_a[i] - lp_b[i]) < 1e-3, "score %d: %g vs %g", i, lp_a[i], lp_b[i]);
+    for (int i = 0; i < TL - 1; i++)
+        CHECKF(fabs(lp_a[i] - lp_b[i]) < 1e-3, "score %d: %g vs %g", i, lp_a[i], lp_b[i]);
 
     /* refusals */
     CHECK(gkd_model_set_weight_format(bf, GKD_WEIGHTS_BF16) == GKD_OK); /* already: nothing to do */
@@ -297,15 +306,18 @@ static void test_models(void) {
         gkd_packed_cpu_force_portable(portable);
         logits_of(q8, tokens, got);
         d = max_abs_diff(got, exact, VL, &scale);
-        printf("q8_0 vs exact fp32 logits (portable %d): max |diff| %.3g (max |logit| %.3g)\n", portable, d, scale);
-        /* 8 bits per weight against the block's largest: about 0.4 % per weight, less than bf16's worst case */
+        printf("q8_0 vs exact fp32 logits (portable %d): max |diff| %.3g (max |logit| %.3g)\n", portable, d,
+               scale);
+        /* 8 bits per weight against the block's largest: about 0.4 % per weight, less than bf16's worst case
+         */
         CHECKF(d <= 0.05 * scale && d > 0.0, "q8_0 vs exact logits: %g of %g", d, scale);
     }
     gkd_packed_cpu_force_portable(0);
     gkd_model_memory_usage(fp, &mem_fp);
     gkd_model_memory mem_q;
     gkd_model_memory_usage(q8, &mem_q);
-    CHECKF(mem_q.params * 3 < mem_fp.params, "parameter bytes: q8_0 %zu, fp32 %zu", mem_q.params, mem_fp.params);
+    CHECKF(mem_q.params * 3 < mem_fp.params, "parameter bytes: q8_0 %zu, fp32 %zu", mem_q.params,
+           mem_fp.params);
     gkd_model_free(fp);
     gkd_model_free(q8);
     free(exact), free(ref), free(got);

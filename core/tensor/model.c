@@ -432,7 +432,8 @@ int gkd_model_is_inference(const gkd_model *m) {
 void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out) {
     memset(out, 0, sizeof *out);
     if (!m) return;
-    out->params = m->params ? m->num_params * sizeof(float) : m->packed_bytes + m->norms_floats * sizeof(float);
+    out->params =
+        m->params ? m->num_params * sizeof(float) : m->packed_bytes + m->norms_floats * sizeof(float);
     out->grads = m->grads ? m->num_params * sizeof(float) : 0;
     size_t rope = 2 * (size_t)m->cfg.max_seq_len * (size_t)(m->head_dim / 2) * sizeof(float);
     size_t ce = 0;
@@ -502,8 +503,8 @@ gkd_weight_format gkd_model_weight_format(const gkd_model *m) {
 
 /* Packs one (rows, cols) fp32 matrix of the parameter block at *off in the packed block (NULL: only
  * counts), 64-byte aligned; returns where it went. */
-static const void *pack_matrix(gkd_model *m, gkd_weight_format f, const float *w, int rows, int cols, char *block,
-                               size_t *off) {
+static const void *pack_matrix(gkd_model *m, gkd_weight_format f, const float *w, int rows, int cols,
+                               char *block, size_t *off) {
     size_t bytes = m->be->packed_bytes(f, rows, cols);
     const void *at = block ? block + *off : NULL;
     if (block) m->be->pack(block + *off, w, f, rows, cols);
@@ -536,15 +537,17 @@ gkd_status gkd_model_set_weight_format(gkd_model *m, gkd_weight_format f) {
         return gkd_error_set(GKD_ERR_ARG, "%s: %d is not a gkd_weight_format", fn, (int)f);
     if (f == m->weight_format) return GKD_OK;
     if (m->weight_format != GKD_WEIGHTS_FP32)
-        return gkd_error_set(GKD_ERR_ARG,
-                             "%s: weights are already %s and their fp32 values are gone; load the model again "
-                             "to use %s weights",
-                             fn, gkd_weight_format_name(m->weight_format), name);
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: weights are already %s and their fp32 values are gone; load the model again "
+            "to use %s weights",
+            fn, gkd_weight_format_name(m->weight_format), name);
     if (!m->inference)
-        return gkd_error_set(GKD_ERR_ARG,
-                             "%s: weights %s need an inference model (GKD_MODEL_INFERENCE); a trainable model "
-                             "keeps fp32 weights",
-                             fn, name);
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: weights %s need an inference model (GKD_MODEL_INFERENCE); a trainable model "
+            "keeps fp32 weights",
+            fn, name);
     const gkd_backend *be = m->be;
     if (!be->packed_matmul || !be->pack || !be->packed_bytes || !be->packed_rows || !be->packed_scratch_bytes)
         return gkd_error_set(GKD_ERR_ARG,
@@ -606,8 +609,8 @@ gkd_status gkd_model_packed_scratch_ensure(gkd_model *m, int N) {
     return st;
 }
 
-void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out, int in,
-                      float *y) {
+void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out,
+                      int in, float *y) {
     if (wp)
         m->be->packed_matmul(y, out, x, in, wp, m->weight_format, N, out, in, m->packed_scratch);
     else
@@ -615,7 +618,8 @@ void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const
 }
 
 void gkd_model_output_rows(const gkd_model *m, const float *hidden, int N, float *logits) {
-    gkd_model_linear(m, gkd_model_output_weight(m), m->p_out, hidden, N, m->cfg.vocab_size, m->cfg.dim, logits);
+    gkd_model_linear(m, gkd_model_output_weight(m), m->p_out, hidden, N, m->cfg.vocab_size, m->cfg.dim,
+                     logits);
 }
 
 gkd_status gkd_model_project(gkd_model *m, const float *hidden, int N, float *logits) {

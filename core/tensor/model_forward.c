@@ -120,7 +120,8 @@ void gkd_model_forward_layers(const gkd_model *m, act_set *s, const int *tokens,
     for (int b = 0; at && b < B; b++) host_rows[b] = b * T + at[b];
     be->copy_in(s->tokens, s->host_ints, ((size_t)2 * N + (at ? (size_t)B : 0)) * sizeof(int));
     if (m->p_embed)
-        be->packed_rows(s->slots[0].res, s->tokens, m->p_embed, m->weight_format, N, m->cfg.vocab_size, m->cfg.dim);
+        be->packed_rows(s->slots[0].res, s->tokens, m->p_embed, m->weight_format, N, m->cfg.vocab_size,
+                        m->cfg.dim);
     else
         be->embedding_forward(s->slots[0].res, s->tokens, m->w.embed, N, m->cfg.dim);
     for (int l = 0; l < m->cfg.n_layers; l++) {

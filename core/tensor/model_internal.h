@@ -174,8 +174,8 @@ int gkd_model_ce_chunk_rows(const gkd_model *m);
 gkd_status gkd_model_packed_scratch_ensure(gkd_model *m, int N);
 /* y: (N, out) = x: (N, in) W^T in the model's weight format: wf the fp32 matrix, wp the packed one (the
  * one that is not NULL is used). The packed scratch must fit N rows. */
-void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out, int in,
-                      float *y);
+void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out,
+                      int in, float *y);
 /* logits: (N, V) = hidden: (N, C) W_out^T, in the model's weight format; the packed scratch must fit N. */
 void gkd_model_output_rows(const gkd_model *m, const float *hidden, int N, float *logits);
 

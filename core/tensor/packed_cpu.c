@@ -89,7 +89,8 @@ static inline float bf16_widen(uint16_t b) {
 size_t gkd_packed_cpu_bytes(gkd_weight_format format, int rows, int cols) {
     size_t n = (size_t)rows * (size_t)cols;
     if (format == GKD_WEIGHTS_BF16) return n * sizeof(uint16_t);
-    if (format == GKD_WEIGHTS_Q8_0 && cols % GKD_Q8_0_BLOCK == 0) return n + n / GKD_Q8_0_BLOCK * sizeof(float);
+    if (format == GKD_WEIGHTS_Q8_0 && cols % GKD_Q8_0_BLOCK == 0)
+        return n + n / GKD_Q8_0_BLOCK * sizeof(float);
     return 0;
 }
 
@@ -119,7 +120,8 @@ void gkd_packed_cpu_pack(void *dst, const float *w, gkd_weight_format format, in
         float *d = (float *)(q + (size_t)rows * cols);
         const int nb = cols / GKD_Q8_0_BLOCK;
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > PAR_MIN_MACS)
-        for (int r = 0; r < rows; r++) q8_0_pack_row(q + (size_t)r * cols, d + (size_t)r * nb, w + (size_t)r * cols, cols);
+        for (int r = 0; r < rows; r++)
+            q8_0_pack_row(q + (size_t)r * cols, d + (size_t)r * nb, w + (size_t)r * cols, cols);
     }
 }
 
@@ -141,7 +143,8 @@ static void widen_row(float *dst, const void *w, gkd_weight_format format, int r
         for (int k = 0; k < cols; k++) dst[k] = bf16_widen(b[k]);
     } else {
         const int8_t *q = (const int8_t *)w + (size_t)r * cols;
-        const float *d = (const float *)((const int8_t *)w + (size_t)rows * cols) + (size_t)r * (cols / GKD_Q8_0_BLOCK);
+        const float *d =
+            (const float *)((const int8_t *)w + (size_t)rows * cols) + (size_t)r * (cols / GKD_Q8_0_BLOCK);
         for (int k = 0; k < cols; k++) dst[k] = d[k / GKD_Q8_0_BLOCK] * (float)q[k];
     }
 }
@@ -153,8 +156,8 @@ void gkd_packed_cpu_rows(float *out, const int *tokens, const void *w, gkd_weigh
 }
 
 /* The portable product: per thread, tiles of output features widened into its scratch, then sgemm. */
-static void matmul_portable(float *y, int ldy, const float *x, int ldx, const void *w, gkd_weight_format format,
-                            int N, int out, int in, void *scratch) {
+static void matmul_portable(float *y, int ldy, const float *x, int ldx, const void *w,
+                            gkd_weight_format format, int N, int out, int in, void *scratch) {
     const float *xs = x;
     int ld = ldx;
     if (format == GKD_WEIGHTS_BF16) {
@@ -177,7 +180,8 @@ static void matmul_portable(float *y, int ldy, const float *x, int ldx, const vo
         const int o0 = t * TILE_ROWS, rows = out - o0 < TILE_ROWS ? out - o0 : TILE_ROWS;
         /* q8_0 needs the matrix's row count to find its scales */
         for (int r = 0; r < rows; r++) widen_row(tile + (size_t)r * in, w, format, out, in, o0 + r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, in, 1.0f, xs, ld, tile, in, 0.0f, y + o0, ldy);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, in, 1.0f, xs, ld, tile, in, 0.0f,
+                    y + o0, ldy);
     }
 }
 
@@ -278,8 +282,8 @@ void gkd_packed_cpu_force_portable(int on) {
     cpu.force_portable = on != 0;
 }
 
-void gkd_packed_cpu_matmul(float *y, int ldy, const float *x, int ldx, const void *w, gkd_weight_format format,
-                           int N, int out, int in, void *scratch) {
+void gkd_packed_cpu_matmul(float *y, int ldy, const float *x, int ldx, const void *w,
+                           gkd_weight_format format, int N, int out, int in, void *scratch) {
     if (N <= 0 || out <= 0) return;
     const char *path = gkd_packed_cpu_path(format, N);
     const double macs = (double)N * out * in;

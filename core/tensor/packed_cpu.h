@@ -14,8 +14,8 @@
 size_t gkd_packed_cpu_bytes(gkd_weight_format format, int rows, int cols);
 void gkd_packed_cpu_pack(void *dst, const float *w, gkd_weight_format format, int rows, int cols);
 size_t gkd_packed_cpu_scratch_bytes(gkd_weight_format format, int N, int in);
-void gkd_packed_cpu_matmul(float *y, int ldy, const float *x, int ldx, const void *w, gkd_weight_format format,
-                           int N, int out, int in, void *scratch);
+void gkd_packed_cpu_matmul(float *y, int ldy, const float *x, int ldx, const void *w,
+                           gkd_weight_format format, int N, int out, int in, void *scratch);
 void gkd_packed_cpu_rows(float *out, const int *tokens, const void *w, gkd_weight_format format, int N, int V,
                          int C);
 
@@ -29,8 +29,8 @@ void gkd_packed_cpu_force_portable(int on);
 
 /* packed_cpu_avx512.c, compiled for AVX512F/BW/VL/BF16; called only on a CPU that has them.
  * xb: (N, in) bf16 rows; w: (out, in) bf16; y: (N, ldy). Output rows [o0, o1) only. */
-void gkd_packed_avx512_bf16_rows(float *y, int ldy, const uint16_t *xb, const uint16_t *w, int N, int in, int o0,
-                                 int o1);
+void gkd_packed_avx512_bf16_rows(float *y, int ldy, const uint16_t *xb, const uint16_t *w, int N, int in,
+                                 int o0, int o1);
 /* dst: (n) bf16 <- src: (n) fp32, rounded as gkd_bf16_round does (ties to even, subnormals kept). */
 void gkd_packed_avx512_round_bf16(uint16_t *dst, const float *src, size_t n);
 /* q: (out, in) int8, d: (out, in/32) scales; x: (N, ldx) fp32; y: (N, ldy). Output rows [o0, o1) only. */

@@ -23,12 +23,13 @@ static inline __m512bh load_bh_tail(const uint16_t *p, __mmask32 m) {
     return (__m512bh)_mm512_maskz_loadu_epi16(m, p);
 }
 
-void gkd_packed_avx512_bf16_rows(float *y, int ldy, const uint16_t *xb, const uint16_t *w, int N, int in, int o0,
-                                 int o1) {
+void gkd_packed_avx512_bf16_rows(float *y, int ldy, const uint16_t *xb, const uint16_t *w, int N, int in,
+                                 int o0, int o1) {
     const int full = in / BF16_LANES * BF16_LANES;
     const __mmask32 tail = (__mmask32)((1ull << (in - full)) - 1u);
     int o = o0;
-    /* four output features at a time: four independent sums, and the row's activations loaded once for them */
+    /* four output features at a time: four independent sums, and the row's activations loaded once for them
+     */
     for (; o + 4 <= o1; o += 4) {
         const uint16_t *w0 = w + (size_t)o * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
         for (int n = 0; n < N; n++) {
@@ -60,7 +61,8 @@ void gkd_packed_avx512_bf16_rows(float *y, int ldy, const uint16_t *xb, const ui
         for (int n = 0; n < N; n++) {
             const uint16_t *xr = xb + (size_t)n * in;
             __m512 a = _mm512_setzero_ps();
-            for (int k = 0; k < full; k += BF16_LANES) a = _mm512_dpbf16_ps(a, load_bh(xr + k), load_bh(wo + k));
+            for (int k = 0; k < full; k += BF16_LANES)
+                a = _mm512_dpbf16_ps(a, load_bh(xr + k), load_bh(wo + k));
             if (tail) a = _mm512_dpbf16_ps(a, load_bh_tail(xr + full, tail), load_bh_tail(wo + full, tail));
             y[(size_t)n * ldy + o] = _mm512_reduce_add_ps(a);
         }
@@ -97,8 +99,8 @@ static inline __m512 q8_widen(const int8_t *q) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
 }
 
-/* One row (decoding): no staging, two output features at a time so two chains of sums are in flight. Each block's
- * dot product is summed in a vector of its own, then scaled into the feature's sum. */
+/* One row (decoding): no staging, two output features at a time so two chains of sums are in flight. Each
+ * block's dot product is summed in a vector of its own, then scaled into the feature's sum. */
 static void q8_0_one_row(float *y, const float *x, const int8_t *q, const float *d, int in, int o0, int o1) {
     const int nb = in / GKD_Q8_0_BLOCK;
     int o = o0;
