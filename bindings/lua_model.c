@@ -127,10 +127,11 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* gkd.model.load(path [, {tokenizer = tok, device = "cpu", inference = false}]) -> model | nil, message.
- * inference = true: parameters only, no gradient block (a teacher): it cannot be trained. */
+/* gkd.model.load(path [, {tokenizer = tok, device = "cpu", inference = false, weights = "fp32"}]) -> model | nil,
+ * message. inference = true: parameters only, no gradient block (a teacher): it cannot be trained. weights =
+ * "bf16" or "q8_0" (inference models only, CPU only) stores the matrices in that format (core/tensor/weights.h). */
 static int l_load(lua_State *L) {
-    static const char *const keys[] = {"tokenizer", "device", "inference", NULL};
+    static const char *const keys[] = {"tokenizer", "device", "inference", "weights", NULL};
     const char *fname = "gkd.model.load";
     const char *path = luaL_checkstring(L, 1);
     int has_opts = !lua_isnoneornil(L, 2);
@@ -140,6 +141,13 @@ static int l_load(lua_State *L) {
     }
     const gkd_backend *be = device_backend(L, fname, has_opts ? 2 : 0, "device");
     unsigned flags = has_opts && gkd_lua_opt_bool(L, 2, fname, "inference", 0) ? GKD_MODEL_INFERENCE : 0;
+    gkd_weight_format wf = GKD_WEIGHTS_FP32;
+    if (has_opts &&
+        gkd_weight_format_parse(gkd_lua_opt_string(L, 2, fname, "weights", "fp32"), "gkd.model.load: weights", &wf))
+        return luaL_error(L, "%s", gkd_error_message());
+    if (wf != GKD_WEIGHTS_FP32 && !(flags & GKD_MODEL_INFERENCE))
+        return luaL_error(L, "gkd.model.load: weights = \"%s\" needs inference = true (a trainable model keeps fp32 "
+                          "weights)", gkd_weight_format_name(wf));
     int tok_idx = 0;
     if (has_opts) {
         lua_getfield(L, 2, "tokenizer");
@@ -157,6 +165,7 @@ static int l_load(lua_State *L) {
         luaL_setmetatable(L, GKD_LUA_TOKENIZER);
         if (gkd_gguf_model_load_ex(path, be, flags, &m->m, tok_idx ? NULL : &t->tok) != GKD_OK)
             return gkd_lua_fail(L);
+        if (gkd_model_set_weight_format(m->m, wf) != GKD_OK) return gkd_lua_raise(L, fname);
         m->path = gkd_lua_strdup(path);
         if (!tok_idx) {
             t->path = gkd_lua_strdup(path);
@@ -170,6 +179,7 @@ static int l_load(lua_State *L) {
         return 1;
     }
     if (gkd_checkpoint_load_model_ex(path, be, flags, &m->m) != GKD_OK) return gkd_lua_fail(L);
+    if (gkd_model_set_weight_format(m->m, wf) != GKD_OK) return gkd_lua_raise(L, fname);
     m->path = gkd_lua_strdup(path);
     if (tok_idx) {
         lua_pushvalue(L, tok_idx);
@@ -612,6 +622,7 @@ static int model_index(lua_State *L) {
     if (strcmp(k, "max_seq_len") == 0) return lua_pushinteger(L, c->max_seq_len), 1;
     if (strcmp(k, "path") == 0) return lua_pushstring(L, m->path), 1;
     if (strcmp(k, "inference") == 0) return lua_pushboolean(L, gkd_model_is_inference(m->m)), 1;
+    if (strcmp(k, "weights") == 0) return lua_pushstring(L, gkd_weight_format_name(gkd_model_weight_format(m->m))), 1;
     if (strcmp(k, "device") == 0) return lua_pushstring(L, gkd_model_backend(m->m)->name), 1;
     if (strcmp(k, "tokenizer") == 0) {
         lua_getiuservalue(L, 1, 1);

@@ -297,6 +297,11 @@ static void build_config(lua_State *L, int cfg, int state_idx, train_state *s, g
     c->teacher_temperature = gkd_schedule_constant(c->divergence.teacher_temperature);
     const char *dp = gkd_lua_opt_string(L, cfg, f, "divergence_precision", NULL);
     if (dp) c->divergence_precision = strcmp(dp, "exact") == 0 ? GKD_DIV_EXACT : GKD_DIV_FLOAT32;
+    const char *tp = gkd_lua_opt_string(L, cfg, f, "teacher_precision", "fp32");
+    const char *rp = gkd_lua_opt_string(L, cfg, f, "reference_precision", "fp32");
+    if (gkd_weight_format_parse(tp, "gkd.run: teacher_precision", &c->teacher_weights) != GKD_OK ||
+        gkd_weight_format_parse(rp, "gkd.run: reference_precision", &c->reference_weights) != GKD_OK)
+        luaL_error(L, "%s", gkd_error_message());
     read_schedule(L, cfg, state_idx, s, "lambda", &c->lambda);
     read_schedule(L, cfg, state_idx, s, "beta", &c->beta);
     read_schedule(L, cfg, state_idx, s, "teacher_temperature", &c->teacher_temperature);
@@ -428,6 +433,10 @@ static int l_resolve(lua_State *L) {
     if (!c.use_ce || c.reward)
         lua_pushstring(L, c.divergence_precision == GKD_DIV_EXACT ? "exact" : "float32"),
             lua_setfield(L, -2, "divergence_precision");
+    if (c.teacher_weights != GKD_WEIGHTS_FP32)
+        lua_pushstring(L, gkd_weight_format_name(c.teacher_weights)), lua_setfield(L, -2, "teacher_precision");
+    if (c.reference_weights != GKD_WEIGHTS_FP32)
+        lua_pushstring(L, gkd_weight_format_name(c.reference_weights)), lua_setfield(L, -2, "reference_precision");
     push_schedule_desc(L, &c.lambda, 1, "lambda"), lua_setfield(L, -2, "lambda");
     push_schedule_desc(L, &c.beta, 1, "beta"), lua_setfield(L, -2, "beta");
     push_schedule_desc(L, &c.teacher_temperature, 1, "teacher_temperature"), lua_setfield(L, -2, "teacher_temperature");

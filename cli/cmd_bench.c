@@ -3,7 +3,9 @@
  * others), train (one training step of the issue's benchmark shape), generate (batched sampling with the
  * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
  * models' logits), gkd_step (a whole on-policy GKD step split by phase, and the share of the step spent
- * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks).
+ * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks), teacher_score (the
+ * forward and logits of a SmolLM2-shaped inference model over 64 x 96 tokens with fp32 and bf16 weights,
+ * core/tensor/weights.h); generate also samples at batch 1 from that shape with fp32, bf16 and q8_0 weights.
  * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/tensor/precision.h) for the whole
  * run, sgemm included; the JSON names the precision in effect. */
 #include <math.h>
@@ -19,6 +21,7 @@
 #include "core/base/json.h"
 #include "core/tensor/model.h"
 #include "core/tensor/optim.h"
+#include "core/tensor/packed_cpu.h"
 #include "core/tensor/precision.h"
 #include "core/base/rng.h"
 #include "core/tensor/sample.h"
@@ -184,6 +187,185 @@ static gkd_status bench_generate(const gkd_backend *be, const gkd_model_config *
     return st;
 }
 
+/* The SmolLM2-135M shape (random weights: speed does not depend on their values). */
+static gkd_model_config smollm2_config(int max_seq_len) {
+    gkd_model_config c = {.vocab_size = 49152,
+                          .dim = 576,
+                          .n_layers = 30,
+                          .n_heads = 9,
+                          .n_kv_heads = 3,
+                          .hidden_dim = 1536,
+                          .max_seq_len = max_seq_len,
+                          .rope_theta = 100000.0f,
+                          .norm_eps = 1e-5f,
+                          .tied_embeddings = 1};
+    return c;
+}
+
+/* Inference models of one configuration and seed, one per weight format in fmts. */
+static gkd_status make_format_models(const gkd_backend *be, const gkd_model_config *cfg, const gkd_weight_format *fmts,
+                                     int n, gkd_model **models) {
+    gkd_status st = GKD_OK;
+    for (int i = 0; i < n; i++) models[i] = NULL;
+    for (int i = 0; i < n && st == GKD_OK; i++) {
+        st = gkd_model_create_ex(cfg, be, GKD_MODEL_INFERENCE, &models[i]);
+        if (st == GKD_OK) gkd_model_init_weights(models[i], 1);
+        if (st == GKD_OK) st = gkd_model_set_weight_format(models[i], fmts[i]);
+    }
+    return st;
+}
+
+static double median(double *x, int n);
+
+/* Teacher scoring: the forward of B rows of T tokens and the logits of every position (projected a chunk of
+ * rows at a time, as distillation does), per weight format, the formats alternated A B A B; median tokens/s
+ * and parameter memory. */
+enum { MAX_FORMATS = 3 };
+typedef struct {
+    int n;
+    gkd_weight_format fmt[MAX_FORMATS];
+    double tokens_per_s[MAX_FORMATS];
+    double prefill_ms[MAX_FORMATS]; /* batch-1 sampling: the prompt and the first token; 0 elsewhere */
+    size_t param_bytes[MAX_FORMATS];
+} format_result;
+
+static gkd_status bench_teacher_score(const gkd_backend *be, int B, int T, int reps, format_result *r) {
+    gkd_model_config cfg = smollm2_config(T);
+    gkd_model *models[MAX_FORMATS];
+    gkd_status st = make_format_models(be, &cfg, r->fmt, r->n, models);
+    enum { CHUNK = 512 };
+    int *tokens = malloc((size_t)B * T * sizeof *tokens);
+    float *logits = be->alloc((size_t)CHUNK * cfg.vocab_size * sizeof(float));
+    double *times = calloc((size_t)MAX_FORMATS * (reps + 1), sizeof *times);
+    if (st == GKD_OK && (!tokens || !logits || !times)) st = gkd_error_set(GKD_ERR_NOMEM, "teacher_score: out of memory");
+    gkd_rng rng;
+    gkd_rng_init(&rng, 6, GKD_RNG_STREAM_USER);
+    for (int i = 0; st == GKD_OK && i < B * T; i++) tokens[i] = (int)gkd_rng_below(&rng, (uint32_t)cfg.vocab_size);
+    for (int rep = 0; rep <= reps && st == GKD_OK; rep++) /* round 0 warms up */
+        for (int i = 0; i < r->n && st == GKD_OK; i++) {
+            double t0 = now();
+            const float *h = NULL;
+            st = gkd_model_forward_nograd(models[i], tokens, B, T, &h);
+            for (int r0 = 0; r0 < B * T && st == GKD_OK; r0 += CHUNK) {
+                int rows = B * T - r0 < CHUNK ? B * T - r0 : CHUNK;
+                st = gkd_model_project(models[i], h + (size_t)r0 * cfg.dim, rows, logits);
+            }
+            if (rep > 0) times[i * reps + rep - 1] = now() - t0;
+        }
+    for (int i = 0; i < r->n && st == GKD_OK; i++) {
+        r->tokens_per_s[i] = B * T / median(times + i * reps, reps);
+        gkd_model_memory mem;
+        gkd_model_memory_usage(models[i], &mem);
+        r->param_bytes[i] = mem.params;
+    }
+    for (int i = 0; i < r->n; i++) gkd_model_free(models[i]);
+    free(tokens);
+    be->free(logits);
+    free(times);
+    return st;
+}
+
+/* Batch-1 sampling (temperature 1, no EOS) of the SmolLM2 shape per weight format, alternated A B C A B C.
+ * Each round times a call that prefills and draws one token, then one that goes on for max_new more: their
+ * difference is the decoding alone. Medians of the decoding rate (tokens/s) and of the first call (ms). */
+static gkd_status bench_generate_formats(const gkd_backend *be, int prompt_len, int max_new, int reps,
+                                         format_result *r) {
+    gkd_model_config cfg = smollm2_config(prompt_len + max_new);
+    gkd_model *models[MAX_FORMATS];
+    gkd_status st = make_format_models(be, &cfg, r->fmt, r->n, models);
+    int *prompt = malloc((size_t)prompt_len * sizeof *prompt), *out = malloc((size_t)(max_new + 1) * sizeof *out);
+    float *lp = malloc((size_t)(max_new + 1) * sizeof *lp);
+    double *times = calloc((size_t)MAX_FORMATS * (reps + 1), sizeof *times);
+    double *first = calloc((size_t)MAX_FORMATS * (reps + 1), sizeof *first);
+    if (st == GKD_OK && (!prompt || !out || !lp || !times || !first))
+        st = gkd_error_set(GKD_ERR_NOMEM, "generate: out of memory");
+    gkd_rng rng;
+    gkd_rng_init(&rng, 4, GKD_RNG_STREAM_USER);
+    for (int i = 0; st == GKD_OK && i < prompt_len; i++) prompt[i] = (int)gkd_rng_below(&rng, (uint32_t)cfg.vocab_size);
+    gkd_sample_config sc = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = max_new, .eos_id = -1};
+    for (int rep = 0; rep <= reps && st == GKD_OK; rep++)
+        for (int i = 0; i < r->n && st == GKD_OK; i++) {
+            gkd_rng srng;
+            gkd_rng_init(&srng, 5, GKD_RNG_STREAM_SAMPLE);
+            int len = 0;
+            sc.max_new_tokens = 1;
+            double t0 = now();
+            st = gkd_sample_generate(models[i], prompt, &prompt_len, 1, prompt_len, &sc, &srng, out, &len, lp);
+            double t1 = now();
+            sc.max_new_tokens = max_new + 1;
+            if (st == GKD_OK)
+                st = gkd_sample_generate(models[i], prompt, &prompt_len, 1, prompt_len, &sc, &srng, out, &len, lp);
+            double t2 = now();
+            if (rep > 0) {
+                times[i * reps + rep - 1] = ((t2 - t1) - (t1 - t0)) / max_new;
+                first[i * reps + rep - 1] = t1 - t0;
+            }
+        }
+    for (int i = 0; i < r->n && st == GKD_OK; i++) {
+        r->tokens_per_s[i] = 1.0 / median(times + i * reps, reps);
+        r->prefill_ms[i] = 1e3 * median(first + i * reps, reps);
+        gkd_model_memory mem;
+        gkd_model_memory_usage(models[i], &mem);
+        r->param_bytes[i] = mem.params;
+    }
+    for (int i = 0; i < r->n; i++) gkd_model_free(models[i]);
+    free(prompt), free(out), free(lp), free(times), free(first);
+    return st;
+}
+
+/* ,"<format>": {"tokens_per_s": .., "param_bytes": ..} for each format, then the ratios to the first. */
+static void format_json(gkd_buf *out, const format_result *r) {
+    for (int i = 0; i < r->n; i++) {
+        gkd_buf_printf(out, ", \"%s\": {\"tokens_per_s\": %.2f, ", gkd_weight_format_name(r->fmt[i]), r->tokens_per_s[i]);
+        if (r->prefill_ms[i] > 0) gkd_buf_printf(out, "\"prefill_and_first_token_ms\": %.1f, ", r->prefill_ms[i]);
+        gkd_buf_printf(out, "\"param_bytes\": %zu}", r->param_bytes[i]);
+    }
+    for (int i = 1; i < r->n; i++)
+        gkd_buf_printf(out, ", \"speedup_%s\": %.2f, \"memory_ratio_%s\": %.2f", gkd_weight_format_name(r->fmt[i]),
+                       r->tokens_per_s[i] / r->tokens_per_s[0], gkd_weight_format_name(r->fmt[i]),
+                       (double)r->param_bytes[0] / (double)r->param_bytes[i]);
+}
+
+/* The "batch1_smollm2" object of the generate section; GKD_ERR_* with the error printed. */
+static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens, int reps, gkd_buf *out) {
+    format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0}};
+    gkd_status st = bench_generate_formats(be, 16, new_tokens, reps, &r);
+    if (st != GKD_OK) {
+        gkd_cli_error("bench", "generate (batch 1): %s", gkd_error_message());
+        return st;
+    }
+    gkd_buf_printf(out,
+                   ",\n    \"batch1_smollm2\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+                   "\"q8_0_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill excluded); medians\"",
+                   new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1));
+    format_json(out, &r);
+    gkd_buf_puts(out, "}");
+    return GKD_OK;
+}
+
+/* The "teacher_score" section; GKD_ERR_* with the error printed. */
+static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int reps, gkd_buf *out) {
+    format_result r = {.n = 2, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16}};
+    if (!be->packed_matmul) {
+        gkd_cli_error("bench", "teacher_score: the %s backend has no reduced-precision weights (fp32 only)", be->name);
+        return GKD_ERR_ARG;
+    }
+    gkd_status st = bench_teacher_score(be, B, T, reps, &r);
+    if (st != GKD_OK) {
+        gkd_cli_error("bench", "teacher_score: %s", gkd_error_message());
+        return st;
+    }
+    gkd_buf_printf(out,
+                   ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", \"note\": "
+                   "\"forward and logits of every position; A B A B medians\"",
+                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T));
+    format_json(out, &r);
+    gkd_buf_puts(out, "}");
+    return GKD_OK;
+}
+
 typedef struct {
     double seconds, max_abs_diff;
     size_t workspace_bytes, both_logits_bytes;
@@ -194,6 +376,12 @@ typedef struct {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* The median of x: (n), which it sorts. */
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 /* Milliseconds per position of the divergence rows alone (value, gradient and metrics of JSD(0.5) at
@@ -405,7 +593,7 @@ int gkd_cmd_bench(int argc, char **argv) {
     int json = gkd_cli_flag(&a, "json"), quick = gkd_cli_flag(&a, "quick"), bad = 0;
     const char *device = gkd_cli_str(&a, "device", "cpu");
     const char *precision = gkd_cli_str(&a, "precision", NULL); /* fp32|tf32|bf16; NULL: the backend's */
-    const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate,gkd_step,lua");
+    const char *only = gkd_cli_str(&a, "only", "distill,sgemm,train,generate,teacher_score,gkd_step,lua");
     int reps = gkd_cli_size(&a, "reps", quick ? 1 : 3, &bad);
     gkd_model_config cfg = {.vocab_size = gkd_cli_size(&a, "vocab", 8192, &bad),
                             .dim = gkd_cli_size(&a, "dim", 384, &bad),
@@ -421,7 +609,8 @@ int gkd_cmd_bench(int argc, char **argv) {
     int train_seq = gkd_cli_size(&a, "seq", quick ? 64 : 256, &bad);
     int gen_batch = gkd_cli_size(&a, "gen-batch", quick ? 4 : 32, &bad);
     int gen_new = gkd_cli_size(&a, "gen-new", quick ? 8 : 64, &bad);
-    int gen_prompt = 16;
+    int gen_prompt = 16, score_seq = gkd_cli_size(&a, "score-seq", 96, &bad);
+    int score_batch = gkd_cli_size(&a, "score-batch", quick ? 8 : 64, &bad);
     cfg.max_seq_len = train_seq > gen_prompt + gen_new ? train_seq : gen_prompt + gen_new;
     if (bad || gkd_cli_check_unused(&a)) return 2;
     const gkd_backend *be = gkd_backend_by_name(device);
@@ -502,15 +691,18 @@ int gkd_cmd_bench(int argc, char **argv) {
     }
     if (strstr(only, "generate")) {
         double tps;
-        int B = gen_batch, max_new = gen_new;
-        if (bench_generate(be, &cfg, B, gen_prompt, max_new, &tps) != GKD_OK) {
+        if (bench_generate(be, &cfg, gen_batch, gen_prompt, gen_new, &tps) != GKD_OK) {
             gkd_cli_error("bench", "generate: %s", gkd_error_message());
             rc = 1;
         } else {
-            gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f}", B,
-                           max_new, tps);
+            gkd_buf_printf(&out, ",\n  \"generate\": {\"batch\": %d, \"new_tokens\": %d, \"tokens_per_s\": %.1f",
+                           gen_batch, gen_new, tps);
+            if (be->packed_matmul && section_generate_batch1(be, quick ? 16 : 64, reps, &out) != GKD_OK) rc = 1;
+            gkd_buf_puts(&out, "}");
         }
     }
+    if (strstr(only, "teacher_score") && section_teacher_score(be, score_batch, score_seq, reps, &out) != GKD_OK)
+        rc = 1;
     if (strstr(only, "gkd_step")) {
         gkd_step_result g;
         if (bench_gkd_step(be, quick ? 2 : 5, &g) != GKD_OK) {

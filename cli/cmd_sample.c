@@ -1,9 +1,12 @@
 /* gkd sample: generates continuations of a prompt from a checkpoint.
  * Rules: exit 0 ok, 2 for a failure the input explains (a bad option, checkpoint or tokenizer, a diverged
- * model), 1 otherwise; every failure prints why. Control characters in the text shown are escaped. */
+ * model), 1 otherwise; every failure prints why. Control characters in the text shown are escaped.
+ * --weights bf16|q8_0 stores the model's matrices in reduced precision (core/tensor/weights.h): an
+ * approximation, so it is named on stderr; --stats prints the generation rate there. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 #include "core/tensor/backend_select.h"
@@ -15,12 +18,14 @@
 
 int gkd_cmd_sample(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sample", argc, argv, 2, "") != 0) return 2;
+    if (gkd_cli_parse(&a, "sample", argc, argv, 2, "stats") != 0) return 2;
     int bad = 0;
     const char *model_path = gkd_cli_str(&a, "model", NULL);
     const char *tok_path = gkd_cli_str(&a, "tokenizer", NULL);
     const char *prompt = gkd_cli_str(&a, "prompt", "");
     const char *device = gkd_cli_str(&a, "device", "cpu");
+    const char *weights = gkd_cli_str(&a, "weights", "fp32");
+    int stats = gkd_cli_flag(&a, "stats");
     gkd_sample_config sc = {.temperature = (float)gkd_cli_double(&a, "temperature", 1.0, &bad),
                             .top_k = gkd_cli_size(&a, "top-k", 0, &bad),
                             .top_p = (float)gkd_cli_double(&a, "top-p", 1.0, &bad),
@@ -28,10 +33,15 @@ int gkd_cmd_sample(int argc, char **argv) {
     int n = gkd_cli_size(&a, "n", 1, &bad);
     unsigned long long seed = (unsigned long long)gkd_cli_int(&a, "seed", 1, &bad);
     if (bad || gkd_cli_check_unused(&a)) return 2;
+    gkd_weight_format wf;
+    if (gkd_weight_format_parse(weights, "--weights", &wf) != GKD_OK) {
+        gkd_cli_error("sample", "%s", gkd_error_message());
+        return 2;
+    }
     if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
         gkd_cli_error("sample", "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
                                 "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
-                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S)");
+                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0 --stats)");
         return 2;
     }
     if (n < 1 || n > 1024) {
@@ -56,11 +66,15 @@ int gkd_cmd_sample(int argc, char **argv) {
         if (st == GKD_OK) st = gkd_checkpoint_load_model_ex(model_path, be, GKD_MODEL_INFERENCE, &m);
         if (st == GKD_OK) st = gkd_tokenizer_encode(tok, prompt, strlen(prompt), &ids, &n_ids);
     }
+    if (st == GKD_OK) st = gkd_model_set_weight_format(m, wf);
     if (st != GKD_OK) {
         gkd_cli_error("sample", "%s", gkd_error_message());
         rc = 2;
         goto done;
     }
+    if (wf != GKD_WEIGHTS_FP32)
+        fprintf(stderr, "gkd sample: weights %s (reduced precision, docs/inference-precision.md)\n",
+                gkd_weight_format_name(wf));
     if (gkd_tokenizer_vocab_size(tok) > gkd_model_get_config(m)->vocab_size) {
         gkd_cli_error("sample", "tokenizer has %d tokens but the model only %d", gkd_tokenizer_vocab_size(tok),
                       gkd_model_get_config(m)->vocab_size);
@@ -87,11 +101,21 @@ int gkd_cmd_sample(int argc, char **argv) {
     }
     gkd_rng rng;
     gkd_rng_init(&rng, seed, GKD_RNG_STREAM_SAMPLE);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (gkd_sample_config_check(&sc, gkd_model_get_config(m)->vocab_size) != GKD_OK ||
         gkd_sample_generate(m, prompts, lens, n, n_ids, &sc, &rng, out, out_lens, lp) != GKD_OK) {
         gkd_cli_error("sample", "%s", gkd_error_message());
         rc = 2;
         goto done;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (stats) {
+        long total = 0;
+        for (int b = 0; b < n; b++) total += out_lens[b];
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        fprintf(stderr, "gkd sample: %ld tokens in %.3f s (%.1f tokens/s, prompt of %d tokens included), weights %s\n",
+                total, s, total / s, n_ids, gkd_weight_format_name(wf));
     }
     for (int b = 0; b < n; b++) {
         int len = out_lens[b];

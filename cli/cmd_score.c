@@ -4,7 +4,11 @@
  * has no log-probability); nothing is added to the sequence (no BOS). A text is encoded with the model's
  * tokenizer (a GGUF file's, a Hugging Face directory's tokenizer.json) or --tokenizer; special tokens in it
  * are matched only with --special. Token pieces are printed as JSON strings, so control characters in them
- * reach the terminal escaped. */
+ * reach the terminal escaped.
+ * --weights bf16|q8_0 scores with the model's matrices in reduced precision (core/tensor/weights.h), an
+ * approximation that the output names. --weights-error FORMAT instead loads the model twice and reports how far
+ * that format's logits fall from the fp32 ones over the sequence: the largest absolute logit difference and
+ * KL(p_fp32 || p_format) per position (mean and largest), in double. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -22,7 +26,7 @@
 
 static const char USAGE[] =
     "--model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] "
-    "[--special] [--json] [--device cpu|cuda|auto]";
+    "[--special] [--json] [--device cpu|cuda|auto] [--weights fp32|bf16|q8_0] [--weights-error bf16|q8_0]";
 
 /* Parses "1 2 3" or "1,2,3" into ids (caller frees); 0 and a message on a malformed or negative id. */
 static int parse_ids(const char *s, int **ids, int *n) {
@@ -79,11 +83,12 @@ static void put_piece(gkd_buf *b, const gkd_tokenizer *tok, int id) {
     free(text);
 }
 
-static void print_json(const char *model_path, const gkd_tokenizer *tok, const int *ids, int n,
-                       const double *lp, double total) {
+static void print_json(const char *model_path, gkd_weight_format wf, const gkd_tokenizer *tok, const int *ids,
+                       int n, const double *lp, double total) {
     gkd_buf b = {0};
     gkd_buf_puts(&b, "{\"model\":");
     gkd_buf_json_string(&b, model_path, strlen(model_path));
+    gkd_buf_printf(&b, ",\"weights\":\"%s\"", gkd_weight_format_name(wf));
     gkd_buf_puts(&b, ",\"tokens\":[");
     for (int i = 0; i < n; i++) gkd_buf_printf(&b, "%s%d", i ? "," : "", ids[i]);
     gkd_buf_puts(&b, "]");
@@ -125,6 +130,62 @@ static void print_table(const gkd_tokenizer *tok, const int *ids, int n, const d
            exp(-total / (n - 1)));
 }
 
+/* Log-softmax of a row in double: out[v] = x[v] - logsumexp(x). */
+static void log_softmax(double *out, const float *x, int V) {
+    double mx = x[0], sum = 0.0;
+    for (int v = 1; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    for (int v = 0; v < V; v++) sum += exp(x[v] - mx);
+    double lse = mx + log(sum);
+    for (int v = 0; v < V; v++) out[v] = x[v] - lse;
+}
+
+/* Prints, as JSON, how far the logits of `packed` (format ef) fall from those of the fp32 model m over ids. */
+static int weights_error(const char *model_path, gkd_model *m, gkd_model *packed, gkd_weight_format ef, const int *ids,
+                         int n) {
+    const int V = gkd_model_get_config(m)->vocab_size;
+    float *a = malloc((size_t)n * V * sizeof *a), *b = malloc((size_t)n * V * sizeof *b);
+    double *la = malloc((size_t)V * sizeof *la), *lb = malloc((size_t)V * sizeof *lb);
+    int rc = 1;
+    if (!a || !b || !la || !lb) {
+        gkd_cli_error("score", "out of memory for 2 x %d rows of logits", n);
+    } else if (gkd_model_logits(m, ids, n, a) != GKD_OK || gkd_model_logits(packed, ids, n, b) != GKD_OK) {
+        gkd_cli_error("score", "%s", gkd_error_message());
+    } else {
+        double max_abs = 0.0, max_logit = 0.0, kl_sum = 0.0, kl_max = 0.0;
+        int argmax_same = 0;
+        for (int t = 0; t < n; t++) {
+            const float *ra = a + (size_t)t * V, *rb = b + (size_t)t * V;
+            int ia = 0, ib = 0;
+            for (int v = 0; v < V; v++) {
+                double d = fabs((double)ra[v] - rb[v]);
+                max_abs = d > max_abs ? d : max_abs;
+                max_logit = fabs(ra[v]) > max_logit ? fabs(ra[v]) : max_logit;
+                ia = ra[v] > ra[ia] ? v : ia;
+                ib = rb[v] > rb[ib] ? v : ib;
+            }
+            argmax_same += ia == ib;
+            log_softmax(la, ra, V);
+            log_softmax(lb, rb, V);
+            double kl = 0.0;
+            for (int v = 0; v < V; v++) kl += exp(la[v]) * (la[v] - lb[v]);
+            kl_sum += kl;
+            kl_max = kl > kl_max ? kl : kl_max;
+        }
+        gkd_buf out = {0};
+        gkd_buf_puts(&out, "{\"model\":");
+        gkd_buf_json_string(&out, model_path, strlen(model_path));
+        gkd_buf_printf(&out,
+                       ",\"weights\":\"%s\",\"positions\":%d,\"max_abs_logit_diff\":%.6g,\"max_abs_logit\":%.6g,"
+                       "\"kl_mean\":%.6g,\"kl_max\":%.6g,\"argmax_agreement\":%.4f}\n",
+                       gkd_weight_format_name(ef), n, max_abs, max_logit, kl_sum / n, kl_max, (double)argmax_same / n);
+        fwrite(out.data, 1, out.len, stdout);
+        gkd_buf_free(&out);
+        rc = 0;
+    }
+    free(a), free(b), free(la), free(lb);
+    return rc;
+}
+
 int gkd_cmd_score(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "score", argc, argv, 2, "json,special") != 0) return 2;
@@ -134,7 +195,18 @@ int gkd_cmd_score(int argc, char **argv) {
     const char *tokens = gkd_cli_str(&a, "tokens", NULL);
     const char *device = gkd_cli_str(&a, "device", "cpu");
     int json = gkd_cli_flag(&a, "json"), special = gkd_cli_flag(&a, "special");
+    const char *weights = gkd_cli_str(&a, "weights", "fp32"), *error_of = gkd_cli_str(&a, "weights-error", NULL);
     if (gkd_cli_check_unused(&a)) return 2;
+    gkd_weight_format wf, ef = GKD_WEIGHTS_FP32;
+    if (gkd_weight_format_parse(weights, "--weights", &wf) != GKD_OK ||
+        (error_of && gkd_weight_format_parse(error_of, "--weights-error", &ef) != GKD_OK)) {
+        gkd_cli_error("score", "%s", gkd_error_message());
+        return 2;
+    }
+    if (error_of && wf != GKD_WEIGHTS_FP32) {
+        gkd_cli_error("score", "--weights-error compares a format with fp32: leave --weights out");
+        return 2;
+    }
     if (!model_path || !text == !tokens) {
         gkd_cli_error("score", "usage: gkd score %s", USAGE);
         return 2;
@@ -144,11 +216,13 @@ int gkd_cmd_score(int argc, char **argv) {
         gkd_cli_error("score", "%s", gkd_error_message());
         return 2;
     }
-    gkd_model *m = NULL;
-    gkd_tokenizer *tok = NULL;
+    gkd_model *m = NULL, *packed = NULL;
+    gkd_tokenizer *tok = NULL, *packed_tok = NULL; /* packed_tok: the second load's, unused */
     int *ids = NULL, n = 0, rc = 2;
     double *lp = NULL;
-    if (load(model_path, tok_path, be, &m, &tok) != GKD_OK) {
+    if (load(model_path, tok_path, be, &m, &tok) != GKD_OK || gkd_model_set_weight_format(m, wf) != GKD_OK ||
+        (error_of && (load(model_path, tok_path, be, &packed, &packed_tok) != GKD_OK ||
+                      gkd_model_set_weight_format(packed, ef) != GKD_OK))) {
         gkd_cli_error("score", "%s", gkd_error_message());
         goto done;
     }
@@ -183,6 +257,10 @@ int gkd_cmd_score(int argc, char **argv) {
                           ids[i], c->vocab_size);
             goto done;
         }
+    if (error_of) {
+        rc = weights_error(model_path, m, packed, ef, ids, n);
+        goto done;
+    }
     lp = malloc((size_t)n * sizeof *lp);
     if (!lp) {
         gkd_cli_error("score", "out of memory");
@@ -197,14 +275,18 @@ int gkd_cmd_score(int argc, char **argv) {
     double total = 0.0;
     for (int i = 0; i < n - 1; i++) total += lp[i];
     if (json)
-        print_json(model_path, tok, ids, n, lp, total);
+        print_json(model_path, wf, tok, ids, n, lp, total);
     else
         print_table(tok, ids, n, lp, total);
+    if (!json && wf != GKD_WEIGHTS_FP32)
+        printf("weights %s (reduced precision, docs/inference-precision.md)\n", gkd_weight_format_name(wf));
     rc = 0;
 done:
     free(ids);
     free(lp);
     gkd_model_free(m);
+    gkd_model_free(packed);
     gkd_tokenizer_free(tok);
+    gkd_tokenizer_free(packed_tok);
     return rc;
 }

@@ -73,15 +73,19 @@ static const command commands[] = {
      NULL},
     {"sample", gkd_cmd_sample, "sample from a model checkpoint",
      "gkd sample --model MODEL --prompt TEXT [--tokenizer tokenizer.json] [--n N] [--max-new-tokens N]\n"
-     "           [--temperature T] [--top-k K] [--top-p P] [--seed S] " DEVICE "\n"
-     "Samples continuations of a prompt from a model checkpoint.\n",
+     "           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights fp32|bf16|q8_0] [--stats]\n"
+     "           " DEVICE "\n"
+     "Samples continuations of a prompt from a model checkpoint. --weights bf16|q8_0 stores its matrices in\n"
+     "reduced precision (an approximation, CPU only: docs/inference-precision.md); --stats prints the rate.\n",
      NULL},
     {"score", gkd_cmd_score,
      "per-token log-probs of a sequence under a model: gkd score --model M "
      "(--text S | --tokens \"1 2 3\") [--tokenizer T] [--special] [--json]",
      "gkd score --model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] [--special]\n"
-     "          [--json] " DEVICE "\n"
-     "The log-probability of each token of a sequence under a model.\n",
+     "          [--json] [--weights fp32|bf16|q8_0] [--weights-error bf16|q8_0] " DEVICE "\n"
+     "The log-probability of each token of a sequence under a model. --weights scores with reduced-precision\n"
+     "matrices; --weights-error reports that format's logit error against fp32 over the sequence\n"
+     "(docs/inference-precision.md).\n",
      NULL},
     {"reward-model", gkd_cmd_reward_model, "train, evaluate or query a learned reward model (factual or preference)",
      "gkd reward-model train --data FILE --out DIR [--source-field F] [--summary-field F] [--max-examples N]\n"
@@ -99,9 +103,11 @@ static const command commands[] = {
      NULL},
     {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)",
      "gkd bench [--json] [--quick] " DEVICE " [--precision fp32|tf32|bf16]\n"
-     "          [--only distill,sgemm,train,generate,gkd_step,lua] [--reps N] [--vocab N] [--dim N] [--layers N]\n"
-     "          [--heads N] [--kv-heads N] [--ffn N] [--seq N] [--batch N] [--gen-batch N] [--gen-new N]\n"
-     "Training and generation speed, memory and overheads (docs/benchmarks.md).\n",
+     "          [--only distill,sgemm,train,generate,teacher_score,gkd_step,lua] [--reps N] [--vocab N] [--dim N]\n"
+     "          [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--seq N] [--batch N] [--gen-batch N] [--gen-new N]\n"
+     "          [--score-batch N] [--score-seq N]\n"
+     "Training and generation speed, memory and overheads (docs/benchmarks.md); teacher_score and generate's\n"
+     "batch-1 figures compare fp32 with bf16 and q8_0 weights (docs/inference-precision.md).\n",
      NULL},
 };
 

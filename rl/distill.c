@@ -25,6 +25,7 @@ struct gkd_distill_workspace {
     /* On a device backend without device divergence rows, the logits of a chunk are copied into these
      * host rows and the gradient copied back (NULL on the CPU backend, whose buffers are host memory). */
     float *host_ls, *host_lt, *host_grad;
+    gkd_model *teacher;                  /* set: teacher logits by gkd_model_project, Wt unread */
     const gkd_divergence_device *device; /* the backend's own divergence rows, else NULL */
     void *dev;                           /* their scratch */
     int *targets;                        /* (chunk) host: the policy-gradient rows' targets (device rows) */
@@ -219,6 +220,10 @@ static gkd_status chunk_policy_gradient(gkd_distill_workspace *ws, const float *
     return GKD_OK;
 }
 
+void gkd_distill_workspace_set_teacher(gkd_distill_workspace *ws, gkd_model *teacher) {
+    if (ws) ws->teacher = teacher;
+}
+
 gkd_status gkd_distill_loss(gkd_distill_workspace *ws, const gkd_divergence *div, gkd_loss_norm norm,
                             const float *hs, const float *Ws, const float *ht, const float *Wt,
                             const float *mask, int B, int T, float scale, float *dhs, float *dWs,
@@ -255,7 +260,11 @@ gkd_status gkd_distill_loss_ex(gkd_distill_workspace *ws, const gkd_divergence *
         gkd_distill_gather_rows(be, ws->ht_rows, ht, pos, n, Ct);
         /* logits (n,V) = rows (n,C) x W^T, W: (V,C) */
         be->matmul(0, 1, n, V, Cs, 1.0f, ws->hs_rows, Cs, Ws, Cs, 0.0f, ws->ls, V);
-        be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
+        if (ws->teacher) {
+            if ((st = gkd_model_project(ws->teacher, ws->ht_rows, n, ws->lt)) != GKD_OK) return st;
+        } else {
+            be->matmul(0, 1, n, V, Ct, 1.0f, ws->ht_rows, Ct, Wt, Ct, 0.0f, ws->lt, V);
+        }
         for (int i = 0; i < n; i++) ws->weights[i] = (float)(ws->pos_weight[start + i] * scale * div_scale);
         const float *ls = ws->ls, *lt = ws->lt;
         float *grad = ws->grad;

@@ -38,6 +38,11 @@ typedef struct gkd_distill_workspace gkd_distill_workspace;
 gkd_status gkd_distill_workspace_create(const gkd_backend *be, int chunk, int V, int C_student, int C_teacher,
                                         gkd_distill_workspace **out);
 void gkd_distill_workspace_free(gkd_distill_workspace *ws);
+/* Makes the teacher's logits come from gkd_model_project(teacher, ...) in the teacher's own weight format
+ * (core/tensor/weights.h) instead of a product with the Wt argument, which is then not read (it may be NULL,
+ * as gkd_model_output_weight is for packed weights). teacher NULL restores the product with Wt. The workspace
+ * does not own the model. */
+void gkd_distill_workspace_set_teacher(gkd_distill_workspace *ws, gkd_model *teacher);
 /* Peak bytes of scratch the workspace holds (for the memory benchmark). */
 size_t gkd_distill_workspace_bytes(const gkd_distill_workspace *ws);
 

@@ -168,6 +168,29 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
     if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
         return gkd_error_set(GKD_ERR_ARG, "adam betas must be in [0, 1)");
     if (!(c->grad_clip >= 0)) return gkd_error_set(GKD_ERR_ARG, "grad_clip must be >= 0 (0 = off)");
+    if ((unsigned)c->teacher_weights > GKD_WEIGHTS_Q8_0 || (unsigned)c->reference_weights > GKD_WEIGHTS_Q8_0)
+        return gkd_error_set(GKD_ERR_ARG, "teacher_precision, reference_precision must be fp32, bf16 or q8_0");
+    if (c->teacher_weights != GKD_WEIGHTS_FP32 && !teacher)
+        return gkd_error_set(GKD_ERR_ARG, "teacher_precision = %s needs a teacher",
+                             gkd_weight_format_name(c->teacher_weights));
+    if (c->reference_weights != GKD_WEIGHTS_FP32 && !(c->reward && gkd_trainer_schedule_maybe_nonzero(&c->kl_coef)))
+        return gkd_error_set(GKD_ERR_ARG,
+                             "reference_precision = %s needs a reward and kl_coef > 0 (the reference policy exists "
+                             "only then)",
+                             gkd_weight_format_name(c->reference_weights));
+    if (c->reward && c->rl_method != GKD_RL_REINFORCE &&
+        (c->teacher_weights != GKD_WEIGHTS_FP32 || c->reference_weights != GKD_WEIGHTS_FP32 ||
+         (teacher && gkd_model_weight_format(teacher) != GKD_WEIGHTS_FP32)))
+        return gkd_error_set(GKD_ERR_ARG,
+                             "teacher_precision, reference_precision: method \"%s\" needs fp32 teacher and reference "
+                             "weights (its log-probability passes read their fp32 output matrices)",
+                             c->rl_method == GKD_RL_PPO ? "ppo" : "grpo");
+    if (teacher && c->teacher_weights == GKD_WEIGHTS_FP32 && gkd_model_weight_format(teacher) != GKD_WEIGHTS_FP32)
+        return gkd_error_set(GKD_ERR_ARG,
+                             "teacher_precision = fp32, but the teacher's weights are %s: set teacher_precision = "
+                             "\"%s\" to use it so, or load it again",
+                             gkd_weight_format_name(gkd_model_weight_format(teacher)),
+                             gkd_weight_format_name(gkd_model_weight_format(teacher)));
     int needs_teacher = !c->use_ce || c->fixed == GKD_FIXED_TEACHER;
     if (needs_teacher && !teacher)
         return gkd_error_set(GKD_ERR_ARG, "method \"%s\" needs a teacher", c->method ? c->method : "?");
@@ -339,9 +362,12 @@ static gkd_status rl_create(gkd_trainer *t) {
         if (st != GKD_OK) return st;
         t->be->copy(gkd_model_params(t->reference), gkd_model_params(t->student),
                     gkd_model_num_params(t->student) * sizeof(float));
+        if ((st = gkd_model_set_weight_format(t->reference, t->cfg.reference_weights)) != GKD_OK)
+            return gkd_error_prefix(st, "reference_precision");
         if ((st = gkd_distill_workspace_create(t->be, t->cfg.loss_chunk, sc->vocab_size, sc->dim, sc->dim,
                                                &t->ws_ref)) != GKD_OK)
             return st;
+        if (t->cfg.reference_weights != GKD_WEIGHTS_FP32) gkd_distill_workspace_set_teacher(t->ws_ref, t->reference);
     }
     return GKD_OK;
 }
@@ -376,9 +402,14 @@ gkd_status gkd_trainer_create(const gkd_train_config *cfg, gkd_model *student, g
     if ((st = gkd_optim_create(&oc, student, &t->opt)) != GKD_OK) goto fail;
     if (teacher) {
         const gkd_model_config *sc = gkd_model_get_config(student), *tc = gkd_model_get_config(teacher);
+        if ((st = gkd_model_set_weight_format(teacher, cfg->teacher_weights)) != GKD_OK) {
+            st = gkd_error_prefix(st, "teacher_precision");
+            goto fail;
+        }
         if ((st = gkd_distill_workspace_create(t->be, cfg->loss_chunk, sc->vocab_size, sc->dim, tc->dim, &t->ws)) !=
             GKD_OK)
             goto fail;
+        if (cfg->teacher_weights != GKD_WEIGHTS_FP32) gkd_distill_workspace_set_teacher(t->ws, teacher);
     }
     if ((st = gkd_data_order_init(&t->order, train->n, cfg->seed)) != GKD_OK) goto fail;
     if (cfg->reward && (st = rl_create(t)) != GKD_OK) goto fail;

@@ -41,6 +41,8 @@ gkd.RUN_SCHEMA = {
     "reinforce", "ppo", "grpo" } },
   divergence = { type = { "gkd.Divergence", "string" } },
   divergence_precision = { type = "string", values = { "float32", "exact" } },
+  teacher_precision = { type = "string", values = { "fp32", "bf16", "q8_0" } },
+  reference_precision = { type = "string", values = { "fp32", "bf16", "q8_0" } },
   lambda = { type = SCHED },
   beta = { type = SCHED },
   teacher_temperature = { type = SCHED },
@@ -220,7 +222,7 @@ local function ineffective_settings(cfg, resolved)
     end
   end
   if not cfg.teacher then
-    for _, k in ipairs({ "divergence", "beta", "teacher_temperature", "divergence_precision" }) do
+    for _, k in ipairs({ "divergence", "beta", "teacher_temperature", "divergence_precision", "teacher_precision" }) do
       if cfg[k] ~= nil then refuse(k, "without a 'teacher'") end
     end
   end

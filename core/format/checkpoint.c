@@ -319,6 +319,12 @@ static float *params_to_host(gkd_model *m) {
 
 gkd_status gkd_checkpoint_save_model(gkd_model *m, const char *path, const char *const *meta_keys,
                                      const char *const *meta_values, int n_meta) {
+    if (!gkd_model_params(m))
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: the model's weights are packed (%s) and its fp32 values are gone: only a model "
+            "with fp32 weights can be saved",
+            path, gkd_weight_format_name(gkd_model_weight_format(m)));
     int n = gkd_model_num_tensors(m);
     float *host = params_to_host(m);
     gkd_st_tensor *tensors = calloc((size_t)n, sizeof *tensors);
@@ -517,6 +523,10 @@ static gkd_status check_finite(const float *x, size_t n, const char *tensor, con
 }
 
 gkd_status gkd_checkpoint_load_into(gkd_model *m, const char *path) {
+    if (!gkd_model_params(m))
+        return gkd_error_set(GKD_ERR_ARG,
+                             "%s: the model's weights are packed (%s): load into a model with fp32 weights",
+                             path, gkd_weight_format_name(gkd_model_weight_format(m)));
     char wpath[4096];
     weights_path(path, wpath, sizeof wpath);
     gkd_safetensors *sf = NULL;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/tensor/precision.h"
+#include "core/tensor/weights.h"
 
 struct gkd_sample_config; /* core/tensor/sample.h, which includes this header */
 
@@ -147,6 +148,23 @@ struct gkd_backend {
     gkd_status (*sample_draw)(const float *logits, int B, int V, const struct gkd_sample_config *cfg,
                               uint64_t seed, uint64_t stream, uint64_t offset, void *workspace, int *tokens,
                               float *logprobs);
+
+    /* Optional: packed weights of inference models (core/tensor/weights.h), all five set or all NULL. NULL:
+     * the backend keeps fp32 weights only, and gkd_model_set_weight_format refuses other formats. */
+    /* Bytes of a (rows, cols) matrix packed in `format`; 0 when the backend cannot pack that matrix (q8_0
+     * needs cols a multiple of 32). */
+    size_t (*packed_bytes)(gkd_weight_format format, int rows, int cols);
+    /* dst: packed_bytes(format, rows, cols) bytes <- w: (rows, cols) fp32. */
+    void (*pack)(void *dst, const float *w, gkd_weight_format format, int rows, int cols);
+    /* Bytes of scratch packed_matmul needs for N rows of `in` inputs. */
+    size_t (*packed_scratch_bytes)(gkd_weight_format format, int N, int in);
+    /* y: (N, ldy) = x: (N, ldx) W^T, W: (out, in) packed, as weights.h defines the format's product;
+     * scratch: packed_scratch_bytes(format, N, in) bytes. */
+    void (*packed_matmul)(float *y, int ldy, const float *x, int ldx, const void *w, gkd_weight_format format,
+                          int N, int out, int in, void *scratch);
+    /* out: (N, C) = rows tokens[n] of w: (V, C) packed, widened to fp32; tokens: (N) device. */
+    void (*packed_rows)(float *out, const int *tokens, const void *w, gkd_weight_format format, int N, int V,
+                        int C);
 };
 
 /* The table's entries in order, for a backend that names its functions <prefix>_<entry>: with

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/base/error.h"
+#include "core/tensor/packed_cpu.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -498,6 +499,11 @@ static const gkd_backend cpu_backend = {
     GKD_BACKEND_COMPUTE_OPS(CPU_OP)
     .precision = cpu_get_precision,
     .set_precision = cpu_set_precision,
+    .packed_bytes = gkd_packed_cpu_bytes,
+    .pack = gkd_packed_cpu_pack,
+    .packed_scratch_bytes = gkd_packed_cpu_scratch_bytes,
+    .packed_matmul = gkd_packed_cpu_matmul,
+    .packed_rows = gkd_packed_cpu_rows,
 };
 #undef CPU_OP
 

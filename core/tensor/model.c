@@ -241,7 +241,7 @@ gkd_status gkd_model_check_activations(const gkd_model *m, int B, int T, int Tk,
 }
 
 /* Makes the set's buffers fit (B,T,Tk), reallocating only when they do not. */
-gkd_status gkd_model_act_set_ensure(const gkd_model *m, act_set *s, int B, int T, int Tk, int n_slots,
+gkd_status gkd_model_act_set_ensure(gkd_model *m, act_set *s, int B, int T, int Tk, int n_slots,
                                     int with_grads) {
     const gkd_backend *be = m->be;
     gkd_status st = gkd_model_check_activations(m, B, T, Tk, "activations");
@@ -250,6 +250,7 @@ gkd_status gkd_model_act_set_ensure(const gkd_model *m, act_set *s, int B, int T
         s->slots = calloc((size_t)n_slots, sizeof *s->slots);
         if (!s->slots) return gkd_error_set(GKD_ERR_NOMEM, "activations: out of host memory");
     }
+    if ((st = gkd_model_packed_scratch_ensure(m, B * T)) != GKD_OK) return st;
     size_t need = act_set_carve(m, s, NULL, B, T, Tk, n_slots, with_grads);
     if (need > s->cap_floats) {
         be->free(s->block);
@@ -367,6 +368,10 @@ static void ce_scratch_free(const gkd_backend *be, ce_scratch *ce) {
 void gkd_model_free(gkd_model *m) {
     if (!m) return;
     const gkd_backend *be = m->be;
+    be->free(m->packed);
+    be->free(m->norms);
+    be->free(m->packed_scratch);
+    free(m->pl);
     be->free(m->params);
     be->free(m->grads);
     be->free(m->rope_cos);
@@ -384,7 +389,7 @@ void gkd_model_free(gkd_model *m) {
 }
 
 void gkd_model_init_weights(gkd_model *m, uint64_t seed) {
-    if (!m) return;
+    if (!m || !m->params) return;
     enum { STAGE = 1 << 14 }; /* floats staged on the host per copy to the device */
     float stage[STAGE];
     const float residual_scale = 1.0f / sqrtf(2.0f * m->cfg.n_layers);
@@ -427,7 +432,8 @@ int gkd_model_is_inference(const gkd_model *m) {
 void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out) {
     memset(out, 0, sizeof *out);
     if (!m) return;
-    out->params = m->num_params * sizeof(float);
+    out->params =
+        m->params ? m->num_params * sizeof(float) : m->packed_bytes + m->norms_floats * sizeof(float);
     out->grads = m->grads ? m->num_params * sizeof(float) : 0;
     size_t rope = 2 * (size_t)m->cfg.max_seq_len * (size_t)(m->head_dim / 2) * sizeof(float);
     size_t ce = 0;
@@ -435,7 +441,8 @@ void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out) {
         size_t R = (size_t)m->ce.rows, C = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size;
         ce = (2 * R * C + R * V + 4 * R) * sizeof(float);
     }
-    out->activations = (m->train.cap_floats + m->infer.cap_floats) * sizeof(float) + ce + rope;
+    out->activations =
+        (m->train.cap_floats + m->infer.cap_floats) * sizeof(float) + ce + rope + m->packed_scratch_bytes;
     const gkd_kv_cache *c = m->cache;
     if (c)
         out->kv_cache = 2 * (size_t)c->n_layers * c->B * c->max_T * c->kv_dim * sizeof(float) +
@@ -469,7 +476,7 @@ const gkd_backend *gkd_model_backend(const gkd_model *m) {
 }
 
 const float *gkd_model_output_weight(const gkd_model *m) {
-    if (!m) return NULL;
+    if (!m || m->packed) return NULL;
     return m->cfg.tied_embeddings ? m->w.embed : m->w.lm_head;
 }
 
@@ -486,4 +493,140 @@ double gkd_model_flops(const gkd_model *m, int B, int T, int with_backward) {
     double fwd = 2.0 * tokens * (m->cfg.n_layers * per_layer + V * C);
     fwd += m->cfg.n_layers * 4.0 * B * (double)m->cfg.n_heads * T * T * m->head_dim; /* QK^T and AV */
     return with_backward ? 3.0 * fwd : fwd;
+}
+
+/* ---------- packed weights ---------- */
+
+gkd_weight_format gkd_model_weight_format(const gkd_model *m) {
+    return m ? m->weight_format : GKD_WEIGHTS_FP32;
+}
+
+/* Packs one (rows, cols) fp32 matrix of the parameter block at *off in the packed block (NULL: only
+ * counts), 64-byte aligned; returns where it went. */
+static const void *pack_matrix(gkd_model *m, gkd_weight_format f, const float *w, int rows, int cols,
+                               char *block, size_t *off) {
+    size_t bytes = m->be->packed_bytes(f, rows, cols);
+    const void *at = block ? block + *off : NULL;
+    if (block) m->be->pack(block + *off, w, f, rows, cols);
+    *off += (bytes + 63) / 64 * 64;
+    return at;
+}
+
+/* Packs every matrix (block NULL: only sizes them). */
+static size_t pack_all(gkd_model *m, gkd_weight_format f, char *block) {
+    const int C = m->cfg.dim, F = m->cfg.hidden_dim, V = m->cfg.vocab_size;
+    size_t off = 0;
+    m->p_embed = pack_matrix(m, f, m->w.embed, V, C, block, &off);
+    m->p_out = m->cfg.tied_embeddings ? m->p_embed : pack_matrix(m, f, m->w.lm_head, V, C, block, &off);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const layer_tensors *w = &m->lw[l];
+        packed_layer *p = &m->pl[l];
+        p->wqkv = pack_matrix(m, f, w->wq, m->qkv_dim, C, block, &off);
+        p->wo = pack_matrix(m, f, w->wo, C, m->q_dim, block, &off);
+        p->wgu = pack_matrix(m, f, w->wgate, 2 * F, C, block, &off);
+        p->wdown = pack_matrix(m, f, w->wdown, C, F, block, &off);
+    }
+    return off;
+}
+
+gkd_status gkd_model_set_weight_format(gkd_model *m, gkd_weight_format f) {
+    const char *fn = "gkd_model_set_weight_format";
+    if (!m) return gkd_error_set(GKD_ERR_ARG, "%s: model is NULL", fn);
+    const char *name = gkd_weight_format_name(f);
+    if (f != GKD_WEIGHTS_FP32 && f != GKD_WEIGHTS_BF16 && f != GKD_WEIGHTS_Q8_0)
+        return gkd_error_set(GKD_ERR_ARG, "%s: %d is not a gkd_weight_format", fn, (int)f);
+    if (f == m->weight_format) return GKD_OK;
+    if (m->weight_format != GKD_WEIGHTS_FP32)
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: weights are already %s and their fp32 values are gone; load the model again "
+            "to use %s weights",
+            fn, gkd_weight_format_name(m->weight_format), name);
+    if (!m->inference)
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "%s: weights %s need an inference model (GKD_MODEL_INFERENCE); a trainable model "
+            "keeps fp32 weights",
+            fn, name);
+    const gkd_backend *be = m->be;
+    if (!be->packed_matmul || !be->pack || !be->packed_bytes || !be->packed_rows || !be->packed_scratch_bytes)
+        return gkd_error_set(GKD_ERR_ARG,
+                             "%s: weights %s: the %s backend has no reduced-precision weights; its inference "
+                             "models keep fp32 weights (weights fp32)",
+                             fn, name, be->name);
+    const int dims[] = {m->cfg.dim, m->q_dim, m->cfg.hidden_dim};
+    const char *dim_names[] = {"dim", "n_heads x head_dim", "hidden_dim"};
+    for (int i = 0; i < 3; i++)
+        if (be->packed_bytes(f, 1, dims[i]) == 0)
+            return gkd_error_set(GKD_ERR_ARG, "%s: weights %s: %s = %d must be a multiple of %d", fn, name,
+                                 dim_names[i], dims[i], GKD_Q8_0_BLOCK);
+    const int C = m->cfg.dim, L = m->cfg.n_layers;
+    m->pl = calloc((size_t)L, sizeof *m->pl);
+    if (!m->pl) return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory", fn);
+    size_t bytes = pack_all(m, f, NULL);
+    size_t n_norms = (size_t)(2 * L + 1) * C;
+    gkd_status st = gkd_model_device_alloc(be, &m->packed, bytes, "packed weights");
+    if (!st) st = gkd_model_device_alloc(be, (void **)&m->norms, n_norms * sizeof(float), "norm weights");
+    if (st) {
+        be->free(m->packed);
+        m->packed = NULL;
+        free(m->pl);
+        m->pl = NULL;
+        return st;
+    }
+    pack_all(m, f, m->packed);
+    /* the norms move to their own block; every pointer into the fp32 block is cleared with it */
+    for (int l = 0; l < L; l++) {
+        layer_tensors *w = &m->lw[l];
+        be->copy(m->norms + (size_t)2 * l * C, w->attn_norm, (size_t)C * sizeof(float));
+        be->copy(m->norms + (size_t)(2 * l + 1) * C, w->mlp_norm, (size_t)C * sizeof(float));
+        memset(w, 0, sizeof *w);
+        w->attn_norm = m->norms + (size_t)2 * l * C;
+        w->mlp_norm = m->norms + (size_t)(2 * l + 1) * C;
+    }
+    be->copy(m->norms + (size_t)2 * L * C, m->w.final_norm, (size_t)C * sizeof(float));
+    memset(&m->w, 0, sizeof m->w);
+    m->w.final_norm = m->norms + (size_t)2 * L * C;
+    be->free(m->params);
+    m->params = NULL;
+    m->packed_bytes = bytes;
+    m->norms_floats = n_norms;
+    m->weight_format = f;
+    return GKD_OK;
+}
+
+gkd_status gkd_model_packed_scratch_ensure(gkd_model *m, int N) {
+    if (!m->packed) return GKD_OK;
+    int in = m->cfg.dim > m->q_dim ? m->cfg.dim : m->q_dim;
+    in = in > m->cfg.hidden_dim ? in : m->cfg.hidden_dim;
+    size_t need = m->be->packed_scratch_bytes(m->weight_format, N, in);
+    if (need <= m->packed_scratch_bytes) return GKD_OK;
+    m->be->free(m->packed_scratch);
+    m->packed_scratch = NULL;
+    m->packed_scratch_bytes = 0;
+    gkd_status st = gkd_model_device_alloc(m->be, &m->packed_scratch, need, "packed product scratch");
+    if (!st) m->packed_scratch_bytes = need;
+    return st;
+}
+
+void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out,
+                      int in, float *y) {
+    if (wp)
+        m->be->packed_matmul(y, out, x, in, wp, m->weight_format, N, out, in, m->packed_scratch);
+    else
+        m->be->matmul(0, 1, N, out, in, 1.0f, x, in, wf, in, 0.0f, y, out);
+}
+
+void gkd_model_output_rows(const gkd_model *m, const float *hidden, int N, float *logits) {
+    gkd_model_linear(m, gkd_model_output_weight(m), m->p_out, hidden, N, m->cfg.vocab_size, m->cfg.dim,
+                     logits);
+}
+
+gkd_status gkd_model_project(gkd_model *m, const float *hidden, int N, float *logits) {
+    if (!m || !hidden || !logits) return gkd_error_set(GKD_ERR_ARG, "gkd_model_project: NULL argument");
+    if (N <= 0) return gkd_error_set(GKD_ERR_ARG, "gkd_model_project: N = %d must be > 0", N);
+    gkd_status st = gkd_model_packed_scratch_ensure(m, N);
+    if (st) return st;
+    gkd_model_output_rows(m, hidden, N, logits);
+    return GKD_OK;
 }

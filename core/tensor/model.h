@@ -13,7 +13,11 @@
  * - Buffers returned by the model (hidden states, params, grads, device logits) are device memory of its
  *   backend (host memory on the CPU), owned by the model.
  * - The model owns one KV cache for the sampler (gkd_model_kv_cache), kept between calls and grown when a
- *   call needs more rows or positions, so repeated generation allocates nothing once warm. */
+ *   call needs more rows or positions, so repeated generation allocates nothing once warm.
+ * - An inference model may store its matrices in a reduced-precision weight format (bf16, q8_0:
+ *   core/tensor/weights.h, gkd_model_set_weight_format). Its fp32 parameter block is then freed:
+ *   gkd_model_params() and gkd_model_output_weight() return NULL, and callers project hidden states with
+ *   gkd_model_project, which works for every format. */
 #ifndef GKD_MODEL_H
 #define GKD_MODEL_H
 
@@ -21,6 +25,7 @@
 #include <stdint.h>
 
 #include "core/tensor/backend.h"
+#include "core/tensor/weights.h"
 #include "core/base/error.h"
 
 /* Rotary position scaling, as transformers' rope_type names it. The inverse frequency of pair i of a head is
@@ -113,7 +118,7 @@ int gkd_model_is_inference(const gkd_model *m);
 /* Backend memory held by a model, in bytes: what its own allocations hold now (they grow with the largest
  * batch seen, never shrink). */
 typedef struct {
-    size_t params;      /* the parameter block */
+    size_t params;      /* the parameter block; with packed weights, the packed matrices and the fp32 norms */
     size_t grads;       /* the gradient block: 0 for an inference model */
     size_t activations; /* training and inference activations, cross-entropy scratch, rotary tables */
     size_t kv_cache;    /* the model's own KV cache (gkd_model_kv_cache) and the sampler's workspace */
@@ -127,6 +132,9 @@ void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out);
 void gkd_model_init_weights(gkd_model *m, uint64_t seed);
 
 size_t gkd_model_num_params(const gkd_model *m);
+/* The fp32 parameter block: NULL once the model's weights are packed (gkd_model_set_weight_format), when the
+ * tensors' offsets describe the layout the model was loaded in, not memory it holds. gkd_model_init_weights
+ * does nothing on such a model. */
 float *gkd_model_params(gkd_model *m);
 float *gkd_model_grads(gkd_model *m); /* NULL for an inference model */
 void gkd_model_zero_grad(gkd_model *m);
@@ -144,10 +152,25 @@ gkd_status gkd_model_forward(gkd_model *m, const int *tokens, int B, int T, cons
 /* Backward of the last gkd_model_forward from dhidden: (B,T,C) device; parameter grads +=. */
 gkd_status gkd_model_backward(gkd_model *m, const float *dhidden);
 
-/* The output projection (V,C): lm_head.weight, or model.embed_tokens.weight when tied; and its gradient
- * (NULL for an inference model). */
+/* The output projection (V,C): lm_head.weight, or model.embed_tokens.weight when tied (NULL when the
+ * weights are packed: use gkd_model_project); and its gradient (NULL for an inference model). */
 const float *gkd_model_output_weight(const gkd_model *m);
 float *gkd_model_output_weight_grad(gkd_model *m);
+/* logits: (N,V) device = hidden: (N,C) device times the output projection transposed, in the model's weight
+ * format (for fp32 weights the backend's matmul, as every other caller of gkd_model_output_weight does).
+ * GKD_ERR_NOMEM when the packed products' scratch cannot grow. */
+gkd_status gkd_model_project(gkd_model *m, const float *hidden, int N, float *logits);
+
+/* Stores the matrices of an inference model in format f (core/tensor/weights.h), once: the fp32 matrices
+ * are packed and the fp32 parameter block freed (gkd_model_memory_usage reports what is held after). Load
+ * or initialise the weights first. Every linear, the embedding lookup and the output projection then read
+ * the packed matrices; norms, rotary tables, attention and the KV cache stay fp32. GKD_OK and nothing done
+ * when f is the current format. GKD_ERR_ARG naming the format: a trainable model; a backend without packed
+ * weights (CUDA: its inference models keep fp32); a second change (the fp32 values are gone); q8_0 with a
+ * dimension that is not a multiple of 32. GKD_ERR_NOMEM leaves the model as it was. */
+gkd_status gkd_model_set_weight_format(gkd_model *m, gkd_weight_format f);
+/* The model's weight format: GKD_WEIGHTS_FP32 unless set. */
+gkd_weight_format gkd_model_weight_format(const gkd_model *m);
 
 /* Inference forward: no activations kept for a backward, no gradients. *hidden: (B,T,C), valid until the
  * next gkd_model_forward_nograd. Does not disturb a pending gkd_model_forward/backward pair. */

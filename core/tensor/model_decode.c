@@ -139,7 +139,7 @@ static gkd_status forward_cached(gkd_model *m, gkd_kv_cache *c, const int *token
         res = s->proj;
     }
     be->rmsnorm_forward(s->hidden, s->hidden_rstd, res, m->w.final_norm, rows, C, m->cfg.norm_eps);
-    be->matmul(0, 1, rows, V, C, 1.0f, s->hidden, C, gkd_model_output_weight(m), C, 0.0f, c->logits, V);
+    gkd_model_output_rows(m, s->hidden, rows, c->logits);
     return GKD_OK;
 }
 

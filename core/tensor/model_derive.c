@@ -32,6 +32,10 @@ gkd_status gkd_model_from_layers(gkd_model *src, const int *layers, int n, const
                                  gkd_model **out) {
     *out = NULL;
     if (!src || !layers || !be) return gkd_error_set(GKD_ERR_ARG, "model from layers: NULL argument");
+    if (!gkd_model_params(src))
+        return gkd_error_set(GKD_ERR_ARG, "model from layers: the source's weights are packed (%s): derive from a model "
+                             "with fp32 weights",
+                             gkd_weight_format_name(gkd_model_weight_format(src)));
     gkd_model_config cfg = *gkd_model_get_config(src);
     if (n < 1) return gkd_error_set(GKD_ERR_ARG, "model from layers: no layers chosen");
     for (int i = 0; i < n; i++)

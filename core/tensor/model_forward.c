@@ -57,12 +57,13 @@ static gkd_attn_dims attn_dims(const gkd_model *m, int B, int T, int Tk, int cac
 static void layer_forward(const gkd_model *m, int l, const layer_io *io, int B, int T, int Tk) {
     const gkd_backend *be = m->be;
     const layer_tensors *w = &m->lw[l];
+    const packed_layer p = m->pl ? m->pl[l] : (packed_layer){0};
     const int N = B * T, C = m->cfg.dim, F = m->cfg.hidden_dim, QD = m->q_dim, KVD = m->kv_dim;
     const int W = m->qkv_dim;
     const float eps = m->cfg.norm_eps;
 
     be->rmsnorm_forward(io->ln1, io->ln1_rstd, io->res_in, w->attn_norm, N, C, eps);
-    be->matmul(0, 1, N, W, C, 1.0f, io->ln1, C, w->wq, C, 0.0f, io->qkv, W); /* rows of [wq; wk; wv] */
+    gkd_model_linear(m, w->wq, p.wqkv, io->ln1, N, W, C, io->qkv); /* rows of [wq; wk; wv] */
     be->rope_forward(io->qkv, io->pos, m->rope_cos, m->rope_sin, N, m->cfg.n_heads + m->cfg.n_kv_heads,
                      m->head_dim, W); /* q heads then k heads: adjacent, one pass */
     const float *k = io->qkv + QD, *v = io->qkv + QD + KVD;
@@ -73,13 +74,13 @@ static void layer_forward(const gkd_model *m, int l, const layer_io *io, int B, 
         v = io->v_cache;
     }
     be->attention_forward(io->atty, io->att, io->qkv, k, v, io->pos0, &d);
-    be->matmul(0, 1, N, C, QD, 1.0f, io->atty, QD, w->wo, QD, 0.0f, io->proj, C);
+    gkd_model_linear(m, w->wo, p.wo, io->atty, N, C, QD, io->proj);
     be->residual_forward(io->res_mid, io->res_in, io->proj, (size_t)N * C);
 
     be->rmsnorm_forward(io->ln2, io->ln2_rstd, io->res_mid, w->mlp_norm, N, C, eps);
-    be->matmul(0, 1, N, 2 * F, C, 1.0f, io->ln2, C, w->wgate, C, 0.0f, io->gu, 2 * F); /* [wgate; wup] */
+    gkd_model_linear(m, w->wgate, p.wgu, io->ln2, N, 2 * F, C, io->gu); /* [wgate; wup] */
     be->swiglu_forward(io->swi, io->gu, io->gu + F, N, F, 2 * F);
-    be->matmul(0, 1, N, C, F, 1.0f, io->swi, F, w->wdown, F, 0.0f, io->proj, C);
+    gkd_model_linear(m, w->wdown, p.wdown, io->swi, N, C, F, io->proj);
     be->residual_forward(io->res_out, io->res_mid, io->proj, (size_t)N * C);
 }
 
@@ -118,7 +119,11 @@ void gkd_model_forward_layers(const gkd_model *m, act_set *s, const int *tokens,
         for (int t = 0; t < T; t++) host_pos[(size_t)b * T + t] = (pos0 ? pos0[b] : 0) + t;
     for (int b = 0; at && b < B; b++) host_rows[b] = b * T + at[b];
     be->copy_in(s->tokens, s->host_ints, ((size_t)2 * N + (at ? (size_t)B : 0)) * sizeof(int));
-    be->embedding_forward(s->slots[0].res, s->tokens, m->w.embed, N, m->cfg.dim);
+    if (m->p_embed)
+        be->packed_rows(s->slots[0].res, s->tokens, m->p_embed, m->weight_format, N, m->cfg.vocab_size,
+                        m->cfg.dim);
+    else
+        be->embedding_forward(s->slots[0].res, s->tokens, m->w.embed, N, m->cfg.dim);
     for (int l = 0; l < m->cfg.n_layers; l++) {
         layer_io io = set_layer_io(m, s, l, keep_all);
         if (c) {
@@ -347,6 +352,7 @@ gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targe
     if (st) return st;
     const float *wout = gkd_model_output_weight(m);
     float *dwout = gkd_model_output_weight_grad(m);
+    if ((st = gkd_model_packed_scratch_ensure(m, ce->rows)) != GKD_OK) return st;
     if (dhidden) be->zero(dhidden, (size_t)N * C * sizeof(float));
     double sum = 0.0;
     for (int s0 = 0; s0 < n_rows; s0 += ce->rows) {
@@ -368,7 +374,7 @@ gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targe
         }
         be->copy_in(ce->targets, ce->host_targets, (size_t)R * sizeof(int));
         be->copy_in(ce->weights, ce->host_chunk, (size_t)R * sizeof(float));
-        be->matmul(0, 1, R, V, C, 1.0f, h, C, wout, C, 0.0f, ce->logits, V);
+        gkd_model_output_rows(m, h, R, ce->logits);
         be->crossentropy_forward(ce->loss, ce->lse, ce->logits, ce->targets, ce->weights, R, V);
         be->copy_out(ce->host_chunk, ce->loss, (size_t)R * sizeof(float));
         for (int i = 0; i < R; i++) sum += ce->host_chunk[i];

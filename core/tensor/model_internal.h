@@ -99,12 +99,29 @@ typedef struct {
     size_t host_cap;
 } ce_scratch;
 
+/* One layer's matrices in a packed weight format (core/tensor/weights.h): q,k,v and gate,up fused as in
+ * the fp32 block. */
+typedef struct {
+    const void *wqkv, *wo, *wgu, *wdown;
+} packed_layer;
+
 struct gkd_model {
     gkd_model_config cfg;
     const gkd_backend *be;
     int head_dim, q_dim, kv_dim, qkv_dim;
     size_t num_params;
-    float *params, *grads; /* grads: NULL for an inference model */
+    float *params, *grads; /* grads: NULL for an inference model; params: NULL once packed */
+    /* Packed weights (gkd_model_set_weight_format): the matrices in one device block, the norm weights in
+     * an fp32 block of their own (the norm pointers of w and lw point into it), scratch for the products. */
+    gkd_weight_format weight_format;
+    void *packed;
+    size_t packed_bytes;
+    float *norms;
+    size_t norms_floats;
+    packed_layer *pl;
+    const void *p_embed, *p_out; /* p_out == p_embed when tied */
+    void *packed_scratch;
+    size_t packed_scratch_bytes;
     int inference;
     int n_tensors;
     gkd_tensor_info *tensors;
@@ -142,7 +159,7 @@ void gkd_model_act_set_free(const gkd_backend *be, act_set *s);
 /* GKD_ERR_ARG unless the activations of (B,T,Tk) fit the ops' int rows and size_t buffers. */
 gkd_status gkd_model_check_activations(const gkd_model *m, int B, int T, int Tk, const char *fn);
 /* Makes the set's buffers fit (B,T,Tk), reallocating only when they do not. */
-gkd_status gkd_model_act_set_ensure(const gkd_model *m, act_set *s, int B, int T, int Tk, int n_slots,
+gkd_status gkd_model_act_set_ensure(gkd_model *m, act_set *s, int B, int T, int Tk, int n_slots,
                                     int with_grads);
 /* GKD_ERR_ARG naming the first token outside [0, vocab_size). tokens: (B,T) host. */
 gkd_status gkd_model_check_tokens(const gkd_model *m, const int *tokens, int B, int T, const char *fn);
@@ -153,5 +170,13 @@ void gkd_model_forward_layers(const gkd_model *m, act_set *s, const int *tokens,
                               const int *at, int B, int T, int keep_all, gkd_kv_cache *c);
 /* Rows per chunk of the cross-entropy and of scoring. */
 int gkd_model_ce_chunk_rows(const gkd_model *m);
+/* Makes the packed products' scratch fit N rows (nothing to do for fp32 weights). */
+gkd_status gkd_model_packed_scratch_ensure(gkd_model *m, int N);
+/* y: (N, out) = x: (N, in) W^T in the model's weight format: wf the fp32 matrix, wp the packed one (the
+ * one that is not NULL is used). The packed scratch must fit N rows. */
+void gkd_model_linear(const gkd_model *m, const float *wf, const void *wp, const float *x, int N, int out,
+                      int in, float *y);
+/* logits: (N, V) = hidden: (N, C) W_out^T, in the model's weight format; the packed scratch must fit N. */
+void gkd_model_output_rows(const gkd_model *m, const float *hidden, int N, float *logits);
 
 #endif
