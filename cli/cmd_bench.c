@@ -587,6 +587,48 @@ static gkd_status bench_gkd_step(const gkd_backend *be, int steps, gkd_step_resu
     return st;
 }
 
+/* "distill" (the chunked loss's memory and time) and, on the CPU, "divergence_rows" (exact against float32
+ * rows, and the whole loss): appended to out. Returns 1 when one failed (reported), else 0. */
+static int bench_distill_sections(const gkd_backend *be, int quick, gkd_buf *out) {
+    int rc = 0;
+    {
+        distill_result d = {0};
+        int N = quick ? 512 : 4096;
+        if (bench_distill(be, N, 49152, 64, 128, 128, &d) != GKD_OK) {
+            gkd_cli_error("bench", "distill: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(out,
+                           ",\n  \"distill\": {\"positions\": %d, \"vocab\": 49152, \"chunk\": 128, "
+                           "\"divergence_precision\": \"%s\", \"seconds\": %.4f, "
+                           "\"workspace_bytes\": %zu, \"both_logits_bytes\": %zu, \"workspace_fraction\": %.5f, "
+                           "\"peak_rss_increase_bytes\": %ld, \"peak_rss_fraction\": %.5f}",
+                           N, d.precision, d.seconds, d.workspace_bytes, d.both_logits_bytes,
+                           (double)d.workspace_bytes / (double)d.both_logits_bytes, d.rss_increase_kib * 1024L,
+                           (double)d.rss_increase_kib * 1024.0 / (double)d.both_logits_bytes);
+        }
+    }
+    if (be == gkd_backend_cpu()) {
+        precision_result p = {0};
+        int N = quick ? 16 : 64;
+        if (bench_precision(be, N, quick ? 3 : 5, &p) != GKD_OK) {
+            gkd_cli_error("bench", "divergence precision: %s", gkd_error_message());
+            rc = 1;
+        } else {
+            gkd_buf_printf(out,
+                           ",\n  \"divergence_rows\": {\"positions\": %d, \"vocab\": 49152, \"isa\": \"%s\", "
+                           "\"rows_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"float_rows\": %llu, \"float_rows_handed_to_exact\": %llu, "
+                           "\"note\": \"JSD(0.5) value, gradient and metrics; loss = rows + the logit products "
+                           "(student 64, teacher 128 wide); A B A B medians\"}",
+                           N, p.isa, p.rows_exact, p.rows_float, p.rows_exact / p.rows_float, p.loss_exact,
+                           p.loss_float, p.loss_exact / p.loss_float, p.float_rows, p.handed_to_exact);
+        }
+    }
+    return rc;
+}
+
 int gkd_cmd_bench(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "bench", argc, argv, 2, "json,quick") != 0) return 2;
@@ -634,41 +676,7 @@ int gkd_cmd_bench(int argc, char **argv) {
     gkd_buf_printf(&out, ",\n  \"cores\": %ld", sysconf(_SC_NPROCESSORS_ONLN));
     int rc = 0;
     double sgemm = 0;
-    if (strstr(only, "distill")) {
-        distill_result d = {0};
-        int N = quick ? 512 : 4096;
-        if (bench_distill(be, N, 49152, 64, 128, 128, &d) != GKD_OK) {
-            gkd_cli_error("bench", "distill: %s", gkd_error_message());
-            rc = 1;
-        } else {
-            gkd_buf_printf(&out,
-                           ",\n  \"distill\": {\"positions\": %d, \"vocab\": 49152, \"chunk\": 128, "
-                           "\"divergence_precision\": \"%s\", \"seconds\": %.4f, "
-                           "\"workspace_bytes\": %zu, \"both_logits_bytes\": %zu, \"workspace_fraction\": %.5f, "
-                           "\"peak_rss_increase_bytes\": %ld, \"peak_rss_fraction\": %.5f}",
-                           N, d.precision, d.seconds, d.workspace_bytes, d.both_logits_bytes,
-                           (double)d.workspace_bytes / (double)d.both_logits_bytes, d.rss_increase_kib * 1024L,
-                           (double)d.rss_increase_kib * 1024.0 / (double)d.both_logits_bytes);
-        }
-    }
-    if (strstr(only, "distill") && be == gkd_backend_cpu()) {
-        precision_result p = {0};
-        int N = quick ? 16 : 64;
-        if (bench_precision(be, N, quick ? 3 : 5, &p) != GKD_OK) {
-            gkd_cli_error("bench", "divergence precision: %s", gkd_error_message());
-            rc = 1;
-        } else {
-            gkd_buf_printf(&out,
-                           ",\n  \"divergence_rows\": {\"positions\": %d, \"vocab\": 49152, \"isa\": \"%s\", "
-                           "\"rows_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
-                           "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
-                           "\"float_rows\": %llu, \"float_rows_handed_to_exact\": %llu, "
-                           "\"note\": \"JSD(0.5) value, gradient and metrics; loss = rows + the logit products "
-                           "(student 64, teacher 128 wide); A B A B medians\"}",
-                           N, p.isa, p.rows_exact, p.rows_float, p.rows_exact / p.rows_float, p.loss_exact,
-                           p.loss_float, p.loss_exact / p.loss_float, p.float_rows, p.handed_to_exact);
-        }
-    }
+    if (strstr(only, "distill") && bench_distill_sections(be, quick, &out) != 0) rc = 1;
     if (strstr(only, "sgemm")) {
         sgemm = bench_sgemm(be, quick ? 512 : 2048, reps + 2);
         gkd_buf_printf(&out, ",\n  \"sgemm\": {\"n\": %d, \"gflops\": %.2f}", quick ? 512 : 2048, sgemm);
