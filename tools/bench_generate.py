@@ -27,8 +27,9 @@ Reported per engine and thread count (medians over reps, with the lowest and hig
 - whole_tok_s = tokens(N) / time(N): prompt included (for gkd: the whole process, load included).
 Ratios: gkd / hf and gkd / llama of decode_tok_s (gkd's CLI figure; gkd-lua's beside it).
 
-Versions used for docs/benchmarks.md (2026-12-03): torch 2.11.0 (PyPI), transformers 5.7.0, llama-cpp-python
-0.3.19 (built from the PyPI sdist with CMAKE_ARGS="-DGGML_NATIVE=ON"); printed by the tool.
+Versions used for docs/benchmarks.md (2026-12-03): torch 2.15.0 (PyPI), transformers 5.24.0, llama-cpp-python
+0.3.36 (built from the PyPI sdist: `CMAKE_ARGS="-DGGML_NATIVE=ON" pip install llama-cpp-python==0.3.36`,
+about 20 minutes on 2 busy cores); printed by the tool.
 
 Internal modes: --worker hf|llama MODEL THREADS N SEED PROMPT.
 """

@@ -49,8 +49,10 @@ Where the two do different work (known, not corrected):
 
 Not compared: quality of the trained students (a few steps), memory, GPU.
 
-Versions used for docs/benchmarks.md (2026-12-03): Python 3.11.7, torch 2.11.0 (PyPI, CPU use), transformers
-5.7.0, trl 1.16.0, accelerate 1.13.0, datasets 4.5.0 (the tool prints the versions it ran with).
+Versions used for docs/benchmarks.md (2026-12-03): Python 3.11.7, torch 2.15.0 (PyPI's default wheel,
++cu132, run on the CPU), transformers 5.24.0, trl 1.16.0, accelerate 1.16.0, datasets 5.2.0, tokenizers
+0.23.3: `pip install torch==2.15.0 transformers==5.24.0 accelerate==1.16.0 datasets==5.2.0 trl==1.16.0`.
+The tool prints the versions it ran with.
 
 Internal modes (run by the tool itself): --worker trl DIR LAMBDA STEPS THREADS.
 """
