@@ -229,6 +229,8 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "out", "bench-trl"))
     p.add_argument("--reprepare", action="store_true", help="write the weights and rows again")
     p.add_argument("--json-out", help="also write the JSON here")
+    p.add_argument("--gkd-teacher-weights", default="fp32", choices=("fp32", "bf16", "q8_0"),
+                   help="gkd's teacher weight format (docs/inference-precision.md; TRL's stays float32)")
     p.add_argument("--worker", nargs=5, metavar=("KIND", "DIR", "LAMBDA", "STEPS", "THREADS"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.worker:
@@ -243,7 +245,8 @@ def main():
     shapes = a.shapes.split(",")
     dirs = {s: prepare(a, s) for s in shapes}
     result = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "versions": versions(a.gkd),
-              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_before": os.getloadavg(), "configs": []}
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "load_before": os.getloadavg(),
+              "gkd_teacher_weights": a.gkd_teacher_weights, "configs": []}
     for shape in shapes:
         steps = a.steps or DEFAULTS[shape]["steps"]
         warmup = a.warmup if a.warmup is not None else DEFAULTS[shape]["warmup"]
@@ -259,7 +262,7 @@ def main():
                                 if os.path.exists(db + suffix):
                                     os.remove(db + suffix)
                             cmd = [a.gkd, "run", "--quiet", os.path.join(ROOT, "tools", "bench_trl_gkd.lua"),
-                                   dirs[shape], f"{lmbda:g}", str(steps), db]
+                                   dirs[shape], f"{lmbda:g}", str(steps), db, a.gkd_teacher_weights]
                         else:
                             cmd = [sys.executable, os.path.abspath(__file__), "--worker", "trl", dirs[shape],
                                    f"{lmbda:g}", str(steps), str(threads)]
