@@ -38,29 +38,17 @@ import json
 import os
 import re
 import shlex
-import statistics
 import subprocess
 import sys
 import time
+
+from bench_common import bench_json, summary, thread_env  # noqa: E402 (tools/ is the script dir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = ("Package: vim\nDescription: Vim is an almost compatible version of the UNIX editor Vi. Many new "
           "features have been added: multi level undo, syntax highlighting, command line history,")
 
 
-def thread_env(threads):
-    env = dict(os.environ)
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[k] = str(threads)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
-def bench_json(out):
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            return json.loads(line[len("BENCH_JSON "):])
-    raise RuntimeError("no BENCH_JSON line in:\n" + out[-4000:])
 
 
 def run(cmd, env, log):
@@ -136,9 +124,6 @@ def rates(pairs):
                     "whole_tok_s": full["new_tokens"] / full["seconds"], "new_tokens": full["new_tokens"]})
     return out
 
-
-def summary(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
 def versions(gkd):

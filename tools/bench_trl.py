@@ -64,6 +64,8 @@ import subprocess
 import sys
 import time
 
+from bench_common import bench_json, summary, thread_env  # noqa: E402 (tools/ is the script dir)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {  # steps per run and warm-up steps left out, per shape
     "a": {"steps": 13, "warmup": 3},
@@ -71,19 +73,6 @@ DEFAULTS = {  # steps per run and warm-up steps left out, per shape
 }
 
 
-def thread_env(threads):
-    env = dict(os.environ)
-    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[k] = str(threads)
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
-def bench_json(out):
-    for line in out.splitlines():
-        if line.startswith("BENCH_JSON "):
-            return json.loads(line[len("BENCH_JSON "):])
-    raise RuntimeError("no BENCH_JSON line in:\n" + out[-4000:])
 
 
 def run(cmd, env, log):
@@ -210,9 +199,6 @@ def timed(steps, warmup):
         raise RuntimeError(f"no timed steps: {len(steps)} steps, warm-up {warmup}")
     return statistics.median(s)
 
-
-def summary(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
 def main():
