@@ -33,10 +33,13 @@
 enum {
     TILE_ROWS = 64,       /* output features widened per tile on the portable path */
     ONEDNN_MIN_ROWS = 16, /* fewer rows than this are decoding: own kernels */
-    /* Products under ~4 MFLOP run on the calling thread, as backend_cpu.c's: a decoding step's layer products
-     * are that small, and on a shared machine each parallel region can wait a scheduler slice for its other
-     * thread. The output projection (V x C per row) is split. */
-    PAR_MIN_MACS = 1 << 21,
+    /* Products of at least 2^19 multiply-adds split their output features across the team: a decoding step's
+     * larger layer products (SmolLM2's q/k/v, gate/up, down) are split, which on two idle cores decodes 1.5x
+     * faster than keeping them on one thread (q8_0: 55 against 36 tokens/s); smaller ones stay on the calling
+     * thread. On a machine whose other cores are busy each parallel region waits a scheduler slice for its
+     * other thread (13-16 against 27-28 tokens/s with one core busy): run such a machine with
+     * OMP_NUM_THREADS=1 (docs/inference-precision.md). */
+    PAR_MIN_MACS = 1 << 19,
 };
 
 static struct {
