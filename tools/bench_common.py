@@ -3,6 +3,7 @@ settings both sides run under, the BENCH_JSON line gkd's Lua side prints, and th
 import json
 import os
 import statistics
+import time
 
 
 def thread_env(threads):
@@ -25,3 +26,14 @@ def bench_json(out):
 def summary(values):
     """Median, extremes and the values themselves."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def finish(result, json_out):
+    """Stamps the end time and load on a tool's result, prints it as JSON and writes it to json_out if given."""
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result["load_after"] = os.getloadavg()
+    text = json.dumps(result, indent=1)
+    print(text)
+    if json_out:
+        with open(json_out, "w") as f:
+            f.write(text + "\n")

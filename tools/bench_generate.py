@@ -42,7 +42,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import bench_json, summary, thread_env  # noqa: E402 (tools/ is the script dir)
+from bench_common import bench_json, finish, summary, thread_env  # noqa: E402 (tools/ is the script dir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = ("Package: vim\nDescription: Vim is an almost compatible version of the UNIX editor Vi. Many new "
@@ -223,13 +223,7 @@ def main():
         result["configs"].append(cfg)
         print(f"== threads {threads}: " + ", ".join(f"{e} {v:.1f}" for e, v in med.items()) + " tok/s (decode)",
               file=sys.stderr)
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    result["load_after"] = os.getloadavg()
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(text + "\n")
+    finish(result, a.json_out)
 
 
 if __name__ == "__main__":

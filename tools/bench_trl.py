@@ -64,7 +64,7 @@ import subprocess
 import sys
 import time
 
-from bench_common import bench_json, summary, thread_env  # noqa: E402 (tools/ is the script dir)
+from bench_common import bench_json, finish, summary, thread_env  # noqa: E402 (tools/ is the script dir)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULTS = {  # steps per run and warm-up steps left out, per shape
@@ -277,13 +277,7 @@ def main():
                 c = result["configs"][-1]
                 print(f"== shape {shape} threads {threads} lambda {lmbda:g}: gkd {g['median']:.4f} s, "
                       f"TRL {t['median']:.4f} s, TRL/gkd {c['ratio_trl_over_gkd']:.2f}", file=sys.stderr)
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    result["load_after"] = os.getloadavg()
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.json_out:
-        with open(a.json_out, "w") as f:
-            f.write(text + "\n")
+    finish(result, a.json_out)
 
 
 if __name__ == "__main__":
