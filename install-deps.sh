@@ -2,12 +2,14 @@
 # Installs what gkd needs on Debian 12 (as root, or with sudo available): the compiler, CMake, Lua 5.4,
 # SQLite, OpenBLAS, OpenMP, SLEEF (vector exp/log for the float32 divergence rows) and oneDNN (bf16 products of
 # inference models with reduced-precision weights) from Debian's packages; clang with its sanitizer and libFuzzer runtimes and
-# its OpenMP (the sanitizer and fuzz builds of run-tests.sh, docs/fuzzing.md); and (best effort) the
+# its OpenMP (the sanitizer and fuzz builds of run-tests.sh, docs/fuzzing.md); Slurm with munge and OpenMPI
+# (multi-machine sweeps and data-parallel training, docs/cluster.md: the tests start a one-node Slurm and
+# run mpirun -np 2); and (best effort) the
 # Python packages the tests use as independent references. Safe to run again: it installs only what is
 # missing.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config liblua5.4-dev libsqlite3-dev libopenblas-dev python3 python3-pip xz-utils
-      clang libclang-rt-14-dev libomp-14-dev libsleef-dev libdnnl-dev)
+      clang libclang-rt-14-dev libomp-14-dev libsleef-dev libdnnl-dev slurm-wlm munge openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
