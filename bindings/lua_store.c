@@ -299,6 +299,24 @@ static int store_gc_meta(lua_State *L) {
     return 0;
 }
 
+/* s:merge(path) -> {runs_added, runs_updated, rows_read, skipped} | nil, message: the runs of another store
+ * (a Slurm task's own file) into this one (gkd_store_merge). */
+static int store_merge(lua_State *L) {
+    gkd_lua_store *s = gkd_lua_check_store(L, 1);
+    gkd_store_merge_stats stats;
+    if (gkd_store_merge(s->store, luaL_checkstring(L, 2), &stats) != GKD_OK) return gkd_lua_fail(L);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, stats.runs_added);
+    lua_setfield(L, -2, "runs_added");
+    lua_pushinteger(L, stats.runs_updated);
+    lua_setfield(L, -2, "runs_updated");
+    lua_pushinteger(L, stats.rows_read);
+    lua_setfield(L, -2, "rows_read");
+    lua_pushboolean(L, stats.skipped);
+    lua_setfield(L, -2, "skipped");
+    return 1;
+}
+
 void gkd_lua_open_store(lua_State *L) {
     static const luaL_Reg meta[] = {{"__gc", store_gc_meta},      {"__close", store_gc_meta},
                                     {"__tostring", store_tostring}, {"__index", store_index}, {NULL, NULL}};
@@ -319,6 +337,7 @@ void gkd_lua_open_store(lua_State *L) {
                                        {"checkpoint_latest", store_checkpoint_latest},
                                        {"truncate_after", store_truncate_after},
                                        {"query", store_query},
+                                       {"merge", store_merge},
                                        {NULL, NULL}};
     luaL_newmetatable(L, GKD_LUA_STORE);
     luaL_setfuncs(L, meta, 0);

@@ -50,6 +50,7 @@ int gkd_cmd_resume(int argc, char **argv); /* cli/cmd_run.c */
 int gkd_cmd_runs(int argc, char **argv);   /* cli/cmd_report.c */
 int gkd_cmd_report(int argc, char **argv); /* cli/cmd_report.c */
 int gkd_cmd_export(int argc, char **argv); /* cli/cmd_export.c: gkd export --tensorboard DIR */
+int gkd_cmd_merge(int argc, char **argv);  /* cli/cmd_merge.c: per-point stores into one */
 int gkd_cmd_reward_model(int argc, char **argv); /* cli/cmd_reward_model.c: train | eval | score */
 
 #endif

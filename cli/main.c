@@ -44,6 +44,13 @@ static const command commands[] = {
      "Runs the script that started RUN again, which continues it from its last checkpoint.\n"
      "The run's own sandbox and limit flags apply again; those given here override them.\n",
      NULL},
+    {"merge", gkd_cmd_merge, "gather run stores (a Slurm sweep's per-point databases) into one: gkd merge DIR",
+     "gkd merge DIR|FILE.db... [--db FILE] [--quiet]\n"
+     "Copies the runs of the given stores into the run store (default runs.db) with all their rows. A folder\n"
+     "stands for its *.db files and those of its points/ folder (a sweep's DIR.slurm, docs/cluster.md).\n"
+     "Idempotent: runs are matched by uuid and updated in place, never duplicated; points still running can\n"
+     "be merged and merged again later. A file that is not a gkd store is named and leaves the target as it was.\n",
+     NULL},
     {"runs", gkd_cmd_runs, "list the runs in the database: gkd runs [--db runs.db]",
      "gkd runs [--db FILE | FILE] [--sweep NAME] [--status running|finished|failed|interrupted]\n"
      "Lists the runs of a run store (default runs.db), opened read-only (docs/reports.md).\n",

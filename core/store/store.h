@@ -149,6 +149,21 @@ gkd_status gkd_store_checkpoint_latest(gkd_store *store, int64_t run_id, int64_t
  * transaction. Checkpoint rows are kept: they describe files that still exist. */
 gkd_status gkd_store_truncate_after(gkd_store *store, int64_t run_id, int64_t step);
 
+/* --- merging (core/store/store_merge.c) --- */
+
+typedef struct {
+    int runs_added;   /* runs new to the target */
+    int runs_updated; /* runs the target had from an earlier merge (same uuid), brought up to date */
+    int64_t rows_read; /* rows read from the source, all tables */
+    int skipped;      /* 1: the file holds no store yet (a task that has not started); nothing was merged */
+} gkd_store_merge_stats;
+
+/* Copies the runs of the store at `path` (opened read-only) into `store`, with their metrics, evals,
+ * samples, checkpoints, warnings and sweeps, in one transaction: runs are matched by uuid, so merging
+ * the same file again updates rows in place and never duplicates or renumbers them (store_merge.c's
+ * rules). On failure `store` is unchanged and the message names the file. */
+gkd_status gkd_store_merge(gkd_store *store, const char *path, gkd_store_merge_stats *stats);
+
 /* --- reading --- */
 
 /* One result row, valid only inside the callback. Columns count from 0. */
