@@ -1,7 +1,8 @@
 /* gkd run / sweep / resume: experiment scripts in Lua (bindings/gkd_lua.h, docs/lua-api.md).
  * Rules: a script that does not compile exits 2 with "file:line: message"; a runtime error prints the
  * message and its traceback and exits 1. Options given to the command reach the prelude through
- * gkd.options (db, device, workers, resume, reuse, script, cwd, args, sandbox, worker_flags). SIGINT/SIGTERM ask
+ * gkd.options (db, device, workers, resume, reuse, script, cwd, args, sandbox, worker_flags, exe; for gkd sweep
+ * also point and slurm: docs/cluster.md). SIGINT/SIGTERM ask
  * running trainings to stop at the next step (checkpoint saved, run marked interrupted; a callback still
  * running a second later is interrupted) and the command then exits GKD_LUA_EXIT_INTERRUPTED (3); a
  * second signal a second or more after the first kills. Scripts are trusted code unless --sandbox
@@ -122,6 +123,12 @@ static int limit_flags_from_args(limit_flags *f, gkd_cli_args *a, const char *co
     return 0;
 }
 
+/* gkd sweep --slurm's sbatch options: the command-line name and gkd.options.slurm's key. */
+static const char *const SLURM_RESOURCES[][2] = {{"partition", "partition"},         {"time", "time"},
+                                                 {"gpus-per-task", "gpus_per_task"}, {"cpus-per-task", "cpus_per_task"},
+                                                 {"mem", "mem"},                     {"account", "account"}};
+enum { N_SLURM_RESOURCES = sizeof SLURM_RESOURCES / sizeof SLURM_RESOURCES[0] };
+
 typedef struct {
     const char *db;
     const char *device; /* gkd.options.device: the default device of new and loaded models */
@@ -132,6 +139,10 @@ typedef struct {
     int reuse_stale; /* gkd.options.reuse = "any": reuse stored runs whose configuration differs */
     const char *worker_point; /* a sweep worker: the one point to run */
     long long worker_steps;
+    long long point; /* gkd sweep --point I (a Slurm array task): the point of index I; -1: none */
+    int slurm, slurm_dry_run, slurm_advance;
+    long long slurm_max_parallel; /* 0: no limit */
+    const char *slurm_resources[6]; /* in SLURM_RESOURCES' order; NULL: not given */
     const char *script; /* NULL with -e */
     const char *code;
     int argc;
@@ -160,6 +171,21 @@ static int set_options(lua_State *L, const run_options *o) {
     if (o->reuse_stale) lua_pushliteral(L, "any"), lua_setfield(L, -2, "reuse");
     if (o->worker_point) lua_pushstring(L, o->worker_point), lua_setfield(L, -2, "worker_point");
     if (o->worker_steps > 0) lua_pushinteger(L, o->worker_steps), lua_setfield(L, -2, "worker_steps");
+    if (o->point >= 0 && o->script) lua_pushinteger(L, o->point), lua_setfield(L, -2, "point");
+    if (o->slurm) {
+        lua_createtable(L, 0, 9);
+        for (int k = 0; k < N_SLURM_RESOURCES; k++)
+            if (o->slurm_resources[k]) lua_pushstring(L, o->slurm_resources[k]), lua_setfield(L, -2, SLURM_RESOURCES[k][1]);
+        if (o->slurm_max_parallel > 0) lua_pushinteger(L, o->slurm_max_parallel), lua_setfield(L, -2, "max_parallel");
+        if (o->slurm_dry_run) lua_pushboolean(L, 1), lua_setfield(L, -2, "dry_run");
+        if (o->slurm_advance) lua_pushboolean(L, 1), lua_setfield(L, -2, "advance");
+        lua_setfield(L, -2, "slurm");
+    }
+    {
+        /* sbatch scripts name this binary by its path: array tasks run it on other nodes */
+        char exe[PATH_MAX];
+        if (realpath("/proc/self/exe", exe)) lua_pushstring(L, exe), lua_setfield(L, -2, "exe");
+    }
     if (o->limits.sandbox) lua_pushboolean(L, 1), lua_setfield(L, -2, "sandbox");
     push_worker_flags(L, &o->limits);
     lua_setfield(L, -2, "worker_flags");
@@ -271,6 +297,7 @@ static int run_script(const char *command, const run_options *o, int is_sweep) {
 int gkd_cmd_run(int argc, char **argv) {
     run_options o;
     memset(&o, 0, sizeof o);
+    o.point = -1;
     limit_flags_init(&o.limits);
     int i = 2;
     for (; i < argc; i++) {
@@ -331,13 +358,16 @@ int gkd_cmd_run(int argc, char **argv) {
 
 int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,sandbox") != 0) return 2;
+    if (gkd_cli_parse(&a, "sweep", argc, argv, 2, "quiet,retry-failed,reuse-stale,sandbox,slurm,dry-run,advance,resume") !=
+        0)
+        return 2;
     if (a.n_positional < 1) {
         gkd_cli_usage(stderr, "sweep");
         return 2;
     }
     run_options o;
     memset(&o, 0, sizeof o);
+    o.point = -1;
     limit_flags_init(&o.limits);
     if (limit_flags_from_args(&o.limits, &a, "sweep") != 0) return 2;
     int bad = 0;
@@ -349,8 +379,34 @@ int gkd_cmd_sweep(int argc, char **argv) {
     o.reuse_stale = gkd_cli_flag(&a, "reuse-stale");
     o.worker_point = gkd_cli_str(&a, "worker-point", NULL); /* internal: set by gkd.sweep for its workers */
     o.worker_steps = gkd_cli_int(&a, "worker-steps", 0, &bad);
+    o.point = gkd_cli_int(&a, "point", -1, &bad);
+    o.slurm = gkd_cli_flag(&a, "slurm");
+    o.slurm_dry_run = gkd_cli_flag(&a, "dry-run");
+    o.slurm_advance = gkd_cli_flag(&a, "advance"); /* set by the controller job of a halving rung */
+    o.slurm_max_parallel = gkd_cli_int(&a, "max-parallel", 0, &bad);
+    for (int k = 0; k < N_SLURM_RESOURCES; k++) o.slurm_resources[k] = gkd_cli_str(&a, SLURM_RESOURCES[k][0], NULL);
+    gkd_cli_flag(&a, "resume"); /* a sweep always resumes: finished points are skipped, stopped ones continue */
     o.resume = 1;
     if (bad) return 2;
+    if (o.point < -1) {
+        gkd_cli_error("sweep", "--point must be an index >= 0");
+        return 2;
+    }
+    int slurm_only = o.slurm_dry_run || o.slurm_advance || o.slurm_max_parallel;
+    for (int k = 0; k < N_SLURM_RESOURCES; k++) slurm_only |= o.slurm_resources[k] != NULL;
+    if (slurm_only && !o.slurm) {
+        gkd_cli_error("sweep", "--partition, --time, --gpus-per-task, --cpus-per-task, --mem, --account, --max-parallel, "
+                               "--dry-run and --advance go with --slurm");
+        return 2;
+    }
+    if (o.slurm && (o.point >= 0 || o.worker_point)) {
+        gkd_cli_error("sweep", "--slurm submits the sweep; --point runs one of its points (what each array task does)");
+        return 2;
+    }
+    if (o.slurm_max_parallel < 0 || o.slurm_max_parallel > 1000000) {
+        gkd_cli_error("sweep", "--max-parallel must be in [1, 1000000]");
+        return 2;
+    }
     if (o.workers < 0 || o.workers > 1024) {
         gkd_cli_error("sweep", "--workers must be in [1, 1024]");
         return 2;
@@ -387,6 +443,7 @@ int gkd_cmd_resume(int argc, char **argv) {
     }
     run_options o;
     memset(&o, 0, sizeof o);
+    o.point = -1;
     limit_flags_init(&o.limits);
     limit_flags given; /* this command's; they override the run's own */
     limit_flags_init(&given);

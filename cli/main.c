@@ -36,8 +36,16 @@ static const command commands[] = {
     {"sweep", gkd_cmd_sweep, "run a sweep script with N workers, resumable: gkd sweep SCRIPT.lua [--workers N]",
      "gkd sweep SCRIPT.lua [--workers N] [--db FILE] " DEVICE " [--retry-failed] [--reuse-stale] [--quiet] " LIMITS
      " [args...] [-- args...]\n"
+     "       gkd sweep SCRIPT.lua --slurm [--resume] [--partition P] [--time T] [--gpus-per-task G] [--cpus-per-task C]\n"
+     "           [--mem M] [--account A] [--max-parallel K] [--dry-run] [options above] [-- args...]\n"
+     "       gkd sweep SCRIPT.lua --point I [--db FILE] [options above] [-- args...]\n"
      "Runs a sweep script (gkd.sweep, docs/lua-api.md); finished runs are skipped, stopped ones continue.\n"
-     "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n",
+     "Arguments after \"--\" go to the script as they are, also ones that start with \"--\".\n"
+     "--slurm writes a Slurm job array into DB_DIR/SWEEP.slurm/ (one task per point, each with its own store\n"
+     "points/I.db), submits it with sbatch and prints the job id; --dry-run only writes it. Run again (or with\n"
+     "--resume), it merges the point stores into --db and submits only the unfinished points; successive halving\n"
+     "submits each rung after a controller job (--advance, internal). --point I runs point I alone (what an\n"
+     "array task does). See docs/cluster.md.\n",
      NULL},
     {"resume", gkd_cmd_resume, "continue an interrupted run from its last checkpoint: gkd resume RUN",
      "gkd resume RUN [--db FILE] " DEVICE " [--quiet] [--reuse-stale] " LIMITS "\n"

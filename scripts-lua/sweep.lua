@@ -407,6 +407,387 @@ local function pending(store, sweep_id, points, retry_failed, steps_of)
   return todo, busy, failed
 end
 
+-- Successive halving's survivor rule, the one place it is written (the local rungs and the Slurm
+-- controller both call it): the settings (groups of seeds) are ranked by the mean of the halving metric
+-- over their stored runs, unscored ones last, ties by name; the best ceil(n / eta) are kept, with all
+-- their seeds.
+local function halving_survivors(spec, survivors, results, rung)
+  local h = spec.halving
+  local key, mode = h.metric or "loss", h.mode or "min"
+  local by_group, groups = {}, {}
+  for _, p in ipairs(survivors) do
+    local v = metric_of(results[p.name] and results[p.name].metrics, key)
+    local g = by_group[p.group]
+    if not g then g = { name = p.group, values = {}, points = {} }; by_group[p.group] = g; groups[#groups + 1] = g end
+    g.points[#g.points + 1] = p
+    if type(v) == "number" then g.values[#g.values + 1] = v end
+  end
+  for _, g in ipairs(groups) do
+    g.score = #g.values > 0 and (util.mean_std(g.values)) or nil
+  end
+  table.sort(groups, function(a, b)
+    if a.score == nil then return false end
+    if b.score == nil then return true end
+    if a.score ~= b.score then
+      if mode == "max" then return a.score > b.score end
+      return a.score < b.score
+    end
+    return a.name < b.name
+  end)
+  local keep = math.max(1, math.ceil(#groups / (h.eta or 3)))
+  local kept = {}
+  for gi = 1, keep do
+    for _, p in ipairs(groups[gi].points) do kept[#kept + 1] = p end
+  end
+  say("sweep '%s': rung %d kept %d of %d settings by %s (%s)", spec.name, rung, keep, #groups, key, mode)
+  return kept
+end
+
+-- The steps of each rung of successive halving: min_steps, times eta, ..., up to the configured steps;
+-- { false } (one pass at the configured steps) without halving.
+local function halving_rungs(spec, full_steps)
+  if not spec.halving then return { false } end
+  local h = spec.halving
+  local eta, s = h.eta or 3, h.min_steps or math.max(1, full_steps // 9)
+  local rungs = {}
+  while s < full_steps do rungs[#rungs + 1] = s; s = s * eta end
+  rungs[#rungs + 1] = full_steps
+  return rungs
+end
+
+-- ---- Slurm job arrays (gkd sweep --slurm, docs/cluster.md) ----
+-- Rules: everything a Slurm sweep keeps lives in one folder beside the run store, <db dir>/<sweep>.slurm:
+-- points.tsv (array index -> point name), points/I.db (array task I's own run store: SQLite must not be
+-- shared over NFS, so each task writes only its file), rung-R.sbatch and rung-R.points (the array script
+-- and the points of each rung), controller-R.sbatch, jobs.tsv (what was submitted) and logs/. The run
+-- store is only written by the submitting command and the controller, by merging the point files. What
+-- runs next is decided from the merged store (the same rules as the local sweep) and from squeue (points
+-- whose task is still queued or running are left alone), so submitting again, --resume, and the
+-- controller of a halving rung are one code path.
+
+-- Seconds before its time limit that Slurm sends SIGTERM, so a run stops with a checkpoint (#SBATCH --signal).
+local SLURM_SIGNAL_LEAD = 60
+local SLURM_RESOURCES = { { "partition", "partition" }, { "time", "time" }, { "gpus_per_task", "gpus-per-task" },
+  { "cpus_per_task", "cpus-per-task" }, { "mem", "mem" }, { "account", "account" } }
+
+local function shell_quote(v)
+  return "'" .. (tostring(v):gsub("'", "'\\''")) .. "'"
+end
+
+local function abs_path(path)
+  if path:sub(1, 1) == "/" then return path end
+  return (gkd.options.cwd or ".") .. "/" .. path
+end
+
+local function write_file(path, text)
+  local f, err = io.open(path, "w")
+  if not f then error("gkd.sweep: " .. err, 0) end
+  f:write(text)
+  f:close()
+end
+
+local function read_lines(path)
+  local f = io.open(path, "r")
+  if not f then return nil end
+  local lines = {}
+  for l in f:lines() do lines[#lines + 1] = l end
+  f:close()
+  return lines
+end
+
+-- Runs a shell command line: its exit status and its output (stderr included, for the message).
+local function capture(cmd)
+  local f = io.popen(cmd .. " 2>&1", "r")
+  if not f then return 127, "cannot run: " .. cmd end
+  local out = f:read("a") or ""
+  local ok, _, code = f:close()
+  return ok and 0 or (code or 1), out
+end
+
+-- "0-3,5,7-8": sorted indices as an --array list.
+local function index_ranges(idx)
+  local parts, i = {}, 1
+  while i <= #idx do
+    local j = i
+    while j < #idx and idx[j + 1] == idx[j] + 1 do j = j + 1 end
+    parts[#parts + 1] = i == j and tostring(idx[i]) or (idx[i] .. "-" .. idx[j])
+    i = j + 1
+  end
+  return table.concat(parts, ",")
+end
+
+-- The flags every process of the sweep gets, as the local workers do: device, sandbox and limits, reuse.
+local function inherited_flags(argv)
+  if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
+  for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
+  if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
+  return argv
+end
+
+local function with_script_args(argv)
+  if gkd.options.args and #gkd.options.args > 0 then argv[#argv + 1] = "--" end
+  for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
+  return argv
+end
+
+local function shell_words(argv)
+  local q = {}
+  for i, a in ipairs(argv) do q[i] = shell_quote(a) end
+  return table.concat(q, " ")
+end
+
+local function sbatch_header(ctx, lines, job_name, output, with_resources)
+  lines[#lines + 1] = "#SBATCH --job-name=" .. job_name
+  lines[#lines + 1] = "#SBATCH --output=" .. output
+  lines[#lines + 1] = "#SBATCH --chdir=" .. ctx.cwd
+  for _, r in ipairs(SLURM_RESOURCES) do
+    local v = ctx.slurm[r[1]]
+    if v and (with_resources or r[1] == "partition" or r[1] == "account" or r[1] == "time") then
+      lines[#lines + 1] = "#SBATCH --" .. r[2] .. "=" .. v
+    end
+  end
+end
+
+-- The array script of one rung: task I runs point I into points/I.db, with the exec'd gkd as the batch
+-- shell itself, so that --signal=B:TERM reaches the training (a clean stop with a checkpoint) and a
+-- requeued task continues from that checkpoint.
+local function array_script(ctx, rung, steps)
+  local lines = { "#!/bin/bash",
+    string.format("# Written by gkd sweep --slurm: sweep '%s', rung %d of %d%s. Array task I runs point I",
+      ctx.name, rung, ctx.rungs, steps and string.format(" (%d steps)", steps) or ""),
+    "# (points.tsv) into its own run store points/I.db; gkd merge gathers them (docs/cluster.md)." }
+  sbatch_header(ctx, lines, ctx.job_name, ctx.dir .. "/logs/%A_%a.out", true)
+  lines[#lines + 1] = "#SBATCH --requeue"
+  lines[#lines + 1] = "#SBATCH --open-mode=append"
+  lines[#lines + 1] = "#SBATCH --signal=B:TERM@" .. SLURM_SIGNAL_LEAD
+  lines[#lines + 1] = "set -u"
+  lines[#lines + 1] = ': "${OMP_NUM_THREADS:=${SLURM_CPUS_PER_TASK:-1}}" "${OPENBLAS_NUM_THREADS:=1}"'
+  lines[#lines + 1] = "export OMP_NUM_THREADS OPENBLAS_NUM_THREADS"
+  lines[#lines + 1] = 'i="$SLURM_ARRAY_TASK_ID"'
+  local argv = inherited_flags({})
+  if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
+  argv[#argv + 1] = "--quiet"
+  with_script_args(argv)
+  lines[#lines + 1] = string.format('exec %s sweep %s --point "$i" --db %s"$i".db %s', shell_quote(ctx.exe),
+    shell_quote(ctx.script), shell_quote(ctx.dir .. "/points/"), shell_words(argv))
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- The controller after a halving rung: merges, keeps the survivors and submits the next rung.
+local function controller_script(ctx, rung)
+  local lines = { "#!/bin/bash",
+    string.format("# Written by gkd sweep --slurm: sweep '%s', after rung %d: merges the point stores, keeps", ctx.name, rung),
+    "# the rung's best settings (successive halving) and submits the next rung (docs/cluster.md)." }
+  sbatch_header(ctx, lines, ctx.job_name .. "-next", ctx.dir .. "/logs/controller-%j.out", false)
+  local argv = { "--slurm", "--advance", "--db", ctx.db }
+  for _, r in ipairs(SLURM_RESOURCES) do
+    if ctx.slurm[r[1]] then argv[#argv + 1] = "--" .. r[2]; argv[#argv + 1] = tostring(ctx.slurm[r[1]]) end
+  end
+  if ctx.slurm.max_parallel then argv[#argv + 1] = "--max-parallel"; argv[#argv + 1] = tostring(ctx.slurm.max_parallel) end
+  if gkd.options.retry_failed then argv[#argv + 1] = "--retry-failed" end
+  inherited_flags(argv)
+  with_script_args(argv)
+  lines[#lines + 1] = string.format("exec %s sweep %s %s", shell_quote(ctx.exe), shell_quote(ctx.script), shell_words(argv))
+  return table.concat(lines, "\n") .. "\n"
+end
+
+-- Submits one script; the job id. A dry run only says what it would run.
+local function sbatch(ctx, args, script)
+  local cmd = "sbatch --parsable " .. args .. " " .. shell_quote(script)
+  if ctx.slurm.dry_run then
+    print("dry run, not submitted: " .. cmd)
+    return nil
+  end
+  local code, out = capture(cmd)
+  local job
+  for line in out:gmatch("[^\n]+") do job = line:match("^(%d+)") or job end
+  if code ~= 0 or not job then
+    error(string.format("gkd.sweep: %s failed (exit status %s): %s", cmd, tostring(code), out), 0)
+  end
+  return job
+end
+
+local function slurm_submit(ctx, rung, steps, todo)
+  local idx = {}
+  for _, p in ipairs(todo) do idx[#idx + 1] = ctx.index_of[p.name] end
+  table.sort(idx)
+  local script = ctx.dir .. "/rung-" .. rung .. ".sbatch"
+  write_file(script, array_script(ctx, rung, steps))
+  local array = index_ranges(idx) .. (ctx.slurm.max_parallel and ("%" .. ctx.slurm.max_parallel) or "")
+  local job = sbatch(ctx, "--array=" .. array, script)
+  local log = {}
+  if job then
+    print(string.format("submitted Slurm job %s: sweep '%s', rung %d, %d array task%s (points %s)", job, ctx.name,
+      rung, #idx, #idx == 1 and "" or "s", index_ranges(idx)))
+    log[#log + 1] = string.format("%d\tarray\t%s\t%s\n", rung, job, index_ranges(idx))
+  end
+  if rung < ctx.rungs then
+    local ctl = ctx.dir .. "/controller-" .. rung .. ".sbatch"
+    write_file(ctl, controller_script(ctx, rung))
+    local next_job = sbatch(ctx, "--dependency=afterany:" .. (job or "ARRAY_JOB_ID"), ctl)
+    if next_job then
+      print(string.format("submitted Slurm job %s: the controller of rung %d (after job %s)", next_job, rung, job))
+      log[#log + 1] = string.format("%d\tcontroller\t%s\t-\n", rung, next_job)
+    end
+  end
+  if #log > 0 then
+    local f = assert(io.open(ctx.dir .. "/jobs.tsv", "a"))
+    f:write(table.concat(log))
+    f:close()
+  end
+end
+
+-- Array indices whose task of one of this sweep's jobs is still queued or running: {[index] = job}.
+local function slurm_busy(ctx)
+  local ours = {}
+  for _, l in ipairs(read_lines(ctx.dir .. "/jobs.tsv") or {}) do
+    local job = l:match("^%d+\tarray\t(%d+)")
+    if job then ours[job] = true end
+  end
+  local busy = {}
+  if next(ours) == nil or ctx.slurm.dry_run then return busy end
+  local code, out = capture("squeue -h -r -o '%F %K' -n " .. shell_quote(ctx.job_name))
+  if code ~= 0 then
+    say("gkd.sweep: warning: squeue failed (%s), so no point is taken as still queued or running: %s",
+      tostring(code), out:gsub("%s+$", ""))
+    return busy
+  end
+  for line in out:gmatch("[^\n]+") do
+    local job, task = line:match("^%s*(%d+)%s+(%d+)")
+    if job and ours[job] then busy[tonumber(task)] = job end
+  end
+  return busy
+end
+
+-- Merges every point store there is into the run store; a file that cannot be merged now (busy, half
+-- written, not a store) is named and left for a later merge.
+local function slurm_merge(ctx, db)
+  local store <close> = assert(gkd.store.open(db))
+  local merged, waiting = 0, 0
+  for i = 0, #ctx.points - 1 do
+    local path = ctx.dir .. "/points/" .. i .. ".db"
+    if gkd.sys.exists(path) then
+      local r, err = store:merge(path)
+      if not r then
+        say("gkd.sweep: warning: %s (left for a later merge)", err)
+      elseif r.skipped then
+        waiting = waiting + 1
+      else
+        merged = merged + 1
+      end
+    end
+  end
+  if merged + waiting > 0 then
+    say("sweep '%s': merged %d point stores into %s%s", ctx.name, merged, db,
+      waiting > 0 and string.format(" (%d not started yet)", waiting) or "")
+  end
+end
+
+-- Points still to submit: not finished (with the rung's steps), not failed (unless retry_failed), not
+-- queued or running in Slurm. A point whose task died (left 'running') is submitted again.
+local function slurm_pending(ctx, store, sweep_id, pts, retry_failed, steps_of, busy)
+  local todo, n_busy, failed = {}, 0, 0
+  for _, p in ipairs(pts) do
+    local info = store:run_find(p.name, sweep_id)
+    local need = steps_of and steps_of[p.name]
+    if busy[ctx.index_of[p.name]] then
+      n_busy = n_busy + 1
+    elseif not info then
+      todo[#todo + 1] = p
+    elseif info.status == "finished" and (not need or info.last_step >= need) then
+      -- done
+    elseif info.status == "failed" and not retry_failed then
+      failed = failed + 1
+    else
+      todo[#todo + 1] = p
+    end
+  end
+  return todo, n_busy, failed
+end
+
+-- gkd sweep --slurm: submits what is left of the current rung, or, when the rung is complete, picks the
+-- next rung's points (halving) and submits them. True when the whole sweep is complete.
+local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed, reuse)
+  if not gkd.options.script then
+    error("gkd.sweep: --slurm needs a script file (gkd sweep SCRIPT.lua --slurm): array tasks run it again", 0)
+  end
+  local ctx = { name = spec.name, points = points, slurm = gkd.options.slurm, rungs = #rung_steps,
+    cwd = gkd.options.cwd or ".", db = abs_path(db), script = gkd.options.script, exe = gkd.options.exe or "gkd",
+    job_name = "gkd-" .. spec.name:gsub("[^%w%._%-]", "_"), index_of = {} }
+  ctx.dir = (ctx.db:match("^(.*)/[^/]*$") or ".") .. "/" .. spec.name:gsub("[^%w%._%-]", "_") .. ".slurm"
+  for _, sub in ipairs({ "/points", "/logs" }) do assert(gkd.sys.mkdir(ctx.dir .. sub)) end
+  local names = {}
+  for i, p in ipairs(points) do
+    ctx.index_of[p.name] = i - 1
+    names[i] = (i - 1) .. "\t" .. p.name
+  end
+  write_file(ctx.dir .. "/points.tsv", table.concat(names, "\n") .. "\n")
+  slurm_merge(ctx, db)
+
+  local rung, survivors = 1, points
+  for r = #rung_steps, 1, -1 do
+    local lines = read_lines(ctx.dir .. "/rung-" .. r .. ".points")
+    if lines then
+      rung, survivors = r, {}
+      for _, l in ipairs(lines) do survivors[#survivors + 1] = points[(tonumber(l) or -1) + 1] end
+      break
+    end
+  end
+  local busy = slurm_busy(ctx)
+  while true do
+    local steps = rung_steps[rung]
+    local steps_of
+    if steps then
+      steps_of = {}
+      for _, p in ipairs(survivors) do steps_of[p.name] = steps end
+    end
+    local idx = {}
+    for _, p in ipairs(survivors) do idx[#idx + 1] = ctx.index_of[p.name] end
+    write_file(ctx.dir .. "/rung-" .. rung .. ".points", table.concat(idx, "\n") .. "\n")
+    local store = assert(gkd.store.open(db))
+    if reuse ~= "any" then
+      local ok, err = pcall(check_stale, spec, store, sweep_id, survivors, db, steps_of)
+      if not ok then
+        store:close()
+        error(err, 0)
+      end
+    end
+    local todo, n_busy, failed = slurm_pending(ctx, store, sweep_id, survivors, retry_failed, steps_of, busy)
+    store:close()
+    say("sweep '%s'%s: %d runs, %d to submit, %d finished%s%s", spec.name,
+      steps and string.format(" (rung %d of %d, %d steps)", rung, #rung_steps, steps) or "", #survivors, #todo,
+      #survivors - #todo - n_busy - failed,
+      n_busy > 0 and string.format(", %d queued or running in Slurm", n_busy) or "",
+      failed > 0 and string.format(", %d failed (--retry-failed to run them again)", failed) or "")
+    if #todo > 0 and ctx.slurm.advance then
+      error(string.format("gkd.sweep: %d point%s of rung %d did not finish (a failed task, a time limit or a kill); "
+        .. "gkd sweep %s --resume --slurm submits them again", #todo, #todo == 1 and "" or "s", rung,
+        gkd.options.script), 0)
+    end
+    if #todo > 0 then
+      slurm_submit(ctx, rung, steps, todo)
+      return false
+    end
+    if n_busy > 0 or rung == #rung_steps then return n_busy == 0 end
+    store = assert(gkd.store.open(db))
+    local results = collect(store, sweep_id, survivors)
+    store:close()
+    survivors = halving_survivors(spec, survivors, results, rung)
+    rung = rung + 1
+  end
+end
+
+-- An array task's point store is its own: a run left 'running' there belongs to an earlier task of the
+-- same index that died (killed, node lost; Slurm runs one task per index at a time). It is marked
+-- interrupted, so that this task continues it from its checkpoint.
+local function release_orphan(spec, p, db)
+  local store <close> = assert(gkd.store.open(db))
+  local info = store:run_find(p.name, assert(store:sweep(spec.name)))
+  if info and info.status == "running" then
+    assert(store:run_finish(info.id, "interrupted", "its Slurm task ended without finishing it (killed, or its node was lost)"))
+  end
+end
+
 function gkd.sweep(spec)
   util.check("gkd.sweep", spec, SWEEP_SCHEMA, 2)
   gkd.options.sweeps_run = (gkd.options.sweeps_run or 0) + 1
@@ -417,6 +798,16 @@ function gkd.sweep(spec)
   if not spec.run and not spec.base then error("gkd.sweep: give 'run' (function(settings) -> config) or 'base'", 2) end
   local points = gkd.sweep_points(spec)
   local db = gkd.options.db or spec.db or "runs.db"
+  if gkd.options.point then
+    -- A Slurm array task (or a user): the point of that index, in its own store, then leave.
+    local p = points[gkd.options.point + 1]
+    if not p then
+      error(string.format("gkd.sweep: --point %d: sweep '%s' has points 0 to %d", gkd.options.point, spec.name,
+        #points - 1), 0)
+    end
+    release_orphan(spec, p, db)
+    gkd.options.worker_point = p.name
+  end
   if gkd.options.worker_point then
     -- A worker process: run the one point handed out by the parent, then leave.
     for _, p in ipairs(points) do
@@ -446,15 +837,14 @@ function gkd.sweep(spec)
   store:close()
 
   local survivors = points
-  local rung_steps = { false } -- one pass at the configured steps
-  if spec.halving then
-    local h = spec.halving
-    local eta, s = h.eta or 3, h.min_steps or math.max(1, full_steps // 9)
-    rung_steps = {}
-    while s < full_steps do rung_steps[#rung_steps + 1] = s; s = s * eta end
-    rung_steps[#rung_steps + 1] = full_steps
+  local rung_steps = halving_rungs(spec, full_steps)
+  if gkd.options.slurm then
+    if not slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed, reuse) then
+      return { name = spec.name, sweep_id = sweep_id, submitted = true, runs = {}, summary = {},
+        counts = { total = #points, finished = 0, failed = 0 } }
+    end
   end
-  for rung, steps in ipairs(rung_steps) do
+  for rung, steps in ipairs(gkd.options.slurm and {} or rung_steps) do
     local steps_of
     if spec.halving then
       steps_of = {}
@@ -482,34 +872,7 @@ function gkd.sweep(spec)
       store = assert(gkd.store.open(db))
       local results = collect(store, sweep_id, survivors)
       store:close()
-      local h = spec.halving
-      local key, mode = h.metric or "loss", h.mode or "min"
-      local by_group, groups = {}, {}
-      for _, p in ipairs(survivors) do
-        local v = metric_of(results[p.name] and results[p.name].metrics, key)
-        local g = by_group[p.group]
-        if not g then g = { name = p.group, values = {}, points = {} }; by_group[p.group] = g; groups[#groups + 1] = g end
-        g.points[#g.points + 1] = p
-        if type(v) == "number" then g.values[#g.values + 1] = v end
-      end
-      for _, g in ipairs(groups) do
-        g.score = #g.values > 0 and (util.mean_std(g.values)) or nil
-      end
-      table.sort(groups, function(a, b)
-        if a.score == nil then return false end
-        if b.score == nil then return true end
-        if a.score ~= b.score then
-          if mode == "max" then return a.score > b.score end
-          return a.score < b.score
-        end
-        return a.name < b.name
-      end)
-      local keep = math.max(1, math.ceil(#groups / (h.eta or 3)))
-      survivors = {}
-      for gi = 1, keep do
-        for _, p in ipairs(groups[gi].points) do survivors[#survivors + 1] = p end
-      end
-      say("sweep '%s': rung %d kept %d of %d settings by %s (%s)", spec.name, rung, keep, #groups, key, mode)
+      survivors = halving_survivors(spec, survivors, results, rung)
     end
   end
 
