@@ -460,7 +460,9 @@ end
 -- points.tsv (array index -> point name), points/I.db (array task I's own run store: SQLite must not be
 -- shared over NFS, so each task writes only its file), rung-R.sbatch and rung-R.points (the array script
 -- and the points of each rung), controller-R.sbatch, jobs.tsv (what was submitted) and logs/. The run
--- store is only written by the submitting command and the controller, by merging the point files. What
+-- store (--db) is only written where gkd sweep --slurm and gkd merge are run, by merging the point files;
+-- a halving controller, which runs on a compute node, keeps its own merged copy, <sweep>.controller.db
+-- beside it (one controller runs at a time), so no SQLite file is written from two machines. What
 -- runs next is decided from the merged store (the same rules as the local sweep) and from squeue (points
 -- whose task is still queued or running are left alone), so submitting again, --resume, and the
 -- controller of a halving rung are one code path.
@@ -579,7 +581,7 @@ local function controller_script(ctx, rung)
     string.format("# Written by gkd sweep --slurm: sweep '%s', after rung %d: merges the point stores, keeps", ctx.name, rung),
     "# the rung's best settings (successive halving) and submits the next rung (docs/cluster.md)." }
   sbatch_header(ctx, lines, ctx.job_name .. "-next", ctx.dir .. "/logs/controller-%j.out", false)
-  local argv = { "--slurm", "--advance", "--db", ctx.db }
+  local argv = { "--slurm", "--advance", "--db", ctx.controller_db }
   for _, r in ipairs(SLURM_RESOURCES) do
     if ctx.slurm[r[1]] then argv[#argv + 1] = "--" .. r[2]; argv[#argv + 1] = tostring(ctx.slurm[r[1]]) end
   end
@@ -714,7 +716,8 @@ local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed,
   local ctx = { name = spec.name, points = points, slurm = gkd.options.slurm, rungs = #rung_steps,
     cwd = gkd.options.cwd or ".", db = abs_path(db), script = gkd.options.script, exe = gkd.options.exe or "gkd",
     job_name = "gkd-" .. spec.name:gsub("[^%w%._%-]", "_"), index_of = {} }
-  ctx.dir = (ctx.db:match("^(.*)/[^/]*$") or ".") .. "/" .. spec.name:gsub("[^%w%._%-]", "_") .. ".slurm"
+  local base = (ctx.db:match("^(.*)/[^/]*$") or ".") .. "/" .. spec.name:gsub("[^%w%._%-]", "_")
+  ctx.dir, ctx.controller_db = base .. ".slurm", base .. ".controller.db"
   for _, sub in ipairs({ "/points", "/logs" }) do assert(gkd.sys.mkdir(ctx.dir .. sub)) end
   local names = {}
   for i, p in ipairs(points) do
@@ -734,6 +737,7 @@ local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed,
     end
   end
   local busy = slurm_busy(ctx)
+  local advanced = false
   while true do
     local steps = rung_steps[rung]
     local steps_of
@@ -759,7 +763,9 @@ local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed,
       #survivors - #todo - n_busy - failed,
       n_busy > 0 and string.format(", %d queued or running in Slurm", n_busy) or "",
       failed > 0 and string.format(", %d failed (--retry-failed to run them again)", failed) or "")
-    if #todo > 0 and ctx.slurm.advance then
+    -- the controller leaves the rung it waited for to --resume when some of it did not finish; a rung
+    -- it has just chosen is submitted
+    if #todo > 0 and ctx.slurm.advance and not advanced then
       error(string.format("gkd.sweep: %d point%s of rung %d did not finish (a failed task, a time limit or a kill); "
         .. "gkd sweep %s --resume --slurm submits them again", #todo, #todo == 1 and "" or "s", rung,
         gkd.options.script), 0)
@@ -773,7 +779,7 @@ local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed,
     local results = collect(store, sweep_id, survivors)
     store:close()
     survivors = halving_survivors(spec, survivors, results, rung)
-    rung = rung + 1
+    rung, advanced = rung + 1, true
   end
 end
 
