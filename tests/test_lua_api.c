@@ -417,6 +417,11 @@ static const char SWEEP[] =
     "for _, run in ipairs(hr.runs) do if run.metrics and run.metrics.step == 3 then full = full + 1 end end\n"
     "check(full == 1, 'successive halving trains one setting to the end: ' .. full)\n"
     "check(hr.counts.finished == 3, 'every halving run finished its rung')\n"
+    "local mg = assert(gkd.store.open(tmp .. '/merged.db'))\n"
+    "local mr = assert(mg:merge(tmp .. '/sweep.db'))\n"
+    "check(mr.runs_added == #st:query('SELECT id FROM runs') and mr.runs_updated == 0, 'store:merge copies every run')\n"
+    "check(mg:merge(tmp .. '/sweep.db').runs_updated == mr.runs_added, 'merging again updates them in place')\n"
+    "mg:close()\n"
     "st:close()\n";
 
 /* Every name in gkd_names is documented: docs/lua-api.md contains it in backquotes. */
