@@ -103,8 +103,10 @@ int gkd_cmd_merge(int argc, char **argv) {
             failed++;
         } else if (st.skipped) {
             skipped++;
-            if (!quiet) printf("skipped %s: it holds no run store yet (its task has not started); merge again later\n",
-                               files.paths[i]);
+            if (!quiet)
+                printf(
+                    "skipped %s: it holds no run store yet (its task has not started); merge again later\n",
+                    files.paths[i]);
         } else {
             merged++;
             added += st.runs_added;

@@ -27,12 +27,14 @@ enum { MERGE_SOURCE_BUSY_MS = 5000 };
 static const struct {
     const char *table, *columns;
 } merge_tables[] = {
-    {"runs", "id, name, status, config, seed, code_version, started_at, finished_at, sweep_id, host, pid, error, "
-             "uuid, config_hash, warnings"},
+    {"runs",
+     "id, name, status, config, seed, code_version, started_at, finished_at, sweep_id, host, pid, error, "
+     "uuid, config_hash, warnings"},
     {"sweeps", "id, name, config, created_at"},
     {"metrics", "run_id, step, name, value"},
     {"evals", "run_id, step, split, metric, value"},
-    {"samples", "id, run_id, step, split, prompt, output, reward, n_tokens, student_logprobs, teacher_logprobs"},
+    {"samples",
+     "id, run_id, step, split, prompt, output, reward, n_tokens, student_logprobs, teacher_logprobs"},
     {"checkpoints", "id, run_id, step, path, hash, created_at"},
 };
 enum { MERGE_N_TABLES = sizeof merge_tables / sizeof merge_tables[0] };
@@ -40,14 +42,17 @@ enum { MERGE_N_TABLES = sizeof merge_tables / sizeof merge_tables[0] };
 /* Applied in order inside the target's transaction, after staging. merge_map pairs each source run id
  * with its target id; ranks number samples within (run, step, split) in id order. */
 static const char *const merge_sql[] = {
-    "INSERT INTO main.sweeps (name, config, created_at) SELECT name, config, created_at FROM temp.merge_sweeps "
+    "INSERT INTO main.sweeps (name, config, created_at) SELECT name, config, created_at FROM "
+    "temp.merge_sweeps "
     "WHERE id IN (SELECT sweep_id FROM temp.merge_runs) ORDER BY id ON CONFLICT (name) DO NOTHING",
 
-    "INSERT INTO main.runs (name, status, config, seed, code_version, started_at, finished_at, sweep_id, host, pid, "
+    "INSERT INTO main.runs (name, status, config, seed, code_version, started_at, finished_at, sweep_id, "
+    "host, pid, "
     "error, uuid, config_hash, warnings) "
     "SELECT r.name, r.status, r.config, r.seed, r.code_version, r.started_at, r.finished_at, "
     "(SELECT m.id FROM main.sweeps m JOIN temp.merge_sweeps s ON s.name = m.name WHERE s.id = r.sweep_id), "
-    "r.host, r.pid, r.error, r.uuid, r.config_hash, r.warnings FROM temp.merge_runs r WHERE r.uuid IS NOT NULL "
+    "r.host, r.pid, r.error, r.uuid, r.config_hash, r.warnings FROM temp.merge_runs r WHERE r.uuid IS NOT "
+    "NULL "
     "ORDER BY r.id ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, status = excluded.status, "
     "config = excluded.config, seed = excluded.seed, code_version = excluded.code_version, "
     "started_at = excluded.started_at, finished_at = excluded.finished_at, sweep_id = excluded.sweep_id, "
@@ -55,41 +60,55 @@ static const char *const merge_sql[] = {
     "warnings = excluded.warnings",
 
     "DELETE FROM temp.merge_map",
-    "INSERT INTO temp.merge_map (src, dst) SELECT r.id, m.id FROM temp.merge_runs r JOIN main.runs m ON m.uuid = r.uuid",
+    "INSERT INTO temp.merge_map (src, dst) SELECT r.id, m.id FROM temp.merge_runs r JOIN main.runs m ON "
+    "m.uuid = r.uuid",
 
     "DELETE FROM main.metrics WHERE run_id IN (SELECT dst FROM temp.merge_map) AND NOT EXISTS (SELECT 1 FROM "
     "temp.merge_metrics s JOIN temp.merge_map p ON p.src = s.run_id WHERE p.dst = metrics.run_id AND "
     "s.name = metrics.name AND s.step = metrics.step)",
     "INSERT INTO main.metrics (run_id, step, name, value) SELECT p.dst, s.step, s.name, s.value FROM "
-    "temp.merge_metrics s JOIN temp.merge_map p ON p.src = s.run_id WHERE true ON CONFLICT (run_id, name, step) "
+    "temp.merge_metrics s JOIN temp.merge_map p ON p.src = s.run_id WHERE true ON CONFLICT (run_id, name, "
+    "step) "
     "DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
 
     "DELETE FROM main.evals WHERE run_id IN (SELECT dst FROM temp.merge_map) AND NOT EXISTS (SELECT 1 FROM "
     "temp.merge_evals s JOIN temp.merge_map p ON p.src = s.run_id WHERE p.dst = evals.run_id AND "
     "s.split = evals.split AND s.metric = evals.metric AND s.step = evals.step)",
-    "INSERT INTO main.evals (run_id, step, split, metric, value) SELECT p.dst, s.step, s.split, s.metric, s.value "
+    "INSERT INTO main.evals (run_id, step, split, metric, value) SELECT p.dst, s.step, s.split, s.metric, "
+    "s.value "
     "FROM temp.merge_evals s JOIN temp.merge_map p ON p.src = s.run_id WHERE true "
-    "ON CONFLICT (run_id, split, metric, step) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+    "ON CONFLICT (run_id, split, metric, step) DO UPDATE SET value = excluded.value WHERE value IS NOT "
+    "excluded.value",
 
-    "DELETE FROM main.checkpoints WHERE run_id IN (SELECT dst FROM temp.merge_map) AND NOT EXISTS (SELECT 1 FROM "
+    "DELETE FROM main.checkpoints WHERE run_id IN (SELECT dst FROM temp.merge_map) AND NOT EXISTS (SELECT 1 "
+    "FROM "
     "temp.merge_checkpoints s JOIN temp.merge_map p ON p.src = s.run_id WHERE p.dst = checkpoints.run_id AND "
     "s.step = checkpoints.step AND s.path = checkpoints.path)",
-    "INSERT INTO main.checkpoints (run_id, step, path, hash, created_at) SELECT p.dst, s.step, s.path, s.hash, "
-    "s.created_at FROM temp.merge_checkpoints s JOIN temp.merge_map p ON p.src = s.run_id WHERE true ORDER BY s.id "
+    "INSERT INTO main.checkpoints (run_id, step, path, hash, created_at) SELECT p.dst, s.step, s.path, "
+    "s.hash, "
+    "s.created_at FROM temp.merge_checkpoints s JOIN temp.merge_map p ON p.src = s.run_id WHERE true ORDER "
+    "BY s.id "
     "ON CONFLICT (run_id, step, path) DO UPDATE SET hash = excluded.hash, created_at = excluded.created_at "
     "WHERE hash IS NOT excluded.hash OR created_at IS NOT excluded.created_at",
 
-    /* Samples have no natural key: the k-th sample of (step, split) in the source is the k-th in the target. */
+    /* Samples have no natural key: the k-th sample of (step, split) in the source is the k-th in the target.
+     */
     "DELETE FROM temp.merge_sample_src",
-    "INSERT INTO temp.merge_sample_src SELECT p.dst, s.step, s.split, row_number() OVER (PARTITION BY s.run_id, "
-    "s.step, s.split ORDER BY s.id), s.id FROM temp.merge_samples s JOIN temp.merge_map p ON p.src = s.run_id",
+    "INSERT INTO temp.merge_sample_src SELECT p.dst, s.step, s.split, row_number() OVER (PARTITION BY "
+    "s.run_id, "
+    "s.step, s.split ORDER BY s.id), s.id FROM temp.merge_samples s JOIN temp.merge_map p ON p.src = "
+    "s.run_id",
     "DELETE FROM temp.merge_sample_dst",
-    "INSERT INTO temp.merge_sample_dst SELECT run_id, step, split, row_number() OVER (PARTITION BY run_id, step, "
+    "INSERT INTO temp.merge_sample_dst SELECT run_id, step, split, row_number() OVER (PARTITION BY run_id, "
+    "step, "
     "split ORDER BY id), id FROM main.samples WHERE run_id IN (SELECT dst FROM temp.merge_map)",
-    "DELETE FROM main.samples WHERE id IN (SELECT d.id FROM temp.merge_sample_dst d WHERE NOT EXISTS (SELECT 1 FROM "
-    "temp.merge_sample_src s WHERE s.run_id = d.run_id AND s.step = d.step AND s.split = d.split AND s.k = d.k))",
+    "DELETE FROM main.samples WHERE id IN (SELECT d.id FROM temp.merge_sample_dst d WHERE NOT EXISTS (SELECT "
+    "1 FROM "
+    "temp.merge_sample_src s WHERE s.run_id = d.run_id AND s.step = d.step AND s.split = d.split AND s.k = "
+    "d.k))",
     "UPDATE main.samples SET prompt = v.prompt, output = v.output, reward = v.reward, n_tokens = v.n_tokens, "
-    "student_logprobs = v.student_logprobs, teacher_logprobs = v.teacher_logprobs FROM (SELECT d.id AS target, "
+    "student_logprobs = v.student_logprobs, teacher_logprobs = v.teacher_logprobs FROM (SELECT d.id AS "
+    "target, "
     "x.* FROM temp.merge_sample_dst d JOIN temp.merge_sample_src s USING (run_id, step, split, k) "
     "JOIN temp.merge_samples x ON x.id = s.id) AS v WHERE samples.id = v.target AND (samples.prompt IS NOT "
     "v.prompt OR samples.output IS NOT v.output OR samples.reward IS NOT v.reward OR samples.n_tokens IS NOT "
@@ -97,8 +116,10 @@ static const char *const merge_sql[] = {
     "v.teacher_logprobs)",
     "INSERT INTO main.samples (run_id, step, split, prompt, output, reward, n_tokens, student_logprobs, "
     "teacher_logprobs) SELECT s.run_id, x.step, x.split, x.prompt, x.output, x.reward, x.n_tokens, "
-    "x.student_logprobs, x.teacher_logprobs FROM temp.merge_sample_src s JOIN temp.merge_samples x ON x.id = s.id "
-    "WHERE NOT EXISTS (SELECT 1 FROM temp.merge_sample_dst d WHERE d.run_id = s.run_id AND d.step = s.step AND "
+    "x.student_logprobs, x.teacher_logprobs FROM temp.merge_sample_src s JOIN temp.merge_samples x ON x.id = "
+    "s.id "
+    "WHERE NOT EXISTS (SELECT 1 FROM temp.merge_sample_dst d WHERE d.run_id = s.run_id AND d.step = s.step "
+    "AND "
     "d.split = s.split AND d.k = s.k) ORDER BY x.id",
 };
 
@@ -120,7 +141,8 @@ static gkd_status merge_exec(sqlite3 *db, const char *sql, const char *path, con
 static gkd_status merge_stage_tables(gkd_store *s, const char *path) {
     char sql[512];
     for (int t = 0; t < MERGE_N_TABLES; t++) {
-        snprintf(sql, sizeof sql, "CREATE TEMP TABLE IF NOT EXISTS merge_%s AS SELECT %s FROM main.%s WHERE 0",
+        snprintf(sql, sizeof sql,
+                 "CREATE TEMP TABLE IF NOT EXISTS merge_%s AS SELECT %s FROM main.%s WHERE 0",
                  merge_tables[t].table, merge_tables[t].columns, merge_tables[t].table);
         gkd_status st = merge_exec(s->db, sql, path, "creating the staging tables");
         if (st != GKD_OK) return st;
@@ -154,8 +176,8 @@ static gkd_status merge_stage(gkd_store *target, sqlite3 *src, int t, const char
     sqlite3_stmt *read = NULL, *write = NULL;
     gkd_status st = GKD_OK;
     if (sqlite3_prepare_v2(src, select, -1, &read, NULL) != SQLITE_OK) {
-        st = gkd_error_set(GKD_ERR_FORMAT, "merging '%s': reading its %s table: %s", path, merge_tables[t].table,
-                           sqlite3_errmsg(src));
+        st = gkd_error_set(GKD_ERR_FORMAT, "merging '%s': reading its %s table: %s", path,
+                           merge_tables[t].table, sqlite3_errmsg(src));
     } else if (sqlite3_prepare_v2(target->db, insert, -1, &write, NULL) != SQLITE_OK) {
         st = merge_fail(target->db, path, "staging rows");
     }
@@ -199,7 +221,8 @@ static int merge_not_started(const char *path) {
 }
 
 gkd_status gkd_store_merge(gkd_store *s, const char *path, gkd_store_merge_stats *stats) {
-    if (!s || !path || !stats) return gkd_error_set(GKD_ERR_ARG, "gkd_store_merge: need a store, a path and stats");
+    if (!s || !path || !stats)
+        return gkd_error_set(GKD_ERR_ARG, "gkd_store_merge: need a store, a path and stats");
     memset(stats, 0, sizeof *stats);
     if (s->readonly)
         return gkd_error_set(GKD_ERR_ARG, "run store '%s' is open read-only: cannot merge into it", s->path);
@@ -212,7 +235,8 @@ gkd_status gkd_store_merge(gkd_store *s, const char *path, gkd_store_merge_stats
     gkd_status st = gkd_store_flush(s);
     if (st != GKD_OK) return st;
     gkd_store *src = NULL;
-    if ((st = gkd_store_open_readonly(path, &src)) != GKD_OK) return gkd_error_prefix(st, "merging '%s'", path);
+    if ((st = gkd_store_open_readonly(path, &src)) != GKD_OK)
+        return gkd_error_prefix(st, "merging '%s'", path);
     sqlite3_busy_timeout(src->db, MERGE_SOURCE_BUSY_MS);
 
     if ((st = merge_exec(s->db, "BEGIN IMMEDIATE", s->path, "starting the merge transaction")) != GKD_OK) {
@@ -222,17 +246,19 @@ gkd_status gkd_store_merge(gkd_store *s, const char *path, gkd_store_merge_stats
     /* one snapshot of the source for all its tables */
     st = merge_exec(src->db, "BEGIN", path, "starting a read transaction");
     if (st == GKD_OK) st = merge_stage_tables(s, path);
-    for (int t = 0; st == GKD_OK && t < MERGE_N_TABLES; t++) st = merge_stage(s, src->db, t, path, &stats->rows_read);
+    for (int t = 0; st == GKD_OK && t < MERGE_N_TABLES; t++)
+        st = merge_stage(s, src->db, t, path, &stats->rows_read);
     sqlite3_exec(src->db, "COMMIT", NULL, NULL, NULL);
     gkd_store_close(src);
 
     int64_t before = 0;
     sqlite3_stmt *count = NULL;
     if (st == GKD_OK) {
-        if (sqlite3_prepare_v2(s->db,
-                               "SELECT count(*) FROM temp.merge_runs r WHERE EXISTS (SELECT 1 FROM main.runs m "
-                               "WHERE m.uuid = r.uuid)",
-                               -1, &count, NULL) == SQLITE_OK &&
+        if (sqlite3_prepare_v2(
+                s->db,
+                "SELECT count(*) FROM temp.merge_runs r WHERE EXISTS (SELECT 1 FROM main.runs m "
+                "WHERE m.uuid = r.uuid)",
+                -1, &count, NULL) == SQLITE_OK &&
             sqlite3_step(count) == SQLITE_ROW)
             before = sqlite3_column_int64(count, 0);
         else
