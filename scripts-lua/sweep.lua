@@ -11,6 +11,9 @@
 -- calling process. A stop signal reaches the workers too (gkd.sys.spawn's children get it forwarded):
 -- the parent starts no more, waits for them to stop at their next step, and the sweep is resumable. A
 -- worker whose run was interrupted exits with status 3 (GKD_LUA_EXIT_INTERRUPTED).
+-- On Slurm (--slurm) the points are array tasks instead (`gkd sweep SCRIPT --point I`), each with its own
+-- store, merged into the sweep's (see "Slurm job arrays" below and docs/cluster.md); successive halving
+-- keeps its survivors by one rule, halving_survivors, locally and in the Slurm controller.
 local gkd = ...
 local util = gkd.util
 

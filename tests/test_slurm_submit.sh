@@ -62,7 +62,7 @@ runs_of() {
 check "--partition without --slurm is a usage error" [ $? -eq 2 ]
 check "... that says --slurm" grep -q "go with --slurm" e.txt
 "$bin" sweep sweep.lua --slurm --dry-run --partition gpu --time 0:30:00 --gpus-per-task 1 --cpus-per-task 2 --mem 4G \
-  --account proj --max-parallel 2 --memory-limit 512 --db runs.db -- 4 sb >dry.txt 2>dry_err.txt
+  --account proj --max-parallel 2 --sandbox --memory-limit 512 --db runs.db -- 4 sb >dry.txt 2>dry_err.txt
 check "--dry-run exits 0 ($(tail -n 2 dry_err.txt))" [ $? -eq 0 ]
 check "--dry-run submits nothing" [ ! -e sbatch.log ]
 check "--dry-run shows the sbatch command" grep -q "dry run, not submitted: sbatch --parsable --array=0-2%2 " dry.txt
@@ -70,8 +70,8 @@ for line in "--partition=gpu" "--time=0:30:00" "--gpus-per-task=1" "--cpus-per-t
   "--requeue" "--signal=B:TERM@60" "--output=$tmp/sb.slurm/logs/%A_%a.out" "--chdir=$tmp"; do
   check "the array script says #SBATCH $line" grep -qx -- "#SBATCH $line" sb.slurm/rung-1.sbatch
 done
-check "each task gets the limit flags and the script's arguments" \
-  grep -q -- "--point \"\$i\" --db '$tmp/sb.slurm/points/'\"\$i\".db '--memory-limit' '512' '--quiet' '--' '4' 'sb'" sb.slurm/rung-1.sbatch
+check "each task gets the sandbox and limit flags and the script's arguments" \
+  grep -q -- "--point \"\$i\" --db '$tmp/sb.slurm/points/'\"\$i\".db '--sandbox' '--memory-limit' '512' '--quiet' '--' '4' 'sb'" sb.slurm/rung-1.sbatch
 check "points.tsv names the points by index" grep -qx "2	sb/lr=0.01,seed=1" sb.slurm/points.tsv
 
 # 2. submit; tasks 0 and 1 run (1 fails), task 2 still queued: only what is left is submitted again
