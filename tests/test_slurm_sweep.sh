@@ -50,7 +50,7 @@ if command -v mungekey >/dev/null; then mungekey -c -k "$tmp/munge.key" -b 1024 
 chmod 600 munge.key
 munged --force --socket="$tmp/munge.sock" --key-file="$tmp/munge.key" --log-file="$tmp/munged.log" \
   --pid-file="$tmp/munged.pid" --seed-file="$tmp/munged.seed" || skip "munged did not start"
-host=$(hostname -s)
+host=$(hostname -s 2>/dev/null || uname -n | cut -d. -f1)
 cat >slurm.conf <<EOF
 ClusterName=gkdtest$$
 SlurmctldHost=$host(127.0.0.1)
