@@ -653,8 +653,11 @@ local function slurm_busy(ctx)
   if next(ours) == nil or ctx.slurm.dry_run then return busy end
   local code, out = capture("squeue -h -r -o '%F %K' -n " .. shell_quote(ctx.job_name))
   if code ~= 0 then
-    say("gkd.sweep: warning: squeue failed (%s), so no point is taken as still queued or running: %s",
+    -- Submitting a point whose task still runs would give its store two writers: without squeue, every
+    -- point the store says is running counts as running.
+    say("gkd.sweep: warning: squeue failed (%s), so every point stored as running is taken as still running: %s",
       tostring(code), out:gsub("%s+$", ""))
+    ctx.squeue_failed = true
     return busy
   end
   for line in out:gmatch("[^\n]+") do
@@ -689,13 +692,14 @@ local function slurm_merge(ctx, db)
 end
 
 -- Points still to submit: not finished (with the rung's steps), not failed (unless retry_failed), not
--- queued or running in Slurm. A point whose task died (left 'running') is submitted again.
+-- queued or running in Slurm. A point whose task died (left 'running') is submitted again, unless squeue
+-- could not say.
 local function slurm_pending(ctx, store, sweep_id, pts, retry_failed, steps_of, busy)
   local todo, n_busy, failed = {}, 0, 0
   for _, p in ipairs(pts) do
     local info = store:run_find(p.name, sweep_id)
     local need = steps_of and steps_of[p.name]
-    if busy[ctx.index_of[p.name]] then
+    if busy[ctx.index_of[p.name]] or (ctx.squeue_failed and info and info.status == "running") then
       n_busy = n_busy + 1
     elseif not info then
       todo[#todo + 1] = p

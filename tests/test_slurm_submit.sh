@@ -92,6 +92,22 @@ check "the merged store has the failure and its message" grep -q "this point fai
 : >squeue.out
 "$bin" sweep sweep.lua --slurm --resume --db runs.db -- 4 sb >s3.txt 2>s3_err.txt
 check "the task that left the queue without a store is submitted again, alone" grep -q "(points 2)" s3.txt
+# squeue failing: a point stored as running is not submitted again (its task may still write its store)
+# set_status DB STATUS: of the store's only run
+set_status() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1]))
+    local id = s:query("SELECT id FROM runs")[1].id
+    assert(arg[2] == "running" and s:run_resume(id) or s:run_finish(id, arg[2]))' "$1" "$2"
+}
+set_status sb.slurm/points/0.db running
+printf '#!/bin/bash\necho "squeue: error: cannot reach the controller" >&2\nexit 1\n' >fake/squeue
+"$bin" sweep sweep.lua --slurm --resume --db runs.db -- 4 sb >s3b.txt 2>s3b_err.txt
+check "without squeue a point stored as running is not resubmitted ($(cat s3b_err.txt))" \
+  grep -q "3 runs, 1 to submit, 0 finished, 1 queued or running in Slurm, 1 failed" s3b_err.txt
+check "... and squeue's failure is reported" grep -q "squeue failed" s3b_err.txt
+printf '#!/bin/bash\ncat "%s/squeue.out" 2>/dev/null\n' "$tmp" >fake/squeue
+set_status sb.slurm/points/0.db finished
 "$bin" sweep sweep.lua --slurm --resume --retry-failed --db runs.db -- 4 sb >s4.txt 2>s4_err.txt
 check "--retry-failed submits the failed point too" grep -q "(points 1-2)" s4.txt
 task sb.slurm 1
