@@ -21,9 +21,13 @@ static gkd_status trainer_save(void *self, const char *dir) {
 
 gkd_status gkd_trainer_run_hooked(gkd_trainer *t, const gkd_run_hooks *hooks, gkd_run_result *result) {
     const gkd_train_config *c = gkd_trainer_get_config(t);
+    /* Rank 0 alone evaluates and writes checkpoints (every rank holds the same weights). */
+    int writer = gkd_dist_rank(c->dist) == 0;
     const gkd_run_target target = {t, trainer_step, trainer_current_step,
-                                   gkd_trainer_has_held_out(t) ? trainer_evaluate : NULL, trainer_save};
-    const gkd_run_plan plan = {c->steps, c->eval_every, c->checkpoint_every, c->checkpoint_dir, c->checkpoint_keep};
+                                   writer && gkd_trainer_has_held_out(t) ? trainer_evaluate : NULL,
+                                   writer ? trainer_save : NULL};
+    const gkd_run_plan plan = {c->steps,          c->eval_every,      c->checkpoint_every,
+                               c->checkpoint_dir, c->checkpoint_keep, c->dist};
     return gkd_run_loop(&target, &plan, hooks, result);
 }
 

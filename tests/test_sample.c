@@ -447,11 +447,11 @@ static void test_bad_input(gkd_model *m) {
 static void test_nonfinite_row(void) {
     enum { N = 50 };
     const float bad[] = {NAN, INFINITY, -INFINITY};
-    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1},
-                                      {1.0f, 5, 1.0f, 1, -1},
-                                      {1.0f, 0, 0.9f, 1, -1},
-                                      {0.7f, 5, 0.9f, 1, -1},
-                                      {1.0f, 0, 1.0f, 1, -1}};
+    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1, 0},
+                                      {1.0f, 5, 1.0f, 1, -1, 0},
+                                      {1.0f, 0, 0.9f, 1, -1, 0},
+                                      {0.7f, 5, 0.9f, 1, -1, 0},
+                                      {1.0f, 0, 1.0f, 1, -1, 0}};
     float x[N], probs[N], lp;
     int order[N], wrong = 0, cases = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -480,7 +480,7 @@ static void test_nonfinite_row(void) {
 static void test_nonfinite_model(void) {
     const float weights[] = {NAN, 1e14f};
     const gkd_sample_config cfgs[] = {
-        {1.0f, 5, 1.0f, NEW, -1}, {0.0f, 0, 1.0f, NEW, -1}, {1.0f, 0, 0.9f, NEW, -1}};
+        {1.0f, 5, 1.0f, NEW, -1, 0}, {0.0f, 0, 1.0f, NEW, -1, 0}, {1.0f, 0, 0.9f, NEW, -1, 0}};
     for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
         gkd_model *m = make_model();
         float *p = gkd_model_params(m);
