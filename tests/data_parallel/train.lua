@@ -1,0 +1,20 @@
+-- gkd run train.lua RUN DB [BATCH]: one small run for tests/test_data_parallel.sh, the same whether one
+-- process or mpirun's ranks run it. RUN picks the method: sft, supervised_kd, gkd (on-policy, lambda 1),
+-- gkd_half (lambda 0.5: the coin falls both ways within its steps), token (token normalisation), imitkd
+-- (one coin per row: ranks hold different numbers of on-policy rows). References are cut at 24 tokens and
+-- samples at 8, so rows differ in length and the two normalisations differ.
+local run, db, batch = arg[1], arg[2], tonumber(arg[3] or 4)
+local task = assert(gkd.task.summarize{max_examples = 40})
+local tok = gkd.tokenizer.train{task = task, vocab = 300}
+local function model(seed)
+  return gkd.model.new{layers = 2, dim = 32, heads = 4, tokenizer = tok, max_seq_len = 96, seed = seed}
+end
+local cfg = {name = run, task = task, student = model(1), steps = 6, batch = batch, max_new_tokens = 8, max_target = 24,
+  max_prompt = 64, db = db, eval = {examples = 4}, checkpoint = {dir = db .. ".checkpoints/" .. run},
+  quiet = true, lr = 1e-3}
+if run == "gkd_half" then cfg.method, cfg.lambda = "gkd", 0.5
+elseif run == "token" then cfg.method, cfg.norm = "supervised_kd", "token"
+else cfg.method = run end
+if cfg.method ~= "sft" then cfg.teacher = model(7) end
+local r = gkd.run(cfg)
+io.write(string.format("rank %d of %d: %s finished at step %s\n", gkd.dist.rank(), gkd.dist.size(), run, tostring(r.step)))
