@@ -513,16 +513,20 @@ gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total) {
 gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double temperature, gkd_step_stats *stats,
                                   long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size, K = c->group_size, G = B / K;
+    /* Every rank draws the whole batch's prompts; it samples, scores and trains its shard [lo, lo + B). */
+    int B_all = c->batch_size, K = c->group_size, G = B_all / K;
+    int B = B_all / gkd_dist_size(c->dist), lo = gkd_dist_rank(c->dist) * B;
     if (!(temperature > 0))
         return gkd_error_set(GKD_ERR_ARG, "temperature is %g at step %lld: with a reward it must be > 0", temperature,
                              (long long)t->step);
     gkd_data_order_next(&t->order, t->rl_prompts, G);
     for (int g = 0; g < G; g++)
         for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
+    if (lo > 0) memmove(t->idx, t->idx + lo, (size_t)B * sizeof *t->idx);
     double t0 = gkd_trainer_now();
-    gkd_status st = gkd_trainer_generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
-                                         GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+    gkd_status st = gkd_trainer_generate_strided(t, t->student, t->train, t->idx, B, (float)temperature,
+                                                 c->max_new_tokens, GKD_RNG_STREAM_SAMPLE,
+                                                 micro_step * (uint64_t)B_all * (uint64_t)c->max_new_tokens + lo, B_all);
     if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
     stats->t_generate += gkd_trainer_now() - t0;
     if ((st = gkd_trainer_score_samples(t, B, out_total)) != GKD_OK) return st;
@@ -546,7 +550,7 @@ gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double te
 static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
                                 double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size, K = c->group_size, G = B / K;
+    int B_all = c->batch_size, B = B_all / gkd_dist_size(c->dist); /* the batch, this rank's shard */
     gkd_status st = gkd_trainer_rl_rollout(t, micro_step, temperature, stats, tokens, out_total);
     if (st != GKD_OK) return st;
     int T = t->batch.T;
@@ -566,20 +570,22 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         return st;
     gkd_pg_config pc = {.alpha = alpha, .normalize = c->normalize_advantages,
                         .score_function = c->divergence_score_function, .norm = c->norm};
-    if ((st = gkd_pg_weights(&t->baselines, &pc, t->rewards, t->row_div, t->batch.mask, G, K, T, t->advantages,
-                             t->returns, t->pg_weight)) != GKD_OK)
-        return st;
+    double share, token_share;
+    if ((st = gkd_trainer_batch_share(t, B, T, &share, &token_share)) != GKD_OK) return st;
+    /* the batch's rewards, returns and advantages (all ranks'), this shard's weights divided by share */
+    if ((st = gkd_trainer_dist_pg_weights(t, &pc, B, T, share)) != GKD_OK) return st;
     double mean_r = 0, mean_ret = 0, var = 0;
-    for (int b = 0; b < B; b++) {
-        mean_r += t->rewards[b] / B;
-        mean_ret += t->returns[b] / B;
-        var += t->advantages[b] * t->advantages[b] / B;
+    for (int b = 0; b < B_all; b++) {
+        mean_r += t->rewards[b] / B_all;
+        mean_ret += t->returns[b] / B_all;
+        var += t->advantages[b] * t->advantages[b] / B_all;
     }
     gkd_distill_extra ex = {.div_scale = (float)alpha, .targets = t->batch.targets, .pg_weight = t->pg_weight,
                             .pg_temperature = (float)temperature};
-    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &ex, t->dhidden,
-                                  gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
+    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, (float)share, &ex,
+                                  t->dhidden, gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
         return st;
+    gkd_trainer_scale_distill_stats(&ds, share);
     double loss = ds.loss;
     double kl_coef = 0;
     if ((st = gkd_trainer_schedule_at(&c->kl_coef, t->step, "kl_coef", 0.0, 1e6, &kl_coef)) != GKD_OK) return st;
@@ -597,9 +603,10 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         gkd_distill_stats ks;
         if ((st = gkd_model_forward_nograd(t->reference, t->batch.tokens, B, T, &hr)) != GKD_OK) return st;
         if ((st = gkd_distill_loss_ex(t->ws_ref, &rkl, GKD_NORM_TOKEN, hs, Ws, hr, gkd_model_output_weight(t->reference),
-                                      t->batch.mask, B, T, 1.0f, &kx, t->dhidden_ref,
+                                      t->batch.mask, B, T, (float)token_share, &kx, t->dhidden_ref,
                                       gkd_model_output_weight_grad(t->student), &ks)) != GKD_OK)
             return st;
+        gkd_trainer_scale_distill_stats(&ks, token_share);
         t->be->residual_forward(t->dhidden, t->dhidden, t->dhidden_ref, n);
         loss += ks.loss;
         stats->kl_reference += ks.divergence / c->grad_accum;
@@ -674,7 +681,7 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
     int T = t->batch.T;
     *tokens += (long)B * T;
     double share; /* this shard's part of the global batch's loss normaliser */
-    if ((st = gkd_trainer_batch_share(t, B, T, &share)) != GKD_OK) return st;
+    if ((st = gkd_trainer_batch_share(t, B, T, &share, NULL)) != GKD_OK) return st;
     if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
     const float *ht = NULL, *hs = NULL;
     t0 = gkd_trainer_now();

@@ -78,8 +78,15 @@ gkd_status gkd_trainer_generate_strided(gkd_trainer *t, gkd_model *m, const gkd_
 gkd_status gkd_trainer_check_dist(const gkd_train_config *c);
 /* This rank's share of the global batch's loss normaliser, from the shard's mask (t->batch, B x T rows):
  * its rows with outputs / the batch's (sequence normalisation) or its masked positions / the batch's
- * (token normalisation); 1 in a single process. A collective: every rank calls it. */
-gkd_status gkd_trainer_batch_share(gkd_trainer *t, int B, int T, double *share);
+ * (token normalisation); token_share (may be NULL) is always the positions' share. 1 in a single process.
+ * A collective: every rank calls it. */
+gkd_status gkd_trainer_batch_share(gkd_trainer *t, int B, int T, double *share, double *token_share);
+/* gkd_pg_weights over the whole batch: each rank's rewards, row divergences (t->row_div) and output lengths
+ * gathered, so that baselines, normalisation and the moving averages see the batch one process would;
+ * leaves the batch's rewards, returns and advantages in t->rewards, t->returns, t->advantages (batch_size
+ * rows) and this shard's per-position weights (B x T) in t->pg_weight, divided by share (the distillation
+ * loss multiplies them by it again with its scale). A single process calls gkd_pg_weights as it is. */
+gkd_status gkd_trainer_dist_pg_weights(gkd_trainer *t, const gkd_pg_config *pc, int B, int T, double share);
 /* The distillation stats (normalised over the shard) times share, so that their sum over ranks is the
  * batch's. */
 void gkd_trainer_scale_distill_stats(gkd_distill_stats *ds, double share);

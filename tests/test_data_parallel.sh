@@ -4,7 +4,8 @@
 # process does with batch B: the same loss curve (relative difference <= 1e-5 at every step) and the same
 # final weights (allclose, rtol = atol = 1e-5; tests/data_parallel/compare.lua says why not a relative test
 # alone), for SFT, supervised KD, token normalisation, on-policy GKD (lambda 1, and lambda 0.5 with the coin
-# falling both ways) and ImitKD's per-row coins (the ranks then hold different numbers of samples). Rank 0
+# falling both ways), ImitKD's per-row coins (the ranks then hold different numbers of samples) and GKD + RL
+# with REINFORCE (rewards gathered over ranks for the baselines; the KL to the initial student). Rank 0
 # alone writes the store and checkpoints; mpirun -np 1 is a plain run; a batch that the ranks do not divide
 # is refused naming `batch`. Skipped (77) without mpirun; a gkd built without MPI must refuse mpirun -np 2.
 . "$(dirname "$0")/lib.sh"
@@ -23,7 +24,7 @@ if [ "$(cat compiled.txt)" = "none" ]; then
   [ "$fails" -eq 0 ] && exit 77 || exit 1
 fi
 
-runs=(sft supervised_kd token gkd gkd_half imitkd)
+runs=(sft supervised_kd token gkd gkd_half imitkd reinforce reinforce_ma)
 for run in "${runs[@]}"; do
   "$bin" run "$here/train.lua" "$run" one.db >>one.txt 2>&1 || { echo "FAILED: one process, $run" >&2; fails=$((fails + 1)); }
   timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" "$run" two.db >>two.txt 2>&1 \
@@ -37,7 +38,7 @@ check "both ranks ran every run" test "$(grep -c 'of 2:' two.txt)" -eq $((2 * ${
 "$bin" run -e '
   local s = assert(gkd.store.open("two.db", {readonly = true}))
   local runs = s:query("SELECT id, config FROM runs")
-  local ok = #runs == 6
+  local ok = #runs == 8
   for _, r in ipairs(runs) do
     local c = gkd.json.decode(r.config)
     ok = ok and c.data_parallel and c.data_parallel.ranks == 2

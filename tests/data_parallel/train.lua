@@ -1,7 +1,9 @@
 -- gkd run train.lua RUN DB [BATCH]: one small run for tests/test_data_parallel.sh, the same whether one
 -- process or mpirun's ranks run it. RUN picks the method: sft, supervised_kd, gkd (on-policy, lambda 1),
 -- gkd_half (lambda 0.5: the coin falls both ways within its steps), token (token normalisation), imitkd
--- (one coin per row: ranks hold different numbers of on-policy rows). References are cut at 24 tokens and
+-- (one coin per row: ranks hold different numbers of on-policy rows), reinforce (GKD + RL, ROUGE-1 reward, a
+-- prompt's four samples split over the ranks, KL to the initial student), reinforce_ma (moving-average baseline,
+-- normalised advantages, token normalisation). References are cut at 24 tokens and
 -- samples at 8, so rows differ in length and the two normalisations differ.
 local run, db, batch = arg[1], arg[2], tonumber(arg[3] or 4)
 local task = assert(gkd.task.summarize{max_examples = 40})
@@ -14,6 +16,11 @@ local cfg = {name = run, task = task, student = model(1), steps = 6, batch = bat
   quiet = true, lr = 1e-3}
 if run == "gkd_half" then cfg.method, cfg.lambda = "gkd", 0.5
 elseif run == "token" then cfg.method, cfg.norm = "supervised_kd", "token"
+elseif run == "reinforce" then
+  cfg.method, cfg.reward, cfg.group_size, cfg.kl_coef = "reinforce", "rouge1", 4, 0.1
+elseif run == "reinforce_ma" then
+  cfg.method, cfg.reward, cfg.group_size, cfg.baseline = "reinforce", "length", 2, "moving_average"
+  cfg.normalize_advantages, cfg.norm = true, "token"
 else cfg.method = run end
 if cfg.method ~= "sft" then cfg.teacher = model(7) end
 local r = gkd.run(cfg)
