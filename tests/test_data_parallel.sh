@@ -6,7 +6,8 @@
 # alone), for SFT, supervised KD, token normalisation, on-policy GKD (lambda 1, and lambda 0.5 with the coin
 # falling both ways), ImitKD's per-row coins (the ranks then hold different numbers of samples) and GKD + RL
 # with REINFORCE (rewards gathered over ranks for the baselines; the KL to the initial student). Rank 0
-# alone writes the store and checkpoints; mpirun -np 1 is a plain run; a batch that the ranks do not divide
+# alone writes the store and checkpoints; a finished run is skipped on every rank; an interrupted one continues
+# from rank 0's checkpoint and ends as if never stopped; mpirun -np 1 is a plain run; a batch that the ranks do not divide
 # is refused naming `batch`. Skipped (77) without mpirun; a gkd built without MPI must refuse mpirun -np 2.
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1
@@ -34,7 +35,7 @@ for run in "${runs[@]}"; do
 done
 cat compare.txt
 
-check "both ranks ran every run" test "$(grep -c 'of 2:' two.txt)" -eq $((2 * ${#runs[@]}))
+check "both ranks ran every run" test "$(grep -c 'of 2: .* finished' two.txt)" -eq $((2 * ${#runs[@]}))
 "$bin" run -e '
   local s = assert(gkd.store.open("two.db", {readonly = true}))
   local runs = s:query("SELECT id, config FROM runs")
@@ -58,6 +59,36 @@ check "one checkpoint folder per run" test "$(ls -d two.db.checkpoints/*/step-* 
   end
   os.exit((seen[0] and seen[1]) and 0 or 1)'
 check "lambda 0.5: the coin fell both ways within the run" test $? -eq 0
+
+timeout 120 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" sft two.db >again.txt 2>&1; rc=$?
+check "a finished run given again with --resume exits 0 (rc $rc)" test "$rc" -eq 0
+check "and is skipped on both ranks" test "$(grep -c 'sft skipped' again.txt)" -eq 2
+
+# Interrupted (SIGINT to mpirun, forwarded to the ranks, which agree on the step to stop at), then continued
+# with --resume: rank 0 names the checkpoint, every rank loads it, and the run ends as an uninterrupted
+# 2-rank run does (bit for bit: the same sums in the same order).
+timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long straight.db >/dev/null 2>&1
+timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long stop.db >stop1.txt 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+  [ -n "$(ls stop.db.checkpoints/long 2>/dev/null | grep -v tmp)" ] && break
+  sleep 0.05
+done
+kill -INT "$pid"
+wait "$pid"; rc=$?
+check "the interrupted 2-rank run exits non-zero (rc $rc)" test "$rc" -ne 0
+"$bin" run -e '
+  local s = assert(gkd.store.open("stop.db", {readonly = true}))
+  local r = s:run_find("long")
+  local step = s:checkpoint_latest(r.id)
+  os.exit((r.status == "interrupted" and step == r.last_step and r.last_step < 400) and 0 or 1)'
+check "rank 0 marked it interrupted with a checkpoint at its last step" test $? -eq 0
+timeout 300 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" long stop.db >stop2.txt 2>&1; rc=$?
+check "continued with --resume (rc $rc)" test "$rc" -eq 0
+check "from the checkpoint" grep -q "long: continuing from step" stop2.txt
+"$bin" run "$here/compare.lua" long straight.db stop.db >stop.cmp 2>&1; rc=$?
+grep -q "loss_rel 0 weights_allclose_ratio 0 " stop.cmp || rc=1
+check "and ends exactly like the uninterrupted run ($(cat stop.cmp))" test "$rc" -eq 0
 
 timeout 120 "${mpi[@]}" -np 1 "$bin" run "$here/train.lua" gkd_half np1.db >np1.txt 2>&1
 check "mpirun -np 1 is a plain run" grep -q "rank 0 of 1" np1.txt

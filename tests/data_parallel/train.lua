@@ -3,7 +3,8 @@
 -- gkd_half (lambda 0.5: the coin falls both ways within its steps), token (token normalisation), imitkd
 -- (one coin per row: ranks hold different numbers of on-policy rows), reinforce (GKD + RL, ROUGE-1 reward, a
 -- prompt's four samples split over the ranks, KL to the initial student), reinforce_ma (moving-average baseline,
--- normalised advantages, token normalisation). References are cut at 24 tokens and
+-- normalised advantages, token normalisation), long (400 steps of supervised KD, checkpoints every 20: to be
+-- interrupted and resumed). References are cut at 24 tokens and
 -- samples at 8, so rows differ in length and the two normalisations differ.
 local run, db, batch = arg[1], arg[2], tonumber(arg[3] or 4)
 local task = assert(gkd.task.summarize{max_examples = 40})
@@ -21,7 +22,9 @@ elseif run == "reinforce" then
 elseif run == "reinforce_ma" then
   cfg.method, cfg.reward, cfg.group_size, cfg.baseline = "reinforce", "length", 2, "moving_average"
   cfg.normalize_advantages, cfg.norm = true, "token"
+elseif run == "long" then cfg.method, cfg.steps, cfg.checkpoint.every = "supervised_kd", 400, 20
 else cfg.method = run end
 if cfg.method ~= "sft" then cfg.teacher = model(7) end
 local r = gkd.run(cfg)
-io.write(string.format("rank %d of %d: %s finished at step %s\n", gkd.dist.rank(), gkd.dist.size(), run, tostring(r.step)))
+io.write(string.format("rank %d of %d: %s %s at step %s\n", gkd.dist.rank(), gkd.dist.size(), run,
+  r.skipped and "skipped" or "finished", tostring(r.step)))
