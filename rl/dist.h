@@ -61,6 +61,4 @@ gkd_status gkd_dist_allgather_f64(gkd_dist *d, const double *local, size_t n, do
 int gkd_dist_rank(const gkd_dist *d); /* 0 for NULL */
 int gkd_dist_size(const gkd_dist *d); /* 1 for NULL */
 
-/* Backends (rl/dist_mpi.c, rl/dist_nccl.c): start the group, or set the last error. */
-gkd_status gkd_dist_mpi_start(gkd_dist *d);
 #endif

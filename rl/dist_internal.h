@@ -4,6 +4,9 @@
 
 #include "rl/dist.h"
 
+/* rl/dist_mpi.c: starts MPI (once) and fills d: rank, size, local rank, the table (nccl when built with it);
+ * or sets the last error. Without MPI (rl/dist.c): GKD_ERR_ARG. */
+gkd_status gkd_dist_mpi_start(gkd_dist *d);
 /* rl/dist_mpi.c: host collectives over MPI_COMM_WORLD; gradients of a device backend staged through the
  * host. */
 extern const gkd_dist_i gkd_dist_mpi;
