@@ -76,10 +76,9 @@ static int l_broadcast(lua_State *L) {
 }
 
 void gkd_lua_add_dist(lua_State *L) {
-    static const luaL_Reg fns[] = {{"launched", l_launched},     {"init", l_init},
-                                   {"rank", l_rank},             {"size", l_size},
-                                   {"local_rank", l_local_rank}, {"compiled", l_compiled},
-                                   {"broadcast", l_broadcast},   {NULL, NULL}};
+    static const luaL_Reg fns[] = {
+        {"launched", l_launched},     {"init", l_init},         {"rank", l_rank},           {"size", l_size},
+        {"local_rank", l_local_rank}, {"compiled", l_compiled}, {"broadcast", l_broadcast}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "dist");
 }

@@ -76,11 +76,12 @@ gkd_status gkd_dist_world(gkd_dist **out) {
     int size = gkd_dist_launched_size(&found);
     if (found && size != 1) {
         if (!gkd_dist_compiled())
-            return gkd_error_set(GKD_ERR_ARG,
-                                 "launched as one of %s ranks (mpirun/srun), but this gkd was built without MPI: "
-                                 "the ranks would train %s independent copies of the run; rebuild with MPI "
-                                 "(libopenmpi-dev; docs/data-parallel.md) or run one process",
-                                 size > 1 ? "several" : "an unknown number of", size > 1 ? "as many" : "several");
+            return gkd_error_set(
+                GKD_ERR_ARG,
+                "launched as one of %s ranks (mpirun/srun), but this gkd was built without MPI: "
+                "the ranks would train %s independent copies of the run; rebuild with MPI "
+                "(libopenmpi-dev; docs/data-parallel.md) or run one process",
+                size > 1 ? "several" : "an unknown number of", size > 1 ? "as many" : "several");
         gkd_status st = gkd_dist_mpi_start(&world);
         if (st != GKD_OK) return st;
     } else {

@@ -52,7 +52,9 @@ gkd_status gkd_dist_mpi_allreduce_f32(gkd_dist *d, const gkd_backend *be, float 
     if (be == gkd_backend_cpu()) return host_allreduce_f32(buf, n);
     if (n > state.cap) {
         float *p = realloc(state.host, n * sizeof *p);
-        if (!p) return gkd_error_set(GKD_ERR_NOMEM, "out of memory (%zu bytes to stage gradients)", n * sizeof *p);
+        if (!p)
+            return gkd_error_set(GKD_ERR_NOMEM, "out of memory (%zu bytes to stage gradients)",
+                                 n * sizeof *p);
         state.host = p;
         state.cap = n;
     }
@@ -79,8 +81,8 @@ gkd_status gkd_dist_mpi_allgather_f64(gkd_dist *d, const double *local, size_t n
     return rc == MPI_SUCCESS ? GKD_OK : mpi_failed(rc, "MPI_Allgather");
 }
 
-const gkd_dist_i gkd_dist_mpi = {"mpi", gkd_dist_mpi_allreduce_f64, gkd_dist_mpi_allreduce_f32, gkd_dist_mpi_broadcast,
-                                 gkd_dist_mpi_allgather_f64};
+const gkd_dist_i gkd_dist_mpi = {"mpi", gkd_dist_mpi_allreduce_f64, gkd_dist_mpi_allreduce_f32,
+                                 gkd_dist_mpi_broadcast, gkd_dist_mpi_allgather_f64};
 
 static void mpi_finish(void) {
     int done = 0;

@@ -33,7 +33,8 @@ static gkd_status nccl_comm(gkd_dist *d) {
     if (d->rank == 0 && (r = ncclGetUniqueId(&id)) != ncclSuccess) return nccl_failed(r, "ncclGetUniqueId");
     gkd_status st = gkd_dist_mpi_broadcast(d, &id, sizeof id);
     if (st != GKD_OK) return gkd_error_prefix(st, "broadcasting the ncclUniqueId");
-    if ((r = ncclCommInitRank(&comm, d->size, id, d->rank)) != ncclSuccess) return nccl_failed(r, "ncclCommInitRank");
+    if ((r = ncclCommInitRank(&comm, d->size, id, d->rank)) != ncclSuccess)
+        return nccl_failed(r, "ncclCommInitRank");
     comm_ready = 1;
     /* registered after MPI's finaliser, so it runs first (atexit is last in, first out) */
     atexit(nccl_finish);
@@ -52,6 +53,6 @@ static gkd_status nccl_allreduce_f32(gkd_dist *d, const gkd_backend *be, float *
     return GKD_OK;
 }
 
-const gkd_dist_i gkd_dist_nccl = {"nccl", gkd_dist_mpi_allreduce_f64, nccl_allreduce_f32, gkd_dist_mpi_broadcast,
-                                  gkd_dist_mpi_allgather_f64};
+const gkd_dist_i gkd_dist_nccl = {"nccl", gkd_dist_mpi_allreduce_f64, nccl_allreduce_f32,
+                                  gkd_dist_mpi_broadcast, gkd_dist_mpi_allgather_f64};
 #endif

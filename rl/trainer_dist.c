@@ -12,16 +12,18 @@ gkd_status gkd_trainer_check_dist(const gkd_train_config *c) {
     int N = gkd_dist_size(c->dist);
     if (N == 1) return GKD_OK;
     if (c->batch_size % N != 0)
-        return gkd_error_set(GKD_ERR_ARG,
-                             "batch (%d) must be a multiple of the number of ranks (%d): each rank trains on batch / "
-                             "ranks rows of every global batch (docs/data-parallel.md)",
-                             c->batch_size, N);
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "batch (%d) must be a multiple of the number of ranks (%d): each rank trains on batch / "
+            "ranks rows of every global batch (docs/data-parallel.md)",
+            c->batch_size, N);
     if (c->reward && c->rl_method != GKD_RL_REINFORCE)
-        return gkd_error_set(GKD_ERR_ARG,
-                             "method \"%s\" runs in one process for now: its mini-batches and value head are not "
-                             "sharded over ranks (docs/data-parallel.md); run it without mpirun/srun, or use "
-                             "\"reinforce\"",
-                             c->rl_method == GKD_RL_PPO ? "ppo" : "grpo");
+        return gkd_error_set(
+            GKD_ERR_ARG,
+            "method \"%s\" runs in one process for now: its mini-batches and value head are not "
+            "sharded over ranks (docs/data-parallel.md); run it without mpirun/srun, or use "
+            "\"reinforce\"",
+            c->rl_method == GKD_RL_PPO ? "ppo" : "grpo");
     return GKD_OK;
 }
 

@@ -9,8 +9,8 @@
 #include "rl/dist.h"
 #include "tests/check.h"
 
-static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS",
-                                            "SLURM_PROCID", "SLURM_NTASKS", "PMIX_RANK"};
+static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",     "SLURM_STEP_NUM_TASKS",
+                                            "SLURM_PROCID",         "SLURM_NTASKS", "PMIX_RANK"};
 
 static void clear_env(void) {
     for (size_t i = 0; i < sizeof launcher_vars / sizeof *launcher_vars; i++) unsetenv(launcher_vars[i]);
