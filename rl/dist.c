@@ -28,7 +28,11 @@ static gkd_status none_allgather(gkd_dist *d, const double *local, size_t n, dou
     return GKD_OK;
 }
 
-static const gkd_dist_i dist_none = {"none", none_f64, none_f32, none_broadcast, none_allgather};
+static void none_abort(gkd_dist *d, int code) {
+    (void)d, (void)code;
+}
+
+static const gkd_dist_i dist_none = {"none", none_f64, none_f32, none_broadcast, none_allgather, none_abort};
 
 /* A positive integer from the environment, or 0. */
 static int env_int(const char *name) {
@@ -65,9 +69,18 @@ int gkd_dist_compiled(void) {
 #endif
 }
 
+static gkd_dist world;
+static int started;
+
+gkd_dist *gkd_dist_started(void) {
+    return started ? &world : NULL;
+}
+
+void gkd_dist_abort(gkd_dist *d, int code) {
+    if (d && d->size > 1) d->iface->abort(d, code);
+}
+
 gkd_status gkd_dist_world(gkd_dist **out) {
-    static gkd_dist world;
-    static int started;
     if (started) {
         *out = &world;
         return GKD_OK;

@@ -33,6 +33,8 @@ typedef struct {
     gkd_status (*broadcast)(gkd_dist *d, void *buf, size_t bytes);
     /* local: (n) host from each rank; all: (size * n) host out, rank r's values at r * n. */
     gkd_status (*allgather_f64)(gkd_dist *d, const double *local, size_t n, double *all);
+    /* Ends every rank of the job with `code`; does not return. */
+    void (*abort)(gkd_dist *d, int code);
 } gkd_dist_i;
 
 struct gkd_dist {
@@ -47,6 +49,12 @@ struct gkd_dist {
  * GKD_ERR_ARG when launched as one of several ranks by a binary built without MPI, or when MPI fails to
  * start. */
 gkd_status gkd_dist_world(gkd_dist **out);
+/* The group if gkd_dist_world has started it, else NULL (starts nothing). */
+gkd_dist *gkd_dist_started(void);
+/* Ends the whole job (MPI_Abort) when d has several ranks, after the caller has printed why; returns at once
+ * otherwise. For a rank that fails: exiting normally would hang the job, since MPI_Finalize at exit waits
+ * for ranks that wait in turn for this one in a collective. The bindings call it when a script fails. */
+void gkd_dist_abort(gkd_dist *d, int code);
 /* The number of ranks the launcher's environment announces (1 when there is none), and whether one was
  * found; read without starting MPI. */
 int gkd_dist_launched_size(int *found);

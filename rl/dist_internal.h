@@ -15,6 +15,7 @@ gkd_status gkd_dist_mpi_allreduce_f64(gkd_dist *d, double *buf, size_t n);
 gkd_status gkd_dist_mpi_allreduce_f32(gkd_dist *d, const gkd_backend *be, float *buf, size_t n);
 gkd_status gkd_dist_mpi_broadcast(gkd_dist *d, void *buf, size_t bytes);
 gkd_status gkd_dist_mpi_allgather_f64(gkd_dist *d, const double *local, size_t n, double *all);
+void gkd_dist_mpi_abort(gkd_dist *d, int code);
 /* rl/dist_nccl.c (built with CUDA and NCCL): the MPI table with the device gradient all-reduce on NCCL. */
 extern const gkd_dist_i gkd_dist_nccl;
 

@@ -81,8 +81,17 @@ gkd_status gkd_dist_mpi_allgather_f64(gkd_dist *d, const double *local, size_t n
     return rc == MPI_SUCCESS ? GKD_OK : mpi_failed(rc, "MPI_Allgather");
 }
 
-const gkd_dist_i gkd_dist_mpi = {"mpi", gkd_dist_mpi_allreduce_f64, gkd_dist_mpi_allreduce_f32,
-                                 gkd_dist_mpi_broadcast, gkd_dist_mpi_allgather_f64};
+void gkd_dist_mpi_abort(gkd_dist *d, int code) {
+    (void)d;
+    MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+const gkd_dist_i gkd_dist_mpi = {"mpi",
+                                 gkd_dist_mpi_allreduce_f64,
+                                 gkd_dist_mpi_allreduce_f32,
+                                 gkd_dist_mpi_broadcast,
+                                 gkd_dist_mpi_allgather_f64,
+                                 gkd_dist_mpi_abort};
 
 static void mpi_finish(void) {
     int done = 0;

@@ -53,6 +53,10 @@ static gkd_status nccl_allreduce_f32(gkd_dist *d, const gkd_backend *be, float *
     return GKD_OK;
 }
 
-const gkd_dist_i gkd_dist_nccl = {"nccl", gkd_dist_mpi_allreduce_f64, nccl_allreduce_f32,
-                                  gkd_dist_mpi_broadcast, gkd_dist_mpi_allgather_f64};
+const gkd_dist_i gkd_dist_nccl = {"nccl",
+                                  gkd_dist_mpi_allreduce_f64,
+                                  nccl_allreduce_f32,
+                                  gkd_dist_mpi_broadcast,
+                                  gkd_dist_mpi_allgather_f64,
+                                  gkd_dist_mpi_abort};
 #endif

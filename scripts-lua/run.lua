@@ -438,10 +438,9 @@ local function run_follower(cfg, name)
     return { name = name, skipped = true }
   end
   local result, status = gkd._train(cfg, { name = name, resume_dir = plan.resume_dir, quiet = true })
-  if status == "interrupted" then
-    error(string.format("run '%s' interrupted (rank %d); rank 0 recorded where it continues", name, gkd.dist.rank()), 0)
-  end
-  result.name = name
+  -- Interrupted: rank 0 records it in the store and then fails the script, which ends every rank (an error
+  -- here could end the job before rank 0 has written).
+  result.name, result.interrupted = name, status == "interrupted" or nil
   return result
 end
 

@@ -7,7 +7,8 @@
 # falling both ways), ImitKD's per-row coins (the ranks then hold different numbers of samples) and GKD + RL
 # with REINFORCE (rewards gathered over ranks for the baselines; the KL to the initial student). Rank 0
 # alone writes the store and checkpoints; a finished run is skipped on every rank; an interrupted one continues
-# from rank 0's checkpoint and ends as if never stopped; mpirun -np 1 is a plain run; a batch that the ranks do not divide
+# from rank 0's checkpoint and ends as if never stopped; a failure on any rank ends the job; mpirun -np 1 is a
+# plain run; a batch that the ranks do not divide
 # is refused naming `batch`. Skipped (77) without mpirun; a gkd built without MPI must refuse mpirun -np 2.
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1
@@ -89,6 +90,16 @@ check "from the checkpoint" grep -q "long: continuing from step" stop2.txt
 "$bin" run "$here/compare.lua" long straight.db stop.db >stop.cmp 2>&1; rc=$?
 grep -q "loss_rel 0 weights_allclose_ratio 0 " stop.cmp || rc=1
 check "and ends exactly like the uninterrupted run ($(cat stop.cmp))" test "$rc" -eq 0
+
+# A rank that fails ends the whole job (MPI_Abort), instead of leaving the others waiting in an all-reduce
+# and itself in MPI_Finalize: timeout's 124 would mean a hang.
+for r in 0 1; do
+  timeout 120 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" fail$r fail.db >fail$r.txt 2>&1; rc=$?
+  check "a failure on rank $r ends the job with an error (rc $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "saying where it failed" grep -q "gkd (rank $r of 2): .*failing on rank $r" fail$r.txt
+done
+"$bin" run -e 'os.exit(gkd.store.open("fail.db"):run_find("fail0").status == "failed" and 0 or 1)'
+check "rank 0's failure is recorded in the store" test $? -eq 0
 
 timeout 120 "${mpi[@]}" -np 1 "$bin" run "$here/train.lua" gkd_half np1.db >np1.txt 2>&1
 check "mpirun -np 1 is a plain run" grep -q "rank 0 of 1" np1.txt

@@ -4,7 +4,8 @@
 -- (one coin per row: ranks hold different numbers of on-policy rows), reinforce (GKD + RL, ROUGE-1 reward, a
 -- prompt's four samples split over the ranks, KL to the initial student), reinforce_ma (moving-average baseline,
 -- normalised advantages, token normalisation), long (400 steps of supervised KD, checkpoints every 20: to be
--- interrupted and resumed). References are cut at 24 tokens and
+-- interrupted and resumed), fail0 and fail1 (an on_step callback fails on rank 0, or 1, at step 3). References
+-- are cut at 24 tokens and
 -- samples at 8, so rows differ in length and the two normalisations differ.
 local run, db, batch = arg[1], arg[2], tonumber(arg[3] or 4)
 local task = assert(gkd.task.summarize{max_examples = 40})
@@ -23,6 +24,11 @@ elseif run == "reinforce_ma" then
   cfg.method, cfg.reward, cfg.group_size, cfg.baseline = "reinforce", "length", 2, "moving_average"
   cfg.normalize_advantages, cfg.norm = true, "token"
 elseif run == "long" then cfg.method, cfg.steps, cfg.checkpoint.every = "supervised_kd", 400, 20
+elseif run == "fail0" or run == "fail1" then -- a callback that fails on one rank at step 3
+  cfg.method, cfg.steps = "supervised_kd", 50
+  cfg.on_step = function(m)
+    if m.step == 3 and gkd.dist.rank() == tonumber(run:sub(5)) then error("failing on rank " .. gkd.dist.rank()) end
+  end
 else cfg.method = run end
 if cfg.method ~= "sft" then cfg.teacher = model(7) end
 local r = gkd.run(cfg)
