@@ -6,6 +6,7 @@
  * rank nothing is computed differently (share 1, no sums), so single-process results keep their bits. */
 #include "rl/trainer_internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 
 gkd_status gkd_trainer_check_dist(const gkd_train_config *c) {
@@ -138,4 +139,30 @@ gkd_status gkd_trainer_dist_reduce(gkd_trainer *t, gkd_step_stats *stats, long *
     stats->kl_reference = sums[10];
     st = gkd_dist_allreduce_f32(d, t->be, gkd_model_grads(t->student), gkd_model_num_params(t->student));
     return st == GKD_OK ? GKD_OK : gkd_error_prefix(st, "data parallel: the gradient all-reduce");
+}
+
+gkd_status gkd_trainer_dist_check_weights(gkd_trainer *t) {
+    gkd_dist *d = t->cfg.dist;
+    if (gkd_dist_size(d) == 1) return GKD_OK;
+    size_t n = gkd_model_num_params(t->student);
+    float *host = malloc(n * sizeof *host);
+    if (!host) return gkd_error_set(GKD_ERR_NOMEM, "out of memory (checking the ranks' weights)");
+    t->be->copy_out(host, gkd_model_params(t->student), n * sizeof *host);
+    /* FNV-1a over the bytes, sent as two 32-bit halves (exact in a double) */
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)host;
+    for (size_t i = 0; i < n * sizeof *host; i++) h = (h ^ p[i]) * 1099511628211ull;
+    free(host);
+    double mine[2] = {(double)(h >> 32), (double)(h & 0xffffffffu)};
+    double *all = malloc((size_t)2 * d->size * sizeof *all);
+    if (!all) return gkd_error_set(GKD_ERR_NOMEM, "out of memory (checking the ranks' weights)");
+    gkd_status st = gkd_dist_allgather_f64(d, mine, 2, all);
+    for (int r = 1; st == GKD_OK && r < d->size; r++)
+        if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
+            st = gkd_error_set(GKD_ERR_DEVICE,
+                               "data parallel: rank %d's weights differ from rank 0's after the run (the ranks "
+                               "took different optimizer steps: a non-deterministic all-reduce?)",
+                               r);
+    free(all);
+    return st;
 }

@@ -93,6 +93,10 @@ void gkd_trainer_scale_distill_stats(gkd_distill_stats *ds, double share);
 /* Sums the step's logged sums and the gradient block over the ranks (nothing in a single process). */
 gkd_status gkd_trainer_dist_reduce(gkd_trainer *t, gkd_step_stats *stats, long *tokens, int *out_total);
 
+/* Compares a hash of the student's weights over the ranks (GKD_ERR_DEVICE naming the first that differs):
+ * every rank must have taken the same steps. A collective; nothing in a single process. */
+gkd_status gkd_trainer_dist_check_weights(gkd_trainer *t);
+
 /* Decodes the B sampled rows (without their end-of-sequence token) and scores them with the reward into
  * t->rewards; copies them into out_tokens / out_lens and adds their lengths to *out_total. */
 gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total);

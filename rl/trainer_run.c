@@ -1,5 +1,6 @@
 /* The GKD trainer as a target of the run loop (gkd_trainer_run_hooked, trainer.h). */
 #include "rl/trainer.h"
+#include "rl/trainer_internal.h"
 
 static gkd_status trainer_step(void *self) {
     gkd_step_stats stats;
@@ -28,7 +29,9 @@ gkd_status gkd_trainer_run_hooked(gkd_trainer *t, const gkd_run_hooks *hooks, gk
                                    writer ? trainer_save : NULL};
     const gkd_run_plan plan = {c->steps,          c->eval_every,      c->checkpoint_every,
                                c->checkpoint_dir, c->checkpoint_keep, c->dist};
-    return gkd_run_loop(&target, &plan, hooks, result);
+    gkd_status st = gkd_run_loop(&target, &plan, hooks, result);
+    /* every rank reaches this point: a stop is agreed, and a failure ends the job (rl/dist.h) */
+    return st == GKD_OK ? gkd_trainer_dist_check_weights(t) : st;
 }
 
 gkd_status gkd_trainer_run(gkd_trainer *t) {
