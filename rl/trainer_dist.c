@@ -159,10 +159,11 @@ gkd_status gkd_trainer_dist_check_weights(gkd_trainer *t) {
     gkd_status st = gkd_dist_allgather_f64(d, mine, 2, all);
     for (int r = 1; st == GKD_OK && r < d->size; r++)
         if (all[2 * r] != all[0] || all[2 * r + 1] != all[1])
-            st = gkd_error_set(GKD_ERR_DEVICE,
-                               "data parallel: rank %d's weights differ from rank 0's after the run (the ranks "
-                               "took different optimizer steps: a non-deterministic all-reduce?)",
-                               r);
+            st = gkd_error_set(
+                GKD_ERR_DEVICE,
+                "data parallel: rank %d's weights differ from rank 0's after the run (the ranks "
+                "took different optimizer steps: a non-deterministic all-reduce?)",
+                r);
     free(all);
     return st;
 }
