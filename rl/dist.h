@@ -11,7 +11,8 @@
  *   N independent copies of one run would write N copies of its results.
  * - Every collective is called by every rank in the same order; the sums are over ranks in rank order, so
  *   every rank gets the same bits.
- * - Rank 0 is the one that writes: the run store, checkpoints, the progress line. */
+ * - Rank 0 is the one that writes: the run store, checkpoints, the progress line.
+ * - A rank that fails ends the whole job (gkd_dist_abort): the others would wait for it forever. */
 #ifndef GKD_DIST_H
 #define GKD_DIST_H
 
