@@ -17,6 +17,7 @@
 
 #include "bindings/gkd_lua.h"
 #include "bindings/lua_internal.h"
+#include "rl/dist.h"
 
 #ifndef GKD_PRELUDE_DIR
 #define GKD_PRELUDE_DIR "scripts-lua"
@@ -697,8 +698,30 @@ static int sandbox_env_protected(lua_State *L) {
     return 1;
 }
 
+/* A script that failed on one rank of a data-parallel job (rl/dist.h): says so and ends the whole job, since
+ * the other ranks may be waiting for this one in a collective and would never return. Nothing in a single
+ * process. */
+static void end_job_if_parallel(const char *error) {
+    gkd_dist *d = gkd_dist_started();
+    if (!d || d->size < 2) return;
+    fprintf(stderr, "gkd (rank %d of %d): %s\nending every rank of the job\n", d->rank, d->size,
+            error ? error : "the script failed");
+    fflush(stderr);
+    gkd_dist_abort(d, 1);
+}
+
+static int run_script(lua_State *L, const char *path, const char *code, const char *chunkname, int argc,
+                      char **argv, int nresults, char **error);
+
 int gkd_lua_run_script(lua_State *L, const char *path, const char *code, const char *chunkname, int argc,
                        char **argv, int nresults, char **error) {
+    int rc = run_script(L, path, code, chunkname, argc, argv, nresults, error);
+    if (rc != 0) end_job_if_parallel(*error);
+    return rc;
+}
+
+static int run_script(lua_State *L, const char *path, const char *code, const char *chunkname, int argc,
+                      char **argv, int nresults, char **error) {
     *error = NULL;
     int top = lua_gettop(L);
     int sandbox = gkd_lua_is_sandboxed(L);

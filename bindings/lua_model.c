@@ -462,7 +462,7 @@ static int model_sample(lua_State *L) {
         opts = 3;
     }
     gkd_lua_tokenizer *tok = model_tokenizer(L, 1, opts);
-    gkd_sample_config sc;
+    gkd_sample_config sc = {0}; /* fields it does not set (row_stride) keep their defaults */
     sc.temperature = (float)gkd_lua_opt_number(L, opts, fname, "temperature", 1.0);
     sc.top_k = gkd_lua_opt_size(L, opts, fname, "top_k", 0);
     sc.top_p = (float)gkd_lua_opt_number(L, opts, fname, "top_p", 1.0);

@@ -808,6 +808,8 @@ static int l_train(lua_State *L) {
     gkd_lua_train_read_metrics(L, 1, si, s);
     gkd_lua_train_read_reward(L, 1, si, s);
     gkd_train_config *c = &s->cfg;
+    /* The process group (rl/dist.h): refuses here when launched as several ranks of a build without MPI. */
+    if (gkd_dist_world(&c->dist) != GKD_OK) return gkd_lua_raise(L, "gkd.run");
     c->reward = s->reward;
     c->on_metric = metric_sink;
     c->metric_ctx = s;
@@ -882,4 +884,5 @@ void gkd_lua_add_train(lua_State *L) {
     lua_pushboolean(L, 1); /* GKD + RL: reward and alpha are supported */
     lua_setfield(L, -2, "rl");
     lua_setfield(L, -2, "_features");
+    gkd_lua_add_dist(L);
 }

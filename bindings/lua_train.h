@@ -1,6 +1,6 @@
 /* The train state shared by the two halves of gkd._train: bindings/lua_train.c (the state, its calls
  * into Lua, the run) and bindings/lua_train_metrics.c (the run's reward and evaluation text metrics).
- * Private to those two files. Rules: see lua_train.c's. */
+ * Private to those files (and bindings/lua_train_dist.c, gkd.dist). Rules: see lua_train.c's. */
 #ifndef GKD_LUA_TRAIN_H
 #define GKD_LUA_TRAIN_H
 
@@ -99,5 +99,7 @@ double gkd_lua_train_text_metric(void *ctx, const char *output, const gkd_exampl
 double gkd_lua_train_corpus_value(text_metric *m);
 /* Frees a corpus metric's outputs of the evaluation in progress. */
 void gkd_lua_train_free_corpus(text_metric *m);
+/* bindings/lua_train_dist.c: sets gkd.dist on the module table at the top of the stack. */
+void gkd_lua_add_dist(lua_State *L);
 
 #endif

@@ -6,6 +6,8 @@
  * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks), teacher_score (the
  * forward and logits of a SmolLM2-shaped inference model over 64 x 96 tokens with fp32 and bf16 weights,
  * core/tensor/weights.h); generate also samples at batch 1 from that shape with fp32, bf16 and q8_0 weights.
+ * data_parallel (only when named in --only: it launches mpirun) times one training workload on 1 and 2 ranks
+ * (docs/data-parallel.md), or says why it is skipped (no mpirun, a build without MPI).
  * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/tensor/precision.h) for the whole
  * run, sgemm included; the JSON names the precision in effect. */
 #include <math.h>
@@ -29,6 +31,7 @@
 #include "core/text/data.h"
 #include "core/store/store.h"
 #include "core/text/tokenizer.h"
+#include "rl/dist.h"
 #include "rl/distill.h"
 #include "rl/divergence_fast.h"
 #include "rl/trainer.h"
@@ -629,6 +632,107 @@ static int bench_distill_sections(const gkd_backend *be, int quick, gkd_buf *out
     return rc;
 }
 
+/* The "data_parallel" section: strong scaling of one training workload (on-policy GKD, global batch 16) over
+ * 1 and 2 ranks, each run launched by mpirun (found on PATH) with one thread per rank, alternated A B A B;
+ * the medians of seconds per step (the training loop, gkd.run's `seconds` / steps) and their ratio. The load
+ * average before and after is reported: the ranks share the machine's cores with whatever else runs. */
+static const char dp_script[] =
+    "local task = gkd.task.arithmetic{n = 256, seed = 1}\n"
+    "local tok = gkd.tokenizer.train{task = task, vocab = 512}\n"
+    "local function model(layers, dim, seed)\n"
+    "  return gkd.model.new{layers = layers, dim = dim, heads = 4, tokenizer = tok, max_seq_len = 128, seed = seed}\n"
+    "end\n"
+    "local r = gkd.run{name = 'bench', db = ':memory:', task = task, teacher = model(4, 256, 7),\n"
+    "  student = model(2, 128, 1), method = 'gkd', divergence = 'jsd', steps = 8, batch = 16,\n"
+    "  max_new_tokens = 32, eval = false, checkpoint = false, quiet = true}\n"
+    "if gkd.dist.rank() == 0 then io.write(string.format('seconds_per_step %.6f\\n', r.seconds / r.steps_run)) end\n";
+
+/* The first executable `name` on PATH into out; 0 when there is none. */
+static int find_on_path(const char *name, char *out, size_t cap) {
+    const char *path = getenv("PATH");
+    while (path && *path) {
+        const char *end = strchr(path, ':');
+        size_t len = end ? (size_t)(end - path) : strlen(path);
+        if (len > 0 && (size_t)snprintf(out, cap, "%.*s/%s", (int)len, path, name) < cap && access(out, X_OK) == 0)
+            return 1;
+        path = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* One launch of the workload on `ranks` ranks: seconds per step, or a negative value (error printed). */
+static double dp_run(const char *mpirun, const char *self, const char *script, int ranks) {
+    char cmd[3 * 4200 + 128]; /* three paths of at most 4200 bytes and the options */
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 '%s' %s--oversubscribe -np %d '%s' run '%s' 2>&1", mpirun,
+             geteuid() == 0 ? "--allow-run-as-root " : "", ranks, self, script);
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        gkd_cli_error("bench", "data_parallel: cannot start %s", mpirun);
+        return -1;
+    }
+    char line[1024];
+    double s = -1;
+    while (fgets(line, sizeof line, p))
+        if (sscanf(line, "seconds_per_step %lf", &s) != 1) fputs(line, stderr);
+    int status = pclose(p);
+    if (status != 0 || !(s > 0)) {
+        gkd_cli_error("bench", "data_parallel: %d-rank run failed (status %d)", ranks, status);
+        return -1;
+    }
+    return s;
+}
+
+static int section_data_parallel(int reps, gkd_buf *out) {
+    char mpirun[4096], self[4096], dir[] = "/tmp/gkd-bench-dp-XXXXXX", script[4200];
+    const char *skip = NULL;
+    if (!gkd_dist_compiled()) skip = "this gkd was built without MPI";
+    else if (!find_on_path("mpirun", mpirun, sizeof mpirun)) skip = "no mpirun on PATH (install openmpi-bin)";
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (!skip && (n <= 0 || (size_t)n >= sizeof self - 1)) skip = "cannot find this program (/proc/self/exe)";
+    if (skip) {
+        gkd_buf_printf(out, ",\n  \"data_parallel\": {\"skipped\": \"%s\"}", skip);
+        return 0;
+    }
+    self[n] = '\0';
+    if (strchr(self, '\'') || strchr(mpirun, '\'') || !mkdtemp(dir)) {
+        gkd_cli_error("bench", "data_parallel: no scratch folder, or a quote in a path");
+        return 1;
+    }
+    snprintf(script, sizeof script, "%s/bench.lua", dir);
+    FILE *f = fopen(script, "w");
+    int ok = f && fputs(dp_script, f) >= 0;
+    if (f) ok = fclose(f) == 0 && ok;
+    double load[2][3] = {{0}};
+    getloadavg(load[0], 3);
+    if (reps < 2) reps = 2;
+    double times[2][16];
+    if (reps > 16) reps = 16;
+    for (int r = 0; ok && r < reps; r++)
+        for (int k = 0; ok && k < 2; k++) ok = (times[k][r] = dp_run(mpirun, self, script, k + 1)) > 0;
+    getloadavg(load[1], 3);
+    remove(script);
+    rmdir(dir);
+    if (!ok) return 1;
+    gkd_buf_printf(out,
+                   ",\n  \"data_parallel\": {\"setup\": \"on-policy GKD JSD, teacher L=4 C=256, student L=2 C=128, "
+                   "global batch 16, 32 new tokens, arithmetic task, 8 steps, 1 thread per rank, %s\", \"reps\": %d, "
+                   "\"step_s\": {\"ranks_1\": [",
+                   gkd_dist_compiled() == 2 ? "MPI (NCCL built)" : "MPI", reps);
+    for (int k = 0; k < 2; k++) {
+        for (int r = 0; r < reps; r++) gkd_buf_printf(out, "%s%.4f", r ? ", " : "", times[k][r]);
+        gkd_buf_puts(out, k == 0 ? "], \"ranks_2\": [" : "]}");
+    }
+    double m1 = median(times[0], reps), m2 = median(times[1], reps);
+    gkd_buf_printf(out,
+                   ", \"median_step_s\": {\"ranks_1\": %.4f, \"ranks_2\": %.4f}, \"speedup\": %.3f, "
+                   "\"efficiency\": %.3f, \"load_before\": [%.2f, %.2f, %.2f], \"load_after\": [%.2f, %.2f, %.2f], "
+                   "\"note\": \"runs alternated 1 2 1 2; speedup = median 1-rank step / median 2-rank step at the "
+                   "same global batch\"}",
+                   m1, m2, m1 / m2, m1 / m2 / 2, load[0][0], load[0][1], load[0][2], load[1][0], load[1][1],
+                   load[1][2]);
+    return 0;
+}
+
 int gkd_cmd_bench(int argc, char **argv) {
     gkd_cli_args a;
     if (gkd_cli_parse(&a, "bench", argc, argv, 2, "json,quick") != 0) return 2;
@@ -726,6 +830,7 @@ int gkd_cmd_bench(int argc, char **argv) {
                            g.logging_fraction);
         }
     }
+    if (strstr(only, "data_parallel") && section_data_parallel(reps, &out) != 0) rc = 1;
     if (strstr(only, "lua")) {
         gkd_lua_overhead lo;
         if (gkd_lua_bench_overhead(quick ? 3 : 10, &lo) != GKD_OK) {

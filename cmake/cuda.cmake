@@ -73,6 +73,17 @@ target_compile_options(gkd_rl PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-lineinfo>)
 target_compile_definitions(gkd_tensor PUBLIC GKD_HAVE_CUDA=1)
 target_link_libraries(gkd_tensor PUBLIC CUDA::cudart CUDA::cublas CUDA::curand)
 
+# NCCL (with MPI): the gradient all-reduce between GPUs (rl/dist_nccl.c). The CUDA toolkit's folders are
+# searched first; without NCCL a device student's gradients are staged through the host for MPI.
+find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS})
+find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR})
+if(MPI_C_FOUND AND NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+  target_include_directories(gkd_rl SYSTEM PRIVATE ${NCCL_INCLUDE_DIR})
+  target_compile_definitions(gkd_rl PRIVATE GKD_HAVE_NCCL=1)
+  target_link_libraries(gkd_rl PUBLIC ${NCCL_LIBRARY} CUDA::cudart)
+  message(STATUS "NCCL: ${NCCL_LIBRARY} (gradient all-reduce between GPUs)")
+endif()
+
 file(GLOB GKD_CUDA_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cuda/test_*.c)
 foreach(src ${GKD_CUDA_TESTS})
   get_filename_component(name ${src} NAME_WE)

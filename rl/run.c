@@ -19,6 +19,13 @@ static gkd_status checkpoint(const gkd_run_target *g, const gkd_run_plan *p, con
     return st;
 }
 
+static int stop_agreed(gkd_dist *dist, int stop) {
+    double votes = stop != 0;
+    /* a failed vote stops the run: this rank cannot know what the others decided */
+    if (gkd_dist_allreduce_f64(dist, &votes, 1) != GKD_OK) return 1;
+    return votes > 0;
+}
+
 static int due(int64_t step, int64_t every, int last) {
     return (every > 0 && step % every == 0) || last;
 }
@@ -32,7 +39,7 @@ gkd_status gkd_run_loop(const gkd_run_target *g, const gkd_run_plan *p, const gk
     gkd_status st = GKD_OK;
     if (p->steps == 0 && g->current_step(g->self) == 0 && g->evaluate) st = evaluate(g, h, 0);
     while (st == GKD_OK && g->current_step(g->self) < p->steps) {
-        if (h->should_stop && h->should_stop(h->ctx)) {
+        if (h->should_stop && stop_agreed(p->dist, h->should_stop(h->ctx))) {
             r.interrupted = 1;
             int64_t at = g->current_step(g->self);
             if (checkpoints && (st = checkpoint(g, p, h, at)) == GKD_OK) r.checkpoint_step = at;

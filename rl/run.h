@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "core/base/error.h"
+#include "rl/dist.h"
 
 /* What the loop trains. step and current_step are required; evaluate and save may be NULL (nothing to
  * evaluate on; no checkpoints). */
@@ -28,6 +29,10 @@ typedef struct {
     int64_t checkpoint_every; /* 0: only at the last step */
     const char *checkpoint_dir; /* its step-N folders (rl/checkpoints.h); NULL: no checkpoints */
     int checkpoint_keep;      /* the newest this many step folders are kept; 0: all */
+    /* Data parallelism (rl/dist.h): should_stop is agreed over the ranks (any rank's stop stops all at the
+     * same step; one that stopped alone would leave the others waiting in an all-reduce). NULL: one
+     * process. */
+    gkd_dist *dist;
 } gkd_run_plan;
 
 /* What a caller adds to the loop; every member may be NULL. A hook's failure (a status other than

@@ -203,6 +203,7 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
             return gkd_error_set(GKD_ERR_ARG, "teacher and student are on different devices");
     }
     if (!train || train->n < 1) return gkd_error_set(GKD_ERR_ARG, "the training set is empty");
+    if ((st = gkd_trainer_check_dist(c)) != GKD_OK) return st;
     if (!c->reward && c->rl_method != GKD_RL_REINFORCE)
         return gkd_error_set(GKD_ERR_ARG, "method \"%s\" needs a reward", c->rl_method == GKD_RL_PPO ? "ppo" : "grpo");
     if (!c->reward && c->method && strcmp(c->method, "reinforce") == 0)
@@ -284,9 +285,14 @@ gkd_status gkd_trainer_ensure_dhidden(gkd_trainer *t, int B, int T) {
     return t->dhidden ? GKD_OK : gkd_error_set(GKD_ERR_NOMEM, "out of memory (%zu bytes of gradients)", need);
 }
 
-/* Samples continuations of the prompts of rows idx[0..n) from `m`; fills gen_tokens/gen_lens. */
 gkd_status gkd_trainer_generate(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx, int n,
                            float temperature, int max_new, uint64_t stream, uint64_t offset) {
+    return gkd_trainer_generate_strided(t, m, d, idx, n, temperature, max_new, stream, offset, 0);
+}
+
+gkd_status gkd_trainer_generate_strided(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx,
+                                        int n, float temperature, int max_new, uint64_t stream, uint64_t offset,
+                                        int row_stride) {
     for (int b = 0; b < n; b++) {
         const gkd_tokenized *r = &d->rows[idx[b]];
         memcpy(t->prompts + (size_t)b * t->max_prompt, r->ids, (size_t)r->prompt_len * sizeof(int));
@@ -294,7 +300,7 @@ gkd_status gkd_trainer_generate(gkd_trainer *t, gkd_model *m, const gkd_token_da
         t->prompt_lens[b] = r->prompt_len;
     }
     gkd_sample_config sc = {.temperature = temperature, .top_k = t->cfg.top_k, .top_p = t->cfg.top_p,
-                            .max_new_tokens = max_new, .eos_id = t->eos_id};
+                            .max_new_tokens = max_new, .eos_id = t->eos_id, .row_stride = row_stride};
     gkd_rng rng = {t->cfg.seed, stream, offset};
     gkd_status st = gkd_sample_generate(m, t->prompts, t->prompt_lens, n, t->max_prompt, &sc, &rng, t->gen_tokens,
                                         t->gen_lens, t->gen_logprobs);
@@ -507,16 +513,20 @@ gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total) {
 gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double temperature, gkd_step_stats *stats,
                                   long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size, K = c->group_size, G = B / K;
+    /* Every rank draws the whole batch's prompts; it samples, scores and trains its shard [lo, lo + B). */
+    int B_all = c->batch_size, K = c->group_size, G = B_all / K;
+    int B = B_all / gkd_dist_size(c->dist), lo = gkd_dist_rank(c->dist) * B;
     if (!(temperature > 0))
         return gkd_error_set(GKD_ERR_ARG, "temperature is %g at step %lld: with a reward it must be > 0", temperature,
                              (long long)t->step);
     gkd_data_order_next(&t->order, t->rl_prompts, G);
     for (int g = 0; g < G; g++)
         for (int k = 0; k < K; k++) t->idx[g * K + k] = t->rl_prompts[g];
+    if (lo > 0) memmove(t->idx, t->idx + lo, (size_t)B * sizeof *t->idx);
     double t0 = gkd_trainer_now();
-    gkd_status st = gkd_trainer_generate(t, t->student, t->train, t->idx, B, (float)temperature, c->max_new_tokens,
-                                         GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+    gkd_status st = gkd_trainer_generate_strided(t, t->student, t->train, t->idx, B, (float)temperature,
+                                                 c->max_new_tokens, GKD_RNG_STREAM_SAMPLE,
+                                                 micro_step * (uint64_t)B_all * (uint64_t)c->max_new_tokens + lo, B_all);
     if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
     stats->t_generate += gkd_trainer_now() - t0;
     if ((st = gkd_trainer_score_samples(t, B, out_total)) != GKD_OK) return st;
@@ -540,7 +550,7 @@ gkd_status gkd_trainer_rl_rollout(gkd_trainer *t, uint64_t micro_step, double te
 static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temperature, const gkd_divergence *div,
                                 double alpha, gkd_step_stats *stats, long *tokens, int *out_total) {
     const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size, K = c->group_size, G = B / K;
+    int B_all = c->batch_size, B = B_all / gkd_dist_size(c->dist); /* the batch, this rank's shard */
     gkd_status st = gkd_trainer_rl_rollout(t, micro_step, temperature, stats, tokens, out_total);
     if (st != GKD_OK) return st;
     int T = t->batch.T;
@@ -560,20 +570,22 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         return st;
     gkd_pg_config pc = {.alpha = alpha, .normalize = c->normalize_advantages,
                         .score_function = c->divergence_score_function, .norm = c->norm};
-    if ((st = gkd_pg_weights(&t->baselines, &pc, t->rewards, t->row_div, t->batch.mask, G, K, T, t->advantages,
-                             t->returns, t->pg_weight)) != GKD_OK)
-        return st;
+    double share, token_share;
+    if ((st = gkd_trainer_batch_share(t, B, T, &share, &token_share)) != GKD_OK) return st;
+    /* the batch's rewards, returns and advantages (all ranks'), this shard's weights divided by share */
+    if ((st = gkd_trainer_dist_pg_weights(t, &pc, B, T, share)) != GKD_OK) return st;
     double mean_r = 0, mean_ret = 0, var = 0;
-    for (int b = 0; b < B; b++) {
-        mean_r += t->rewards[b] / B;
-        mean_ret += t->returns[b] / B;
-        var += t->advantages[b] * t->advantages[b] / B;
+    for (int b = 0; b < B_all; b++) {
+        mean_r += t->rewards[b] / B_all;
+        mean_ret += t->returns[b] / B_all;
+        var += t->advantages[b] * t->advantages[b] / B_all;
     }
     gkd_distill_extra ex = {.div_scale = (float)alpha, .targets = t->batch.targets, .pg_weight = t->pg_weight,
                             .pg_temperature = (float)temperature};
-    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, 1.0f, &ex, t->dhidden,
-                                  gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
+    if ((st = gkd_distill_loss_ex(t->ws, div, c->norm, hs, Ws, ht, Wt, t->batch.mask, B, T, (float)share, &ex,
+                                  t->dhidden, gkd_model_output_weight_grad(t->student), &ds)) != GKD_OK)
         return st;
+    gkd_trainer_scale_distill_stats(&ds, share);
     double loss = ds.loss;
     double kl_coef = 0;
     if ((st = gkd_trainer_schedule_at(&c->kl_coef, t->step, "kl_coef", 0.0, 1e6, &kl_coef)) != GKD_OK) return st;
@@ -591,9 +603,10 @@ static gkd_status rl_micro_step(gkd_trainer *t, uint64_t micro_step, double temp
         gkd_distill_stats ks;
         if ((st = gkd_model_forward_nograd(t->reference, t->batch.tokens, B, T, &hr)) != GKD_OK) return st;
         if ((st = gkd_distill_loss_ex(t->ws_ref, &rkl, GKD_NORM_TOKEN, hs, Ws, hr, gkd_model_output_weight(t->reference),
-                                      t->batch.mask, B, T, 1.0f, &kx, t->dhidden_ref,
+                                      t->batch.mask, B, T, (float)token_share, &kx, t->dhidden_ref,
                                       gkd_model_output_weight_grad(t->student), &ks)) != GKD_OK)
             return st;
+        gkd_trainer_scale_distill_stats(&ks, token_share);
         t->be->residual_forward(t->dhidden, t->dhidden, t->dhidden_ref, n);
         loss += ks.loss;
         stats->kl_reference += ks.divergence / c->grad_accum;
@@ -615,37 +628,45 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
                                    const gkd_divergence *div, gkd_step_stats *stats, long *tokens, int *on_rows,
                                    int *out_total) {
     const gkd_train_config *c = &t->cfg;
-    int B = c->batch_size;
+    /* Every rank draws the whole batch and its coins; it trains on its shard [lo, lo + B) of them. */
+    int B_all = c->batch_size, B = B_all / gkd_dist_size(c->dist), lo = gkd_dist_rank(c->dist) * B;
     const gkd_token_dataset *fixed = c->fixed == GKD_FIXED_TEACHER ? &t->teacher_data : t->train;
     gkd_status st;
-    gkd_data_order_next(&t->order, t->idx, B);
+    gkd_data_order_next(&t->order, t->idx, B_all);
     /* The coin: one per batch (the paper) or one per row. */
     int on[4096];
-    int n_on = 0, on_idx[4096];
-    if (B > 4096) return gkd_error_set(GKD_ERR_ARG, "batch larger than 4096");
-    double batch_u = gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1)));
-    for (int b = 0; b < B; b++) {
+    int n_on = 0, on_idx[4096], n_on_all = 0, on_before = 0;
+    if (B_all > 4096) return gkd_error_set(GKD_ERR_ARG, "batch larger than 4096");
+    double batch_u = gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B_all + 1)));
+    for (int b = 0; b < B_all; b++) {
         double u = c->per_sample_coin
-                       ? gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B + 1) + 1 + b))
+                       ? gkd_rng_uniform_from_word(gkd_rng_word(c->seed, GKD_RNG_STREAM_LAMBDA, micro_step * (B_all + 1) + 1 + b))
                        : batch_u;
         on[b] = u <= lambda && lambda > 0.0;
-        if (on[b]) on_idx[n_on++] = t->idx[b];
+        if (!on[b]) continue;
+        n_on_all++;
+        if (b < lo) on_before++;
+        else if (b < lo + B) on_idx[n_on++] = t->idx[b];
     }
+    /* The batch's on-policy rows are sampled as one batch of n_on_all rows: this shard's are rows
+     * [on_before, on_before + n_on) of it, with the same draws. */
     double t0 = gkd_trainer_now();
     if (n_on > 0) {
-        st = gkd_trainer_generate(t, t->student, t->train, on_idx, n_on, (float)temperature, c->max_new_tokens,
-                      GKD_RNG_STREAM_SAMPLE, micro_step * (uint64_t)B * (uint64_t)c->max_new_tokens);
+        st = gkd_trainer_generate_strided(t, t->student, t->train, on_idx, n_on, (float)temperature,
+                                          c->max_new_tokens, GKD_RNG_STREAM_SAMPLE,
+                                          micro_step * (uint64_t)B_all * (uint64_t)c->max_new_tokens + on_before,
+                                          n_on_all);
         if (st != GKD_OK) return gkd_error_prefix(st, "sampling from the student");
     }
     stats->t_generate += gkd_trainer_now() - t0;
     for (int b = 0, k = 0; b < B; b++) {
         int *dst = t->out_tokens + (size_t)b * t->max_out;
-        if (on[b]) {
+        if (on[lo + b]) {
             t->out_lens[b] = t->gen_lens[k];
             memcpy(dst, t->gen_tokens + (size_t)k * t->max_out, (size_t)t->gen_lens[k] * sizeof(int));
             k++;
         } else {
-            const gkd_tokenized *r = &fixed->rows[t->idx[b]];
+            const gkd_tokenized *r = &fixed->rows[t->idx[lo + b]];
             int n = r->len - r->prompt_len;
             if (n > t->max_out) n = t->max_out;
             t->out_lens[b] = n;
@@ -653,12 +674,14 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
         }
         *out_total += t->out_lens[b];
     }
-    *on_rows += n_on;
-    st = gkd_batch_make_generated(&t->batch, t->train, t->idx, B, t->out_tokens, t->out_lens, t->max_out,
+    *on_rows += n_on_all;
+    st = gkd_batch_make_generated(&t->batch, t->train, t->idx + lo, B, t->out_tokens, t->out_lens, t->max_out,
                                   t->pad_id);
     if (st != GKD_OK) return st;
     int T = t->batch.T;
     *tokens += (long)B * T;
+    double share; /* this shard's part of the global batch's loss normaliser */
+    if ((st = gkd_trainer_batch_share(t, B, T, &share, NULL)) != GKD_OK) return st;
     if ((st = gkd_trainer_ensure_dhidden(t, B, T)) != GKD_OK) return st;
     const float *ht = NULL, *hs = NULL;
     t0 = gkd_trainer_now();
@@ -671,21 +694,24 @@ static gkd_status fixed_micro_step(gkd_trainer *t, uint64_t micro_step, double l
     gkd_distill_stats ds;
     if (c->use_ce) {
         float ce;
-        st = gkd_model_ce_loss(t->student, hs, t->batch.targets, t->batch.mask, B, T, (int)c->norm, &ce, t->dhidden);
+        st = gkd_model_ce_loss_scaled(t->student, hs, t->batch.targets, t->batch.mask, B, T, (int)c->norm, share,
+                                      &ce, t->dhidden);
         if (st != GKD_OK) return st;
         stats->loss += ce / c->grad_accum;
         if (t->teacher) {
             st = gkd_distill_loss(t->ws, div, c->norm, hs, gkd_model_output_weight(t->student), ht,
                                   gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, NULL, NULL, &ds);
             if (st != GKD_OK) return st;
+            gkd_trainer_scale_distill_stats(&ds, share);
         } else {
             memset(&ds, 0, sizeof ds);
         }
     } else {
         st = gkd_distill_loss(t->ws, div, c->norm, hs, gkd_model_output_weight(t->student), ht,
-                              gkd_model_output_weight(t->teacher), t->batch.mask, B, T, 1.0f, t->dhidden,
+                              gkd_model_output_weight(t->teacher), t->batch.mask, B, T, (float)share, t->dhidden,
                               gkd_model_output_weight_grad(t->student), &ds);
         if (st != GKD_OK) return st;
+        gkd_trainer_scale_distill_stats(&ds, share);
         stats->loss += ds.loss / c->grad_accum;
     }
     add_distill_stats(&stats->div, &ds, c->grad_accum);
@@ -778,6 +804,7 @@ gkd_status gkd_trainer_step(gkd_trainer *t, gkd_step_stats *stats) {
                                    &out_tokens_total)) != GKD_OK)
             return st;
     }
+    if (!t->ppo && (st = gkd_trainer_dist_reduce(t, stats, &tokens, &out_tokens_total)) != GKD_OK) return st;
     double t2 = gkd_trainer_now();
     double grad_norm = stats->grad_norm; /* PPO: the mean over its updates */
     if (!t->ppo) {

@@ -3,8 +3,9 @@
  * fixed data (ground truth, or teacher-generated outputs cached once: sequence-level KD); the loss is a
  * token-level divergence between teacher and student on those outputs (or cross-entropy, for SFT), with
  * no gradient through the sampling.
- * Rules: every random draw is a pure function of (seed, stream, step), so a run repeated or resumed
- * from a checkpoint is bit-identical; all numeric settings that may change over steps are schedules;
+ * Rules: every random draw is a pure function of (seed, stream, step) and, for a row's draws, of the row's
+ * index in the global batch, so a run repeated or resumed from a checkpoint is bit-identical and a
+ * data-parallel run draws what one process would; all numeric settings that may change over steps are schedules;
  * settings are checked by gkd_trainer_create before any work starts. The trainer borrows the models,
  * datasets and tokenizer: they must outlive it. */
 #ifndef GKD_TRAINER_H
@@ -15,6 +16,7 @@
 #include "core/text/data.h"
 #include "core/tensor/model.h"
 #include "reward/reward.h"
+#include "rl/dist.h"
 #include "rl/distill.h"
 #include "rl/policy_gradient.h"
 #include "rl/ppo.h"
@@ -128,6 +130,14 @@ typedef struct {
 
     gkd_metric_fn on_metric;
     void *metric_ctx;
+
+    /* Data parallelism (rl/dist.h, docs/data-parallel.md); NULL or one rank: a single process. With N ranks
+     * each takes rows [r B/N, (r+1) B/N) of every global batch of batch_size rows (its share of the
+     * on-policy samples included, with the draws the whole batch would give them); the loss is normalised
+     * by the global batch's counts, gradients and logged sums are summed over ranks, so every rank takes
+     * the optimizer step one process would. Rank 0 alone evaluates and saves checkpoints. batch_size must
+     * be a multiple of N. Borrowed. */
+    gkd_dist *dist;
 } gkd_train_config;
 
 /* Defaults: supervised KD (lambda 0, forward KL), per-sequence normalisation, teacher temperature 1,

@@ -67,6 +67,36 @@ gkd_status gkd_trainer_ensure_dhidden(gkd_trainer *t, int B, int T);
  * gen_logprobs (rows max_out apart). */
 gkd_status gkd_trainer_generate(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx, int n,
                                 float temperature, int max_new, uint64_t stream, uint64_t offset);
+/* gkd_trainer_generate for rows that are part of a batch of row_stride rows (offset advanced to the first of
+ * them): the draws of the whole batch's sampling (core/tensor/sample.h); row_stride 0: the n rows alone. */
+gkd_status gkd_trainer_generate_strided(gkd_trainer *t, gkd_model *m, const gkd_token_dataset *d, const int *idx,
+                                        int n, float temperature, int max_new, uint64_t stream, uint64_t offset,
+                                        int row_stride);
+
+/* rl/trainer_dist.c: data parallelism (cfg.dist). */
+/* Refuses settings a data-parallel run cannot reproduce (batch not a multiple of the ranks, PPO/GRPO). */
+gkd_status gkd_trainer_check_dist(const gkd_train_config *c);
+/* This rank's share of the global batch's loss normaliser, from the shard's mask (t->batch, B x T rows):
+ * its rows with outputs / the batch's (sequence normalisation) or its masked positions / the batch's
+ * (token normalisation); token_share (may be NULL) is always the positions' share. 1 in a single process.
+ * A collective: every rank calls it. */
+gkd_status gkd_trainer_batch_share(gkd_trainer *t, int B, int T, double *share, double *token_share);
+/* gkd_pg_weights over the whole batch: each rank's rewards, row divergences (t->row_div) and output lengths
+ * gathered, so that baselines, normalisation and the moving averages see the batch one process would;
+ * leaves the batch's rewards, returns and advantages in t->rewards, t->returns, t->advantages (batch_size
+ * rows) and this shard's per-position weights (B x T) in t->pg_weight, divided by share (the distillation
+ * loss multiplies them by it again with its scale). A single process calls gkd_pg_weights as it is. */
+gkd_status gkd_trainer_dist_pg_weights(gkd_trainer *t, const gkd_pg_config *pc, int B, int T, double share);
+/* The distillation stats (normalised over the shard) times share, so that their sum over ranks is the
+ * batch's. */
+void gkd_trainer_scale_distill_stats(gkd_distill_stats *ds, double share);
+/* Sums the step's logged sums and the gradient block over the ranks (nothing in a single process). */
+gkd_status gkd_trainer_dist_reduce(gkd_trainer *t, gkd_step_stats *stats, long *tokens, int *out_total);
+
+/* Compares a hash of the student's weights over the ranks (GKD_ERR_DEVICE naming the first that differs):
+ * every rank must have taken the same steps. A collective; nothing in a single process. */
+gkd_status gkd_trainer_dist_check_weights(gkd_trainer *t);
+
 /* Decodes the B sampled rows (without their end-of-sequence token) and scores them with the reward into
  * t->rewards; copies them into out_tokens / out_lens and adds their lengths to *out_total. */
 gkd_status gkd_trainer_score_samples(gkd_trainer *t, int B, int *out_total);

@@ -6,6 +6,9 @@
 -- stopped or failed continues from its last checkpoint, or starts again in the same row; only a run of
 -- the same config hash is reused (a failed one of another configuration is left for a new row).
 -- Settings that have no effect are refused, or, when they only change what is logged, stored warnings.
+-- Data parallelism (mpirun / srun, docs/data-parallel.md): rank 0 alone opens the store, decides whether
+-- the run resumes or is skipped and tells the other ranks (gkd.dist.broadcast); they train their shards
+-- quietly and write nothing.
 local gkd = ...
 local util = gkd.util
 
@@ -427,9 +430,24 @@ local function eos_warning(cfg)
     .. "for an instruct teacher, or terminator = \"\\n\")", count, p, EOS_WARN_BELOW)
 end
 
+-- A rank other than 0 of a data-parallel run: rank 0's plan (skip, or train from resume_dir), no store.
+local function run_follower(cfg, name)
+  local plan = gkd.json.decode(gkd.dist.broadcast())
+  if plan.skip then
+    if plan.weights then assert(cfg.student:load_weights(plan.weights)) end
+    return { name = name, skipped = true }
+  end
+  local result, status = gkd._train(cfg, { name = name, resume_dir = plan.resume_dir, quiet = true })
+  -- Interrupted: rank 0 records it in the store and then fails the script, which ends every rank (an error
+  -- here could end the job before rank 0 has written).
+  result.name, result.interrupted = name, status == "interrupted" or nil
+  return result
+end
+
 -- halving: given by gkd.sweep's successive halving only (util.run_identity).
 function gkd.run(cfg, halving)
   check_config(cfg)
+  local rank, ranks, comm = gkd.dist.init()
   local resolved = gkd._resolve(cfg)
   local warnings = ineffective_settings(cfg, resolved)
   local hash, identity = util.run_identity(cfg, halving)
@@ -438,10 +456,14 @@ function gkd.run(cfg, halving)
   local db = cfg.db or gkd.options.db or "runs.db"
   local resume = cfg.resume
   if resume == nil then resume = gkd.options.resume or false end
+  if rank ~= 0 then return run_follower(cfg, name) end
+  -- rank 0 of several: what the other ranks do, decided from the store (a no-op in one process)
+  local function tell_ranks(plan) if ranks > 1 then gkd.dist.broadcast(gkd.json.encode(plan)) end end
   local record = describe(cfg)
   record.db, record.resume, record.on_step, record.on_eval = nil, nil, nil, nil
   record.name = name
   record.resolved = resolved
+  if ranks > 1 then record.data_parallel = { ranks = ranks, backend = comm } end
   if gkd.options.script then
     record.script = { path = gkd.options.script, args = gkd.options.args, device = gkd.options.device,
       flags = gkd.options.worker_flags, cwd = gkd.options.cwd }
@@ -466,9 +488,9 @@ function gkd.run(cfg, halving)
     if info then
       local step, path = store:checkpoint_latest(info.id)
       if info.status == "finished" and info.last_step >= resolved.steps then
-        if step and gkd.sys.exists(path .. "/model.safetensors") then
-          assert(cfg.student:load_weights(path .. "/model.safetensors"))
-        end
+        local weights = step and gkd.sys.exists(path .. "/model.safetensors") and path .. "/model.safetensors" or nil
+        if weights then assert(cfg.student:load_weights(weights)) end
+        tell_ranks({ skip = true, weights = weights })
         local out = final_metrics_from_store(store, info.id)
         out.run_id, out.name, out.skipped = info.id, name, true
         return out
@@ -498,6 +520,7 @@ function gkd.run(cfg, halving)
   for _, w in ipairs(warnings) do assert(store:run_warning(run_id, w)) end
   local quiet = cfg.quiet
   if quiet == nil then quiet = gkd.options.quiet or false end
+  tell_ranks({ resume_dir = resume_dir })
   local ok, result, status = pcall(gkd._train, cfg, {
     store = store, run_id = run_id, name = name, resume_dir = resume_dir, quiet = quiet,
   })

@@ -243,7 +243,7 @@ static void test_model(int tied) {
     int prompts[B * 6], lens[B] = {6, 2, 4};
     for (int i = 0; i < B * 6; i++) prompts[i] = (i * 29 + 3) % c.vocab_size;
     gkd_sample_config scs[] = {
-        {0.0f, 0, 1.0f, 8, -1}, {0.8f, 7, 1.0f, 8, -1}, {1.0f, 0, 0.9f, 10, 4}, {1.3f, 0, 1.0f, 12, 9}};
+        {0.0f, 0, 1.0f, 8, -1, 0}, {0.8f, 7, 1.0f, 8, -1, 0}, {1.0f, 0, 0.9f, 10, 4, 0}, {1.3f, 0, 1.0f, 12, 9, 0}};
     for (size_t k = 0; k < sizeof scs / sizeof *scs; k++) {
         int nmax = scs[k].max_new_tokens;
         int tc[B * 12], ts[B * 12], lc2[B], ls2[B];

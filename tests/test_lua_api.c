@@ -187,6 +187,12 @@ static const char BASICS[] =
     "check(not gkd.sys.alive(sp), 'a reaped child is not alive')\n"
     "check(gkd.stop_requested() == false, 'no stop requested')\n"
     "check(gkd.version():match('^%d+%.%d+'), 'version')\n"
+    "check(gkd.dist.launched() == 1, 'no launcher: one process')\n"
+    "local dr, dn, db = gkd.dist.init()\n"
+    "check(dr == 0 and dn == 1 and db == 'none', 'one process is rank 0 of 1, no MPI')\n"
+    "check(gkd.dist.rank() == 0 and gkd.dist.size() == 1 and gkd.dist.local_rank() == 0, 'dist rank, size')\n"
+    "check(({none = true, mpi = true, nccl = true})[gkd.dist.compiled()], 'dist compiled')\n"
+    "check(gkd.dist.broadcast('plan') == 'plan', 'a broadcast in one process returns its argument')\n"
     "check(gkd._source_dir() ~= nil, 'source dir')\n";
 
 static const char SCHEDULES[] =

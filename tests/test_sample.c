@@ -5,7 +5,7 @@
  * References are full no-cache forwards with the output projection in double. gkd_sample_token (partial
  * selection) is compared with a naive full-sort reference on thousands of random rows, ties included: the
  * same token and the same log-probability, bit for bit. Generation does not depend on what the model's
- * KV cache held before. */
+ * KV cache held before. A row stride gives a shard of a batch the whole batch's draws. */
 // ctest-labels: cpu
 #include <math.h>
 #include <stdio.h>
@@ -215,6 +215,37 @@ static void test_reproducible_draws(gkd_model *m) {
     CHECK(generate(m, cfg, &r5, &b) == GKD_OK);
     CHECK(memcmp(&a, &b, sizeof a) == 0);
     check_logprobs(m, &a, "top-k 6, top-p 0.8");
+}
+
+/* A row stride: rows [r0, r0 + n) of the batch, generated alone with stride B and the offset moved by r0
+ * (what a data-parallel rank does with its shard), draw exactly the whole batch's tokens; the offset then
+ * moves by max_new_tokens * stride; a stride below the call's rows is refused. */
+static void test_row_stride(gkd_model *m) {
+    gkd_sample_config cfg = {.temperature = 1.0f, .top_p = 1.0f, .max_new_tokens = NEW, .eos_id = -1};
+    gkd_rng whole_rng = {91, GKD_RNG_STREAM_SAMPLE, 500};
+    result whole;
+    CHECK(generate(m, cfg, &whole_rng, &whole) == GKD_OK);
+    cfg.row_stride = B;
+    for (int r0 = 0; r0 < B; r0++) {
+        int tokens[NEW], n_out;
+        float lp[NEW];
+        gkd_rng rng = {91, GKD_RNG_STREAM_SAMPLE, 500 + (uint64_t)r0};
+        CHECK(gkd_sample_generate(m, prompts + r0 * P, lens + r0, 1, P, &cfg, &rng, tokens, &n_out, lp) == GKD_OK);
+        CHECKF(n_out == whole.lens[r0] && memcmp(tokens, whole.tokens + r0 * NEW, sizeof tokens) == 0,
+               "row %d alone with stride %d", r0, B);
+        CHECK(rng.offset == 500 + (uint64_t)r0 + (uint64_t)NEW * B);
+    }
+    /* without the stride a lone row draws other words: the test can tell */
+    cfg.row_stride = 0;
+    int tokens[NEW], n_out;
+    float lp[NEW];
+    gkd_rng rng = {91, GKD_RNG_STREAM_SAMPLE, 500 + 2};
+    CHECK(gkd_sample_generate(m, prompts + 2 * P, lens + 2, 1, P, &cfg, &rng, tokens, &n_out, lp) == GKD_OK);
+    CHECK(memcmp(tokens, whole.tokens + 2 * NEW, sizeof tokens) != 0);
+    cfg.row_stride = B - 1;
+    result r;
+    CHECK(generate(m, cfg, &rng, &r) == GKD_ERR_ARG);
+    CHECK(strstr(gkd_error_message(), "row_stride") != NULL);
 }
 
 /* Draws of the first token for many copies of one prompt against the filtered softmax. Fixed seeds make
@@ -447,11 +478,11 @@ static void test_bad_input(gkd_model *m) {
 static void test_nonfinite_row(void) {
     enum { N = 50 };
     const float bad[] = {NAN, INFINITY, -INFINITY};
-    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1},
-                                      {1.0f, 5, 1.0f, 1, -1},
-                                      {1.0f, 0, 0.9f, 1, -1},
-                                      {0.7f, 5, 0.9f, 1, -1},
-                                      {1.0f, 0, 1.0f, 1, -1}};
+    const gkd_sample_config cfgs[] = {{0.0f, 0, 1.0f, 1, -1, 0},
+                                      {1.0f, 5, 1.0f, 1, -1, 0},
+                                      {1.0f, 0, 0.9f, 1, -1, 0},
+                                      {0.7f, 5, 0.9f, 1, -1, 0},
+                                      {1.0f, 0, 1.0f, 1, -1, 0}};
     float x[N], probs[N], lp;
     int order[N], wrong = 0, cases = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -480,7 +511,7 @@ static void test_nonfinite_row(void) {
 static void test_nonfinite_model(void) {
     const float weights[] = {NAN, 1e14f};
     const gkd_sample_config cfgs[] = {
-        {1.0f, 5, 1.0f, NEW, -1}, {0.0f, 0, 1.0f, NEW, -1}, {1.0f, 0, 0.9f, NEW, -1}};
+        {1.0f, 5, 1.0f, NEW, -1, 0}, {0.0f, 0, 1.0f, NEW, -1, 0}, {1.0f, 0, 0.9f, NEW, -1, 0}};
     for (size_t w = 0; w < sizeof weights / sizeof weights[0]; w++) {
         gkd_model *m = make_model();
         float *p = gkd_model_params(m);
@@ -519,6 +550,7 @@ int main(void) {
     make_prompts();
     test_greedy_and_eos(m);
     test_reproducible_draws(m);
+    test_row_stride(m);
     gkd_sample_config cfg = {
         .temperature = 0.7f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 1, .eos_id = -1};
     chi_square(m, cfg, "temperature 0.7");

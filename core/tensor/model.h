@@ -185,6 +185,12 @@ gkd_status gkd_model_forward_nograd(gkd_model *m, const int *tokens, int B, int 
 gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targets, const float *mask, int B,
                              int T, int norm, float *loss, float *dhidden);
 
+/* gkd_model_ce_loss with the loss and its gradients times `scale`: a data-parallel rank's shard of a batch
+ * passes its share of the batch's normaliser (e.g. its tokens / the batch's tokens), so that the ranks'
+ * sums are the whole batch's loss and gradients (rl/dist.h). Scale 0 gives loss 0 and zero gradients. */
+gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int *targets, const float *mask, int B,
+                                    int T, int norm, double scale, float *loss, float *dhidden);
+
 /* Rows of logits gkd_model_ce_loss forms at once (memory rows x vocab_size floats); 0 restores the
  * default, about 8 MB of logits. */
 gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows);

@@ -291,10 +291,10 @@ static gkd_status ce_scratch_ensure(gkd_model *m, int N) {
     return GKD_OK;
 }
 
-/* Per-row weights w[n] with sum_n w[n] nll[n] the normalised loss; returns the number of rows of
- * non-zero weight, listed in rows[]. */
+/* Per-row weights w[n] with sum_n w[n] nll[n] the normalised loss times `scale`; returns the number of rows
+ * of non-zero weight, listed in rows[]. */
 static gkd_status ce_weights(const gkd_model *m, const int *targets, const float *mask, int B, int T,
-                             int norm, float *w, int *rows, int *n_rows) {
+                             int norm, double scale, float *w, int *rows, int *n_rows) {
     const char *fn = "gkd_model_ce_loss";
     double total = 0.0;
     int n_seq = 0;
@@ -322,7 +322,7 @@ static gkd_status ce_weights(const gkd_model *m, const int *targets, const float
         double denom = norm == GKD_NORM_TOKEN ? total : seq * n_seq;
         for (int t = 0; t < T; t++) {
             size_t n = (size_t)b * T + t;
-            w[n] = mask[n] != 0.0f ? (float)(mask[n] / denom) : 0.0f;
+            w[n] = mask[n] != 0.0f && scale != 0.0 ? (float)(mask[n] / denom * scale) : 0.0f;
             if (w[n] != 0.0f) rows[k++] = (int)n;
         }
     }
@@ -332,6 +332,11 @@ static gkd_status ce_weights(const gkd_model *m, const int *targets, const float
 
 gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targets, const float *mask, int B,
                              int T, int norm, float *loss, float *dhidden) {
+    return gkd_model_ce_loss_scaled(m, hidden, targets, mask, B, T, norm, 1.0, loss, dhidden);
+}
+
+gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int *targets, const float *mask, int B,
+                                    int T, int norm, double scale, float *loss, float *dhidden) {
     const char *fn = "gkd_model_ce_loss";
     if (!m || !hidden || !targets || !mask || !loss)
         return gkd_error_set(GKD_ERR_ARG, "%s: NULL argument", fn);
@@ -348,7 +353,7 @@ gkd_status gkd_model_ce_loss(gkd_model *m, const float *hidden, const int *targe
     if (st) return st;
     ce_scratch *ce = &m->ce;
     int n_rows = 0;
-    st = ce_weights(m, targets, mask, B, T, norm, ce->host_w, ce->host_rows, &n_rows);
+    st = ce_weights(m, targets, mask, B, T, norm, scale, ce->host_w, ce->host_rows, &n_rows);
     if (st) return st;
     const float *wout = gkd_model_output_weight(m);
     float *dwout = gkd_model_output_weight_grad(m);

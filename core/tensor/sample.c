@@ -193,6 +193,9 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
         if (prompt_lens[b] < 1 || prompt_lens[b] > P)
             return gkd_error_set(GKD_ERR_ARG, "%s: prompt_lens[%d] = %d must be in [1, P = %d]", fn, b,
                                  prompt_lens[b], P);
+    if (cfg->row_stride != 0 && cfg->row_stride < B)
+        return gkd_error_set(GKD_ERR_ARG, "%s: row_stride = %d must be 0 or >= B = %d", fn, cfg->row_stride, B);
+    const uint64_t S = cfg->row_stride > 0 ? (uint64_t)cfg->row_stride : (uint64_t)B;
     const int max_new = cfg->max_new_tokens;
     /* the last token is never fed, so a row needs at most P + max_new - 1 positions */
     const int max_T = max_new > 1 ? P + max_new - 1 : P;
@@ -236,7 +239,7 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
     const int draws = cfg->temperature > 0.0f && cfg->top_k != 1;
     for (int t = 0; !st && t < max_new; t++) {
         if (device) {
-            st = be->sample_draw(logits, B, V, cfg, rng->seed, rng->stream, rng->offset + (uint64_t)t * B, ws,
+            st = be->sample_draw(logits, B, V, cfg, rng->seed, rng->stream, rng->offset + (uint64_t)t * S, ws,
                                  step_tok, step_lp);
             if (st) break;
         } else {
@@ -244,7 +247,7 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
             for (int b = 0; b < B; b++) {
                 if (done[b]) continue;
                 float u = draws ? gkd_rng_uniform_from_word(
-                                      gkd_rng_word(rng->seed, rng->stream, rng->offset + (uint64_t)t * B + b))
+                                      gkd_rng_word(rng->seed, rng->stream, rng->offset + (uint64_t)t * S + b))
                                 : 1.0f;
                 step_tok[b] = gkd_sample_token(logits + (size_t)b * V, V, cfg, u, probs + (size_t)b * V,
                                                order + (size_t)b * V, &step_lp[b]);
@@ -273,7 +276,7 @@ gkd_status gkd_sample_generate(gkd_model *m, const int *prompts, const int *prom
         st = forward_step(m, cache, feed, pos, B, 1, at, host_logits, &logits);
     }
 done:
-    rng->offset += (uint64_t)max_new * B;
+    rng->offset += (uint64_t)max_new * S;
     free(probs), free(order), free(host_logits), free(ints), free(step_lp);
     return st;
 }

@@ -3,9 +3,11 @@
  * sampled tokens under the model at temperature 1 (they feed the policy gradient).
  * Rules:
  * - Draws are reproducible on any backend: the uniform for row b at generation step t is
- *   gkd_rng_uniform_from_word(gkd_rng_word(seed, stream, offset + t*B + b)), and every call that gets past
- *   its argument checks advances rng->offset by max_new_tokens*B, however many tokens it drew. Greedy
- *   draws nothing.
+ *   gkd_rng_uniform_from_word(gkd_rng_word(seed, stream, offset + t*S + b)) with S the row stride (B unless
+ *   the config sets one), and every call that gets past its argument checks advances rng->offset by
+ *   max_new_tokens*S, however many tokens it drew. Greedy draws nothing. A stride lets a call generate rows
+ *   [r0, r0 + B) of a larger batch of S rows (offset advanced by r0) with exactly the draws the whole batch
+ *   would give them: data-parallel ranks sample their shards so (rl/dist.h).
  * - A token is drawn by inverse CDF over the filtered distribution in increasing token-id order; the
  *   filters rank tokens by probability, ties broken by the smaller token id. Greedy takes the first
  *   largest logit. Weights and sums are in double; top-k selects its k tokens without sorting the row,
@@ -29,6 +31,7 @@ typedef struct gkd_sample_config {
     float top_p;       /* keep the most probable tokens until their mass reaches top_p; 1: all */
     int max_new_tokens;
     int eos_id; /* a row stops after emitting it; -1: no EOS */
+    int row_stride; /* rows of the whole batch these rows belong to (>= B); 0: B */
 } gkd_sample_config;
 
 /* GKD_OK, or GKD_ERR_ARG naming the first bad field (eos_id is checked against vocab_size). */

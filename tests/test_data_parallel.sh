@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# ctest-labels: cpu
+# Data-parallel training (docs/data-parallel.md): `mpirun -np 2 gkd run` with global batch B trains what one
+# process does with batch B: the same loss curve (relative difference <= 1e-5 at every step) and the same
+# final weights (allclose, rtol = atol = 1e-5; tests/data_parallel/compare.lua says why not a relative test
+# alone), for SFT, supervised KD, token normalisation, on-policy GKD (lambda 1, and lambda 0.5 with the coin
+# falling both ways), ImitKD's per-row coins (the ranks then hold different numbers of samples) and GKD + RL
+# with REINFORCE (rewards gathered over ranks for the baselines; the KL to the initial student). Rank 0
+# alone writes the store and checkpoints; a finished run is skipped on every rank; an interrupted one continues
+# from rank 0's checkpoint and ends as if never stopped; a failure on any rank ends the job; mpirun -np 1 is a
+# plain run; a batch that the ranks do not divide
+# is refused naming `batch`. Skipped (77) without mpirun; a gkd built without MPI must refuse mpirun -np 2.
+. "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=1
+command -v mpirun >/dev/null || { echo "SKIPPED: no mpirun (install openmpi-bin)"; exit 77; }
+here="$src/tests/data_parallel"
+mpi=(mpirun --allow-run-as-root --oversubscribe)
+
+"$bin" run -e 'print(gkd.dist.compiled())' >compiled.txt 2>&1
+if [ "$(cat compiled.txt)" = "none" ]; then
+  timeout 120 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" sft two.db >refuse.txt 2>&1; rc=$?
+  check "a gkd without MPI refuses mpirun -np 2 (rc $rc)" test "$rc" -ne 0
+  check "and says why" grep -q "built without MPI" refuse.txt
+  check "and wrote no run" test ! -e two.db.checkpoints
+  echo "SKIPPED: gkd built without MPI (its refusal checked: $fails failed)"
+  [ "$fails" -eq 0 ] && exit 77 || exit 1
+fi
+
+runs=(sft supervised_kd token gkd gkd_half imitkd reinforce reinforce_ma)
+for run in "${runs[@]}"; do
+  "$bin" run "$here/train.lua" "$run" one.db >>one.txt 2>&1 || { echo "FAILED: one process, $run" >&2; fails=$((fails + 1)); }
+  timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" "$run" two.db >>two.txt 2>&1 \
+    || { echo "FAILED: mpirun -np 2, $run" >&2; cat two.txt >&2; fails=$((fails + 1)); }
+  "$bin" run "$here/compare.lua" "$run" one.db two.db >>compare.txt 2>&1; rc=$?
+  check "$run: 2 ranks = 1 process ($(tail -1 compare.txt))" test "$rc" -eq 0
+done
+cat compare.txt
+
+check "both ranks ran every run" test "$(grep -c 'of 2: .* finished' two.txt)" -eq $((2 * ${#runs[@]}))
+"$bin" run -e '
+  local s = assert(gkd.store.open("two.db", {readonly = true}))
+  local runs = s:query("SELECT id, config FROM runs")
+  local ok = #runs == 8
+  for _, r in ipairs(runs) do
+    local c = gkd.json.decode(r.config)
+    ok = ok and c.data_parallel and c.data_parallel.ranks == 2
+    ok = ok and #s:query("SELECT step FROM metrics WHERE run_id = ? AND name = ?", r.id, "loss") == 6
+    ok = ok and #s:query("SELECT DISTINCT step FROM evals WHERE run_id = ?", r.id) == 1
+  end
+  os.exit(ok and 0 or 1)'
+check "rank 0 alone wrote the store: one row per run (ranks = 2 in its config), one loss per step, one evaluation" \
+  test $? -eq 0
+check "one checkpoint folder per run" test "$(ls -d two.db.checkpoints/*/step-* | wc -l)" -eq ${#runs[@]}
+"$bin" run -e '
+  local s = assert(gkd.store.open("one.db", {readonly = true}))
+  local id = s:run_find("gkd_half").id
+  local seen = {}
+  for _, r in ipairs(s:query("SELECT value FROM metrics WHERE run_id = ? AND name = ?", id, "on_policy_fraction")) do
+    seen[r.value] = true
+  end
+  os.exit((seen[0] and seen[1]) and 0 or 1)'
+check "lambda 0.5: the coin fell both ways within the run" test $? -eq 0
+
+timeout 120 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" sft two.db >again.txt 2>&1; rc=$?
+check "a finished run given again with --resume exits 0 (rc $rc)" test "$rc" -eq 0
+check "and is skipped on both ranks" test "$(grep -c 'sft skipped' again.txt)" -eq 2
+
+# Interrupted (SIGINT to mpirun, forwarded to the ranks, which agree on the step to stop at), then continued
+# with --resume: rank 0 names the checkpoint, every rank loads it, and the run ends as an uninterrupted
+# 2-rank run does (bit for bit: the same sums in the same order).
+timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long straight.db >/dev/null 2>&1
+timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long stop.db >stop1.txt 2>&1 &
+pid=$!
+for _ in $(seq 1 300); do
+  [ -n "$(ls stop.db.checkpoints/long 2>/dev/null | grep -v tmp)" ] && break
+  sleep 0.05
+done
+kill -INT "$pid"
+wait "$pid"; rc=$?
+check "the interrupted 2-rank run exits non-zero (rc $rc)" test "$rc" -ne 0
+"$bin" run -e '
+  local s = assert(gkd.store.open("stop.db", {readonly = true}))
+  local r = s:run_find("long")
+  local step = s:checkpoint_latest(r.id)
+  os.exit((r.status == "interrupted" and step == r.last_step and r.last_step < 400) and 0 or 1)'
+check "rank 0 marked it interrupted with a checkpoint at its last step" test $? -eq 0
+timeout 300 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" long stop.db >stop2.txt 2>&1; rc=$?
+check "continued with --resume (rc $rc)" test "$rc" -eq 0
+check "from the checkpoint" grep -q "long: continuing from step" stop2.txt
+"$bin" run "$here/compare.lua" long straight.db stop.db >stop.cmp 2>&1; rc=$?
+grep -q "loss_rel 0 weights_allclose_ratio 0 " stop.cmp || rc=1
+check "and ends exactly like the uninterrupted run ($(cat stop.cmp))" test "$rc" -eq 0
+
+# A rank that fails ends the whole job (MPI_Abort), instead of leaving the others waiting in an all-reduce
+# and itself in MPI_Finalize: timeout's 124 would mean a hang.
+for r in 0 1; do
+  timeout 120 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" fail$r fail.db >fail$r.txt 2>&1; rc=$?
+  check "a failure on rank $r ends the job with an error (rc $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+  check "saying where it failed" grep -q "gkd (rank $r of 2): .*failing on rank $r" fail$r.txt
+done
+"$bin" run -e 'os.exit(gkd.store.open("fail.db"):run_find("fail0").status == "failed" and 0 or 1)'
+check "rank 0's failure is recorded in the store" test $? -eq 0
+
+timeout 120 "${mpi[@]}" -np 1 "$bin" run "$here/train.lua" gkd_half np1.db >np1.txt 2>&1
+check "mpirun -np 1 is a plain run" grep -q "rank 0 of 1" np1.txt
+"$bin" run "$here/compare.lua" gkd_half one.db np1.db >/dev/null 2>&1
+check "and trains what one process does" test $? -eq 0
+
+timeout 120 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" sft uneven.db 5 >uneven.txt 2>&1; rc=$?
+check "batch 5 on 2 ranks is refused (rc $rc)" test "$rc" -ne 0
+check "naming batch and the ranks" grep -q "batch (5) must be a multiple of the number of ranks (2)" uneven.txt
+
+"$bin" run -e 'local r, n, b = gkd.dist.init(); io.write(r, " ", n, " ", b)' >plain.txt 2>plain.err
+check "a plain run is rank 0 of 1 without MPI ($(cat plain.txt))" test "$(cat plain.txt)" = "0 1 none"
+check "and prints nothing from MPI" test ! -s plain.err
+
+echo "data_parallel: $fails failed"
+[ "$fails" -eq 0 ]
