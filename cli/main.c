@@ -119,8 +119,8 @@ static const command commands[] = {
     {"bench", gkd_cmd_bench, "measure training/generation speed, memory and overheads (--json)",
      "gkd bench [--json] [--quick] " DEVICE " [--precision fp32|tf32|bf16]\n"
      "          [--only distill,sgemm,train,generate,teacher_score,gkd_step,lua,data_parallel]\n"
-     "          [--reps N] [--vocab N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--seq N] [--batch N] [--gen-batch N] [--gen-new N]\n"
-     "          [--score-batch N] [--score-seq N]\n"
+     "          [--reps N] [--vocab N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--seq N]\n"
+     "          [--batch N] [--gen-batch N] [--gen-new N] [--score-batch N] [--score-seq N]\n"
      "Training and generation speed, memory and overheads (docs/benchmarks.md); teacher_score and generate's\n"
      "batch-1 figures compare fp32 with bf16 and q8_0 weights (docs/inference-precision.md).\n",
      NULL},
