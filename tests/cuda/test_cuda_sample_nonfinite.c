@@ -26,7 +26,7 @@ int main(void) {
     }
     const float bad[] = {NAN, INFINITY, -INFINITY};
     const gkd_sample_config cfgs[] = {
-        {0.0f, 0, 1.0f, 1, -1}, {1.0f, 5, 1.0f, 1, -1}, {1.0f, 0, 0.9f, 1, -1}, {0.7f, 5, 0.9f, 1, -1}};
+        {0.0f, 0, 1.0f, 1, -1, 0}, {1.0f, 5, 1.0f, 1, -1, 0}, {1.0f, 0, 0.9f, 1, -1, 0}, {0.7f, 5, 0.9f, 1, -1, 0}};
     static float x[B * V], probs[V];
     static int order[V];
     float lp[B], want_lp;
