@@ -10,6 +10,7 @@
 #    merged store has no missing and no duplicated rows (each run's row counts equal its siblings').
 # 3. SIGTERM to a task (what Slurm sends before a time limit, and scancel) stops its run with a
 #    checkpoint ('interrupted'); `scontrol requeue` runs the task again and the run continues from there.
+# 4. data-parallel training launched by `srun --mpi=pmix -n 2` equals one process (docs/data-parallel.md).
 # Skips (77) where Slurm or munge is missing, without root, or when the daemons do not come up.
 . "$(dirname "$0")/lib.sh"
 for t in slurmctld slurmd munged sbatch squeue scontrol scancel sinfo; do
@@ -262,5 +263,21 @@ counts_of term.db >counts_tm.txt
 check "after the requeue every run has the same rows: $(tr '\n' ';' <counts_tm.txt)" \
   [ "$(cut -f2- counts_tm.txt | sort -u | wc -l)" -eq 1 -a "$(wc -l <counts_tm.txt)" -eq 4 ]
 
+# 4. Data-parallel training under Slurm's own launcher (docs/data-parallel.md): `srun --mpi=pmix -n 2` trains
+#    what one process trains with the same global batch. Debian's OpenMPI talks PMIx; srun's pmi2 cannot start it.
+if [ "$("$bin" run -e 'print(gkd.dist.compiled())' 2>/dev/null)" = none ]; then
+  echo "note: gkd built without MPI: the srun data-parallel check is left out"
+else
+  dp="$src/tests/data_parallel"
+  "$bin" run "$dp/train.lua" gkd dp_one.db >dp_one.txt 2>&1
+  check "one process trained the data-parallel run" [ $? -eq 0 ]
+  timeout 300 srun --mpi=pmix -n 2 "$bin" run "$dp/train.lua" gkd dp_two.db >dp_two.txt 2>&1
+  check "srun --mpi=pmix -n 2 trained it ($(tail -n 3 dp_two.txt | tr '\n' ' '))" [ $? -eq 0 ]
+  check "as two ranks" [ "$(grep -c 'of 2: gkd finished' dp_two.txt)" -eq 2 ]
+  "$bin" run "$dp/compare.lua" gkd dp_one.db dp_two.db >dp_compare.txt 2>&1
+  check "srun's 2 ranks = 1 process ($(tail -n 1 dp_compare.txt))" [ $? -eq 0 ]
+fi
+
 [ "$fails" -eq 0 ] || exit 1
-echo "ok   gkd sweep --slurm on a one-node Slurm: same results as locally, kill + --resume, SIGTERM + requeue"
+echo "ok   gkd sweep --slurm on a one-node Slurm: same results as locally, kill + --resume, SIGTERM + requeue;" \
+  "srun -n 2 data-parallel training"
