@@ -388,6 +388,15 @@ local function check_stale(spec, store, sweep_id, points, db, steps_of)
   end
 end
 
+-- check_stale, closing the store before its error is raised.
+local function refuse_stale(spec, store, sweep_id, points, db, steps_of)
+  local ok, err = pcall(check_stale, spec, store, sweep_id, points, db, steps_of)
+  if not ok then
+    store:close()
+    error(err, 0)
+  end
+end
+
 -- Points still to run: not finished (with at least `steps` steps when given), not failed (unless
 -- retry_failed), not running in a live process.
 local function pending(store, sweep_id, points, retry_failed, steps_of)
@@ -756,13 +765,7 @@ local function slurm_sweep(spec, points, db, sweep_id, rung_steps, retry_failed,
     for _, p in ipairs(survivors) do idx[#idx + 1] = ctx.index_of[p.name] end
     write_file(ctx.dir .. "/rung-" .. rung .. ".points", table.concat(idx, "\n") .. "\n")
     local store = assert(gkd.store.open(db))
-    if reuse ~= "any" then
-      local ok, err = pcall(check_stale, spec, store, sweep_id, survivors, db, steps_of)
-      if not ok then
-        store:close()
-        error(err, 0)
-      end
-    end
+    if reuse ~= "any" then refuse_stale(spec, store, sweep_id, survivors, db, steps_of) end
     local todo, n_busy, failed = slurm_pending(ctx, store, sweep_id, survivors, retry_failed, steps_of, busy)
     store:close()
     say("sweep '%s'%s: %d runs, %d to submit, %d finished%s%s", spec.name,
@@ -864,13 +867,7 @@ function gkd.sweep(spec)
       for _, p in ipairs(survivors) do steps_of[p.name] = steps end
     end
     store = assert(gkd.store.open(db))
-    if reuse ~= "any" then
-      local ok, err = pcall(check_stale, spec, store, sweep_id, survivors, db, steps_of)
-      if not ok then
-        store:close()
-        error(err, 0)
-      end
-    end
+    if reuse ~= "any" then refuse_stale(spec, store, sweep_id, survivors, db, steps_of) end
     local todo, busy, failed = pending(store, sweep_id, survivors, retry_failed, steps_of)
     store:close()
     local skipped = #survivors - #todo - busy - failed

@@ -13,3 +13,17 @@ check() {
   local what="$1"; shift
   if "$@"; then :; else echo "FAILED: $what" >&2; fails=$((fails + 1)); fi
 }
+# store_dump DB: every column of every row of every table of a run store, one line each, sorted (two
+# stores, or one before and after, compare with cmp).
+store_dump() {
+  "$bin" run -e '
+    local s = assert(gkd.store.open(arg[1], {readonly = true}))
+    for _, t in ipairs({"sweeps", "runs", "metrics", "evals", "samples", "checkpoints"}) do
+      local cols = {}
+      for _, c in ipairs(s:query("SELECT name FROM pragma_table_info(?) ORDER BY cid", t)) do
+        cols[#cols + 1] = "quote(" .. c.name .. ")"
+      end
+      local rows = s:query("SELECT " .. table.concat(cols, " || \"|\" || ") .. " AS row FROM " .. t .. " ORDER BY 1")
+      for _, r in ipairs(rows) do print(t, r.row) end
+    end' "$1"
+}

@@ -30,16 +30,6 @@ return {
 }
 LUA
 
-# whole_of DB: every column of every row of every table
-whole_of() {
-  "$bin" run -e '
-    local s = assert(gkd.store.open(arg[1], {readonly = true}))
-    for _, t in ipairs({"sweeps", "runs", "metrics", "evals", "samples", "checkpoints"}) do
-      local cols = {}
-      for _, c in ipairs(s:query("SELECT name FROM pragma_table_info(?) ORDER BY cid", t)) do cols[#cols + 1] = "quote(" .. c.name .. ")" end
-      for _, r in ipairs(s:query("SELECT " .. table.concat(cols, " || \"|\" || ") .. " AS row FROM " .. t .. " ORDER BY 1")) do print(t, r.row) end
-    end' "$1"
-}
 # rows_of DB NAME: the run's rows without ids (sample ids in a second file when given)
 rows_of() {
   "$bin" run -e '
@@ -86,9 +76,9 @@ done
 check "samples came across" [ "$(one runs.db 'SELECT count(*) FROM samples')" -gt 0 ]
 check "one sweep row" [ "$(one runs.db 'SELECT count(*) FROM sweeps')" -eq 1 ]
 check "the runs belong to it" [ "$(one runs.db 'SELECT count(*) FROM runs WHERE sweep_id = (SELECT id FROM sweeps WHERE name = ?)' mg)" -eq 2 ]
-whole_of runs.db >w1.txt
+store_dump runs.db >w1.txt
 "$bin" merge points --db runs.db >m2.txt 2>&1
-whole_of runs.db >w2.txt
+store_dump runs.db >w2.txt
 check "merging again exits 0" grep -q "0 runs added, 2 updated" m2.txt
 check "merging again changes no row and no id" cmp -s w1.txt w2.txt
 
@@ -148,14 +138,14 @@ check "its samples the changes did not touch keep their ids ($early)" \
   [ -n "$early" -a "$(one cont.db 'SELECT group_concat(id) FROM samples WHERE step <= ?' "$first")" = "$early" ]
 
 # 4. files that are not run stores
-whole_of runs.db >before.txt
+store_dump runs.db >before.txt
 printf 'SQLite format 3\000 but not really a database, just text that goes on and on\n%.0s' $(seq 1 50) >points/bad.db
 "$bin" merge points --db runs.db >m6.txt 2>&1
 rc=$?
 check "a malformed file: non-zero exit (got $rc)" [ $rc -ne 0 ]
 check "a malformed file: the message names it ($(grep bad m6.txt))" grep -q "points/bad.db" m6.txt
 check "a malformed file: the good ones are still merged" grep -q "0 runs added, 2 updated" m6.txt
-whole_of runs.db >after.txt
+store_dump runs.db >after.txt
 check "a malformed file: runs.db unchanged" cmp -s before.txt after.txt
 rm points/bad.db
 if command -v python3 >/dev/null && python3 -c 'import sqlite3' 2>/dev/null; then
@@ -164,7 +154,7 @@ if command -v python3 >/dev/null && python3 -c 'import sqlite3' 2>/dev/null; the
   rc=$?
   check "a foreign SQLite database: non-zero exit and its name ($(cat m7.txt))" [ $rc -ne 0 ] && grep -q "foreign.db" m7.txt
   check "a foreign SQLite database: it says why" grep -q "not a gkd run store" m7.txt
-  whole_of runs.db >after.txt
+  store_dump runs.db >after.txt
   check "a foreign SQLite database: runs.db unchanged" cmp -s before.txt after.txt
 fi
 : >points/2.db

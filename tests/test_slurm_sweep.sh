@@ -139,16 +139,6 @@ runs_of() {
       end
     end' "$1"
 }
-# whole_of DB: every column of every row of every table (merging twice must not change one)
-whole_of() {
-  "$bin" run -e '
-    local s = assert(gkd.store.open(arg[1], {readonly = true}))
-    for _, t in ipairs({"sweeps", "runs", "metrics", "evals", "samples", "checkpoints"}) do
-      local cols = {}
-      for _, c in ipairs(s:query("SELECT name FROM pragma_table_info(?) ORDER BY cid", t)) do cols[#cols + 1] = "quote(" .. c.name .. ")" end
-      for _, r in ipairs(s:query("SELECT " .. table.concat(cols, " || \"|\" || ") .. " AS row FROM " .. t .. " ORDER BY 1")) do print(t, r.row) end
-    end' "$1"
-}
 # point_state DB: "status checkpoints pid" of the run in a point store, "none" before it has one
 point_state() {
   "$bin" run -e '
@@ -195,9 +185,9 @@ check "4 runs, all finished" [ "$(grep -c '	finished$' slurm_runs.txt)" -eq 4 ]
 check "metrics were compared ($(grep -c '^m' local_runs.txt))" [ "$(grep -c '^m' local_runs.txt)" -ge 40 ]
 check "runs.db holds exactly the local sweep's runs: metrics, evals, samples, checkpoints" \
   diff local_runs.txt slurm_runs.txt
-whole_of runs.db >whole1.txt
+store_dump runs.db >whole1.txt
 "$bin" merge sl.slurm --db runs.db >/dev/null 2>&1
-whole_of runs.db >whole2.txt
+store_dump runs.db >whole2.txt
 check "merging again changes no row of runs.db" cmp -s whole1.txt whole2.txt
 "$bin" sweep sweep.lua --slurm --db runs.db -- 6 sl >sub1b.txt 2>err1b.txt
 check "submitting the finished sweep again submits nothing" bash -c "! grep -q 'submitted' sub1b.txt && grep -q '4 runs, 0 to submit, 4 finished' err1b.txt"
