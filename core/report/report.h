@@ -73,6 +73,9 @@ typedef struct {
     double last_loss;    /* "loss" at its largest step; NaN if none */
     double duration_s;   /* finish (or now, while running) minus start */
     int group;           /* index into gkd_report.groups */
+    char *error;         /* a failed run's stored message; NULL when none */
+    char *warnings;      /* the stored warnings, a JSON array of strings ("[]": none) */
+    int n_warnings;      /* how many */
     double *final;       /* (n_metrics): final value per metric, NaN when missing */
     int64_t *final_step; /* (n_metrics): the step it is from, -1 when missing */
 } gkd_report_run;

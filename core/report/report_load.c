@@ -110,6 +110,9 @@ static int read_run(const gkd_store_row *row, void *vctx) {
     run->last_step = gkd_store_row_is_null(row, 8) ? -1 : gkd_store_row_int(row, 8);
     run->last_loss = gkd_store_row_double(row, 9);
     run->duration_s = gkd_store_row_double(row, 10);
+    run->error = report_strdup(gkd_store_row_text(row, 11));
+    run->warnings = report_strdup(gkd_store_row_text(row, 12) ? gkd_store_row_text(row, 12) : "[]");
+    run->n_warnings = (int)gkd_store_row_int(row, 13);
     run->group = -1;
     double steps;
     run->total_steps = gkd_report_config_number(run->config, "steps", &steps) && steps >= 0 && steps < 9e18
@@ -117,7 +120,8 @@ static int read_run(const gkd_store_row *row, void *vctx) {
                            : -1;
     if (!run->name || !run->status || !run->config || (gkd_store_row_text(row, 2) && !run->sweep) ||
         (gkd_store_row_text(row, 6) && !run->started_at) ||
-        (gkd_store_row_text(row, 7) && !run->finished_at)) {
+        (gkd_store_row_text(row, 7) && !run->finished_at) || (gkd_store_row_text(row, 11) && !run->error) ||
+        !run->warnings) {
         c->nomem = 1;
         return 1;
     }
@@ -484,7 +488,8 @@ gkd_status gkd_report_load(gkd_store *store, const gkd_report_options *opt, gkd_
             "(SELECT max(m.step) FROM metrics m WHERE m.run_id = r.id), "
             "(SELECT m.value FROM metrics m WHERE m.run_id = r.id AND m.name = 'loss' ORDER BY m.step DESC "
             "LIMIT 1), "
-            "(julianday(coalesce(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0 "
+            "(julianday(coalesce(r.finished_at, 'now')) - julianday(r.started_at)) * 86400.0, "
+            "r.error, r.warnings, json_array_length(r.warnings) "
             "FROM runs r LEFT JOIN sweeps s ON s.id = r.sweep_id "
             "WHERE (?1 IS NULL OR s.name = ?1) AND (?2 IS NULL OR r.status = ?2) ORDER BY r.id",
             "ss", o.sweep, o.status);
@@ -527,6 +532,8 @@ void gkd_report_free(gkd_report *r) {
         free(run->setting);
         free(run->started_at);
         free(run->finished_at);
+        free(run->error);
+        free(run->warnings);
         free(run->final);
         free(run->final_step);
     }

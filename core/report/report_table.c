@@ -206,11 +206,11 @@ static int run_row(report_table *t, const gkd_report_run *run, const char *what)
 }
 
 void report_table_runs(const gkd_report *r, report_table *t) {
-    static const char *const head[] = {"id",    "name",      "sweep",   "status",   "seed",
-                                       "steps", "last loss", "started", "finished", "duration"};
-    static const int right[] = {1, 0, 0, 0, 1, 1, 1, 0, 0, 1};
-    table_init(t, 10);
-    for (int c = 0; c < 10; c++) table_head(t, c, head[c], right[c]);
+    static const char *const head[] = {"id",      "name",     "sweep",    "status",  "seed",    "steps",
+                                       "last loss", "started", "finished", "duration", "warnings"};
+    static const int right[] = {1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 1};
+    table_init(t, 11);
+    for (int c = 0; c < 11; c++) table_head(t, c, head[c], right[c]);
     char a[64], b[64];
     for (int i = 0; i < r->n_runs; i++) {
         const gkd_report_run *run = &r->runs[i];
@@ -225,6 +225,7 @@ void report_table_runs(const gkd_report *r, report_table *t) {
         table_cell(t, row, 7, "%s", fmt_time(a, sizeof a, run->started_at));
         table_cell(t, row, 8, "%s", fmt_time(b, sizeof b, run->finished_at));
         table_cell(t, row, 9, "%s", gkd_report_format_duration(a, sizeof a, run->duration_s));
+        table_cell(t, row, 10, "%d", run->n_warnings);
     }
 }
 
@@ -315,11 +316,43 @@ gkd_status report_check_written(FILE *out) {
     return GKD_OK;
 }
 
+/* Below the runs table: each failed run's message and each stored warning, one line each, with control
+ * characters escaped as in the table. */
+static gkd_status print_run_notes(const gkd_report *r, FILE *out) {
+    gkd_buf b = {0};
+    gkd_status st = GKD_OK;
+    for (int i = 0; st == GKD_OK && i < r->n_runs; i++) {
+        const gkd_report_run *run = &r->runs[i];
+        gkd_json *w = NULL;
+        if (run->n_warnings > 0 && gkd_json_parse(run->warnings, strlen(run->warnings), NULL, &w) != GKD_OK) {
+            st = gkd_error_prefix(GKD_ERR_DB, "the warnings of run %lld", (long long)run->id);
+            break;
+        }
+        const int n = w && w->type == GKD_JSON_ARRAY ? (int)w->len : 0;
+        for (int k = -1; k < n; k++) { /* k = -1: the failure */
+            const char *text = k < 0 ? (report_streq(run->status, "failed") ? run->error : NULL)
+                                     : (w->items[k]->type == GKD_JSON_STRING ? w->items[k]->string : NULL);
+            if (!text) continue;
+            gkd_buf_printf(&b, "run %lld (", (long long)run->id);
+            gkd_buf_put_printable(&b, run->name, strlen(run->name), 0);
+            gkd_buf_puts(&b, k < 0 ? ") failed: " : ") warning: ");
+            gkd_buf_put_printable(&b, text, strlen(text), 0);
+            gkd_buf_puts(&b, "\n");
+        }
+        gkd_json_free(w);
+    }
+    if (st == GKD_OK) st = gkd_buf_check(&b, "the runs' notes");
+    if (st == GKD_OK && b.len) fputs(b.data, out);
+    gkd_buf_free(&b);
+    return st;
+}
+
 gkd_status gkd_report_print_runs(const gkd_report *r, FILE *out) {
     if (!r || !out) return gkd_error_set(GKD_ERR_ARG, "gkd_report_print_runs: need a report and a stream");
     report_table t;
     report_table_runs(r, &t);
     gkd_status st = print_table(&t, out, NULL);
+    if (st == GKD_OK) st = print_run_notes(r, out);
     return st != GKD_OK ? st : report_check_written(out);
 }
 
