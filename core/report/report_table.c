@@ -206,7 +206,7 @@ static int run_row(report_table *t, const gkd_report_run *run, const char *what)
 }
 
 void report_table_runs(const gkd_report *r, report_table *t) {
-    static const char *const head[] = {"id",      "name",     "sweep",    "status",  "seed",    "steps",
+    static const char *const head[] = {"id",        "name",    "sweep",    "status",   "seed",    "steps",
                                        "last loss", "started", "finished", "duration", "warnings"};
     static const int right[] = {1, 0, 0, 0, 1, 1, 1, 0, 0, 1, 1};
     table_init(t, 11);
