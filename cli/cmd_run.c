@@ -388,8 +388,8 @@ int gkd_cmd_sweep(int argc, char **argv) {
     gkd_cli_flag(&a, "resume"); /* a sweep always resumes: finished points are skipped, stopped ones continue */
     o.resume = 1;
     if (bad) return 2;
-    if (o.point < -1) {
-        gkd_cli_error("sweep", "--point must be an index >= 0");
+    if (gkd_cli_str(&a, "point", NULL) && o.point < 0) { /* -1 would read as "not given": the whole sweep */
+        gkd_cli_error("sweep", "--point must be an index >= 0, got %lld", o.point);
         return 2;
     }
     int slurm_only = o.slurm_dry_run || o.slurm_advance || o.slurm_max_parallel;

@@ -144,5 +144,13 @@ runs_of local/local.db >local_runs.txt
 runs_of runs.db | grep '^hv/' >slurm_runs.txt
 check "the halving sweep's runs equal the local ones (steps, final loss)" diff local_runs.txt slurm_runs.txt
 
+# --point out of range or negative is refused before anything runs (before: --point -1 read as "no --point"
+# and ran the whole sweep locally)
+"$bin" sweep sweep.lua --point -1 --db neg.db -- 4 sb >neg.txt 2>&1; rc=$?
+check "--point -1 is refused (rc $rc)" [ "$rc" -eq 2 ] && grep -q "index >= 0" neg.txt
+check "and ran nothing" [ ! -e neg.db ]
+"$bin" sweep sweep.lua --point 3 --db far.db -- 4 sb >far.txt 2>&1; rc=$?
+check "--point past the last point is refused naming the range (rc $rc)" [ "$rc" -ne 0 ] && grep -q "points 0 to 2" far.txt
+
 [ "$fails" -eq 0 ] || exit 1
 echo "ok   gkd sweep --slurm: dry run, resubmission of what is left, halving controller (stand-in sbatch)"
