@@ -806,6 +806,11 @@ end
 
 function gkd.sweep(spec)
   util.check("gkd.sweep", spec, SWEEP_SCHEMA, 2)
+  -- Under mpirun/srun every rank would run the whole sweep and write the sweep's rows side by side.
+  if gkd.dist.launched() ~= 1 and select(2, gkd.dist.init()) > 1 then
+    error("gkd.sweep: started as one of several ranks (mpirun/srun); a sweep spreads its points with --workers "
+      .. "or --slurm (docs/cluster.md), and a data-parallel run is one gkd.run (docs/data-parallel.md)", 2)
+  end
   gkd.options.sweeps_run = (gkd.options.sweeps_run or 0) + 1
   local retry_failed = spec.retry_failed
   if retry_failed == nil then retry_failed = gkd.options.retry_failed end

@@ -121,5 +121,14 @@ check "naming batch and the ranks" grep -q "batch (5) must be a multiple of the 
 check "a plain run is rank 0 of 1 without MPI ($(cat plain.txt))" test "$(cat plain.txt)" = "0 1 none"
 check "and prints nothing from MPI" test ! -s plain.err
 
+# A sweep is refused under mpirun: every rank would run all of it (before: it ran, twice over, into one store)
+cat >sweep.lua <<'LUA'
+return {name = "dp", grid = {lr = {1e-3}}, base = {method = "sft"}}
+LUA
+timeout 120 "${mpi[@]}" -np 2 "$bin" sweep sweep.lua --db sweep.db >sweep.txt 2>&1; rc=$?
+check "gkd sweep under mpirun -np 2 is refused (rc $rc)" test "$rc" -ne 0 -a "$rc" -ne 124
+check "saying why" grep -q "started as one of several ranks" sweep.txt
+check "before it wrote a store" test ! -e sweep.db
+
 echo "data_parallel: $fails failed"
 [ "$fails" -eq 0 ]
