@@ -197,6 +197,21 @@ local function record_failure(spec, p, db, err)
   assert(store:run_finish(id, "failed", tostring(err)))
 end
 
+-- The flags every process of the sweep gets, as the local workers do: device, sandbox and limits, reuse.
+local function inherited_flags(argv)
+  if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
+  for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
+  if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
+  return argv
+end
+
+-- The script's own arguments after "--", so that ones like "--out DIR" reach the script, not gkd sweep.
+local function with_script_args(argv)
+  if gkd.options.args and #gkd.options.args > 0 then argv[#argv + 1] = "--" end
+  for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
+  return argv
+end
+
 -- Runs the points, `workers` at a time, returning {[name] = "ok" | error message}.
 local function execute(spec, points, db, workers, steps_of)
   local outcome = {}
@@ -228,16 +243,11 @@ local function execute(spec, points, db, workers, steps_of)
     while i <= total and n_active < workers and not gkd.stop_requested() do
       local p = points[i]
       i = i + 1
-      local argv = { "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db }
-      if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
-      for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
-      if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
+      local argv = inherited_flags({ "gkd", "sweep", gkd.options.script, "--worker-point", p.name, "--db", db })
       local steps = steps_of and steps_of[p.name]
       if steps then argv[#argv + 1] = "--worker-steps"; argv[#argv + 1] = tostring(steps) end
       argv[#argv + 1] = "--quiet" -- progress lines of parallel workers would garble each other
-      -- The script's own arguments after "--", so that ones like "--out DIR" reach the script, not gkd sweep.
-      if gkd.options.args and #gkd.options.args > 0 then argv[#argv + 1] = "--" end
-      for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
+      with_script_args(argv)
       local pid, err = gkd.sys.spawn(argv, gkd.options.exe)
       if not pid then error("gkd.sweep: " .. err, 2) end
       active[pid] = p
@@ -528,20 +538,6 @@ local function index_ranges(idx)
     i = j + 1
   end
   return table.concat(parts, ",")
-end
-
--- The flags every process of the sweep gets, as the local workers do: device, sandbox and limits, reuse.
-local function inherited_flags(argv)
-  if gkd.options.device then argv[#argv + 1] = "--device"; argv[#argv + 1] = gkd.options.device end
-  for _, f in ipairs(gkd.options.worker_flags or {}) do argv[#argv + 1] = f end
-  if gkd.options.reuse == "any" then argv[#argv + 1] = "--reuse-stale" end
-  return argv
-end
-
-local function with_script_args(argv)
-  if gkd.options.args and #gkd.options.args > 0 then argv[#argv + 1] = "--" end
-  for _, a in ipairs(gkd.options.args or {}) do argv[#argv + 1] = a end
-  return argv
 end
 
 local function shell_words(argv)
