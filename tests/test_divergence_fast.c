@@ -2,8 +2,9 @@
 /* The float32 divergence rows (rl/divergence_fast.h) against the exact double path (divergence.c), the
  * reference: for every instruction set this CPU runs (AVX-512, AVX2), every divergence and JSD
  * convention (beta at 0, 1e-6, 0.1, 0.5, 0.9, 1 - 1e-6, 1; skews 0, 0.1, 0.5), teacher temperatures 1 and
- * 0.7, and rows that are flat, peaked, nearly equal (KL ~ 1e-7) and far apart, at V = 1, 3, 17, 1000 and
- * 49,152 (tails that are not a whole vector included): the value, every gradient entry and the five
+ * 0.7, and rows that are flat, peaked, nearly equal (KL ~ 1e-7), far apart, past float's exp range, tied,
+ * or whose halves lie ~90 apart, at V = 1, 3, 17, 1000, 10,007 and 49,152 (tails that are not a whole vector
+ * included): the value, every gradient entry and the five
  * logged metrics agree within 1e-5 relative or 1e-7 absolute. Rows with masked (-inf) logits are
  * computed by the exact path, bit for bit, and a NaN logit is refused with the exact path's message. */
 #include "core/base/rng.h"
@@ -26,6 +27,7 @@ static int close_enough(double got, double want) {
 /* Fills N rows of V teacher and student logits of a given kind. */
 static void make_rows(gkd_rng *rng, int kind, int N, int V, float *t, float *s) {
     for (int i = 0; i < N * V; i++) {
+        int j = i % V; /* the entry within its row */
         float u = gkd_rng_uniform(rng) * 2.0f - 1.0f, w = gkd_rng_uniform(rng) * 2.0f - 1.0f;
         switch (kind) {
         case 0: /* flat-ish */
@@ -48,9 +50,13 @@ static void make_rows(gkd_rng *rng, int kind, int N, int V, float *t, float *s) 
             t[i] = 60.0f * u;
             s[i] = 52.0f * w;
             break;
-        default: /* ties, the student's largest logit among them (the top entry is the first of them) */
+        case 5: /* ties, the student's largest logit among them (the top entry is the first of them) */
             t[i] = roundf(2.0f * u);
             s[i] = roundf(3.0f * w);
+            break;
+        default: /* halves far apart: the float path's blocks in the first half have maxima ~90 below the row's */
+            t[i] = (j < V / 2 ? -70.0f : 20.0f) + 5.0f * u;
+            s[i] = (j < V / 2 ? -60.0f : 10.0f) + 5.0f * w;
             break;
         }
     }
@@ -138,7 +144,7 @@ static unsigned long long exact_rows(gkd_rng *rng, int kind, const char *name, d
 
 int main(void) {
     static const char *const isas[] = {"avx512", "avx2"};
-    static const int sizes[][2] = {{4, 1}, {4, 3}, {4, 17}, {4, 1000}, {2, 49152}};
+    static const int sizes[][2] = {{4, 1}, {4, 3}, {4, 17}, {4, 1000}, {2, 10007}, {2, 49152}};
     gkd_rng rng;
     gkd_rng_init(&rng, 7, GKD_RNG_STREAM_USER);
     int ran = 0;
@@ -153,7 +159,7 @@ int main(void) {
         ran++;
         worst_rel = 0;
         for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
-            for (int kind = 0; kind < 6; kind++) {
+            for (int kind = 0; kind < 7; kind++) {
                 int N = sizes[z][0], V = sizes[z][1];
                 if (V == 49152 && kind != 1 && kind != 2 && i != 0) continue; /* the big rows: twice per ISA */
                 float *t = malloc((size_t)N * V * sizeof *t), *s = malloc((size_t)N * V * sizeof *s);
