@@ -349,7 +349,7 @@ static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens,
 
 /* The "teacher_score" section; GKD_ERR_* with the error printed. */
 static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int reps, gkd_buf *out) {
-    format_result r = {.n = 2, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16}};
+    format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0_A8}};
     if (!be->packed_matmul) {
         gkd_cli_error("bench", "teacher_score: the %s backend has no reduced-precision weights (fp32 only)", be->name);
         return GKD_ERR_ARG;
@@ -361,9 +361,10 @@ static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int
     }
     gkd_buf_printf(out,
                    ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
-                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", \"note\": "
-                   "\"forward and logits of every position; A B A B medians\"",
-                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T));
+                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+                   "\"q8_0_a8_path\": \"%s\", \"note\": \"forward and logits of every position; A B C A B C medians\"",
+                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
+                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, B * T));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
     return GKD_OK;
