@@ -70,9 +70,9 @@ static void test_quantizer(void) {
     /* block 0: max 127, so d = 1 and x itself is rounded: ties go away from zero */
     const float ties[] = {127.0f, 2.5f, -2.5f, 0.5f, -0.5f, 0.49999997f, -126.5f, 3.4999998f, 1.5f, -1.5f};
     for (int k = 0; k < 32; k++) x[k] = k < 10 ? ties[k] : (float)(k - 16) * 0.25f;
-    for (int k = 64; k < 96; k++) x[k] = 0.0f;       /* block 2: zeros */
+    for (int k = 64; k < 96; k++) x[k] = 0.0f;         /* block 2: zeros */
     for (int k = 96; k < 128; k++) x[k] = -1e-30f * k; /* block 3: tiny values */
-    x[160] = 1e30f;                                     /* block 5: one huge value */
+    x[160] = 1e30f;                                    /* block 5: one huge value */
     uint8_t xq[IN];
     float dx[IN / 32];
     gkd_packed_vnni_quantize_a8(xq, dx, x, IN);
@@ -85,17 +85,20 @@ static void test_quantizer(void) {
                    x[32 * b + k], xq[32 * b + k] - 128, q[k]);
     }
     const int want[] = {127, 3, -3, 1, -1, 0, -127, 3, 2, -2};
-    for (int k = 0; k < 10; k++) CHECKF(xq[k] - 128 == want[k], "tie %d: %d, want %d", k, xq[k] - 128, want[k]);
+    for (int k = 0; k < 10; k++)
+        CHECKF(xq[k] - 128 == want[k], "tie %d: %d, want %d", k, xq[k] - 128, want[k]);
 }
 
 /* y = x W^T from the definition: weights and activations quantised per block, block sums in integers, the
  * sum over blocks in double; mag: sum of |terms| per entry. */
-static void reference(double *y, double *mag, const float *x, int ldx, const float *w, int N, int out, int in) {
+static void reference(double *y, double *mag, const float *x, int ldx, const float *w, int N, int out,
+                      int in) {
     const int nb = in / 32;
     int *qw = malloc(sizeof(int) * out * in), *qx = malloc(sizeof(int) * in);
     float *dw = malloc(sizeof(float) * out * nb), *dx = malloc(sizeof(float) * nb);
     for (int o = 0; o < out; o++)
-        for (int b = 0; b < nb; b++) dw[o * nb + b] = quantize_block(qw + (size_t)o * in + 32 * b, w + (size_t)o * in + 32 * b);
+        for (int b = 0; b < nb; b++)
+            dw[o * nb + b] = quantize_block(qw + (size_t)o * in + 32 * b, w + (size_t)o * in + 32 * b);
     for (int n = 0; n < N; n++) {
         for (int b = 0; b < nb; b++) dx[b] = quantize_block(qx + 32 * b, x + (size_t)n * ldx + 32 * b);
         for (int o = 0; o < out; o++) {
@@ -140,21 +143,23 @@ static void test_product(const gkd_backend *be, int N, int out, int in, int zero
         int bad = 0;
         for (int n = 0; n < N; n++) {
             for (int o = 0; o < out; o++) {
-                const double got = y[(size_t)n * ldy + o], tol = (nb + 2) * 0x1p-24 * mag[(size_t)n * out + o];
+                const double got = y[(size_t)n * ldy + o],
+                             tol = (nb + 2) * 0x1p-24 * mag[(size_t)n * out + o];
                 const double err = fabs(got - ref[(size_t)n * out + o]);
                 if (!(err <= tol)) bad++;
                 if (tol > 0 && err / tol > worst) worst = err / tol;
             }
             for (int o = out; o < ldy; o++) bad += !isnan(y[(size_t)n * ldy + o]); /* nothing past `out` */
         }
-        CHECKF(bad == 0, "q8_0_a8 N=%d out=%d in=%d zeros=%d on path %s: %d entries off (worst %.3g of the bound)",
-               N, out, in, zeros, path, bad, worst);
+        CHECKF(bad == 0,
+               "q8_0_a8 N=%d out=%d in=%d zeros=%d on path %s: %d entries off (worst %.3g of the bound)", N,
+               out, in, zeros, path, bad, worst);
         /* the last row alone, as decoding computes it: the same bits */
         const int last = N - 1;
         be->packed_matmul(y1, out, x + (size_t)last * ldx, ldx, p, A8, 1, out, in, scratch);
         CHECKF(memcmp(y1, y + (size_t)last * ldy, sizeof(float) * out) == 0,
-               "q8_0_a8 N=%d out=%d in=%d on path %s: row %d alone differs from the same row among %d", N, out, in,
-               path, last, N);
+               "q8_0_a8 N=%d out=%d in=%d on path %s: row %d alone differs from the same row among %d", N,
+               out, in, path, last, N);
     }
     gkd_packed_cpu_force_portable(0);
     free(w), free(x), free(y), free(y1), free(ref), free(mag), free(p), free(scratch);
@@ -187,7 +192,8 @@ static gkd_model *make(const gkd_model_config *cfg, gkd_weight_format f) {
     gkd_model *m = NULL;
     if (gkd_model_create_ex(cfg, gkd_backend_cpu(), GKD_MODEL_INFERENCE, &m)) die("create");
     gkd_model_init_weights(m, 6);
-    /* larger weights than the default init, so the logits spread over several units as a trained model's do */
+    /* larger weights than the default init, so the logits spread over several units as a trained model's do
+     */
     float *p = gkd_model_params(m);
     for (int i = 0; i < gkd_model_num_tensors(m); i++) {
         const gkd_tensor_info *t = gkd_model_tensor(m, i);
@@ -211,13 +217,21 @@ static double max_abs_diff(const float *a, const float *b, size_t n, double *sca
 enum { TL = 21 };
 
 static void test_models(void) {
-    gkd_model_config cfg = {.vocab_size = 97, .dim = 64, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
-                            .hidden_dim = 96, .max_seq_len = 48, .rope_theta = 10000.0f, .norm_eps = 1e-5f,
+    gkd_model_config cfg = {.vocab_size = 97,
+                            .dim = 64,
+                            .n_layers = 2,
+                            .n_heads = 4,
+                            .n_kv_heads = 2,
+                            .hidden_dim = 96,
+                            .max_seq_len = 48,
+                            .rope_theta = 10000.0f,
+                            .norm_eps = 1e-5f,
                             .tied_embeddings = 1};
     int tokens[TL];
     for (int t = 0; t < TL; t++) tokens[t] = (t * 37 + 5) % cfg.vocab_size;
     const size_t VL = (size_t)cfg.vocab_size * TL;
-    float *exact = malloc(VL * sizeof(float)), *got = malloc(VL * sizeof(float)), *port = malloc(VL * sizeof(float));
+    float *exact = malloc(VL * sizeof(float)), *got = malloc(VL * sizeof(float)),
+          *port = malloc(VL * sizeof(float));
     gkd_model *fp = make(&cfg, GKD_WEIGHTS_FP32), *q = make(&cfg, A8);
     CHECK(gkd_model_weight_format(q) == A8 && gkd_model_params(q) == NULL);
     if (gkd_model_logits(fp, tokens, TL, exact) || gkd_model_logits(q, tokens, TL, got)) die("logits");
@@ -225,8 +239,8 @@ static void test_models(void) {
     if (gkd_model_logits(q, tokens, TL, port)) die("logits");
     gkd_packed_cpu_force_portable(0);
     double scale, d = max_abs_diff(got, exact, VL, &scale), dp = max_abs_diff(port, got, VL, NULL);
-    printf("q8_0_a8 vs exact fp32 logits: max |diff| %.3g (max |logit| %.3g); portable vs %s: %.3g\n", d, scale,
-           gkd_packed_cpu_path(A8, TL), dp);
+    printf("q8_0_a8 vs exact fp32 logits: max |diff| %.3g (max |logit| %.3g); portable vs %s: %.3g\n", d,
+           scale, gkd_packed_cpu_path(A8, TL), dp);
     /* weights and activations each lose up to half a step of 1/127 of their block's largest: about 1 % per
      * product in the worst case, a few % of the largest logit after 2 layers */
     CHECKF(d <= 0.08 * scale && d > 0.0, "q8_0_a8 vs exact logits: %g of %g", d, scale);
@@ -238,7 +252,8 @@ static void test_models(void) {
     gkd_model_memory_usage(q, &mq);
     CHECKF(mq.params * 3 < mf.params, "parameter bytes: q8_0_a8 %zu, fp32 %zu", mq.params, mf.params);
 
-    gkd_sample_config sc = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 8, .eos_id = -1};
+    gkd_sample_config sc = {
+        .temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .max_new_tokens = 8, .eos_id = -1};
     int prompt[4] = {3, 9, 27, 81}, plen = 4, toks[8], len = 0;
     float lp[8];
     gkd_rng rng = {1, GKD_RNG_STREAM_SAMPLE, 0};

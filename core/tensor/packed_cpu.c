@@ -129,7 +129,8 @@ static a8_parts a8_split(const void *w, int rows, int cols) {
 
 /* Offsets of weight (r, k) and of its block's scale in the q8_0_a8 layout. */
 static inline size_t a8_q_at(int r, int k, int cols) {
-    return (size_t)(r / A8_PANEL) * A8_PANEL * cols + (size_t)(k / GKD_Q8_0_BLOCK) * GKD_Q8_0_BLOCK * A8_PANEL +
+    return (size_t)(r / A8_PANEL) * A8_PANEL * cols +
+           (size_t)(k / GKD_Q8_0_BLOCK) * GKD_Q8_0_BLOCK * A8_PANEL +
            (size_t)(k % GKD_Q8_0_BLOCK / 4) * 4 * A8_PANEL + (size_t)(r % A8_PANEL) * 4 + (size_t)(k % 4);
 }
 
@@ -151,7 +152,8 @@ static float q8_0_block(int8_t *q, const float *w) {
 }
 
 static void q8_0_pack_row(int8_t *q, float *d, const float *w, int cols) {
-    for (int b = 0; b < cols / GKD_Q8_0_BLOCK; b++) d[b] = q8_0_block(q + b * GKD_Q8_0_BLOCK, w + b * GKD_Q8_0_BLOCK);
+    for (int b = 0; b < cols / GKD_Q8_0_BLOCK; b++)
+        d[b] = q8_0_block(q + b * GKD_Q8_0_BLOCK, w + b * GKD_Q8_0_BLOCK);
 }
 
 /* Rows of one panel (a zero row past the matrix's end) into the q8_0_a8 layout. */
@@ -365,8 +367,8 @@ static void quantize_a8_row(uint8_t *xq, float *dx, const float *x, int in) {
 }
 
 /* The q8_0_a8 product in plain C: exact int32 block sums, scaled and summed over blocks in fp32. */
-static void q8_0_a8_rows_portable(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w, int out,
-                                  int N, int in, int o0, int o1) {
+static void q8_0_a8_rows_portable(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w,
+                                  int out, int N, int in, int o0, int o1) {
     const a8_parts p = a8_split(w, out, in);
     const int nb = in / GKD_Q8_0_BLOCK;
     for (int n = 0; n < N; n++)
@@ -395,7 +397,8 @@ static void matmul_q8_0_a8(float *y, int ldy, const float *x, int ldx, const voi
 #pragma omp for schedule(static)
         for (int n = 0; n < N; n++) {
             if (vnni)
-                gkd_packed_vnni_quantize_a8(xq + (size_t)n * in, dx + (size_t)n * nb, x + (size_t)n * ldx, in);
+                gkd_packed_vnni_quantize_a8(xq + (size_t)n * in, dx + (size_t)n * nb, x + (size_t)n * ldx,
+                                            in);
             else
                 quantize_a8_row(xq + (size_t)n * in, dx + (size_t)n * nb, x + (size_t)n * ldx, in);
         }

@@ -1,13 +1,14 @@
 /* The q8_0_a8 product with AVX-512 VNNI (packed_cpu.h, weights.h): int8 weights in q8_0 blocks times
  * activation rows quantised to q8_0 blocks, each block's dot product an exact int32 sum. Compiled for
  * AVX512F/BW/VL/VNNI (CMakeLists.txt) and called only on a CPU that reports them.
- * How: VPDPBUSD multiplies unsigned by signed bytes, so activations are stored as qx + 128 (0..254) and each
- * block's sum starts from -128 sum_k qw, precomputed at pack time: sum (qx + 128) qw - 128 sum qw = sum qx qw,
- * exactly, in int32 (|sum| <= 32 * 127 * 254 fits). The weights sit in panels of 16 output features laid out
- * so that one 64-byte load is 4 consecutive inputs of 16 features (packed_cpu.c, q8_0_a8 layout).
- * A tile is R rows x P panels (up to 4 x 3: 48 features): per block, R x P int32 sums and R x P fp32 sums
- * live in registers; each block's int32 sum is converted and added as fp32 with the scale dx dw.
- * Rules: the output feature's fp32 sum runs over blocks in order, whatever the tile, row count or thread
+ * How: VPDPBUSD multiplies unsigned by signed bytes, so activations are stored as qx + 128 (0..254) and
+ * each block's sum starts from -128 sum_k qw, precomputed at pack time: sum (qx + 128) qw - 128 sum qw =
+ * sum qx qw, exactly, in int32 (|sum| <= 32 * 254 * 127 fits). The weights sit in panels of 16 output
+ * features laid out so that one 64-byte load is 4 consecutive inputs of 16 features (packed_cpu.c, the
+ * q8_0_a8 layout). A tile is R rows x P panels (up to 4 x 3: 48 features): per block, R x P int32 sums and
+ * R x P fp32 sums live in registers; each block's int32 sum is converted and added as fp32 with the scale
+ * dx dw.
+ * Rules: an output feature's fp32 sum runs over blocks in order, whatever the tile, row count or thread
  * split, so the many-row and one-row paths give the same bits; the kernels never start threads. */
 #include <immintrin.h>
 #include <stdint.h>
@@ -15,10 +16,10 @@
 #include "core/tensor/packed_cpu.h"
 
 enum {
-    PANEL = 16,      /* output features per panel: one zmm of int32 or fp32 */
-    GROUPS = 8,      /* 4-byte groups per block of 32 inputs */
-    MAX_R = 4,       /* rows per tile */
-    MAX_P = 3,       /* panels per tile */
+    PANEL = 16,            /* output features per panel: one zmm of int32 or fp32 */
+    GROUPS = 8,            /* 4-byte groups per block of 32 inputs */
+    MAX_R = 4,             /* rows per tile */
+    MAX_P = 3,             /* panels per tile */
     CHUNK_BYTES = 1 << 18, /* quantised activation rows kept hot (L2) while the panels go by */
 };
 
@@ -44,8 +45,8 @@ void gkd_packed_vnni_quantize_a8(uint8_t *xq, float *dx, const float *x, int in)
             __m512 r = _mm512_roundscale_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
             __m512 f = abs_ps(_mm512_sub_ps(t, r));
             __mmask16 up = _mm512_cmp_ps_mask(f, half, _CMP_GE_OQ);
-            __m512 away = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(one),
-                                                              _mm512_and_si512(sign, _mm512_castps_si512(t))));
+            __m512 away = _mm512_castsi512_ps(
+                _mm512_or_si512(_mm512_castps_si512(one), _mm512_and_si512(sign, _mm512_castps_si512(t))));
             r = _mm512_mask_add_ps(r, up, r, away);
             r = _mm512_min_ps(_mm512_max_ps(r, _mm512_sub_ps(_mm512_setzero_ps(), lim)), lim);
             q[h] = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(128));
@@ -64,8 +65,8 @@ typedef struct {
 
 /* y[r][o + 16 p + j] for r < R, p < P; o_end: the matrix's last feature + 1 (a partial panel is masked). */
 static inline __attribute__((always_inline)) void tile(float *y, int ldy, const uint8_t *xq, const float *dx,
-                                                       int in, const panels *w, int p0, int o_end, const int R,
-                                                       const int P) {
+                                                       int in, const panels *w, int p0, int o_end,
+                                                       const int R, const int P) {
     const int nb = w->nb;
     const size_t qs = (size_t)nb * GROUPS * 64, ss = (size_t)nb * PANEL;
     const int8_t *q = w->q + (size_t)p0 * qs;
@@ -97,7 +98,8 @@ static inline __attribute__((always_inline)) void tile(float *y, int ldy, const 
         for (int r = 0; r < R; r++) {
             __m512 dxr = _mm512_set1_ps(dx[(size_t)r * nb + b]);
             for (int p = 0; p < P; p++)
-                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][p]), _mm512_mul_ps(dxr, dw[p]), acc[r][p]);
+                acc[r][p] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[r][p]), _mm512_mul_ps(dxr, dw[p]), acc[r][p]);
         }
     }
     for (int p = 0; p < P; p++) {
@@ -114,8 +116,8 @@ static inline __attribute__((always_inline)) void tile(float *y, int ldy, const 
 
 typedef void (*tile_fn)(float *, int, const uint8_t *, const float *, int, const panels *, int, int);
 #define TILE(R, P)                                                                                           \
-    static void tile_##R##_##P(float *y, int ldy, const uint8_t *xq, const float *dx, int in, const panels *w, \
-                               int p0, int o_end) {                                                          \
+    static void tile_##R##_##P(float *y, int ldy, const uint8_t *xq, const float *dx, int in,                \
+                               const panels *w, int p0, int o_end) {                                         \
         tile(y, ldy, xq, dx, in, w, p0, o_end, R, P);                                                        \
     }
 #define TILES_P(R) TILE(R, 1) TILE(R, 2) TILE(R, 3)
@@ -123,11 +125,12 @@ TILES_P(1)
 TILES_P(2)
 TILES_P(3)
 TILES_P(4)
-#define ROW(R) {tile_##R##_1, tile_##R##_2, tile_##R##_3}
+#define ROW(R)                                                                                               \
+    { tile_##R##_1, tile_##R##_2, tile_##R##_3 }
 static const tile_fn tiles[MAX_R][MAX_P] = {ROW(1), ROW(2), ROW(3), ROW(4)};
 
-void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w, int out,
-                                  int N, int in, int o0, int o1) {
+void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w,
+                                  int out, int N, int in, int o0, int o1) {
     const int nb = in / GKD_Q8_0_BLOCK, n_panels = (out + PANEL - 1) / PANEL;
     const int8_t *q = w;
     const float *d = (const float *)(q + (size_t)n_panels * PANEL * in);
@@ -141,8 +144,8 @@ void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const fl
             const int P = pb - p < MAX_P ? pb - p : MAX_P;
             for (int n = n0; n < n1; n += MAX_R) {
                 const int R = n1 - n < MAX_R ? n1 - n : MAX_R;
-                tiles[R - 1][P - 1](y + (size_t)n * ldy, ldy, xq + (size_t)n * in, dx + (size_t)n * nb, in, &pw,
-                                    p, o1);
+                tiles[R - 1][P - 1](y + (size_t)n * ldy, ldy, xq + (size_t)n * in, dx + (size_t)n * nb, in,
+                                    &pw, p, o1);
             }
         }
     }

@@ -38,8 +38,8 @@ typedef enum {
 
 enum { GKD_Q8_0_BLOCK = 32 }; /* weights (and, for q8_0_a8, activations) per q8_0 block */
 
-/* "fp32", "bf16", "q8_0" or "q8_0_a8" -> *out; GKD_ERR_ARG for anything else, the message naming `setting` (the
- * option or key that carried the value, e.g. "--weights") and the names it accepts. */
+/* "fp32", "bf16", "q8_0" or "q8_0_a8" -> *out; GKD_ERR_ARG for anything else, the message naming `setting`
+ * (the option or key that carried the value, e.g. "--weights") and the names it accepts. */
 gkd_status gkd_weight_format_parse(const char *name, const char *setting, gkd_weight_format *out);
 /* "fp32", "bf16", "q8_0", "q8_0_a8"; "?" for a value outside the enum. Static string. */
 const char *gkd_weight_format_name(gkd_weight_format f);
