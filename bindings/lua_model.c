@@ -129,7 +129,7 @@ static int is_dir(const char *path) {
 
 /* gkd.model.load(path [, {tokenizer = tok, device = "cpu", inference = false, weights = "fp32"}]) -> model | nil,
  * message. inference = true: parameters only, no gradient block (a teacher): it cannot be trained. weights =
- * "bf16" or "q8_0" (inference models only, CPU only) stores the matrices in that format (core/tensor/weights.h). */
+ * "bf16", "q8_0" or "q8_0_a8" (inference models only, CPU only) stores the matrices in that format (core/tensor/weights.h). */
 static int l_load(lua_State *L) {
     static const char *const keys[] = {"tokenizer", "device", "inference", "weights", NULL};
     const char *fname = "gkd.model.load";

@@ -4,8 +4,9 @@
  * KV cache), distill (the chunked divergence loss: time and peak extra memory against materialising both
  * models' logits), gkd_step (a whole on-policy GKD step split by phase, and the share of the step spent
  * writing metrics to the run store), lua (the share spent in Lua schedules and callbacks), teacher_score (the
- * forward and logits of a SmolLM2-shaped inference model over 64 x 96 tokens with fp32 and bf16 weights,
- * core/tensor/weights.h); generate also samples at batch 1 from that shape with fp32, bf16 and q8_0 weights.
+ * forward and logits of a SmolLM2-shaped inference model over 64 x 96 tokens with fp32, bf16 and q8_0_a8
+ * weights, core/tensor/weights.h); generate also samples at batch 1 from that shape with fp32, bf16, q8_0 and
+ * q8_0_a8 weights.
  * data_parallel (only when named in --only: it launches mpirun) times one training workload on 1 and 2 ranks
  * (docs/data-parallel.md), or says why it is skipped (no mpirun, a build without MPI).
  * --precision fp32|tf32|bf16 sets the backend's matrix-product precision (core/tensor/precision.h) for the whole
@@ -223,7 +224,7 @@ static double median(double *x, int n);
 /* Teacher scoring: the forward of B rows of T tokens and the logits of every position (projected a chunk of
  * rows at a time, as distillation does), per weight format, the formats alternated A B A B; median tokens/s
  * and parameter memory. */
-enum { MAX_FORMATS = 3 };
+enum { MAX_FORMATS = 4 };
 typedef struct {
     int n;
     gkd_weight_format fmt[MAX_FORMATS];
@@ -331,7 +332,7 @@ static void format_json(gkd_buf *out, const format_result *r) {
 
 /* The "batch1_smollm2" object of the generate section; GKD_ERR_* with the error printed. */
 static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens, int reps, gkd_buf *out) {
-    format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0}};
+    format_result r = {.n = 4, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0, GKD_WEIGHTS_Q8_0_A8}};
     gkd_status st = bench_generate_formats(be, 16, new_tokens, reps, &r);
     if (st != GKD_OK) {
         gkd_cli_error("bench", "generate (batch 1): %s", gkd_error_message());
@@ -340,8 +341,10 @@ static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens,
     gkd_buf_printf(out,
                    ",\n    \"batch1_smollm2\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
                    "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
-                   "\"q8_0_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill excluded); medians\"",
-                   new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1));
+                   "\"q8_0_path\": \"%s\", \"q8_0_a8_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill "
+                   "excluded); medians\"",
+                   new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1),
+                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, 1));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
     return GKD_OK;
@@ -349,7 +352,7 @@ static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens,
 
 /* The "teacher_score" section; GKD_ERR_* with the error printed. */
 static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int reps, gkd_buf *out) {
-    format_result r = {.n = 2, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16}};
+    format_result r = {.n = 3, .fmt = {GKD_WEIGHTS_FP32, GKD_WEIGHTS_BF16, GKD_WEIGHTS_Q8_0_A8}};
     if (!be->packed_matmul) {
         gkd_cli_error("bench", "teacher_score: the %s backend has no reduced-precision weights (fp32 only)", be->name);
         return GKD_ERR_ARG;
@@ -361,9 +364,10 @@ static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int
     }
     gkd_buf_printf(out,
                    ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
-                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", \"note\": "
-                   "\"forward and logits of every position; A B A B medians\"",
-                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T));
+                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+                   "\"q8_0_a8_path\": \"%s\", \"note\": \"forward and logits of every position; A B C A B C medians\"",
+                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
+                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, B * T));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
     return GKD_OK;

@@ -1,7 +1,7 @@
 /* gkd sample: generates continuations of a prompt from a checkpoint.
  * Rules: exit 0 ok, 2 for a failure the input explains (a bad option, checkpoint or tokenizer, a diverged
  * model), 1 otherwise; every failure prints why. Control characters in the text shown are escaped.
- * --weights bf16|q8_0 stores the model's matrices in reduced precision (core/tensor/weights.h): an
+ * --weights bf16|q8_0|q8_0_a8 stores the model's matrices in reduced precision (core/tensor/weights.h): an
  * approximation, so it is named on stderr; --stats prints the generation rate there. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +41,7 @@ int gkd_cmd_sample(int argc, char **argv) {
     if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
         gkd_cli_error("sample", "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
                                 "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
-                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0 --stats)");
+                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0|q8_0_a8 --stats)");
         return 2;
     }
     if (n < 1 || n > 1024) {

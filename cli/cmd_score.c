@@ -5,7 +5,7 @@
  * tokenizer (a GGUF file's, a Hugging Face directory's tokenizer.json) or --tokenizer; special tokens in it
  * are matched only with --special. Token pieces are printed as JSON strings, so control characters in them
  * reach the terminal escaped.
- * --weights bf16|q8_0 scores with the model's matrices in reduced precision (core/tensor/weights.h), an
+ * --weights bf16|q8_0|q8_0_a8 scores with the model's matrices in reduced precision (core/tensor/weights.h), an
  * approximation that the output names. --weights-error FORMAT instead loads the model twice and reports how far
  * that format's logits fall from the fp32 ones over the sequence: the largest absolute logit difference and
  * KL(p_fp32 || p_format) per position (mean and largest), in double. */
@@ -26,7 +26,7 @@
 
 static const char USAGE[] =
     "--model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] "
-    "[--special] [--json] [--device cpu|cuda|auto] [--weights fp32|bf16|q8_0] [--weights-error bf16|q8_0]";
+    "[--special] [--json] [--device cpu|cuda|auto] [--weights fp32|bf16|q8_0|q8_0_a8] [--weights-error bf16|q8_0|q8_0_a8]";
 
 /* Parses "1 2 3" or "1,2,3" into ids (caller frees); 0 and a message on a malformed or negative id. */
 static int parse_ids(const char *s, int **ids, int *n) {

@@ -88,16 +88,16 @@ static const command commands[] = {
      NULL},
     {"sample", gkd_cmd_sample, "sample from a model checkpoint",
      "gkd sample --model MODEL --prompt TEXT [--tokenizer tokenizer.json] [--n N] [--max-new-tokens N]\n"
-     "           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights fp32|bf16|q8_0] [--stats]\n"
+     "           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights fp32|bf16|q8_0|q8_0_a8] [--stats]\n"
      "           " DEVICE "\n"
-     "Samples continuations of a prompt from a model checkpoint. --weights bf16|q8_0 stores its matrices in\n"
+     "Samples continuations of a prompt from a model checkpoint. --weights bf16|q8_0|q8_0_a8 stores its matrices in\n"
      "reduced precision (an approximation, CPU only: docs/inference-precision.md); --stats prints the rate.\n",
      NULL},
     {"score", gkd_cmd_score,
      "per-token log-probs of a sequence under a model: gkd score --model M "
      "(--text S | --tokens \"1 2 3\") [--tokenizer T] [--special] [--json]",
      "gkd score --model MODEL (--text TEXT | --tokens \"ID ID ...\") [--tokenizer tokenizer.json] [--special]\n"
-     "          [--json] [--weights fp32|bf16|q8_0] [--weights-error bf16|q8_0] " DEVICE "\n"
+     "          [--json] [--weights fp32|bf16|q8_0|q8_0_a8] [--weights-error bf16|q8_0|q8_0_a8] " DEVICE "\n"
      "The log-probability of each token of a sequence under a model. --weights scores with reduced-precision\n"
      "matrices; --weights-error reports that format's logit error against fp32 over the sequence\n"
      "(docs/inference-precision.md).\n",
@@ -122,7 +122,7 @@ static const command commands[] = {
      "          [--reps N] [--vocab N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--seq N]\n"
      "          [--batch N] [--gen-batch N] [--gen-new N] [--score-batch N] [--score-seq N]\n"
      "Training and generation speed, memory and overheads (docs/benchmarks.md); teacher_score and generate's\n"
-     "batch-1 figures compare fp32 with bf16 and q8_0 weights (docs/inference-precision.md).\n",
+     "batch-1 figures compare fp32 with bf16, q8_0_a8 (and, batch 1, q8_0) weights (docs/inference-precision.md).\n",
      NULL},
 };
 

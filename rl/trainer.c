@@ -168,8 +168,8 @@ static gkd_status check_config(const gkd_train_config *c, gkd_model *student, gk
     if (!(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
         return gkd_error_set(GKD_ERR_ARG, "adam betas must be in [0, 1)");
     if (!(c->grad_clip >= 0)) return gkd_error_set(GKD_ERR_ARG, "grad_clip must be >= 0 (0 = off)");
-    if ((unsigned)c->teacher_weights > GKD_WEIGHTS_Q8_0 || (unsigned)c->reference_weights > GKD_WEIGHTS_Q8_0)
-        return gkd_error_set(GKD_ERR_ARG, "teacher_precision, reference_precision must be fp32, bf16 or q8_0");
+    if ((unsigned)c->teacher_weights > GKD_WEIGHTS_Q8_0_A8 || (unsigned)c->reference_weights > GKD_WEIGHTS_Q8_0_A8)
+        return gkd_error_set(GKD_ERR_ARG, "teacher_precision, reference_precision must be fp32, bf16, q8_0 or q8_0_a8");
     if (c->teacher_weights != GKD_WEIGHTS_FP32 && !teacher)
         return gkd_error_set(GKD_ERR_ARG, "teacher_precision = %s needs a teacher",
                              gkd_weight_format_name(c->teacher_weights));

@@ -59,7 +59,7 @@ typedef struct {
     gkd_schedule teacher_temperature;
     /* Weight formats (core/tensor/weights.h) of the teacher and of the KL reference policy (kl_coef), chosen
      * explicitly (teacher_precision, reference_precision in gkd.run): fp32 (the default) keeps them as they
-     * are; bf16 or q8_0 converts them once at gkd_trainer_create (the teacher in place: it must be an
+     * are; bf16, q8_0 or q8_0_a8 converts them once at gkd_trainer_create (the teacher in place: it must be an
      * inference model, and a teacher already packed must be asked for in its own format). Not with the
      * ppo and grpo methods, whose log-probability passes read the fp32 output matrices. */
     gkd_weight_format teacher_weights, reference_weights;

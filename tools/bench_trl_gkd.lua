@@ -3,7 +3,7 @@
 --
 --   gkd run tools/bench_trl_gkd.lua DIR LAMBDA STEPS DB [TEACHER_WEIGHTS]
 --
--- TEACHER_WEIGHTS: the teacher's weight format, "fp32" (default), "bf16" or "q8_0"
+-- TEACHER_WEIGHTS: the teacher's weight format, "fp32" (default), "bf16", "q8_0" or "q8_0_a8"
 -- (docs/inference-precision.md); the student trains in fp32 either way.
 --
 -- Prints one line "BENCH_JSON {...}" with the wall time of every step (from one on_step call to the next,

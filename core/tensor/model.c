@@ -533,7 +533,8 @@ gkd_status gkd_model_set_weight_format(gkd_model *m, gkd_weight_format f) {
     const char *fn = "gkd_model_set_weight_format";
     if (!m) return gkd_error_set(GKD_ERR_ARG, "%s: model is NULL", fn);
     const char *name = gkd_weight_format_name(f);
-    if (f != GKD_WEIGHTS_FP32 && f != GKD_WEIGHTS_BF16 && f != GKD_WEIGHTS_Q8_0)
+    if (f != GKD_WEIGHTS_FP32 && f != GKD_WEIGHTS_BF16 && f != GKD_WEIGHTS_Q8_0 &&
+        f != GKD_WEIGHTS_Q8_0_A8)
         return gkd_error_set(GKD_ERR_ARG, "%s: %d is not a gkd_weight_format", fn, (int)f);
     if (f == m->weight_format) return GKD_OK;
     if (m->weight_format != GKD_WEIGHTS_FP32)

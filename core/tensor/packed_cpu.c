@@ -1,7 +1,11 @@
 /* Packed weights on the CPU (weights.h, packed_cpu.h): layouts, packing, and the products of inference
- * models in bf16 and q8_0.
+ * models in bf16, q8_0 and q8_0_a8.
  * Layouts (row-major, Hugging Face's (out, in) order): bf16 is (rows, cols) uint16, the upper half of each
- * rounded float's bits; q8_0 is (rows, cols) int8 followed by (rows, cols/32) fp32 scales.
+ * rounded float's bits; q8_0 is (rows, cols) int8 followed by (rows, cols/32) fp32 scales. q8_0_a8 holds
+ * the same blocks in panels of 16 rows (the last padded with zero rows), laid out for the VNNI kernel:
+ * with P = ceil(rows/16) and nb = cols/32, q: (P, nb, 8, 16, 4) int8 (panel p, block b, group g, feature j,
+ * byte i is the weight of row 16p+j, column 32b+4g+i), then d: (P, nb, 16) fp32 scales, then
+ * c: (P, nb, 16) int32 = -128 x the block's sum of q (packed_cpu_vnni.c says why).
  * Paths, chosen per product from the CPU's features (checked once):
  * - bf16, many rows (>= ONEDNN_MIN_ROWS), built with oneDNN: the rows are rounded to bf16 into scratch and
  *   oneDNN's matmul multiplies them (its AVX512_BF16 brgemm kernels on a CPU that has them; oneDNN picks).
@@ -10,6 +14,10 @@
  * - bf16, few rows, on an AVX512_BF16 CPU: own dot products (packed_cpu_avx512.c). Decoding is bound by
  *   memory, where a matrix-vector loop that reads each weight once is what matters.
  * - q8_0 on an AVX-512 CPU: own kernel for few rows; many rows take the portable path.
+ * - q8_0_a8 on an AVX-512 VNNI CPU: the activation rows are quantised once per product, then own integer
+ *   kernel for any row count (packed_cpu_vnni.c). oneDNN 2.6's int8 matmul has one scale per tensor or per
+ *   output feature, not per block of 32 inputs, so it cannot compute this format. Elsewhere: plain C with
+ *   the same exact int32 block sums (slow; it is the reference the tests compare with).
  * - portable: tiles of the weights widened to fp32 (exactly the stored values) into per-thread scratch,
  *   activations rounded to bf16 for the bf16 format, then OpenBLAS sgemm on the tile.
  * Rules: OpenMP is the only source of threads (as in backend_cpu.c); each thread writes its own output
@@ -40,10 +48,11 @@ enum {
      * other thread (13-16 against 27-28 tokens/s with one core busy): run such a machine with
      * OMP_NUM_THREADS=1 (docs/inference-precision.md). */
     PAR_MIN_MACS = 1 << 19,
+    A8_PANEL = 16, /* output features per panel of the q8_0_a8 layout */
 };
 
 static struct {
-    int avx512_bf16, avx512;
+    int avx512_bf16, avx512, avx512_vnni;
     int force_portable;
 } cpu;
 
@@ -52,6 +61,7 @@ static void detect_cpu(void) {
     cpu.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl");
     cpu.avx512_bf16 = cpu.avx512 && __builtin_cpu_supports("avx512bf16");
+    cpu.avx512_vnni = cpu.avx512 && __builtin_cpu_supports("avx512vnni");
 }
 
 static void cpu_features(void) {
@@ -94,20 +104,72 @@ size_t gkd_packed_cpu_bytes(gkd_weight_format format, int rows, int cols) {
     if (format == GKD_WEIGHTS_BF16) return n * sizeof(uint16_t);
     if (format == GKD_WEIGHTS_Q8_0 && cols % GKD_Q8_0_BLOCK == 0)
         return n + n / GKD_Q8_0_BLOCK * sizeof(float);
+    if (format == GKD_WEIGHTS_Q8_0_A8 && cols % GKD_Q8_0_BLOCK == 0) {
+        size_t padded = (size_t)(rows + A8_PANEL - 1) / A8_PANEL * A8_PANEL * (size_t)cols;
+        return padded + padded / GKD_Q8_0_BLOCK * (sizeof(float) + sizeof(int32_t));
+    }
     return 0;
 }
 
-/* Round half away from zero, as GGUF's Q8_0 quantiser does. */
+/* The q8_0_a8 layout's three parts (see the top of the file) for a (rows, cols) matrix. */
+typedef struct {
+    int8_t *q;
+    float *d;
+    int32_t *c;
+} a8_parts;
+
+static a8_parts a8_split(const void *w, int rows, int cols) {
+    const size_t padded = (size_t)(rows + A8_PANEL - 1) / A8_PANEL * A8_PANEL * (size_t)cols;
+    a8_parts p;
+    p.q = (int8_t *)w;
+    p.d = (float *)(p.q + padded);
+    p.c = (int32_t *)(p.d + padded / GKD_Q8_0_BLOCK);
+    return p;
+}
+
+/* Offsets of weight (r, k) and of its block's scale in the q8_0_a8 layout. */
+static inline size_t a8_q_at(int r, int k, int cols) {
+    return (size_t)(r / A8_PANEL) * A8_PANEL * cols +
+           (size_t)(k / GKD_Q8_0_BLOCK) * GKD_Q8_0_BLOCK * A8_PANEL +
+           (size_t)(k % GKD_Q8_0_BLOCK / 4) * 4 * A8_PANEL + (size_t)(r % A8_PANEL) * 4 + (size_t)(k % 4);
+}
+
+static inline size_t a8_d_at(int r, int b, int cols) {
+    return ((size_t)(r / A8_PANEL) * (cols / GKD_Q8_0_BLOCK) + (size_t)b) * A8_PANEL + (size_t)(r % A8_PANEL);
+}
+
+/* One block of 32: d = max|w| / 127, q = round(w / d) computed as w * (1/d), half away from zero, as GGUF's
+ * Q8_0 quantiser does. Weights and (q8_0_a8) activations both go through it or through its AVX-512 twin. */
+static float q8_0_block(int8_t *q, const float *w) {
+    float amax = 0.0f;
+    for (int k = 0; k < GKD_Q8_0_BLOCK; k++) amax = fabsf(w[k]) > amax ? fabsf(w[k]) : amax;
+    float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    for (int k = 0; k < GKD_Q8_0_BLOCK; k++) {
+        float v = roundf(w[k] * inv);
+        q[k] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+    }
+    return scale;
+}
+
 static void q8_0_pack_row(int8_t *q, float *d, const float *w, int cols) {
-    for (int b = 0; b < cols / GKD_Q8_0_BLOCK; b++) {
-        const float *wb = w + b * GKD_Q8_0_BLOCK;
-        float amax = 0.0f;
-        for (int k = 0; k < GKD_Q8_0_BLOCK; k++) amax = fabsf(wb[k]) > amax ? fabsf(wb[k]) : amax;
-        float scale = amax / 127.0f, inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-        d[b] = scale;
-        for (int k = 0; k < GKD_Q8_0_BLOCK; k++) {
-            float v = roundf(wb[k] * inv);
-            q[b * GKD_Q8_0_BLOCK + k] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+    for (int b = 0; b < cols / GKD_Q8_0_BLOCK; b++)
+        d[b] = q8_0_block(q + b * GKD_Q8_0_BLOCK, w + b * GKD_Q8_0_BLOCK);
+}
+
+/* Rows of one panel (a zero row past the matrix's end) into the q8_0_a8 layout. */
+static void q8_0_a8_pack_panel(a8_parts p, const float *w, int rows, int cols, int panel) {
+    for (int j = 0; j < A8_PANEL; j++) {
+        const int r = panel * A8_PANEL + j;
+        for (int b = 0; b < cols / GKD_Q8_0_BLOCK; b++) {
+            int8_t q[GKD_Q8_0_BLOCK] = {0};
+            float d = r < rows ? q8_0_block(q, w + (size_t)r * cols + b * GKD_Q8_0_BLOCK) : 0.0f;
+            int32_t sum = 0;
+            for (int k = 0; k < GKD_Q8_0_BLOCK; k++) {
+                p.q[a8_q_at(r, b * GKD_Q8_0_BLOCK + k, cols)] = q[k];
+                sum += q[k];
+            }
+            p.d[a8_d_at(r, b, cols)] = d;
+            p.c[a8_d_at(r, b, cols)] = -128 * sum;
         }
     }
 }
@@ -125,6 +187,11 @@ void gkd_packed_cpu_pack(void *dst, const float *w, gkd_weight_format format, in
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols > PAR_MIN_MACS)
         for (int r = 0; r < rows; r++)
             q8_0_pack_row(q + (size_t)r * cols, d + (size_t)r * nb, w + (size_t)r * cols, cols);
+    } else if (format == GKD_WEIGHTS_Q8_0_A8) {
+        const a8_parts p = a8_split(dst, rows, cols);
+        const int n_panels = (rows + A8_PANEL - 1) / A8_PANEL;
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > PAR_MIN_MACS)
+        for (int t = 0; t < n_panels; t++) q8_0_a8_pack_panel(p, w, rows, cols, t);
     }
 }
 
@@ -144,6 +211,10 @@ static void widen_row(float *dst, const void *w, gkd_weight_format format, int r
     if (format == GKD_WEIGHTS_BF16) {
         const uint16_t *b = (const uint16_t *)w + (size_t)r * cols;
         for (int k = 0; k < cols; k++) dst[k] = bf16_widen(b[k]);
+    } else if (format == GKD_WEIGHTS_Q8_0_A8) {
+        const a8_parts p = a8_split(w, rows, cols);
+        for (int k = 0; k < cols; k++)
+            dst[k] = p.d[a8_d_at(r, k / GKD_Q8_0_BLOCK, cols)] * (float)p.q[a8_q_at(r, k, cols)];
     } else {
         const int8_t *q = (const int8_t *)w + (size_t)r * cols;
         const float *d =
@@ -277,6 +348,7 @@ const char *gkd_packed_cpu_path(gkd_weight_format format, int N) {
         if (cpu.avx512_bf16 && N < ONEDNN_MIN_ROWS) return "avx512_bf16";
     }
     if (format == GKD_WEIGHTS_Q8_0 && cpu.avx512 && N < ONEDNN_MIN_ROWS) return "avx512";
+    if (format == GKD_WEIGHTS_Q8_0_A8 && cpu.avx512_vnni) return "avx512_vnni";
     return "portable";
 }
 
@@ -285,11 +357,73 @@ void gkd_packed_cpu_force_portable(int on) {
     cpu.force_portable = on != 0;
 }
 
+/* One activation row quantised as q8_0_a8 defines (xq: qx + 128), the AVX-512 quantiser's plain twin. */
+static void quantize_a8_row(uint8_t *xq, float *dx, const float *x, int in) {
+    for (int b = 0; b < in / GKD_Q8_0_BLOCK; b++) {
+        int8_t q[GKD_Q8_0_BLOCK];
+        dx[b] = q8_0_block(q, x + b * GKD_Q8_0_BLOCK);
+        for (int k = 0; k < GKD_Q8_0_BLOCK; k++) xq[b * GKD_Q8_0_BLOCK + k] = (uint8_t)(q[k] + 128);
+    }
+}
+
+/* The q8_0_a8 product in plain C: exact int32 block sums, scaled and summed over blocks in fp32. */
+static void q8_0_a8_rows_portable(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w,
+                                  int out, int N, int in, int o0, int o1) {
+    const a8_parts p = a8_split(w, out, in);
+    const int nb = in / GKD_Q8_0_BLOCK;
+    for (int n = 0; n < N; n++)
+        for (int o = o0; o < o1; o++) {
+            float acc = 0.0f;
+            for (int b = 0; b < nb; b++) {
+                int32_t s = 0;
+                for (int k = b * GKD_Q8_0_BLOCK; k < (b + 1) * GKD_Q8_0_BLOCK; k++)
+                    s += ((int32_t)xq[(size_t)n * in + k] - 128) * p.q[a8_q_at(o, k, in)];
+                acc += dx[(size_t)n * nb + b] * p.d[a8_d_at(o, b, in)] * (float)s;
+            }
+            y[(size_t)n * ldy + o] = acc;
+        }
+}
+
+/* q8_0_a8: one parallel region quantises the rows (split by rows), then multiplies (split by output
+ * features, in multiples of 16, so results do not depend on the team's size). */
+static void matmul_q8_0_a8(float *y, int ldy, const float *x, int ldx, const void *w, int N, int out, int in,
+                           void *scratch, int vnni) {
+    uint8_t *xq = scratch;
+    float *dx = (float *)((char *)scratch + ((size_t)N * in + 63) / 64 * 64);
+    const int nb = in / GKD_Q8_0_BLOCK;
+    const int nt = (double)N * out * in > PAR_MIN_MACS ? team_size() : 1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static)
+        for (int n = 0; n < N; n++) {
+            if (vnni)
+                gkd_packed_vnni_quantize_a8(xq + (size_t)n * in, dx + (size_t)n * nb, x + (size_t)n * ldx,
+                                            in);
+            else
+                quantize_a8_row(xq + (size_t)n * in, dx + (size_t)n * nb, x + (size_t)n * ldx, in);
+        }
+        int id = 0, n_threads = 1;
+        GKD_TEAM_RANK(id, n_threads);
+        const int per = ((out + n_threads - 1) / n_threads + A8_PANEL - 1) / A8_PANEL * A8_PANEL;
+        const int o0 = id * per < out ? id * per : out, o1 = o0 + per < out ? o0 + per : out;
+        if (o0 < o1) {
+            if (vnni)
+                gkd_packed_vnni_q8_0_a8_rows(y, ldy, xq, dx, w, out, N, in, o0, o1);
+            else
+                q8_0_a8_rows_portable(y, ldy, xq, dx, w, out, N, in, o0, o1);
+        }
+    }
+}
+
 void gkd_packed_cpu_matmul(float *y, int ldy, const float *x, int ldx, const void *w,
                            gkd_weight_format format, int N, int out, int in, void *scratch) {
     if (N <= 0 || out <= 0) return;
     const char *path = gkd_packed_cpu_path(format, N);
     const double macs = (double)N * out * in;
+    if (format == GKD_WEIGHTS_Q8_0_A8) {
+        matmul_q8_0_a8(y, ldy, x, ldx, w, N, out, in, scratch, strcmp(path, "avx512_vnni") == 0);
+        return;
+    }
     if (path[0] == 'o' || (path[0] == 'a' && format == GKD_WEIGHTS_BF16)) {
         uint16_t *xb = scratch;
         round_rows_bf16(xb, x, ldx, N, in);

@@ -20,8 +20,9 @@ void gkd_packed_cpu_rows(float *out, const int *tokens, const void *w, gkd_weigh
                          int C);
 
 /* Which path a product of N rows takes now: "onednn" (bf16 through oneDNN's matmul), "avx512_bf16" (own
- * AVX512_BF16 dot products), "avx512" (own AVX-512 q8_0 kernel) or "portable" (weights widened to fp32 a
- * tile at a time, then sgemm). Static string. */
+ * AVX512_BF16 dot products), "avx512" (own AVX-512 q8_0 kernel), "avx512_vnni" (own q8_0_a8 kernel) or
+ * "portable" (weights widened to fp32 a tile at a time, then sgemm; for q8_0_a8, plain C integer block sums).
+ * Static string. */
 const char *gkd_packed_cpu_path(gkd_weight_format format, int N);
 /* on = 1: every product takes the portable path (tests compare it with the others); 0: the fastest the CPU
  * offers. Not thread-safe: set it while no product runs. */
@@ -36,5 +37,15 @@ void gkd_packed_avx512_round_bf16(uint16_t *dst, const float *src, size_t n);
 /* q: (out, in) int8, d: (out, in/32) scales; x: (N, ldx) fp32; y: (N, ldy). Output rows [o0, o1) only. */
 void gkd_packed_avx512_q8_0_rows(float *y, int ldy, const float *x, int ldx, const int8_t *q, const float *d,
                                  int N, int in, int o0, int o1);
+
+
+/* packed_cpu_vnni.c, compiled for AVX512F/BW/VL/VNNI; called only on a CPU that has them.
+ * xq: (in) activations of one row quantised as weights.h's q8_0_a8 says, stored qx + 128; dx: (in/32)
+ * their scales; x: (in) fp32, in a multiple of 32. */
+void gkd_packed_vnni_quantize_a8(uint8_t *xq, float *dx, const float *x, int in);
+/* xq: (N, in) quantised rows (qx + 128), dx: (N, in/32); w: an (out, in) matrix packed as q8_0_a8;
+ * y: (N, ldy). Output features [o0, o1) only; o0 a multiple of 16. */
+void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w, int out,
+                                  int N, int in, int o0, int o1);
 
 #endif
