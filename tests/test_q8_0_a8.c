@@ -26,13 +26,9 @@
 #include "core/tensor/packed_cpu.h"
 #include "core/tensor/sample.h"
 #include "tests/check.h"
+#include "tests/weight_models.h"
 
 static const gkd_weight_format A8 = GKD_WEIGHTS_Q8_0_A8;
-
-static void die(const char *what) {
-    fprintf(stderr, "%s: %s\n", what, gkd_error_message());
-    exit(1);
-}
 
 static int have_vnni(void) {
     __builtin_cpu_init();
@@ -188,32 +184,6 @@ static void test_threads(const gkd_backend *be) {
 #endif
 }
 
-static gkd_model *make(const gkd_model_config *cfg, gkd_weight_format f) {
-    gkd_model *m = NULL;
-    if (gkd_model_create_ex(cfg, gkd_backend_cpu(), GKD_MODEL_INFERENCE, &m)) die("create");
-    gkd_model_init_weights(m, 6);
-    /* larger weights than the default init, so the logits spread over several units as a trained model's do
-     */
-    float *p = gkd_model_params(m);
-    for (int i = 0; i < gkd_model_num_tensors(m); i++) {
-        const gkd_tensor_info *t = gkd_model_tensor(m, i);
-        if (!t->is_norm)
-            for (size_t j = 0; j < t->numel; j++) p[t->offset + j] *= 5.0f;
-    }
-    if (f != GKD_WEIGHTS_FP32 && gkd_model_set_weight_format(m, f)) die("set_weight_format");
-    return m;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
-    double d = 0.0, s = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        d = fabs(a[i] - b[i]) > d ? fabs(a[i] - b[i]) : d;
-        s = fabs(b[i]) > s ? fabs(b[i]) : s;
-    }
-    if (scale) *scale = s;
-    return d;
-}
-
 enum { TL = 21 };
 
 static void test_models(void) {
@@ -232,7 +202,8 @@ static void test_models(void) {
     const size_t VL = (size_t)cfg.vocab_size * TL;
     float *exact = malloc(VL * sizeof(float)), *got = malloc(VL * sizeof(float)),
           *port = malloc(VL * sizeof(float));
-    gkd_model *fp = make(&cfg, GKD_WEIGHTS_FP32), *q = make(&cfg, A8);
+    gkd_model *fp = make(&cfg, GKD_MODEL_INFERENCE, GKD_WEIGHTS_FP32, 6),
+              *q = make(&cfg, GKD_MODEL_INFERENCE, A8, 6);
     CHECK(gkd_model_weight_format(q) == A8 && gkd_model_params(q) == NULL);
     if (gkd_model_logits(fp, tokens, TL, exact) || gkd_model_logits(q, tokens, TL, got)) die("logits");
     gkd_packed_cpu_force_portable(1);
@@ -264,7 +235,7 @@ static void test_models(void) {
 
     gkd_model_config bad = cfg;
     bad.dim = 48;
-    gkd_model *m = make(&bad, GKD_WEIGHTS_FP32);
+    gkd_model *m = make(&bad, GKD_MODEL_INFERENCE, GKD_WEIGHTS_FP32, 6);
     CHECK(gkd_model_set_weight_format(m, A8) == GKD_ERR_ARG && strstr(gkd_error_message(), "q8_0_a8") &&
           strstr(gkd_error_message(), "dim = 48 must be a multiple of 32"));
     gkd_model_free(m);

@@ -24,11 +24,7 @@
 #include "core/tensor/precision.h"
 #include "core/tensor/sample.h"
 #include "tests/check.h"
-
-static void die(const char *what) {
-    fprintf(stderr, "%s: %s\n", what, gkd_error_message());
-    exit(1);
-}
+#include "tests/weight_models.h"
 
 static float from_bits(uint32_t u) {
     float f;
@@ -158,32 +154,6 @@ static gkd_model_config small_config(int V, int C, int F) {
                             .norm_eps = 1e-5f,
                             .tied_embeddings = 1};
     return cfg;
-}
-
-static gkd_model *make(const gkd_model_config *cfg, unsigned flags, gkd_weight_format f, uint64_t seed) {
-    gkd_model *m = NULL;
-    if (gkd_model_create_ex(cfg, gkd_backend_cpu(), flags, &m)) die("create");
-    gkd_model_init_weights(m, seed);
-    /* larger weights than the default init, so the logits spread over several units as a trained model's do
-     */
-    float *p = gkd_model_params(m);
-    for (int i = 0; i < gkd_model_num_tensors(m); i++) {
-        const gkd_tensor_info *t = gkd_model_tensor(m, i);
-        if (!t->is_norm)
-            for (size_t j = 0; j < t->numel; j++) p[t->offset + j] *= 5.0f;
-    }
-    if (f != GKD_WEIGHTS_FP32 && gkd_model_set_weight_format(m, f)) die("set_weight_format");
-    return m;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n, double *scale) {
-    double d = 0.0, s = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        d = fabs(a[i] - b[i]) > d ? fabs(a[i] - b[i]) : d;
-        s = fabs(b[i]) > s ? fabs(b[i]) : s;
-    }
-    if (scale) *scale = s;
-    return d;
 }
 
 enum { TL = 21 };
