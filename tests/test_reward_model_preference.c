@@ -198,9 +198,13 @@ static void test_train(const gkd_reward_model_pairs *tp, const gkd_reward_model_
     CHECK(trunc.n >= 60 && gkd_reward_model_evaluate(rm, &trunc, &acc_trunc, NULL) == GKD_OK);
     fprintf(stderr, "held-out truncated pairs (%d): accuracy %.3f\n", trunc.n / 2, acc_trunc);
     free(trunc.items);
-    /* chance is 0.5; measured 0.664 overall, 0.927 on the truncated pairs */
-    CHECKF(acc >= 0.56, "held-out pairwise accuracy %.3f: want >= 0.56", acc);
-    CHECKF(acc_trunc >= 0.85, "held-out truncated-pair accuracy %.3f: want >= 0.85", acc_trunc);
+    /* Chance is 0.5. The outcome of 300 steps moves with rounding-level changes (a different exp, another
+     * compiler): over data-order seeds 1-8, before and after the vectorised exp of 2026-12-03 (16 runs), the
+     * truncated pairs gave 0.78-0.93 and all pairs 0.55-0.66 (from 0.484). The bounds sit below that spread:
+     * 31 of 41 truncated pairs by chance has probability under 1e-3. (They were 0.85 and 0.56, fitted to
+     * seed 1's 0.927 and 0.664, which seeds 3 and 5 missed before any change.) */
+    CHECKF(acc > acc0, "held-out pairwise accuracy %.3f: want above the untrained %.3f", acc, acc0);
+    CHECKF(acc_trunc >= 0.75, "held-out truncated-pair accuracy %.3f: want >= 0.75", acc_trunc);
 
     char dir[] = "/tmp/gkd-pref-model-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);

@@ -328,7 +328,9 @@ static inline float exp_vec(float x) {
     p = fmaf(p, r, 0.5f);
     p = fmaf(p, r, 1.0f);
     p = fmaf(p, r, 1.0f);
-    const int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    /* a NaN x stays NaN through r and p; the exponent is built from 0 then (converting NaN to an integer is
+     * undefined behaviour) */
+    const int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
