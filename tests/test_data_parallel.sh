@@ -89,8 +89,12 @@ check "the interrupted 2-rank run exits non-zero (rc $rc)" test "$rc" -ne 0
   local s = assert(gkd.store.open("stop.db", {readonly = true}))
   local r = s:run_find("long")
   local step = s:checkpoint_latest(r.id)
-  os.exit((r.status == "interrupted" and step == r.last_step and r.last_step < 400) and 0 or 1)'
-check "rank 0 marked it interrupted with a checkpoint at its last step" test $? -eq 0
+  io.write("status ", tostring(r.status), ", checkpoint ", tostring(step), ", last step ", tostring(r.last_step))
+  os.exit((r.status == "interrupted" and step == r.last_step and r.last_step < 400) and 0 or 1)' >stop.state 2>&1
+rc=$?
+# (a flake seen twice under load, cause unknown: the state and the run's output say which part differed)
+[ "$rc" -eq 0 ] || { echo "stop.state: $(cat stop.state)"; tail -5 stop1.txt; } >&2
+check "rank 0 marked it interrupted with a checkpoint at its last step ($(cat stop.state))" test "$rc" -eq 0
 timeout 300 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" long stop.db >stop2.txt 2>&1; rc=$?
 check "continued with --resume (rc $rc)" test "$rc" -eq 0
 check "from the checkpoint" grep -q "long: continuing from step" stop2.txt
