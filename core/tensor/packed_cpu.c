@@ -407,8 +407,10 @@ static void matmul_q8_0_a8(float *y, int ldy, const float *x, int ldx, const voi
         const int per = ((out + n_threads - 1) / n_threads + A8_PANEL - 1) / A8_PANEL * A8_PANEL;
         const int o0 = id * per < out ? id * per : out, o1 = o0 + per < out ? o0 + per : out;
         if (o0 < o1) {
-            if (vnni)
-                gkd_packed_vnni_q8_0_a8_rows(y, ldy, xq, dx, w, out, N, in, o0, o1);
+            if (vnni) {
+                const a8_parts p = a8_split(w, out, in);
+                gkd_packed_vnni_q8_0_a8_rows(y, ldy, xq, dx, p.q, p.d, p.c, N, in, o0, o1);
+            }
             else
                 q8_0_a8_rows_portable(y, ldy, xq, dx, w, out, N, in, o0, o1);
         }

@@ -38,14 +38,14 @@ void gkd_packed_avx512_round_bf16(uint16_t *dst, const float *src, size_t n);
 void gkd_packed_avx512_q8_0_rows(float *y, int ldy, const float *x, int ldx, const int8_t *q, const float *d,
                                  int N, int in, int o0, int o1);
 
-
 /* packed_cpu_vnni.c, compiled for AVX512F/BW/VL/VNNI; called only on a CPU that has them.
  * xq: (in) activations of one row quantised as weights.h's q8_0_a8 says, stored qx + 128; dx: (in/32)
  * their scales; x: (in) fp32, in a multiple of 32. */
 void gkd_packed_vnni_quantize_a8(uint8_t *xq, float *dx, const float *x, int in);
-/* xq: (N, in) quantised rows (qx + 128), dx: (N, in/32); w: an (out, in) matrix packed as q8_0_a8;
- * y: (N, ldy). Output features [o0, o1) only; o0 a multiple of 16. */
-void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w, int out,
-                                  int N, int in, int o0, int o1);
+/* xq: (N, in) quantised rows (qx + 128), dx: (N, in/32); q, d, c: the three parts of an (out, in) matrix
+ * packed as q8_0_a8 (packed_cpu.c's layout); y: (N, ldy). Output features [o0, o1) only; o0 a multiple of 16,
+ * o1 at most out. */
+void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const int8_t *q,
+                                  const float *d, const int32_t *c, int N, int in, int o0, int o1);
 
 #endif

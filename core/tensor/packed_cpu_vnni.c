@@ -129,12 +129,10 @@ TILES_P(4)
     { tile_##R##_1, tile_##R##_2, tile_##R##_3 }
 static const tile_fn tiles[MAX_R][MAX_P] = {ROW(1), ROW(2), ROW(3), ROW(4)};
 
-void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const void *w,
-                                  int out, int N, int in, int o0, int o1) {
-    const int nb = in / GKD_Q8_0_BLOCK, n_panels = (out + PANEL - 1) / PANEL;
-    const int8_t *q = w;
-    const float *d = (const float *)(q + (size_t)n_panels * PANEL * in);
-    const panels pw = {q, d, (const int32_t *)(d + (size_t)n_panels * nb * PANEL), nb};
+void gkd_packed_vnni_q8_0_a8_rows(float *y, int ldy, const uint8_t *xq, const float *dx, const int8_t *q,
+                                  const float *d, const int32_t *c, int N, int in, int o0, int o1) {
+    const int nb = in / GKD_Q8_0_BLOCK;
+    const panels pw = {q, d, c, nb};
     const int pa = o0 / PANEL, pb = (o1 + PANEL - 1) / PANEL;
     int chunk = CHUNK_BYTES / in / MAX_R * MAX_R;
     chunk = chunk < MAX_R ? MAX_R : chunk;
