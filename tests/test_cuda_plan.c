@@ -140,6 +140,23 @@ static void counting_matmul_batched(int ta, int tb, int M, int N, int K, float a
     cpu->matmul_batched(ta, tb, M, N, K, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
 }
 
+/* The grid path (gkd_cuda_matmul_grid_fn) on the CPU: each (sequence, head) entry's product by itself,
+ * at the operand addresses the CUDA backend's pointer kernel computes; one call counted. */
+static int use_grid, n_grid_calls;
+
+static void counting_matmul_grid(int ta, int tb, int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
+                                 gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C, int n_seqs,
+                                 int n_heads, int group) {
+    n_grid_calls++;
+    for (int i = 0; i < n_seqs * n_heads; i++) {
+        int b = i / n_heads, h = i % n_heads;
+        const float *a = A.base + (size_t)b * A.bs + (size_t)(A.kv ? h / group : h) * A.hs;
+        const float *bb = B.base + (size_t)b * B.bs + (size_t)(B.kv ? h / group : h) * B.hs;
+        float *c = (float *)C.base + (size_t)b * C.bs + (size_t)(C.kv ? h / group : h) * C.hs;
+        cpu->matmul(ta, tb, M, N, K, alpha, a, A.ld, bb, B.ld, beta, c, C.ld);
+    }
+}
+
 /* The row kernels' launches replayed: launch after launch of plan->seqs_per_launch sequences, row r of a
  * launch at (b0 + r / (H T), (r / T) % H, r % T), each row visited once. */
 static void replay_rows(int backward, float *att, float *datt, const int *pos0, const gkd_attn_dims *d,
@@ -194,19 +211,32 @@ static void emulated_attention(float *out, float *att, float *dq, float *dk, flo
                                const int *pos0, const gkd_attn_dims *d, unsigned char *seen) {
     const gkd_cuda_attn_plan p = gkd_cuda_attn_plan_make(d, pos0);
     replay_args r = {att, datt, pos0, d, &p, seen};
-    n_calls = 0;
-    gkd_cuda_attention_gemm_forward(counting_matmul_batched, replay_cb, &r, out, att, q, k, v, pos0, d, &p);
-    CHECKF(n_calls == 2 * p.calls, "%d calls for the forward's two products, plan says %d each", n_calls, p.calls);
-    n_calls = 0;
-    gkd_cuda_attention_gemm_backward(counting_matmul_batched, replay_cb, &r, dq, dk, dv, datt, dout, att, q, k, v,
-                                     pos0, d, &p);
-    CHECKF(n_calls == 4 * p.calls, "%d calls for the backward's four products, plan says %d each", n_calls, p.calls);
+    gkd_cuda_matmul_grid_fn grid = use_grid ? counting_matmul_grid : NULL;
+    /* with the grid: one call per product where every sequence sees the same keys, except dk and dv of
+     * grouped heads (two heads would add into one matrix within a call), which keep the plan's calls */
+    const int group = d->n_heads / d->n_kv_heads, gridded = use_grid && p.uniform;
+    const int kv_grid = gridded && group == 1;
+    n_calls = n_grid_calls = 0;
+    gkd_cuda_attention_gemm_forward(counting_matmul_batched, grid, replay_cb, &r, out, att, q, k, v, pos0, d, &p);
+    CHECKF(n_calls == (gridded ? 0 : 2 * p.calls) && n_grid_calls == (gridded ? 2 : 0),
+           "%d + %d grid calls for the forward's two products, plan says %d each", n_calls, n_grid_calls, p.calls);
+    n_calls = n_grid_calls = 0;
+    gkd_cuda_attention_gemm_backward(counting_matmul_batched, grid, replay_cb, &r, dq, dk, dv, datt, dout, att, q,
+                                     k, v, pos0, d, &p);
+    int want_calls = gridded ? (kv_grid ? 0 : 2 * p.calls) : 4 * p.calls;
+    int want_grid = gridded ? (kv_grid ? 4 : 2) : 0;
+    CHECKF(n_calls == want_calls && n_grid_calls == want_grid,
+           "%d + %d grid calls for the backward's four products (want %d + %d)", n_calls, n_grid_calls, want_calls,
+           want_grid);
 }
 
 /* fused: q, k, v interleaved in rows of W (training); else separate caches of Tk slots per sequence. att
  * and datt start at a constant that the entries past each row's keys must keep. */
 static void attention_case(const char *label, int B, int T, int H, int KV, int D, int Tk, const int *pos0,
                            int fused, int want_per_head) {
+    char named[128];
+    snprintf(named, sizeof named, "%s%s", label, use_grid ? " (grid)" : "");
+    label = named;
     const int QD = H * D, KVD = KV * D, W = QD + 2 * KVD;
     gkd_attn_dims d = dims(B, T, H, KV, D, Tk);
     size_t nq, nkv;
@@ -285,6 +315,8 @@ int main(void) {
     gkd_rng_init(&rng, 99, GKD_RNG_STREAM_USER);
     test_format_bytes();
     test_plans();
+    test_attention();
+    use_grid = 1; /* the same cases through the CUDA backend's one-call path */
     test_attention();
     return check_exit();
 }

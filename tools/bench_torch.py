@@ -13,6 +13,7 @@ Prints one JSON object. TF32 stays off unless --tf32 (gkd's CUDA backend is exac
 Run on the GPU machine:  python3 tools/bench_torch.py [--preset issue3|gkd-bench] [--json-out torch.json]
 """
 import argparse
+import sys
 import json
 import math
 import time
@@ -165,6 +166,15 @@ def bench_train(a, dev):
         loss = step()
     sync()
     dt = (time.perf_counter() - t0) / a.steps
+    if a.profile:
+        # device time per kernel over 3 more steps (stderr), to set beside GKD_CUDA_PROFILE=1's table
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                step()
+            sync()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=40, max_name_column_width=90),
+              file=sys.stderr)
     n_params = sum(p.numel() for p in model.parameters())
     head_dim = a.dim // a.heads
     # gkd_model_flops' convention: 2 x weights x tokens (+ the T x T attention products), x3 with backward
@@ -282,6 +292,8 @@ def main():
     p.add_argument("--skip-sgemm", action="store_true")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-generate", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, profile 3 training steps with torch.profiler (kernel table on stderr)")
     p.add_argument("--json-out", help="also write the JSON here")
     p.set_defaults(**PRESETS[preset])
     a = p.parse_args()

@@ -37,6 +37,10 @@ typedef struct {
 typedef struct gkd_backend gkd_backend;
 struct gkd_backend {
     const char *name;
+    /* Logit bytes per chunk of a model's chunked cross-entropy when the model sets no chunk size
+     * (gkd_model_set_loss_chunk); 0: about 8 MB, sized for a CPU's caches. A GPU wants far larger chunks:
+     * many small products leave it idle. */
+    size_t loss_chunk_bytes;
 
     /* Device memory. alloc returns NULL when out of memory; free accepts NULL. copy_in: host -> device,
      * copy_out: device -> host, copy: device -> device; sizes in bytes. */

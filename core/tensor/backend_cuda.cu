@@ -51,6 +51,8 @@ struct cuda_state {
     cublasHandle_t blas;
     int precision;          /* a gkd_precision; tf32 is also the handle's math mode */
     __nv_bfloat16 *bf16_ws; /* bf16 operands of the current product, grown on demand */
+    const float **grid_ptrs;    /* attention's pointer-array batches (sgemm_grid): 3 x grid_cap pointers */
+    size_t grid_cap;
     size_t bf16_ws_elems;
     int sync_each_op; /* GKD_CUDA_SYNC=1 */
     int device;
@@ -121,6 +123,12 @@ bool blas_ok(cublasStatus_t st, const char *what, ...) {
 }
 
 void launched(const char *what, ...) {
+    if (profile_on()) {
+        va_list pp;
+        va_start(pp, what);
+        profile_mark_v(what, pp);
+        va_end(pp);
+    }
     cudaError_t e = cudaGetLastError();
     if (e == cudaSuccess && S.sync_each_op) e = cudaDeviceSynchronize();
     if (e == cudaSuccess) return;
@@ -200,12 +208,14 @@ void cuda_free(void *p) {
 void cuda_zero(void *p, size_t bytes) {
     if (!bytes) return;
     cuda_ok(cudaMemset(p, 0, bytes), "cudaMemset of %zu bytes", bytes);
+    profile_mark("cudaMemset bytes=%zu", bytes);
 }
 
 void cuda_copy_in(void *dst, const void *host_src, size_t bytes) {
     if (!bytes) return;
     cuda_ok(cudaMemcpy(dst, host_src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host->device of %zu bytes",
             bytes);
+    profile_mark("cudaMemcpy host->device bytes=%zu", bytes);
 }
 
 void cuda_copy_out(void *host_dst, const void *src, size_t bytes) {
@@ -214,12 +224,14 @@ void cuda_copy_out(void *host_dst, const void *src, size_t bytes) {
             "cudaMemcpy device->host of %zu bytes (a fault here may come from an earlier kernel; rerun with "
             "GKD_CUDA_SYNC=1 to find it)",
             bytes);
+    profile_mark("cudaMemcpy device->host bytes=%zu", bytes);
 }
 
 void cuda_copy(void *dst, const void *src, size_t bytes) {
     if (!bytes || dst == src) return;
     cuda_ok(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy device->device of %zu bytes",
             bytes);
+    profile_mark("cudaMemcpy device->device bytes=%zu", bytes);
 }
 
 void cuda_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
@@ -227,6 +239,7 @@ void cuda_copy_2d(float *dst, int ld_dst, const float *src, int ld_src, int rows
     cuda_ok(cudaMemcpy2D(dst, (size_t)ld_dst * sizeof(float), src, (size_t)ld_src * sizeof(float),
                          (size_t)cols * sizeof(float), (size_t)rows, cudaMemcpyDeviceToDevice),
             "cudaMemcpy2D of %d rows x %d floats (ld_dst %d, ld_src %d)", rows, cols, ld_dst, ld_src);
+    profile_mark("cudaMemcpy2D rows=%d cols=%d", rows, cols);
 }
 
 /* ---------- matrix products ---------- */
@@ -256,6 +269,56 @@ void sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, c
                      n == 1 ? "" : "StridedBatched", trans_a, trans_b, M, N, K, lda, ldb, ldc, batch))
             return;
         launched("cublasSgemm M=%d N=%d K=%d batch=%d", M, N, K, batch);
+    }
+}
+
+/* Pointer arrays of sgemm_grid: entry i = b*H + h of operand X is X + b*bs + (h/div)*hs. */
+__global__ void grid_ptrs_kernel(const float **pa, const float **pb, float **pc, gkd_cuda_attn_operand A,
+                                 gkd_cuda_attn_operand B, gkd_cuda_attn_operand C, int i0, int n, int H,
+                                 int group) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    int i = i0 + j, b = i / H, h = i % H;
+    pa[j] = A.base + (size_t)b * A.bs + (size_t)(A.kv ? h / group : h) * A.hs;
+    pb[j] = B.base + (size_t)b * B.bs + (size_t)(B.kv ? h / group : h) * B.hs;
+    pc[j] = (float *)C.base + (size_t)b * C.bs + (size_t)(C.kv ? h / group : h) * C.hs;
+}
+
+/* gkd_cuda_matmul_grid_fn: attention's products for every (sequence, head) in one cuBLAS call (pointer
+ * arrays made on the device, so nothing waits for the host), fp32 (tf32 when on) whatever the precision,
+ * like sgemm_batched. At issue 3's shape (B=16, H=12) one call of 192 products instead of 12 of 16. */
+void sgemm_grid(int trans_a, int trans_b, int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
+                gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C, int n_seqs, int n_heads,
+                int group) {
+    long long total = (long long)n_seqs * n_heads;
+    if (M <= 0 || N <= 0 || total <= 0) return;
+    size_t per = total < GKD_CUDA_MAX_BATCH ? (size_t)total : (size_t)GKD_CUDA_MAX_BATCH;
+    if (per > S.grid_cap) {
+        cuda_free(S.grid_ptrs); /* waits for queued products still reading it */
+        S.grid_cap = 0;
+        S.grid_ptrs = (const float **)cuda_alloc(3 * per * sizeof(float *));
+        if (!S.grid_ptrs) {
+            record_error("attention: cannot allocate %zu pointers for a batched product: %s", 3 * per,
+                         gkd_error_message());
+            return;
+        }
+        S.grid_cap = per;
+    }
+    const float **pa = S.grid_ptrs, **pb = S.grid_ptrs + per;
+    float **pc = (float **)(S.grid_ptrs + 2 * per);
+    cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    for (long long i0 = 0; i0 < total; i0 += (long long)per) {
+        int n = (int)(total - i0 < (long long)per ? total - i0 : (long long)per);
+        grid_ptrs_kernel<<<(n + THREADS - 1) / THREADS, THREADS>>>(pa, pb, pc, A, B, C, (int)i0, n, n_heads,
+                                                                   group);
+        launched("attention pointer arrays n=%d", n);
+        cublasStatus_t st = cublasSgemmBatched(S.blas, op_b, op_a, N, M, K, &alpha, pb, B.ld, pa, A.ld, &beta, pc,
+                                               C.ld, n);
+        if (!blas_ok(st, "cublasSgemmBatched ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d", trans_a,
+                     trans_b, M, N, K, A.ld, B.ld, C.ld, n))
+            return;
+        launched("cublasSgemmBatched M=%d N=%d K=%d batch=%d", M, N, K, n);
     }
 }
 
@@ -380,6 +443,9 @@ gkd_precision cuda_get_precision(void) {
 void fill_table(gkd_backend *t) {
     memset(t, 0, sizeof *t);
     t->name = "cuda";
+    /* 256 MiB of logits per chunk (2048 rows at V = 32768): at 8 MB (64 rows) the H200 spent ~80 ms a step
+     * at issue 3's shape on the LM head's products and cross-entropy, against ~51 ms at full size */
+    t->loss_chunk_bytes = (size_t)256 << 20;
 #define CUDA_OP(op) t->op = cuda_##op;
     GKD_BACKEND_MEMORY_OPS(CUDA_OP)
 #undef CUDA_OP
@@ -432,6 +498,7 @@ void init_once(void) {
     }
     fill_table(&S.table);
     S.ok = 1;
+    profile_init();
 }
 
 pthread_once_t init_flag = PTHREAD_ONCE_INIT;
@@ -513,6 +580,9 @@ int gkd_backend_cuda_set_tf32(int on) {
 void gkd_backend_cuda_free_workspace(void) {
     if (!gkd_backend_cuda()) return;
     cuda_free(S.bf16_ws);
+    cuda_free(S.grid_ptrs);
+    S.grid_ptrs = NULL;
+    S.grid_cap = 0;
     S.bf16_ws = NULL;
     S.bf16_ws_elems = 0;
 }

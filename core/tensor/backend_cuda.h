@@ -57,14 +57,18 @@ gkd_status gkd_backend_cuda_info(gkd_cuda_info *out);
 
 /* Bytes currently allocated through the table (and the backend's own workspace): the memory-leak check. */
 size_t gkd_backend_cuda_memory_in_use(void);
+/* GKD_CUDA_PROFILE=1: forgets the per-op device time gathered so far (after waiting for the queued work);
+ * no-op otherwise. The report is printed to stderr at exit (core/tensor/cuda_profile.cu). */
+void gkd_backend_cuda_profile_reset(void);
 size_t gkd_backend_cuda_memory_peak(void);
 
 /* 1: precision tf32, cuBLAS may use TF32 tensor cores for fp32 products; 0: precision fp32 (the default;
  * this leaves bf16 too). Returns 1 when the precision was tf32. gkd_backend_set_precision says more. */
 int gkd_backend_cuda_set_tf32(int on);
 
-/* Frees the bf16 operand workspace (it grows again at the next bf16 product): for memory-leak checks
- * that compare gkd_backend_cuda_memory_in_use() before and after bf16 work, and to give memory back. */
+/* Frees the backend's workspaces, the bf16 operands and attention's pointer arrays (each grows again at
+ * its next use): for memory-leak checks that compare gkd_backend_cuda_memory_in_use() before and after
+ * such work, and to give memory back. */
 void gkd_backend_cuda_free_workspace(void);
 
 /* The first CUDA/cuBLAS failure since start or the last clear, naming the operation and its sizes;

@@ -6,9 +6,11 @@
 #define GKD_BACKEND_CUDA_IMPL_CUH
 
 #include <cuda_runtime.h>
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "core/tensor/backend.h"
+#include "core/tensor/backend_cuda_internal.h"
 
 namespace gkd_cuda {
 
@@ -29,6 +31,13 @@ bool cuda_ok(cudaError_t e, const char *what, ...) __attribute__((format(printf,
 /* After each kernel launch: records a bad launch at once, a fault while running at the next waiting call
  * (or here with GKD_CUDA_SYNC=1). */
 void launched(const char *what, ...) __attribute__((format(printf, 1, 2)));
+/* GKD_CUDA_PROFILE=1: device time per op, printed at exit (cuda_profile.cu). profile_mark records that
+ * the work queued since the previous mark was `what` (formatted); launched() and the copies call it. */
+void profile_init(void);
+void profile_reset(void);
+int profile_on(void);
+void profile_mark(const char *what, ...) __attribute__((format(printf, 1, 2)));
+void profile_mark_v(const char *what, va_list ap);
 /* The table's matmul and matmul_batched (backend_cuda.cu), for fill_ops. */
 void cuda_matmul(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc);
@@ -39,6 +48,9 @@ void cuda_matmul_batched(int trans_a, int trans_b, int M, int N, int K, float al
 void sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a, int lda,
                    size_t stride_a, const float *b, int ldb, size_t stride_b, float beta, float *c, int ldc,
                    size_t stride_c, int batch);
+/* attention's products for every (sequence, head) in one call (gkd_cuda_matmul_grid_fn) */
+void sgemm_grid(int trans_a, int trans_b, int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
+                gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C, int n_seqs, int n_heads, int group);
 /* sumsq's partial sums: (SUMSQ_BLOCKS + 1) doubles of device memory, made at initialisation. */
 double *sumsq_workspace(void);
 /* Fills the compute entries (GKD_BACKEND_COMPUTE_OPS): the kernels of backend_cuda_ops.cu, the products. */

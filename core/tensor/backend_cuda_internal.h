@@ -85,17 +85,31 @@ typedef void (*gkd_cuda_matmul_batched_fn)(int trans_a, int trans_b, int M, int 
                                            size_t stride_b, float beta, float *c, int ldc, size_t stride_c,
                                            int batch);
 
-/* For every (sequence b, query head h): C = alpha op(A) op(B) + beta C (C's base is written), through mm.
+/* One call for every (sequence b, query head h) at once, batch entry i = b*n_heads + h: operand X's matrix
+ * at X.base + b*X.bs + (X.kv ? h/group : h)*X.hs (two strides, so a pointer-array batch on the GPU). */
+typedef void (*gkd_cuda_matmul_grid_fn)(int trans_a, int trans_b, int M, int N, int K, float alpha,
+                                        gkd_cuda_attn_operand A, gkd_cuda_attn_operand B, float beta,
+                                        gkd_cuda_attn_operand C, int n_seqs, int n_heads, int group);
+/* For every (sequence b, query head h): C = alpha op(A) op(B) + beta C (C's base is written), through mm,
+ * or through grid (when not NULL) in one call where every sequence sees the same keys and no two heads of
+ * the call add into the same C (C per query head, or one query head per key/value head).
  * The query heads h = g*group + r of one sequence and one r are evenly strided in every operand (key/value
  * ones by hs, the others by group*hs), and with a uniform pos0 so are the sequences of one head (by bs):
  * plan->per_head picks whichever takes fewer calls. Heads of a group that add into the same dk, dv
  * (beta = 1) are never in one call: they run in order, h ascending, on either path. */
-static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, const gkd_attn_dims *d,
-                                         const int *pos0, const gkd_cuda_attn_plan *plan, int ta, int tb,
-                                         int M, int N, int K, float alpha, gkd_cuda_attn_operand A,
-                                         gkd_cuda_attn_operand B, float beta, gkd_cuda_attn_operand C) {
+static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, gkd_cuda_matmul_grid_fn grid,
+                                         const gkd_attn_dims *d, const int *pos0,
+                                         const gkd_cuda_attn_plan *plan, int ta, int tb, int M, int N, int K,
+                                         float alpha, gkd_cuda_attn_operand A, gkd_cuda_attn_operand B,
+                                         float beta, gkd_cuda_attn_operand C) {
     const int H = d->n_heads, KV = d->n_kv_heads, group = H / KV;
     float *c_base = (float *)C.base;
+    if (grid && plan->uniform && !(C.kv && group > 1)) {
+        int keys = plan->p0 + d->T;
+        grid(ta, tb, M == GKD_CUDA_KEYS ? keys : M, N == GKD_CUDA_KEYS ? keys : N, K == GKD_CUDA_KEYS ? keys : K,
+             alpha, A, B, beta, C, d->B, H, group);
+        return;
+    }
     if (plan->per_head) {
         int keys = plan->p0 + d->T;
         int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
@@ -142,11 +156,12 @@ static inline gkd_cuda_attn_operands gkd_cuda_attn_operands_make(const float *q,
 
 /* The attention's GEMM path as the CUDA backend runs it (attention_forward / _backward for more than a few
  * queries per sequence): the products through mm, the causal softmax and its backward through
- * rows(backward, user) over att (and datt). Shared with tests/test_cuda_plan.c, which drives it with the
+ * rows(backward, user) over att (and datt); grid may be NULL (gkd_cuda_attn_product). Shared with tests/test_cuda_plan.c, which drives it with the
  * CPU's products and a host replay of the row kernels, so the test checks this very sequence. */
 typedef void (*gkd_cuda_attn_rows_fn)(int backward, void *user);
 
-static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
+static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_matmul_grid_fn grid,
+                                                   gkd_cuda_attn_rows_fn rows,
                                                    void *user, float *out, float *att, const float *q,
                                                    const float *k, const float *v, const int *pos0,
                                                    const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
@@ -154,12 +169,13 @@ static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm
     const float scale = 1.0f / sqrtf((float)D);
     const gkd_cuda_attn_operands o = gkd_cuda_attn_operands_make(q, k, v, att, out, d);
     /* att = softmax(s q k^T), out = att v */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, o.q, o.k, 0.0f, o.att);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, scale, o.q, o.k, 0.0f, o.att);
     rows(0, user);
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, o.att, o.v, 0.0f, o.out);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, o.att, o.v, 0.0f, o.out);
 }
 
-static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_attn_rows_fn rows,
+static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_matmul_grid_fn grid,
+                                                    gkd_cuda_attn_rows_fn rows,
                                                     void *user, float *dq, float *dk, float *dv, float *datt,
                                                     const float *dout, const float *att, const float *q,
                                                     const float *k, const float *v, const int *pos0,
@@ -170,11 +186,11 @@ static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn m
     const gkd_cuda_attn_operands g = gkd_cuda_attn_operands_make(dq, dk, dv, datt, NULL, d); /* gradients */
     /* dv += att^T dout; datt = dout v^T, then the softmax backward in place on datt; dq += s datt k;
      * dk += s datt^T q */
-    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, o.att, o.out, 1.0f, g.v);
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, o.out, o.v, 0.0f, g.att);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, 1.0f, o.att, o.out, 1.0f, g.v);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 0, 1, T, GKD_CUDA_KEYS, D, 1.0f, o.out, o.v, 0.0f, g.att);
     rows(1, user);
-    gkd_cuda_attn_product(mm, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, g.att, o.k, 1.0f, g.q);
-    gkd_cuda_attn_product(mm, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, g.att, o.q, 1.0f, g.k);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, scale, g.att, o.k, 1.0f, g.q);
+    gkd_cuda_attn_product(mm, grid, d, pos0, plan, 1, 0, GKD_CUDA_KEYS, D, T, scale, g.att, o.q, 1.0f, g.k);
 }
 
 #ifdef __cplusplus

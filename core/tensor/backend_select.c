@@ -18,6 +18,14 @@ int gkd_backend_cuda_compiled(void) {
 #endif
 }
 
+void gkd_backend_profile_reset(const gkd_backend *be) {
+#ifdef GKD_HAVE_CUDA
+    if (be && gkd_backend_is_cuda(be)) gkd_backend_cuda_profile_reset();
+#else
+    (void)be;
+#endif
+}
+
 const gkd_backend *gkd_backend_by_name(const char *name) {
     if (!name || strcmp(name, "auto") == 0) {
 #ifdef GKD_HAVE_CUDA

@@ -17,4 +17,9 @@ const gkd_backend *gkd_backend_by_name(const char *name);
 /* 1 when this build includes the CUDA backend. */
 int gkd_backend_cuda_compiled(void);
 
+/* Forgets the device-time profile gathered so far (GKD_CUDA_PROFILE=1, docs/gpu.md), e.g. after a
+ * warm-up step whose one-time costs (allocation, lazily loaded kernels, cuBLAS's first calls) would
+ * otherwise be charged to the ops they precede. Does nothing on another backend or without profiling. */
+void gkd_backend_profile_reset(const gkd_backend *be);
+
 #endif

@@ -358,6 +358,7 @@ gkd_status gkd_model_create_ex(const gkd_model_config *cfg, const gkd_backend *b
 
 static void ce_scratch_free(const gkd_backend *be, ce_scratch *ce) {
     be->free(ce->block);
+    be->free(ce->rowdata);
     free(ce->host_w);
     free(ce->host_chunk);
     free(ce->host_rows);
@@ -439,8 +440,9 @@ void gkd_model_memory_usage(const gkd_model *m, gkd_model_memory *out) {
     size_t ce = 0;
     if (m->ce.block) {
         size_t R = (size_t)m->ce.rows, C = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size;
-        ce = (2 * R * C + R * V + 4 * R) * sizeof(float);
+        ce = (2 * R * C + R * V + R) * sizeof(float);
     }
+    ce += m->ce.rowdata_cap * 3 * sizeof(float);
     out->activations =
         (m->train.cap_floats + m->infer.cap_floats) * sizeof(float) + ce + rope + m->packed_scratch_bytes;
     const gkd_kv_cache *c = m->cache;

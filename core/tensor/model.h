@@ -192,7 +192,9 @@ gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int
                                     int T, int norm, double scale, float *loss, float *dhidden);
 
 /* Rows of logits gkd_model_ce_loss forms at once (memory rows x vocab_size floats); 0 restores the
- * default, about 8 MB of logits. */
+ * default: the backend's loss_chunk_bytes of logits (core/tensor/backend.h; 256 MiB on CUDA), or about
+ * 8 MB where it sets none (the CPU). Whatever the chunk, a call moves the targets and weights to the
+ * backend in one copy each and the per-row losses back in one. */
 gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows);
 
 /* KV cache for B rows of up to max_T positions (max_T <= max_seq_len). The caller owns *out. A cache

@@ -238,11 +238,14 @@ gkd_status gkd_model_backward(gkd_model *m, const float *dhidden) {
 
 /* ---------- chunked cross-entropy ---------- */
 
-/* Rows per chunk: as set, else about 8 MB of logits and at least 32 rows so the sgemms keep their shape. */
+/* Rows per chunk: as set, else the backend's logit bytes per chunk (gkd_backend.loss_chunk_bytes; 0: about
+ * 8 MB, the CPU's cache-sized choice), at least 32 rows so the sgemms keep their shape. */
 int gkd_model_ce_chunk_rows(const gkd_model *m) {
     if (m->ce_chunk_rows > 0) return m->ce_chunk_rows;
-    int rows = (1 << 21) / m->cfg.vocab_size;
-    return rows < 32 ? 32 : rows;
+    size_t bytes = m->be->loss_chunk_bytes ? m->be->loss_chunk_bytes : (size_t)1 << 23;
+    size_t rows = bytes / (sizeof(float) * (size_t)m->cfg.vocab_size);
+    if (rows > (size_t)1 << 20) rows = (size_t)1 << 20;
+    return rows < 32 ? 32 : (int)rows;
 }
 
 gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows) {
@@ -257,9 +260,16 @@ gkd_status gkd_model_set_loss_chunk(gkd_model *m, int rows) {
 static gkd_status ce_scratch_ensure(gkd_model *m, int N) {
     ce_scratch *ce = &m->ce;
     const size_t C = (size_t)m->cfg.dim, V = (size_t)m->cfg.vocab_size;
+    /* rows per chunk, but no more than the call has: a chunk sized for a GPU (loss_chunk_bytes) would
+     * otherwise hold ~0.5 GB for a tiny model; grown when a later call has more rows */
+    size_t R = (size_t)gkd_model_ce_chunk_rows(m);
+    if (R > (size_t)N) R = (size_t)N;
+    if (ce->block && (size_t)ce->rows < R) {
+        m->be->free(ce->block);
+        ce->block = NULL;
+    }
     if (!ce->block) {
-        size_t R = (size_t)gkd_model_ce_chunk_rows(m);
-        size_t floats = 2 * R * C + R * V + 4 * R;
+        size_t floats = 2 * R * C + R * V + R;
         gkd_status st =
             gkd_model_device_alloc(m->be, &ce->block, floats * sizeof(float), "cross-entropy scratch");
         if (st) return st;
@@ -268,10 +278,19 @@ static gkd_status ce_scratch_ensure(gkd_model *m, int N) {
         ce->dh = p + R * C;
         ce->logits = p + 2 * R * C;
         ce->lse = ce->logits + R * V;
-        ce->loss = ce->lse + R;
-        ce->weights = ce->loss + R;
-        ce->targets = (int *)(ce->weights + R);
         ce->rows = (int)R;
+    }
+    if ((size_t)N > ce->rowdata_cap) {
+        m->be->free(ce->rowdata);
+        ce->rowdata = NULL;
+        ce->rowdata_cap = 0;
+        gkd_status st = gkd_model_device_alloc(m->be, &ce->rowdata, (size_t)N * 3 * sizeof(float),
+                                               "cross-entropy targets, weights and losses");
+        if (st) return st;
+        ce->rowdata_cap = (size_t)N;
+        ce->targets = ce->rowdata;
+        ce->weights = (float *)ce->rowdata + N;
+        ce->loss = ce->weights + N;
     }
     if ((size_t)N > ce->host_cap) {
         free(ce->host_w);
@@ -359,7 +378,14 @@ gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int
     float *dwout = gkd_model_output_weight_grad(m);
     if ((st = gkd_model_packed_scratch_ensure(m, ce->rows)) != GKD_OK) return st;
     if (dhidden) be->zero(dhidden, (size_t)N * C * sizeof(float));
-    double sum = 0.0;
+    /* every chunk's targets and weights in one copy, every row's loss back in one: no chunk waits for the
+     * host (on a device, a copy waits for the work queued before it) */
+    for (int i = 0; i < n_rows; i++) {
+        ce->host_targets[i] = targets[ce->host_rows[i]];
+        ce->host_chunk[i] = ce->host_w[ce->host_rows[i]];
+    }
+    be->copy_in(ce->targets, ce->host_targets, (size_t)n_rows * sizeof(int));
+    be->copy_in(ce->weights, ce->host_chunk, (size_t)n_rows * sizeof(float));
     for (int s0 = 0; s0 < n_rows; s0 += ce->rows) {
         int R = n_rows - s0 < ce->rows ? n_rows - s0 : ce->rows;
         const int *rows = ce->host_rows + s0;
@@ -373,18 +399,12 @@ gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int
                 be->copy_2d(ce->h + (size_t)i * C, C, hidden + (size_t)rows[i] * C, C, run, C);
             }
         }
-        for (int i = 0; i < R; i++) {
-            ce->host_targets[i] = targets[rows[i]];
-            ce->host_chunk[i] = ce->host_w[rows[i]];
-        }
-        be->copy_in(ce->targets, ce->host_targets, (size_t)R * sizeof(int));
-        be->copy_in(ce->weights, ce->host_chunk, (size_t)R * sizeof(float));
+        const int *tg = ce->targets + s0;
+        const float *wt = ce->weights + s0;
         gkd_model_output_rows(m, h, R, ce->logits);
-        be->crossentropy_forward(ce->loss, ce->lse, ce->logits, ce->targets, ce->weights, R, V);
-        be->copy_out(ce->host_chunk, ce->loss, (size_t)R * sizeof(float));
-        for (int i = 0; i < R; i++) sum += ce->host_chunk[i];
+        be->crossentropy_forward(ce->loss + s0, ce->lse, ce->logits, tg, wt, R, V);
         if (!dhidden) continue;
-        be->crossentropy_backward(ce->logits, ce->logits, ce->lse, ce->targets, ce->weights, R, V);
+        be->crossentropy_backward(ce->logits, ce->logits, ce->lse, tg, wt, R, V);
         float *dh = contiguous ? dhidden + (size_t)rows[0] * C : ce->dh;
         be->matmul(0, 0, R, C, V, 1.0f, ce->logits, V, wout, C, 0.0f, dh, C);
         be->matmul(1, 0, V, C, R, 1.0f, ce->logits, V, h, C, 1.0f, dwout, C);
@@ -396,6 +416,9 @@ gkd_status gkd_model_ce_loss_scaled(gkd_model *m, const float *hidden, const int
             }
         }
     }
+    be->copy_out(ce->host_chunk, ce->loss, (size_t)n_rows * sizeof(float));
+    double sum = 0.0;
+    for (int i = 0; i < n_rows; i++) sum += ce->host_chunk[i]; /* row order, as chunk by chunk */
     *loss = (float)sum;
     return GKD_OK;
 }

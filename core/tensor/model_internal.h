@@ -86,16 +86,21 @@ typedef struct {
     size_t host_cap;
 } act_set;
 
-/* Scratch of the chunked cross-entropy, sized for `rows` rows. */
+/* Scratch of the chunked cross-entropy: `block` sized for `rows` rows per chunk; `rowdata` holds every row
+ * of weight's target, weight and loss (rowdata_cap rows), moved in one copy each way per call so that the
+ * chunks queue without waiting for the host. */
 typedef struct {
     void *block;
     int rows;
-    float *h, *dh, *logits, *lse, *loss, *weights;
-    int *targets;
+    float *h, *dh, *logits, *lse;
+    void *rowdata;
+    size_t rowdata_cap;
+    int *targets;         /* (rowdata_cap) device */
+    float *weights, *loss; /* (rowdata_cap) device */
     float *host_w;     /* (N) host: every row's weight */
     int *host_rows;    /* (N) host: the rows of nonzero weight */
-    float *host_chunk; /* (N) host: a chunk's weights on the way in, its losses on the way out */
-    int *host_targets; /* (N) host: a chunk's targets */
+    float *host_chunk; /* (N) host: the weights of those rows on the way in, their losses on the way out */
+    int *host_targets; /* (N) host: the targets of those rows */
     size_t host_cap;
 } ce_scratch;
 

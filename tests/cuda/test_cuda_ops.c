@@ -713,6 +713,7 @@ int main(void) {
     }
     cpu = gkd_backend_cpu();
     gkd_rng_init(&rng, 1234, GKD_RNG_STREAM_USER);
+    gkd_backend_cuda_free_workspace(); /* freed at the end too: workspaces are not in base */
     size_t base = gkd_backend_cuda_memory_in_use();
     test_memory();
     test_kv_write();
@@ -732,7 +733,9 @@ int main(void) {
     test_adamw();
     test_sumsq();
     test_large_rows();
-    /* every test frees what it allocated: the accounting must be back where it started */
+    /* every test frees what it allocated: the accounting must be back where it started, once the backend's
+     * own workspaces (bf16 operands, attention's pointer arrays) are given back */
+    gkd_backend_cuda_free_workspace();
     CHECKF(gkd_backend_cuda_memory_in_use() == base, "%zu bytes still allocated",
            gkd_backend_cuda_memory_in_use() - base);
     CHECK(gkd_backend_cuda_sync() == GKD_OK);
