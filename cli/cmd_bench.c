@@ -192,11 +192,19 @@ static gkd_status bench_generate(const gkd_backend *be, const gkd_model_config *
     return st;
 }
 
+/* Layers of the SmolLM2-shaped model (--smol-layers; 30 is SmolLM2-135M): fewer only to exercise the sections
+ * quickly (tests/test_bench_smoke.sh), and the JSON's shape says so. */
+static int smol_layers = 30;
+
+static const char *smol_name(void) {
+    return smol_layers == 30 ? "SmolLM2-135M " : "SmolLM2-135M with fewer layers ";
+}
+
 /* The SmolLM2-135M shape (random weights: speed does not depend on their values). */
 static gkd_model_config smollm2_config(int max_seq_len) {
     gkd_model_config c = {.vocab_size = 49152,
                           .dim = 576,
-                          .n_layers = 30,
+                          .n_layers = smol_layers,
                           .n_heads = 9,
                           .n_kv_heads = 3,
                           .hidden_dim = 1536,
@@ -340,11 +348,12 @@ static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens,
         return st;
     }
     gkd_buf_printf(out,
-                   ",\n    \"batch1_smollm2\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   ",\n    \"batch1_smollm2\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
                    "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
                    "\"q8_0_path\": \"%s\", \"q8_0_a8_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill "
                    "excluded); medians\"",
-                   new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1),
+                   smol_name(), smol_layers, new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1),
+                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1),
                    gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, 1));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
@@ -364,10 +373,10 @@ static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int
         return st;
     }
     gkd_buf_printf(out,
-                   ",\n  \"teacher_score\": {\"shape\": \"SmolLM2-135M (L=30 C=576 H=9 KV=3 F=1536 V=49152 tied), "
+                   ",\n  \"teacher_score\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
                    "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
                    "\"q8_0_a8_path\": \"%s\", \"note\": \"forward and logits of every position; A B C A B C medians\"",
-                   B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
+                   smol_name(), smol_layers, B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
                    gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, B * T));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
@@ -763,6 +772,7 @@ int gkd_cmd_bench(int argc, char **argv) {
     int gen_new = gkd_cli_size(&a, "gen-new", quick ? 8 : 64, &bad);
     int gen_prompt = 16, score_seq = gkd_cli_size(&a, "score-seq", 96, &bad);
     int score_batch = gkd_cli_size(&a, "score-batch", quick ? 8 : 64, &bad);
+    smol_layers = gkd_cli_size(&a, "smol-layers", 30, &bad);
     cfg.max_seq_len = train_seq > gen_prompt + gen_new ? train_seq : gen_prompt + gen_new;
     if (bad || gkd_cli_check_unused(&a)) return 2;
     const gkd_backend *be = gkd_backend_by_name(device);

@@ -120,9 +120,10 @@ static const command commands[] = {
      "gkd bench [--json] [--quick] " DEVICE " [--precision fp32|tf32|bf16]\n"
      "          [--only distill,sgemm,train,generate,teacher_score,gkd_step,lua,data_parallel]\n"
      "          [--reps N] [--vocab N] [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--seq N]\n"
-     "          [--batch N] [--gen-batch N] [--gen-new N] [--score-batch N] [--score-seq N]\n"
+     "          [--batch N] [--gen-batch N] [--gen-new N] [--score-batch N] [--score-seq N] [--smol-layers N]\n"
      "Training and generation speed, memory and overheads (docs/benchmarks.md); teacher_score and generate's\n"
-     "batch-1 figures compare fp32 with bf16, q8_0_a8 (and, batch 1, q8_0) weights (docs/inference-precision.md).\n",
+     "batch-1 figures compare fp32 with bf16, q8_0_a8 (and, batch 1, q8_0) weights (docs/inference-precision.md)\n"
+     "on the SmolLM2-135M shape (--smol-layers: fewer of its 30 layers, for a quick check only).\n",
      NULL},
 };
 
