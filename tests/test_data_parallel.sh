@@ -76,12 +76,16 @@ check "and is skipped on both ranks" test "$(grep -c 'sft skipped' again.txt)" -
 # with --resume: rank 0 names the checkpoint, every rank loads it, and the run ends as an uninterrupted
 # 2-rank run does (bit for bit: the same sums in the same order).
 timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long straight.db >/dev/null 2>&1
-timeout 300 "${mpi[@]}" -np 2 "$bin" run "$here/train.lua" long stop.db >stop1.txt 2>&1 &
+# Paced (25 ms a step, 10 s in all) so that it cannot end before the signal reaches the ranks; the signal
+# goes once the first checkpoint exists (up to 120 s under load).
+GKD_TEST_STEP_PAUSE=0.025 timeout 300 "${mpi[@]}" -x GKD_TEST_STEP_PAUSE -np 2 "$bin" run "$here/train.lua" long \
+  stop.db >stop1.txt 2>&1 &
 pid=$!
-for _ in $(seq 1 300); do
+for _ in $(seq 1 2400); do
   [ -n "$(ls stop.db.checkpoints/long 2>/dev/null | grep -v tmp)" ] && break
   sleep 0.05
 done
+check "a first checkpoint within 120 s" test -n "$(ls stop.db.checkpoints/long 2>/dev/null | grep -v tmp)"
 kill -INT "$pid"
 wait "$pid"; rc=$?
 check "the interrupted 2-rank run exits non-zero (rc $rc)" test "$rc" -ne 0
@@ -92,7 +96,7 @@ check "the interrupted 2-rank run exits non-zero (rc $rc)" test "$rc" -ne 0
   io.write("status ", tostring(r.status), ", checkpoint ", tostring(step), ", last step ", tostring(r.last_step))
   os.exit((r.status == "interrupted" and step == r.last_step and r.last_step < 400) and 0 or 1)' >stop.state 2>&1
 rc=$?
-# (a flake seen twice under load, cause unknown: the state and the run's output say which part differed)
+# (on failure, the state and the run's output say which part differed)
 [ "$rc" -eq 0 ] || { echo "stop.state: $(cat stop.state)"; tail -5 stop1.txt; } >&2
 check "rank 0 marked it interrupted with a checkpoint at its last step ($(cat stop.state))" test "$rc" -eq 0
 timeout 300 "${mpi[@]}" -np 2 "$bin" run --resume "$here/train.lua" long stop.db >stop2.txt 2>&1; rc=$?

@@ -24,6 +24,11 @@ elseif run == "reinforce_ma" then
   cfg.method, cfg.reward, cfg.group_size, cfg.baseline = "reinforce", "length", 2, "moving_average"
   cfg.normalize_advantages, cfg.norm = true, "token"
 elseif run == "long" then cfg.method, cfg.steps, cfg.checkpoint.every = "supervised_kd", 400, 20
+  -- GKD_TEST_STEP_PAUSE=S: S seconds of sleep after each step (results unchanged), so that the run outlasts
+  -- the delay between the test's SIGINT and the ranks seeing it: unpaced, 400 steps take about 2 s, and
+  -- under load the run could end before the signal arrived (the test's flake, sessions 9 and 10)
+  local pause = tonumber(os.getenv("GKD_TEST_STEP_PAUSE") or "")
+  if pause then cfg.on_step = function() gkd.sys.sleep(pause) end end
 elseif run == "fail0" or run == "fail1" then -- a callback that fails on one rank at step 3
   cfg.method, cfg.steps = "supervised_kd", 50
   cfg.on_step = function(m)
