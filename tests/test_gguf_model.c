@@ -9,11 +9,15 @@
  * - files with one fault each (architecture, missing, misshapen or extra tensor, unsupported type, rope
  *   scaling, SentencePiece vocabulary, unknown pre-tokenizer) are refused with messages naming the file
  *   and the fault; so are bad vocabulary arrays given to gkd_tokenizer_from_vocab;
+ * - Llama 3's rope scaling stored as rope_freqs.weight (make_gguf_llama3_fixture.py) is read: its
+ *   parameters recovered, the logits those of a forward with the stored divisors; divisors of another
+ *   shape are refused;
  * - when models/SmolLM2-135M-Instruct.Q4_1.gguf is present (tools/fetch-smollm2.sh; or the path in
  *   GKD_SMOLLM2_GGUF), the real teacher: configuration, tokenizer ids, logits of a chat prompt against a
  *   float64 llama.cpp-style forward on gguf-py-dequantised weights, and its greedy answer. Without the file
  *   that part says so and is left out; the rest still runs. */
 #include "core/tensor/backend.h"
+#include "core/format/checkpoint.h"
 #include "core/format/gguf_model.h"
 #include "core/base/json.h"
 #include "core/tensor/sample.h"
@@ -491,7 +495,73 @@ static void test_smollm2(void) {
     gkd_json_free(ref);
 }
 
+/* ---------------------------------------------------------------------------------------------------
+ * Llama 3's rope scaling from rope_freqs.weight (tests/fixtures/make_gguf_llama3_fixture.py): the parameters
+ * are recovered from the divisors alone, the logits match a forward that divides the frequencies by the
+ * stored divisors as llama.cpp does, a Hugging Face export carries the scaling, and divisors that are not
+ * Llama 3's (or leave it undetermined) are refused naming the fault. */
+static void test_llama3_rope(void) {
+    gkd_json *ref = load_json(FIXTURES "tiny-llama3-rope.json");
+    const gkd_json *want = gkd_json_get(ref, "llama3");
+    gkd_model *m = NULL;
+    gkd_status st = gkd_gguf_model_load(FIXTURES "tiny-llama3-rope.gguf", gkd_backend_cpu(), &m, NULL);
+    CHECKF(st == GKD_OK, "tiny-llama3-rope: %s", gkd_error_message());
+    if (st != GKD_OK) {
+        gkd_json_free(ref);
+        return;
+    }
+    const gkd_model_config *c = gkd_model_get_config(m);
+    check_config(c, gkd_json_get(ref, "config"), 0);
+    CHECKF(c->rope_type == GKD_ROPE_LLAMA3 && c->rope_factor == (float)gkd_json_get_number(want, "factor", -1) &&
+               c->rope_low_freq_factor == (float)gkd_json_get_number(want, "low_freq_factor", -1) &&
+               fabsf(c->rope_high_freq_factor - (float)gkd_json_get_number(want, "high_freq_factor", -1)) < 1e-4f &&
+               c->rope_original_max_seq_len ==
+                   (int)gkd_json_get_number(want, "original_max_position_embeddings", -1),
+           "recovered rope: type %d factor %g low %g high %g original %d", c->rope_type, c->rope_factor,
+           c->rope_low_freq_factor, c->rope_high_freq_factor, c->rope_original_max_seq_len);
+    int T, V = c->vocab_size;
+    int *prompt = json_ints(gkd_json_get(ref, "prompt_ids"), &T);
+    float *wantl = read_floats(FIXTURES "tiny-llama3-rope.logits", (size_t)T * V);
+    float *got = prompt_logits(m, prompt, T);
+    double max_err = 0;
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)T * V; i++) {
+        double err = fabs((double)got[i] - wantl[i]);
+        if (err > max_err) max_err = err;
+        bad += err > TINY_TOL * (1 + fabs(wantl[i]));
+    }
+    fprintf(stderr, "tiny-llama3-rope: %d x %d logits, max |gkd - reference| = %.3g\n", T, V, max_err);
+    CHECKF(bad == 0, "tiny-llama3-rope: %d logits off by more than %g (max %g)", bad, TINY_TOL, max_err);
+
+    /* exported as a Hugging Face directory, the scaling goes with it */
+    char dir[] = "/tmp/gkd-llama3-rope-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    gkd_model_config back;
+    CHECKF(gkd_checkpoint_save_hf_dir(m, dir) == GKD_OK && gkd_checkpoint_read_config(dir, &back) == GKD_OK,
+           "export: %s", gkd_error_message());
+    CHECK(gkd_model_config_equal(&back, c));
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    free(prompt), free(wantl), free(got);
+    gkd_model_free(m);
+
+    const gkd_json *errors = gkd_json_get(ref, "errors");
+    CHECK(errors && errors->len == 2);
+    for (size_t i = 0; errors && i < errors->len; i++) {
+        char path[512];
+        snprintf(path, sizeof path, FIXTURES "gguf-model-err-%s.gguf", errors->keys[i]);
+        m = (gkd_model *)1;
+        st = gkd_gguf_model_load(path, gkd_backend_cpu(), &m, NULL);
+        CHECKF(st == GKD_ERR_FORMAT && m == NULL && strstr(gkd_error_message(), path) &&
+                   strstr(gkd_error_message(), errors->items[i]->string),
+               "%s: status %s, message \"%s\"", errors->keys[i], gkd_status_name(st), gkd_error_message());
+    }
+    gkd_json_free(ref);
+}
+
 int main(void) {
+    test_llama3_rope();
     gkd_json *ref = load_json(FIXTURES "tiny-llama.json");
     test_tiny_models(ref);
     test_tiny_tokenizer(ref);

@@ -133,8 +133,7 @@ static gkd_status arch_expect(const gkd_gguf *g, const char *arch, const char *s
 
 /* <arch>.rope.scaling.type: absent, "none" or linear with factor 1 leave the rope unscaled; "linear" with
  * .rope.scaling.factor is gkd's GKD_ROPE_LINEAR; anything else (yarn, ...) is refused. Llama 3.1's llama3
- * scaling reaches GGUF as a rope_freqs.weight tensor of per-frequency divisors, which check_tensors refuses
- * as a tensor gkd has no place for. */
+ * scaling reaches GGUF as a rope_freqs.weight tensor instead (read_rope_freqs). */
 static gkd_status read_rope_scaling(const gkd_gguf *g, const char *arch, gkd_model_config *cfg) {
     char key[NAME_CAP];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
@@ -159,6 +158,91 @@ static gkd_status read_rope_scaling(const gkd_gguf *g, const char *arch, gkd_mod
                              gkd_gguf_path(g), key);
     cfg->rope_type = GKD_ROPE_LINEAR;
     cfg->rope_factor = factor;
+    return GKD_OK;
+}
+
+/* Llama 3.1's rope scaling as llama.cpp's converter stores it: rope_freqs.weight, head_dim/2 divisors d_i of
+ * the inverse frequencies f_i = theta^(-2i/head_dim) (llama.cpp rotates by pos f_i / d_i), computed from
+ * transformers' llama3 parameters, which the file does not keep. They are recovered here: the factor is the
+ * largest divisor (the low-frequency band); in the band between, 1/d_i = (1 - s_i)/factor + s_i with
+ * s_i = (L/w_i - low)/(high - low), linear in 1/w_i (w_i = 2 pi / f_i), so two of its points give
+ * L/(high - low) and low/(high - low); only those ratios matter, and low = 1 (Llama 3.1's) fixes them. The
+ * recovered parameters must give back every stored divisor to 1e-5, or the file is refused: gkd then keeps
+ * the llama3 scaling (GKD_ROPE_LLAMA3), which checkpoints and Hugging Face exports carry. All divisors 1 is
+ * the unscaled rope. */
+static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model_config *cfg) {
+    const char *path = gkd_gguf_path(g), *name = "rope_freqs.weight";
+    const gkd_gguf_tensor_info *t = gkd_gguf_find_tensor(g, name);
+    if (!t) return GKD_OK;
+    const int hd = cfg->dim / cfg->n_heads, n = hd / 2;
+    if (t->n_dims != 1 || t->dims[0] != (uint64_t)n)
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor '%s' must hold head_dim / 2 = %d divisors (one dimension)",
+                             path, name, n);
+    if (cfg->rope_type != GKD_ROPE_DEFAULT)
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor '%s' and %s.rope.scaling.type both scale the rope", path,
+                             name, arch);
+    float *d = malloc((size_t)n * sizeof *d);
+    if (!d) return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory reading '%s'", path, name);
+    gkd_status st = gkd_gguf_read_f32(g, name, d, (uint64_t)n);
+    double factor = 0.0;
+    int all_one = 1;
+    for (int i = 0; st == GKD_OK && i < n; i++) {
+        if (!(isfinite(d[i]) && d[i] > 0.0f))
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: '%s'[%d] = %g is not a positive divisor", path, name, i, d[i]);
+        factor = d[i] > factor ? d[i] : factor;
+        all_one &= d[i] == 1.0f;
+    }
+    if (st != GKD_OK || all_one) {
+        free(d);
+        return st;
+    }
+    /* the transition band: divisors strictly between 1 and the factor; its first and last points */
+    const double tol = 1e-5;
+    int first = -1, last = -1;
+    for (int i = 0; i < n; i++) {
+        if (fabs(d[i] - 1.0) <= tol || fabs(d[i] - factor) <= tol * factor) continue;
+        if (first < 0) first = i;
+        last = i;
+    }
+    if (first < 0 || last == first) {
+        free(d);
+        return gkd_error_set(GKD_ERR_FORMAT,
+                             "%s: '%s' has %s divisor between 1 and %g: Llama 3's rope parameters cannot be "
+                             "recovered from it (gkd reads only that scaling from rope_freqs)",
+                             path, name, first < 0 ? "no" : "only one", factor);
+    }
+    gkd_model_config plain = *cfg;
+    plain.rope_type = GKD_ROPE_DEFAULT;
+    double x[2], y[2];
+    int at[2] = {first, last};
+    for (int k = 0; k < 2; k++) {
+        double f = gkd_model_rope_inv_freq(&plain, hd, at[k]);
+        x[k] = f / (2.0 * M_PI); /* 1 / w */
+        y[k] = (1.0 / d[at[k]] - 1.0 / factor) / (1.0 - 1.0 / factor); /* s */
+    }
+    double a = (y[1] - y[0]) / (x[1] - x[0]), b = y[0] - a * x[0]; /* s = a/w + b: a = L/(high-low), b = -low/(high-low) */
+    gkd_model_config c = *cfg;
+    c.rope_type = GKD_ROPE_LLAMA3;
+    c.rope_factor = (float)factor;
+    if (a > 0.0 && b < 0.0) {
+        double L = -a / b; /* low = 1 */
+        c.rope_low_freq_factor = 1.0f;
+        c.rope_high_freq_factor = (float)(1.0 + L / a);
+        c.rope_original_max_seq_len = (int)lround(L);
+    }
+    int ok = a > 0.0 && b < 0.0 && c.rope_original_max_seq_len >= 1 &&
+             c.rope_original_max_seq_len <= GKD_MODEL_MAX_SEQ_LEN;
+    for (int i = 0; ok && i < n; i++) {
+        double want = gkd_model_rope_inv_freq(&plain, hd, i) / d[i], got = gkd_model_rope_inv_freq(&c, hd, i);
+        ok = fabs(got - want) <= tol * want;
+    }
+    free(d);
+    if (!ok)
+        return gkd_error_set(GKD_ERR_FORMAT,
+                             "%s: the divisors of '%s' are not Llama 3's rope scaling for any parameters (gkd reads "
+                             "only that scaling from rope_freqs)",
+                             path, name);
+    *cfg = c;
     return GKD_OK;
 }
 
@@ -193,7 +277,7 @@ gkd_status gkd_gguf_model_config(const gkd_gguf *g, gkd_model_config *cfg) {
         (st = arch_expect(g, arch, "rope.dimension_count", head_dim, "rotary embedding on whole heads")) !=
             GKD_OK ||
         (st = arch_expect(g, arch, "expert_count", 0, "dense feed-forward layers")) != GKD_OK ||
-        (st = read_rope_scaling(g, arch, cfg)) != GKD_OK)
+        (st = read_rope_scaling(g, arch, cfg)) != GKD_OK || (st = read_rope_freqs(g, arch, cfg)) != GKD_OK)
         return st;
 
     /* Vocabulary size: the token list is what ids index; the embedding must agree (checked at load). */
@@ -228,6 +312,7 @@ static gkd_status check_tensors(const gkd_gguf *g, const gkd_model *m) {
     const char *path = gkd_gguf_path(g);
     for (int i = 0; i < gkd_gguf_tensor_count(g); i++) {
         const gkd_gguf_tensor_info *t = gkd_gguf_tensor_at(g, i);
+        if (strcmp(t->name, "rope_freqs.weight") == 0) continue; /* the configuration's (read_rope_freqs) */
         char hf[NAME_CAP], qk;
         int idx = translate(t->name, 1, hf, sizeof hf, &qk) ? gkd_model_tensor_find(m, hf) : -1;
         if (idx < 0)
