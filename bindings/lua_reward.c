@@ -1,11 +1,124 @@
-/* gkd.reward: the text metrics and rewards of reward/metrics.h on Lua strings, and gkd.reward.metrics,
- * the registry of reward/registry.h as a Lua table. Argument order follows the Lua API
- * (docs/lua-api.md): hypothesis first, except factual(source, output) as the design sketch writes it. */
+/* gkd.reward: the text metrics and rewards of reward/metrics.h on Lua strings, gkd.reward.metrics, the
+ * registry of reward/registry.h as a Lua table, and gkd.reward.model(dir), a learned reward model
+ * (reward/reward_model.h) as gkd.RewardModel userdata. Argument order follows the Lua API
+ * (docs/lua-api.md): hypothesis first, except factual(source, output) and model scores (source, output) as
+ * the design sketch writes them. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "bindings/lua_internal.h"
+#include "core/tensor/backend.h"
 #include "reward/metrics.h"
 #include "reward/registry.h"
+#include "reward/reward_model.h"
+
+#define GKD_LUA_REWARD_MODEL "gkd.RewardModel"
+
+typedef struct {
+    gkd_reward_model *rm;
+    char *path;
+} lua_reward_model;
+
+static lua_reward_model *check_rm(lua_State *L, int idx) {
+    lua_reward_model *h = luaL_checkudata(L, idx, GKD_LUA_REWARD_MODEL);
+    if (!h->rm) luaL_error(L, "gkd.RewardModel: the model is closed");
+    return h;
+}
+
+static int rm_gc(lua_State *L) {
+    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
+    gkd_reward_model_free(h->rm);
+    free(h->path);
+    h->rm = NULL;
+    h->path = NULL;
+    return 0;
+}
+
+/* gkd.reward.model(dir) -> gkd.RewardModel, or nil and the error (a missing or malformed model): what
+ * `gkd reward-model train --out DIR` or gkd_reward_model_save wrote. Runs on the CPU. */
+static int l_model(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    lua_reward_model *h = gkd_lua_new_handle(L, sizeof *h, 0, GKD_LUA_REWARD_MODEL);
+    if (gkd_reward_model_load(dir, gkd_backend_cpu(), &h->rm) != GKD_OK) return gkd_lua_fail(L);
+    h->path = gkd_lua_strdup(dir);
+    return 1;
+}
+
+/* rm:score(source, output) -> number; rm:score({sources}, {outputs}) -> {numbers}, scored as one batch.
+ * A factual-consistency model gives P(consistent) in (0, 1), a preference model its Bradley-Terry reward. */
+static int rm_score(lua_State *L) {
+    lua_reward_model *h = check_rm(L, 1);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *src = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
+        double p;
+        if (gkd_reward_model_score(h->rm, &src, &out, 1, &p) != GKD_OK) return gkd_lua_raise(L, "rm:score");
+        lua_pushnumber(L, p);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 2);
+    if (luaL_len(L, 3) != n) return luaL_error(L, "rm:score: %I sources but %I outputs", n, luaL_len(L, 3));
+    if (n > (1 << 24)) return luaL_error(L, "rm:score: %I pairs in one call (at most 2^24)", n);
+    const char **texts = lua_newuserdatauv(L, sizeof(char *) * (size_t)(2 * n + 1), 0);
+    double *scores = lua_newuserdatauv(L, sizeof(double) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, 3, i);
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "rm:score: item %I is not a pair of strings", i);
+        texts[i - 1] = lua_tostring(L, -2);
+        texts[n + i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 2); /* the strings stay referenced by the argument tables */
+    }
+    if (n > 0 && gkd_reward_model_score(h->rm, texts, texts + n, (int)n, scores) != GKD_OK)
+        return gkd_lua_raise(L, "rm:score");
+    lua_createtable(L, (int)n, 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_pushnumber(L, scores[i - 1]);
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}
+
+/* rm:describe() -> {kind = "factual" | "preference", path, vocab, dim, layers, heads, hidden, source_tokens,
+ * summary_tokens} */
+static int rm_describe(lua_State *L) {
+    lua_reward_model *h = check_rm(L, 1);
+    const gkd_reward_model_config *c = gkd_reward_model_get_config(h->rm);
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, c->preference ? "preference" : "factual"), lua_setfield(L, -2, "kind");
+    lua_pushstring(L, h->path), lua_setfield(L, -2, "path");
+    lua_pushinteger(L, c->vocab_size), lua_setfield(L, -2, "vocab");
+    lua_pushinteger(L, c->dim), lua_setfield(L, -2, "dim");
+    lua_pushinteger(L, c->n_layers), lua_setfield(L, -2, "layers");
+    lua_pushinteger(L, c->n_heads), lua_setfield(L, -2, "heads");
+    lua_pushinteger(L, c->hidden_dim), lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, c->max_source_tokens), lua_setfield(L, -2, "source_tokens");
+    lua_pushinteger(L, c->max_summary_tokens), lua_setfield(L, -2, "summary_tokens");
+    return 1;
+}
+
+static int rm_tostring(lua_State *L) {
+    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
+    if (!h->rm)
+        lua_pushstring(L, "gkd.RewardModel (closed)");
+    else
+        lua_pushfstring(L, "gkd.RewardModel(%s, %s)",
+                        gkd_reward_model_get_config(h->rm)->preference ? "preference" : "factual", h->path);
+    return 1;
+}
+
+static void add_reward_model(lua_State *L) {
+    static const luaL_Reg meta[] = {{"__gc", rm_gc}, {"__close", rm_gc}, {"__tostring", rm_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {{"score", rm_score}, {"describe", rm_describe}, {"close", rm_gc},
+                                       {NULL, NULL}};
+    luaL_newmetatable(L, GKD_LUA_REWARD_MODEL);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+}
 
 static void push_prf(lua_State *L, const gkd_prf *p) {
     lua_createtable(L, 0, 3);
@@ -184,7 +297,9 @@ void gkd_lua_open_reward(lua_State *L) {
                                    {"words", l_words},
                                    {"length_penalty", l_length_penalty},
                                    {"distinct", l_distinct},
+                                   {"model", l_model},
                                    {NULL, NULL}};
+    add_reward_model(L);
     luaL_newlib(L, fns);
     push_registry(L);
     lua_setfield(L, -2, "metrics");

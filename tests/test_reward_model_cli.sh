@@ -4,7 +4,8 @@
 # queries it; the model it writes drives a GKD + RL run through gkd.run{reward = "model:DIR"}. Checks:
 # training is deterministic (same seed: the same bytes), eval and score report numbers in range, bad input
 # is refused with exit 2 and a message naming what is wrong, and the run records a reward per step from
-# the model (in (0, 1)), different from the built-in factual reward's on the same samples.
+# the model (in (0, 1)), different from the built-in factual reward's on the same samples; the Lua handle
+# gkd.reward.model scores as the CLI does and, inside a Lua reward, as reward = "model:DIR" does.
 set -uo pipefail
 bin="${GKD_BIN:-}"
 src="${GKD_SOURCE_DIR:-}"
@@ -54,8 +55,32 @@ check "eval with a truncated model: exit 2 naming the file (got $rc)" bash -c "t
 
 # A GKD + RL run with the learned reward, and the same run with the factual reward: the rewards come from
 # the model (other values than the factual ones on the same seed's first step: the samples are identical).
+# The same model from Lua (gkd.reward.model): the handle scores what the CLI scores, bit for bit, one pair
+# or a batch; describes itself; a missing model gives nil and a message naming it; a closed one refuses.
+cat >handle.lua <<'LUA'
+local rm = assert(gkd.reward.model(arg[1]))
+local d = rm:describe()
+assert(d.kind == "factual" and d.path == arg[1] and d.dim == 32 and d.heads == 4, "describe")
+local one = rm:score("libxml parses XML documents", "XML parsing library")
+local two = rm:score({"libxml parses XML documents", "a b c"}, {"XML parsing library", "a b"})
+assert(#two == 2 and math.abs(two[1] - one) < 1e-5 and two[2] > 0 and two[2] < 1, "batch")
+assert(#rm:score({}, {}) == 0, "an empty batch")
+assert(not pcall(rm.score, rm, {"a"}, {"b", "c"}), "lists of different lengths are refused")
+local none, err = gkd.reward.model("missing.d")
+assert(none == nil and tostring(err):find("missing.d", 1, true), tostring(err))
+print(string.format("%.6f", one))
+rm:close()
+assert(not pcall(rm.score, rm, "a", "b"), "a closed model refuses")
+LUA
+hp=$("$bin" run handle.lua rm.d 2>&1)
+check "gkd.reward.model: the handle scores as the CLI does ($hp vs $p)" test "$hp" = "$p"
+
 cat >rl.lua <<'LUA'
 local reward = arg[1]
+if reward == "handle" then -- the learned model inside a Lua reward function
+  local rm = assert(gkd.reward.model("rm.d"))
+  reward = function(s) return rm:score(s.source, s.output) end
+end
 local task = assert(gkd.task.summarize{path = os.getenv("DATA"), max_examples = 40})
 local tok = gkd.tokenizer.train{task = task, vocab = 300}
 local function model(seed)
@@ -69,6 +94,8 @@ DATA="$data" "$bin" run rl.lua model:rm.d learned >run1.txt 2>&1
 check "gkd.run with reward = model:rm.d: exit 0" test $? -eq 0
 DATA="$data" "$bin" run rl.lua factual factual >run2.txt 2>&1
 check "gkd.run with reward = factual: exit 0" test $? -eq 0
+DATA="$data" "$bin" run rl.lua handle handle >run4.txt 2>&1
+check "gkd.run with a Lua reward calling the handle: exit 0" test $? -eq 0
 "$bin" run -e '
   local s = assert(gkd.store.open("runs.db"))
   local function rewards(name)
@@ -83,7 +110,9 @@ check "gkd.run with reward = factual: exit 0" test $? -eq 0
   print(table.concat(learned, " "), "|", table.concat(factual, " "))
   assert(#learned == 3 and #factual == 3, "one reward per step")
   for _, v in ipairs(learned) do assert(v > 0 and v < 1, "learned reward " .. v .. " outside (0, 1)") end
-  assert(learned[1] ~= factual[1], "the learned reward equals the factual one")' >rewards.txt 2>&1
+  assert(learned[1] ~= factual[1], "the learned reward equals the factual one")
+  local handle = rewards("rm-handle")
+  assert(math.abs(handle[1] - learned[1]) < 1e-5, "step 1: the handle gives " .. handle[1] .. ", model: " .. learned[1])' >rewards.txt 2>&1
 rc=$?
 check "the learned reward is recorded per step, in (0, 1), and is not the factual reward ($(tr '\n' ' ' <rewards.txt))" test $rc -eq 0
 DATA="$data" "$bin" run rl.lua model:nowhere.d missing >run3.txt 2>&1; rc=$?
