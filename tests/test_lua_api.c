@@ -165,6 +165,8 @@ static const char BASICS[] =
     "check(gkd.reward.words('a b  c') == 3, 'word count')\n"
     "check(gkd.reward.length_penalty(12, 2, 10, 4) == 0.5 and gkd.reward.length_penalty(5, 2, 10) == 0, 'length penalty')\n"
     "check(gkd.reward.distinct({'a b a b'}, 2) == 2 / 3, 'distinct-2')\n"
+    "local no_rm, rm_err = gkd.reward.model('no-such-rm.d')\n" /* scored for real in test_reward_model_cli.sh */
+    "check(no_rm == nil and tostring(rm_err):find('no-such-rm.d', 1, true), 'reward.model names a missing dir')\n"
     "-- json\n"
     "local js = gkd.json.encode({b = {1, 2, 'x'}, a = true, c = 0.5})\n"
     "check(js == '{\"a\":true,\"b\":[1,2,\"x\"],\"c\":0.5}', 'json encode sorted: ' .. js)\n"
