@@ -18,14 +18,14 @@
 
 int gkd_cmd_sample(int argc, char **argv) {
     gkd_cli_args a;
-    if (gkd_cli_parse(&a, "sample", argc, argv, 2, "stats") != 0) return 2;
+    if (gkd_cli_parse(&a, "sample", argc, argv, 2, "stats,ignore-eos") != 0) return 2;
     int bad = 0;
     const char *model_path = gkd_cli_str(&a, "model", NULL);
     const char *tok_path = gkd_cli_str(&a, "tokenizer", NULL);
     const char *prompt = gkd_cli_str(&a, "prompt", "");
     const char *device = gkd_cli_str(&a, "device", "cpu");
     const char *weights = gkd_cli_str(&a, "weights", "fp32");
-    int stats = gkd_cli_flag(&a, "stats");
+    int stats = gkd_cli_flag(&a, "stats"), ignore_eos = gkd_cli_flag(&a, "ignore-eos");
     gkd_sample_config sc = {.temperature = (float)gkd_cli_double(&a, "temperature", 1.0, &bad),
                             .top_k = gkd_cli_size(&a, "top-k", 0, &bad),
                             .top_p = (float)gkd_cli_double(&a, "top-p", 1.0, &bad),
@@ -41,7 +41,8 @@ int gkd_cmd_sample(int argc, char **argv) {
     if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
         gkd_cli_error("sample", "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
                                 "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
-                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0|q8_0_a8 --stats)");
+                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0|q8_0_a8 --stats "
+                                "--ignore-eos)");
         return 2;
     }
     if (n < 1 || n > 1024) {
@@ -88,7 +89,10 @@ int gkd_cmd_sample(int argc, char **argv) {
         ids[0] = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
         n_ids = 1;
     }
-    sc.eos_id = gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
+    /* --ignore-eos: every row runs to --max-new-tokens; EOS may still be drawn, like any token, and is then
+     * part of the text (transformers' generate with eos_token_id=None; for speed comparisons at a fixed
+     * length) */
+    sc.eos_id = ignore_eos ? -1 : gkd_tokenizer_role_id(tok, GKD_TOKEN_ROLE_EOS);
     prompts = malloc((size_t)n * n_ids * sizeof *prompts);
     lens = malloc((size_t)n * sizeof *lens);
     out = malloc((size_t)n * sc.max_new_tokens * sizeof *out);

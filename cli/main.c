@@ -89,9 +89,11 @@ static const command commands[] = {
     {"sample", gkd_cmd_sample, "sample from a model checkpoint",
      "gkd sample --model MODEL --prompt TEXT [--tokenizer tokenizer.json] [--n N] [--max-new-tokens N]\n"
      "           [--temperature T] [--top-k K] [--top-p P] [--seed S] [--weights fp32|bf16|q8_0|q8_0_a8] [--stats]\n"
+     "           [--ignore-eos]\n"
      "           " DEVICE "\n"
      "Samples continuations of a prompt from a model checkpoint. --weights bf16|q8_0|q8_0_a8 stores its matrices in\n"
-     "reduced precision (an approximation, CPU only: docs/inference-precision.md); --stats prints the rate.\n",
+     "reduced precision (an approximation, CPU only: docs/inference-precision.md); --stats prints the rate;\n"
+     "--ignore-eos runs every sample to --max-new-tokens (EOS, if drawn, stays in the text).\n",
      NULL},
     {"score", gkd_cmd_score,
      "per-token log-probs of a sequence under a model: gkd score --model M "

@@ -2,7 +2,8 @@
 # ctest-labels: cpu
 # Reduced-precision weights from the user's side (core/tensor/weights.h): gkd.run's teacher_precision converts
 # an inference teacher, records the setting with the run, and refuses a bad value (naming the key), a trainable
-# teacher and a method that needs fp32; gkd.model.load{weights =} and model.weights; gkd sample --weights and
+# teacher and a method that needs fp32; gkd.model.load{weights =} and model.weights; gkd sample --weights (and
+# --ignore-eos, which runs every row to its length, as speed comparisons need) and
 # gkd score --weights / --weights-error, with their refusals.
 set -uo pipefail
 bin="${GKD_BIN:-}"
@@ -92,6 +93,10 @@ check "gkd.model.load weights without inference is refused" grep -q "needs infer
 check "gkd sample --weights bf16 works (rc $rc)" test "$rc" -eq 0
 check "gkd sample names the reduced precision" grep -q "weights bf16" err.txt
 check "gkd sample --stats prints the rate" grep -q "tokens/s" err.txt
+"$bin" sample --model teacher --tokenizer teacher/tokenizer.json --prompt "a" --n 8 --max-new-tokens 40 --ignore-eos \
+  --stats >out.txt 2>err.txt; rc=$?
+check "gkd sample --ignore-eos: every row runs to --max-new-tokens, 8 x 40 tokens (rc $rc: $(grep tokens err.txt))" \
+  grep -q "gkd sample: 320 tokens" err.txt
 "$bin" sample --model teacher --tokenizer teacher/tokenizer.json --prompt "a" --weights int8 2>err.txt; rc=$?
 check "gkd sample --weights int8 exits 2 (rc $rc)" test "$rc" -eq 2
 check "the refusal names --weights" grep -q -- "--weights: unknown weight format 'int8'" err.txt

@@ -18,8 +18,9 @@ Engines (each rep runs them in this order, each in a fresh process, so all see t
   multiplies the quantised blocks, it does not dequantise to float32), n_threads = n_threads_batch = N.
 Every engine samples at temperature 1 from the full distribution (no top-k, top-p, min-p, repetition
 penalty) with batch 1 and the same prompt (text, encoded by each engine's own tokenizer; the counts are
-reported). hf and llama ignore EOS; gkd stops at EOS (it has no option to ignore it), so its token counts
-are read from its output and the rates use them.
+reported). Every engine ignores EOS and runs to N tokens: hf and llama by their options, gkd with
+`gkd sample --ignore-eos` (since 2026-12-04; before, gkd stopped at EOS and its rates used the counts read
+from its output, which they still do).
 
 Reported per engine and thread count (medians over reps, with the lowest and highest):
 - decode_tok_s = (tokens(N) - tokens(1)) / (time(N) - time(1)): the rate of the decode steps alone, the
@@ -188,7 +189,8 @@ def main():
                     pair = []
                     for k in (1, n):
                         cmd = [a.gkd, "sample", "--model", a.gguf, "--prompt", a.prompt, "--temperature", "1",
-                               "--max-new-tokens", str(k), "--seed", str(seed + 1)] + shlex.split(a.gkd_args)
+                               "--max-new-tokens", str(k), "--seed", str(seed + 1), "--ignore-eos"] + \
+                            shlex.split(a.gkd_args)
                         out, wall = run(cmd, env, log)
                         m = re.search(r"^\[1\] \((\d+) tokens", out, re.M)
                         if not m:
