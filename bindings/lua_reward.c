@@ -19,6 +19,9 @@ typedef struct {
     char *path;
 } lua_reward_model;
 
+static int check_pairs_at(lua_State *L, int idx, const char ***first, const char ***second, const char *fname,
+                          const char *first_name, const char *second_name);
+
 static lua_reward_model *check_rm(lua_State *L, int idx) {
     lua_reward_model *h = luaL_checkudata(L, idx, GKD_LUA_REWARD_MODEL);
     if (!h->rm) luaL_error(L, "gkd.RewardModel: the model is closed");
@@ -55,26 +58,13 @@ static int rm_score(lua_State *L) {
         lua_pushnumber(L, p);
         return 1;
     }
-    luaL_checktype(L, 2, LUA_TTABLE);
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 2);
-    if (luaL_len(L, 3) != n) return luaL_error(L, "rm:score: %I sources but %I outputs", n, luaL_len(L, 3));
-    if (n > (1 << 24)) return luaL_error(L, "rm:score: %I pairs in one call (at most 2^24)", n);
-    const char **texts = lua_newuserdatauv(L, sizeof(char *) * (size_t)(2 * n + 1), 0);
+    const char **sources, **outputs;
+    int n = check_pairs_at(L, 2, &sources, &outputs, "rm:score", "sources", "outputs");
     double *scores = lua_newuserdatauv(L, sizeof(double) * (size_t)(n + 1), 0);
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 2, i);
-        lua_rawgeti(L, 3, i);
-        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
-            return luaL_error(L, "rm:score: item %I is not a pair of strings", i);
-        texts[i - 1] = lua_tostring(L, -2);
-        texts[n + i - 1] = lua_tostring(L, -1);
-        lua_pop(L, 2); /* the strings stay referenced by the argument tables */
-    }
-    if (n > 0 && gkd_reward_model_score(h->rm, texts, texts + n, (int)n, scores) != GKD_OK)
+    if (n > 0 && gkd_reward_model_score(h->rm, sources, outputs, n, scores) != GKD_OK)
         return gkd_lua_raise(L, "rm:score");
-    lua_createtable(L, (int)n, 0);
-    for (lua_Integer i = 1; i <= n; i++) {
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
         lua_pushnumber(L, scores[i - 1]);
         lua_rawseti(L, -2, i);
     }
@@ -161,25 +151,35 @@ static int l_bleu(lua_State *L) {
     return 1;
 }
 
-/* Reads two equally long string lists at 1 and 2 into userdata arrays (pushed). */
-static int check_pairs(lua_State *L, const char ***hyps, const char ***refs, const char *fname) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_Integer n = luaL_len(L, 1);
-    if (luaL_len(L, 2) != n) luaL_error(L, "%s: %I hypotheses but %I references", fname, n, luaL_len(L, 2));
+/* Reads two equally long string lists at idx and idx + 1 into one userdata array (pushed): the first list's
+ * strings, then the second's. The strings stay referenced by the argument tables; the names are the
+ * lists' in the message for lists of different lengths. */
+static int check_pairs_at(lua_State *L, int idx, const char ***first, const char ***second, const char *fname,
+                          const char *first_name, const char *second_name) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    luaL_checktype(L, idx + 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, idx);
+    if (luaL_len(L, idx + 1) != n)
+        luaL_error(L, "%s: %I %s but %I %s", fname, n, first_name, luaL_len(L, idx + 1), second_name);
+    if (n > (1 << 24)) luaL_error(L, "%s: %I pairs in one call (at most 2^24)", fname, n);
     const char **a = lua_newuserdatauv(L, sizeof(char *) * (size_t)(2 * n + 1), 0);
     for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, i);
-        lua_rawgeti(L, 2, i);
+        lua_rawgeti(L, idx, i);
+        lua_rawgeti(L, idx + 1, i);
         if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "%s: item %I is not a pair of strings", fname, i);
         a[i - 1] = lua_tostring(L, -2);
         a[n + i - 1] = lua_tostring(L, -1);
-        lua_pop(L, 2); /* the strings stay referenced by the argument tables */
+        lua_pop(L, 2);
     }
-    *hyps = a;
-    *refs = a + n;
+    *first = a;
+    *second = a + n;
     return (int)n;
+}
+
+/* Hypotheses at 1, references at 2. */
+static int check_pairs(lua_State *L, const char ***hyps, const char ***refs, const char *fname) {
+    return check_pairs_at(L, 1, hyps, refs, fname, "hypotheses", "references");
 }
 
 static int l_corpus_bleu(lua_State *L) {
