@@ -3,7 +3,7 @@
  * supervised KD and on-policy GKD from that start over three seeds; the script says what it prints).
  *
  *   gkd quickstart [--device cpu|cuda|auto|sim] [--db FILE] [script arguments: --out DIR --seeds 1,2,3
- *                  --ablation --smoke]
+ *                  --ablation --warm-gate X --teacher-gate X --smoke]
  *
  * GKD_QUICKSTART_SCRIPT overrides the script's path (default: the source tree the binary was built from). */
 #include <stdlib.h>

@@ -78,9 +78,11 @@ static const command commands[] = {
      NULL},
     {"quickstart", gkd_cmd_quickstart,
      "the main job: supervised KD vs on-policy GKD on 3-digit addition (experiments/quickstart.lua)",
-     "gkd quickstart " DEVICE " [--db FILE] [--out DIR] [--seeds 1,2,3] [--ablation] [--warm-gate X] [--smoke]\n"
-     "Runs experiments/quickstart.lua (GKD_QUICKSTART_SCRIPT overrides it): about 3 minutes on 2 cores;\n"
-     "--smoke: seconds.\n",
+     "gkd quickstart " DEVICE " [--db FILE] [--out DIR] [--seeds 1,2,3] [--ablation] [--warm-gate X]\n"
+     "               [--teacher-gate X] [--smoke]\n"
+     "Runs experiments/quickstart.lua (GKD_QUICKSTART_SCRIPT overrides it): about 2 minutes on 2 cores;\n"
+     "--smoke: seconds. The teacher must reach --teacher-gate (0.9) greedy validation exact match and the\n"
+     "student --warm-gate (0.45), else the next seed is trained (3 tries).\n",
      NULL},
     {"train-tokenizer", gkd_cmd_train_tokenizer, "train a byte-level BPE tokenizer on a JSONL corpus",
      "gkd train-tokenizer --data FILE.jsonl --out tokenizer.json [--vocab N] [--fields a,b] [--max-docs N]\n"

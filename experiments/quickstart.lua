@@ -32,6 +32,12 @@ local function parse_args(args)
         error(string.format("quickstart: --warm-gate: %q is not a number in [0, 1]", args[i + 1]), 0)
       end
       i = i + 1
+    elseif a == "--teacher-gate" and args[i + 1] then
+      o.teacher_gate = tonumber(args[i + 1])
+      if not o.teacher_gate or o.teacher_gate < 0 or o.teacher_gate > 1 then
+        error(string.format("quickstart: --teacher-gate: %q is not a number in [0, 1]", args[i + 1]), 0)
+      end
+      i = i + 1
     elseif a == "--out" and args[i + 1] then
       o.out, i = args[i + 1], i + 1
     elseif a == "--seeds" and args[i + 1] then
@@ -44,7 +50,7 @@ local function parse_args(args)
       if #o.seeds == 0 then error("quickstart: --seeds needs at least one seed", 0) end
       i = i + 1
     else
-      error(string.format("quickstart: unknown argument %q (known: --out DIR, --seeds 1,2,3, --ablation, --warm-gate X, --smoke)", a), 0)
+      error(string.format("quickstart: unknown argument %q (known: --out DIR, --seeds 1,2,3, --ablation, --warm-gate X, --teacher-gate X, --smoke)", a), 0)
     end
     i = i + 1
   end
@@ -60,7 +66,7 @@ local worker = gkd.options.worker_point ~= nil
 local S = O.smoke and {
   problems = 600, teacher = { layers = 1, dim = 32 }, teacher_steps = 6, teacher_gate = 0, student = { layers = 1, dim = 16 },
   warm_steps = 4, warm_horizon = 6, warm_every = 2, warm_gate = 0, steps = 4, eval_every = 2, eval_examples = 16, final_examples = 32, batch = 8,
-  tries = 1,
+  tries = 2,
 } or {
   problems = 20000, teacher = { layers = 2, dim = 64 }, teacher_steps = 3000, teacher_gate = 0.9, student = { layers = 2, dim = 48 },
   warm_steps = 1200, warm_horizon = 2000, warm_every = 25, warm_gate = 0.45, steps = 500, eval_every = 50, eval_examples = 256, final_examples = 1000, batch = 32,
@@ -72,6 +78,7 @@ local S = O.smoke and {
 -- is checked, and a model that stays on its plateau is trained again from the next seed (S.tries in all):
 -- the teacher must reach S.teacher_gate greedy validation exact match, the student S.warm_gate.
 S.warm_gate = O.warm_gate or S.warm_gate
+S.teacher_gate = O.teacher_gate or S.teacher_gate
 D.DIGITS = 3
 local MAX_NEW, SEQ = 20, 40
 

@@ -3,7 +3,8 @@
 # `gkd quickstart --smoke` (experiments/quickstart.lua with tiny models and steps) in a temporary folder:
 # it exits 0, stores the teacher, the warm start and every method x seed as finished runs, and prints the
 # comparison table (teacher, warm start, both methods, the difference line). Run again, it trains nothing
-# and prints the same table; with another --warm-gate it runs the methods again (a sweep of its own). A bad
+# and prints the same table; with another --warm-gate it runs the methods again (a sweep of its own). A
+# teacher under --teacher-gate is retrained from the next seed, and the job stops when none passes. A bad
 # argument is refused with its name and a non-zero exit.
 . "$(dirname "$0")/lib.sh"
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
@@ -33,6 +34,16 @@ check "--warm-gate 0 exits 0" test $? -eq 0
 check "--warm-gate 0: 4 runs to run" grep -q "'quickstart-smoke-gate0': 4 runs, 4 to run" err4.txt
 n=$(sqlite3 qs.db "SELECT count(*) FROM runs WHERE status = 'finished' AND name LIKE 'quickstart-smoke-gate0/method=%,seed=_'")
 check "--warm-gate 0: 4 method runs of its own (got $n)" test "$n" -eq 4
+
+# a teacher under its gate is trained again from the next seed; with none over it the job stops, saying so
+"$bin" quickstart --db gate.db --out gate --smoke --seeds 1 --teacher-gate 1 >out5.txt 2>err5.txt
+rc=$?
+check "--teacher-gate 1 (unreachable in 6 steps): non-zero exit (got $rc)" test "$rc" -ne 0
+check "it retried the next seed" grep -q "the teacher of seed 1000 reached .*training the next seed" err5.txt
+check "then gave up, naming the gate and the tries" grep -q "no teacher reached 1.00 validation exact match in 2 tries" err5.txt
+n=$(sqlite3 gate.db "SELECT count(*) FROM runs WHERE status = 'finished' AND name IN ('quickstart-smoke/teacher', 'quickstart-smoke/teacher-2')")
+check "two teachers trained (got $n)" test "$n" -eq 2
+check "no method run started" test "$(sqlite3 gate.db "SELECT count(*) FROM runs WHERE name LIKE '%method=%'")" -eq 0
 
 "$bin" quickstart --db qs.db --out qs --smoke --seeds 1,x >out3.txt 2>err3.txt
 rc=$?
