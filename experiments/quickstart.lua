@@ -139,7 +139,7 @@ local function train_teacher()
     local final = #curve > 0 and curve[#curve][2] or 0
     if final >= S.teacher_gate then
       io.stderr:write(string.format("quickstart: teacher = seed %d (validation exact match %.3f)\n", seed, final))
-      return
+      return seed
     end
     io.stderr:write(string.format("quickstart: the teacher of seed %d reached %.3f validation exact match, under "
       .. "%.2f: %s\n", seed, final, S.teacher_gate, k < S.tries and "training the next seed" or "giving up"))
@@ -176,7 +176,7 @@ local function warm_start()
       assert(warm:load_weights(string.format("%s/step-%08d/model.safetensors", dir, pick[1])))
       io.stderr:write(string.format("quickstart: warm start = seed %d, SFT step %d (validation exact match %.3f)\n",
         seed, pick[1], pick[2]))
-      return
+      return seed
     end
     io.stderr:write(string.format("quickstart: the student of seed %d never reached %.2f validation exact match in "
       .. "%d SFT steps: %s\n", seed, S.warm_gate, S.warm_steps, k < S.tries and "training the next seed" or "giving up"))
@@ -187,18 +187,25 @@ end
 
 -- The teacher and the warm start: trained by the parent process (or skipped and loaded when they finished
 -- before), saved where the sweep workers load them.
+-- The seeds the tries settled on go with them (seeds.lua), so that a worker's models are made from the same
+-- seeds as the parent's: a run's stored configuration names them, and the sweep compares those.
 local tpath, wpath = O.out .. "/teacher.safetensors", O.out .. "/warm-start.safetensors"
+local spath = O.out .. "/seeds.lua"
 if worker then
-  teacher, warm = model(S.teacher, 1000), model(S.student, 1)
+  local seeds = dofile(spath)
+  teacher, warm = model(S.teacher, seeds.teacher), model(S.student, seeds.student)
   assert(teacher:load_weights(tpath))
   assert(warm:load_weights(wpath))
 else
   io.stderr:write("quickstart: the teacher (", tostring(model(S.teacher, 1000)), ")\n")
-  train_teacher()
+  local teacher_seed = train_teacher()
   assert(teacher:save(tpath))
   io.stderr:write("quickstart: the student's SFT warm start (", tostring(model(S.student, 1)), ")\n")
-  warm_start()
+  local student_seed = warm_start()
   assert(warm:save(wpath))
+  local f = assert(io.open(spath, "w"))
+  f:write(string.format("return { teacher = %d, student = %d }\n", teacher_seed, student_seed))
+  f:close()
 end
 
 local METHODS = {
