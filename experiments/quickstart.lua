@@ -26,17 +26,12 @@ local function parse_args(args)
       o.smoke = true
     elseif a == "--ablation" then
       o.ablation = true
-    elseif a == "--warm-gate" and args[i + 1] then
-      o.warm_gate = tonumber(args[i + 1])
-      if not o.warm_gate or o.warm_gate < 0 or o.warm_gate > 1 then
-        error(string.format("quickstart: --warm-gate: %q is not a number in [0, 1]", args[i + 1]), 0)
+    elseif (a == "--warm-gate" or a == "--teacher-gate") and args[i + 1] then
+      local v = tonumber(args[i + 1])
+      if not v or v < 0 or v > 1 then
+        error(string.format("quickstart: %s: %q is not a number in [0, 1]", a, args[i + 1]), 0)
       end
-      i = i + 1
-    elseif a == "--teacher-gate" and args[i + 1] then
-      o.teacher_gate = tonumber(args[i + 1])
-      if not o.teacher_gate or o.teacher_gate < 0 or o.teacher_gate > 1 then
-        error(string.format("quickstart: --teacher-gate: %q is not a number in [0, 1]", args[i + 1]), 0)
-      end
+      o[a:sub(3):gsub("-", "_")] = v
       i = i + 1
     elseif a == "--out" and args[i + 1] then
       o.out, i = args[i + 1], i + 1
@@ -145,7 +140,7 @@ local function train_teacher()
       .. "%.2f: %s\n", seed, final, S.teacher_gate, k < S.tries and "training the next seed" or "giving up"))
   end
   error(string.format("quickstart: no teacher reached %.2f validation exact match in %d tries of %d SFT steps "
-    .. "(runs quickstart/teacher... in %s)", S.teacher_gate, S.tries, S.teacher_steps, DB), 0)
+    .. "(runs %steacher... in %s)", S.teacher_gate, S.tries, S.teacher_steps, prefix, DB), 0)
 end
 
 -- The warm start: SFT with a checkpoint and a validation score every `warm_every` steps; the student starts
