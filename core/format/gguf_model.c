@@ -224,14 +224,13 @@ static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model
     gkd_model_config c = *cfg;
     c.rope_type = GKD_ROPE_LLAMA3;
     c.rope_factor = (float)factor;
-    if (a > 0.0 && b < 0.0) {
-        double L = -a / b; /* low = 1 */
+    const double L = a > 0.0 && b < 0.0 ? -a / b : 0.0; /* low = 1 */
+    int ok = L >= 0.5 && L <= GKD_MODEL_MAX_SEQ_LEN; /* checked before it is rounded to an int */
+    if (ok) {
         c.rope_low_freq_factor = 1.0f;
         c.rope_high_freq_factor = (float)(1.0 + L / a);
         c.rope_original_max_seq_len = (int)lround(L);
     }
-    int ok = a > 0.0 && b < 0.0 && c.rope_original_max_seq_len >= 1 &&
-             c.rope_original_max_seq_len <= GKD_MODEL_MAX_SEQ_LEN;
     for (int i = 0; ok && i < n; i++) {
         double want = gkd_model_rope_inv_freq(&plain, hd, i) / d[i], got = gkd_model_rope_inv_freq(&c, hd, i);
         ok = fabs(got - want) <= tol * want;
