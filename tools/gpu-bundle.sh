@@ -70,8 +70,9 @@ cat >"$out/run-gpu-tests.sh" <<'EOF'
 # Everything one GPU session should record, in one device command of at most 10 minutes: the CUDA tests
 # (the list ctest -L cuda gives, cuda-tests.txt), then gkd against PyTorch at issue 3's shapes, then the
 # small `gkd bench` shapes, then TF32 variants and gkd's bf16 one, while nvidia-smi samples device
-# memory. Ends with benchmarks-gpu.md, a ready-to-paste summary written by gpu-report.py, and summary.txt
-# (the steps).
+# memory. Ends with benchmarks-gpu.md, a ready-to-paste summary written by gpu-report.py, summary.txt
+# (the steps), machine.txt, and results.tgz holding every file (the loose logs are removed unless
+# GKD_GPU_KEEP_LOGS=1: the device tool returns at most 8 files).
 # Usage: gpu-bundle/run-gpu-tests.sh [results-dir]   (default: ./gpu-results)
 # GKD_GPU_BUDGET_S (default 540): seconds for the whole run; each step's time limit shrinks to fit it, and
 # steps that no longer fit are recorded as not run. Exits non-zero if a CUDA test failed or was skipped.
@@ -196,6 +197,16 @@ else
 fi
 column -t "$results/steps.tsv" >"$results/summary.txt" 2>/dev/null || cp "$results/steps.tsv" "$results/summary.txt"
 cat "$results/summary.txt"
+# The device tool brings back at most 8 files: everything goes into results.tgz, and only it and the three
+# summaries stay loose (GKD_GPU_KEEP_LOGS=1 keeps every file loose as well).
+pack="${TMPDIR:-/tmp}/gkd-gpu-results.$$.tgz"
+if tar -C "$results" -czf "$pack" . 2>/dev/null; then
+  mv "$pack" "$results/results.tgz"
+  if [ "${GKD_GPU_KEEP_LOGS:-0}" != 1 ]; then
+    find "$results" -maxdepth 1 -type f ! -name results.tgz ! -name benchmarks-gpu.md ! -name summary.txt \
+      ! -name machine.txt -delete
+  fi
+fi
 exit $status
 EOF
 chmod +x "$out/run-gpu-tests.sh"
