@@ -19,97 +19,6 @@ typedef struct {
     char *path;
 } lua_reward_model;
 
-static int check_pairs_at(lua_State *L, int idx, const char ***first, const char ***second, const char *fname,
-                          const char *first_name, const char *second_name);
-
-static lua_reward_model *check_rm(lua_State *L, int idx) {
-    lua_reward_model *h = luaL_checkudata(L, idx, GKD_LUA_REWARD_MODEL);
-    if (!h->rm) luaL_error(L, "gkd.RewardModel: the model is closed");
-    return h;
-}
-
-static int rm_gc(lua_State *L) {
-    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
-    gkd_reward_model_free(h->rm);
-    free(h->path);
-    h->rm = NULL;
-    h->path = NULL;
-    return 0;
-}
-
-/* gkd.reward.model(dir) -> gkd.RewardModel, or nil and the error (a missing or malformed model): what
- * `gkd reward-model train --out DIR` or gkd_reward_model_save wrote. Runs on the CPU. */
-static int l_model(lua_State *L) {
-    const char *dir = luaL_checkstring(L, 1);
-    lua_reward_model *h = gkd_lua_new_handle(L, sizeof *h, 0, GKD_LUA_REWARD_MODEL);
-    if (gkd_reward_model_load(dir, gkd_backend_cpu(), &h->rm) != GKD_OK) return gkd_lua_fail(L);
-    h->path = gkd_lua_strdup(dir);
-    return 1;
-}
-
-/* rm:score(source, output) -> number; rm:score({sources}, {outputs}) -> {numbers}, scored as one batch.
- * A factual-consistency model gives P(consistent) in (0, 1), a preference model its Bradley-Terry reward. */
-static int rm_score(lua_State *L) {
-    lua_reward_model *h = check_rm(L, 1);
-    if (lua_type(L, 2) == LUA_TSTRING) {
-        const char *src = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
-        double p;
-        if (gkd_reward_model_score(h->rm, &src, &out, 1, &p) != GKD_OK) return gkd_lua_raise(L, "rm:score");
-        lua_pushnumber(L, p);
-        return 1;
-    }
-    const char **sources, **outputs;
-    int n = check_pairs_at(L, 2, &sources, &outputs, "rm:score", "sources", "outputs");
-    double *scores = lua_newuserdatauv(L, sizeof(double) * (size_t)(n + 1), 0);
-    if (n > 0 && gkd_reward_model_score(h->rm, sources, outputs, n, scores) != GKD_OK)
-        return gkd_lua_raise(L, "rm:score");
-    lua_createtable(L, n, 0);
-    for (int i = 1; i <= n; i++) {
-        lua_pushnumber(L, scores[i - 1]);
-        lua_rawseti(L, -2, i);
-    }
-    return 1;
-}
-
-/* rm:describe() -> {kind = "factual" | "preference", path, vocab, dim, layers, heads, hidden, source_tokens,
- * summary_tokens} */
-static int rm_describe(lua_State *L) {
-    lua_reward_model *h = check_rm(L, 1);
-    const gkd_reward_model_config *c = gkd_reward_model_get_config(h->rm);
-    lua_createtable(L, 0, 9);
-    lua_pushstring(L, c->preference ? "preference" : "factual"), lua_setfield(L, -2, "kind");
-    lua_pushstring(L, h->path), lua_setfield(L, -2, "path");
-    lua_pushinteger(L, c->vocab_size), lua_setfield(L, -2, "vocab");
-    lua_pushinteger(L, c->dim), lua_setfield(L, -2, "dim");
-    lua_pushinteger(L, c->n_layers), lua_setfield(L, -2, "layers");
-    lua_pushinteger(L, c->n_heads), lua_setfield(L, -2, "heads");
-    lua_pushinteger(L, c->hidden_dim), lua_setfield(L, -2, "hidden");
-    lua_pushinteger(L, c->max_source_tokens), lua_setfield(L, -2, "source_tokens");
-    lua_pushinteger(L, c->max_summary_tokens), lua_setfield(L, -2, "summary_tokens");
-    return 1;
-}
-
-static int rm_tostring(lua_State *L) {
-    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
-    if (!h->rm)
-        lua_pushstring(L, "gkd.RewardModel (closed)");
-    else
-        lua_pushfstring(L, "gkd.RewardModel(%s, %s)",
-                        gkd_reward_model_get_config(h->rm)->preference ? "preference" : "factual", h->path);
-    return 1;
-}
-
-static void add_reward_model(lua_State *L) {
-    static const luaL_Reg meta[] = {{"__gc", rm_gc}, {"__close", rm_gc}, {"__tostring", rm_tostring}, {NULL, NULL}};
-    static const luaL_Reg methods[] = {{"score", rm_score}, {"describe", rm_describe}, {"close", rm_gc},
-                                       {NULL, NULL}};
-    luaL_newmetatable(L, GKD_LUA_REWARD_MODEL);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-}
-
 static void push_prf(lua_State *L, const gkd_prf *p) {
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, p->precision), lua_setfield(L, -2, "precision");
@@ -267,6 +176,95 @@ static int l_distinct(lua_State *L) {
     if (gkd_distinct_n(outs, (int)n, (int)order, &d) != GKD_OK) return gkd_lua_raise(L, "gkd.reward.distinct");
     lua_pushnumber(L, d);
     return 1;
+}
+
+static lua_reward_model *check_rm(lua_State *L, int idx) {
+    lua_reward_model *h = luaL_checkudata(L, idx, GKD_LUA_REWARD_MODEL);
+    if (!h->rm) luaL_error(L, "gkd.RewardModel: the model is closed");
+    return h;
+}
+
+static int rm_gc(lua_State *L) {
+    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
+    gkd_reward_model_free(h->rm);
+    free(h->path);
+    h->rm = NULL;
+    h->path = NULL;
+    return 0;
+}
+
+/* gkd.reward.model(dir) -> gkd.RewardModel, or nil and the error (a missing or malformed model): what
+ * `gkd reward-model train --out DIR` or gkd_reward_model_save wrote. Runs on the CPU. */
+static int l_model(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    lua_reward_model *h = gkd_lua_new_handle(L, sizeof *h, 0, GKD_LUA_REWARD_MODEL);
+    if (gkd_reward_model_load(dir, gkd_backend_cpu(), &h->rm) != GKD_OK) return gkd_lua_fail(L);
+    h->path = gkd_lua_strdup(dir);
+    return 1;
+}
+
+/* rm:score(source, output) -> number; rm:score({sources}, {outputs}) -> {numbers}, scored as one batch.
+ * A factual-consistency model gives P(consistent) in (0, 1), a preference model its Bradley-Terry reward. */
+static int rm_score(lua_State *L) {
+    lua_reward_model *h = check_rm(L, 1);
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        const char *src = luaL_checkstring(L, 2), *out = luaL_checkstring(L, 3);
+        double p;
+        if (gkd_reward_model_score(h->rm, &src, &out, 1, &p) != GKD_OK) return gkd_lua_raise(L, "rm:score");
+        lua_pushnumber(L, p);
+        return 1;
+    }
+    const char **sources, **outputs;
+    int n = check_pairs_at(L, 2, &sources, &outputs, "rm:score", "sources", "outputs");
+    double *scores = lua_newuserdatauv(L, sizeof(double) * (size_t)(n + 1), 0);
+    if (n > 0 && gkd_reward_model_score(h->rm, sources, outputs, n, scores) != GKD_OK)
+        return gkd_lua_raise(L, "rm:score");
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_pushnumber(L, scores[i - 1]);
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}
+
+/* rm:describe() -> {kind = "factual" | "preference", path, vocab, dim, layers, heads, hidden, source_tokens,
+ * summary_tokens} */
+static int rm_describe(lua_State *L) {
+    lua_reward_model *h = check_rm(L, 1);
+    const gkd_reward_model_config *c = gkd_reward_model_get_config(h->rm);
+    lua_createtable(L, 0, 9);
+    lua_pushstring(L, c->preference ? "preference" : "factual"), lua_setfield(L, -2, "kind");
+    lua_pushstring(L, h->path), lua_setfield(L, -2, "path");
+    lua_pushinteger(L, c->vocab_size), lua_setfield(L, -2, "vocab");
+    lua_pushinteger(L, c->dim), lua_setfield(L, -2, "dim");
+    lua_pushinteger(L, c->n_layers), lua_setfield(L, -2, "layers");
+    lua_pushinteger(L, c->n_heads), lua_setfield(L, -2, "heads");
+    lua_pushinteger(L, c->hidden_dim), lua_setfield(L, -2, "hidden");
+    lua_pushinteger(L, c->max_source_tokens), lua_setfield(L, -2, "source_tokens");
+    lua_pushinteger(L, c->max_summary_tokens), lua_setfield(L, -2, "summary_tokens");
+    return 1;
+}
+
+static int rm_tostring(lua_State *L) {
+    lua_reward_model *h = luaL_checkudata(L, 1, GKD_LUA_REWARD_MODEL);
+    if (!h->rm)
+        lua_pushstring(L, "gkd.RewardModel (closed)");
+    else
+        lua_pushfstring(L, "gkd.RewardModel(%s, %s)",
+                        gkd_reward_model_get_config(h->rm)->preference ? "preference" : "factual", h->path);
+    return 1;
+}
+
+static void add_reward_model(lua_State *L) {
+    static const luaL_Reg meta[] = {
+        {"__gc", rm_gc}, {"__close", rm_gc}, {"__tostring", rm_tostring}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"score", rm_score}, {"describe", rm_describe}, {"close", rm_gc}, {NULL, NULL}};
+    luaL_newmetatable(L, GKD_LUA_REWARD_MODEL);
+    luaL_setfuncs(L, meta, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
 }
 
 /* Pushes {[name] = {corpus, higher_is_better, reward, eval}} of every registry entry: what Lua code

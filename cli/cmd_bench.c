@@ -347,14 +347,14 @@ static gkd_status section_generate_batch1(const gkd_backend *be, int new_tokens,
         gkd_cli_error("bench", "generate (batch 1): %s", gkd_error_message());
         return st;
     }
-    gkd_buf_printf(out,
-                   ",\n    \"batch1_smollm2\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
-                   "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
-                   "\"q8_0_path\": \"%s\", \"q8_0_a8_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill "
-                   "excluded); medians\"",
-                   smol_name(), smol_layers, new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1),
-                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1),
-                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, 1));
+    gkd_buf_printf(
+        out,
+        ",\n    \"batch1_smollm2\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
+        "random weights\", \"prompt\": 16, \"new_tokens\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+        "\"q8_0_path\": \"%s\", \"q8_0_a8_path\": \"%s\", \"note\": \"tokens_per_s: decoding alone (prefill "
+        "excluded); medians\"",
+        smol_name(), smol_layers, new_tokens, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, 1),
+        gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0, 1), gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, 1));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
     return GKD_OK;
@@ -372,12 +372,13 @@ static gkd_status section_teacher_score(const gkd_backend *be, int B, int T, int
         gkd_cli_error("bench", "teacher_score: %s", gkd_error_message());
         return st;
     }
-    gkd_buf_printf(out,
-                   ",\n  \"teacher_score\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
-                   "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
-                   "\"q8_0_a8_path\": \"%s\", \"note\": \"forward and logits of every position; A B C A B C medians\"",
-                   smol_name(), smol_layers, B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
-                   gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, B * T));
+    gkd_buf_printf(
+        out,
+        ",\n  \"teacher_score\": {\"shape\": \"%s(L=%d C=576 H=9 KV=3 F=1536 V=49152 tied), "
+        "random weights\", \"batch\": %d, \"seq\": %d, \"reps\": %d, \"bf16_path\": \"%s\", "
+        "\"q8_0_a8_path\": \"%s\", \"note\": \"forward and logits of every position; A B C A B C medians\"",
+        smol_name(), smol_layers, B, T, reps, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, B * T),
+        gkd_packed_cpu_path(GKD_WEIGHTS_Q8_0_A8, B * T));
     format_json(out, &r);
     gkd_buf_puts(out, "}");
     return GKD_OK;
@@ -833,10 +834,15 @@ int gkd_cmd_bench(int argc, char **argv) {
         if (!be->packed_matmul && !only_given) {
             /* the default list on a backend without packed weights (cuda): recorded as not measured, not an
              * error; asked for by --only, it is one (section_teacher_score) */
-            gkd_buf_printf(&out, ",\n  \"teacher_score\": {\"skipped\": \"the %s backend has no reduced-precision "
-                           "weights (fp32 only)\"}", be->name);
-            if (!json) fprintf(stderr, "gkd bench: teacher_score skipped: the %s backend has no reduced-precision "
-                               "weights\n", be->name);
+            gkd_buf_printf(&out,
+                           ",\n  \"teacher_score\": {\"skipped\": \"the %s backend has no reduced-precision "
+                           "weights (fp32 only)\"}",
+                           be->name);
+            if (!json)
+                fprintf(stderr,
+                        "gkd bench: teacher_score skipped: the %s backend has no reduced-precision "
+                        "weights\n",
+                        be->name);
         } else if (section_teacher_score(be, score_batch, score_seq, reps, &out) != GKD_OK) {
             rc = 1;
         }

@@ -39,10 +39,12 @@ int gkd_cmd_sample(int argc, char **argv) {
         return 2;
     }
     if (!model_path || (!tok_path && !gkd_gguf_file_is_gguf(model_path))) {
-        gkd_cli_error("sample", "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
-                                "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
-                                "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights fp32|bf16|q8_0|q8_0_a8 --stats "
-                                "--ignore-eos)");
+        gkd_cli_error("sample",
+                      "--model CHECKPOINT (a .gguf, or a gkd/Hugging Face safetensors checkpoint with "
+                      "--tokenizer tokenizer.json) is required (options: --prompt TEXT --n N "
+                      "--temperature T --top-k K --top-p P --max-new-tokens N --seed S --weights "
+                      "fp32|bf16|q8_0|q8_0_a8 --stats "
+                      "--ignore-eos)");
         return 2;
     }
     if (n < 1 || n > 1024) {

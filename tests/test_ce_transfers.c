@@ -41,7 +41,8 @@ static void run(gkd_model *m, const float *hidden, const int *targets, const flo
                 float *loss, float *dh) {
     CHECK(gkd_model_set_loss_chunk(m, chunk) == GKD_OK);
     n_in = n_out = n_ce = 0;
-    CHECKF(gkd_model_ce_loss(m, hidden, targets, mask, B, T, GKD_NORM_TOKEN, loss, grad ? dh : NULL) == GKD_OK,
+    CHECKF(gkd_model_ce_loss(m, hidden, targets, mask, B, T, GKD_NORM_TOKEN, loss, grad ? dh : NULL) ==
+               GKD_OK,
            "%s", gkd_error_message());
 }
 
@@ -51,8 +52,15 @@ int main(void) {
     counted.copy_in = count_in;
     counted.copy_out = count_out;
     counted.crossentropy_forward = count_ce;
-    gkd_model_config c = {.vocab_size = V, .dim = C, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2,
-                          .hidden_dim = 48, .max_seq_len = T, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    gkd_model_config c = {.vocab_size = V,
+                          .dim = C,
+                          .n_layers = 1,
+                          .n_heads = 4,
+                          .n_kv_heads = 2,
+                          .hidden_dim = 48,
+                          .max_seq_len = T,
+                          .rope_theta = 10000.0f,
+                          .norm_eps = 1e-5f};
     gkd_model *m = NULL;
     CHECKF(gkd_model_create(&c, &counted, &m) == GKD_OK, "%s", gkd_error_message());
     gkd_model_init_weights(m, 7);
@@ -84,15 +92,17 @@ int main(void) {
             CHECKF(n_in == one_in && n_out == one_out,
                    "chunk %d grad %d: %d copy_in and %d copy_out (one chunk: %d and %d): transfers per chunk",
                    chunk, grad, n_in, n_out, one_in, one_out);
-            CHECKF(memcmp(&loss, &ref, sizeof loss) == 0, "chunk %d: loss %.9g, one chunk %.9g", chunk, loss, ref);
-            if (grad) { /* the products' blocking depends on the rows per product: same values, not same bits */
+            CHECKF(memcmp(&loss, &ref, sizeof loss) == 0, "chunk %d: loss %.9g, one chunk %.9g", chunk, loss,
+                   ref);
+            if (grad) { /* the products' blocking depends on the rows per product: same values, not same bits
+                         */
                 double worst = 0, scale = 0;
                 for (int i = 0; i < B * T * C; i++) {
                     worst = fmax(worst, fabs((double)dh[i] - dh_ref[i]));
                     scale = fmax(scale, fabs((double)dh_ref[i]));
                 }
-                CHECKF(scale > 0 && worst <= 1e-5 * scale, "chunk %d: dhidden off by %.3g (largest %.3g)", chunk,
-                       worst, scale);
+                CHECKF(scale > 0 && worst <= 1e-5 * scale, "chunk %d: dhidden off by %.3g (largest %.3g)",
+                       chunk, worst, scale);
             }
         }
     }
@@ -124,10 +134,12 @@ int main(void) {
     run(m, h, targets, mask, 0, 1, &loss, dh);
     gkd_model_memory_usage(m, &after);
     size_t ce_bytes = after.activations - before.activations;
-    size_t want = ((size_t)2 * B * T * C + (size_t)B * T * V + (size_t)B * T + (size_t)3 * B * T) * sizeof(float);
-    CHECKF(ce_bytes <= want, "cross-entropy scratch %zu bytes for %d rows, at most %zu expected", ce_bytes, B * T,
-           want);
-    CHECKF(n_ce == 1 && memcmp(&loss, &ref, sizeof loss) == 0, "%d chunks, loss %.9g vs %.9g", n_ce, loss, ref);
+    size_t want =
+        ((size_t)2 * B * T * C + (size_t)B * T * V + (size_t)B * T + (size_t)3 * B * T) * sizeof(float);
+    CHECKF(ce_bytes <= want, "cross-entropy scratch %zu bytes for %d rows, at most %zu expected", ce_bytes,
+           B * T, want);
+    CHECKF(n_ce == 1 && memcmp(&loss, &ref, sizeof loss) == 0, "%d chunks, loss %.9g vs %.9g", n_ce, loss,
+           ref);
     gkd_model_free(m);
     free(h);
     free(dh);

@@ -217,17 +217,19 @@ static void emulated_attention(float *out, float *att, float *dq, float *dk, flo
     const int group = d->n_heads / d->n_kv_heads, gridded = use_grid && p.uniform;
     const int kv_grid = gridded && group == 1;
     n_calls = n_grid_calls = 0;
-    gkd_cuda_attention_gemm_forward(counting_matmul_batched, grid, replay_cb, &r, out, att, q, k, v, pos0, d, &p);
+    gkd_cuda_attention_gemm_forward(counting_matmul_batched, grid, replay_cb, &r, out, att, q, k, v, pos0, d,
+                                    &p);
     CHECKF(n_calls == (gridded ? 0 : 2 * p.calls) && n_grid_calls == (gridded ? 2 : 0),
-           "%d + %d grid calls for the forward's two products, plan says %d each", n_calls, n_grid_calls, p.calls);
+           "%d + %d grid calls for the forward's two products, plan says %d each", n_calls, n_grid_calls,
+           p.calls);
     n_calls = n_grid_calls = 0;
-    gkd_cuda_attention_gemm_backward(counting_matmul_batched, grid, replay_cb, &r, dq, dk, dv, datt, dout, att, q,
-                                     k, v, pos0, d, &p);
+    gkd_cuda_attention_gemm_backward(counting_matmul_batched, grid, replay_cb, &r, dq, dk, dv, datt, dout,
+                                     att, q, k, v, pos0, d, &p);
     int want_calls = gridded ? (kv_grid ? 0 : 2 * p.calls) : 4 * p.calls;
     int want_grid = gridded ? (kv_grid ? 4 : 2) : 0;
     CHECKF(n_calls == want_calls && n_grid_calls == want_grid,
-           "%d + %d grid calls for the backward's four products (want %d + %d)", n_calls, n_grid_calls, want_calls,
-           want_grid);
+           "%d + %d grid calls for the backward's four products (want %d + %d)", n_calls, n_grid_calls,
+           want_calls, want_grid);
 }
 
 /* fused: q, k, v interleaved in rows of W (training); else separate caches of Tk slots per sequence. att

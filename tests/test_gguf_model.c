@@ -512,9 +512,11 @@ static void test_llama3_rope(void) {
     }
     const gkd_model_config *c = gkd_model_get_config(m);
     check_config(c, gkd_json_get(ref, "config"), 0);
-    CHECKF(c->rope_type == GKD_ROPE_LLAMA3 && c->rope_factor == (float)gkd_json_get_number(want, "factor", -1) &&
+    CHECKF(c->rope_type == GKD_ROPE_LLAMA3 &&
+               c->rope_factor == (float)gkd_json_get_number(want, "factor", -1) &&
                c->rope_low_freq_factor == (float)gkd_json_get_number(want, "low_freq_factor", -1) &&
-               fabsf(c->rope_high_freq_factor - (float)gkd_json_get_number(want, "high_freq_factor", -1)) < 1e-4f &&
+               fabsf(c->rope_high_freq_factor - (float)gkd_json_get_number(want, "high_freq_factor", -1)) <
+                   1e-4f &&
                c->rope_original_max_seq_len ==
                    (int)gkd_json_get_number(want, "original_max_position_embeddings", -1),
            "recovered rope: type %d factor %g low %g high %g original %d", c->rope_type, c->rope_factor,

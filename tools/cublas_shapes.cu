@@ -91,10 +91,12 @@ int main(int argc, char **argv) {
         for (int r = 0; r < got; r++) {
             if (res[r].state != CUBLAS_STATUS_SUCCESS) continue;
             for (int i = 0; i < 2; i++)
-                cublasLtMatmul(lt, op, &one, b, la, a, lb, &zero, c, lc, c, lc, &res[r].algo, ws, ws_bytes, 0);
+                cublasLtMatmul(lt, op, &one, b, la, a, lb, &zero, c, lc, c, lc, &res[r].algo, ws, ws_bytes,
+                               0);
             cudaEventRecord(e0);
             for (int i = 0; i < reps; i++)
-                cublasLtMatmul(lt, op, &one, b, la, a, lb, &zero, c, lc, c, lc, &res[r].algo, ws, ws_bytes, 0);
+                cublasLtMatmul(lt, op, &one, b, la, a, lb, &zero, c, lc, c, lc, &res[r].algo, ws, ws_bytes,
+                               0);
             cudaEventRecord(e1);
             cudaEventSynchronize(e1);
             float ms = time_ms(e0, e1) / reps;
@@ -103,8 +105,8 @@ int main(int argc, char **argv) {
             snprintf(one_s, sizeof one_s, "%s%.3f", r ? " " : "", ms);
             if (strlen(list) + strlen(one_s) < sizeof list) strcat(list, one_s);
         }
-        printf("%-26s %6d %6d %6d %d%d %10.3f %9.1f %10.3f %9.1f %s\n", s.what, s.M, s.N, s.K, s.ta, s.tb, base,
-               flops / base / 1e9, best, flops / best / 1e9, list);
+        printf("%-26s %6d %6d %6d %d%d %10.3f %9.1f %10.3f %9.1f %s\n", s.what, s.M, s.N, s.K, s.ta, s.tb,
+               base, flops / base / 1e9, best, flops / best / 1e9, list);
         cublasLtMatmulPreferenceDestroy(pref);
         cublasLtMatrixLayoutDestroy(la);
         cublasLtMatrixLayoutDestroy(lb);

@@ -176,11 +176,12 @@ static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model
     if (!t) return GKD_OK;
     const int hd = cfg->dim / cfg->n_heads, n = hd / 2;
     if (t->n_dims != 1 || t->dims[0] != (uint64_t)n)
-        return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor '%s' must hold head_dim / 2 = %d divisors (one dimension)",
-                             path, name, n);
+        return gkd_error_set(GKD_ERR_FORMAT,
+                             "%s: tensor '%s' must hold head_dim / 2 = %d divisors (one dimension)", path,
+                             name, n);
     if (cfg->rope_type != GKD_ROPE_DEFAULT)
-        return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor '%s' and %s.rope.scaling.type both scale the rope", path,
-                             name, arch);
+        return gkd_error_set(GKD_ERR_FORMAT, "%s: tensor '%s' and %s.rope.scaling.type both scale the rope",
+                             path, name, arch);
     float *d = malloc((size_t)n * sizeof *d);
     if (!d) return gkd_error_set(GKD_ERR_NOMEM, "%s: out of memory reading '%s'", path, name);
     gkd_status st = gkd_gguf_read_f32(g, name, d, (uint64_t)n);
@@ -188,7 +189,8 @@ static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model
     int all_one = 1;
     for (int i = 0; st == GKD_OK && i < n; i++) {
         if (!(isfinite(d[i]) && d[i] > 0.0f))
-            st = gkd_error_set(GKD_ERR_FORMAT, "%s: '%s'[%d] = %g is not a positive divisor", path, name, i, d[i]);
+            st = gkd_error_set(GKD_ERR_FORMAT, "%s: '%s'[%d] = %g is not a positive divisor", path, name, i,
+                               d[i]);
         factor = d[i] > factor ? d[i] : factor;
         all_one &= d[i] == 1.0f;
     }
@@ -220,7 +222,8 @@ static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model
         x[k] = f / (2.0 * M_PI); /* 1 / w */
         y[k] = (1.0 / d[at[k]] - 1.0 / factor) / (1.0 - 1.0 / factor); /* s */
     }
-    double a = (y[1] - y[0]) / (x[1] - x[0]), b = y[0] - a * x[0]; /* s = a/w + b: a = L/(high-low), b = -low/(high-low) */
+    /* s = a/w + b, with a = L/(high-low) and b = -low/(high-low) */
+    double a = (y[1] - y[0]) / (x[1] - x[0]), b = y[0] - a * x[0];
     gkd_model_config c = *cfg;
     c.rope_type = GKD_ROPE_LLAMA3;
     c.rope_factor = (float)factor;
@@ -237,10 +240,11 @@ static gkd_status read_rope_freqs(const gkd_gguf *g, const char *arch, gkd_model
     }
     free(d);
     if (!ok)
-        return gkd_error_set(GKD_ERR_FORMAT,
-                             "%s: the divisors of '%s' are not Llama 3's rope scaling for any parameters (gkd reads "
-                             "only that scaling from rope_freqs)",
-                             path, name);
+        return gkd_error_set(
+            GKD_ERR_FORMAT,
+            "%s: the divisors of '%s' are not Llama 3's rope scaling for any parameters (gkd reads "
+            "only that scaling from rope_freqs)",
+            path, name);
     *cfg = c;
     return GKD_OK;
 }

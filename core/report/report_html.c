@@ -143,8 +143,8 @@ static int html_tables(gkd_report *r, int n_metrics, gkd_buf *b) {
         "<h2>Runs</h2>\n",
         "<h2>Final values</h2>\n<p>Each run's value at the last step it logged the metric.</p>\n",
         /* one element, two lines (parenthesised so that clang's -Wstring-concatenation sees it is meant) */
-        ("<h2>Settings</h2>\n<p>Runs of a sweep whose configs differ only in the seed (and other ignored keys): "
-         "mean &#177; sample standard deviation.</p>\n"),
+        ("<h2>Settings</h2>\n<p>Runs of a sweep whose configs differ only in the seed (and other ignored "
+         "keys): mean &#177; sample standard deviation.</p>\n"),
         "<h2>Best setting per metric</h2>\n"};
     /* the tables show the metrics asked for, not those the plots added */
     int all = r->n_metrics, nomem = 0;

@@ -51,9 +51,9 @@ struct cuda_state {
     cublasHandle_t blas;
     int precision;          /* a gkd_precision; tf32 is also the handle's math mode */
     __nv_bfloat16 *bf16_ws; /* bf16 operands of the current product, grown on demand */
-    const float **grid_ptrs;    /* attention's pointer-array batches (sgemm_grid): 3 x grid_cap pointers */
-    size_t grid_cap;
     size_t bf16_ws_elems;
+    const float **grid_ptrs; /* attention's pointer-array batches (sgemm_grid): 3 x grid_cap pointers */
+    size_t grid_cap;
     int sync_each_op; /* GKD_CUDA_SYNC=1 */
     int device;
     double *sumsq_ws; /* (SUMSQ_BLOCKS + 1) doubles */
@@ -313,10 +313,10 @@ void sgemm_grid(int trans_a, int trans_b, int M, int N, int K, float alpha, gkd_
         grid_ptrs_kernel<<<(n + THREADS - 1) / THREADS, THREADS>>>(pa, pb, pc, A, B, C, (int)i0, n, n_heads,
                                                                    group);
         launched("attention pointer arrays n=%d", n);
-        cublasStatus_t st = cublasSgemmBatched(S.blas, op_b, op_a, N, M, K, &alpha, pb, B.ld, pa, A.ld, &beta, pc,
-                                               C.ld, n);
-        if (!blas_ok(st, "cublasSgemmBatched ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d", trans_a,
-                     trans_b, M, N, K, A.ld, B.ld, C.ld, n))
+        cublasStatus_t st =
+            cublasSgemmBatched(S.blas, op_b, op_a, N, M, K, &alpha, pb, B.ld, pa, A.ld, &beta, pc, C.ld, n);
+        if (!blas_ok(st, "cublasSgemmBatched ta=%d tb=%d M=%d N=%d K=%d lda=%d ldb=%d ldc=%d batch=%d",
+                     trans_a, trans_b, M, N, K, A.ld, B.ld, C.ld, n))
             return;
         launched("cublasSgemmBatched M=%d N=%d K=%d batch=%d", M, N, K, n);
     }

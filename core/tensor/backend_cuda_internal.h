@@ -104,16 +104,15 @@ static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, gkd_cuda
                                          float beta, gkd_cuda_attn_operand C) {
     const int H = d->n_heads, KV = d->n_kv_heads, group = H / KV;
     float *c_base = (float *)C.base;
+    /* every sequence sees the same keys (both paths below need it: per_head implies uniform) */
+    const int keys = plan->p0 + d->T;
+    const int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
+              k = K == GKD_CUDA_KEYS ? keys : K;
     if (grid && plan->uniform && !(C.kv && group > 1)) {
-        int keys = plan->p0 + d->T;
-        grid(ta, tb, M == GKD_CUDA_KEYS ? keys : M, N == GKD_CUDA_KEYS ? keys : N, K == GKD_CUDA_KEYS ? keys : K,
-             alpha, A, B, beta, C, d->B, H, group);
+        grid(ta, tb, m, n, k, alpha, A, B, beta, C, d->B, H, group);
         return;
     }
     if (plan->per_head) {
-        int keys = plan->p0 + d->T;
-        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
-            k = K == GKD_CUDA_KEYS ? keys : K;
         for (int h = 0; h < H; h++) {
             size_t ha = (size_t)(A.kv ? h / group : h) * A.hs, hb = (size_t)(B.kv ? h / group : h) * B.hs;
             size_t hc = (size_t)(C.kv ? h / group : h) * C.hs;
@@ -123,15 +122,15 @@ static inline void gkd_cuda_attn_product(gkd_cuda_matmul_batched_fn mm, gkd_cuda
         return;
     }
     for (int b = 0; b < d->B; b++) {
-        int keys = (pos0 ? pos0[b] : 0) + d->T;
-        int m = M == GKD_CUDA_KEYS ? keys : M, n = N == GKD_CUDA_KEYS ? keys : N,
-            k = K == GKD_CUDA_KEYS ? keys : K;
+        const int keys_b = (pos0 ? pos0[b] : 0) + d->T; /* this sequence's keys */
+        const int mb = M == GKD_CUDA_KEYS ? keys_b : M, nb = N == GKD_CUDA_KEYS ? keys_b : N,
+                  kb = K == GKD_CUDA_KEYS ? keys_b : K;
         for (int r = 0; r < group; r++) { /* batch entry g is head h = g*group + r */
             size_t oa = b * A.bs + (A.kv ? 0 : (size_t)r * A.hs), sa = A.kv ? A.hs : (size_t)group * A.hs;
             size_t ob = b * B.bs + (B.kv ? 0 : (size_t)r * B.hs), sb = B.kv ? B.hs : (size_t)group * B.hs;
             size_t oc = b * C.bs + (C.kv ? 0 : (size_t)r * C.hs), sc = C.kv ? C.hs : (size_t)group * C.hs;
-            mm(ta, tb, m, n, k, alpha, A.base + oa, A.ld, sa, B.base + ob, B.ld, sb, beta, c_base + oc, C.ld,
-               sc, KV);
+            mm(ta, tb, mb, nb, kb, alpha, A.base + oa, A.ld, sa, B.base + ob, B.ld, sb, beta, c_base + oc,
+               C.ld, sc, KV);
         }
     }
 }
@@ -156,12 +155,13 @@ static inline gkd_cuda_attn_operands gkd_cuda_attn_operands_make(const float *q,
 
 /* The attention's GEMM path as the CUDA backend runs it (attention_forward / _backward for more than a few
  * queries per sequence): the products through mm, the causal softmax and its backward through
- * rows(backward, user) over att (and datt); grid may be NULL (gkd_cuda_attn_product). Shared with tests/test_cuda_plan.c, which drives it with the
- * CPU's products and a host replay of the row kernels, so the test checks this very sequence. */
+ * rows(backward, user) over att (and datt); grid may be NULL (gkd_cuda_attn_product). Shared with
+ * tests/test_cuda_plan.c, which drives it with the CPU's products and a host replay of the row kernels, so
+ * the test checks this very sequence. */
 typedef void (*gkd_cuda_attn_rows_fn)(int backward, void *user);
 
-static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_matmul_grid_fn grid,
-                                                   gkd_cuda_attn_rows_fn rows,
+static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm,
+                                                   gkd_cuda_matmul_grid_fn grid, gkd_cuda_attn_rows_fn rows,
                                                    void *user, float *out, float *att, const float *q,
                                                    const float *k, const float *v, const int *pos0,
                                                    const gkd_attn_dims *d, const gkd_cuda_attn_plan *plan) {
@@ -174,8 +174,8 @@ static inline void gkd_cuda_attention_gemm_forward(gkd_cuda_matmul_batched_fn mm
     gkd_cuda_attn_product(mm, grid, d, pos0, plan, 0, 0, T, D, GKD_CUDA_KEYS, 1.0f, o.att, o.v, 0.0f, o.out);
 }
 
-static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm, gkd_cuda_matmul_grid_fn grid,
-                                                    gkd_cuda_attn_rows_fn rows,
+static inline void gkd_cuda_attention_gemm_backward(gkd_cuda_matmul_batched_fn mm,
+                                                    gkd_cuda_matmul_grid_fn grid, gkd_cuda_attn_rows_fn rows,
                                                     void *user, float *dq, float *dk, float *dv, float *datt,
                                                     const float *dout, const float *att, const float *q,
                                                     const float *k, const float *v, const int *pos0,

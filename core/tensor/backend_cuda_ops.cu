@@ -429,10 +429,6 @@ void attn_rows_cb(int backward, void *user) {
                      c->pos0, c->d);
 }
 
-/* Scores q k^T / sqrt(head_dim) into att (cuBLAS), the causal softmax in place (a row kernel), out = att v
- * (cuBLAS), each product on exactly the pos0[b] + T keys its sequence sees, batched as
- * gkd_cuda_attn_plan_make decides (backend_cuda_internal.h). With at most ROW_ATTN_MAX_T
- * queries per sequence (decoding), one fused row kernel does all three instead. */
 /* sgemm_grid, or NULL (the per-head or per-sequence strided calls) with GKD_CUDA_ATTN_GRID=0, kept to
  * compare the two on a GPU. */
 gkd_cuda_matmul_grid_fn attn_grid(void) {
@@ -444,6 +440,10 @@ gkd_cuda_matmul_grid_fn attn_grid(void) {
     return off ? NULL : sgemm_grid;
 }
 
+/* Scores q k^T / sqrt(head_dim) into att (cuBLAS), the causal softmax in place (a row kernel), out = att v
+ * (cuBLAS), each product on exactly the pos0[b] + T keys its sequence sees, batched as
+ * gkd_cuda_attn_plan_make decides (backend_cuda_internal.h). With at most ROW_ATTN_MAX_T
+ * queries per sequence (decoding), one fused row kernel does all three instead. */
 void cuda_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
                             const int *pos0, const gkd_attn_dims *d) {
     const int H = d->n_heads, D = d->head_dim, T = d->T;
@@ -454,7 +454,8 @@ void cuda_attention_forward(float *out, float *att, const float *q, const float 
         return;
     }
     attn_rows_ctx ctx = {&plan, att, NULL, pos0, d};
-    gkd_cuda_attention_gemm_forward(sgemm_batched, attn_grid(), attn_rows_cb, &ctx, out, att, q, k, v, pos0, d, &plan);
+    gkd_cuda_attention_gemm_forward(sgemm_batched, attn_grid(), attn_rows_cb, &ctx, out, att, q, k, v, pos0,
+                                    d, &plan);
 }
 
 void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const float *dout,
@@ -464,8 +465,8 @@ void cuda_attention_backward(float *dq, float *dk, float *dv, float *datt, const
     if (d->B <= 0 || T <= 0 || H <= 0 || D <= 0) return;
     const gkd_cuda_attn_plan plan = gkd_cuda_attn_plan_make(d, pos0);
     attn_rows_ctx ctx = {&plan, const_cast<float *>(att), datt, pos0, d};
-    gkd_cuda_attention_gemm_backward(sgemm_batched, attn_grid(), attn_rows_cb, &ctx, dq, dk, dv, datt, dout, att, q, k, v, pos0,
-                                     d, &plan);
+    gkd_cuda_attention_gemm_backward(sgemm_batched, attn_grid(), attn_rows_cb, &ctx, dq, dk, dv, datt, dout,
+                                     att, q, k, v, pos0, d, &plan);
 }
 
 /* ---------- swiglu, residual ---------- */

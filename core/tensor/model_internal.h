@@ -95,7 +95,7 @@ typedef struct {
     float *h, *dh, *logits, *lse;
     void *rowdata;
     size_t rowdata_cap;
-    int *targets;         /* (rowdata_cap) device */
+    int *targets;          /* (rowdata_cap) device */
     float *weights, *loss; /* (rowdata_cap) device */
     float *host_w;     /* (N) host: every row's weight */
     int *host_rows;    /* (N) host: the rows of nonzero weight */
