@@ -5,7 +5,8 @@
 # comparison. Added on 2026-12-04 after the job had been broken for a day unnoticed (a float-rounding change
 # left the teacher of seed 1000 on its plateau and the student under the warm gate), while the --smoke test
 # kept passing. Checks that the models learned, not the numbers (docs/results.md has those): the teacher's
-# greedy test exact match is at least 0.9 and each method's mean is above the warm start's.
+# greedy test exact match is at least 0.9 and each method's mean is above the warm start's. A second call with
+# one more seed reuses what the first made.
 . "$(dirname "$0")/lib.sh"
 export OMP_WAIT_POLICY=passive
 
@@ -31,5 +32,12 @@ ok = len(rows) == 4 and rows["teacher"][1] >= 0.9 and all(rows[k][0] > rows["war
 sys.exit(0 if ok else 1)
 PY
 check "the teacher >= 0.9 greedy, both methods above the warm start ($(grep -E '^(teacher|SFT|supervised KD|on-policy GKD) ' out.txt | head -4 | tr -s ' ' | tr '\n' ';'))" test $? -eq 0
+# A second call reuses the teacher, the warm start and the method runs, and adds a seed. When a model took
+# another seed than the first, the sweep workers used to make theirs from the first seeds anyway, and this
+# call was refused as stale (teacher.init_seed 1000 -> 1001); the stored runs must name the seeds used.
+"$bin" quickstart --db qs.db --out qs --seeds 1,2,3,4 >out2.txt 2>err2.txt
+rc=$?
+check "a second call with one more seed exits 0 (rc $rc: $(grep '^gkd run' err2.txt | head -1))" test "$rc" -eq 0
+check "and runs only the new seed's 2 runs" grep -q "8 runs, 2 to run, 6 already finished" err2.txt
 [ "$fails" -eq 0 ] && echo "quickstart (full): ok"
 exit $((fails > 0))
