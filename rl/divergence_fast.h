@@ -36,6 +36,7 @@ typedef struct {
     /* G = dD/dQ (up to a constant) is B + g_alpha x + g_beta max(g_c0 - x, 0), with x = log Q - log P and
      * B computed per entry in float: the large parts in double. g_k: their value at the student's top entry */
     double g_alpha, g_beta, g_c0, g_k;
+    float k_hi, k_lo, beta_f; /* g_k as two floats and g_beta as a float: the half mixture's float large part */
 } gkd_div_fast_row;
 
 /* One row at V entries. Returns 1 when a logit is not finite or the gradient's error bound exceeds the

@@ -18,16 +18,14 @@
  * VD_HSUM(v) -> double, and V_TO_D_LO / V_TO_D_HI / V_FROM_D between a float vector and two double halves. */
 
 
-/* e^x for x <= 0 (x = -inf gives 0), inline: n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts, so r
- * is exact to about one rounding), e^r by its Taylor polynomial to r^7 (|r| <= ln2/2: the rest is below
- * 1e-8 of the value), times 2^n by V_SCALE2 (which rounds once into the subnormals). Within 2 ulp
- * (tests/test_divergence_fast.c checks every consumer against the exact path). Inline, unlike a library
- * call, so the registers live across it are not spilled. */
-static inline VF KFN(exp_neg)(VF x) {
-    x = V_MAX(x, V_SET1(-110.0f)); /* e^-110 is below the smallest subnormal */
-    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
-    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
-    r = V_FMA(n, V_SET1(2.12194440e-4f), r);
+/* e^(x + lo) for x <= 0 (x = -inf gives 0) and a small correction lo (|lo| <= ulp(x)), inline: n = round(x /
+ * ln 2), r = x - n ln 2 + lo (ln 2 in two parts, so r is exact to about one rounding), e^r by its Taylor
+ * polynomial to r^7 (|r| <= ln2/2: the rest is below 1e-8 of the value), times 2^n by V_SCALE2 (which
+ * rounds once into the subnormals). Within 2 ulp of e^(x + lo) (tests/test_divergence_fast.c checks every
+ * consumer against the exact path). Inline, unlike a library call, so the registers live across it are not
+ * spilled. With lo, an argument that is a difference of two logits keeps its accuracy: rounding x = a - b
+ * alone would cost |x| 6e-8 of the result's relative accuracy, 1.2e-6 at x = -20. */
+static inline VF KFN(exp_poly)(VF n, VF r) {
     VF p = V_SET1(1.0f / 5040.0f);
     p = V_FMA(p, r, V_SET1(1.0f / 720.0f));
     p = V_FMA(p, r, V_SET1(1.0f / 120.0f));
@@ -37,6 +35,30 @@ static inline VF KFN(exp_neg)(VF x) {
     p = V_FMA(p, r, V_SET1(1.0f));
     p = V_FMA(p, r, V_SET1(1.0f));
     return V_SCALE2(p, n);
+}
+
+static inline VF KFN(exp_neg_lo)(VF x, VF lo) {
+    x = V_MAX(x, V_SET1(-110.0f)); /* e^-110 is below the smallest subnormal */
+    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
+    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
+    r = V_ADD(V_FMA(n, V_SET1(2.12194440e-4f), r), lo);
+    return KFN(exp_poly)(n, r);
+}
+
+/* e^x, as exp_neg_lo without the correction. */
+static inline VF KFN(exp_neg)(VF x) {
+    x = V_MAX(x, V_SET1(-110.0f));
+    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
+    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
+    r = V_FMA(n, V_SET1(2.12194440e-4f), r);
+    return KFN(exp_poly)(n, r);
+}
+
+/* e^(a - b + lo) for a - b + lo <= 0: a - b by TwoSum, its rounding error added to lo. */
+static inline VF KFN(exp_diff)(VF a, VF b, VF lo) {
+    VF d = V_SUB(a, b), bb = V_SUB(d, a);
+    VF e = V_SUB(V_SUB(a, V_SUB(d, bb)), V_ADD(b, bb));
+    return KFN(exp_neg_lo)(d, V_ADD(e, lo));
 }
 
 /* log(1 + e) for 0 <= e <= 1, inline: log(1 + f) = 2 atanh(f / (2 + f)) with f = e below 1/2, and with
@@ -54,11 +76,26 @@ static inline VF KFN(log1p_unit)(VF e) {
     return V_FMA(res, V_SET1(2.0f), V_SEL(big, V_SET1(0.69314718f), V_SET1(0.0f)));
 }
 
-/* e^x - 1 - x for |x| < 0.5 (terms to x^11: the rest is < 1e-12 of the value). */
+/* log(1 + e^-|x|) = log((P + Q) / max(P, Q)) from the probabilities, without an exponential: 2 atanh(s) with
+ * s = min/(2 max + min) = e/(2 + e) in [0, 1/3], by its odd series to s^13 (the rest is below 2e-8 of the
+ * value). Its relative error is about that of e = min/max, i.e. P's and Q's (a few ulp each); where both
+ * are 0 it gives 0 (the terms it enters are multiplied by P or Q). */
+static inline VF KFN(log1p_ratio)(VF p, VF q) {
+    VF mn = V_MIN(p, q), den = V_FMA(V_SET1(2.0f), V_MAX(p, q), mn);
+    VF s = V_DIV(mn, V_MAX(den, V_SET1(FLT_MIN))), z = V_MUL(s, s);
+    VF c = V_SET1(1.0f / 13.0f);
+    c = V_FMA(c, z, V_SET1(1.0f / 11.0f));
+    c = V_FMA(c, z, V_SET1(1.0f / 9.0f));
+    c = V_FMA(c, z, V_SET1(1.0f / 7.0f));
+    c = V_FMA(c, z, V_SET1(1.0f / 5.0f));
+    c = V_FMA(c, z, V_SET1(1.0f / 3.0f));
+    VF s2 = V_ADD(s, s);
+    return V_FMA(V_MUL(s2, z), c, s2);
+}
+
+/* e^x - 1 - x for |x| < 0.5 (terms to x^9: the rest is < 3e-9 of the value). */
 static inline VF KFN(h_poly)(VF x) {
-    VF r = V_SET1(1.0f / 39916800.0f);
-    r = V_FMA(r, x, V_SET1(1.0f / 3628800.0f));
-    r = V_FMA(r, x, V_SET1(1.0f / 362880.0f));
+    VF r = V_SET1(1.0f / 362880.0f);
     r = V_FMA(r, x, V_SET1(1.0f / 40320.0f));
     r = V_FMA(r, x, V_SET1(1.0f / 5040.0f));
     r = V_FMA(r, x, V_SET1(1.0f / 720.0f));
@@ -114,7 +151,7 @@ static inline void KFN(mixture)(VF a, VF b, VF p, VF q, VF x, float wp, float wq
 }
 
 /* phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0 and phi(-x) for |x| < 0.5, by the Taylor polynomial (to
- * x^11; the rest is below 1e-10 of the value there) split into its even part E and odd part O in x^2:
+ * x^10; the rest is below 1e-9 of the value there) split into its even part E and odd part O in x^2:
  * phi(x) = E + O, phi(-x) = E - O, one evaluation for both. */
 static inline void KFN(phi_poly2)(VF x, VF *pos, VF *neg) {
     VF y = V_MUL(x, x);
@@ -123,8 +160,7 @@ static inline void KFN(phi_poly2)(VF x, VF *pos, VF *neg) {
     e = V_FMA(e, y, V_SET1(1.0f / 2880.0f));
     e = V_FMA(e, y, V_SET1(5.0f / 192.0f));
     e = V_FMA(e, y, V_SET1(1.0f / 8.0f));
-    VF o = V_SET1(1.0f / 79833600.0f);
-    o = V_FMA(o, y, V_SET1(1.0f / 725760.0f));
+    VF o = V_SET1(1.0f / 725760.0f);
     o = V_FMA(o, y, V_SET1(1.0f / 10080.0f));
     o = V_FMA(o, y, V_SET1(1.0f / 240.0f));
     o = V_FMA(o, y, V_SET1(1.0f / 12.0f));
@@ -141,7 +177,7 @@ static inline void KFN(phi_poly2)(VF x, VF *pos, VF *neg) {
  * relative accuracy where the differences would cancel. */
 static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq, VF *lz) {
     VF zero = V_SET1(0.0f), ax = V_ABS(x);
-    *lz = KFN(log1p_unit)(KFN(exp_neg)(V_SUB(zero, ax)));
+    *lz = KFN(log1p_ratio)(p, q);
     VF l = V_SUB(*lz, V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
     VF sx = V_ADD(V_MAX(x, zero), l), smx = V_ADD(V_MAX(V_SUB(zero, x), zero), l); /* s(x), s(-x) */
     VF half_d = V_MUL(V_SET1(0.5f), V_SUB(q, p));
@@ -164,11 +200,11 @@ static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF 
  * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
  * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
  * floats, so that large logits (30 and more) lose nothing to their differences. */
-/* The teacher's part alone (the normaliser pass needs no log ratio). */
-static inline VF KFN(teacher_logit)(const gkd_div_fast_row *r, VF tv) {
+/* The teacher's part alone (the normaliser pass needs no log ratio): t/T as hi + *lo. */
+static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
     VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
-    VF low = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
-    return V_ADD(V_SUB(p1, V_SET1(r->m_hi)), V_SUB(low, V_SET1(r->m_lo)));
+    *lo = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
+    return p1;
 }
 
 static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x) {
@@ -203,6 +239,8 @@ typedef struct {
     KFN(dsum) value, fwd, rev, jsd, ht, hs;
     VF f[6];
     VF babs_max, babs_sum; /* max |B|'s bound and sum Q |B|'s bound, for the gradient's error bound */
+    VF qm_max, qm_sum;     /* the half mixture's max and sum of Q max(-x, 0), for the same */
+    VF gl;                 /* sum q Yl over the block (the half mixture's low parts), then into g_lo */
     int in_block;
     VD g_lo, g_hi; /* sum q (B + Gd - K): the gradient's mean, less K */
 } KFN(sums);
@@ -213,6 +251,9 @@ static inline void KFN(flush)(KFN(sums) *acc) {
         KFN(dadd)(d[i], acc->f[i]);
         acc->f[i] = V_SET1(0.0f);
     }
+    acc->g_lo = VD_ADD(acc->g_lo, V_TO_D_LO(acc->gl));
+    acc->g_hi = VD_ADD(acc->g_hi, V_TO_D_HI(acc->gl));
+    acc->gl = V_SET1(0.0f);
     acc->in_block = 0;
 }
 
@@ -251,7 +292,7 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     VF hpm, hqm, hlmq, hlz;
     KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq, &hlz);
     VD xl = VD_SET1(0.0), xh = xl; /* the log ratio in double, where the gradient's large part needs it */
-    if (grad && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
+    if (grad && !r->half && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
     VF value = zero, B = zero, babs = zero; /* babs: the sum of B's parts' magnitudes (TV's B is exact) */
     switch (r->form) {
     case GKD_DIV_FORM_ZERO:
@@ -280,7 +321,9 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
         }
         (void)lmq;
         B = V_MUL(V_SET1(-r->cb), lz);
-        babs = V_MUL(V_SET1(fabsf(r->cb)), lz);
+        /* the half mixture's lz comes from P and Q (log1p_ratio), each within 3.6e-7: lz within 1.1e-6, plus one
+         * rounding of B in Y (pass 3's FMA), which the bound's 4e-7 per unit of |B| covers at 2.9 units */
+        babs = V_MUL(V_SET1(fabsf(r->cb) * (r->half ? 2.9f : 1.0f)), lz);
         if (!r->jsd_gradient) {
             VF m = V_FMA(V_SET1(r->wp), p, V_MUL(V_SET1(r->wq), q));
             /* m under the smallest normal float only where P and Q both are: the quotient is then multiplied
@@ -320,6 +363,24 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     }
     acc->babs_max = V_MAX(acc->babs_max, babs);
     acc->babs_sum = V_FMA(q, babs, acc->babs_sum);
+    if (r->half) {
+        /* The half mixture's large part beta max(-x, 0) in float: where it is large (Q << P), Q max(-x, 0) <=
+         * Q |log Q| <= 1/e, so its float rounding, about 3 ulp of beta max(-x, 0), moves the entry by at most
+         * 3 ulp of |beta| Q max(-x, 0) (qm_max bounds it) and Gbar by 3 ulp of |beta| sum Q max(-x, 0) (qm_sum).
+         * Y = (B + beta max(-x, 0)) - K, the last difference by TwoSum: Yh + Yl. */
+        VF m = V_MAX(V_SUB(zero, x), zero), qm = V_MUL(q, m);
+        acc->qm_max = V_MAX(acc->qm_max, qm);
+        acc->qm_sum = V_ADD(acc->qm_sum, qm);
+        VF y0 = V_FMA(V_SET1(r->beta_f), m, B), kh = V_SET1(r->k_hi);
+        VF yh = V_SUB(y0, kh), bb = V_SUB(yh, y0);
+        VF yl = V_SUB(V_SUB(V_SUB(y0, V_SUB(yh, bb)), V_ADD(kh, bb)), V_SET1(r->k_lo));
+        V_STORE(et, yh);
+        V_STORE(el, yl);
+        acc->g_lo = VD_FMA(V_TO_D_LO(q), V_TO_D_LO(yh), acc->g_lo);
+        acc->g_hi = VD_FMA(V_TO_D_HI(q), V_TO_D_HI(yh), acc->g_hi);
+        acc->gl = V_FMA(q, yl, acc->gl);
+        return;
+    }
     VD ql = V_TO_D_LO(q), qh = V_TO_D_HI(q), bl = V_TO_D_LO(B), bh = V_TO_D_HI(B);
     if (r->g_alpha != 0.0 || r->g_beta != 0.0) {
         bl = VD_ADD(bl, KFN(g_large)(r, xl));
@@ -346,7 +407,7 @@ static inline int KFN(beyond)(VF bound, VF value) {
  * yl itself (pass 3 keeps Yl in the output row). */
 static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *Yh, const float *Yl, const float *qv,
                                  float *dst, double gbar, float gh, float gl, float yth, float ytl, float scale,
-                                 float err, KFN(dsum) *top, int *inexact) {
+                                 float err, float err_abs, KFN(dsum) *top, int *inexact) {
     VF q = V_LOAD(qv), B = V_LOAD(Yh);
     if (r->form == GKD_DIV_FORM_FORWARD_KL) { /* Gbar = -sum P: dst = scale (Q sum P - P) */
         VF d = V_MUL(V_SET1(scale), V_SUB(V_MUL(q, V_SET1((float)-gbar)), B));
@@ -364,7 +425,7 @@ static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *Yh, con
     VF y = V_ADD(V_SUB(B, V_SET1(gh)), V_SUB(L, V_SET1(gl)));
     VF out = V_MUL(V_SET1(scale), V_MUL(q, y));
     V_STORE(dst, out);
-    *inexact |= KFN(beyond)(V_MUL(V_SET1(err), q), out);
+    *inexact |= KFN(beyond)(V_FMA(V_SET1(err), q, V_SET1(err_abs)), out);
     VF d = V_ADD(V_SUB(V_SET1(yth), B), V_SUB(V_SET1(ytl), L)); /* G_top - G_v */
     KFN(dadd)(top, V_MUL(q, d));
 }
@@ -414,7 +475,9 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         int n = V - v < V_W ? V - v : V_W;
         const float *tv = n < V_W ? tpad : t + v, *sv = n < V_W ? spad : s + v;
         VM valid = V_MASK_FIRST(n);
-        VF e_t = V_SEL(valid, KFN(exp_neg)(KFN(teacher_logit)(&r, V_LOAD(tv))), V_SET1(0.0f)), e_s = V_SEL(valid, KFN(exp_neg)(V_SUB(V_LOAD(sv), mss)), V_SET1(0.0f));
+        VF tl, th = KFN(teacher_scaled)(&r, V_LOAD(tv), &tl);
+        VF e_t = V_SEL(valid, KFN(exp_diff)(th, V_SET1(r.m_hi), V_SUB(tl, V_SET1(r.m_lo))), V_SET1(0.0f));
+        VF e_s = V_SEL(valid, KFN(exp_diff)(V_LOAD(sv), mss, V_SET1(0.0f)), V_SET1(0.0f));
         V_STORE(et + v, e_t);
         V_STORE(es + v, e_s);
         KFN(dadd)(&zt, e_t);
@@ -437,12 +500,15 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         if (s[v] == max_s) top = v;
     double x_top = ((double)s[top] - (double)t[top] * r.inv_t) - c;
     r.g_k = r.g_alpha * x_top + r.g_beta * (r.g_c0 - x_top > 0 ? r.g_c0 - x_top : 0.0);
+    r.k_hi = (float)r.g_k;
+    r.k_lo = (float)(r.g_k - (double)r.k_hi);
+    r.beta_f = (float)r.g_beta;
     /* 3. the entries */
     int grad = dst && scale != 0.0;
     KFN(sums) acc;
     memset(&acc, 0, sizeof acc);
     for (int i = 0; i < 6; i++) acc.f[i] = V_SET1(0.0f);
-    acc.babs_max = acc.babs_sum = V_SET1(0.0f);
+    acc.babs_max = acc.babs_sum = acc.qm_max = acc.qm_sum = acc.gl = V_SET1(0.0f);
     acc.value.lo = acc.value.hi = VD_SET1(0.0);
     acc.fwd = acc.rev = acc.jsd = acc.ht = acc.hs = acc.value;
     acc.g_lo = acc.g_hi = VD_SET1(0.0);
@@ -486,21 +552,31 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     for (int i = 0; i < V_W; i++) babs_max = lanes_b[i] > babs_max ? lanes_b[i] : babs_max;
     V_STORE(lanes_b, acc.babs_sum);
     for (int i = 0; i < V_W; i++) babs_sum += lanes_b[i];
+    /* The half mixture's large part in float (pass 3): 4 roundings of |beta| max(-x, 0) at most (x's two, beta's,
+     * the FMA's), in Gbar through sum Q max(-x, 0) (a multiple of Q_v) and in the entry itself through at most
+     * max Q max(-x, 0) (absolute: err_abs). */
+    float qm_lanes[V_W], qm_max = 0.0f, qm_sum = 0.0f;
+    V_STORE(qm_lanes, acc.qm_max);
+    for (int i = 0; i < V_W; i++) qm_max = qm_lanes[i] > qm_max ? qm_lanes[i] : qm_max;
+    V_STORE(qm_lanes, acc.qm_sum);
+    for (int i = 0; i < V_W; i++) qm_sum += qm_lanes[i];
+    double large_ulp = r.half ? 4 * 6e-8 * 1.01 * fabs(r.g_beta) : 0.0;
     float err = r.form == GKD_DIV_FORM_FORWARD_KL
                     ? (float)(fabs(scale) * 4e-7)
-                    : (float)(fabs(scale) * (4e-7 * 1.01 * (babs_max + babs_sum) +
+                    : (float)(fabs(scale) * (4e-7 * 1.01 * (babs_max + babs_sum) + large_ulp * qm_sum +
                                              (r.form == GKD_DIV_FORM_MIX ? 6e-8 * fabs(r.cb) : 0.0)));
+    float err_abs = (float)(fabs(scale) * large_ulp * qm_max);
     int inexact = 0;
     for (int v = 0; v < V; v += V_W) {
         int n = V - v < V_W ? V - v : V_W;
         if (n < V_W) memcpy(dpad, dst + v, (size_t)n * sizeof *dst);
         KFN(gradient)(&r, et + v, n < V_W ? dpad : dst + v, es + v, n < V_W ? dpad : dst + v, gbar, gh, gl, yth,
-                      ytl, (float)scale, err, &tops, &inexact);
+                      ytl, (float)scale, err, err_abs, &tops, &inexact);
         if (n < V_W) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
     }
     double top_sum = KFN(dtotal)(&tops);
     dst[top] = (float)(scale * (r.form == GKD_DIV_FORM_FORWARD_KL ? top_sum : (double)r.q_top * top_sum));
-    float top_bound = err * (r.q_top + (r.form == GKD_DIV_FORM_FORWARD_KL ? yth : 0.0f));
+    float top_bound = err * (r.q_top + (r.form == GKD_DIV_FORM_FORWARD_KL ? yth : 0.0f)) + err_abs;
     if (inexact || top_bound > fmaxf(1e-5f * fabsf(dst[top]), 1e-7f)) return 1;
     return 0;
 }
