@@ -404,9 +404,11 @@ static double median(double *x, int n) {
 
 /* Milliseconds per position of the divergence rows alone (value, gradient and metrics of JSD(0.5) at
  * V = 49,152 over N positions) and of the whole chunked loss (its logit products included), exact and
- * float32 alternated A B A B over `reps` rounds; medians. */
+ * float32 alternated A B A B over `reps` rounds; medians. The loss is also timed with the teacher's output
+ * product in bf16 (teacher_precision = "bf16": an inference model whose output matrix is Wt, packed), the
+ * rows float32. */
 typedef struct {
-    double rows_exact, rows_float, loss_exact, loss_float;
+    double rows_exact, rows_float, loss_exact, loss_float, loss_float_bf16;
     const char *isa;
     unsigned long long float_rows, handed_to_exact; /* rows the float runs computed, and handed over */
 } precision_result;
@@ -425,7 +427,17 @@ static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precis
     gkd_status st = t && s && g && val && met && hs && ht && Ws && Wt && dhs && dWs && mask
                         ? gkd_distill_workspace_create(be, 128, V, Cs, Ct, &ws)
                         : gkd_error_set(GKD_ERR_NOMEM, "bench: out of memory");
-    double *times = calloc((size_t)4 * reps, sizeof *times);
+    /* the bf16 teacher: one layer (never run: only its output product is), output matrix Wt */
+    gkd_model_config tcfg = {.vocab_size = V, .dim = Ct, .n_layers = 1, .n_heads = 2, .n_kv_heads = 2,
+                             .hidden_dim = 2 * Ct, .max_seq_len = 16, .rope_theta = 10000.0f, .norm_eps = 1e-5f};
+    gkd_model *teacher = NULL;
+    if (st == GKD_OK) st = gkd_model_create_ex(&tcfg, be, GKD_MODEL_INFERENCE, &teacher);
+    if (st == GKD_OK) {
+        be->copy((float *)gkd_model_output_weight(teacher), Wt, (size_t)V * Ct * sizeof(float));
+        st = gkd_model_set_weight_format(teacher, GKD_WEIGHTS_BF16);
+    }
+    enum { KINDS = 5 };
+    double *times = calloc((size_t)KINDS * reps, sizeof *times);
     if (st == GKD_OK && !times) st = gkd_error_set(GKD_ERR_NOMEM, "bench: out of memory");
     gkd_div_fast_row_fn fn;
     if (st == GKD_OK) st = gkd_div_fast_select(&fn, &out->isa);
@@ -436,8 +448,10 @@ static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precis
     unsigned long long rows0, exact0;
     gkd_div_fast_counts(&rows0, &exact0);
     for (int r = 0; r < reps && st == GKD_OK; r++)
-        for (int k = 0; k < 4 && st == GKD_OK; k++) { /* rows exact, rows float, loss exact, loss float */
-            div.precision = k % 2 ? GKD_DIV_FLOAT32 : GKD_DIV_EXACT;
+        for (int k = 0; k < KINDS && st == GKD_OK; k++) {
+            /* rows exact, rows float, loss exact, loss float, loss float with the bf16 teacher */
+            div.precision = k % 2 || k == 4 ? GKD_DIV_FLOAT32 : GKD_DIV_EXACT;
+            gkd_distill_workspace_set_teacher(ws, k == 4 ? teacher : NULL);
             double t0 = now();
             if (k < 2)
                 st = gkd_divergence_rows_ex(&div, t, s, N, V, val, g, NULL, met);
@@ -449,12 +463,14 @@ static gkd_status bench_precision(const gkd_backend *be, int N, int reps, precis
     gkd_div_fast_counts(&rows1, &exact1);
     out->float_rows = rows1 - rows0;
     out->handed_to_exact = exact1 - exact0;
-    double *med[4] = {&out->rows_exact, &out->rows_float, &out->loss_exact, &out->loss_float};
-    for (int k = 0; k < 4 && st == GKD_OK; k++) {
+    double *med[KINDS] = {&out->rows_exact, &out->rows_float, &out->loss_exact, &out->loss_float,
+                          &out->loss_float_bf16};
+    for (int k = 0; k < KINDS && st == GKD_OK; k++) {
         qsort(times + k * reps, (size_t)reps, sizeof *times, cmp_double);
         *med[k] = times[k * reps + reps / 2];
     }
     gkd_distill_workspace_free(ws);
+    gkd_model_free(teacher);
     free(times), free(g), free(val), free(met), free(mask);
     be->free(t), be->free(s), be->free(hs), be->free(ht), be->free(Ws), be->free(Wt), be->free(dhs), be->free(dWs);
     return st;
@@ -636,12 +652,18 @@ static int bench_distill_sections(const gkd_backend *be, int quick, gkd_buf *out
             gkd_buf_printf(out,
                            ",\n  \"divergence_rows\": {\"positions\": %d, \"vocab\": 49152, \"isa\": \"%s\", "
                            "\"rows_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
-                           "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f}, "
+                           "\"loss_ms_per_position\": {\"exact\": %.4f, \"float32\": %.4f, \"ratio\": %.2f, "
+                           "\"float32_bf16_teacher\": %.4f, \"ratio_bf16_teacher\": %.2f}, "
+                           "\"targets_ms_per_position\": {\"rows\": 0.15, \"loss\": 0.6}, "
+                           "\"bf16_teacher_path\": \"%s\", "
                            "\"float_rows\": %llu, \"float_rows_handed_to_exact\": %llu, "
                            "\"note\": \"JSD(0.5) value, gradient and metrics; loss = rows + the logit products "
-                           "(student 64, teacher 128 wide); A B A B medians\"}",
+                           "(student 64, teacher 128 wide; float32_bf16_teacher: the teacher's product from bf16 "
+                           "weights, as teacher_precision = bf16 trains); A B A B medians\"}",
                            N, p.isa, p.rows_exact, p.rows_float, p.rows_exact / p.rows_float, p.loss_exact,
-                           p.loss_float, p.loss_exact / p.loss_float, p.float_rows, p.handed_to_exact);
+                           p.loss_float, p.loss_exact / p.loss_float, p.loss_float_bf16,
+                           p.loss_exact / p.loss_float_bf16, gkd_packed_cpu_path(GKD_WEIGHTS_BF16, N),
+                           p.float_rows, p.handed_to_exact);
         }
     }
     return rc;

@@ -1,5 +1,5 @@
 /* The divergence rows in float32 SIMD (issue 12): the value, the gradient and the logged metrics of
- * gkd_divergence_rows_ex in one vectorised pass per row, for d->precision = GKD_DIV_FLOAT32. The exact
+ * gkd_divergence_rows_ex in three vectorised passes per row, for d->precision = GKD_DIV_FLOAT32. The exact
  * double path (divergence.c) stays the reference; tests/test_divergence_fast.c holds the two within 1e-5
  * relative (1e-7 absolute near zero) on every divergence and JSD convention.
  * Rules:
@@ -29,8 +29,9 @@ typedef struct {
     int half; /* the training mixture is the metrics' (wp = wq = 1/2) */
     double inv_t;   /* 1 / teacher temperature */
     float ih, il;   /* inv_t as float hi + lo */
-    /* per row, set by the row: max_t / T as m_hi + m_lo; the logs of the normalisers lt, ls (over
-     * exp(t/T - max_t/T) and exp(s - max_s)); c = (max_s + ls) - (max_t/T + lt) as c_hi + c_lo */
+    /* per row, set by the row: ref_t / T as m_hi + m_lo, with ref_t and ref_s (in max_s) the row's reference
+     * logits (within 60 of its largest, divergence_fast_kernel.h); the logs of the normalisers lt, ls (over
+     * exp(t/T - ref_t/T) and exp(s - ref_s)); c = (ref_s + ls) - (ref_t/T + lt) as c_hi + c_lo */
     float m_hi, m_lo, lt, ls, max_s, c_hi, c_lo, inv_zt, inv_zs, q_top;
     double c;
     /* G = dD/dQ (up to a constant) is B + g_alpha x + g_beta max(g_c0 - x, 0), with x = log Q - log P and

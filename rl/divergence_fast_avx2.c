@@ -20,6 +20,7 @@
 #define V_MUL _mm256_mul_ps
 #define V_DIV _mm256_div_ps
 #define V_FMA _mm256_fmadd_ps
+#define V_FNMA _mm256_fnmadd_ps
 #define V_MAX _mm256_max_ps
 #define V_MIN _mm256_min_ps
 #define V_ABS(v) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v)
@@ -42,13 +43,7 @@ static inline __m256 avx2_scale2(__m256 p, __m256 n) {
     return _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
 }
 #define V_SCALE2 avx2_scale2
-/* v + the index of the first of the V_W floats at p equal to x, or -1 */
-static inline int avx2_first_eq(const float *p, float x, int v) {
-    int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p), _mm256_set1_ps(x), _CMP_EQ_OQ));
-    return m ? v + __builtin_ctz((unsigned)m) : -1;
-}
 #define V_ANY(m) (_mm256_movemask_ps(m) != 0)
-#define V_FIRST_EQ avx2_first_eq
 
 static inline __m256 avx2_first(int n) {
     static const int lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};

@@ -20,6 +20,7 @@
 #define V_MUL _mm512_mul_ps
 #define V_DIV _mm512_div_ps
 #define V_FMA _mm512_fmadd_ps
+#define V_FNMA _mm512_fnmadd_ps
 #define V_MAX _mm512_max_ps
 #define V_MIN _mm512_min_ps
 #define V_ABS _mm512_abs_ps
@@ -33,13 +34,7 @@
 #define V_LOG Sleef_logf16_u10avx512f
 #define V_ROUND(v) _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_SCALE2(p, n) _mm512_scalef_ps(p, n)
-/* v + the index of the first of the V_W floats at p equal to x, or -1 */
-static inline int avx512_first_eq(const float *p, float x, int v) {
-    __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(p), _mm512_set1_ps(x), _CMP_EQ_OQ);
-    return m ? v + __builtin_ctz(m) : -1;
-}
 #define V_ANY(m) ((m) != 0)
-#define V_FIRST_EQ avx512_first_eq
 #define V_MASK_FIRST(n) ((__mmask16)((1u << (n)) - 1u))
 
 #define VD __m512d

@@ -12,7 +12,7 @@
  *   caller takes the exact path for it. */
 
 /* V_W lanes; VF a float vector, VM a lane mask. Required macros: V_LOAD, V_STORE, V_SET1, V_ADD, V_SUB,
- * V_MUL, V_DIV, V_FMA(a, b, c) = a*b + c, V_MAX, V_MIN, V_ABS, V_LT, V_GE, V_GT, V_SEL(m, yes, no),
+ * V_MUL, V_DIV, V_FMA(a, b, c) = a*b + c, V_FNMA(a, b, c) = c - a*b, V_MAX, V_MIN, V_ABS, V_LT, V_GE, V_GT, V_SEL(m, yes, no),
  * V_EXP, V_EXPM1, V_LOG1P, V_LOG, V_NONFINITE(v) -> int (any lane not finite), V_MASK_FIRST(n) -> the
  * first n lanes; VD a vector of V_W / 2 doubles with VD_ADD, VD_SUB, VD_MUL, VD_FMA, VD_MAX, VD_SET1,
  * VD_HSUM(v) -> double, and V_TO_D_LO / V_TO_D_HI / V_FROM_D between a float vector and two double halves. */
@@ -150,56 +150,31 @@ static inline void KFN(mixture)(VF a, VF b, VF p, VF q, VF x, float wp, float wq
     *lmq = V_SEL(p_larger, lmy, lmx);
 }
 
-/* phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0 and phi(-x) for |x| < 0.5, by the Taylor polynomial (to
- * x^10; the rest is below 1e-9 of the value there) split into its even part E and odd part O in x^2:
- * phi(x) = E + O, phi(-x) = E - O, one evaluation for both. */
-static inline void KFN(phi_poly2)(VF x, VF *pos, VF *neg) {
-    VF y = V_MUL(x, x);
-    VF e = V_SET1(-29.0f / 14515200.0f);
-    e = V_FMA(e, y, V_SET1(5.0f / 129024.0f));
-    e = V_FMA(e, y, V_SET1(1.0f / 2880.0f));
-    e = V_FMA(e, y, V_SET1(5.0f / 192.0f));
-    e = V_FMA(e, y, V_SET1(1.0f / 8.0f));
-    VF o = V_SET1(1.0f / 725760.0f);
-    o = V_FMA(o, y, V_SET1(1.0f / 10080.0f));
-    o = V_FMA(o, y, V_SET1(1.0f / 240.0f));
-    o = V_FMA(o, y, V_SET1(1.0f / 12.0f));
-    e = V_MUL(e, y);
-    o = V_MUL(o, V_MUL(y, x));
-    *pos = V_ADD(e, o);
-    *neg = V_SUB(e, o);
-}
-
-/* The half mixture M = (P + Q)/2 from the log ratio x alone: with s(x) = log((1 + e^x)/2) =
- * max(x, 0) + log1p(e^-|x|) - log 2, KL(P||M)'s term is P phi(x) = (Q - P)/2 - P s(x), KL(Q||M)'s is
- * Q phi(-x) = (P - Q)/2 - Q s(-x), and log(M/Q) = s(-x). One exp and one log1p per entry (the
- * general mixture takes three calls and two divisions); near x = 0 the polynomial keeps the terms'
- * relative accuracy where the differences would cancel. */
-static inline void KFN(half_mixture)(VF p, VF q, VF x, VF *kl_pm, VF *kl_qm, VF *lmq, VF *lz) {
-    VF zero = V_SET1(0.0f), ax = V_ABS(x);
+/* The half mixture M = (P + Q)/2 from the log ratio x: with s(x) = log((1 + e^x)/2) =
+ * max(x, 0) + log1p(e^-|x|) - log 2, KL(P||M)'s term is P phi(x) = (Q - P)/2 - P s(x) and KL(Q||M)'s is
+ * Q phi(-x) = (P - Q)/2 - Q s(-x), phi(x) = (e^x - 1)/2 - log((1 + e^x)/2) >= 0; lz = log1p(e^-|x|) from P
+ * and Q (log1p_ratio). Near x = 0 those differences cancel; there (|x| < 0.5) s(x) = x/2 + log cosh(x/2)
+ * gives phi(x) = h(x)/2 - log cosh(x/2) and phi(-x) = h(-x)/2 - log cosh(x/2), from the KL terms' P h(x)
+ * and Q h(-x) (fwd_near, rev_near) and log cosh(x/2) by its series to x^10 (the rest is below 3e-9 of it):
+ * differences of two positive terms in the ratio 2 : 1 at most, so a few ulp. */
+static inline void KFN(half_mixture)(VF p, VF q, VF x, VM near, VF fwd_near, VF rev_near, VF *kl_pm, VF *kl_qm,
+                                     VF *lz) {
+    VF zero = V_SET1(0.0f);
     *lz = KFN(log1p_ratio)(p, q);
     VF l = V_SUB(*lz, V_SET1(0.69314718f)); /* log1p(e^-|x|) - log 2 */
     VF sx = V_ADD(V_MAX(x, zero), l), smx = V_ADD(V_MAX(V_SUB(zero, x), zero), l); /* s(x), s(-x) */
     VF half_d = V_MUL(V_SET1(0.5f), V_SUB(q, p));
-    VM near = V_LT(ax, V_SET1(0.5f));
-    VF phi_x, phi_mx;
-    KFN(phi_poly2)(x, &phi_x, &phi_mx);
-    *kl_pm = V_SEL(near, V_MUL(p, phi_x), V_SUB(half_d, V_MUL(p, sx)));
-    *kl_qm = V_SEL(near, V_MUL(q, phi_mx), V_SUB(V_SUB(zero, half_d), V_MUL(q, smx)));
-    /* near 0, log(M/Q) = s(-x) ~ -x/2 by its series: the log-based form is only absolutely accurate there */
-    VF y = V_SUB(zero, x), y2 = V_MUL(y, y);
-    VF ser = V_SET1(31.0f / 14515200.0f);
-    ser = V_FMA(ser, y2, V_SET1(-17.0f / 645120.0f));
-    ser = V_FMA(ser, y2, V_SET1(1.0f / 2880.0f));
-    ser = V_FMA(ser, y2, V_SET1(-1.0f / 192.0f));
-    ser = V_FMA(ser, y2, V_SET1(1.0f / 8.0f));
-    *lmq = V_SEL(near, V_FMA(V_MUL(ser, y2), V_SET1(1.0f), V_MUL(V_SET1(0.5f), y)), smx);
+    VF y2 = V_MUL(x, x), lc = V_SET1(31.0f / 14515200.0f);
+    lc = V_FMA(lc, y2, V_SET1(-17.0f / 645120.0f));
+    lc = V_FMA(lc, y2, V_SET1(1.0f / 2880.0f));
+    lc = V_FMA(lc, y2, V_SET1(-1.0f / 192.0f));
+    lc = V_FMA(lc, y2, V_SET1(1.0f / 8.0f));
+    lc = V_MUL(lc, y2); /* log cosh(x/2) */
+    VF half = V_SET1(0.5f);
+    *kl_pm = V_SEL(near, V_FNMA(p, lc, V_MUL(half, fwd_near)), V_FNMA(p, sx, half_d));
+    *kl_qm = V_SEL(near, V_FNMA(q, lc, V_MUL(half, rev_near)), V_FNMA(q, smx, V_SUB(zero, half_d)));
 }
 
-/* The teacher's scaled logit t/T - max_t/T (its log-probability plus Lt) and the log ratio x = log Q -
- * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
- * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
- * floats, so that large logits (30 and more) lose nothing to their differences. */
 /* The teacher's part alone (the normaliser pass needs no log ratio): t/T as hi + *lo. */
 static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
     VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
@@ -207,6 +182,10 @@ static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
     return p1;
 }
 
+/* The teacher's scaled logit t/T - ref_t/T (its log-probability plus Lt) and the log ratio x = log Q -
+ * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
+ * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
+ * floats, so that large logits (30 and more) lose nothing to their differences. */
 static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x) {
     VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
     VF e1 = V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), tl = V_MUL(tv, V_SET1(r->il));
@@ -272,10 +251,14 @@ static inline VD KFN(g_large)(const gkd_div_fast_row *r, VD x) {
 }
 
 /* One vector of entries (n valid lanes: V_W, or fewer at the row's end, read from padded copies); et, es:
- * the stored exp(t/T - max_t/T), exp(s - max_s), overwritten (with a gradient) by B and Q (FWD: P and Q).
+ * the stored exp(t/T - ref_t/T), exp(s - ref_s), overwritten (with a gradient) by B and Q (FWD: P and Q).
  * G = B + alpha x + beta max(-x, 0) is dD/dQ up to a constant, with B small where G is large. */
-static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const float *s, float *et, float *es,
-                                float *el, int n, int grad, KFN(sums) *acc) {
+static inline __attribute__((always_inline)) void KFN(entries)(const gkd_div_fast_row *r, const float *t,
+                                                               const float *s, float *et, float *es, float *el,
+                                                               int n, int grad_, KFN(sums) *acc, const int half_jsd) {
+    /* half_jsd (a constant where inlined): the row is JSD's half mixture with a gradient, the usual training row */
+    const int form = half_jsd ? GKD_DIV_FORM_MIX : r->form, half = half_jsd || r->half;
+    const int grad = half_jsd || grad_, jsd_gradient = half_jsd || r->jsd_gradient;
     VM valid = V_MASK_FIRST(n);
     VF zero = V_SET1(0.0f);
     VF sv = V_LOAD(s), tv = V_LOAD(t), ta, x;
@@ -284,17 +267,17 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     VF p = V_MUL(V_LOAD(et), V_SET1(r->inv_zt)), q = V_MUL(V_LOAD(es), V_SET1(r->inv_zs));
     VM near = V_LT(V_ABS(x), V_SET1(0.5f));
     VF one = V_SET1(1.0f);
-    VF hx = KFN(h_poly)(x);
-    VF fwd = V_SEL(near, V_MUL(p, hx), V_SUB(q, V_MUL(p, V_ADD(one, x))));
+    VF hx = KFN(h_poly)(x), fwd_near = V_MUL(p, hx);
+    VF fwd = V_SEL(near, fwd_near, V_SUB(q, V_MUL(p, V_ADD(one, x))));
     /* Q h(-x) = P (x^2 + (x - 1) h(x)) (Q = P e^x, e^x = 1 + x + h): a factor-2 difference at most near 0 */
     VF rev_near = V_MUL(p, V_FMA(V_SUB(x, one), hx, V_MUL(x, x)));
     VF rev = V_SEL(near, rev_near, V_SUB(p, V_MUL(q, V_SUB(one, x))));
-    VF hpm, hqm, hlmq, hlz;
-    KFN(half_mixture)(p, q, x, &hpm, &hqm, &hlmq, &hlz);
+    VF hpm, hqm, hlz;
+    KFN(half_mixture)(p, q, x, near, fwd_near, rev_near, &hpm, &hqm, &hlz);
     VD xl = VD_SET1(0.0), xh = xl; /* the log ratio in double, where the gradient's large part needs it */
-    if (grad && !r->half && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
+    if (grad && !half && (r->g_alpha != 0.0 || r->g_beta != 0.0)) KFN(x_double)(r, tv, sv, &xl, &xh);
     VF value = zero, B = zero, babs = zero; /* babs: the sum of B's parts' magnitudes (TV's B is exact) */
-    switch (r->form) {
+    switch (form) {
     case GKD_DIV_FORM_ZERO:
         break;
     case GKD_DIV_FORM_FORWARD_KL:
@@ -305,8 +288,11 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
         value = rev; /* G = x */
         break;
     case GKD_DIV_FORM_MIX: {
-        VF kpm = hpm, kqm = hqm, lmp, lmq = hlmq;
-        if (!r->half) KFN(mixture)(a, b, p, q, x, r->wp, r->wq, &kpm, &kqm, &lmp, &lmq);
+        VF kpm = hpm, kqm = hqm;
+        if (!half) {
+            VF lmp, lmq; /* not needed here */
+            KFN(mixture)(a, b, p, q, x, r->wp, r->wq, &kpm, &kqm, &lmp, &lmq);
+        }
         value = V_FMA(V_SET1(r->ca), kpm, V_MUL(V_SET1(r->cb), kqm));
         if (!grad) break;
         /* JSD: G = -cb log(M/Q); else -ca wq P/M - cb (log(M/Q) + wq Q/M). log(M/Q) = log wq + softplus(c0 - x)
@@ -314,17 +300,16 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
          * its large part -cb max(c0 - x, 0) is added in double (g_large). It is large where Q << P, and for a
          * small wq (beta near 1) wherever x < c0, large Q included. z comes from the double log ratio. */
         VF lz = hlz;
-        if (!r->half) {
+        if (!half) {
             VD c0 = VD_SET1(r->g_c0);
             VF z = V_FROM_D(VD_SUB(c0, xl), VD_SUB(c0, xh));
             lz = KFN(log1p_unit)(KFN(exp_neg)(V_SUB(zero, V_ABS(z))));
         }
-        (void)lmq;
         B = V_MUL(V_SET1(-r->cb), lz);
         /* the half mixture's lz comes from P and Q (log1p_ratio), each within 3.6e-7: lz within 1.1e-6, plus one
-         * rounding of B in Y (pass 3's FMA), which the bound's 4e-7 per unit of |B| covers at 2.9 units */
-        babs = V_MUL(V_SET1(fabsf(r->cb) * (r->half ? 2.9f : 1.0f)), lz);
-        if (!r->jsd_gradient) {
+         * rounding of B in Y (pass 2's FMA), which the bound's 4e-7 per unit of |B| covers at 2.9 units */
+        babs = V_MUL(V_SET1(fabsf(r->cb) * (half ? 2.9f : 1.0f)), lz);
+        if (!jsd_gradient) {
             VF m = V_FMA(V_SET1(r->wp), p, V_MUL(V_SET1(r->wq), q));
             /* m under the smallest normal float only where P and Q both are: the quotient is then multiplied
              * by such a Q, and the floor only keeps 0/0 out */
@@ -357,13 +342,13 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     if (++acc->in_block == KFN(FBLOCK)) KFN(flush)(acc);
     if (!grad) return;
     V_STORE(es, q);
-    if (r->form == GKD_DIV_FORM_FORWARD_KL) { /* its mean is -sum P, summed in the gradient pass */
+    if (form == GKD_DIV_FORM_FORWARD_KL) { /* its mean is -sum P, summed in the gradient pass */
         V_STORE(et, B);
         return;
     }
     acc->babs_max = V_MAX(acc->babs_max, babs);
     acc->babs_sum = V_FMA(q, babs, acc->babs_sum);
-    if (r->half) {
+    if (half) {
         /* The half mixture's large part beta max(-x, 0) in float: where it is large (Q << P), Q max(-x, 0) <=
          * Q |log Q| <= 1/e, so its float rounding, about 3 ulp of beta max(-x, 0), moves the entry by at most
          * 3 ulp of |beta| Q max(-x, 0) (qm_max bounds it) and Gbar by 3 ulp of |beta| sum Q max(-x, 0) (qm_sum).
@@ -397,14 +382,90 @@ static inline void KFN(entries)(const gkd_div_fast_row *r, const float *t, const
     acc->g_hi = VD_FMA(qh, bh, acc->g_hi);
 }
 
+/* Pass 1 over a row (row's comment): et, es, the normalisers' sums, the maxima and the student's top entry.
+ * Returns 1 at a logit that is not finite. Its own function, as entries_loop. */
+static __attribute__((noinline)) int KFN(normalisers)(const gkd_div_fast_row *rp, const float *t, const float *s,
+                                                      int V, const float *tpad, const float *spad, float ref_s,
+                                                      float *et, float *es, double *zt_sum, double *zs_sum,
+                                                      float *max_t, float *max_s, int *top) {
+    const gkd_div_fast_row r = *rp;
+    KFN(dsum) zt = {VD_SET1(0.0), VD_SET1(0.0)}, zs = zt;
+    VF mss = V_SET1(ref_s), mt = V_SET1(-INFINITY), ms = mt;
+    float lanes[V_W], idx[V_W];
+    for (int i = 0; i < V_W; i++) lanes[i] = (float)i;
+    VF at = V_LOAD(lanes), top_at = at, step = V_SET1((float)V_W);
+    /* A logit that is not finite makes its exponential NaN (the TwoSums below take inf - inf), and so the sums. */
+    for (int v = 0; v < V; v += V_W) {
+        int n = V - v < V_W ? V - v : V_W;
+        VF tv = V_LOAD(n < V_W ? tpad : t + v), sv = V_LOAD(n < V_W ? spad : s + v);
+        mt = V_MAX(mt, tv);
+        top_at = V_SEL(V_GT(sv, ms), at, top_at);
+        ms = V_MAX(ms, sv);
+        at = V_ADD(at, step);
+        VF tl, th = KFN(teacher_scaled)(&r, tv, &tl);
+        VF e_t = KFN(exp_diff)(th, V_SET1(r.m_hi), V_SUB(tl, V_SET1(r.m_lo)));
+        VF e_s = KFN(exp_diff)(sv, mss, V_SET1(0.0f));
+        if (n < V_W) { /* the padded last vector */
+            VM valid = V_MASK_FIRST(n);
+            e_t = V_SEL(valid, e_t, V_SET1(0.0f));
+            e_s = V_SEL(valid, e_s, V_SET1(0.0f));
+        }
+        V_STORE(et + v, e_t);
+        V_STORE(es + v, e_s);
+        KFN(dadd)(&zt, e_t);
+        KFN(dadd)(&zs, e_s);
+    }
+    *zt_sum = KFN(dtotal)(&zt);
+    *zs_sum = KFN(dtotal)(&zs);
+    if (!isfinite(*zt_sum) || !isfinite(*zs_sum)) return 1;
+    float mx_t = -INFINITY, mx_s = -INFINITY;
+    int tp = -1;
+    V_STORE(lanes, mt);
+    for (int i = 0; i < V_W; i++) mx_t = lanes[i] > mx_t ? lanes[i] : mx_t;
+    V_STORE(lanes, ms);
+    V_STORE(idx, top_at);
+    for (int i = 0; i < V_W; i++) mx_s = lanes[i] > mx_s ? lanes[i] : mx_s;
+    for (int i = 0; i < V_W; i++) /* the pad lanes hold s[0] <= max_s at indices >= V: never the first */
+        if (lanes[i] == mx_s && (tp < 0 || (int)idx[i] < tp)) tp = (int)idx[i];
+    *max_t = mx_t;
+    *max_s = mx_s;
+    *top = tp;
+    return 0;
+}
+
+/* Pass 2 over a row. Its own function, so that its registers are allocated apart from the rest of the row;
+ * the sums and the row's constants are local copies (through pointers the compiler must assume the row's
+ * stores may change them, and reloads and stores them per vector); the usual training row (JSD's half
+ * mixture with a gradient) has a loop of its own, with the divergence's branches folded. About 1.4x the
+ * speed of one inlined generic loop (rows-only A/B on one core, session 12). */
+static __attribute__((noinline)) void KFN(entries_loop)(const gkd_div_fast_row *rp, const float *t, const float *s,
+                                                        int V, float *et, float *es, const float *tpad,
+                                                        const float *spad, float *dpad, float *dst, int grad,
+                                                        KFN(sums) *out) {
+    KFN(sums) acc = *out;
+    gkd_div_fast_row r = *rp;
+    int full = V / V_W * V_W;
+    if (grad && r.form == GKD_DIV_FORM_MIX && r.half && r.jsd_gradient) {
+        for (int v = 0; v < full; v += V_W) KFN(entries)(&r, t + v, s + v, et + v, es + v, dst + v, V_W, 1, &acc, 1);
+    } else {
+        for (int v = 0; v < full; v += V_W)
+            KFN(entries)(&r, t + v, s + v, et + v, es + v, grad ? dst + v : dpad, V_W, grad, &acc, 0);
+    }
+    if (full < V) { /* the row's last vector, from the padded copies */
+        KFN(entries)(&r, tpad, spad, et + full, es + full, dpad, V - full, grad, &acc, 0);
+        if (grad) memcpy(dst + full, dpad, (size_t)(V - full) * sizeof *dst);
+    }
+    *out = acc;
+}
+
 /* 1 when an error bound exceeds the tolerance the float path promises, 1e-5 of the value or 1e-7 */
 static inline int KFN(beyond)(VF bound, VF value) {
     return V_ANY(V_GT(bound, V_MAX(V_MUL(V_ABS(value), V_SET1(1e-5f)), V_SET1(1e-7f))));
 }
 
-/* Pass 4 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). Yh, Yl: G
- * less K as two floats (Yh + Yl, from pass 3; FWD: P in Yh); gh + gl: Gbar less K as two floats. dst may be
- * yl itself (pass 3 keeps Yl in the output row). */
+/* Pass 3 over one vector: dst = scale Q (G - Gbar), and the top entry's sum of Q_v (G_top - G_v). Yh, Yl: G
+ * less K as two floats (Yh + Yl, from pass 2; FWD: P in Yh); gh + gl: Gbar less K as two floats. dst may be
+ * yl itself (pass 2 keeps Yl in the output row). */
 static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *Yh, const float *Yl, const float *qv,
                                  float *dst, double gbar, float gh, float gl, float yth, float ytl, float scale,
                                  float err, float err_abs, KFN(dsum) *top, int *inexact) {
@@ -430,80 +491,88 @@ static inline void KFN(gradient)(const gkd_div_fast_row *r, const float *Yh, con
     KFN(dadd)(top, V_MUL(q, d));
 }
 
+/* Pass 3 over a row (row's comment): the gradient; returns the top entry's sum. Its own function, as
+ * entries_loop. */
+static __attribute__((noinline)) double KFN(gradient_loop)(const gkd_div_fast_row *rp, int V, const float *et,
+                                                           const float *es, float *dst, float *dpad, double gbar,
+                                                           float gh, float gl, float yth, float ytl, float scale,
+                                                           float err, float err_abs, int *inexact_out) {
+    const gkd_div_fast_row r = *rp;
+    KFN(dsum) tops = {VD_SET1(0.0), VD_SET1(0.0)};
+    int inexact = 0;
+    for (int v = 0; v < V; v += V_W) {
+        int n = V - v < V_W ? V - v : V_W;
+        if (n < V_W) memcpy(dpad, dst + v, (size_t)n * sizeof *dst);
+        KFN(gradient)(&r, et + v, n < V_W ? dpad : dst + v, es + v, n < V_W ? dpad : dst + v, gbar, gh, gl, yth,
+                      ytl, scale, err, err_abs, &tops, &inexact);
+        if (n < V_W) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
+    }
+    *inexact_out = inexact;
+    return KFN(dtotal)(&tops);
+}
+
 /* The row (divergence_fast.h): value, metrics, and with dst the gradient. scratch: 2 V + 5 V_W floats.
  * Returns 1 when a logit is not finite (nothing written) or when the gradient's error bound exceeds the
- * tolerance (written, to be overwritten by the exact path). dst's row holds Yl between passes 3 and 4. */
+ * tolerance (written, to be overwritten by the exact path). dst's row holds Yl between passes 2 and 3. */
 static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, int V, float *scratch,
                     double *value, float *dst, double scale, gkd_token_metrics *metrics) {
     gkd_div_fast_row r = *rs;
     int full = V / V_W * V_W, tail = V - full;
-    /* 1. maxima (and the finiteness check) */
-    VF mt = V_SET1(-INFINITY), ms = V_SET1(-INFINITY);
-    for (int v = 0; v < full; v += V_W) {
-        VF tv = V_LOAD(t + v), sv = V_LOAD(s + v);
-        if (V_NONFINITE(tv) || V_NONFINITE(sv)) return 1;
-        mt = V_MAX(mt, tv);
-        ms = V_MAX(ms, sv);
-    }
-    float max_t = -INFINITY, max_s = -INFINITY;
-    float lanes[V_W];
-    V_STORE(lanes, mt);
-    for (int i = 0; i < V_W; i++) max_t = lanes[i] > max_t ? lanes[i] : max_t;
-    V_STORE(lanes, ms);
-    for (int i = 0; i < V_W; i++) max_s = lanes[i] > max_s ? lanes[i] : max_s;
-    for (int v = full; v < V; v++) {
+    /* 1. The normalisers, in double: Lt = log sum exp(t/T - ref_t/T), Ls = log sum exp(s - ref_s), in one pass
+     * over the logits that also finds the maxima, the student's top entry (the first where s is largest; each
+     * lane keeps the index of its first maximum, as a float: exact below 2^24 entries) and any logit that is
+     * not finite. The references are the largest of up to 64 logits spread over the row, not the row's
+     * largest (that would take a pass of its own): exp(l - ref) then reaches at most e^60 (checked after the
+     * pass; beyond, the pass is repeated with the row's maxima), so the sums and their inverses stay well
+     * inside float's range for V < 2^24, and an entry's exponential is subnormal only where its probability
+     * is below e^-87 anyway. */
+    float ref_t = -INFINITY, ref_s = -INFINITY;
+    for (int v = 0, stride = V > 64 ? V / 64 : 1; v < V; v += stride) {
         if (!isfinite(t[v]) || !isfinite(s[v])) return 1;
-        max_t = t[v] > max_t ? t[v] : max_t;
-        max_s = s[v] > max_s ? s[v] : max_s;
+        ref_t = t[v] > ref_t ? t[v] : ref_t;
+        ref_s = s[v] > ref_s ? s[v] : ref_s;
     }
-    /* scratch: et (V + V_W), es (V + V_W), then the padded tail of t and s, and of dst */
+    /* scratch: et (V + V_W), es (V + V_W), then the padded tail of t and s (padded with a logit of the row, so
+     * the maxima stay the row's), and of dst */
     float *et = scratch, *es = scratch + V + V_W, *tpad = es + V + V_W, *spad = tpad + V_W, *dpad = spad + V_W;
     if (tail) {
         for (int i = 0; i < V_W; i++) {
-            tpad[i] = i < tail ? t[full + i] : max_t;
-            spad[i] = i < tail ? s[full + i] : max_s;
+            tpad[i] = i < tail ? t[full + i] : t[0];
+            spad[i] = i < tail ? s[full + i] : s[0];
         }
     }
-    /* 2. the normalisers, in double: Lt = log sum exp(t/T - max_t/T), Ls likewise */
-    double mtt = (double)max_t * r.inv_t;
-    r.m_hi = (float)mtt;
-    r.m_lo = (float)(mtt - (double)r.m_hi);
     r.c_hi = r.c_lo = 0.0f;
-    KFN(dsum) zt = {VD_SET1(0.0), VD_SET1(0.0)}, zs = zt;
-    VF mss = V_SET1(max_s);
-    for (int v = 0; v < V; v += V_W) {
-        int n = V - v < V_W ? V - v : V_W;
-        const float *tv = n < V_W ? tpad : t + v, *sv = n < V_W ? spad : s + v;
-        VM valid = V_MASK_FIRST(n);
-        VF tl, th = KFN(teacher_scaled)(&r, V_LOAD(tv), &tl);
-        VF e_t = V_SEL(valid, KFN(exp_diff)(th, V_SET1(r.m_hi), V_SUB(tl, V_SET1(r.m_lo))), V_SET1(0.0f));
-        VF e_s = V_SEL(valid, KFN(exp_diff)(V_LOAD(sv), mss, V_SET1(0.0f)), V_SET1(0.0f));
-        V_STORE(et + v, e_t);
-        V_STORE(es + v, e_s);
-        KFN(dadd)(&zt, e_t);
-        KFN(dadd)(&zs, e_s);
+    double zt_sum, zs_sum, mtt;
+    float max_t, max_s;
+    int top;
+    for (int pass = 0;; pass++) {
+        mtt = (double)ref_t * r.inv_t;
+        r.m_hi = (float)mtt;
+        r.m_lo = (float)(mtt - (double)r.m_hi);
+        if (KFN(normalisers)(&r, t, s, V, tpad, spad, ref_s, et, es, &zt_sum, &zs_sum, &max_t, &max_s, &top))
+            return 1;
+        if (((double)max_t - (double)ref_t) * r.inv_t <= 60.0 && (double)max_s - (double)ref_s <= 60.0) break;
+        if (pass) return 1; /* not reached: with the maxima as references nothing exceeds them */
+        ref_t = max_t;
+        ref_s = max_s;
     }
-    double zt_sum = KFN(dtotal)(&zt), zs_sum = KFN(dtotal)(&zs);
-    double lt = log(zt_sum), ls = log(zs_sum), c = ((double)max_s + ls) - (mtt + lt);
+    float max_s_ref = ref_s;
+    double lt = log(zt_sum), ls = log(zs_sum), c = ((double)max_s_ref + ls) - (mtt + lt);
     r.lt = (float)lt;
     r.ls = (float)ls;
-    r.max_s = max_s;
+    r.max_s = max_s_ref;
     r.c = c;
     r.c_hi = (float)c;
     r.c_lo = (float)(c - (double)r.c_hi);
     r.inv_zt = (float)(1.0 / zt_sum);
     r.inv_zs = (float)(1.0 / zs_sum);
-    /* the student's top entry: K = the large part of G there (the gradient's sums are taken about it) */
-    int top = -1;
-    for (int v = 0; v < full && top < 0; v += V_W) top = V_FIRST_EQ(s + v, max_s, v);
-    for (int v = full; v < V && top < 0; v++)
-        if (s[v] == max_s) top = v;
+    /* at the student's top entry: K = the large part of G there (the gradient's sums are taken about it) */
     double x_top = ((double)s[top] - (double)t[top] * r.inv_t) - c;
     r.g_k = r.g_alpha * x_top + r.g_beta * (r.g_c0 - x_top > 0 ? r.g_c0 - x_top : 0.0);
     r.k_hi = (float)r.g_k;
     r.k_lo = (float)(r.g_k - (double)r.k_hi);
     r.beta_f = (float)r.g_beta;
-    /* 3. the entries */
+    /* 2. the entries */
     int grad = dst && scale != 0.0;
     KFN(sums) acc;
     memset(&acc, 0, sizeof acc);
@@ -512,12 +581,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     acc.value.lo = acc.value.hi = VD_SET1(0.0);
     acc.fwd = acc.rev = acc.jsd = acc.ht = acc.hs = acc.value;
     acc.g_lo = acc.g_hi = VD_SET1(0.0);
-    for (int v = 0; v < V; v += V_W) {
-        int n = V - v < V_W ? V - v : V_W;
-        float *el = n < V_W ? dpad : (grad ? dst + v : dpad);
-        KFN(entries)(&r, n < V_W ? tpad : t + v, n < V_W ? spad : s + v, et + v, es + v, el, n, grad, &acc);
-        if (n < V_W && grad) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
-    }
+    KFN(entries_loop)(&r, t, s, V, et, es, tpad, spad, dpad, dst, grad, &acc);
     KFN(flush)(&acc);
     *value = KFN(dtotal)(&acc.value);
     if (metrics)
@@ -528,7 +592,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         memset(dst, 0, (size_t)V * sizeof *dst);
         return 0;
     }
-    /* 4. the gradient: scale Q_v (G_v - Gbar); the student's top entry as scale Q_u sum_{v != u} Q_v (G_u - G_v),
+    /* 3. the gradient: scale Q_v (G_v - Gbar); the student's top entry as scale Q_u sum_{v != u} Q_v (G_u - G_v),
      * which keeps its accuracy when Q saturates (gkd_div_grad_top) */
     double gbar;
     if (r.form == GKD_DIV_FORM_FORWARD_KL) {
@@ -542,7 +606,6 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     float yth = et[top], ytl = r.form == GKD_DIV_FORM_FORWARD_KL ? 0.0f : dst[top];
     double gk = gbar - r.g_k; /* Gbar less K */
     float gh = (float)gk, gl = (float)(gk - (double)gh);
-    KFN(dsum) tops = {VD_SET1(0.0), VD_SET1(0.0)};
     /* The gradient's error bound, a multiple of scale Q_v: B's float parts are within 4e-7 of their magnitude,
      * plus (mixtures) an absolute 6e-8 |cb| from the log ratio's rounding in log1p(e^-|z|) <= |z| e^-|z| eps;
      * G - Gbar then errs by 4e-7 (|B|max + sum Q|B|) + that. Forward KL: 4e-7 (Q + P). A row where it could
@@ -552,7 +615,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
     for (int i = 0; i < V_W; i++) babs_max = lanes_b[i] > babs_max ? lanes_b[i] : babs_max;
     V_STORE(lanes_b, acc.babs_sum);
     for (int i = 0; i < V_W; i++) babs_sum += lanes_b[i];
-    /* The half mixture's large part in float (pass 3): 4 roundings of |beta| max(-x, 0) at most (x's two, beta's,
+    /* The half mixture's large part in float (pass 2): 4 roundings of |beta| max(-x, 0) at most (x's two, beta's,
      * the FMA's), in Gbar through sum Q max(-x, 0) (a multiple of Q_v) and in the entry itself through at most
      * max Q max(-x, 0) (absolute: err_abs). */
     float qm_lanes[V_W], qm_max = 0.0f, qm_sum = 0.0f;
@@ -567,14 +630,8 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
                                              (r.form == GKD_DIV_FORM_MIX ? 6e-8 * fabs(r.cb) : 0.0)));
     float err_abs = (float)(fabs(scale) * large_ulp * qm_max);
     int inexact = 0;
-    for (int v = 0; v < V; v += V_W) {
-        int n = V - v < V_W ? V - v : V_W;
-        if (n < V_W) memcpy(dpad, dst + v, (size_t)n * sizeof *dst);
-        KFN(gradient)(&r, et + v, n < V_W ? dpad : dst + v, es + v, n < V_W ? dpad : dst + v, gbar, gh, gl, yth,
-                      ytl, (float)scale, err, err_abs, &tops, &inexact);
-        if (n < V_W) memcpy(dst + v, dpad, (size_t)n * sizeof *dst);
-    }
-    double top_sum = KFN(dtotal)(&tops);
+    double top_sum = KFN(gradient_loop)(&r, V, et, es, dst, dpad, gbar, gh, gl, yth, ytl, (float)scale, err, err_abs,
+                                        &inexact);
     dst[top] = (float)(scale * (r.form == GKD_DIV_FORM_FORWARD_KL ? top_sum : (double)r.q_top * top_sum));
     float top_bound = err * (r.q_top + (r.form == GKD_DIV_FORM_FORWARD_KL ? yth : 0.0f)) + err_abs;
     if (inexact || top_bound > fmaxf(1e-5f * fabsf(dst[top]), 1e-7f)) return 1;
