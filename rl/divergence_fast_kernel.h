@@ -1,8 +1,9 @@
 /* The float32 divergence row (divergence_fast.h), written once over a small vector vocabulary and
- * instantiated per instruction set: divergence_fast_avx512.c (16 lanes), divergence_fast_avx2.c (8) and
- * divergence_fast.c (1, plain C), each defining the V_* macros and KFN(name) before including this file.
+ * instantiated per instruction set: divergence_fast_avx512.c (16 lanes) and divergence_fast_avx2.c (8), each
+ * defining the V_* macros and KFN(name) before including this file.
  * Rules:
- * - Per entry everything is float32 (SLEEF's vector exp, expm1, log1p, log); per row the sums (value,
+ * - Per entry everything is float32 (own inline exp and log1p forms; SLEEF's vector expm1, log1p and log for
+ *   the general mixtures and TV); per row the sums (value,
  *   metrics, the gradient's mean) are accumulated in double, and the row's normalisers are double.
  * - The terms are the exact path's non-negative, cancellation-free forms (divergence_terms.h), with the
  *   series in float: h(x) = e^x - 1 - x by its Taylor polynomial for |x| < 0.5, u - log1p(u) by its series
@@ -186,10 +187,13 @@ static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
  * log P of one vector, each to about one rounding of the result: t/T is carried as p1 + e1 + tl (an exact
  * product with T's reciprocal split in two floats), s - p1 as d + e2 (TwoSum), and the constants in two
  * floats, so that large logits (30 and more) lose nothing to their differences. */
-static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x) {
-    VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
-    VF e1 = V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), tl = V_MUL(tv, V_SET1(r->il));
-    VF low = V_ADD(e1, tl);
+static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x, const int unit_t) {
+    VF p1 = tv, low = V_SET1(0.0f); /* unit_t (T = 1, a constant where inlined): t/T is t, exactly */
+    if (!unit_t) {
+        VF ih = V_SET1(r->ih);
+        p1 = V_MUL(tv, ih);
+        low = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
+    }
     *ta = V_ADD(V_SUB(p1, V_SET1(r->m_hi)), V_SUB(low, V_SET1(r->m_lo)));
     VF mp1 = V_SUB(V_SET1(0.0f), p1), d = V_ADD(sv, mp1), bb = V_SUB(d, sv);
     VF e2 = V_ADD(V_SUB(sv, V_SUB(d, bb)), V_SUB(mp1, bb));
@@ -255,14 +259,15 @@ static inline VD KFN(g_large)(const gkd_div_fast_row *r, VD x) {
  * G = B + alpha x + beta max(-x, 0) is dD/dQ up to a constant, with B small where G is large. */
 static inline __attribute__((always_inline)) void KFN(entries)(const gkd_div_fast_row *r, const float *t,
                                                                const float *s, float *et, float *es, float *el,
-                                                               int n, int grad_, KFN(sums) *acc, const int half_jsd) {
+                                                               int n, int grad_, KFN(sums) *acc, const int half_jsd,
+                                                               const int unit_t) {
     /* half_jsd (a constant where inlined): the row is JSD's half mixture with a gradient, the usual training row */
     const int form = half_jsd ? GKD_DIV_FORM_MIX : r->form, half = half_jsd || r->half;
     const int grad = half_jsd || grad_, jsd_gradient = half_jsd || r->jsd_gradient;
     VM valid = V_MASK_FIRST(n);
     VF zero = V_SET1(0.0f);
     VF sv = V_LOAD(s), tv = V_LOAD(t), ta, x;
-    KFN(logits)(r, tv, sv, &ta, &x);
+    KFN(logits)(r, tv, sv, &ta, &x, unit_t);
     VF a = V_SUB(ta, V_SET1(r->lt)), b = V_SUB(V_SUB(sv, V_SET1(r->max_s)), V_SET1(r->ls));
     VF p = V_MUL(V_LOAD(et), V_SET1(r->inv_zt)), q = V_MUL(V_LOAD(es), V_SET1(r->inv_zs));
     VM near = V_LT(V_ABS(x), V_SET1(0.5f));
@@ -382,6 +387,34 @@ static inline __attribute__((always_inline)) void KFN(entries)(const gkd_div_fas
     acc->g_hi = VD_FMA(qh, bh, acc->g_hi);
 }
 
+/* One vector of pass 1 (n valid lanes; unit_t: the teacher at temperature 1, a constant where inlined). */
+typedef struct {
+    KFN(dsum) zt, zs;
+    VF mt, ms, at, top_at;
+} KFN(norm_acc);
+
+static inline __attribute__((always_inline)) void KFN(norm_vector)(const gkd_div_fast_row *r, VF tv, VF sv, VF mss,
+                                                                    int n, float *et, float *es, KFN(norm_acc) *a,
+                                                                    const int unit_t) {
+    a->mt = V_MAX(a->mt, tv);
+    a->top_at = V_SEL(V_GT(sv, a->ms), a->at, a->top_at);
+    a->ms = V_MAX(a->ms, sv);
+    a->at = V_ADD(a->at, V_SET1((float)V_W));
+    VF tl = V_SET1(0.0f), th = tv;
+    if (!unit_t) th = KFN(teacher_scaled)(r, tv, &tl);
+    VF e_t = KFN(exp_diff)(th, V_SET1(r->m_hi), V_SUB(tl, V_SET1(r->m_lo)));
+    VF e_s = KFN(exp_diff)(sv, mss, V_SET1(0.0f));
+    if (n < V_W) { /* the padded last vector */
+        VM valid = V_MASK_FIRST(n);
+        e_t = V_SEL(valid, e_t, V_SET1(0.0f));
+        e_s = V_SEL(valid, e_s, V_SET1(0.0f));
+    }
+    V_STORE(et, e_t);
+    V_STORE(es, e_s);
+    KFN(dadd)(&a->zt, e_t);
+    KFN(dadd)(&a->zs, e_s);
+}
+
 /* Pass 1 over a row (row's comment): et, es, the normalisers' sums, the maxima and the student's top entry.
  * Returns 1 at a logit that is not finite. Its own function, as entries_loop. */
 static __attribute__((noinline)) int KFN(normalisers)(const gkd_div_fast_row *rp, const float *t, const float *s,
@@ -389,41 +422,30 @@ static __attribute__((noinline)) int KFN(normalisers)(const gkd_div_fast_row *rp
                                                       float *et, float *es, double *zt_sum, double *zs_sum,
                                                       float *max_t, float *max_s, int *top) {
     const gkd_div_fast_row r = *rp;
-    KFN(dsum) zt = {VD_SET1(0.0), VD_SET1(0.0)}, zs = zt;
-    VF mss = V_SET1(ref_s), mt = V_SET1(-INFINITY), ms = mt;
+    KFN(norm_acc) a;
+    a.zt.lo = a.zt.hi = VD_SET1(0.0);
+    a.zs = a.zt;
+    a.mt = a.ms = V_SET1(-INFINITY);
+    VF mss = V_SET1(ref_s);
     float lanes[V_W], idx[V_W];
     for (int i = 0; i < V_W; i++) lanes[i] = (float)i;
-    VF at = V_LOAD(lanes), top_at = at, step = V_SET1((float)V_W);
+    a.at = a.top_at = V_LOAD(lanes);
     /* A logit that is not finite makes its exponential NaN (the TwoSums below take inf - inf), and so the sums. */
-    for (int v = 0; v < V; v += V_W) {
-        int n = V - v < V_W ? V - v : V_W;
-        VF tv = V_LOAD(n < V_W ? tpad : t + v), sv = V_LOAD(n < V_W ? spad : s + v);
-        mt = V_MAX(mt, tv);
-        top_at = V_SEL(V_GT(sv, ms), at, top_at);
-        ms = V_MAX(ms, sv);
-        at = V_ADD(at, step);
-        VF tl, th = KFN(teacher_scaled)(&r, tv, &tl);
-        VF e_t = KFN(exp_diff)(th, V_SET1(r.m_hi), V_SUB(tl, V_SET1(r.m_lo)));
-        VF e_s = KFN(exp_diff)(sv, mss, V_SET1(0.0f));
-        if (n < V_W) { /* the padded last vector */
-            VM valid = V_MASK_FIRST(n);
-            e_t = V_SEL(valid, e_t, V_SET1(0.0f));
-            e_s = V_SEL(valid, e_s, V_SET1(0.0f));
-        }
-        V_STORE(et + v, e_t);
-        V_STORE(es + v, e_s);
-        KFN(dadd)(&zt, e_t);
-        KFN(dadd)(&zs, e_s);
-    }
-    *zt_sum = KFN(dtotal)(&zt);
-    *zs_sum = KFN(dtotal)(&zs);
+    int full = V / V_W * V_W;
+    if (r.ih == 1.0f && r.il == 0.0f)
+        for (int v = 0; v < full; v += V_W) KFN(norm_vector)(&r, V_LOAD(t + v), V_LOAD(s + v), mss, V_W, et + v, es + v, &a, 1);
+    else
+        for (int v = 0; v < full; v += V_W) KFN(norm_vector)(&r, V_LOAD(t + v), V_LOAD(s + v), mss, V_W, et + v, es + v, &a, 0);
+    if (full < V) KFN(norm_vector)(&r, V_LOAD(tpad), V_LOAD(spad), mss, V - full, et + full, es + full, &a, 0);
+    *zt_sum = KFN(dtotal)(&a.zt);
+    *zs_sum = KFN(dtotal)(&a.zs);
     if (!isfinite(*zt_sum) || !isfinite(*zs_sum)) return 1;
     float mx_t = -INFINITY, mx_s = -INFINITY;
     int tp = -1;
-    V_STORE(lanes, mt);
+    V_STORE(lanes, a.mt);
     for (int i = 0; i < V_W; i++) mx_t = lanes[i] > mx_t ? lanes[i] : mx_t;
-    V_STORE(lanes, ms);
-    V_STORE(idx, top_at);
+    V_STORE(lanes, a.ms);
+    V_STORE(idx, a.top_at);
     for (int i = 0; i < V_W; i++) mx_s = lanes[i] > mx_s ? lanes[i] : mx_s;
     for (int i = 0; i < V_W; i++) /* the pad lanes hold s[0] <= max_s at indices >= V: never the first */
         if (lanes[i] == mx_s && (tp < 0 || (int)idx[i] < tp)) tp = (int)idx[i];
@@ -445,14 +467,19 @@ static __attribute__((noinline)) void KFN(entries_loop)(const gkd_div_fast_row *
     KFN(sums) acc = *out;
     gkd_div_fast_row r = *rp;
     int full = V / V_W * V_W;
-    if (grad && r.form == GKD_DIV_FORM_MIX && r.half && r.jsd_gradient) {
-        for (int v = 0; v < full; v += V_W) KFN(entries)(&r, t + v, s + v, et + v, es + v, dst + v, V_W, 1, &acc, 1);
+    int half_jsd = grad && r.form == GKD_DIV_FORM_MIX && r.half && r.jsd_gradient;
+    if (half_jsd && r.ih == 1.0f && r.il == 0.0f) { /* and the teacher at temperature 1 */
+        for (int v = 0; v < full; v += V_W)
+            KFN(entries)(&r, t + v, s + v, et + v, es + v, dst + v, V_W, 1, &acc, 1, 1);
+    } else if (half_jsd) {
+        for (int v = 0; v < full; v += V_W)
+            KFN(entries)(&r, t + v, s + v, et + v, es + v, dst + v, V_W, 1, &acc, 1, 0);
     } else {
         for (int v = 0; v < full; v += V_W)
-            KFN(entries)(&r, t + v, s + v, et + v, es + v, grad ? dst + v : dpad, V_W, grad, &acc, 0);
+            KFN(entries)(&r, t + v, s + v, et + v, es + v, grad ? dst + v : dpad, V_W, grad, &acc, 0, 0);
     }
     if (full < V) { /* the row's last vector, from the padded copies */
-        KFN(entries)(&r, tpad, spad, et + full, es + full, dpad, V - full, grad, &acc, 0);
+        KFN(entries)(&r, tpad, spad, et + full, es + full, dpad, V - full, grad, &acc, 0, 0);
         if (grad) memcpy(dst + full, dpad, (size_t)(V - full) * sizeof *dst);
     }
     *out = acc;
