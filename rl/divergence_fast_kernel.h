@@ -416,7 +416,8 @@ static inline __attribute__((always_inline)) void KFN(norm_vector)(const gkd_div
 }
 
 /* Pass 1 over a row (row's comment): et, es, the normalisers' sums, the maxima and the student's top entry.
- * Returns 1 at a logit that is not finite. Its own function, as entries_loop. */
+ * Returns 1 at a logit that is not finite (the sums are NaN); a sum of +inf is an overflow against the
+ * reference, which the caller's check of the maxima repeats. Its own function, as entries_loop. */
 static __attribute__((noinline)) int KFN(normalisers)(const gkd_div_fast_row *rp, const float *t, const float *s,
                                                       int V, const float *tpad, const float *spad, float ref_s,
                                                       float *et, float *es, double *zt_sum, double *zs_sum,
@@ -439,7 +440,7 @@ static __attribute__((noinline)) int KFN(normalisers)(const gkd_div_fast_row *rp
     if (full < V) KFN(norm_vector)(&r, V_LOAD(tpad), V_LOAD(spad), mss, V - full, et + full, es + full, &a, 0);
     *zt_sum = KFN(dtotal)(&a.zt);
     *zs_sum = KFN(dtotal)(&a.zs);
-    if (!isfinite(*zt_sum) || !isfinite(*zs_sum)) return 1;
+    if (isnan(*zt_sum) || isnan(*zs_sum)) return 1; /* +inf: an exponential overflowed (the caller repeats) */
     float mx_t = -INFINITY, mx_s = -INFINITY;
     int tp = -1;
     V_STORE(lanes, a.mt);
@@ -583,6 +584,7 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         ref_t = max_t;
         ref_s = max_s;
     }
+    if (!isfinite(zt_sum) || !isfinite(zs_sum)) return 1;
     float max_s_ref = ref_s;
     double lt = log(zt_sum), ls = log(zs_sum), c = ((double)max_s_ref + ls) - (mtt + lt);
     r.lt = (float)lt;

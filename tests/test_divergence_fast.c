@@ -236,6 +236,29 @@ int main(void) {
         }
         free(bt), free(bs), free(g1), free(g2);
     }
+    /* A logit 100 above every one the float path samples for its reference (every 15th of 1000): its
+     * exponential relative to the reference would overflow float, so the path must redo its first pass with
+     * the row's maxima and still compute the row itself (not hand it over), within the tolerance. */
+    {
+        enum { NV = 1000 };
+        float *bt = malloc(2 * NV * sizeof *bt), *bs = malloc(2 * NV * sizeof *bs);
+        make_rows(&rng, 0, 2, NV, bt, bs);
+        for (int i = 0; i < 2 * NV; i++) bt[i] -= 50.0f, bs[i] -= 50.0f;
+        bt[7] = 50.0f;      /* row 0: the teacher's spike */
+        bs[NV + 22] = 50.0f; /* row 1: the student's */
+        unsigned long long rows0, exact0, rows1, exact1;
+        gkd_div_fast_counts(&rows0, &exact0);
+        static const char *const spiked[] = {"jsd", "forward_kl", "reverse_kl"};
+        for (size_t i = 0; i < 3; i++) {
+            gkd_divergence sd;
+            CHECK(gkd_divergence_parse(spiked[i], &sd) == GKD_OK);
+            compare(&sd, bt, bs, 2, NV, "spike 100 above the sampled logits");
+        }
+        gkd_div_fast_counts(&rows1, &exact1);
+        CHECKF(exact1 - exact0 == 0, "rows with a spike: %llu of %llu handed to the exact path", exact1 - exact0,
+               rows1 - rows0);
+        free(bt), free(bs);
+    }
     /* without AVX2 (forced here) the float setting takes the exact path, bit for bit */
     setenv("GKD_DIVERGENCE_ISA", "exact", 1);
     s[7] = 0.5f;
