@@ -551,7 +551,8 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
      * lane keeps the index of its first maximum, as a float: exact below 2^24 entries) and any logit that is
      * not finite. The references are the largest of up to 64 logits spread over the row, not the row's
      * largest (that would take a pass of its own): exp(l - ref) then reaches at most e^60 (checked after the
-     * pass; beyond, the pass is repeated with the row's maxima), so the sums and their inverses stay well
+     * pass; beyond, and so also where an exponential overflowed, the pass is repeated with the row's maxima
+     * as references), so the sums and their inverses stay well
      * inside float's range for V < 2^24, and an entry's exponential is subnormal only where its probability
      * is below e^-87 anyway. */
     float ref_t = -INFINITY, ref_s = -INFINITY;
