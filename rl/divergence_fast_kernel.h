@@ -19,14 +19,19 @@
  * VD_HSUM(v) -> double, and V_TO_D_LO / V_TO_D_HI / V_FROM_D between a float vector and two double halves. */
 
 
-/* e^(x + lo) for x <= 0 (x = -inf gives 0) and a small correction lo (|lo| <= ulp(x)), inline: n = round(x /
- * ln 2), r = x - n ln 2 + lo (ln 2 in two parts, so r is exact to about one rounding), e^r by its Taylor
- * polynomial to r^7 (|r| <= ln2/2: the rest is below 1e-8 of the value), times 2^n by V_SCALE2 (which
- * rounds once into the subnormals). Within 2 ulp of e^(x + lo) (tests/test_divergence_fast.c checks every
- * consumer against the exact path). Inline, unlike a library call, so the registers live across it are not
- * spilled. With lo, an argument that is a difference of two logits keeps its accuracy: rounding x = a - b
- * alone would cost |x| 6e-8 of the result's relative accuracy, 1.2e-6 at x = -20. */
-static inline VF KFN(exp_poly)(VF n, VF r) {
+/* e^(x + lo) for x up to 88 (x = -inf gives 0; the normalisers' arguments reach 60) and a small correction
+ * lo (|lo| <= ulp(x)), inline: n = round(x / ln 2), r = x - n ln 2 + lo (ln 2 in two parts, so r is exact to
+ * about one rounding), e^r by its Taylor polynomial to r^7 (|r| <= ln2/2: the rest is below 1e-8 of the
+ * value), times 2^n by V_SCALE2 (which rounds once into the subnormals). Within 2 ulp of e^(x + lo)
+ * (tests/test_divergence_fast.c checks every consumer against the exact path). Inline, unlike a library
+ * call, so the registers live across it are not spilled. With lo, an argument that is a difference of two
+ * logits keeps its accuracy: rounding x = a - b alone would cost |x| 6e-8 of the result's relative accuracy,
+ * 1.2e-6 at x = -20. */
+static inline VF KFN(exp_neg_lo)(VF x, VF lo) {
+    x = V_MAX(x, V_SET1(-110.0f)); /* e^-110 is below the smallest subnormal */
+    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
+    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
+    r = V_ADD(V_FMA(n, V_SET1(2.12194440e-4f), r), lo);
     VF p = V_SET1(1.0f / 5040.0f);
     p = V_FMA(p, r, V_SET1(1.0f / 720.0f));
     p = V_FMA(p, r, V_SET1(1.0f / 120.0f));
@@ -38,24 +43,12 @@ static inline VF KFN(exp_poly)(VF n, VF r) {
     return V_SCALE2(p, n);
 }
 
-static inline VF KFN(exp_neg_lo)(VF x, VF lo) {
-    x = V_MAX(x, V_SET1(-110.0f)); /* e^-110 is below the smallest subnormal */
-    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
-    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
-    r = V_ADD(V_FMA(n, V_SET1(2.12194440e-4f), r), lo);
-    return KFN(exp_poly)(n, r);
-}
-
-/* e^x, as exp_neg_lo without the correction. */
+/* e^x: exp_neg_lo without a correction (r + 0 is r, but for -0 becoming +0, whose e^r is the same 1). */
 static inline VF KFN(exp_neg)(VF x) {
-    x = V_MAX(x, V_SET1(-110.0f));
-    VF n = V_ROUND(V_MUL(x, V_SET1(1.44269504f)));
-    VF r = V_FMA(n, V_SET1(-0.693359375f), x);
-    r = V_FMA(n, V_SET1(2.12194440e-4f), r);
-    return KFN(exp_poly)(n, r);
+    return KFN(exp_neg_lo)(x, V_SET1(0.0f));
 }
 
-/* e^(a - b + lo) for a - b + lo <= 0: a - b by TwoSum, its rounding error added to lo. */
+/* e^(a - b + lo), as exp_neg_lo: a - b by TwoSum, its rounding error added to lo. */
 static inline VF KFN(exp_diff)(VF a, VF b, VF lo) {
     VF d = V_SUB(a, b), bb = V_SUB(d, a);
     VF e = V_SUB(V_SUB(a, V_SUB(d, bb)), V_ADD(b, bb));
@@ -176,7 +169,7 @@ static inline void KFN(half_mixture)(VF p, VF q, VF x, VM near, VF fwd_near, VF 
     *kl_qm = V_SEL(near, V_FNMA(q, lc, V_MUL(half, rev_near)), V_FNMA(q, smx, V_SUB(zero, half_d)));
 }
 
-/* The teacher's part alone (the normaliser pass needs no log ratio): t/T as hi + *lo. */
+/* The teacher's scaled logit t/T as hi + *lo: the product with T's reciprocal, exact, and its low part. */
 static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
     VF ih = V_SET1(r->ih), p1 = V_MUL(tv, ih);
     *lo = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
@@ -189,11 +182,7 @@ static inline VF KFN(teacher_scaled)(const gkd_div_fast_row *r, VF tv, VF *lo) {
  * floats, so that large logits (30 and more) lose nothing to their differences. */
 static inline void KFN(logits)(const gkd_div_fast_row *r, VF tv, VF sv, VF *ta, VF *x, const int unit_t) {
     VF p1 = tv, low = V_SET1(0.0f); /* unit_t (T = 1, a constant where inlined): t/T is t, exactly */
-    if (!unit_t) {
-        VF ih = V_SET1(r->ih);
-        p1 = V_MUL(tv, ih);
-        low = V_ADD(V_FMA(tv, ih, V_SUB(V_SET1(0.0f), p1)), V_MUL(tv, V_SET1(r->il)));
-    }
+    if (!unit_t) p1 = KFN(teacher_scaled)(r, tv, &low);
     *ta = V_ADD(V_SUB(p1, V_SET1(r->m_hi)), V_SUB(low, V_SET1(r->m_lo)));
     VF mp1 = V_SUB(V_SET1(0.0f), p1), d = V_ADD(sv, mp1), bb = V_SUB(d, sv);
     VF e2 = V_ADD(V_SUB(sv, V_SUB(d, bb)), V_SUB(mp1, bb));
@@ -586,11 +575,10 @@ static int KFN(row)(const gkd_div_fast_row *rs, const float *t, const float *s, 
         ref_s = max_s;
     }
     if (!isfinite(zt_sum) || !isfinite(zs_sum)) return 1;
-    float max_s_ref = ref_s;
-    double lt = log(zt_sum), ls = log(zs_sum), c = ((double)max_s_ref + ls) - (mtt + lt);
+    double lt = log(zt_sum), ls = log(zs_sum), c = ((double)ref_s + ls) - (mtt + lt);
     r.lt = (float)lt;
     r.ls = (float)ls;
-    r.max_s = max_s_ref;
+    r.max_s = ref_s;
     r.c = c;
     r.c_hi = (float)c;
     r.c_lo = (float)(c - (double)r.c_hi);
